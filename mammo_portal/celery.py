@@ -1,0 +1,11 @@
+"""The Celery application: configured from Django settings, tasks autodiscovered."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
+
+app = Celery("mammo_portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from screening.views import manage, pages, queue, status
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("worklist/", pages.worklist, name="worklist"),
+    path("cases/", pages.case_list, name="case-list"),
+    path("cases/<int:case_id>/", pages.case_detail, name="case-detail"),
+    path("cases/<int:case_id>/read/", pages.case_read, name="case-read"),
+    path("cases/<int:case_id>/ai-status/", status.case_ai_status, name="case-ai-status"),
+    path("worklist/ai-status/", status.worklist_ai_status, name="worklist-ai-status"),
+    path("queue/", queue.queue, name="ai-queue"),
+    path("ai-results/<int:result_id>/retry/", queue.retry, name="ai-retry"),
+    path("images/<int:image_id>/file/", pages.image_file, name="image-file"),
+    path("ai-results/<int:result_id>/heatmap/", pages.heatmap_file, name="heatmap-file"),
+    path("audit/", pages.audit_trail, name="audit-trail"),
+    path("upload/", manage.upload, name="upload"),
+    path("studies/", manage.study_list, name="study-list"),
+    path("models/", manage.model_versions, name="model-versions"),
+    path("models/<int:version_id>/activate/", manage.activate_model, name="model-activate"),
+    path("api/", include("screening.api.urls")),
+    path("admin/", admin.site.urls),
+]

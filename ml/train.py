@@ -1,0 +1,463 @@
+"""Train one classifier and write a run directory that is also a model artifact.
+
+    python -m ml.train --arch custom_cnn --data ../shared/data/mini-mias --target abnormal \
+        --out runs/cnn-mias
+
+The run directory holds ``config.json``, ``model.keras``, ``history.csv``, ``metrics.json``,
+plots, ``manifest.json`` and ``MODEL_CARD.md``. Training sees only the training split; the
+best epoch is chosen on validation AUC; the threshold is chosen on validation; the test
+split is touched once, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.config import ARCHITECTURES, TARGETS, ModelConfig, PatchConfig, SplitConfig, TrainConfig
+
+CHECKPOINT = "checkpoint.keras"
+
+
+@dataclass
+class TrainingData:
+    """Training source plus in-memory validation and test patches (five-class labels)."""
+
+    train: Any  # tf.data.Dataset of (uint8 image, label) or (images, labels) arrays
+    train_labels: np.ndarray
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    description: dict[str, Any]
+    test_groups: np.ndarray | None = None
+    val_groups: np.ndarray | None = None
+    split: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _cache_key(cfg: TrainConfig) -> str:
+    labels = Path(cfg.data) / "labels.csv"
+    stamp = [str(labels.resolve()), labels.stat().st_size, labels.stat().st_mtime_ns]
+    blob = json.dumps([asdict(cfg.patches), asdict(cfg.split), stamp], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """Where extracted patches are cached: ``$MAMMO_CACHE_DIR`` or ``runs/cache``."""
+    return Path(os.environ.get("MAMMO_CACHE_DIR", "runs/cache"))
+
+
+def load_mias(cfg: TrainConfig, cache_root: Path | None = None) -> TrainingData:
+    from ml.data import PatchSet, mias_split_patches
+
+    cache = (cache_root or cache_dir()) / f"mias-patches-{_cache_key(cfg)}.npz"
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        sets = {
+            k: PatchSet(z[f"{k}_images"], z[f"{k}_labels"], list(z[f"{k}_refs"]))
+            for k in ("train", "val", "test")
+        }
+        split = json.loads(str(z["split"]))
+    else:
+        sets, split = mias_split_patches(cfg.data, cfg.patches, cfg.split)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = {"split": json.dumps(split)}
+        for k, s in sets.items():
+            arrays[f"{k}_images"] = s.images
+            arrays[f"{k}_labels"] = s.labels
+            arrays[f"{k}_refs"] = np.array(s.refnums)
+        np.savez(cache, **arrays)
+    description = {
+        "source": "mini-MIAS (Suckling et al. 1994), 258 films of 129 women, research use",
+        "layout": "mini-mias",
+        "path": str(cfg.data),
+        "patches": asdict(cfg.patches),
+        "split": asdict(cfg.split),
+        "split_unit": "patient (film N belongs to patient (N+1)//2), stratified by abnormal",
+        "patients": {k: len(v) for k, v in split.items()},
+        "test_patients": split["test"],
+        "val_patients": split["val"],
+        "patch_counts": {
+            k: {"total": len(s), "by_label": np.bincount(s.labels, minlength=5).tolist()}
+            for k, s in sets.items()
+        },
+    }
+    return TrainingData(
+        train=(sets["train"].images, sets["train"].labels),
+        train_labels=sets["train"].labels,
+        val=(sets["val"].images, sets["val"].labels),
+        test=(sets["test"].images, sets["test"].labels),
+        description=description,
+        test_groups=sets["test"].patients,
+        val_groups=sets["val"].patients,
+        split=split,
+    )
+
+
+def load_ddsm(cfg: TrainConfig) -> TrainingData:
+    from ml.data import ddsm_tfrecord_dataset, ddsm_tfrecord_labels, find_ddsm_files, load_ddsm_npy
+
+    files = find_ddsm_files(cfg.data)
+    if not files.train_records or files.val is None or files.test is None:
+        raise SystemExit(
+            f"{cfg.data}: expected *.tfrecords for training plus cv*/val* and test* "
+            "*_data.npy/*_labels.npy pairs (the Kaggle DDSM Mammography layout)"
+        )
+    labels = ddsm_tfrecord_labels(files.train_records)
+    return TrainingData(
+        train=ddsm_tfrecord_dataset(files.train_records),
+        train_labels=labels,
+        val=load_ddsm_npy(*files.val),
+        test=load_ddsm_npy(*files.test),
+        description={
+            "source": "Kaggle DDSM Mammography patches (CBIS-DDSM derived), 299x299",
+            "layout": "ddsm",
+            "path": str(cfg.data),
+            "train_records": [p.name for p in files.train_records],
+            "validation": files.val[0].name,
+            "test": files.test[0].name,
+            "train_count": int(len(labels)),
+        },
+    )
+
+
+def load_training_data(cfg: TrainConfig) -> TrainingData:
+    from ml.data import is_mias_folder
+
+    return load_mias(cfg) if is_mias_folder(cfg.data) else load_ddsm(cfg)
+
+
+def fit(
+    model: Any,
+    train_ds: Any,
+    val_ds: Any,
+    cfg: TrainConfig,
+    out: Path,
+    epochs: int,
+    learning_rate: float,
+    class_weight: dict[int, float] | None,
+    initial_epoch: int = 0,
+) -> dict[str, list[float]]:
+    """Adam + binary cross-entropy, checkpoint on best validation AUC, early stopping."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        run_eagerly=cfg.run_eagerly,
+    )
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            out / CHECKPOINT, monitor="val_auc", mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
+        ),
+        keras.callbacks.CSVLogger(out / "history.csv", append=initial_epoch > 0),
+    ]
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=cfg.steps_per_epoch,
+        class_weight=class_weight,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+    )
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def predict_arrays(model: Any, images: np.ndarray, cfg: TrainConfig, method: str) -> np.ndarray:
+    from ml.data import make_dataset
+
+    ds = make_dataset(
+        (images, np.zeros(len(images), np.int32)),
+        target=cfg.target,
+        preprocessing=method,
+        input_size=cfg.model.input_size,
+        batch_size=cfg.batch_size,
+    )
+    return np.concatenate([np.asarray(model(x, training=False)).reshape(-1) for x, _ in ds])
+
+
+def run(cfg: TrainConfig) -> Path:
+    """Train, pick the threshold on validation, evaluate on test, write the artifact."""
+    import keras
+
+    from ml.data import class_weights, make_dataset, to_target
+    from ml.models import PREPROCESSING, build_model, set_base_trainable
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    keras.utils.set_random_seed(cfg.seed)
+    started = time.time()
+
+    data = load_training_data(cfg)
+    method = PREPROCESSING[cfg.model.arch]
+    common = {
+        "target": cfg.target,
+        "preprocessing": method,
+        "input_size": cfg.model.input_size,
+        "batch_size": cfg.batch_size,
+    }
+    train_ds = make_dataset(
+        data.train,
+        augment=cfg.augment,
+        shuffle=True,
+        seed=cfg.seed,
+        repeat=cfg.steps_per_epoch is not None,
+        **common,
+    )
+    val_ds = make_dataset(data.val, **common)
+    weights = class_weights(to_target(data.train_labels, cfg.target)) if cfg.class_weights else None
+
+    model = build_model(cfg.model)
+    history = fit(model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights)
+    if cfg.fine_tune_epochs and cfg.model.arch != "custom_cnn":
+        set_base_trainable(model, True)
+        more = fit(
+            model,
+            train_ds,
+            val_ds,
+            cfg,
+            out,
+            cfg.fine_tune_epochs,
+            cfg.fine_tune_learning_rate,
+            weights,
+            initial_epoch=len(history["loss"]),
+        )
+        for k, v in more.items():
+            history.setdefault(k, []).extend(v)
+    ckpt = out / CHECKPOINT
+    best = keras.saving.load_model(ckpt, compile=False) if ckpt.is_file() else model
+    return finalise(cfg, best, data, history, time.time() - started)
+
+
+def read_history(out: Path) -> dict[str, list[float]]:
+    import csv
+
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+
+
+def finalise(
+    cfg: TrainConfig,
+    best: Any,
+    data: TrainingData,
+    history: dict[str, list[float]],
+    train_seconds: float | None,
+) -> Path:
+    """Evaluate the best model (threshold on validation, figures on test), write the artifact.
+
+    Separate from training so a run stopped early can be finished from its checkpoint
+    (``python -m ml.train --finalise RUN_DIR``).
+    """
+    from ml.artifacts import MODEL_CARD, MODEL_FILE, Manifest, save_artifact, write_manifest
+    from ml.evaluate import evaluate_patches, film_level, model_card
+    from ml.metrics import plot_history
+    from ml.models import GRADCAM_LAYER, PREPROCESSING
+
+    out = Path(cfg.out_dir)
+    started = time.time() - (train_seconds or 0.0)
+    method = PREPROCESSING[cfg.model.arch]
+    data.description["training"] = {
+        "epochs_max": cfg.epochs,
+        "epochs_run": len(history.get("loss", [])),
+        "fine_tune_epochs": cfg.fine_tune_epochs,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "patience": cfg.patience,
+        "augment": cfg.augment,
+        "class_weights": cfg.class_weights,
+        "weights": cfg.model.weights,
+        "seed": cfg.seed,
+    }
+    plot_history(history, out / "training_curves.png")
+    ckpt = out / CHECKPOINT
+    patch = evaluate_patches(best, data, cfg, method, out)
+    metrics: dict[str, Any] = {"patch": patch}
+    if train_seconds is not None:
+        metrics["train_seconds"] = round(train_seconds, 1)
+    manifest = Manifest(
+        architecture=cfg.model.arch,
+        version=cfg.version,
+        target=cfg.target,
+        input_size=cfg.model.input_size,
+        threshold=patch["threshold"],
+        metrics=metrics,
+        sha256="",
+        preprocessing={
+            "method": method,
+            "channels": "grayscale replicated to 3 channels as pixel values",
+            "intensity": "0..255 (see ml.predictor.to_0_255)",
+            "internal_size": cfg.model.internal_size,
+            "gradcam_layer": GRADCAM_LAYER[cfg.model.arch],
+            "patch_size": cfg.model.input_size,
+            "stride": cfg.model.input_size // 2,
+            "pixel_spacing_mm": 0.2,
+            "default_long_side": 1024,
+            "min_breast_fraction": 0.2,
+            "aggregation": "max",
+            "batch_size": 16,
+        },
+        training_data=data.description,
+        model_file=MODEL_FILE,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        thresholds={
+            f"patch_sensitivity_{cfg.target_sensitivity:.2f}": patch["threshold"],
+            "default": 0.5,
+        },
+    )
+    save_artifact(best, out, manifest)
+    if ckpt.is_file():
+        ckpt.unlink()
+    if data.split:
+        from ml.predictor import Predictor
+
+        predictor = Predictor(best, manifest, out)
+        metrics["image"] = film_level(predictor, cfg.data, data.split, cfg, out)
+        # the app scores whole images, so their threshold is the one it applies
+        manifest.thresholds["image_level"] = metrics["image"]["threshold"]
+        manifest.threshold = metrics["image"]["threshold"]
+    if train_seconds is not None:
+        metrics["total_seconds"] = round(time.time() - started, 1)
+    manifest.metrics = metrics
+    write_manifest(out, manifest)  # the model file, and so its sha256, is unchanged
+    (out / MODEL_CARD).write_text(model_card(manifest, history))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__.split("\n")[0])
+    p.add_argument("--arch", choices=ARCHITECTURES, default="custom_cnn")
+    p.add_argument("--data", required=True, help="mini-MIAS folder or DDSM folder")
+    p.add_argument("--target", choices=TARGETS, default="abnormal")
+    p.add_argument("--out", default=None, help="run directory (default runs/<arch>-<target>)")
+    p.add_argument("--weights", default=None, help='"imagenet", a local .weights.h5, or none')
+    p.add_argument("--input-size", type=int, default=299)
+    p.add_argument("--internal-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--fine-tune-epochs", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--lesion-crops", type=int, default=PatchConfig.lesion_crops)
+    p.add_argument("--normal-tiles", type=int, default=PatchConfig.normal_tiles_per_film)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--target-sensitivity", type=float, default=0.90)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--split-seed", type=int, default=SplitConfig.seed)
+    p.add_argument("--version", default="0.0.0")
+    p.add_argument(
+        "--kfold", type=int, default=0, help="k-fold cross-validation by patient (mini-MIAS)"
+    )
+    p.add_argument("--verbose", type=int, default=1)
+    a = p.parse_args(argv)
+    weights = None if a.weights in (None, "none", "None") else a.weights
+    return TrainConfig(
+        model=ModelConfig(a.arch, a.input_size, weights, a.internal_size),
+        patches=PatchConfig(
+            patch_size=a.input_size,
+            lesion_crops=a.lesion_crops,
+            normal_tiles_per_film=a.normal_tiles,
+        ),
+        split=SplitConfig(seed=a.split_seed, folds=a.kfold),
+        data=a.data,
+        target=a.target,
+        out_dir=a.out or f"runs/{a.arch}-{a.target}",
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.lr,
+        patience=a.patience,
+        fine_tune_epochs=a.fine_tune_epochs,
+        steps_per_epoch=a.steps_per_epoch,
+        augment=not a.no_augment,
+        target_sensitivity=a.target_sensitivity,
+        seed=a.seed,
+        version=a.version,
+        verbose=a.verbose,
+    )
+
+
+def cross_validate(cfg: TrainConfig) -> dict[str, Any]:
+    """Train one model per patient fold; each fold is a full run under ``out/fold<i>``."""
+    import copy
+
+    k = cfg.split.folds
+    root = Path(cfg.out_dir)
+    folds = []
+    for i in range(k):
+        fold_cfg = copy.deepcopy(cfg)
+        fold_cfg.split.fold = i
+        fold_cfg.out_dir = str(root / f"fold{i}")
+        metrics = json.loads((run(fold_cfg) / "metrics.json").read_text())
+        entry = {"fold": i, "patch_auc": metrics["patch"]["test"]["auc"]}
+        if "image" in metrics:
+            entry["image_auc"] = metrics["image"]["test"]["auc"]
+        folds.append(entry)
+    summary: dict[str, Any] = {"folds": folds}
+    for key in ("patch_auc", "image_auc"):
+        values = [f[key] for f in folds if key in f]
+        if values:
+            summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+    (root / "kfold.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def finalise_run(run_dir: str | Path) -> Path:
+    """Finish a run whose training stopped: evaluate its best checkpoint and write it out."""
+    import keras
+
+    out = Path(run_dir)
+    cfg = TrainConfig.load(out / "config.json")
+    cfg.out_dir = str(out)
+    model = keras.saving.load_model(out / CHECKPOINT, compile=False)
+    history = read_history(out)
+    data = load_training_data(cfg)
+    return finalise(cfg, model, data, history, None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(argv) if argv is not None else None
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--finalise"]:
+        out = finalise_run(args[1])
+    else:
+        cfg = parse_args(argv)
+        if cfg.split.folds > 1:
+            summary = cross_validate(cfg)
+            for key in ("patch_auc", "image_auc"):
+                if key in summary:
+                    s = summary[key]
+                    print(f"{key}: {s['mean']:.3f} ± {s['sd']:.3f} over {cfg.split.folds} folds")
+            return
+        out = run(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["patch"]["test"]
+    lo, hi = test["auc_ci95"]
+    print(f"\nrun written to {out}")
+    print(f"patch test AUC {test['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f})")
+    if "image" in metrics:
+        img = metrics["image"]["test"]
+        print(
+            f"image test AUC {img['auc']:.3f} (95% CI {img['auc_ci95'][0]:.3f}-{img['auc_ci95'][1]:.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

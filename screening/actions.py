@@ -1,0 +1,558 @@
+"""The business verbs of screening, shared by pages, API, management commands and tasks.
+
+Each verb authorises nothing (callers do), writes its rows and audit event in one
+transaction, and raises a domain error the caller turns into a clear response.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from . import events, inference
+from .choices import (
+    BIRADS_FOR_DECISION,
+    READABLE_STATUSES,
+    AIStatus,
+    Architecture,
+    CaseStatus,
+    Decision,
+    Modality,
+    ReadKind,
+    RiskBand,
+    SourceFormat,
+)
+from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
+from .models import AIResult, Case, Image, ModelVersion, Patient, Read, Study
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A refusal the user can act on; ``status`` is the HTTP status it maps to."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class Conflict(DomainError):
+    status = HTTPStatus.CONFLICT
+
+
+class UploadedFile(Protocol):
+    name: str
+    size: int
+
+    def read(self) -> bytes: ...
+
+
+# --- Upload -------------------------------------------------------------------------
+
+
+@dataclass
+class FileResult:
+    position: int
+    name: str
+    accepted: bool
+    message: str
+    code: str = "accepted"
+    status: int = HTTPStatus.CREATED
+    image_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "accepted": self.accepted,
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+            "image_id": self.image_id,
+        }
+
+
+@dataclass
+class StudySpec:
+    """Where an upload goes: a new study (and case) or an existing one."""
+
+    accession_number: str
+    new_study: bool = True
+    patient_pseudonym: str = ""
+    study_date: dt.date | None = None
+    modality: str = Modality.MG
+    birth_year: int | None = None
+    synthetic: bool = False
+    outcome: str = ""
+
+
+@dataclass
+class UploadRefused(DomainError):
+    """The whole upload was refused; ``results`` says why for each file."""
+
+    message: str
+    results: list[FileResult] = field(default_factory=list)
+    status: int = HTTPStatus.BAD_REQUEST
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.message)
+
+
+@dataclass
+class UploadAccepted:
+    study: Study
+    results: list[FileResult]
+
+
+def upload_study(
+    actor: AbstractBaseUser, spec: StudySpec, files: list[UploadedFile]
+) -> UploadAccepted:
+    """Store every file of an upload, or none of them.
+
+    All-or-nothing on purpose: a screening study read with a view missing is worse
+    than a study not yet uploaded, so one bad file refuses the whole upload and the
+    per-file results tell the admin exactly what to fix.
+    """
+    if not files:
+        raise UploadRefused("No files were uploaded.")
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise UploadRefused(
+            f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
+        )
+    inspected, results = _inspect_all(files)
+    rejected = [r for r in results if not r.accepted]
+    if rejected:
+        _refuse(actor, results, rejected)
+    try:
+        return _store(actor, spec, files, inspected, results)
+    except UploadRefused as refusal:
+        for result in results:
+            result.accepted, result.code, result.status = False, "not_stored", refusal.status
+            result.message = "Valid, but not stored: " + refusal.message
+        refusal.results = results
+        events.upload_rejected(actor, [{"position": -1, "code": "study", "status": refusal.status}])
+        raise
+
+
+def _inspect_all(files: list[UploadedFile]) -> tuple[list[InspectedImage], list[FileResult]]:
+    inspected: list[InspectedImage] = []
+    results: list[FileResult] = []
+    seen: dict[str, int] = {}
+    for position, upload in enumerate(files):
+        name = upload.name or f"file {position + 1}"
+        try:
+            image = inspect_image(name, upload.size, upload.read)
+            if image.sha256 in seen:
+                raise FileRejected(
+                    "duplicate",
+                    f"Same content as {files[seen[image.sha256]].name} in this upload.",
+                    HTTPStatus.CONFLICT,
+                )
+            existing = Image.objects.filter(sha256=image.sha256).values_list("study_id", flat=True)
+            if existing:
+                raise FileRejected(
+                    "duplicate",
+                    f"This image is already stored (study {existing[0]}).",
+                    HTTPStatus.CONFLICT,
+                )
+        except FileRejected as rejection:
+            results.append(
+                FileResult(
+                    position, name, False, rejection.message, rejection.code, rejection.status
+                )
+            )
+            continue
+        seen[image.sha256] = position
+        inspected.append(image)
+        results.append(FileResult(position, name, True, "Ready to store."))
+    return inspected, results
+
+
+def _refuse(actor: AbstractBaseUser, results: list[FileResult], rejected: list[FileResult]) -> None:
+    for result in results:
+        if result.accepted:
+            result.accepted, result.code, result.status = False, "not_stored", HTTPStatus.OK
+            result.message = "Valid, but not stored because another file was refused."
+    statuses = {r.status for r in rejected}
+    status = statuses.pop() if len(statuses) == 1 else HTTPStatus.BAD_REQUEST
+    events.upload_rejected(
+        actor, [{"position": r.position, "code": r.code, "status": r.status} for r in rejected]
+    )
+    log.info("Upload refused: %d of %d files rejected", len(rejected), len(results))
+    names = ", ".join(f"{r.name} ({r.message})" for r in rejected)
+    raise UploadRefused(f"Upload refused, nothing was stored. Rejected: {names}", results, status)
+
+
+def _store(
+    actor: AbstractBaseUser,
+    spec: StudySpec,
+    files: list[UploadedFile],
+    inspected: list[InspectedImage],
+    results: list[FileResult],
+) -> UploadAccepted:
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            study = _study_for(spec, inspected[0].source_format)
+            images = []
+            for upload, image, result in zip(files, inspected, results, strict=True):
+                laterality, view = view_from_name(upload.name or "")
+                row = Image(
+                    study=study,
+                    laterality=laterality,
+                    view=view,
+                    width=image.width,
+                    height=image.height,
+                    bit_depth=image.bit_depth,
+                    sha256=image.sha256,
+                )
+                row.file.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
+                written.append(row.file.name)
+                row.save()
+                images.append(row)
+                result.image_id, result.message = row.pk, "Stored."
+            events.study_uploaded(actor, study, [i.pk for i in images])
+            request_inference(study)
+    except IntegrityError:
+        _delete_files(written)
+        raise UploadRefused(
+            "Another upload stored the same study or image at the same moment; nothing was "
+            "stored from this one.",
+            results,
+            HTTPStatus.CONFLICT,
+        ) from None
+    except BaseException:
+        _delete_files(written)
+        raise
+    log.info("Stored %d images in study %s (case %s)", len(images), study.pk, study.case_id)
+    return UploadAccepted(study=study, results=results)
+
+
+def _study_for(spec: StudySpec, source_format: str) -> Study:
+    accession = spec.accession_number.strip()
+    if not accession:
+        raise UploadRefused("An accession number is required.")
+    if not spec.new_study:
+        study = (
+            Study.objects.select_for_update()
+            .select_related("case")
+            .filter(accession_number=accession)
+            .first()
+        )
+        if study is None:
+            raise UploadRefused(
+                "Unknown accession number: no such study.", status=HTTPStatus.NOT_FOUND
+            )
+        if study.case.reads.exists() or study.case.status == CaseStatus.CLOSED:
+            raise UploadRefused(
+                "This case is already being read; images can no longer be added.",
+                status=HTTPStatus.CONFLICT,
+            )
+        return study
+    if Study.objects.filter(accession_number=accession).exists():
+        raise UploadRefused(
+            "A study with this accession number already exists; add to it instead.",
+            status=HTTPStatus.CONFLICT,
+        )
+    if not spec.patient_pseudonym.strip():
+        raise UploadRefused("A patient pseudonym is required for a new study.")
+    patient, _ = Patient.objects.get_or_create(
+        pseudonym=spec.patient_pseudonym.strip(), defaults={"birth_year": spec.birth_year}
+    )
+    case = Case.objects.create(patient=patient, is_synthetic=spec.synthetic, outcome=spec.outcome)
+    return Study.objects.create(
+        case=case,
+        accession_number=accession,
+        modality=spec.modality,
+        study_date=spec.study_date or timezone.localdate(),
+        source_format=SourceFormat.SYNTHETIC if spec.synthetic else source_format,
+    )
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.exception("Could not remove orphan file %s", name)
+
+
+# --- Worklist -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorklistFilter:
+    status: str = ""
+    band: str = ""
+    include_awaiting_ai: bool = True
+
+
+def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> QuerySet[Case]:
+    """Cases this reader can act on: highest AI risk first, then longest waiting.
+
+    A reader never second-reads a case they read first (independent double reading);
+    cases still awaiting AI stay readable so an AI outage never stops screening.
+    """
+    flt = flt or WorklistFilter()
+    statuses = [
+        s for s in READABLE_STATUSES if flt.include_awaiting_ai or s != CaseStatus.AWAITING_AI
+    ]
+    if flt.status:
+        statuses = [s for s in statuses if s == flt.status]
+    already_read = Read.objects.filter(case=OuterRef("pk"), reader=user)
+    cases = (
+        Case.objects.filter(status__in=statuses)
+        .exclude(Q(status=CaseStatus.FIRST_READ_DONE) & Exists(already_read))
+        .select_related("patient", "ai_result__model_version")
+    )
+    cases = _filter_band(cases, flt.band)
+    return cases.order_by("-triage_priority", "received_at", "pk")
+
+
+def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:
+    if band == RiskBand.PENDING:
+        return cases.filter(ai_score__isnull=True)
+    threshold = F("ai_result__model_version__threshold")
+    if band == RiskBand.HIGH:
+        return cases.filter(ai_score__gte=threshold)
+    if band == RiskBand.INTERMEDIATE:
+        return cases.filter(ai_score__lt=threshold, ai_score__gte=threshold / 2)
+    if band == RiskBand.LOW:
+        return cases.filter(ai_score__lt=threshold / 2)
+    return cases
+
+
+def next_case(user: AbstractBaseUser, after: Case | None = None) -> Case | None:
+    cases = worklist(user)
+    if after is not None:
+        cases = cases.exclude(pk=after.pk)
+    return cases.first()
+
+
+# --- Reads --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadInput:
+    decision: str
+    birads: int
+    reason: str = ""
+    seconds_taken: int | None = None
+    expected_status: str = ""
+
+
+def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read:
+    """Record a read and move the case along the double-reading pathway.
+
+    The case row is locked so two readers deciding at once cannot both win: the
+    second gets a Conflict, and nothing is overwritten.
+    """
+    _validate_read(data)
+    try:
+        with transaction.atomic():
+            case = (
+                Case.objects.select_for_update(of=("self",))
+                .select_related("ai_result__model_version")
+                .filter(pk=case_id)
+                .first()
+            )
+            if case is None:
+                raise NotFound("No such case.")
+            kind = _next_read_kind(reader, case, data)
+            read = _create_read(reader, case, kind, data)
+            _advance(case, read)
+            events.read_recorded(reader, read)
+    except Conflict as conflict:
+        case = Case.objects.filter(pk=case_id).first()
+        if case is not None:
+            events.read_conflicted(reader, case, conflict.message)
+        raise
+    log.info("Read %s recorded on case %s by user %s", read.kind, case.pk, reader.pk)
+    return read
+
+
+def _validate_read(data: ReadInput) -> None:
+    if data.decision not in Decision.values:
+        raise DomainError("Decision must be recall or no recall.")
+    allowed = BIRADS_FOR_DECISION[Decision(data.decision)]
+    if data.birads not in allowed:
+        choices = ", ".join(str(int(b)) for b in sorted(allowed))
+        raise DomainError(f"BI-RADS {data.birads} does not fit this decision; use {choices}.")
+
+
+def _next_read_kind(reader: AbstractBaseUser, case: Case, data: ReadInput) -> str:
+    if data.expected_status and data.expected_status != case.status:
+        raise Conflict(
+            "This case changed while you were reading it (now: "
+            f"{case.get_status_display()}). Nothing was saved; reopen it to see the latest."
+        )
+    if case.status in (CaseStatus.AWAITING_AI, CaseStatus.READY):
+        return ReadKind.FIRST
+    if case.status == CaseStatus.FIRST_READ_DONE:
+        if case.reads.filter(reader=reader).exists():
+            raise Conflict("You gave the first read; the second read must be independent.")
+        return ReadKind.SECOND
+    if case.status == CaseStatus.ARBITRATION:
+        return ReadKind.ARBITRATION
+    raise Conflict("This case is closed; no further reads are taken.")
+
+
+def _create_read(reader: AbstractBaseUser, case: Case, kind: str, data: ReadInput) -> Read:
+    ai_result = case.ai_result if case.ai_score is not None else None
+    ai_recall = case.ai_recommends_recall
+    agrees = None if ai_recall is None else (data.decision == Decision.RECALL) == ai_recall
+    if agrees is False and not data.reason.strip():
+        raise DomainError("A reason is required when overriding the AI.")
+    try:
+        with transaction.atomic():
+            return Read.objects.create(
+                case=case,
+                reader=reader,
+                kind=kind,
+                decision=data.decision,
+                birads=data.birads,
+                ai_result=ai_result,
+                agrees_with_ai=agrees,
+                reason=data.reason.strip(),
+                seconds_taken=data.seconds_taken,
+            )
+    except IntegrityError:
+        raise Conflict("Another reader recorded this read first; nothing was saved.") from None
+
+
+def _advance(case: Case, read: Read) -> None:
+    if read.kind == ReadKind.FIRST:
+        case.status = CaseStatus.FIRST_READ_DONE
+    elif read.kind == ReadKind.SECOND:
+        first = case.reads.get(kind=ReadKind.FIRST)
+        if first.decision == read.decision:
+            _close(case, read.decision)
+        else:
+            case.status = CaseStatus.ARBITRATION
+    else:
+        _close(case, read.decision)
+    case.save(update_fields=["status", "final_decision", "closed_at"])
+
+
+def _close(case: Case, decision: str) -> None:
+    case.status = CaseStatus.CLOSED
+    case.final_decision = decision
+    case.closed_at = timezone.now()
+
+
+# --- Model versions -----------------------------------------------------------------
+
+
+def activate_model_version(actor: AbstractBaseUser, model_version_id: int) -> ModelVersion:
+    """Make one model version the one that triages; exactly one is ever active."""
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().filter(pk=model_version_id).first()
+        if target is None:
+            raise NotFound("No such model version.")
+        previous = ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).first()
+        if previous is not None:
+            previous.is_active = False
+            previous.save(update_fields=["is_active"])
+        target.is_active = True
+        target.activated_at = timezone.now()
+        target.save(update_fields=["is_active", "activated_at"])
+        events.model_activated(actor, target, previous.pk if previous else None)
+        transaction.on_commit(lambda: _fan_out_rescore(target.pk))
+    log.info("Model version %s activated (previous %s)", target.pk, previous and previous.pk)
+    return target
+
+
+def _fan_out_rescore(model_version_id: int) -> None:
+    from .tasks import rescore_open_cases_task
+
+    try:
+        rescore_open_cases_task.delay(model_version_id)
+    except Exception:  # broker down: the admin can activate again, nothing is lost
+        log.warning(
+            "Broker unavailable: re-scoring for model version %s not queued", model_version_id
+        )
+
+
+def request_inference(study: Study) -> list[int]:
+    """Queue a study for the active model, if there is one; the job is sent after commit."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None:
+        return []
+    return inference.queue_study(study.pk, active.pk)
+
+
+def register_model_version(
+    actor: AbstractBaseUser | None, artifact: str, activate: bool = False
+) -> ModelVersion:
+    """Record a trained artifact as a model version, after verifying its checksum."""
+    from ml.artifacts import ArtifactError, verify_checksum
+
+    path = Path(artifact).resolve()
+    try:
+        manifest = verify_checksum(path)
+    except ArtifactError as error:
+        raise DomainError(f"Artifact refused: {error}") from None
+    if manifest.architecture not in Architecture.values:
+        raise DomainError(f"Unknown architecture {manifest.architecture!r}.")
+    try:
+        stored_path = str(path.relative_to(settings.BASE_DIR))
+    except ValueError:
+        stored_path = str(path)
+    version, created = ModelVersion.objects.get_or_create(
+        architecture=manifest.architecture,
+        version=manifest.version,
+        defaults={
+            "artifact_path": stored_path,
+            "checksum": manifest.sha256,
+            "input_size": manifest.input_size,
+            "threshold": manifest.threshold,
+            "metrics": manifest.metrics,
+        },
+    )
+    if not created and version.checksum != manifest.sha256:
+        raise Conflict(f"{version} is already registered with a different checksum.")
+    if activate and not version.is_active:
+        version = activate_model_version(actor, version.pk)
+    return version
+
+
+def retry_ai_result(actor: AbstractBaseUser, result_id: int) -> AIResult:
+    result = AIResult.objects.filter(pk=result_id).select_related("image").first()
+    if result is None:
+        raise NotFound("No such AI result.")
+    if result.status != AIStatus.FAILED:
+        raise Conflict("Only a failed result can be retried.")
+    with transaction.atomic():
+        inference.retry_result(result)
+        events.ai_retried(actor, result)
+    return result
+
+
+def case_ai_results(case: Case) -> dict[int, AIResult]:
+    """The shown model version's finished result for each image of the case."""
+    if case.ai_result is None:
+        return {}
+    results = AIResult.objects.filter(
+        case=case,
+        model_version_id=case.ai_result.model_version_id,
+        image__isnull=False,
+        status=AIStatus.DONE,
+    )
+    return {r.image_id: r for r in results}

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from ..choices import BiRads, CaseStatus, Decision, Modality
+from ..models import AIResult, Case, Image, ModelVersion, Read, Study
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "architecture",
+            "version",
+            "checksum",
+            "input_size",
+            "threshold",
+            "metrics",
+            "is_active",
+            "created_at",
+            "activated_at",
+        ]
+
+
+class AIResultSerializer(serializers.ModelSerializer):
+    model_version = serializers.StringRelatedField()
+    heatmap_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AIResult
+        fields = [
+            "id",
+            "model_version",
+            "status",
+            "probability",
+            "heatmap_url",
+            "error",
+            "timings",
+            "queued_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_heatmap_url(self, result: AIResult) -> str | None:
+        return reverse("api-heatmap-file", args=[result.pk]) if result.heatmap else None
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    ai_result = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "laterality",
+            "view",
+            "width",
+            "height",
+            "bit_depth",
+            "sha256",
+            "url",
+            "ai_result",
+        ]
+
+    def get_url(self, image: Image) -> str:
+        return reverse("api-image-file", args=[image.pk])
+
+    def get_ai_result(self, image: Image) -> dict | None:
+        result = self.context.get("ai_results", {}).get(image.pk)
+        return AIResultSerializer(result).data if result else None
+
+
+class StudySerializer(serializers.ModelSerializer):
+    images = ImageSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Study
+        fields = ["id", "accession_number", "study_date", "modality", "source_format", "images"]
+
+
+class ReadSerializer(serializers.ModelSerializer):
+    reader = serializers.StringRelatedField()
+
+    class Meta:
+        model = Read
+        fields = [
+            "id",
+            "kind",
+            "reader",
+            "decision",
+            "birads",
+            "agrees_with_ai",
+            "reason",
+            "seconds_taken",
+            "created_at",
+        ]
+
+
+class CaseSummarySerializer(serializers.ModelSerializer):
+    patient = serializers.StringRelatedField()
+    risk_band = serializers.CharField(read_only=True)
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "patient",
+            "status",
+            "ai_score",
+            "risk_band",
+            "model_version",
+            "received_at",
+            "is_synthetic",
+        ]
+
+    def get_model_version(self, case: Case) -> str | None:
+        return str(case.ai_result.model_version) if case.ai_result_id else None
+
+
+class CaseDetailSerializer(CaseSummarySerializer):
+    studies = serializers.SerializerMethodField()
+    reads = ReadSerializer(many=True, read_only=True)
+    case_ai_result = serializers.SerializerMethodField()
+
+    class Meta(CaseSummarySerializer.Meta):
+        fields = [
+            *CaseSummarySerializer.Meta.fields,
+            "final_decision",
+            "closed_at",
+            "case_ai_result",
+            "studies",
+            "reads",
+        ]
+
+    def get_studies(self, case: Case) -> list[dict]:
+        studies = case.studies.prefetch_related("images")
+        return StudySerializer(studies, many=True, context=self.context).data
+
+    def get_case_ai_result(self, case: Case) -> dict | None:
+        return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
+
+
+class ReadCreateSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    birads = serializers.ChoiceField(choices=BiRads.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    seconds_taken = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+    expected_status = serializers.ChoiceField(
+        choices=CaseStatus.choices, required=False, allow_blank=True, default=""
+    )
+
+
+class StudyUploadSerializer(serializers.Serializer):
+    accession_number = serializers.CharField(max_length=64)
+    new_study = serializers.BooleanField(default=True)
+    patient_pseudonym = serializers.CharField(max_length=64, required=False, default="")
+    birth_year = serializers.IntegerField(min_value=1900, max_value=2100, required=False)
+    study_date = serializers.DateField(required=False)
+    modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.MG)
+
+
+class StudyUploadRequestSerializer(StudyUploadSerializer):
+    """The documented request: files are checked one by one by the upload action, not here."""
+
+    files = serializers.ListField(child=serializers.FileField())
+
+
+class FileResultSerializer(serializers.Serializer):
+    file = serializers.CharField()
+    accepted = serializers.BooleanField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    status = serializers.IntegerField()
+    image_id = serializers.IntegerField(allow_null=True)
+
+
+class UploadResultSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    study_id = serializers.IntegerField(allow_null=True)
+    case_id = serializers.IntegerField(allow_null=True)
+    files = FileResultSerializer(many=True)

@@ -1,0 +1,18 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("cases", views.CaseViewSet, basename="api-case")
+router.register("studies", views.StudyUploadViewSet, basename="api-study")
+router.register("model-versions", views.ModelVersionViewSet, basename="api-model-version")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("images/<int:pk>/file/", views.ImageFileView.as_view(), name="api-image-file"),
+    path("ai-results/<int:pk>/heatmap/", views.HeatmapFileView.as_view(), name="api-heatmap-file"),
+    path("", include(router.urls)),
+]

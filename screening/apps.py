@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ScreeningConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "screening"
+    verbose_name = "Screening"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401

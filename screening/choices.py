@@ -1,0 +1,136 @@
+"""The vocabulary of screening: every status, code and role lives here, never as bare strings."""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    RADIOLOGIST = "radiologist", "Radiologist"
+    ADMIN = "admin", "Admin"
+    AUDITOR = "auditor", "Auditor"
+
+
+class CaseStatus(models.TextChoices):
+    AWAITING_AI = "awaiting_ai", "Awaiting AI"
+    READY = "ready", "Ready to read"
+    FIRST_READ_DONE = "first_read_done", "First read done"
+    ARBITRATION = "arbitration", "Arbitration"
+    CLOSED = "closed", "Closed"
+
+
+# Cases a radiologist can still act on, in the order of the reading pathway.
+READABLE_STATUSES = (
+    CaseStatus.AWAITING_AI,
+    CaseStatus.READY,
+    CaseStatus.FIRST_READ_DONE,
+    CaseStatus.ARBITRATION,
+)
+
+
+class Outcome(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    BENIGN = "benign", "Benign"
+    MALIGNANT = "malignant", "Malignant"
+
+
+class OutcomeSource(models.TextChoices):
+    BIOPSY = "biopsy", "Biopsy"
+    FOLLOW_UP = "follow_up", "Follow-up"
+
+
+class Modality(models.TextChoices):
+    MG = "MG", "Mammography (MG)"
+    OTHER = "OT", "Other (OT)"
+
+
+class SourceFormat(models.TextChoices):
+    PNG = "png", "PNG"
+    JPEG = "jpeg", "JPEG"
+    DICOM = "dicom", "DICOM"
+    TFRECORD = "tfrecord", "DDSM TFRecord"
+    SYNTHETIC = "synthetic", "Synthetic (demo)"
+
+
+class Laterality(models.TextChoices):
+    LEFT = "L", "Left"
+    RIGHT = "R", "Right"
+    UNKNOWN = "", "Unknown"
+
+
+class View(models.TextChoices):
+    CC = "CC", "Craniocaudal (CC)"
+    MLO = "MLO", "Mediolateral oblique (MLO)"
+    UNKNOWN = "", "Unknown"
+
+
+class Architecture(models.TextChoices):
+    CUSTOM_CNN = "custom_cnn", "Custom CNN"
+    VGG16 = "vgg16", "VGG16"
+    RESNET50V2 = "resnet50v2", "ResNet50V2"
+
+
+class AIStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Decision(models.TextChoices):
+    RECALL = "recall", "Recall"
+    NO_RECALL = "no_recall", "No recall"
+
+
+class ReadKind(models.TextChoices):
+    FIRST = "first", "First read"
+    SECOND = "second", "Second read"
+    ARBITRATION = "arbitration", "Arbitration"
+
+
+class BiRads(models.IntegerChoices):
+    INCOMPLETE = 0, "0 — Incomplete, needs further imaging"
+    NEGATIVE = 1, "1 — Negative"
+    BENIGN = 2, "2 — Benign"
+    PROBABLY_BENIGN = 3, "3 — Probably benign"
+    SUSPICIOUS = 4, "4 — Suspicious"
+    HIGHLY_SUGGESTIVE = 5, "5 — Highly suggestive of malignancy"
+    KNOWN_MALIGNANCY = 6, "6 — Known biopsy-proven malignancy"
+
+
+# A screening decision must agree with its BI-RADS category.
+BIRADS_FOR_DECISION = {
+    Decision.NO_RECALL: {BiRads.NEGATIVE, BiRads.BENIGN},
+    Decision.RECALL: {
+        BiRads.INCOMPLETE,
+        BiRads.PROBABLY_BENIGN,
+        BiRads.SUSPICIOUS,
+        BiRads.HIGHLY_SUGGESTIVE,
+        BiRads.KNOWN_MALIGNANCY,
+    },
+}
+
+
+class RiskBand(models.TextChoices):
+    HIGH = "high", "High"
+    INTERMEDIATE = "intermediate", "Intermediate"
+    LOW = "low", "Low"
+    PENDING = "pending", "AI pending"
+    FAILED = "failed", "AI failed"
+
+
+class AuditAction(models.TextChoices):
+    LOGIN = "login", "Logged in"
+    LOGIN_FAILED = "login_failed", "Failed login"
+    LOGOUT = "logout", "Logged out"
+    CASE_OPENED = "case_opened", "Case opened"
+    READ_RECORDED = "read_recorded", "Read recorded"
+    READ_CONFLICT = "read_conflict", "Read refused (conflict)"
+    STUDY_UPLOADED = "study_uploaded", "Study uploaded"
+    UPLOAD_REJECTED = "upload_rejected", "Upload rejected"
+    MODEL_ACTIVATED = "model_activated", "Model activated"
+    AI_RETRIED = "ai_retried", "AI retried"
+    EXPORT = "export", "Export"
+
+
+class AuditOutcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"

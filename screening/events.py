@@ -1,0 +1,106 @@
+"""The audit trail: one function per event, each writing one append-only AuditEvent.
+
+Details never carry patient identifiers (names, accession numbers, file names):
+objects are named by their database ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from .choices import AuditAction, AuditOutcome
+from .models import AIResult, AuditEvent, Case, ModelVersion, Read, Study
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+
+def _record(
+    actor: Actor,
+    action: str,
+    obj: Any = None,
+    outcome: str = AuditOutcome.SUCCESS,
+    actor_name: str = "",
+    **detail: Any,
+) -> AuditEvent:
+    user = actor if actor is not None and actor.is_authenticated else None
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_name=actor_name or (user.get_username() if user else ""),
+        action=action,
+        outcome=outcome,
+        object_type=obj._meta.model_name if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        detail=detail,
+    )
+
+
+def login_succeeded(user: AbstractBaseUser) -> AuditEvent:
+    return _record(user, AuditAction.LOGIN)
+
+
+def login_failed(attempted_username: str) -> AuditEvent:
+    return _record(
+        None,
+        AuditAction.LOGIN_FAILED,
+        outcome=AuditOutcome.FAILURE,
+        actor_name=attempted_username[:150],
+    )
+
+
+def logged_out(user: Actor) -> AuditEvent:
+    return _record(user, AuditAction.LOGOUT)
+
+
+def case_opened(user: Actor, case: Case, via: str) -> AuditEvent:
+    return _record(user, AuditAction.CASE_OPENED, case, via=via)
+
+
+def read_recorded(user: Actor, read: Read) -> AuditEvent:
+    return _record(
+        user,
+        AuditAction.READ_RECORDED,
+        read.case,
+        read_id=read.pk,
+        kind=read.kind,
+        decision=read.decision,
+        birads=read.birads,
+        agrees_with_ai=read.agrees_with_ai,
+        overrode_ai=read.agrees_with_ai is False,
+        ai_result_id=read.ai_result_id,
+    )
+
+
+def read_conflicted(user: Actor, case: Case, reason: str) -> AuditEvent:
+    return _record(
+        user, AuditAction.READ_CONFLICT, case, outcome=AuditOutcome.FAILURE, reason=reason
+    )
+
+
+def study_uploaded(user: Actor, study: Study, image_ids: list[int]) -> AuditEvent:
+    return _record(
+        user, AuditAction.STUDY_UPLOADED, study, case_id=study.case_id, image_ids=image_ids
+    )
+
+
+def upload_rejected(user: Actor, rejections: list[dict[str, Any]]) -> AuditEvent:
+    """Rejections carry a file's position and reason code, never its name."""
+    return _record(
+        user, AuditAction.UPLOAD_REJECTED, outcome=AuditOutcome.FAILURE, rejections=rejections
+    )
+
+
+def model_activated(
+    user: Actor, model_version: ModelVersion, previous_id: int | None
+) -> AuditEvent:
+    return _record(user, AuditAction.MODEL_ACTIVATED, model_version, previous_id=previous_id)
+
+
+def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
+    return _record(user, AuditAction.AI_RETRIED, result, case_id=result.case_id)
+
+
+def exported(user: Actor, what: str, rows: int) -> AuditEvent:
+    return _record(user, AuditAction.EXPORT, what=what, rows=rows)

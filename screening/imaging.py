@@ -1,0 +1,149 @@
+"""Checks an uploaded file is a whole, sane PNG or JPEG before anything is stored.
+
+Everything Pillow can raise is caught here, at upload, by forcing a full decode,
+so a bad file never reaches the database, the storage or a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from django.conf import settings
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from .choices import Laterality, SourceFormat, View
+
+ACCEPTED_FORMATS = {"PNG": SourceFormat.PNG, "JPEG": SourceFormat.JPEG}
+BIT_DEPTH_BY_MODE = {
+    "1": 1,
+    "L": 8,
+    "P": 8,
+    "LA": 8,
+    "RGB": 8,
+    "RGBA": 8,
+    "I;16": 16,
+    "I;16B": 16,
+    "I;16L": 16,
+    "I": 32,
+    "F": 32,
+}
+# "L_CC", "RMLO", "left-cc" ... in a file name tell laterality and view when known.
+VIEW_IN_NAME = re.compile(r"(?<![a-z])(l|r|left|right)[-_ ]?(cc|mlo)(?![a-z])", re.IGNORECASE)
+
+
+class FileRejected(Exception):
+    """A file that cannot be accepted; ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str, status: int = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class InspectedImage:
+    content: bytes
+    sha256: str
+    source_format: str
+    width: int
+    height: int
+    bit_depth: int
+    extension: str
+
+
+def inspect_image(name: str, size: int, content_reader) -> InspectedImage:  # noqa: ANN001
+    """Read, hash and fully decode one uploaded file, or raise FileRejected."""
+    if size > settings.UPLOAD_MAX_FILE_BYTES:
+        limit_mb = settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)
+        raise FileRejected(
+            "too_large",
+            f"File is larger than the {limit_mb} MB limit.",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        )
+    content = content_reader()
+    if not content:
+        raise FileRejected("empty", "File is empty.")
+    image_format, width, height, mode = _decode_fully(content)
+    return InspectedImage(
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+        source_format=ACCEPTED_FORMATS[image_format],
+        width=width,
+        height=height,
+        bit_depth=BIT_DEPTH_BY_MODE.get(mode, 8),
+        extension="png" if image_format == "PNG" else "jpg",
+    )
+
+
+def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
+    max_pixels = settings.UPLOAD_MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(content)) as img:
+                if img.format not in ACCEPTED_FORMATS:
+                    raise FileRejected(
+                        "unsupported_format",
+                        f"{img.format} images are not accepted; upload PNG or JPEG.",
+                    )
+                width, height = img.size
+                # Refuse on the declared size, before a single pixel is decoded.
+                if width * height > max_pixels:
+                    raise FileRejected(
+                        "too_many_pixels",
+                        f"Image is {width}×{height} pixels, above the limit of "
+                        f"{max_pixels // 1_000_000} megapixels.",
+                    )
+                if getattr(img, "n_frames", 1) > 1:
+                    raise FileRejected("multi_frame", "Multi-frame images are not accepted.")
+                img.load()
+                return img.format, width, height, img.mode
+    except FileRejected:
+        raise
+    except UnidentifiedImageError:
+        raise FileRejected("not_an_image", "Not a PNG or JPEG image.") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise FileRejected(
+            "decompression_bomb", "Image declares more pixels than allowed (decompression bomb)."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise FileRejected("corrupt", f"Image is truncated or corrupt ({_short(exc)}).") from None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def view_from_name(name: str) -> tuple[str, str]:
+    """Laterality and view from a conventional file name, blank when not stated."""
+    match = VIEW_IN_NAME.search(name.rsplit("/", 1)[-1])
+    if not match:
+        return Laterality.UNKNOWN, View.UNKNOWN
+    side = Laterality.LEFT if match.group(1).lower().startswith("l") else Laterality.RIGHT
+    return side, View(match.group(2).upper())
+
+
+def display_png(content: bytes) -> bytes:
+    """An 8-bit rendition for the browser, which shows only the top byte of a 16-bit PNG.
+
+    Detector data (12-bit in a 16-bit container) would look black; the stored pixels'
+    own range is stretched to 0-255, the default window of a viewer with no VOI LUT.
+    """
+    import numpy as np
+
+    with PILImage.open(io.BytesIO(content)) as img:
+        pixels = np.asarray(img)
+    if pixels.ndim == 3:
+        pixels = pixels[..., 0]
+    lo, hi = float(pixels.min()), float(pixels.max())
+    scaled = (pixels.astype(np.float32) - lo) * (255.0 / (hi - lo)) if hi > lo else pixels * 0
+    buffer = io.BytesIO()
+    PILImage.fromarray(scaled.round().astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,338 @@
+"""The AI pipeline's plain functions: queue, claim, score, explain, store, aggregate, sweep.
+
+Celery tasks (``screening.tasks``) are thin wrappers over these, so every step runs and
+is tested without a broker too. One job scores one study: its images share a case score,
+and the predictor batches all of their patches into one model call.
+
+Nothing runs twice and nothing is lost: a result row is keyed by (image, model version);
+a worker claims it atomically (queued → running, tagged with its task id, so only a
+redelivery of the same message may take over a running row); a result is written once; a
+poison image gets ``MAX_ATTEMPTS`` claims and is then marked failed; the sweep re-sends
+work that never reached the broker or was stranded by a dead worker.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from .choices import AIStatus, CaseStatus
+from .models import AIResult, Case, Image, ModelVersion, Study
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+class PermanentFailure(Exception):
+    """A failure a retry cannot fix: bad artifact, checksum mismatch, unreadable image."""
+
+
+# --- Queueing ----------------------------------------------------------------------
+
+
+def queue_study(study_id: int, model_version_id: int) -> list[int]:
+    """Create the queued result rows of a study (idempotent) and send its job after commit."""
+    images = Image.objects.filter(study_id=study_id).select_related("study")
+    ids = []
+    for image in images:
+        result, _ = AIResult.objects.get_or_create(
+            image=image,
+            model_version_id=model_version_id,
+            defaults={"case_id": image.study.case_id},
+        )
+        ids.append(result.pk)
+    transaction.on_commit(lambda: dispatch(study_id, model_version_id))
+    return ids
+
+
+def dispatch(study_id: int, model_version_id: int) -> bool:
+    """Send a study's job to the broker; when the broker is down the rows stay queued
+    with no dispatch time, and the sweep sends them once it is back."""
+    from .tasks import score_study_task
+
+    try:
+        score_study_task.apply_async(args=[study_id, model_version_id], retry=False)
+    except Exception:  # kombu raises several connection error types
+        log.warning("Broker unavailable: study %s stays queued for the sweep", study_id)
+        return False
+    AIResult.objects.filter(
+        image__study_id=study_id, model_version_id=model_version_id, status=AIStatus.QUEUED
+    ).update(dispatched_at=timezone.now())
+    return True
+
+
+# --- The worker's job ---------------------------------------------------------------
+
+
+_predictors: dict[tuple[int, str], Any] = {}
+
+
+def predictor_for(version: ModelVersion) -> Any:
+    """One loaded model per worker process and model version, verified on first use."""
+    key = (version.pk, version.checksum)
+    if key not in _predictors:
+        from ml.artifacts import ArtifactError
+        from ml.predictor import Predictor
+
+        path = artifact_dir(version)
+        try:
+            predictor = Predictor.load(path)
+        except ArtifactError as error:
+            raise PermanentFailure(f"Model artifact unusable: {error}") from error
+        if predictor.manifest.sha256 != version.checksum:
+            raise PermanentFailure("Model artifact does not match the registered checksum.")
+        _predictors.clear()  # keep one model in memory per worker process
+        _predictors[key] = predictor
+    return _predictors[key]
+
+
+def artifact_dir(version: ModelVersion) -> Path:
+    path = Path(version.artifact_path)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
+@dataclass
+class StudyOutcome:
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+def score_study(study_id: int, model_version_id: int, task_id: str = "") -> StudyOutcome:
+    """Claim, score, explain and store every queued image of a study, then the case."""
+    outcome = StudyOutcome()
+    claimed = claim(study_id, model_version_id, task_id, outcome)
+    if claimed:
+        version = ModelVersion.objects.get(pk=model_version_id)
+        try:
+            predictor = predictor_for(version)
+        except PermanentFailure as error:
+            for result in claimed:
+                fail(result, str(error))
+            outcome.failed += len(claimed)
+            claimed = []
+        if claimed:
+            _score_claimed(predictor, claimed, outcome)
+    study = Study.objects.get(pk=study_id)
+    aggregate_case(study.case_id, model_version_id)
+    return outcome
+
+
+def claim(
+    study_id: int, model_version_id: int, task_id: str, outcome: StudyOutcome
+) -> list[AIResult]:
+    """Take the study's results this job may run; give up on ones that crashed it too often."""
+    claimed = []
+    results = AIResult.objects.filter(
+        image__study_id=study_id, model_version_id=model_version_id
+    ).select_related("image")
+    for result in results:
+        mine = Q(status=AIStatus.QUEUED) | Q(status=AIStatus.RUNNING, task_id=task_id or "-")
+        if result.attempts >= MAX_ATTEMPTS and result.status != AIStatus.DONE:
+            if AIResult.objects.filter(Q(pk=result.pk) & mine).exists():
+                fail(
+                    result,
+                    f"Gave up after {result.attempts} attempts: the worker stopped each time.",
+                )
+                outcome.failed += 1
+            continue
+        taken = AIResult.objects.filter(Q(pk=result.pk) & mine).update(
+            status=AIStatus.RUNNING,
+            task_id=task_id,
+            started_at=timezone.now(),
+            attempts=F("attempts") + 1,
+        )
+        if taken:
+            claimed.append(result)
+        else:
+            outcome.skipped += 1
+    return claimed
+
+
+def _score_claimed(predictor: Any, claimed: list[AIResult], outcome: StudyOutcome) -> None:
+    readable: list[tuple[AIResult, np.ndarray, float]] = []
+    for result in claimed:
+        start = time.perf_counter()
+        try:
+            readable.append((result, read_pixels(result.image), time.perf_counter() - start))
+        except PermanentFailure as error:
+            fail(result, str(error))
+            outcome.failed += 1
+    if not readable:
+        return
+    try:
+        predictions = predictor.predict_images([pixels for _, pixels, _ in readable])
+    except Exception as error:  # a model error is permanent for these inputs
+        log.exception("Inference failed for %d images", len(readable))
+        for result, _, _ in readable:
+            fail(result, f"Inference error: {type(error).__name__}: {error}")
+        outcome.failed += len(readable)
+        return
+    for (result, pixels, decode_s), prediction in zip(readable, predictions, strict=True):
+        store(result, pixels, prediction, decode_s, len(readable))
+        outcome.scored += 1
+
+
+def read_pixels(image: Image) -> np.ndarray:
+    try:
+        with image.file.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as img:
+            img.load()
+            pixels = np.asarray(img)
+    except FileNotFoundError:
+        raise PermanentFailure("The stored image file is missing.") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise PermanentFailure(f"The stored image cannot be decoded ({error}).") from None
+    return pixels[..., 0] if pixels.ndim == 3 else pixels
+
+
+def store(
+    result: AIResult, pixels: np.ndarray, prediction: Any, decode_s: float, batch: int
+) -> None:
+    """Write the heatmap and the score once; a re-run overwrites the same file name."""
+    from ml.gradcam import render_heatmap_png
+
+    start = time.perf_counter()
+    png = render_heatmap_png(prediction.heatmap)
+    name = f"heatmaps/{result.model_version_id}/{result.image_id}.png"
+    storage = result.heatmap.storage
+    if storage.exists(name):
+        storage.delete(name)
+    saved = storage.save(name, ContentFile(png))
+    timings = {
+        "decode": round(decode_s, 4),
+        **{k: round(v, 4) for k, v in prediction.timings.items()},
+        "write": round(time.perf_counter() - start, 4),
+        "batch_images": batch,
+    }
+    AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING).update(
+        status=AIStatus.DONE,
+        probability=float(prediction.probability),
+        heatmap=saved,
+        timings=timings,
+        finished_at=timezone.now(),
+        error="",
+    )
+
+
+def fail(result: AIResult, message: str) -> None:
+    log.warning("AI result %s failed: %s", result.pk, message)
+    AIResult.objects.filter(pk=result.pk).exclude(status=AIStatus.DONE).update(
+        status=AIStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
+
+
+def aggregate_case(case_id: int, model_version_id: int) -> AIResult | None:
+    """Once every image has a final result, the case score is the maximum image score.
+
+    Maximum, because a cancer usually shows on one side and one or two views: an average
+    would dilute exactly the image that matters. One failed image fails the case result,
+    so a reader never sees a reassuring score that skipped a film.
+    """
+    with transaction.atomic():
+        case = Case.objects.select_for_update().get(pk=case_id)
+        images = AIResult.objects.filter(
+            case_id=case_id, model_version_id=model_version_id, image__isnull=False
+        )
+        expected = Image.objects.filter(study__case_id=case_id).count()
+        statuses = list(images.values_list("status", flat=True))
+        if len(statuses) < expected or any(
+            s not in (AIStatus.DONE, AIStatus.FAILED) for s in statuses
+        ):
+            return None
+        failed = statuses.count(AIStatus.FAILED)
+        score = images.filter(status=AIStatus.DONE).aggregate(top=Max("probability"))["top"]
+        values = {
+            "status": AIStatus.FAILED if failed else AIStatus.DONE,
+            "probability": None if failed else score,
+            "finished_at": timezone.now(),
+            "error": f"{failed} of {len(statuses)} images could not be scored." if failed else "",
+        }
+        case_result, created = AIResult.objects.get_or_create(
+            case_id=case_id,
+            model_version_id=model_version_id,
+            image__isnull=True,
+            defaults={**values, "image": None},
+        )
+        unchanged = all(
+            getattr(case_result, f) == values[f] for f in ("status", "probability", "error")
+        )
+        if not created and not unchanged:
+            for field, value in values.items():
+                setattr(case_result, field, value)
+            case_result.save(update_fields=list(values))
+        _show_if_active(case, case_result)
+    return case_result
+
+
+def _show_if_active(case: Case, case_result: AIResult) -> None:
+    version = case_result.model_version
+    current = case.ai_result
+    if version.is_active or current is None or current.status != AIStatus.DONE:
+        case.show_ai_result(case_result)
+    if case.status == CaseStatus.AWAITING_AI:
+        case.status = CaseStatus.READY
+    case.save(update_fields=["ai_result", "ai_score", "triage_priority", "status"])
+
+
+# --- Recovery -------------------------------------------------------------------------
+
+
+def sweep(now: Any = None, send: Callable[[int, int], bool] = dispatch) -> int:
+    """Re-send work that never reached the broker or was stranded; returns jobs sent.
+
+    Running rows older than the hard time limit plus a margin belonged to a worker that
+    died; they go back to queued (their attempts count stays, so a poison image still
+    stops at MAX_ATTEMPTS).
+    """
+    now = now or timezone.now()
+    stranded = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    lost = now - timedelta(seconds=settings.AI_REQUEUE_AFTER_SECONDS)
+    AIResult.objects.filter(status=AIStatus.RUNNING, started_at__lt=stranded).update(
+        status=AIStatus.QUEUED, task_id="", dispatched_at=None
+    )
+    waiting = AIResult.objects.filter(image__isnull=False, status=AIStatus.QUEUED).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=lost)
+    )
+    jobs = set(waiting.values_list("image__study_id", "model_version_id"))
+    sent = sum(1 for study_id, version_id in jobs if send(study_id, version_id))
+    if jobs:
+        log.info("Sweep re-sent %d of %d stranded study jobs", sent, len(jobs))
+    return sent
+
+
+def retry_result(result: AIResult) -> None:
+    """An admin's retry of a failed result: a fresh set of attempts."""
+    AIResult.objects.filter(pk=result.pk, status=AIStatus.FAILED).update(
+        status=AIStatus.QUEUED, attempts=0, error="", task_id="", dispatched_at=None
+    )
+    if result.image_id:
+        transaction.on_commit(lambda: dispatch(result.image.study_id, result.model_version_id))
+
+
+def rescore_open_cases(model_version_id: int) -> int:
+    """Queue every open case's images for a newly activated version; old results stay."""
+    from .choices import READABLE_STATUSES
+
+    studies = Study.objects.filter(case__status__in=READABLE_STATUSES).values_list("pk", flat=True)
+    count = 0
+    for study_id in studies.iterator():
+        with transaction.atomic():
+            queue_study(study_id, model_version_id)
+        count += 1
+    log.info("Queued %d open studies for model version %s", count, model_version_id)
+    return count

@@ -1,0 +1,23 @@
+"""Register a trained model artifact (a directory with manifest.json) as a model version."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from screening import actions
+
+
+class Command(BaseCommand):
+    help = "Verify an artifact's checksum and register it; --activate makes it triage."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("artifact")
+        parser.add_argument("--activate", action="store_true")
+
+    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        try:
+            version = actions.register_model_version(None, options["artifact"], options["activate"])
+        except actions.DomainError as error:
+            raise CommandError(error.message) from None
+        state = "active" if version.is_active else "inactive"
+        self.stdout.write(self.style.SUCCESS(f"Registered {version} ({state})."))

@@ -1,0 +1,310 @@
+"""Screening domain: patients, cases, studies, images, AI results, reads and the audit trail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Q
+
+from .choices import (
+    READABLE_STATUSES,
+    AIStatus,
+    Architecture,
+    AuditAction,
+    AuditOutcome,
+    BiRads,
+    CaseStatus,
+    Decision,
+    Laterality,
+    Modality,
+    Outcome,
+    OutcomeSource,
+    ReadKind,
+    RiskBand,
+    SourceFormat,
+    View,
+)
+
+
+class Patient(models.Model):
+    """A pseudonymous person: no name, no full date of birth, ever."""
+
+    pseudonym = models.CharField(max_length=64, unique=True)
+    birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.pseudonym
+
+
+class Case(models.Model):
+    """One screening episode of a patient, moving through double reading."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    status = models.CharField(
+        max_length=20, choices=CaseStatus.choices, default=CaseStatus.AWAITING_AI
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # Denormalised from the shown case-level AIResult so the worklist is ordered by
+    # an index, not a join over 100k cases. triage_priority is the score, or -1 while
+    # AI is pending: a NOT NULL key sorts the same on every database (SQLite has no
+    # NULLS LAST in an index).
+    ai_score = models.FloatField(null=True, blank=True)
+    triage_priority = models.FloatField(default=-1.0)
+    ai_result = models.ForeignKey(
+        "AIResult", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    final_decision = models.CharField(max_length=10, choices=Decision.choices, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    outcome_source = models.CharField(max_length=10, choices=OutcomeSource.choices, blank=True)
+    is_synthetic = models.BooleanField(
+        default=False, help_text="Demo case built from generated images, not a real patient."
+    )
+
+    class Meta:
+        indexes = [
+            # Only open cases, already in worklist order: the first page is a short index
+            # walk however many closed cases accumulate.
+            models.Index(
+                fields=["-triage_priority", "received_at", "id"],
+                condition=Q(status__in=READABLE_STATUSES),
+                name="worklist_open_order",
+            ),
+            models.Index(
+                fields=["status", "-triage_priority", "received_at"], name="worklist_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk}"
+
+    def show_ai_result(self, result: AIResult | None) -> None:
+        """Point the case at the case-level result readers see (None: AI pending)."""
+        self.ai_result = result
+        self.ai_score = result.probability if result is not None else None
+        self.triage_priority = self.ai_score if self.ai_score is not None else -1.0
+
+    @property
+    def risk_band(self) -> str:
+        if self.ai_result is not None and self.ai_result.status == AIStatus.FAILED:
+            return RiskBand.FAILED
+        if self.ai_score is None or self.ai_result is None:
+            return RiskBand.PENDING
+        threshold = self.ai_result.model_version.threshold
+        if self.ai_score >= threshold:
+            return RiskBand.HIGH
+        if self.ai_score >= threshold / 2:
+            return RiskBand.INTERMEDIATE
+        return RiskBand.LOW
+
+    @property
+    def ai_recommends_recall(self) -> bool | None:
+        if self.ai_score is None or self.ai_result is None:
+            return None
+        return self.ai_score >= self.ai_result.model_version.threshold
+
+
+class Study(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="studies")
+    accession_number = models.CharField(max_length=64, unique=True)
+    study_date = models.DateField()
+    modality = models.CharField(max_length=4, choices=Modality.choices, default=Modality.MG)
+    source_format = models.CharField(max_length=10, choices=SourceFormat.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"Study {self.pk}"
+
+
+def image_upload_path(instance: Image, filename: str) -> str:
+    """Content-addressed: the stored path never carries the uploaded file name."""
+    suffix = filename.rsplit(".", 1)[-1].lower()
+    return f"images/{instance.sha256[:2]}/{instance.sha256}.{suffix}"
+
+
+class Image(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="images")
+    laterality = models.CharField(max_length=1, choices=Laterality.choices, blank=True)
+    view = models.CharField(max_length=3, choices=View.choices, blank=True)
+    file = models.FileField(upload_to=image_upload_path)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bit_depth = models.PositiveSmallIntegerField()
+    sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["laterality", "view", "pk"]
+
+    def __str__(self) -> str:
+        return f"Image {self.pk}"
+
+    @property
+    def label(self) -> str:
+        parts = [self.get_laterality_display(), self.view]
+        return " ".join(p for p in parts if p and p != "Unknown") or f"Image {self.pk}"
+
+
+class ModelVersion(models.Model):
+    architecture = models.CharField(max_length=20, choices=Architecture.choices)
+    version = models.CharField(max_length=40)
+    artifact_path = models.CharField(max_length=500)
+    checksum = models.CharField(max_length=64)
+    input_size = models.PositiveIntegerField(default=299)
+    threshold = models.FloatField(default=0.5)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["architecture", "version"], name="unique_model_version"
+            ),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_model"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0) & Q(threshold__lte=1), name="threshold_in_unit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_architecture_display()} {self.version}"
+
+
+def heatmap_upload_path(instance: AIResult, filename: str) -> str:
+    return f"heatmaps/{instance.model_version_id}/{instance.image_id}.png"
+
+
+class AIResult(models.Model):
+    """One model version's verdict on one image, or on a whole case (image empty)."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="results"
+    )
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="ai_results")
+    image = models.ForeignKey(
+        Image, null=True, blank=True, on_delete=models.PROTECT, related_name="ai_results"
+    )
+    status = models.CharField(max_length=10, choices=AIStatus.choices, default=AIStatus.QUEUED)
+    probability = models.FloatField(null=True, blank=True)
+    heatmap = models.FileField(upload_to=heatmap_upload_path, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The Celery task that holds a running row: only a redelivery of that same message
+    # may take it over, so a duplicate delivery never scores an image twice.
+    task_id = models.CharField(max_length=64, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "queued_at"], name="airesult_status_queued")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "model_version"],
+                condition=Q(image__isnull=False),
+                name="one_result_per_image_and_model",
+            ),
+            models.UniqueConstraint(
+                fields=["case", "model_version"],
+                condition=Q(image__isnull=True),
+                name="one_case_result_per_model",
+            ),
+            models.CheckConstraint(
+                condition=Q(probability__isnull=True)
+                | (Q(probability__gte=0) & Q(probability__lte=1)),
+                name="probability_in_unit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"AI result {self.pk}"
+
+
+class Read(models.Model):
+    """A radiologist's decision on a case; one per read kind."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reads")
+    reader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reads"
+    )
+    kind = models.CharField(max_length=12, choices=ReadKind.choices)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    birads = models.PositiveSmallIntegerField(choices=BiRads.choices)
+    ai_result = models.ForeignKey(
+        AIResult,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reads",
+        help_text="The case-level AI result the reader saw, if any.",
+    )
+    agrees_with_ai = models.BooleanField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    seconds_taken = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "kind"], name="one_read_per_kind"),
+        ]
+        indexes = [models.Index(fields=["reader", "case"], name="read_reader_case")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of case {self.case_id}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionDenied("The audit trail is append-only.")
+
+    def delete(self):  # type: ignore[no-untyped-def]
+        raise PermissionDenied("The audit trail is append-only.")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, when, and how it ended. Never changed, never deleted."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    outcome = models.CharField(
+        max_length=10, choices=AuditOutcome.choices, default=AuditOutcome.SUCCESS
+    )
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=40, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+            models.Index(fields=["action", "created_at"], name="audit_action_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'anonymous'} {self.action} {self.object_type} {self.object_id}"
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.pk is not None:
+            raise PermissionDenied("The audit trail is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionDenied("The audit trail is append-only.")

@@ -1,0 +1,41 @@
+"""Celery tasks: thin wrappers taking primary keys, over ``screening.inference``."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from . import inference
+
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+@shared_task(
+    bind=True,
+    name="screening.score_study",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def score_study_task(self, study_id: int, model_version_id: int) -> dict:  # type: ignore[no-untyped-def]
+    outcome = inference.score_study(study_id, model_version_id, task_id=self.request.id or "")
+    return outcome.__dict__
+
+
+@shared_task(
+    name="screening.rescore_open_cases",
+    acks_late=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=5,
+    max_retries=5,
+)
+def rescore_open_cases_task(model_version_id: int) -> int:
+    return inference.rescore_open_cases(model_version_id)
+
+
+@shared_task(name="screening.sweep", acks_late=True)
+def sweep_task() -> int:
+    return inference.sweep()

@@ -1,0 +1,78 @@
+"""The admins' view of the AI queue: waiting, running, failed, throughput, workers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.contrib import messages
+from django.db.models import Avg, Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import actions
+from ..choices import AIStatus, Role
+from ..models import AIResult, ModelVersion
+from ..roles import role_required
+
+log = logging.getLogger(__name__)
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def queue(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    per_image = AIResult.objects.filter(image__isnull=False)
+    counts = per_image.aggregate(
+        **{status: Count("pk", filter=Q(status=status)) for status in AIStatus.values},
+        last_hour=Count(
+            "pk", filter=Q(status=AIStatus.DONE, finished_at__gte=now - timedelta(hours=1))
+        ),
+        last_5_min=Count(
+            "pk", filter=Q(status=AIStatus.DONE, finished_at__gte=now - timedelta(minutes=5))
+        ),
+    )
+    versions = ModelVersion.objects.annotate(
+        **{
+            status: Count("results", filter=Q(results__status=status, results__image__isnull=False))
+            for status in AIStatus.values
+        }
+    ).order_by("-is_active", "-created_at")
+    recent = per_image.filter(status=AIStatus.DONE, finished_at__gte=now - timedelta(hours=1))
+    context = {
+        "counts": counts,
+        "versions": versions,
+        "oldest_waiting": per_image.filter(status=AIStatus.QUEUED).order_by("queued_at").first(),
+        "failed": per_image.filter(status=AIStatus.FAILED)
+        .select_related("model_version")
+        .order_by("-finished_at")[:50],
+        "seconds_per_image": recent.aggregate(avg=Avg("timings__predict"))["avg"],
+        "workers": workers_online(),
+    }
+    return render(request, "screening/queue.html", context)
+
+
+def workers_online() -> list[str] | None:
+    """Names of workers answering a ping; None when the broker cannot broadcast."""
+    from mammo_portal.celery import app
+
+    try:
+        replies = app.control.inspect(timeout=0.5).ping() or {}
+    except Exception:  # the filesystem transport has no broadcast; a broker may be down
+        log.info("Worker ping unavailable on this broker")
+        return None
+    return sorted(replies)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def retry(request: HttpRequest, result_id: int) -> HttpResponse:
+    try:
+        actions.retry_ai_result(request.user, result_id)
+    except actions.DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"AI result {result_id} queued again.")
+    return redirect("ai-queue")

@@ -1,0 +1,45 @@
+"""Small JSON views the pages poll, so AI progress shows without a manual reload."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+
+from ..choices import Role
+from ..models import AIResult, Case
+from ..roles import role_required
+
+
+@require_GET
+@role_required(Role.RADIOLOGIST, Role.AUDITOR)
+def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
+    case = get_object_or_404(Case.objects.select_related("ai_result"), pk=case_id)
+    images = AIResult.objects.filter(case=case, image__isnull=False)
+    if case.ai_result_id:
+        images = images.filter(model_version_id=case.ai_result.model_version_id)
+    return JsonResponse(
+        {
+            "case": case.pk,
+            "status": case.status,
+            "ai_status": case.ai_result.status if case.ai_result_id else "pending",
+            "images": {str(r.image_id): r.status for r in images.only("image_id", "status")},
+        }
+    )
+
+
+@require_GET
+@role_required(Role.RADIOLOGIST, Role.AUDITOR)
+def worklist_ai_status(request: HttpRequest) -> JsonResponse:
+    """Status and AI state of the cases on the reader's current page (ids in the query)."""
+    try:
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:200]
+    except ValueError:
+        return JsonResponse({"error": "ids must be integers"}, status=400)
+    cases = Case.objects.filter(pk__in=ids).select_related("ai_result")
+    return JsonResponse(
+        {
+            str(c.pk): f"{c.status}:{c.ai_result.status if c.ai_result_id else 'pending'}"
+            for c in cases
+        }
+    )

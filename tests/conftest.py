@@ -1,0 +1,70 @@
+"""Shared fixtures: users per role, an isolated media folder, API clients."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from screening.choices import Role
+
+from .factories import UserFactory
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MAMMO_SHARED_DIR", REPO.parent / "shared"))
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def radiologist(db):  # type: ignore[no-untyped-def]
+    return UserFactory(role=Role.RADIOLOGIST, username="rad1")
+
+
+@pytest.fixture
+def radiologist2(db):  # type: ignore[no-untyped-def]
+    return UserFactory(role=Role.RADIOLOGIST, username="rad2")
+
+
+@pytest.fixture
+def admin_user(db):  # type: ignore[no-untyped-def]
+    return UserFactory(role=Role.ADMIN, username="admin1")
+
+
+@pytest.fixture
+def auditor(db):  # type: ignore[no-untyped-def]
+    return UserFactory(role=Role.AUDITOR, username="aud1")
+
+
+@pytest.fixture
+def roleless(db):  # type: ignore[no-untyped-def]
+    return UserFactory(role=None, username="nobody")
+
+
+@pytest.fixture
+def api():  # type: ignore[no-untyped-def]
+    return APIClient()
+
+
+def login(client, user):  # type: ignore[no-untyped-def]
+    client.force_login(user)
+    return client
+
+
+def requires_postgres():  # type: ignore[no-untyped-def]
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (row locks, concurrent transactions); set DATABASE_URL")
+
+
+@pytest.fixture
+def role_groups(db):  # type: ignore[no-untyped-def]
+    return {g.name: g for g in Group.objects.filter(name__in=Role.values)}

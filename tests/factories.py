@@ -1,0 +1,138 @@
+"""Factories for the screening domain; images are real PNG bytes of synthetic films."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import factory
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from PIL import Image as PILImage
+
+from ml.synthetic import generate_film
+from screening.choices import AIStatus, Architecture, CaseStatus, Role, SourceFormat
+from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
+
+
+def png_bytes(seed: int = 0, size: int = 64, bit16: bool = False) -> bytes:
+    film = generate_film(seed, height=size, width=size * 13 // 16)
+    pixels = film.pixels if bit16 else film.to_8bit()
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password("correct-horse-battery")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):  # type: ignore[no-untyped-def]
+        if extracted:
+            self.groups.add(Group.objects.get_or_create(name=extracted)[0])
+            if extracted == Role.ADMIN:
+                self.is_staff = True
+                self.save()
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Patient
+
+    pseudonym = factory.Sequence(lambda n: f"PSEUDO-{n:05d}")
+    birth_year = 1965
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Case
+
+    patient = factory.SubFactory(PatientFactory)
+    status = CaseStatus.READY
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Study
+
+    case = factory.SubFactory(CaseFactory)
+    accession_number = factory.Sequence(lambda n: f"ACC{n:07d}")
+    study_date = factory.Faker("date_object")
+    source_format = SourceFormat.PNG
+
+
+class ImageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Image
+        exclude = ("content",)
+
+    study = factory.SubFactory(StudyFactory)
+    content = factory.Sequence(lambda n: png_bytes(seed=n))
+    sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.content).hexdigest())
+    width = 52
+    height = 64
+    bit_depth = 8
+    file = factory.LazyAttribute(lambda o: ContentFile(o.content, name="image.png"))
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    architecture = Architecture.CUSTOM_CNN
+    version = factory.Sequence(lambda n: f"test-{n}")
+    artifact_path = "models/test"
+    checksum = factory.Sequence(lambda n: hashlib.sha256(str(n).encode()).hexdigest())
+    threshold = 0.5
+    is_active = False
+
+
+def heatmap_png(size: int = 16) -> bytes:
+    rgba = np.zeros((size, size, 4), dtype=np.uint8)
+    rgba[size // 4 : size // 2, size // 4 : size // 2] = (255, 0, 0, 200)
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def score_case(
+    case: Case, probability: float, model_version: ModelVersion | None = None
+) -> AIResult:
+    """Attach done AI results (per image and per case) as the pipeline would store them."""
+    version = model_version or ModelVersionFactory()
+    for image in Image.objects.filter(study__case=case):
+        result = AIResult(
+            model_version=version,
+            case=case,
+            image=image,
+            status=AIStatus.DONE,
+            probability=probability,
+        )
+        result.heatmap.save("h.png", ContentFile(heatmap_png()), save=False)
+        result.save()
+    case_result = AIResult.objects.create(
+        model_version=version, case=case, status=AIStatus.DONE, probability=probability
+    )
+    case.show_ai_result(case_result)
+    if case.status == CaseStatus.AWAITING_AI:
+        case.status = CaseStatus.READY
+    case.save()
+    return case_result
+
+
+def case_with_images(images: int = 2, score: float | None = None, **case_kwargs) -> Case:  # type: ignore[no-untyped-def]
+    case = CaseFactory(**case_kwargs)
+    study = StudyFactory(case=case)
+    for _ in range(images):
+        ImageFactory(study=study)
+    if score is not None:
+        score_case(case, score)
+    return case

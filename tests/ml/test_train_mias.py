@@ -1,0 +1,49 @@
+import json
+from pathlib import Path
+
+from ml.config import ModelConfig, PatchConfig, SplitConfig, TrainConfig
+from ml.data import mias_split_patches
+
+
+def test_k_fold_splits_keep_each_woman_in_one_set_and_test_each_once(mini_mias_like: Path):
+    tested = []
+    for fold in range(3):
+        _, split = mias_split_patches(
+            mini_mias_like,
+            PatchConfig(patch_size=64, lesion_crops=1, normal_tiles_per_film=0),
+            SplitConfig(folds=3, fold=fold),
+        )
+        assert not set(split["train"]) & set(split["val"])
+        assert not set(split["train"]) & set(split["test"])
+        assert not set(split["val"]) & set(split["test"])
+        tested += split["test"]
+    assert sorted(tested) == list(range(1, 7))
+
+
+def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like, tmp_path):
+    from ml.train import run
+
+    cfg = TrainConfig(
+        model=ModelConfig("custom_cnn", input_size=64),
+        patches=PatchConfig(patch_size=64, lesion_crops=4, jitter=8, normal_tiles_per_film=2),
+        split=SplitConfig(val_fraction=0.25, test_fraction=0.25),
+        data=str(mini_mias_like),
+        out_dir=str(tmp_path / "run"),
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=8,
+        bootstrap=10,
+        verbose=0,
+    )
+    out = run(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    image = metrics["image"]["test"]
+    assert 0.0 <= image["auc"] <= 1.0 or image["auc"] != image["auc"]  # NaN if one class
+    assert image["seconds_per_film"] > 0
+    assert image["localisation"]["films"] >= 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["threshold"] == metrics["image"]["threshold"]  # what the app applies
+    assert set(manifest["training_data"]["test_patients"]).isdisjoint(
+        manifest["training_data"]["val_patients"]
+    )
+    assert "Whole-film results" in (out / "MODEL_CARD.md").read_text()

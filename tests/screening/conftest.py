@@ -1,0 +1,13 @@
+"""Pipeline fixtures: a tiny real Keras artifact registered as the active model."""
+
+from __future__ import annotations
+
+import pytest
+
+from screening import actions
+from tests.ml.conftest import tiny_artifact  # noqa: F401  (a session fixture shared with ml tests)
+
+
+@pytest.fixture
+def active_model(db, tiny_artifact):  # type: ignore[no-untyped-def]  # noqa: F811
+    return actions.register_model_version(None, str(tiny_artifact), activate=True)

@@ -1,0 +1,172 @@
+"""The pipeline's plain functions, run in-process with a tiny real Keras model."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from screening import actions, inference
+from screening.choices import AIStatus, CaseStatus, RiskBand
+from screening.models import AIResult, Case, Image, ModelVersion, Study
+from tests.factories import png_bytes
+
+
+def upload(admin, accession: str = "ACC-1", seeds=(1, 2)) -> Study:  # type: ignore[no-untyped-def]
+    files = [SimpleUploadedFile(f"L_CC_{s}.png", png_bytes(seed=s, size=256)) for s in seeds]
+    spec = actions.StudySpec(accession_number=accession, patient_pseudonym=f"P-{accession}")
+    return actions.upload_study(admin, spec, files).study
+
+
+def test_an_upload_queues_one_job_per_study_after_commit(
+    admin_user, active_model, django_capture_on_commit_callbacks
+):  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        study = upload(admin_user)
+    results = AIResult.objects.filter(image__study=study)
+    assert results.count() == 2 and set(results.values_list("status", flat=True)) == {
+        AIStatus.QUEUED
+    }
+    assert len(callbacks) == 1
+    assert study.case.status == CaseStatus.AWAITING_AI
+
+
+def test_scoring_a_study_stores_scores_heatmaps_and_the_max_case_score(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user)
+    outcome = inference.score_study(study.pk, active_model.pk, task_id="t1")
+    assert (outcome.scored, outcome.failed) == (2, 0)
+    images = AIResult.objects.filter(image__study=study)
+    assert all(r.status == AIStatus.DONE and 0 <= r.probability <= 1 for r in images)
+    assert all(r.heatmap and r.heatmap.storage.exists(r.heatmap.name) for r in images)
+    assert {"decode", "preprocess", "predict", "gradcam", "write"} <= set(images[0].timings)
+    case = Case.objects.get(pk=study.case_id)
+    assert case.status == CaseStatus.READY
+    assert case.ai_score == pytest.approx(max(r.probability for r in images))
+    assert case.ai_result.model_version == active_model and case.ai_result.image is None
+
+
+def test_running_a_study_twice_writes_each_result_once(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user)
+    inference.score_study(study.pk, active_model.pk, task_id="t1")
+    before = list(AIResult.objects.order_by("pk").values("pk", "probability", "finished_at"))
+    again = inference.score_study(study.pk, active_model.pk, task_id="t2")
+    assert (again.scored, again.skipped) == (0, 2)
+    assert (
+        list(AIResult.objects.order_by("pk").values("pk", "probability", "finished_at")) == before
+    )
+
+
+def test_a_redelivered_message_takes_over_its_own_running_rows_only(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user)
+    AIResult.objects.filter(image__study=study).update(
+        status=AIStatus.RUNNING, task_id="dead", attempts=1
+    )
+    assert inference.score_study(study.pk, active_model.pk, task_id="other").skipped == 2
+    outcome = inference.score_study(study.pk, active_model.pk, task_id="dead")
+    assert outcome.scored == 2
+    assert set(AIResult.objects.filter(image__study=study).values_list("attempts", flat=True)) == {
+        2
+    }
+
+
+def test_a_corrupt_image_fails_alone_and_fails_the_case_score(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1, 2, 3))
+    broken = study.images.first()
+    with open(broken.file.path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n garbage")
+    outcome = inference.score_study(study.pk, active_model.pk)
+    assert (outcome.scored, outcome.failed) == (2, 1)
+    failed = AIResult.objects.get(image=broken)
+    assert failed.status == AIStatus.FAILED and "cannot be decoded" in failed.error
+    case = Case.objects.get(pk=study.case_id)
+    assert case.ai_result.status == AIStatus.FAILED and case.risk_band == RiskBand.FAILED
+    assert case.status == CaseStatus.READY  # readable without AI
+
+
+def test_a_poison_image_stops_after_the_attempt_cap(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1,))
+    AIResult.objects.filter(image__study=study).update(attempts=inference.MAX_ATTEMPTS)
+    outcome = inference.score_study(study.pk, active_model.pk)
+    result = AIResult.objects.get(image__study=study)
+    assert outcome.failed == 1 and result.status == AIStatus.FAILED and "Gave up" in result.error
+
+
+def test_a_missing_artifact_fails_the_results_with_a_message(
+    admin_user, active_model, tiny_artifact, tmp_path
+):  # type: ignore[no-untyped-def]
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_artifact, copy)
+    ModelVersion.objects.filter(pk=active_model.pk).update(artifact_path=str(copy))
+    (copy / "model.keras").unlink()
+    inference._predictors.clear()
+    study = upload(admin_user, seeds=(1,))
+    inference.score_study(study.pk, active_model.pk)
+    result = AIResult.objects.get(image__study=study)
+    assert result.status == AIStatus.FAILED and "Model artifact unusable" in result.error
+
+
+def test_a_tampered_artifact_is_refused(admin_user, active_model, tiny_artifact, tmp_path):  # type: ignore[no-untyped-def]
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_artifact, copy)
+    with open(copy / "model.keras", "ab") as handle:
+        handle.write(b"tamper")
+    ModelVersion.objects.filter(pk=active_model.pk).update(artifact_path=str(copy))
+    inference._predictors.clear()
+    study = upload(admin_user, seeds=(1,))
+    inference.score_study(study.pk, active_model.pk)
+    assert "checksum mismatch" in AIResult.objects.get(image__study=study).error
+
+
+def test_the_sweep_resends_undispatched_and_stranded_work(admin_user, active_model, settings):  # type: ignore[no-untyped-def]
+    never_sent = upload(admin_user, "A", seeds=(1,))
+    stranded = upload(admin_user, "B", seeds=(2,))
+    long_ago = timezone.now() - timezone.timedelta(hours=2)
+    AIResult.objects.filter(image__study=stranded).update(
+        status=AIStatus.RUNNING, started_at=long_ago, dispatched_at=long_ago, task_id="dead"
+    )
+    sent: list[tuple[int, int]] = []
+    assert inference.sweep(send=lambda s, v: sent.append((s, v)) or True) == 2
+    assert sorted(sent) == sorted(
+        [(never_sent.pk, active_model.pk), (stranded.pk, active_model.pk)]
+    )
+    assert AIResult.objects.get(image__study=stranded).status == AIStatus.QUEUED
+
+
+def test_activating_a_new_version_rescores_open_cases_and_keeps_old_results(
+    admin_user, active_model, tiny_artifact, tmp_path
+):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1,))
+    inference.score_study(study.pk, active_model.pk)
+    old = AIResult.objects.get(image__study=study, model_version=active_model)
+    newer = ModelVersion.objects.create(
+        architecture=active_model.architecture,
+        version="0.0.2",
+        artifact_path=active_model.artifact_path,
+        checksum=active_model.checksum,
+        input_size=64,
+        threshold=0.3,
+    )
+    actions.activate_model_version(admin_user, newer.pk)
+    assert inference.rescore_open_cases(newer.pk) == 1
+    inference.score_study(study.pk, newer.pk)
+    case = Case.objects.get(pk=study.case_id)
+    assert case.ai_result.model_version == newer
+    assert AIResult.objects.get(pk=old.pk).probability == old.probability
+    assert AIResult.objects.filter(image__study=study).count() == 2
+
+
+def test_an_admin_retry_gives_a_failed_result_fresh_attempts(
+    admin_user, active_model, django_capture_on_commit_callbacks
+):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1,))
+    AIResult.objects.filter(image__study=study).update(
+        status=AIStatus.FAILED, attempts=3, error="x"
+    )
+    result = AIResult.objects.get(image__study=study)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        actions.retry_ai_result(admin_user, result.pk)
+    result.refresh_from_db()
+    assert (result.status, result.attempts, len(callbacks)) == (AIStatus.QUEUED, 0, 1)
+    assert Image.objects.count() == 1

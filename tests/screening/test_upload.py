@@ -1,0 +1,271 @@
+"""Uploads: every bad input gets a clear 4xx naming the file, and nothing is half-stored."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.urls import reverse
+from PIL import Image as PILImage
+
+from screening.choices import AuditAction, CaseStatus, Laterality, View
+from screening.models import AuditEvent, Case, Image, Study
+from tests.conftest import requires_postgres
+from tests.factories import ImageFactory, png_bytes
+
+URL = "/api/studies/"
+
+
+def upload(api, *files, **fields):  # type: ignore[no-untyped-def]
+    data = {"accession_number": "ACC-1", "patient_pseudonym": "P-1", **fields}
+    data["files"] = list(files)
+    return api.post(URL, data, format="multipart")
+
+
+def png(name: str = "L_CC.png", seed: int = 1) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, png_bytes(seed=seed), content_type="image/png")
+
+
+def jpeg(name: str = "R_MLO.jpg") -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    PILImage.new("L", (40, 50), 128).save(buffer, format="JPEG")
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/jpeg")
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR (correct CRC) that declares an enormous image."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def stored_files(media_root: Path) -> list[Path]:
+    return [p for p in Path(media_root).rglob("*") if p.is_file()]
+
+
+@pytest.fixture
+def admin_api(api, admin_user):  # type: ignore[no-untyped-def]
+    api.force_authenticate(admin_user)
+    return api
+
+
+def assert_nothing_stored(media_root) -> None:  # type: ignore[no-untyped-def]
+    assert Study.objects.count() == 0
+    assert Image.objects.count() == 0
+    assert Case.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_it_stores_a_study_with_laterality_and_view_from_file_names(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, png("L_CC.png", 1), jpeg("RMLO.jpeg"))
+    assert response.status_code == 201, response.json()
+    study = Study.objects.get()
+    assert study.case.status == CaseStatus.AWAITING_AI
+    images = {(i.laterality, i.view) for i in study.images.all()}
+    assert images == {(Laterality.LEFT, View.CC), (Laterality.RIGHT, View.MLO)}
+    assert len(stored_files(media_root)) == 2
+    assert all("L_CC" not in str(p) and "RMLO" not in str(p) for p in stored_files(media_root))
+    assert [f["accepted"] for f in response.json()["files"]] == [True, True]
+
+
+def test_it_records_16_bit_depth_and_size(admin_api):  # type: ignore[no-untyped-def]
+    content = png_bytes(seed=3, size=80, bit16=True)
+    response = upload(admin_api, SimpleUploadedFile("a.png", content))
+    assert response.status_code == 201
+    image = Image.objects.get()
+    assert (image.width, image.height, image.bit_depth) == (65, 80, 16)
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"%PDF-1.4 this is not an image", "not_an_image"),
+        (b"", "empty"),
+        (png_bytes(seed=5)[:200], "corrupt"),
+        (b"GIF89a" + b"\x00" * 40, "not_an_image"),
+    ],
+    ids=["not-an-image", "empty", "truncated-png", "garbage-gif"],
+)
+def test_it_rejects_a_bad_file_naming_it(admin_api, media_root, content, code):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, SimpleUploadedFile("scan-7.png", content))
+    assert response.status_code == 400
+    body = response.json()
+    assert "scan-7.png" in body["detail"]
+    assert body["files"][0]["code"] == code
+    assert_nothing_stored(media_root)
+
+
+def test_it_rejects_a_truncated_jpeg(admin_api, media_root):  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    PILImage.effect_noise((300, 300), 60).save(buffer, format="JPEG", quality=95)
+    response = upload(admin_api, SimpleUploadedFile("cut.jpg", buffer.getvalue()[:3000]))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] == "corrupt"
+    assert_nothing_stored(media_root)
+
+
+def test_it_rejects_a_decompression_bomb_before_decoding(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, SimpleUploadedFile("bomb.png", png_declaring(100_000, 100_000)))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] in {"decompression_bomb", "too_many_pixels"}
+    assert_nothing_stored(media_root)
+
+
+def test_it_refuses_images_above_the_pixel_cap(admin_api, media_root, settings):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_PIXELS = 1000
+    response = upload(admin_api, png("big.png"))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] == "too_many_pixels"
+    assert_nothing_stored(media_root)
+
+
+def test_it_answers_413_for_a_file_over_the_size_limit(admin_api, media_root, settings):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_FILE_BYTES = 100
+    response = upload(admin_api, png("huge.png"))
+    assert response.status_code == 413
+    assert "huge.png" in response.json()["detail"]
+    assert_nothing_stored(media_root)
+
+
+def test_it_answers_413_for_a_request_over_the_body_limit(admin_api, media_root, settings):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_REQUEST_BYTES = 1000
+    response = upload(admin_api, png("a.png"), png("b.png", 2))
+    assert response.status_code == 413
+    assert_nothing_stored(media_root)
+
+
+def test_it_refuses_more_files_than_allowed(admin_api, media_root, settings):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_FILES = 2
+    response = upload(admin_api, png("a.png", 1), png("b.png", 2), png("c.png", 3))
+    assert response.status_code == 400
+    assert "at most 2" in response.json()["detail"]
+    assert_nothing_stored(media_root)
+
+
+def test_it_refuses_a_file_already_stored_as_a_duplicate(admin_api, media_root):  # type: ignore[no-untyped-def]
+    existing = ImageFactory()
+    content = existing.file.open("rb").read()
+    response = upload(admin_api, SimpleUploadedFile("again.png", content))
+    assert response.status_code == 409
+    assert response.json()["files"][0]["code"] == "duplicate"
+    assert Image.objects.count() == 1
+
+
+def test_it_refuses_the_same_file_twice_in_one_upload(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, png("a.png", 9), png("b.png", 9))
+    assert response.status_code == 409
+    assert "a.png" in response.json()["files"][1]["message"]
+    assert_nothing_stored(media_root)
+
+
+def test_it_answers_404_for_an_unknown_accession(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, png(), accession_number="NOPE", new_study=False)
+    assert response.status_code == 404
+    assert "Unknown accession" in response.json()["detail"]
+    assert_nothing_stored(media_root)
+
+
+def test_it_adds_images_to_an_existing_study(admin_api):  # type: ignore[no-untyped-def]
+    assert upload(admin_api, png("L_CC.png", 1)).status_code == 201
+    response = upload(admin_api, png("R_CC.png", 2), new_study=False)
+    assert response.status_code == 201
+    assert Study.objects.get().images.count() == 2
+
+
+def test_it_refuses_a_new_study_with_a_taken_accession(admin_api):  # type: ignore[no-untyped-def]
+    assert upload(admin_api, png("a.png", 1)).status_code == 201
+    response = upload(admin_api, png("b.png", 2))
+    assert response.status_code == 409
+    assert Image.objects.count() == 1
+
+
+def test_one_bad_file_refuses_the_whole_upload(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, png("good.png"), SimpleUploadedFile("bad.png", b"nope"))
+    assert response.status_code == 400
+    files = response.json()["files"]
+    assert [f["code"] for f in files] == ["not_stored", "not_an_image"]
+    assert_nothing_stored(media_root)
+    rejected = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
+    assert rejected.detail["rejections"] == [{"position": 1, "code": "not_an_image", "status": 400}]
+    assert "bad.png" not in str(rejected.detail)
+
+
+def test_a_storage_failure_leaves_no_rows_and_no_files(admin_api, media_root, monkeypatch):  # type: ignore[no-untyped-def]
+    from screening import events
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(events, "study_uploaded", broken)
+    with pytest.raises(OSError):
+        upload(admin_api, png("a.png", 1), png("b.png", 2))
+    assert_nothing_stored(media_root)
+
+
+def test_the_upload_page_lists_each_file_result(client, admin_user, media_root):  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    data = {
+        "target": "new",
+        "accession_number": "A-9",
+        "patient_pseudonym": "P-9",
+        "modality": "MG",
+        "files": [png("ok.png"), SimpleUploadedFile("broken.png", b"xx")],
+    }
+    response = client.post(reverse("upload"), data)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "broken.png" in html and "Not a PNG or JPEG image" in html
+    assert "Nothing was stored" in html
+    assert_nothing_stored(media_root)
+
+
+def test_names_with_markup_are_shown_escaped(client, admin_user):  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    data = {
+        "target": "new",
+        "accession_number": "A-1",
+        "patient_pseudonym": "P-1",
+        "modality": "MG",
+        "files": [SimpleUploadedFile("<img src=x onerror=alert(1)>.png", b"xx")],
+    }
+    html = client.post(reverse("upload"), data).content.decode()
+    assert "<img src=x onerror" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_study_uploaded_in_parallel_is_stored_once(admin_user):  # type: ignore[no-untyped-def]
+    requires_postgres()
+    from rest_framework.test import APIClient
+
+    contents = [png_bytes(seed=s) for s in (11, 12, 13, 14)]
+    statuses: list[int] = []
+
+    def send() -> None:
+        client = APIClient()
+        client.force_authenticate(admin_user)
+        files = [SimpleUploadedFile(f"{i}.png", c) for i, c in enumerate(contents)]
+        statuses.append(upload(client, *files, accession_number="PAR-1").status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses).count(201) == 1, statuses
+    assert set(statuses) <= {201, 409}
+    assert Study.objects.count() == 1
+    assert Study.objects.get().images.count() == 4

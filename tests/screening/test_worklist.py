@@ -1,0 +1,81 @@
+"""The worklist: highest AI risk first, then longest waiting; AI-pending cases last."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.urls import reverse
+from django.utils import timezone
+
+from screening import actions
+from screening.actions import ReadInput, WorklistFilter
+from screening.choices import CaseStatus, Decision
+from screening.models import Case
+from tests.factories import case_with_images
+
+
+def received(case: Case, hours_ago: float) -> Case:
+    Case.objects.filter(pk=case.pk).update(
+        received_at=timezone.now() - dt.timedelta(hours=hours_ago)
+    )
+    return case
+
+
+def test_it_orders_by_risk_then_waiting_time_with_pending_last(radiologist):  # type: ignore[no-untyped-def]
+    pending_old = received(case_with_images(status=CaseStatus.AWAITING_AI), 50)
+    low = received(case_with_images(score=0.1), 10)
+    high_new = received(case_with_images(score=0.9), 1)
+    high_old = received(case_with_images(score=0.9), 5)
+    mid = received(case_with_images(score=0.5), 2)
+    order = list(actions.worklist(radiologist).values_list("pk", flat=True))
+    assert order == [high_old.pk, high_new.pk, mid.pk, low.pk, pending_old.pk]
+
+
+def test_it_hides_closed_cases_and_my_own_first_reads(radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    mine = case_with_images(score=0.8)
+    actions.submit_read(radiologist, mine.pk, ReadInput(decision=Decision.RECALL, birads=4))
+    closed = case_with_images(score=0.7, status=CaseStatus.CLOSED)
+    open_case = case_with_images(score=0.2)
+    assert list(actions.worklist(radiologist)) == [open_case]
+    # The other radiologist sees the case for its second read.
+    assert set(actions.worklist(radiologist2)) == {mine, open_case}
+    assert closed not in actions.worklist(radiologist2)
+
+
+def test_it_filters_by_risk_band_and_status(radiologist):  # type: ignore[no-untyped-def]
+    high = case_with_images(score=0.9)
+    low = case_with_images(score=0.05)
+    pending = case_with_images(status=CaseStatus.AWAITING_AI)
+    assert list(actions.worklist(radiologist, WorklistFilter(band="high"))) == [high]
+    assert list(actions.worklist(radiologist, WorklistFilter(band="low"))) == [low]
+    assert list(actions.worklist(radiologist, WorklistFilter(band="pending"))) == [pending]
+    assert list(actions.worklist(radiologist, WorklistFilter(status="awaiting_ai"))) == [pending]
+
+
+def test_the_page_and_api_show_the_same_order(client, api, radiologist):  # type: ignore[no-untyped-def]
+    cases = [case_with_images(images=1, score=s) for s in (0.3, 0.95, 0.6)]
+    client.force_login(radiologist)
+    page = client.get(reverse("worklist"))
+    assert [c.pk for c in page.context["page"]] == [cases[1].pk, cases[2].pk, cases[0].pk]
+    html = page.content.decode()
+    assert "0.95 · High" in html
+    api.force_authenticate(radiologist)
+    body = api.get(reverse("api-case-list")).json()
+    assert [c["id"] for c in body["results"]] == [cases[1].pk, cases[2].pk, cases[0].pk]
+    assert body["results"][0]["risk_band"] == "high"
+
+
+def test_synthetic_and_pending_cases_are_labelled(client, radiologist):  # type: ignore[no-untyped-def]
+    case_with_images(status=CaseStatus.AWAITING_AI, is_synthetic=True)
+    client.force_login(radiologist)
+    html = client.get(reverse("worklist")).content.decode()
+    assert "synthetic" in html and "AI pending" in html
+
+
+def test_it_paginates(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.WORKLIST_PAGE_SIZE = 2
+    for score in (0.1, 0.2, 0.3):
+        case_with_images(images=0, score=score)
+    client.force_login(radiologist)
+    second = client.get(reverse("worklist"), {"page": 2})
+    assert len(second.context["page"].object_list) == 1
