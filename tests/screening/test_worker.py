@@ -87,10 +87,24 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
-def point_app_at(broker_url: str, options: dict) -> None:
-    """This test process publishes to the same broker as the worker it started."""
-    celery_app.conf.broker_url = broker_url
-    celery_app.conf.broker_transport_options = options
+@pytest.fixture
+def point_app_at(monkeypatch) -> Iterator[Callable[[str, dict], None]]:  # type: ignore[no-untyped-def]
+    """Make this test process publish to the worker's broker, and restore the app after.
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its own settings, so the
+    variable (set by CI for the machine's Redis) is replaced too.
+    """
+    saved = (celery_app.conf.broker_url, celery_app.conf.broker_transport_options)
+
+    def point(broker_url: str, options: dict) -> None:
+        monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
+        celery_app.conf.broker_url = broker_url
+        celery_app.conf.broker_transport_options = options
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    yield point
+    celery_app.conf.broker_url, celery_app.conf.broker_transport_options = saved
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
@@ -174,7 +188,7 @@ def media_root(settings, shared_media):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def redis_worker(tmp_path, shared_media) -> Iterator[tuple[Worker, RedisServer]]:  # type: ignore[no-untyped-def]
+def redis_worker(tmp_path, shared_media, point_app_at) -> Iterator[tuple[Worker, RedisServer]]:  # type: ignore[no-untyped-def]
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     redis = RedisServer(tmp_path)
@@ -253,7 +267,7 @@ def test_a_corrupt_image_fails_and_the_others_are_scored(redis_worker, admin_use
 
 
 def test_an_upload_while_the_broker_is_down_is_scored_when_it_returns(
-    redis_worker, admin_user, active_model
+    redis_worker, admin_user, active_model, point_app_at
 ):  # type: ignore[no-untyped-def]
     worker, redis = redis_worker
     redis.stop()
@@ -294,7 +308,7 @@ def test_activating_a_new_version_rescores_and_keeps_old_results(
 
 
 def test_the_embedded_broker_carries_the_same_happy_path(
-    tmp_path, shared_media, admin_user, active_model
+    tmp_path, shared_media, admin_user, active_model, point_app_at
 ):  # type: ignore[no-untyped-def]
     folder = tmp_path / "broker"
     for sub in ("queue", "processed", "control"):
