@@ -556,3 +556,32 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
         status=AIStatus.DONE,
     )
     return {r.image_id: r for r in results}
+
+
+def case_ai_states(cases: list[Case]) -> dict[int, str]:
+    """What a reader sees of each case's AI, in one query for a whole page of cases.
+
+    The shown result's status (done or failed) when there is one; otherwise the work in
+    flight for its images (running before queued); otherwise "pending": no job yet.
+    """
+    waiting = [c.pk for c in cases if c.ai_result_id is None]
+    in_flight: dict[int, set[str]] = {pk: set() for pk in waiting}
+    if waiting:
+        rows = AIResult.objects.filter(
+            case_id__in=waiting,
+            image__isnull=False,
+            status__in=[AIStatus.QUEUED, AIStatus.RUNNING],
+        ).values_list("case_id", "status")
+        for case_id, status in rows.distinct():
+            in_flight[case_id].add(status)
+    states = {}
+    for case in cases:
+        if case.ai_result_id:
+            states[case.pk] = case.ai_result.status
+        elif AIStatus.RUNNING in in_flight[case.pk]:
+            states[case.pk] = AIStatus.RUNNING.value
+        elif AIStatus.QUEUED in in_flight[case.pk]:
+            states[case.pk] = AIStatus.QUEUED.value
+        else:
+            states[case.pk] = "pending"
+    return states

@@ -218,6 +218,7 @@ def store(
         **{k: round(v, 4) for k, v in prediction.timings.items()},
         "write": round(time.perf_counter() - start, 4),
         "batch_images": batch,
+        "patches": len(getattr(prediction, "patch_boxes", ())),
     }
     AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING).update(
         status=AIStatus.DONE,

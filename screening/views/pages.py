@@ -41,6 +41,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
     page = Paginator(actions.worklist(request.user, flt), settings.WORKLIST_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    states = actions.case_ai_states(list(page.object_list))
+    for case in page.object_list:
+        case.ai_state = states[case.pk]
     return render(request, "screening/worklist.html", {"page": page, "form": form})
 
 

@@ -6,7 +6,9 @@ import logging
 from datetime import timedelta
 
 from django.contrib import messages
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count, FloatField, Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -48,7 +50,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         "failed": per_image.filter(status=AIStatus.FAILED)
         .select_related("model_version")
         .order_by("-finished_at")[:50],
-        "seconds_per_image": recent.aggregate(avg=Avg("timings__predict"))["avg"],
+        "seconds_per_image": recent.aggregate(avg=Avg(Cast(KT("timings__predict"), FloatField())))[
+            "avg"
+        ],
         "workers": workers_online(),
     }
     return render(request, "screening/queue.html", context)

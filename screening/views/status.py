@@ -6,6 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from .. import actions
 from ..choices import Role
 from ..models import AIResult, Case
 from ..roles import role_required
@@ -22,7 +23,7 @@ def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
         {
             "case": case.pk,
             "status": case.status,
-            "ai_status": case.ai_result.status if case.ai_result_id else "pending",
+            "ai_status": actions.case_ai_states([case])[case.pk],
             "images": {str(r.image_id): r.status for r in images.only("image_id", "status")},
         }
     )
@@ -36,10 +37,6 @@ def worklist_ai_status(request: HttpRequest) -> JsonResponse:
         ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:200]
     except ValueError:
         return JsonResponse({"error": "ids must be integers"}, status=400)
-    cases = Case.objects.filter(pk__in=ids).select_related("ai_result")
-    return JsonResponse(
-        {
-            str(c.pk): f"{c.status}:{c.ai_result.status if c.ai_result_id else 'pending'}"
-            for c in cases
-        }
-    )
+    cases = list(Case.objects.filter(pk__in=ids).select_related("ai_result"))
+    states = actions.case_ai_states(cases)
+    return JsonResponse({str(c.pk): f"{c.status}:{states[c.pk]}" for c in cases})

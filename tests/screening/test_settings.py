@@ -18,7 +18,9 @@ PRODUCTION = {
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {
-        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL"}
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
