@@ -154,7 +154,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
-    parser.add_argument("--studies", type=int, default=3, help="counted studies per model")
+    parser.add_argument("--studies", type=int, default=2, help="counted studies per model")
     parser.add_argument("--size", type=int, default=299, help="patch size for untrained models")
     parser.add_argument("--no-shipped", action="store_true", help="skip the shipped model")
     args = parser.parse_args()

@@ -59,7 +59,11 @@ class PatchConfig:
     lesion_crops: int = 8  # jittered crops per annotated lesion
     jitter: int = 48  # maximum offset of the crop centre from the lesion centre
     normal_tiles_per_film: int = 4
-    min_breast_fraction: float = 0.75  # a normal tile must lie this much inside the breast
+    # A normal tile must lie this much inside the breast: the same rule the predictor uses to
+    # pick the patches it scores (WholeImageConfig). With a stricter rule (0.75 in v1) normal
+    # tiles never touched the skin line while lesion crops often did, and the model learnt
+    # "background in the patch" as a sign of abnormality.
+    min_breast_fraction: float = 0.2
     seed: int = 0
 
 

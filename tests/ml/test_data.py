@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.config import PatchConfig, SplitConfig, mias_dir
+from ml.config import PatchConfig, SplitConfig, WholeImageConfig, mias_dir
 from ml.data import (
     MiasFilm,
     MiasFinding,
@@ -152,8 +152,9 @@ def test_normal_tiles_come_from_inside_the_breast_and_clear_of_lesions(tmp_path:
     cfg = PatchConfig(patch_size=64, lesion_crops=0, normal_tiles_per_film=6)
     patches, labels = film_patches(film, cfg, np.random.default_rng(1))
     assert labels == [0] * 6
+    assert cfg.min_breast_fraction == WholeImageConfig().min_breast_fraction  # as scored
     for p in patches:
-        assert (p > 0).mean() >= 0.75  # breast, not background
+        assert (p > 0).mean() >= cfg.min_breast_fraction  # breast, not background
         assert p.max() < 250  # no lesion pixels
 
 
