@@ -32,7 +32,14 @@ from django.test import Client  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 
 from screening.choices import AIStatus, CaseStatus, Decision, ReadKind, Role  # noqa: E402
-from screening.models import AIResult, Case, ModelVersion, Patient, Read  # noqa: E402
+from screening.models import (  # noqa: E402
+    AIResult,
+    Case,
+    ModelVersion,
+    Patient,
+    Read,
+    score_band,
+)
 
 STATUS_MIX = [CaseStatus.READY] * 6 + [
     CaseStatus.AWAITING_AI,
@@ -68,6 +75,7 @@ def seed(count: int, reader) -> None:  # type: ignore[no-untyped-def]
                     status=status,
                     ai_score=score,
                     triage_priority=-1.0 if score is None else score,
+                    risk_band=score_band(score, version.threshold),
                 )
             )
         cases = Case.objects.bulk_create(cases)

@@ -18,7 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import events, inference
@@ -31,7 +31,6 @@ from .choices import (
     Decision,
     Modality,
     ReadKind,
-    RiskBand,
     SourceFormat,
 )
 from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
@@ -327,16 +326,7 @@ def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> Query
 
 
 def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:
-    if band == RiskBand.PENDING:
-        return cases.filter(ai_score__isnull=True)
-    threshold = F("ai_result__model_version__threshold")
-    if band == RiskBand.HIGH:
-        return cases.filter(ai_score__gte=threshold)
-    if band == RiskBand.INTERMEDIATE:
-        return cases.filter(ai_score__lt=threshold, ai_score__gte=threshold / 2)
-    if band == RiskBand.LOW:
-        return cases.filter(ai_score__lt=threshold / 2)
-    return cases
+    return cases.filter(risk_band=band) if band else cases
 
 
 def next_case(user: AbstractBaseUser, after: Case | None = None) -> Case | None:

@@ -46,7 +46,18 @@ class ClinicalRecordAdmin(ReadOnlyAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["architecture", "version", "threshold", "is_active", "created_at"]
-    readonly_fields = ["is_active", "activated_at", "checksum"]
+    # What a version is and how its scores are banded never change once registered: stored
+    # results and the cases' risk bands were computed with them.
+    readonly_fields = [
+        "architecture",
+        "version",
+        "artifact_path",
+        "checksum",
+        "input_size",
+        "threshold",
+        "is_active",
+        "activated_at",
+    ]
     actions = ["activate"]
 
     @admin.action(description="Activate for triage")

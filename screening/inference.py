@@ -287,7 +287,7 @@ def _show_if_active(case: Case, case_result: AIResult) -> None:
         case.show_ai_result(case_result)
     if case.status == CaseStatus.AWAITING_AI:
         case.status = CaseStatus.READY
-    case.save(update_fields=["ai_result", "ai_score", "triage_priority", "status"])
+    case.save(update_fields=["ai_result", "ai_score", "triage_priority", "risk_band", "status"])
 
 
 # --- Recovery -------------------------------------------------------------------------

@@ -63,6 +63,12 @@ class Case(models.Model):
         default=False, help_text="Demo case built from generated images, not a real patient."
     )
 
+    # Stored, not derived at query time, so the worklist's band filter is an index walk
+    # (a version's threshold never changes once registered).
+    risk_band = models.CharField(
+        max_length=12, choices=RiskBand.choices, default=RiskBand.PENDING, editable=False
+    )
+
     class Meta:
         indexes = [
             # Only open cases, already in worklist order: the first page is a short index
@@ -75,6 +81,11 @@ class Case(models.Model):
             models.Index(
                 fields=["status", "-triage_priority", "received_at"], name="worklist_order"
             ),
+            models.Index(
+                fields=["risk_band", "-triage_priority", "received_at", "id"],
+                condition=Q(status__in=READABLE_STATUSES),
+                name="worklist_open_band_order",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -85,25 +96,31 @@ class Case(models.Model):
         self.ai_result = result
         self.ai_score = result.probability if result is not None else None
         self.triage_priority = self.ai_score if self.ai_score is not None else -1.0
-
-    @property
-    def risk_band(self) -> str:
-        if self.ai_result is not None and self.ai_result.status == AIStatus.FAILED:
-            return RiskBand.FAILED
-        if self.ai_score is None or self.ai_result is None:
-            return RiskBand.PENDING
-        threshold = self.ai_result.model_version.threshold
-        if self.ai_score >= threshold:
-            return RiskBand.HIGH
-        if self.ai_score >= threshold / 2:
-            return RiskBand.INTERMEDIATE
-        return RiskBand.LOW
+        self.risk_band = band_of(result)
 
     @property
     def ai_recommends_recall(self) -> bool | None:
         if self.ai_score is None or self.ai_result is None:
             return None
         return self.ai_score >= self.ai_result.model_version.threshold
+
+
+def band_of(result: AIResult | None) -> str:
+    """The risk band a case-level result puts its case in (thresholds from its version)."""
+    if result is None:
+        return RiskBand.PENDING
+    if result.status == AIStatus.FAILED:
+        return RiskBand.FAILED
+    return score_band(result.probability, result.model_version.threshold)
+
+
+def score_band(score: float | None, threshold: float) -> str:
+    """High at or above the version's threshold, intermediate from half of it, else low."""
+    if score is None:
+        return RiskBand.PENDING
+    if score >= threshold:
+        return RiskBand.HIGH
+    return RiskBand.INTERMEDIATE if score >= threshold / 2 else RiskBand.LOW
 
 
 class Study(models.Model):

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from screening import actions
 from screening.actions import ReadInput, WorklistFilter
-from screening.choices import CaseStatus, Decision
+from screening.choices import AIStatus, CaseStatus, Decision, RiskBand
 from screening.models import Case
-from tests.factories import case_with_images
+from tests.factories import ModelVersionFactory, case_with_images, score_case
 
 
 def received(case: Case, hours_ago: float) -> Case:
@@ -50,6 +50,28 @@ def test_it_filters_by_risk_band_and_status(radiologist):  # type: ignore[no-unt
     assert list(actions.worklist(radiologist, WorklistFilter(band="low"))) == [low]
     assert list(actions.worklist(radiologist, WorklistFilter(band="pending"))) == [pending]
     assert list(actions.worklist(radiologist, WorklistFilter(status="awaiting_ai"))) == [pending]
+
+
+def test_bands_follow_the_threshold_of_the_version_that_scored_the_case(radiologist):  # type: ignore[no-untyped-def]
+    strict = ModelVersionFactory(threshold=0.8)
+    cases = {s: case_with_images(images=1) for s in (0.85, 0.5, 0.3)}
+    for score, case in cases.items():
+        score_case(case, score, strict)
+    failed = case_with_images(images=1, score=0.9)
+    failed.ai_result.status = AIStatus.FAILED
+    failed.ai_result.save()
+    failed.show_ai_result(failed.ai_result)
+    failed.save()
+
+    def band(name: str) -> list[Case]:
+        return list(actions.worklist(radiologist, WorklistFilter(band=name)))
+
+    assert band("high") == [cases[0.85]]
+    assert band("intermediate") == [cases[0.5]]  # 0.4 <= 0.5 < 0.8
+    assert band("low") == [cases[0.3]]
+    assert band("failed") == [failed]
+    stored = Case.objects.values_list("risk_band", flat=True).get(pk=cases[0.5].pk)
+    assert stored == RiskBand.INTERMEDIATE
 
 
 def test_the_page_and_api_show_the_same_order(client, api, radiologist):  # type: ignore[no-untyped-def]
