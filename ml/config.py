@@ -105,6 +105,13 @@ class TrainConfig:
     # Skips graph tracing, which for ResNet50V2 costs about a minute on 2 CPU cores:
     # worth it only for runs of a few steps (tests, debugging).
     run_eagerly: bool = False
+    # Start from this artifact's weights instead of building a fresh network.
+    init_from: str | None = None
+    # Hard-negative mining (mini-MIAS): this artifact scores every normal grid tile of the
+    # training films and the highest-scoring ``hard_negatives_per_film`` join the training
+    # set as normal patches. Validation and test sets are never touched.
+    hard_negatives_from: str | None = None
+    hard_negatives_per_film: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

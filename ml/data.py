@@ -345,6 +345,43 @@ def _box_fraction(ii: np.ndarray, r0: int, c0: int, size: int) -> float:
     return float(total) / (size * size)
 
 
+def clear_of_lesions(
+    lesions: Sequence[tuple[int, int, int]], r0: int, c0: int, size: int, margin: int = 32
+) -> bool:
+    """Whether a tile keeps ``margin`` pixels away from every (row, col, radius) lesion circle."""
+    for lr, lc, rad in lesions:
+        nr = min(max(lr, r0), r0 + size)
+        nc = min(max(lc, c0), c0 + size)
+        if math.hypot(lr - nr, lc - nc) < rad + margin:
+            return False
+    return True
+
+
+def normal_grid_tiles(film: MiasFilm, config: PatchConfig, stride: int) -> np.ndarray:
+    """Every grid tile of a film that whole-film scoring would look at and no lesion touches.
+
+    The pool hard negatives are mined from: the tiles of normal tissue a model scores
+    highest are the ones that make whole films look abnormal.
+    """
+    from ml.predictor import grid_positions
+
+    size = config.patch_size
+    if any(not f.has_location for f in film.findings):
+        return np.zeros((0, size, size), np.uint8)
+    image = film.load()
+    h, w = image.shape
+    ii = _integral(breast_mask(image))
+    lesions = [(*f.centre_rc(h), f.radius or 0) for f in film.findings]
+    tiles = [
+        image[r0 : r0 + size, c0 : c0 + size]
+        for r0 in grid_positions(h, size, stride)
+        for c0 in grid_positions(w, size, stride)
+        if _box_fraction(ii, r0, c0, size) >= config.min_breast_fraction
+        and clear_of_lesions(lesions, r0, c0, size)
+    ]
+    return np.stack(tiles) if tiles else np.zeros((0, size, size), np.uint8)
+
+
 def film_patches(
     film: MiasFilm, config: PatchConfig, rng: np.random.Generator
 ) -> tuple[list[np.ndarray], list[int]]:
@@ -377,15 +414,7 @@ def film_patches(
         c0 = int(rng.integers(0, w - size + 1))
         if _box_fraction(ii, r0, c0, size) < config.min_breast_fraction:
             continue
-        # keep the tile clear of every lesion circle (with a margin)
-        clear = True
-        for lr, lc, rad in lesions:
-            nr = min(max(lr, r0), r0 + size)
-            nc = min(max(lc, c0), c0 + size)
-            if math.hypot(lr - nr, lc - nc) < rad + 32:
-                clear = False
-                break
-        if not clear:
+        if not clear_of_lesions(lesions, r0, c0, size):
             continue
         patches.append(image[r0 : r0 + size, c0 : c0 + size].copy())
         labels.append(NORMAL)

@@ -195,6 +195,12 @@ def model_card(manifest: Any, history: dict[str, list[float]] | None = None) -> 
             + "; ".join(f"{k} {v['total']} {v['by_label']}" for k, v in td["patch_counts"].items())
             + ".",
         ]
+        if hard := td.get("hard_negatives"):
+            lines.append(
+                f"- Hard negatives: {hard['added']} more normal training patches, the "
+                f"{hard['per_film']} normal grid tiles per training film that `{hard['from']}` "
+                "scored highest (validation and test sets untouched)."
+            )
     patch = m.get("patch", {})
     if patch:
         t = patch["test"]

@@ -130,7 +130,46 @@ def load_ddsm(cfg: TrainConfig) -> TrainingData:
 def load_training_data(cfg: TrainConfig) -> TrainingData:
     from ml.data import is_mias_folder
 
-    return load_mias(cfg) if is_mias_folder(cfg.data) else load_ddsm(cfg)
+    if not is_mias_folder(cfg.data):
+        return load_ddsm(cfg)
+    data = load_mias(cfg)
+    if cfg.hard_negatives_from:
+        data = add_hard_negatives(data, cfg)
+    return data
+
+
+def add_hard_negatives(data: TrainingData, cfg: TrainConfig) -> TrainingData:
+    """Add each training film's highest-scoring normal tiles (by an earlier model) as normals."""
+    from ml.config import WholeImageConfig
+    from ml.data import NORMAL, normal_grid_tiles, read_mias
+    from ml.predictor import Predictor
+
+    predictor = Predictor.load(cfg.hard_negatives_from)
+    train_patients = set(data.split["train"])
+    stride = WholeImageConfig().stride
+    mined: list[np.ndarray] = []
+    for film in read_mias(cfg.data):
+        if film.patient not in train_patients:
+            continue
+        tiles = normal_grid_tiles(film, cfg.patches, stride)
+        if len(tiles) == 0:
+            continue
+        scores = predictor.predict_patches(tiles)
+        mined.extend(tiles[np.argsort(scores)[::-1][: cfg.hard_negatives_per_film]])
+    images, labels = data.train
+    extra = np.stack(mined)
+    data.train = (
+        np.concatenate([images, extra]),
+        np.concatenate([labels, np.full(len(extra), NORMAL, labels.dtype)]),
+    )
+    data.train_labels = data.train[1]
+    data.description["hard_negatives"] = {
+        "from": str(cfg.hard_negatives_from),
+        "per_film": cfg.hard_negatives_per_film,
+        "added": int(len(extra)),
+        "source": "highest-scoring normal grid tiles of the training films only",
+    }
+    return data
 
 
 def fit(
@@ -193,7 +232,7 @@ def run(cfg: TrainConfig) -> Path:
     import keras
 
     from ml.data import class_weights, make_dataset, to_target
-    from ml.models import PREPROCESSING, build_model, set_base_trainable
+    from ml.models import PREPROCESSING, set_base_trainable
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +259,7 @@ def run(cfg: TrainConfig) -> Path:
     val_ds = make_dataset(data.val, **common)
     weights = class_weights(to_target(data.train_labels, cfg.target)) if cfg.class_weights else None
 
-    model = build_model(cfg.model)
+    model = initial_model(cfg)
     history = fit(model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights)
     if cfg.fine_tune_epochs and cfg.model.arch != "custom_cnn":
         set_base_trainable(model, True)
@@ -240,6 +279,18 @@ def run(cfg: TrainConfig) -> Path:
     ckpt = out / CHECKPOINT
     best = keras.saving.load_model(ckpt, compile=False) if ckpt.is_file() else model
     return finalise(cfg, best, data, history, time.time() - started)
+
+
+def initial_model(cfg: TrainConfig) -> Any:
+    """A fresh network, or an earlier artifact's (checksum verified) to continue from."""
+    from ml.models import build_model
+
+    if not cfg.init_from:
+        return build_model(cfg.model)
+    from ml.artifacts import load_model
+
+    model, _ = load_model(cfg.init_from)
+    return model
 
 
 def read_history(out: Path) -> dict[str, list[float]]:
@@ -363,6 +414,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument(
         "--kfold", type=int, default=0, help="k-fold cross-validation by patient (mini-MIAS)"
     )
+    p.add_argument("--init-from", default=None, help="artifact whose weights training starts from")
+    p.add_argument(
+        "--hard-negatives-from",
+        default=None,
+        help="artifact that mines the highest-scoring normal tiles of the training films",
+    )
+    p.add_argument("--hard-negatives", type=int, default=3, help="mined tiles per training film")
     p.add_argument("--verbose", type=int, default=1)
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none", "None") else a.weights
@@ -388,6 +446,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         seed=a.seed,
         version=a.version,
         verbose=a.verbose,
+        init_from=a.init_from,
+        hard_negatives_from=a.hard_negatives_from,
+        hard_negatives_per_film=a.hard_negatives,
     )
 
 

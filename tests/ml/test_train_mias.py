@@ -47,3 +47,38 @@ def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like,
         manifest["training_data"]["val_patients"]
     )
     assert "Whole-film results" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_like, tmp_path):
+    from ml.train import run
+
+    def config(out: str, **extra) -> TrainConfig:  # type: ignore[no-untyped-def]
+        return TrainConfig(
+            model=ModelConfig("custom_cnn", input_size=64),
+            patches=PatchConfig(patch_size=64, lesion_crops=2, jitter=8, normal_tiles_per_film=1),
+            split=SplitConfig(val_fraction=0.25, test_fraction=0.25),
+            data=str(mini_mias_like),
+            out_dir=str(tmp_path / out),
+            epochs=1,
+            steps_per_epoch=1,
+            batch_size=8,
+            bootstrap=10,
+            verbose=0,
+            **extra,
+        )
+
+    first = run(config("first"))
+    second = run(
+        config(
+            "second",
+            init_from=str(first),
+            hard_negatives_from=str(first),
+            hard_negatives_per_film=2,
+        )
+    )
+    data = json.loads((second / "manifest.json").read_text())["training_data"]
+    # at most two mined tiles per training film (two films per woman), none from val or test
+    assert 0 < data["hard_negatives"]["added"] <= 2 * 2 * data["patients"]["train"]
+    assert data["hard_negatives"]["per_film"] == 2
+    assert "Hard negatives" in (second / "MODEL_CARD.md").read_text()
+    assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
