@@ -112,6 +112,9 @@ class TrainConfig:
     # set as normal patches. Validation and test sets are never touched.
     hard_negatives_from: str | None = None
     hard_negatives_per_film: int = 3
+    # What the checkpoint and early stopping watch: "patches" (validation patch AUC) or, for
+    # mini-MIAS, "films" (AUC of whole validation films scored as the app scores them).
+    select_on: Literal["patches", "films"] = "patches"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

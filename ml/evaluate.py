@@ -245,15 +245,20 @@ def model_card(manifest: Any, history: dict[str, list[float]] | None = None) -> 
             f"a random point inside the breast would in {loc['random_point_in_lesion']:.0%}.",
         ]
     if history and "val_auc" in history:
-        best = int(np.argmax(history["val_auc"]))
+        key = "val_film_auc" if "val_film_auc" in history else "val_auc"
+        what = "whole-film AUC" if key == "val_film_auc" else "patch AUC"
+        best = int(np.argmax(history[key]))
+        start = td.get("training", {}).get("init_from")
         lines += [
             "",
             "## Training",
-            f"- {len(history['val_auc'])} epochs, best validation AUC "
-            f"{history['val_auc'][best]:.3f} at epoch {best + 1}; Adam "
+            f"- {len(history[key])} epochs, best validation {what} "
+            f"{history[key][best]:.3f} at epoch {best + 1}"
+            + (f" (continued from `{start}`)" if start else "")
+            + "; Adam "
             f"(learning rate {td.get('training', {}).get('learning_rate', 'n/a')}), binary "
             "cross-entropy, balanced class weights, flips/rotations/brightness/contrast "
-            "augmentation, best epoch kept by validation AUC.",
+            f"augmentation, best epoch kept by validation {what}.",
         ]
         if "train_seconds" in m:
             lines.append(f"- Training time: {m['train_seconds']:.0f} s on a shared 2-core CPU.")

@@ -182,9 +182,16 @@ def fit(
     learning_rate: float,
     class_weight: dict[int, float] | None,
     initial_epoch: int = 0,
+    split: dict[str, list[int]] | None = None,
 ) -> dict[str, list[float]]:
     """Adam + binary cross-entropy, checkpoint on best validation AUC, early stopping."""
     import keras
+
+    film_callback = []
+    monitor = "val_auc"
+    if cfg.select_on == "films" and split:
+        film_callback = [validation_film_auc_callback(cfg, split)]
+        monitor = "val_film_auc"
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -193,11 +200,12 @@ def fit(
         run_eagerly=cfg.run_eagerly,
     )
     callbacks = [
+        *film_callback,  # first, so the callbacks below see its figure
         keras.callbacks.ModelCheckpoint(
-            out / CHECKPOINT, monitor="val_auc", mode="max", save_best_only=True
+            out / CHECKPOINT, monitor=monitor, mode="max", save_best_only=True
         ),
         keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=cfg.patience, restore_best_weights=True
+            monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=True
         ),
         keras.callbacks.CSVLogger(out / "history.csv", append=initial_epoch > 0),
     ]
@@ -212,6 +220,52 @@ def fit(
         verbose=cfg.verbose,
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) -> Any:
+    """A callback adding ``val_film_auc``: validation films scored as the app scores them.
+
+    Patch AUC rewards telling lesion crops from random normal tiles; the app ranks whole
+    films by their highest patch score, which a few bright normal tiles can spoil. Selecting
+    on the films themselves selects for what the worklist needs.
+    """
+    import keras
+    from sklearn.metrics import roc_auc_score
+
+    from ml.config import WholeImageConfig
+    from ml.data import breast_mask, read_mias, to_target
+    from ml.models import PREPROCESSING, preprocess
+    from ml.predictor import tile_image, to_0_255
+
+    size = cfg.model.input_size
+    whole = WholeImageConfig(patch_size=size, stride=size // 2)
+    films = [f for f in read_mias(cfg.data) if f.patient in set(split["val"])]
+    tiles = []
+    for film in films:
+        image = to_0_255(film.load())
+        tiles.append(tile_image(image, breast_mask(image), whole)[0].astype(np.uint8))
+    labels = to_target([f.label for f in films], cfg.target)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("selecting on films needs both normal and abnormal validation films")
+    method = PREPROCESSING[cfg.model.arch]
+
+    class ValidationFilmAUC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            scores = []
+            for film_tiles in tiles:
+                x = np.repeat(film_tiles[..., None].astype(np.float32), 3, axis=-1)
+                p = [
+                    np.asarray(self.model.predict_on_batch(preprocess(x[i : i + 32], method)))
+                    for i in range(0, len(x), 32)
+                ]
+                scores.append(float(np.concatenate(p).max()))
+            auc = float(roc_auc_score(labels, scores))
+            if logs is not None:
+                logs["val_film_auc"] = auc
+            if cfg.verbose:
+                print(f"epoch {epoch + 1}: validation film AUC {auc:.3f} ({len(films)} films)")
+
+    return ValidationFilmAUC()
 
 
 def predict_arrays(model: Any, images: np.ndarray, cfg: TrainConfig, method: str) -> np.ndarray:
@@ -260,7 +314,9 @@ def run(cfg: TrainConfig) -> Path:
     weights = class_weights(to_target(data.train_labels, cfg.target)) if cfg.class_weights else None
 
     model = initial_model(cfg)
-    history = fit(model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights)
+    history = fit(
+        model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights, split=data.split
+    )
     if cfg.fine_tune_epochs and cfg.model.arch != "custom_cnn":
         set_base_trainable(model, True)
         more = fit(
@@ -273,6 +329,7 @@ def run(cfg: TrainConfig) -> Path:
             cfg.fine_tune_learning_rate,
             weights,
             initial_epoch=len(history["loss"]),
+            split=data.split,
         )
         for k, v in more.items():
             history.setdefault(k, []).extend(v)
@@ -332,6 +389,8 @@ def finalise(
         "class_weights": cfg.class_weights,
         "weights": cfg.model.weights,
         "seed": cfg.seed,
+        "init_from": cfg.init_from,
+        "selected_on": cfg.select_on,
     }
     plot_history(history, out / "training_curves.png")
     ckpt = out / CHECKPOINT
@@ -421,6 +480,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="artifact that mines the highest-scoring normal tiles of the training films",
     )
     p.add_argument("--hard-negatives", type=int, default=3, help="mined tiles per training film")
+    p.add_argument(
+        "--select-on",
+        choices=("patches", "films"),
+        default="patches",
+        help="checkpoint and early stopping on validation patch AUC or whole-film AUC (mini-MIAS)",
+    )
     p.add_argument("--verbose", type=int, default=1)
     a = p.parse_args(argv)
     weights = None if a.weights in (None, "none", "None") else a.weights
@@ -449,6 +514,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         init_from=a.init_from,
         hard_negatives_from=a.hard_negatives_from,
         hard_negatives_per_film=a.hard_negatives,
+        select_on=a.select_on,
     )
 
 

@@ -74,11 +74,15 @@ def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_l
             init_from=str(first),
             hard_negatives_from=str(first),
             hard_negatives_per_film=2,
+            select_on="films",
         )
     )
     data = json.loads((second / "manifest.json").read_text())["training_data"]
     # at most two mined tiles per training film (two films per woman), none from val or test
     assert 0 < data["hard_negatives"]["added"] <= 2 * 2 * data["patients"]["train"]
     assert data["hard_negatives"]["per_film"] == 2
-    assert "Hard negatives" in (second / "MODEL_CARD.md").read_text()
+    card = (second / "MODEL_CARD.md").read_text()
+    assert "Hard negatives" in card
+    assert "best validation whole-film AUC" in card and "continued from" in card
+    assert "val_film_auc" in (second / "history.csv").read_text()
     assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
