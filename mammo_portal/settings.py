@@ -110,6 +110,15 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # pays back on short OLTP queries (measured in benchmarks/worklist.py).
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The embedded set-up has two writers (web process and worker) on one file. Transactions
+    # take the write lock when they begin (a deferred one that reads then writes fails at
+    # once with "database is locked" instead of waiting), wait up to 30 s for it, and WAL
+    # lets readers go on while one writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     # A file, not :memory:, so the browser tests' live server threads each get a connection.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -42,3 +42,43 @@ def test_secret_key_is_required_when_debug_is_off():  # type: ignore[no-untyped-
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+WRITER = """
+import sys, django
+django.setup()
+from django.db import transaction
+from screening.models import Patient
+tag = sys.argv[1]
+for i in range(150):
+    with transaction.atomic():  # read, then write: the pattern of every domain verb
+        Patient.objects.filter(pseudonym__startswith=tag).count()
+        Patient.objects.create(pseudonym=f"{tag}-{i}")
+"""
+
+
+def test_the_embedded_database_takes_writes_from_two_processes_at_once(tmp_path):  # type: ignore[no-untyped-def]
+    """scripts/run's web process and worker write the same SQLite file; neither may fail."""
+    env = {"DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    assert manage("migrate", "--no-input", env=env).returncode == 0
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, tag],
+            cwd=REPO,
+            env={**clean, **env, "DJANGO_SETTINGS_MODULE": "mammo_portal.settings"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("web", "worker")
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err[-2000:]
+    count = manage(
+        "shell",
+        "-c",
+        "from screening.models import Patient; print(Patient.objects.count())",
+        env=env,
+    )
+    assert count.stdout.strip().splitlines()[-1] == "300"
