@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.config import PatchConfig, SplitConfig
+from ml.config import PatchConfig, SplitConfig, WholeImageConfig
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -357,29 +357,23 @@ def clear_of_lesions(
     return True
 
 
-def normal_grid_tiles(film: MiasFilm, config: PatchConfig, stride: int) -> np.ndarray:
-    """Every grid tile of a film that whole-film scoring would look at and no lesion touches.
+def normal_grid_tiles(film: MiasFilm, whole: WholeImageConfig) -> np.ndarray:
+    """The tiles whole-film scoring (``ml.predictor.tile_image``) looks at, minus lesion ones.
 
     The pool hard negatives are mined from: the tiles of normal tissue a model scores
     highest are the ones that make whole films look abnormal.
     """
-    from ml.predictor import grid_positions
+    from ml.predictor import tile_image, to_0_255
 
-    size = config.patch_size
+    size = whole.patch_size
+    empty = np.zeros((0, size, size), np.uint8)
     if any(not f.has_location for f in film.findings):
-        return np.zeros((0, size, size), np.uint8)
-    image = film.load()
-    h, w = image.shape
-    ii = _integral(breast_mask(image))
-    lesions = [(*f.centre_rc(h), f.radius or 0) for f in film.findings]
-    tiles = [
-        image[r0 : r0 + size, c0 : c0 + size]
-        for r0 in grid_positions(h, size, stride)
-        for c0 in grid_positions(w, size, stride)
-        if _box_fraction(ii, r0, c0, size) >= config.min_breast_fraction
-        and clear_of_lesions(lesions, r0, c0, size)
-    ]
-    return np.stack(tiles) if tiles else np.zeros((0, size, size), np.uint8)
+        return empty
+    image = to_0_255(film.load())
+    tiles, boxes = tile_image(image, breast_mask(image), whole)
+    lesions = [(*f.centre_rc(image.shape[0]), f.radius or 0) for f in film.findings]
+    keep = np.array([clear_of_lesions(lesions, r0, c0, size) for r0, c0, _, _ in boxes])
+    return tiles[keep].astype(np.uint8) if keep.any() else empty
 
 
 def film_patches(

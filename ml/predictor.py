@@ -88,6 +88,25 @@ def grid_positions(length: int, patch: int, stride: int) -> list[int]:
     return starts
 
 
+def model_input(patches: np.ndarray, size: int, method: str) -> np.ndarray:
+    """0..255 grayscale patches (N, S, S) as the network takes them: size, 3 channels, scale."""
+    from ml.models import preprocess
+
+    if patches.shape[1:3] != (size, size):
+        patches = np.stack([_resize(p, (size, size)) for p in patches])
+    x = np.repeat(patches[..., None].astype(np.float32), 3, axis=-1)
+    return np.asarray(preprocess(x, method), dtype=np.float32)
+
+
+def patch_probabilities(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Sigmoid outputs for model-ready input, batch by batch (never ``model.predict``)."""
+    out = [
+        np.asarray(model.predict_on_batch(x[i : i + batch_size])).reshape(-1)
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def tile_image(
     img: np.ndarray, mask: np.ndarray, config: WholeImageConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,13 +161,7 @@ class Predictor:
         return float(self.manifest.threshold)
 
     def _model_input(self, patches: np.ndarray) -> np.ndarray:
-        from ml.models import preprocess
-
-        size = self.manifest.input_size
-        if patches.shape[1:3] != (size, size):
-            patches = np.stack([_resize(p, (size, size)) for p in patches])
-        x = np.repeat(patches[..., None].astype(np.float32), 3, axis=-1)
-        return np.asarray(preprocess(x, self.method), dtype=np.float32)
+        return model_input(patches, self.manifest.input_size, self.method)
 
     def explain_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and Grad-CAM maps for 0..255 grayscale patches (N, S, S)."""
@@ -162,12 +175,7 @@ class Predictor:
     def predict_patches(self, patches: np.ndarray) -> np.ndarray:
         """Probabilities only, for 0..255 grayscale patches (N, S, S): the batch path."""
         x = self._model_input(np.asarray(patches, dtype=np.float32))
-        bs = self.whole_image.batch_size
-        out = [
-            np.asarray(self.model.predict_on_batch(x[i : i + bs])).reshape(-1)
-            for i in range(0, len(x), bs)
-        ]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return patch_probabilities(self.model, x, self.whole_image.batch_size)
 
     def predict_images(
         self,

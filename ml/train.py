@@ -140,18 +140,16 @@ def load_training_data(cfg: TrainConfig) -> TrainingData:
 
 def add_hard_negatives(data: TrainingData, cfg: TrainConfig) -> TrainingData:
     """Add each training film's highest-scoring normal tiles (by an earlier model) as normals."""
-    from ml.config import WholeImageConfig
     from ml.data import NORMAL, normal_grid_tiles, read_mias
     from ml.predictor import Predictor
 
     predictor = Predictor.load(cfg.hard_negatives_from)
     train_patients = set(data.split["train"])
-    stride = WholeImageConfig().stride
     mined: list[np.ndarray] = []
     for film in read_mias(cfg.data):
         if film.patient not in train_patients:
             continue
-        tiles = normal_grid_tiles(film, cfg.patches, stride)
+        tiles = normal_grid_tiles(film, predictor.whole_image)  # the tiles it would score
         if len(tiles) == 0:
             continue
         scores = predictor.predict_patches(tiles)
@@ -182,16 +180,16 @@ def fit(
     learning_rate: float,
     class_weight: dict[int, float] | None,
     initial_epoch: int = 0,
-    split: dict[str, list[int]] | None = None,
+    film_auc: Any = None,
 ) -> dict[str, list[float]]:
-    """Adam + binary cross-entropy, checkpoint on best validation AUC, early stopping."""
+    """Adam + binary cross-entropy, checkpoint on best validation AUC, early stopping.
+
+    With ``film_auc`` (see ``validation_film_auc_callback``) both watch validation films.
+    """
     import keras
 
-    film_callback = []
-    monitor = "val_auc"
-    if cfg.select_on == "films" and split:
-        film_callback = [validation_film_auc_callback(cfg, split)]
-        monitor = "val_film_auc"
+    film_callback = [film_auc] if film_auc is not None else []
+    monitor = "val_film_auc" if film_auc is not None else "val_auc"
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -234,8 +232,8 @@ def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) 
 
     from ml.config import WholeImageConfig
     from ml.data import breast_mask, read_mias, to_target
-    from ml.models import PREPROCESSING, preprocess
-    from ml.predictor import tile_image, to_0_255
+    from ml.models import PREPROCESSING
+    from ml.predictor import model_input, patch_probabilities, tile_image, to_0_255
 
     size = cfg.model.input_size
     whole = WholeImageConfig(patch_size=size, stride=size // 2)
@@ -251,14 +249,10 @@ def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) 
 
     class ValidationFilmAUC(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            scores = []
-            for film_tiles in tiles:
-                x = np.repeat(film_tiles[..., None].astype(np.float32), 3, axis=-1)
-                p = [
-                    np.asarray(self.model.predict_on_batch(preprocess(x[i : i + 32], method)))
-                    for i in range(0, len(x), 32)
-                ]
-                scores.append(float(np.concatenate(p).max()))
+            scores = [
+                float(patch_probabilities(self.model, model_input(ft, size, method), 32).max())
+                for ft in tiles
+            ]
             auc = float(roc_auc_score(labels, scores))
             if logs is not None:
                 logs["val_film_auc"] = auc
@@ -313,9 +307,14 @@ def run(cfg: TrainConfig) -> Path:
     val_ds = make_dataset(data.val, **common)
     weights = class_weights(to_target(data.train_labels, cfg.target)) if cfg.class_weights else None
 
+    film_auc = (
+        validation_film_auc_callback(cfg, data.split)
+        if cfg.select_on == "films" and data.split
+        else None
+    )
     model = initial_model(cfg)
     history = fit(
-        model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights, split=data.split
+        model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights, film_auc=film_auc
     )
     if cfg.fine_tune_epochs and cfg.model.arch != "custom_cnn":
         set_base_trainable(model, True)
@@ -329,7 +328,7 @@ def run(cfg: TrainConfig) -> Path:
             cfg.fine_tune_learning_rate,
             weights,
             initial_epoch=len(history["loss"]),
-            split=data.split,
+            film_auc=film_auc,
         )
         for k, v in more.items():
             history.setdefault(k, []).extend(v)

@@ -161,14 +161,14 @@ def test_normal_tiles_come_from_inside_the_breast_and_clear_of_lesions(tmp_path:
 
 def test_grid_tiles_for_hard_negatives_lie_in_the_breast_and_clear_of_lesions(tmp_path: Path):
     film = synthetic_film(tmp_path)
-    cfg = PatchConfig(patch_size=64)
-    tiles = normal_grid_tiles(film, cfg, stride=32)
+    whole = WholeImageConfig(patch_size=64, stride=32)
+    tiles = normal_grid_tiles(film, whole)
     assert len(tiles) > 20 and tiles.shape[1:] == (64, 64)
     for tile in tiles:
-        assert (tile > 0).mean() >= cfg.min_breast_fraction
+        assert (tile > 0).mean() >= whole.min_breast_fraction
         assert tile.max() < 250  # no lesion pixels
     no_lesion = MiasFilm("mdb002", "F", film.path, [])
-    assert len(normal_grid_tiles(no_lesion, cfg, stride=32)) > len(tiles)
+    assert len(normal_grid_tiles(no_lesion, whole)) > len(tiles)
 
 
 def test_breast_mask_excludes_background_and_small_labels():

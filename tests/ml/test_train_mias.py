@@ -5,6 +5,23 @@ from ml.config import ModelConfig, PatchConfig, SplitConfig, TrainConfig
 from ml.data import mias_split_patches
 
 
+def tiny_run(data: Path, out: Path, **extra) -> TrainConfig:  # type: ignore[no-untyped-def]
+    """A one-step mini-MIAS run at 64 px: the whole pipeline in seconds."""
+    return TrainConfig(
+        model=ModelConfig("custom_cnn", input_size=64),
+        patches=PatchConfig(patch_size=64, lesion_crops=4, jitter=8, normal_tiles_per_film=2),
+        split=SplitConfig(val_fraction=0.25, test_fraction=0.25),
+        data=str(data),
+        out_dir=str(out),
+        epochs=1,
+        steps_per_epoch=1,
+        batch_size=8,
+        bootstrap=10,
+        verbose=0,
+        **extra,
+    )
+
+
 def test_k_fold_splits_keep_each_woman_in_one_set_and_test_each_once(mini_mias_like: Path):
     tested = []
     for fold in range(3):
@@ -23,19 +40,7 @@ def test_k_fold_splits_keep_each_woman_in_one_set_and_test_each_once(mini_mias_l
 def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like, tmp_path):
     from ml.train import run
 
-    cfg = TrainConfig(
-        model=ModelConfig("custom_cnn", input_size=64),
-        patches=PatchConfig(patch_size=64, lesion_crops=4, jitter=8, normal_tiles_per_film=2),
-        split=SplitConfig(val_fraction=0.25, test_fraction=0.25),
-        data=str(mini_mias_like),
-        out_dir=str(tmp_path / "run"),
-        epochs=1,
-        steps_per_epoch=1,
-        batch_size=8,
-        bootstrap=10,
-        verbose=0,
-    )
-    out = run(cfg)
+    out = run(tiny_run(mini_mias_like, tmp_path / "run"))
     metrics = json.loads((out / "metrics.json").read_text())
     image = metrics["image"]["test"]
     assert 0.0 <= image["auc"] <= 1.0 or image["auc"] != image["auc"]  # NaN if one class
@@ -52,25 +57,11 @@ def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like,
 def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_like, tmp_path):
     from ml.train import run
 
-    def config(out: str, **extra) -> TrainConfig:  # type: ignore[no-untyped-def]
-        return TrainConfig(
-            model=ModelConfig("custom_cnn", input_size=64),
-            patches=PatchConfig(patch_size=64, lesion_crops=2, jitter=8, normal_tiles_per_film=1),
-            split=SplitConfig(val_fraction=0.25, test_fraction=0.25),
-            data=str(mini_mias_like),
-            out_dir=str(tmp_path / out),
-            epochs=1,
-            steps_per_epoch=1,
-            batch_size=8,
-            bootstrap=10,
-            verbose=0,
-            **extra,
-        )
-
-    first = run(config("first"))
+    first = run(tiny_run(mini_mias_like, tmp_path / "first"))
     second = run(
-        config(
-            "second",
+        tiny_run(
+            mini_mias_like,
+            tmp_path / "second",
             init_from=str(first),
             hard_negatives_from=str(first),
             hard_negatives_per_film=2,

@@ -16,16 +16,21 @@ PRODUCTION = {
 }
 
 
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without the test run's settings, plus ``env``."""
     clean = {
         k: v
         for k, v in os.environ.items()
         if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
     }
+    return {**clean, **env}
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=REPO,
-        env={**clean, **env},
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -61,12 +66,11 @@ def test_the_embedded_database_takes_writes_from_two_processes_at_once(tmp_path)
     """scripts/run's web process and worker write the same SQLite file; neither may fail."""
     env = {"DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     assert manage("migrate", "--no-input", env=env).returncode == 0
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, tag],
             cwd=REPO,
-            env={**clean, **env, "DJANGO_SETTINGS_MODULE": "mammo_portal.settings"},
+            env=child_env({**env, "DJANGO_SETTINGS_MODULE": "mammo_portal.settings"}),
             stderr=subprocess.PIPE,
             text=True,
         )
