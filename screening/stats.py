@@ -1,0 +1,192 @@
+"""Screening statistics: agreement, performance against outcomes, ROC, what-if thresholds.
+
+Pure Python and NumPy (scikit-learn for ROC), no Django, so every figure on the auditor
+dashboard can be checked against a reference implementation in a test. A decision is
+True for recall, False for no recall, None when not made; an outcome is True for a
+malignancy, False for a proven normal or benign outcome, None when not yet known.
+Figures that cannot be computed (no positives, nobody to compare) are None, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+KAPPA_CI_MIN_N = 10
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Two raters' agreement on the cases both decided."""
+
+    n: int
+    agreed: int
+    percent: float | None
+    kappa: float | None
+    kappa_ci: Interval | None
+
+
+def agreement(a: Sequence[bool | None], b: Sequence[bool | None]) -> Agreement:
+    """Percent agreement and Cohen's kappa with a 95 % confidence interval.
+
+    The interval uses Cohen's (1960) large-sample standard error,
+    sqrt(po (1 - po) / (n (1 - pe)^2)), clipped to [-1, 1]; being a large-sample
+    interval it is only given from ``KAPPA_CI_MIN_N`` pairs. Kappa is undefined (None)
+    when chance agreement is 1, i.e. both raters gave one and the same answer throughout.
+    """
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    n = len(pairs)
+    if n == 0:
+        return Agreement(0, 0, None, None, None)
+    agreed = sum(x == y for x, y in pairs)
+    po = agreed / n
+    a_yes = sum(x for x, _ in pairs) / n
+    b_yes = sum(y for _, y in pairs) / n
+    pe = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
+    if math.isclose(pe, 1.0):
+        return Agreement(n, agreed, po, None, None)
+    kappa = (po - pe) / (1 - pe)
+    if n < KAPPA_CI_MIN_N:
+        return Agreement(n, agreed, po, kappa, None)
+    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+    ci = Interval(max(-1.0, kappa - Z95 * se), min(1.0, kappa + Z95 * se))
+    return Agreement(n, agreed, po, kappa, ci)
+
+
+def wilson(successes: int, n: int) -> Interval | None:
+    """Wilson score 95 % interval of a proportion: sound at 0 %, 100 % and small n."""
+    if n == 0:
+        return None
+    p = successes / n
+    denom = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denom
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low, high)
+
+
+@dataclass(frozen=True)
+class Proportion:
+    successes: int
+    n: int
+
+    @property
+    def value(self) -> float | None:
+        return self.successes / self.n if self.n else None
+
+    @property
+    def ci(self) -> Interval | None:
+        return wilson(self.successes, self.n)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """One decision-maker's screening performance.
+
+    Recall rate and cancer detection rate are per screen decided (outcome known or not);
+    sensitivity, specificity and PPV only use screens whose outcome is known.
+    """
+
+    screens: int
+    recalls: int
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+    @property
+    def sensitivity(self) -> Proportion:
+        return Proportion(self.tp, self.tp + self.fn)
+
+    @property
+    def specificity(self) -> Proportion:
+        return Proportion(self.tn, self.tn + self.fp)
+
+    @property
+    def ppv(self) -> Proportion:
+        return Proportion(self.tp, self.tp + self.fp)
+
+    @property
+    def recall_rate(self) -> Proportion:
+        return Proportion(self.recalls, self.screens)
+
+    @property
+    def cancer_detection_per_1000(self) -> float | None:
+        return 1000 * self.tp / self.screens if self.screens else None
+
+    @property
+    def confusion(self) -> list[list[int]]:
+        """[[tn, fp], [fn, tp]]: rows the outcome, columns the decision (scikit-learn's layout)."""
+        return [[self.tn, self.fp], [self.fn, self.tp]]
+
+
+def performance(decisions: Sequence[bool | None], outcomes: Sequence[bool | None]) -> Performance:
+    """Count recalls and the confusion matrix of decisions against known outcomes."""
+    screens = recalls = tp = fp = fn = tn = 0
+    for recall, cancer in zip(decisions, outcomes, strict=True):
+        if recall is None:
+            continue
+        screens += 1
+        recalls += recall
+        if cancer is None:
+            continue
+        tp += recall and cancer
+        fp += recall and not cancer
+        fn += cancer and not recall
+        tn += not cancer and not recall
+    return Performance(screens, recalls, tp, fp, fn, tn)
+
+
+@dataclass(frozen=True)
+class Roc:
+    """The ROC curve of a score against known outcomes, with the AUC's bootstrap 95 % CI."""
+
+    n: int
+    positives: int
+    fpr: list[float]
+    tpr: list[float]
+    auc: float | None
+    auc_ci: Interval | None
+
+
+def roc(
+    scores: Sequence[float], outcomes: Sequence[bool], n_boot: int = 1000, seed: int = 0
+) -> Roc:
+    """ROC and AUC; None where a class is missing (no AUC exists without both)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from ml.metrics import bootstrap_auc_ci
+
+    y = np.asarray(outcomes, dtype=int)
+    p = np.asarray(scores, dtype=float)
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        return Roc(len(y), positives, [], [], None, None)
+    fpr, tpr, _ = roc_curve(y, p)
+    low, high = bootstrap_auc_ci(y, p, n_boot=n_boot, seed=seed)
+    ci = None if math.isnan(low) else Interval(low, high)
+    return Roc(len(y), positives, fpr.tolist(), tpr.tolist(), float(roc_auc_score(y, p)), ci)
+
+
+def decisions_at(scores: Sequence[float | None], threshold: float) -> list[bool | None]:
+    """What the AI would have said at ``threshold`` (recall at or above it, as in the app)."""
+    return [None if s is None else s >= threshold for s in scores]
+
+
+def median(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if len(values) else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
