@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from screening.views import manage, pages, queue, status
+from screening.views import audit, manage, pages, queue, status
 
 urlpatterns = [
     path("", pages.home, name="home"),
@@ -22,7 +22,11 @@ urlpatterns = [
     path("ai-results/<int:result_id>/retry/", queue.retry, name="ai-retry"),
     path("images/<int:image_id>/file/", pages.image_file, name="image-file"),
     path("ai-results/<int:result_id>/heatmap/", pages.heatmap_file, name="heatmap-file"),
-    path("audit/", pages.audit_trail, name="audit-trail"),
+    path("audit/", audit.audit_trail, name="audit-trail"),
+    path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
+    path("reports/", audit.dashboard, name="audit-dashboard"),
+    path("reports/discordant/", audit.discordant, name="audit-discordant"),
+    path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),
     path("models/", manage.model_versions, name="model-versions"),

@@ -102,5 +102,6 @@ def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
     return _record(user, AuditAction.AI_RETRIED, result, case_id=result.case_id)
 
 
-def exported(user: Actor, what: str, rows: int) -> AuditEvent:
-    return _record(user, AuditAction.EXPORT, what=what, rows=rows)
+def exported(user: Actor, what: str, rows: int, filters: dict[str, Any]) -> AuditEvent:
+    """An auditor took data away: which table, how many rows, under which filters."""
+    return _record(user, AuditAction.EXPORT, what=what, rows=rows, filters=filters)

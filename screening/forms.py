@@ -3,9 +3,11 @@ from __future__ import annotations
 import time
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.signing import BadSignature, Signer
 
-from .choices import BiRads, CaseStatus, Decision, Modality, RiskBand
+from .choices import AuditAction, BiRads, CaseStatus, Decision, Modality, RiskBand, Role
+from .models import ModelVersion
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -75,3 +77,64 @@ def seconds_since_opened(stamp: str, case_id: int) -> int | None:
     if value.get("case") != case_id:
         return None
     return max(0, int(time.time() - float(value["at"])))
+
+
+class ReportFilterForm(forms.Form):
+    """The auditor's filters; an empty form means the default version and every case."""
+
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.order_by("-created_at"),
+        required=False,
+        empty_label="Active version",
+    )
+    reader = forms.ModelChoiceField(
+        queryset=get_user_model()
+        .objects.filter(groups__name=Role.RADIOLOGIST)
+        .order_by("username"),
+        required=False,
+        empty_label="Any reader",
+        to_field_name="pk",
+    )
+    date_from = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Received from"
+    )
+    date_to = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to"
+    )
+    band = forms.ChoiceField(
+        choices=[("", "Any risk band"), *RiskBand.choices[:3]], required=False, label="AI band"
+    )
+    threshold = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        label="What-if threshold",
+        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "e.g. 0.40"}),
+    )
+    direction = forms.ChoiceField(
+        choices=[
+            ("", "Either direction"),
+            ("ai_recall", "AI recall, readers no recall"),
+            ("reader_recall", "Readers recall, AI no recall"),
+        ],
+        required=False,
+    )
+
+    def clean(self):  # type: ignore[no-untyped-def]
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+
+class AuditTrailFilterForm(forms.Form):
+    actor = forms.ModelChoiceField(
+        queryset=get_user_model().objects.order_by("username"),
+        required=False,
+        empty_label="Anyone",
+        label="User",
+    )
+    action = forms.ChoiceField(choices=[("", "Any action"), *AuditAction.choices], required=False)
+    case = forms.IntegerField(min_value=1, required=False, label="Case #")
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -95,13 +95,27 @@ class CaseRow:
         )
 
     @property
+    def first_decision(self) -> bool | None:
+        return self.decision(ReadKind.FIRST)
+
+    @property
+    def second_decision(self) -> bool | None:
+        return self.decision(ReadKind.SECOND)
+
+    @property
+    def arbitration_decision(self) -> bool | None:
+        return self.decision(ReadKind.ARBITRATION)
+
+    @property
     def human(self) -> bool | None:
-        """The readers' latest word: the final decision, else the last read so far."""
-        if self.final is not None:
+        """The readers' word: the final decision once closed, else a lone first read.
+
+        None while first and second readers disagree and arbitration is pending.
+        """
+        if self.status == CaseStatus.CLOSED:
             return self.final
-        for kind in (ReadKind.ARBITRATION, ReadKind.SECOND, ReadKind.FIRST):
-            if kind in self.reads:
-                return self.reads[kind].recall
+        if set(self.reads) == {ReadKind.FIRST}:
+            return self.reads[ReadKind.FIRST].recall
         return None
 
 

@@ -9,13 +9,13 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from .. import actions, events
-from ..choices import READABLE_STATUSES, AuditAction, BiRads, CaseStatus, Role
+from ..choices import READABLE_STATUSES, BiRads, CaseStatus, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..imaging import display_png
-from ..models import AIResult, AuditEvent, Case, Image
+from ..models import AIResult, Case, Image
 from ..roles import has_role, role_required
 
 CLINICAL_VIEWERS = (Role.RADIOLOGIST, Role.AUDITOR)
@@ -121,18 +121,6 @@ def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
     return private_file(result.heatmap)
 
 
-@require_http_methods(["GET"])
-@role_required(Role.AUDITOR, Role.ADMIN)
-def audit_trail(request: HttpRequest) -> HttpResponse:
-    auditevents = AuditEvent.objects.select_related("actor").all()
-    action = request.GET.get("action", "")
-    if action:
-        auditevents = auditevents.filter(action=action)
-    page = Paginator(auditevents, 100).get_page(request.GET.get("page"))
-    context = {"page": page, "action": action, "actions": AuditAction.choices}
-    return render(request, "screening/audit_trail.html", context)
-
-
 def _case_or_404(case_id: int) -> Case:
     return get_object_or_404(
         Case.objects.select_related("patient", "ai_result__model_version"), pk=case_id
@@ -169,6 +157,11 @@ def _render_case(
         "can_read": can_read,
     }
     return render(request, "screening/case_detail.html", context, status=status)
+
+
+def paginate(request: HttpRequest, items, per_page: int = 50):  # type: ignore[no-untyped-def]
+    """The requested page of a query set or list; out-of-range pages give the last one."""
+    return Paginator(items, per_page).get_page(request.GET.get("page"))
 
 
 def private_file(field) -> FileResponse:  # type: ignore[no-untyped-def]

@@ -1,0 +1,166 @@
+"""The auditor dashboard's pictures: matplotlib figures rendered to SVG data URIs.
+
+Rendered on the server (Agg backend, no browser script), in the reading-room colours,
+with text kept as text so the figures stay sharp and small. matplotlib is imported on
+first use, so pages that show no plot never pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import stats
+
+TEXT, MUTED, PANEL, LINE = "#e6e9ee", "#9aa6b2", "#161b22", "#2d3643"
+COLOURS = ["#4da3ff", "#ff9f43", "#3ecf8e", "#c9b3ff", "#ff5d5d", "#ffd699", "#a6f0cc"]
+STYLE = {
+    "figure.facecolor": PANEL,
+    "axes.facecolor": PANEL,
+    "axes.edgecolor": LINE,
+    "axes.labelcolor": TEXT,
+    "axes.titlecolor": TEXT,
+    "axes.prop_cycle": None,
+    "text.color": TEXT,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "grid.color": LINE,
+    "legend.facecolor": PANEL,
+    "legend.edgecolor": LINE,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "mammo-portal",
+    "font.size": 9,
+}
+
+
+@contextmanager
+def _figure(width: float, height: float, ncols: int = 1) -> Iterator[tuple[Any, Any]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from cycler import cycler
+
+    style = {**STYLE, "axes.prop_cycle": cycler(color=COLOURS)}
+    with matplotlib.rc_context(style):
+        fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+        try:
+            yield fig, axes[0]
+        finally:
+            plt.close(fig)
+
+
+def _data_uri(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="svg")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _point(performance: stats.Performance) -> tuple[float, float] | None:
+    sens, spec = performance.sensitivity.value, performance.specificity.value
+    if sens is None or spec is None:
+        return None
+    return 1 - spec, sens
+
+
+def roc_plot(
+    roc: stats.Roc,
+    readers: list[tuple[str, stats.Performance]],
+    ai_points: list[tuple[str, stats.Performance]],
+) -> str | None:
+    """The AI's ROC curve with each reader's and the final decision's own operating point."""
+    if roc.auc is None:
+        return None
+    with _figure(4.6, 4.3) as (fig, (ax,)):
+        label = f"AI score (AUC {roc.auc:.3f})"
+        ax.plot(roc.fpr, roc.tpr, color=COLOURS[0], linewidth=2, label=label)
+        ax.plot([0, 1], [0, 1], "--", color=MUTED, linewidth=0.8)
+        markers = iter("osD^vP*X")
+        for (name, performance), colour in zip(readers, COLOURS[1:] * 3, strict=False):
+            if (xy := _point(performance)) is not None:
+                ax.plot(*xy, next(markers, "o"), color=colour, markersize=8, label=name)
+        for name, performance in ai_points:
+            if (xy := _point(performance)) is not None:
+                ax.plot(*xy, "x", color=TEXT, markersize=9, markeredgewidth=2)
+                ax.annotate(name, xy, textcoords="offset points", xytext=(6, -10), color=TEXT)
+        ax.set(
+            xlabel="1 - specificity", ylabel="sensitivity", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02)
+        )
+        ax.grid(True, linewidth=0.5)
+        ax.legend(loc="lower right", fontsize=8)
+        return _data_uri(fig)
+
+
+def confusion_plot(performances: list[tuple[str, stats.Performance]]) -> str | None:
+    """One 2×2 matrix per decision-maker: outcome down, decision across."""
+    shown = [(n, p) for n, p in performances if p.tp + p.fp + p.fn + p.tn]
+    if not shown:
+        return None
+    with _figure(2.4 * len(shown), 2.6, ncols=len(shown)) as (fig, axes):
+        for ax, (name, performance) in zip(axes, shown, strict=True):
+            matrix = performance.confusion
+            ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(max(r) for r in matrix) or 1)
+            for i in range(2):
+                for j in range(2):
+                    value = matrix[i][j]
+                    ax.text(
+                        j, i, str(value), ha="center", va="center", color="#0e1116", fontsize=12
+                    )
+            ax.set_xticks([0, 1], ["no recall", "recall"])
+            ax.set_yticks([0, 1], ["no cancer", "cancer"])
+            ax.set_title(name, fontsize=9)
+        return _data_uri(fig)
+
+
+def threshold_plot(thresholds: list[Any], current: float, what_if: float | None) -> str | None:
+    """Sensitivity, specificity and recall rate had the AI used another threshold."""
+    curves = {
+        "sensitivity": [w.performance.sensitivity.value for w in thresholds],
+        "specificity": [w.performance.specificity.value for w in thresholds],
+        "recall rate": [w.performance.recall_rate.value for w in thresholds],
+    }
+    if all(v is None for values in curves.values() for v in values):
+        return None
+    xs = [w.threshold for w in thresholds]
+    with _figure(4.6, 3.2) as (fig, (ax,)):
+        for name, values in curves.items():
+            points = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=".", label=name)
+        ax.axvline(current, color=TEXT, linewidth=1, label=f"version threshold {current:.2f}")
+        if what_if is not None:
+            ax.axvline(what_if, color=COLOURS[4], linestyle="--", label=f"what-if {what_if:.2f}")
+        ax.set(xlabel="AI threshold", ylim=(-0.02, 1.02), xlim=(0, 1))
+        ax.grid(True, linewidth=0.5)
+        ax.legend(fontsize=7, loc="center left")
+        return _data_uri(fig)
+
+
+def trend_plot(trend: list[Any]) -> str | None:
+    """Week by week: screens received (bars) and recall, arbitration, AI agreement (lines)."""
+    if not trend:
+        return None
+    weeks = [p.week for p in trend]
+    with _figure(7.0, 3.0) as (fig, (ax,)):
+        ax.bar(weeks, [p.received for p in trend], width=5, color=LINE, label="screens received")
+        ax.set_ylabel("screens")
+        rates = ax.twinx()
+        for name, attr, colour in [
+            ("recall rate", "recall_rate", COLOURS[1]),
+            ("arbitration rate", "arbitration_rate", COLOURS[4]),
+            ("AI agrees with final", "ai_agreement", COLOURS[0]),
+        ]:
+            points = [(p.week, getattr(p, attr)) for p in trend if getattr(p, attr) is not None]
+            if points:
+                rates.plot(*zip(*points, strict=True), marker="o", color=colour, label=name)
+        rates.set(ylim=(-0.02, 1.02), ylabel="rate")
+        rates.tick_params(colors=MUTED)
+        handles = ax.get_legend_handles_labels()
+        more = rates.get_legend_handles_labels()
+        rates.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
+        fig.autofmt_xdate()
+        return _data_uri(fig)

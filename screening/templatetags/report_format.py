@@ -1,0 +1,43 @@
+"""How the auditor pages print figures: percentages with their intervals, dashes for none."""
+
+from __future__ import annotations
+
+from django import template
+
+from ..stats import Interval, Proportion
+
+register = template.Library()
+NONE = "—"
+
+
+@register.filter
+def pct(value: float | None, digits: int = 1) -> str:
+    return NONE if value is None else f"{100 * value:.{digits}f} %"
+
+
+@register.filter
+def num(value: float | None, digits: int = 2) -> str:
+    return NONE if value is None else f"{value:.{digits}f}"
+
+
+@register.filter
+def ci(interval: Interval | None, as_percent: bool = True) -> str:
+    """'(12.3–45.6 %)' or '(0.41–0.77)'; nothing when no interval exists."""
+    if interval is None:
+        return ""
+    if as_percent:
+        return f"({100 * interval.low:.1f}–{100 * interval.high:.1f} %)"
+    return f"({interval.low:.2f}–{interval.high:.2f})"
+
+
+@register.filter
+def proportion(value: Proportion) -> str:
+    """'84.0 % (70.1–92.4 %) · 42/50', the fraction shown so small numbers are not hidden."""
+    if value.value is None:
+        return NONE
+    return f"{pct(value.value)} {ci(value.ci)} · {value.successes}/{value.n}"
+
+
+@register.filter
+def decision(value: bool | None) -> str:
+    return NONE if value is None else ("Recall" if value else "No recall")

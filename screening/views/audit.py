@@ -1,0 +1,156 @@
+"""Auditor pages: the performance dashboard, discordant cases, the audit trail, CSV exports.
+
+Read-only by construction: every view is GET; the only row any of them writes is the
+audit event that records an export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .. import events, exports, plots, reporting
+from ..choices import ReadKind, Role
+from ..forms import AuditTrailFilterForm, ReportFilterForm
+from ..models import AuditEvent
+from ..roles import role_required
+from .pages import paginate
+
+AUDIT_VIEWERS = (Role.AUDITOR, Role.ADMIN)
+
+
+def _report_filter(request: HttpRequest) -> tuple[ReportFilterForm, reporting.ReportFilter, dict]:
+    form = ReportFilterForm(request.GET or None)
+    data = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    reader = data.get("reader")
+    flt = reporting.ReportFilter(
+        model_version=data.get("model_version") or reporting.default_version(),
+        reader_id=reader.pk if reader else None,
+        date_from=data.get("date_from"),
+        date_to=data.get("date_to"),
+        band=data.get("band", ""),
+    )
+    return form, flt, data
+
+
+def _query(request: HttpRequest) -> str:
+    """The filters, for links that keep them (export, drill-down), without the page number."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()
+
+
+@require_GET
+@role_required(Role.AUDITOR)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form, flt, data = _report_filter(request)
+    report = reporting.build_report(flt, what_if=data.get("threshold"))
+    version = flt.model_version
+    ai_performance = dict(report.performances)[reporting.AI]
+    ai_points = []
+    if version is not None:
+        ai_points.append((f"AI at {version.threshold:.2f}", ai_performance))
+    if report.what_if is not None:
+        ai_points.append((f"what-if {report.what_if.threshold:.2f}", report.what_if.performance))
+    context: dict[str, Any] = {
+        "form": form,
+        "report": report,
+        "ai_performance": ai_performance,
+        "version": version,
+        "versions": reporting.version_summaries(flt),
+        "query": _query(request),
+        "roc_plot": plots.roc_plot(report.roc, report.reader_points, ai_points),
+        "confusion_plot": plots.confusion_plot(report.performances),
+        "threshold_plot": plots.threshold_plot(
+            report.thresholds,
+            version.threshold if version else 0.5,
+            report.what_if.threshold if report.what_if else None,
+        ),
+        "trend_plot": plots.trend_plot(report.trend),
+        "read_kinds": ReadKind,
+    }
+    return render(request, "screening/audit_dashboard.html", context)
+
+
+@require_GET
+@role_required(Role.AUDITOR)
+def discordant(request: HttpRequest) -> HttpResponse:
+    form, flt, data = _report_filter(request)
+    rows = reporting.discordant(reporting.case_rows(flt), data.get("direction", ""))
+    context = {
+        "form": form,
+        "version": flt.model_version,
+        "page": paginate(request, rows),
+        "count": len(rows),
+        "query": _query(request),
+    }
+    return render(request, "screening/audit_discordant.html", context)
+
+
+@require_GET
+@role_required(Role.AUDITOR)
+def export_report(request: HttpRequest, table: str) -> HttpResponse:
+    """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
+    _, flt, data = _report_filter(request)
+    if table == "versions":
+        content = exports.versions_table(reporting.version_summaries(flt))
+    elif table == "discordant":
+        rows = reporting.discordant(reporting.case_rows(flt), data.get("direction", ""))
+        content = exports.case_table(rows)
+    elif table in exports.REPORT_TABLES:
+        content = exports.REPORT_TABLES[table](
+            reporting.build_report(flt, what_if=data.get("threshold"))
+        )
+    else:
+        raise Http404("No such table.")
+    events.exported(request.user, table, len(content[1]), flt.as_detail())
+    return _csv_response(table, exports.to_csv(content))
+
+
+def _audit_events(request: HttpRequest) -> tuple[AuditTrailFilterForm, QuerySet[AuditEvent], dict]:
+    form = AuditTrailFilterForm(request.GET or None)
+    found = AuditEvent.objects.select_related("actor")
+    data = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    if data.get("actor"):
+        found = found.filter(actor=data["actor"])
+    if data.get("action"):
+        found = found.filter(action=data["action"])
+    if data.get("case"):
+        case = data["case"]
+        found = found.filter(Q(object_type="case", object_id=str(case)) | Q(detail__case_id=case))
+    if data.get("date_from"):
+        found = found.filter(created_at__date__gte=data["date_from"])
+    if data.get("date_to"):
+        found = found.filter(created_at__date__lte=data["date_to"])
+    return form, found, data
+
+
+@require_GET
+@role_required(*AUDIT_VIEWERS)
+def audit_trail(request: HttpRequest) -> HttpResponse:
+    form, found, _ = _audit_events(request)
+    context = {"form": form, "page": paginate(request, found, 100), "query": _query(request)}
+    return render(request, "screening/audit_trail.html", context)
+
+
+@require_GET
+@role_required(*AUDIT_VIEWERS)
+def export_audit_trail(request: HttpRequest) -> HttpResponse:
+    _, found, data = _audit_events(request)
+    content = exports.audit_table(found)
+    filters = {k: str(getattr(v, "pk", v)) for k, v in data.items() if v}
+    events.exported(request.user, "audit_trail", len(content[1]), filters)
+    return _csv_response("audit-trail", exports.to_csv(content))
+
+
+def _csv_response(name: str, content: str) -> HttpResponse:
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response = HttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="mammo-{name}-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,198 @@
+"""The auditor's pages and exports: what they show, what they record, what they refuse."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+
+from screening import events
+from screening.choices import AuditAction, Outcome
+from screening.models import AuditEvent, ModelVersion
+from tests.factories import ModelVersionFactory
+from tests.screening.test_reporting import N, R, screen
+
+
+@pytest.fixture
+def version(db):  # type: ignore[no-untyped-def]
+    return ModelVersionFactory(threshold=0.5, is_active=True)
+
+
+@pytest.fixture
+def screens(version, radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    pair = [radiologist, radiologist2]
+    cases = [
+        screen(version, 0.9, [R, R], pair, outcome=Outcome.MALIGNANT),
+        screen(version, 0.8, [N, N], pair, outcome=Outcome.NORMAL),  # AI recall, readers no
+        screen(version, 0.3, [R, R], pair, outcome=Outcome.MALIGNANT),  # readers recall, AI no
+        screen(version, 0.2, [N, N], pair, outcome=Outcome.BENIGN),
+        screen(version, 0.6, [R, N], pair),  # arbitration pending, outcome unknown
+    ]
+    return cases
+
+
+def rows_of(response) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+def test_dashboard_shows_figures_and_plots(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    response = client.get(reverse("audit-dashboard"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    # Cancers scored 0.9 and 0.3, non-cancers 0.8 and 0.2: 3 of 4 pairs ranked right.
+    assert "AUC <strong>0.750</strong>" in html
+    assert html.count('src="data:image/svg+xml;base64,') == 4  # ROC, thresholds, confusion, trend
+    for heading in ["Against outcomes", "Agreement", "Readers", "Workflow", "Model versions"]:
+        assert heading in html
+    assert "rad1" in html and "rad2" in html
+
+
+def test_dashboard_with_no_versions_and_no_cases(client, auditor):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    response = client.get(reverse("audit-dashboard"))
+    assert response.status_code == 200
+    assert b"no model version registered" in response.content
+
+
+def test_a_version_without_results_says_so(client, auditor, screens):  # type: ignore[no-untyped-def]
+    unused = ModelVersionFactory()
+    client.force_login(auditor)
+    response = client.get(reverse("audit-dashboard"), {"model_version": unused.pk})
+    assert b"has no results on these cases" in response.content
+
+
+def test_what_if_threshold_shows_but_changes_nothing(client, auditor, screens, version):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    response = client.get(reverse("audit-dashboard"), {"threshold": "0.25"})
+    assert b"0.25 (what-if)" in response.content
+    assert ModelVersion.objects.get(pk=version.pk).threshold == 0.5
+
+
+def test_a_bad_filter_is_explained_not_applied(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    params = {"date_from": "2026-02-01", "date_to": "2026-01-01", "threshold": "7"}
+    response = client.get(reverse("audit-dashboard"), params)
+    assert response.status_code == 200
+    assert b"The start date is after the end date." in response.content
+    assert b"The filter was not applied." in response.content
+
+
+def test_discordant_list_links_each_disagreement(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    html = client.get(reverse("audit-discordant")).content.decode()
+    for case in (screens[1], screens[2]):
+        assert reverse("case-detail", args=[case.pk]) in html
+    assert reverse("case-detail", args=[screens[0].pk]) not in html
+    only = client.get(reverse("audit-discordant"), {"direction": "ai_recall"}).content.decode()
+    assert reverse("case-detail", args=[screens[1].pk]) in only
+    assert reverse("case-detail", args=[screens[2].pk]) not in only
+
+
+@pytest.mark.parametrize(
+    ("table", "first_column", "rows"),
+    [
+        ("cases", "case_id", 5),
+        ("agreement", "rater_a", 6),
+        ("performance", "decision_by", 4),
+        ("readers", "reader", 2),
+        ("workflow", "measure", 9),
+        ("thresholds", "ai_threshold", 19),
+        ("versions", "model_version_id", 1),
+        ("discordant", "case_id", 2),
+        ("trend", "week_starting", 1),
+        ("roc", "false_positive_rate", None),
+    ],
+)
+def test_each_table_exports_as_csv_and_is_audited(
+    client, auditor, screens, version, table, first_column, rows
+):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    response = client.get(reverse("audit-export", args=[table]), {"band": ""})
+    content = rows_of(response)
+    assert content[0][0] == first_column
+    if rows is not None:
+        assert len(content) - 1 == rows
+    event = AuditEvent.objects.get(action=AuditAction.EXPORT)
+    assert (event.actor, event.detail["what"], event.detail["rows"]) == (
+        auditor,
+        table,
+        len(content) - 1,
+    )
+    assert event.detail["filters"]["model_version_id"] == version.pk
+
+
+def test_case_export_is_pseudonymous(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    content = client.get(reverse("audit-export", args=["cases"])).content.decode()
+    study = screens[0].studies.get()
+    assert screens[0].patient.pseudonym in content
+    assert study.accession_number not in content
+
+
+def test_exported_figures_match_the_page(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    content = rows_of(client.get(reverse("audit-export", args=["performance"])))
+    by_name = {row[0]: dict(zip(content[0], row, strict=True)) for row in content[1:]}
+    ai = by_name["AI"]
+    assert (ai["screens"], ai["recalls"], ai["tp"], ai["fp"], ai["fn"], ai["tn"]) == (
+        "5",
+        "3",
+        "1",
+        "1",
+        "1",
+        "1",
+    )
+    assert ai["sensitivity"] == "0.5000" and ai["recall_rate"] == "0.6000"
+    assert by_name["Final decision"]["screens"] == "4"  # the arbitration case is still open
+
+
+def test_unknown_table_is_404_and_not_recorded(client, auditor):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    assert client.get(reverse("audit-export", args=["passwords"])).status_code == 404
+    assert not AuditEvent.objects.filter(action=AuditAction.EXPORT).exists()
+
+
+def test_audit_trail_filters_by_user_action_case_and_date(client, auditor, screens, radiologist):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    case = screens[0]
+    url = reverse("audit-trail")
+    by_case = client.get(url, {"case": case.pk}).context["page"].object_list
+    assert {e.action for e in by_case} == {AuditAction.READ_RECORDED}
+    assert all(e.object_id == str(case.pk) for e in by_case)
+    by_user = client.get(url, {"actor": radiologist.pk}).context["page"].object_list
+    assert by_user and all(e.actor == radiologist for e in by_user)
+    none = client.get(url, {"date_to": "2000-01-01"}).context["page"].object_list
+    assert list(none) == []
+    only = client.get(url, {"action": AuditAction.READ_RECORDED}).context["page"].object_list
+    assert len(only) == 10  # first and second read of each of the 5 cases
+    assert client.post(url).status_code == 405
+
+
+def test_audit_trail_by_case_includes_events_about_its_study(client, auditor, admin_user, screens):  # type: ignore[no-untyped-def]
+    case = screens[0]
+    events.study_uploaded(admin_user, case.studies.get(), [])
+    client.force_login(auditor)
+    found = client.get(reverse("audit-trail"), {"case": case.pk}).context["page"].object_list
+    assert AuditAction.STUDY_UPLOADED in {e.action for e in found}
+
+
+def test_audit_export_defuses_formulas_and_is_itself_audited(client, admin_user):  # type: ignore[no-untyped-def]
+    events.login_failed('=HYPERLINK("http://evil")')
+    client.force_login(admin_user)
+    content = rows_of(client.get(reverse("audit-trail-export"), {"action": "login_failed"}))
+    assert content[1][2] == '\'=HYPERLINK("http://evil")'
+    event = AuditEvent.objects.get(action=AuditAction.EXPORT)
+    assert event.detail == {"what": "audit_trail", "rows": 1, "filters": {"action": "login_failed"}}
+
+
+def test_nothing_on_the_auditor_pages_edits_an_event(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    before = AuditEvent.objects.count()
+    for name in ("audit-dashboard", "audit-discordant", "audit-trail"):
+        assert client.post(reverse(name)).status_code == 405
+    assert AuditEvent.objects.count() == before
