@@ -166,17 +166,68 @@ def roc(
     """ROC and AUC; None where a class is missing (no AUC exists without both)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from ml.metrics import bootstrap_auc_ci
-
-    y = np.asarray(outcomes, dtype=int)
+    y = np.asarray(outcomes, dtype=bool)
     p = np.asarray(scores, dtype=float)
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         return Roc(len(y), positives, [], [], None, None)
     fpr, tpr, _ = roc_curve(y, p)
-    low, high = bootstrap_auc_ci(y, p, n_boot=n_boot, seed=seed)
-    ci = None if math.isnan(low) else Interval(low, high)
+    ci = bootstrap_auc_ci(p[y], p[~y], n_boot, seed)
     return Roc(len(y), positives, fpr.tolist(), tpr.tolist(), float(roc_auc_score(y, p)), ci)
+
+
+class _RankedScores:
+    """The negatives sorted once, and where each positive falls among them."""
+
+    def __init__(self, positives: np.ndarray, negatives: np.ndarray):
+        self.order = np.argsort(negatives, kind="stable")
+        ranked = negatives[self.order]
+        self.left = np.searchsorted(ranked, positives, side="left")
+        self.right = np.searchsorted(ranked, positives, side="right")
+
+    def auc(self, pos_weights: np.ndarray, neg_weights: np.ndarray) -> float:
+        return self.auc_ranked(pos_weights, neg_weights[self.order])
+
+    def auc_ranked(self, pos_weights: np.ndarray, ranked_neg_weights: np.ndarray) -> float:
+        """As ``auc``, with the negatives' weights already in ranked order."""
+        cum = np.concatenate([[0.0], np.cumsum(ranked_neg_weights)])
+        below, upto = cum[self.left], cum[self.right]
+        wins = np.dot(pos_weights, below + 0.5 * (upto - below))
+        return float(wins / (pos_weights.sum() * ranked_neg_weights.sum()))
+
+
+def weighted_auc(
+    positives: np.ndarray, negatives: np.ndarray, pos_weights: np.ndarray, neg_weights: np.ndarray
+) -> float:
+    """AUC of scores where each score counts ``weight`` times (ties count half).
+
+    A bootstrap resample is a set of such counts, so one sort of the negatives serves
+    every resample: each positive's share is a cumulative sum looked up by rank.
+    """
+    return _RankedScores(positives, negatives).auc(pos_weights, neg_weights)
+
+
+def bootstrap_auc_ci(
+    positives: np.ndarray, negatives: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> Interval:
+    """Percentile 95 % interval of the AUC over stratified bootstrap resamples.
+
+    Cancers and non-cancers are resampled separately (as pROC does by default), so every
+    resample has both classes; a resample costs O(n) after one sort. Drawing negatives
+    by rank rather than by position is the same uniform draw, without a permutation.
+    """
+    rng = np.random.default_rng(seed)
+    ranked = _RankedScores(positives, negatives)
+    n_pos, n_neg = len(positives), len(negatives)
+    aucs = [
+        ranked.auc_ranked(
+            np.bincount(rng.integers(0, n_pos, n_pos), minlength=n_pos),
+            np.bincount(rng.integers(0, n_neg, n_neg), minlength=n_neg),
+        )
+        for _ in range(n_boot)
+    ]
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return Interval(float(low), float(high))
 
 
 def decisions_at(scores: Sequence[float | None], threshold: float) -> list[bool | None]:

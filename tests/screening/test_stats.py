@@ -116,6 +116,28 @@ def test_roc_auc_matches_scikit_learn_with_a_bootstrap_interval():  # type: igno
     assert result.fpr[0] == 0.0 and result.tpr[-1] == 1.0
 
 
+def test_weighted_auc_equals_scikit_learn_on_the_resample_it_stands_for():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(2)
+    pos = np.round(rng.normal(0.6, 0.2, 40), 2)  # rounded: ties between classes happen
+    neg = np.round(rng.normal(0.4, 0.2, 90), 2)
+    for _ in range(10):
+        pos_w, neg_w = rng.integers(0, 4, 40), rng.integers(0, 4, 90)
+        scores = np.concatenate([np.repeat(pos, pos_w), np.repeat(neg, neg_w)])
+        labels = np.concatenate([np.ones(pos_w.sum()), np.zeros(neg_w.sum())])
+        assert stats.weighted_auc(pos, neg, pos_w, neg_w) == pytest.approx(
+            roc_auc_score(labels, scores)
+        )
+
+
+def test_bootstrap_interval_is_seeded_and_narrows_with_more_cases():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(4)
+    small = stats.bootstrap_auc_ci(rng.normal(1, 1, 20), rng.normal(0, 1, 60), 400)
+    large = stats.bootstrap_auc_ci(rng.normal(1, 1, 2000), rng.normal(0, 1, 6000), 400)
+    assert large.high - large.low < (small.high - small.low) / 4
+    again = stats.bootstrap_auc_ci(np.arange(5.0), np.arange(5.0) - 1, 50, seed=3)
+    assert again == stats.bootstrap_auc_ci(np.arange(5.0), np.arange(5.0) - 1, 50, seed=3)
+
+
 def test_roc_without_both_classes_has_no_auc():  # type: ignore[no-untyped-def]
     result = stats.roc([0.2, 0.9], [False, False])
     assert result.auc is None and result.auc_ci is None and result.positives == 0
