@@ -13,6 +13,8 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -132,13 +134,9 @@ def measure(client: Client, url: str, runs: int) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.95) - 1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--explain", action="store_true", help="Print the worklist query plan")
-    parser.add_argument("--keep", action="store_true", help="Keep the seeded test database")
-    args = parser.parse_args()
+@contextmanager
+def throwaway_database(keep: bool = False) -> Iterator[None]:
+    """A fresh test database on DATABASE_URL's server, dropped afterwards unless ``keep``."""
     setup_test_environment()
     settings.ALLOWED_HOSTS = ["testserver"]
     # Static file names without collectstatic's manifest: the benchmark times views, not assets.
@@ -151,8 +149,35 @@ def main() -> None:
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        reader = get_user_model().objects.create_user("bench-reader", password="bench-password-123")
-        reader.groups.add(Group.objects.get_or_create(name=Role.RADIOLOGIST)[0])
+        yield
+    finally:
+        if not keep:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def user_with_role(username: str, role: str):  # type: ignore[no-untyped-def]
+    user = get_user_model().objects.create_user(username, password="bench-password-123")
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\n{title}\n")
+    print(f"| {'request':<34} | {'p50 ms':>7} | {'p95 ms':>7} |")
+    print(f"|{'-' * 36}|{'-' * 9}|{'-' * 9}|")
+    for name, p50, p95 in rows:
+        print(f"| {name:<34} | {p50:>7.1f} | {p95:>7.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--explain", action="store_true", help="Print the worklist query plan")
+    parser.add_argument("--keep", action="store_true", help="Keep the seeded test database")
+    args = parser.parse_args()
+    with throwaway_database(args.keep):
+        reader = user_with_role("bench-reader", Role.RADIOLOGIST)
         started = time.perf_counter()
         seed(args.cases, reader)
         seeded = time.perf_counter() - started
@@ -163,25 +188,18 @@ def main() -> None:
             print(worklist(reader)[:50].explain(analyze=True))
         client = Client()
         client.force_login(reader)
-        rows = [
+        urls = [
             ("worklist page 1", "/worklist/"),
             ("worklist page 40", "/worklist/?page=40"),
             ("worklist band=high", "/worklist/?band=high"),
             ("API worklist page 1", "/api/cases/"),
             ("API worklist status=arbitration", "/api/cases/?status=arbitration"),
         ]
-        print(
-            f"\nWorklist latency, {args.cases:,} cases on {connection.vendor} "
-            f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client\n"
+        print_table(
+            f"Worklist latency, {args.cases:,} cases on {connection.vendor} "
+            f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client",
+            [(name, *measure(client, url, args.runs)) for name, url in urls],
         )
-        print(f"| {'request':<34} | {'p50 ms':>7} | {'p95 ms':>7} |")
-        print(f"|{'-' * 36}|{'-' * 9}|{'-' * 9}|")
-        for name, url in rows:
-            p50, p95 = measure(client, url, args.runs)
-            print(f"| {name:<34} | {p50:>7.1f} | {p95:>7.1f} |")
-    finally:
-        if not args.keep:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

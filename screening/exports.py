@@ -235,6 +235,7 @@ REPORT_TABLES: dict[str, Callable[[reporting.Report], Table]] = {
     "trend": trend_table,
     "thresholds": thresholds_table,
     "roc": roc_table,
+    "versions": lambda report: versions_table(report.versions),
 }
 
 

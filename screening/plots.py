@@ -37,7 +37,9 @@ STYLE = {
 
 
 @contextmanager
-def _figure(width: float, height: float, ncols: int = 1) -> Iterator[tuple[Any, Any]]:
+def _figure(
+    width: float, height: float, ncols: int = 1, **margins: float
+) -> Iterator[tuple[Any, Any]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +48,9 @@ def _figure(width: float, height: float, ncols: int = 1) -> Iterator[tuple[Any, 
 
     style = {**STYLE, "axes.prop_cycle": cycler(color=COLOURS)}
     with matplotlib.rc_context(style):
+        # Fixed margins: tight_layout would cost a second render for every figure.
         fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
+        fig.subplots_adjust(**margins)
         try:
             yield fig, axes[0]
         finally:
@@ -55,7 +59,6 @@ def _figure(width: float, height: float, ncols: int = 1) -> Iterator[tuple[Any, 
 
 def _data_uri(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buffer, format="svg")
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -75,7 +78,7 @@ def roc_plot(
     """The AI's ROC curve with each reader's and the final decision's own operating point."""
     if roc.auc is None:
         return None
-    with _figure(4.6, 4.3) as (fig, (ax,)):
+    with _figure(4.6, 4.3, left=0.13, right=0.97, bottom=0.11, top=0.97) as (fig, (ax,)):
         label = f"AI score (AUC {roc.auc:.3f})"
         ax.plot(roc.fpr, roc.tpr, color=COLOURS[0], linewidth=2, label=label)
         ax.plot([0, 1], [0, 1], "--", color=MUTED, linewidth=0.8)
@@ -100,16 +103,20 @@ def confusion_plot(performances: list[tuple[str, stats.Performance]]) -> str | N
     shown = [(n, p) for n, p in performances if p.tp + p.fp + p.fn + p.tn]
     if not shown:
         return None
-    with _figure(2.4 * len(shown), 2.6, ncols=len(shown)) as (fig, axes):
+    margins = {"left": 0.9 / (2.4 * len(shown) + 0.9), "right": 0.99, "bottom": 0.16, "top": 0.9}
+    with _figure(2.4 * len(shown) + 0.9, 2.6, ncols=len(shown), wspace=0.55, **margins) as (
+        fig,
+        axes,
+    ):
         for ax, (name, performance) in zip(axes, shown, strict=True):
             matrix = performance.confusion
-            ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(max(r) for r in matrix) or 1)
+            top = max(max(r) for r in matrix) or 1
+            ax.imshow(matrix, cmap="Blues", vmin=0, vmax=top)
             for i in range(2):
                 for j in range(2):
                     value = matrix[i][j]
-                    ax.text(
-                        j, i, str(value), ha="center", va="center", color="#0e1116", fontsize=12
-                    )
+                    ink = "white" if value > top / 2 else "#0e1116"  # legible on any cell
+                    ax.text(j, i, str(value), ha="center", va="center", color=ink, fontsize=12)
             ax.set_xticks([0, 1], ["no recall", "recall"])
             ax.set_yticks([0, 1], ["no cancer", "cancer"])
             ax.set_title(name, fontsize=9)
@@ -126,7 +133,7 @@ def threshold_plot(thresholds: list[Any], current: float, what_if: float | None)
     if all(v is None for values in curves.values() for v in values):
         return None
     xs = [w.threshold for w in thresholds]
-    with _figure(4.6, 3.2) as (fig, (ax,)):
+    with _figure(4.6, 3.2, left=0.1, right=0.97, bottom=0.15, top=0.97) as (fig, (ax,)):
         for name, values in curves.items():
             points = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
             if points:
@@ -136,7 +143,7 @@ def threshold_plot(thresholds: list[Any], current: float, what_if: float | None)
             ax.axvline(what_if, color=COLOURS[4], linestyle="--", label=f"what-if {what_if:.2f}")
         ax.set(xlabel="AI threshold", ylim=(-0.02, 1.02), xlim=(0, 1))
         ax.grid(True, linewidth=0.5)
-        ax.legend(fontsize=7, loc="center left")
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
         return _data_uri(fig)
 
 
@@ -145,7 +152,7 @@ def trend_plot(trend: list[Any]) -> str | None:
     if not trend:
         return None
     weeks = [p.week for p in trend]
-    with _figure(7.0, 3.0) as (fig, (ax,)):
+    with _figure(7.0, 3.6, left=0.08, right=0.92, bottom=0.33, top=0.97) as (fig, (ax,)):
         ax.bar(weeks, [p.received for p in trend], width=5, color=LINE, label="screens received")
         ax.set_ylabel("screens")
         rates = ax.twinx()
@@ -161,6 +168,13 @@ def trend_plot(trend: list[Any]) -> str | None:
         rates.tick_params(colors=MUTED)
         handles = ax.get_legend_handles_labels()
         more = rates.get_legend_handles_labels()
-        rates.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
+        rates.legend(
+            handles[0] + more[0],
+            handles[1] + more[1],
+            fontsize=7,
+            ncol=4,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+        )
         fig.autofmt_xdate()
         return _data_uri(fig)

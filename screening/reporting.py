@@ -9,10 +9,11 @@ numbers. Read-only: nothing here writes to the database.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.db.models import Exists, OuterRef, QuerySet
 
 from . import stats
@@ -121,6 +122,15 @@ class CaseRow:
 
 def case_rows(flt: ReportFilter) -> list[CaseRow]:
     """One row per case in the filter, oldest first, with its reads and its AI score."""
+    return in_band(all_rows(flt), flt.band)
+
+
+def in_band(rows: list[CaseRow], band: str) -> list[CaseRow]:
+    return [r for r in rows if r.band == band] if band else rows
+
+
+def all_rows(flt: ReportFilter) -> list[CaseRow]:
+    """As ``case_rows``, before the band filter (a band belongs to one version)."""
     cases = _cases(flt)
     rows = {
         c["pk"]: CaseRow(
@@ -137,10 +147,9 @@ def case_rows(flt: ReportFilter) -> list[CaseRow]:
     }
     version = flt.model_version
     if version is not None:
-        scores = AIResult.objects.filter(
-            model_version=version, image__isnull=True, status=AIStatus.DONE, case__in=cases
-        ).values_list("case_id", "probability")
-        for case_id, probability in scores:
+        for case_id, probability in (
+            _scores(cases).filter(model_version=version).values_list("case_id", "probability")
+        ):
             row = rows[case_id]
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
@@ -160,10 +169,7 @@ def case_rows(flt: ReportFilter) -> list[CaseRow]:
         rows[case_id].reads[kind] = ReadRow(
             kind, reader_id, name, decision == Decision.RECALL, seconds, created, seen, agrees
         )
-    result = list(rows.values())
-    if flt.band:
-        result = [r for r in result if r.band == flt.band]
-    return result
+    return list(rows.values())
 
 
 def _cases(flt: ReportFilter) -> QuerySet[Case]:
@@ -177,6 +183,105 @@ def _cases(flt: ReportFilter) -> QuerySet[Case]:
             Exists(Read.objects.filter(case=OuterRef("pk"), reader_id=flt.reader_id))
         )
     return cases
+
+
+def _scores(cases: QuerySet[Case]) -> QuerySet[AIResult]:
+    return AIResult.objects.filter(image__isnull=True, status=AIStatus.DONE, case__in=cases)
+
+
+# --- The rows as arrays -------------------------------------------------------------
+
+KIND_CODES = {ReadKind.FIRST: 0, ReadKind.SECOND: 1, ReadKind.ARBITRATION: 2}
+
+
+def _code(value: bool | None) -> int:
+    return -1 if value is None else int(value)
+
+
+@dataclass
+class Columns:
+    """The case rows as NumPy arrays (decisions as ``stats.codes``), and their reads flattened.
+
+    Built once per report; every figure is then a few vectorised operations, so a report
+    over 100 000 screens costs seconds, not minutes.
+    """
+
+    score: np.ndarray
+    ai: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    arbitration: np.ndarray
+    final: np.ndarray
+    human: np.ndarray
+    cancer: np.ndarray
+    closed: np.ndarray
+    hours_to_decision: np.ndarray
+    week: np.ndarray
+    read_case: np.ndarray
+    read_reader: np.ndarray
+    read_kind: np.ndarray
+    read_recall: np.ndarray
+    read_seconds: np.ndarray
+    read_shown: np.ndarray
+    read_agrees: np.ndarray
+    reader_names: dict[int, str]
+
+    @classmethod
+    def of(cls, rows: list[CaseRow], version: ModelVersion | None) -> Columns:
+        version_id = version.pk if version is not None else None
+        reads = [(i, read) for i, row in enumerate(rows) for read in row.reads.values()]
+        return cls(
+            score=np.array([np.nan if r.ai_score is None else r.ai_score for r in rows], float),
+            ai=_codes(r.ai_recall for r in rows),
+            first=_codes(r.first_decision for r in rows),
+            second=_codes(r.second_decision for r in rows),
+            arbitration=_codes(r.arbitration_decision for r in rows),
+            final=_codes(r.final for r in rows),
+            human=_codes(r.human for r in rows),
+            cancer=_codes(r.cancer for r in rows),
+            closed=np.array([r.status == CaseStatus.CLOSED for r in rows], bool),
+            hours_to_decision=np.array(
+                [
+                    (r.closed_at - r.received_at).total_seconds() / 3600
+                    if r.status == CaseStatus.CLOSED and r.closed_at
+                    else np.nan
+                    for r in rows
+                ],
+                float,
+            ),
+            week=np.array([_monday(r.received_at) for r in rows], "datetime64[D]"),
+            read_case=np.array([i for i, _ in reads], int),
+            read_reader=np.array([r.reader_id for _, r in reads], int),
+            read_kind=np.array([KIND_CODES[r.kind] for _, r in reads], np.int8),
+            read_recall=_codes(r.recall for _, r in reads),
+            read_seconds=np.array(
+                [np.nan if r.seconds is None else r.seconds for _, r in reads], float
+            ),
+            # Overrides count only reads shown this version's result: what the reader overruled.
+            read_shown=np.array(
+                [
+                    r.agrees_with_ai is not None and r.seen_version_id == version_id
+                    for _, r in reads
+                ],
+                bool,
+            ),
+            read_agrees=_codes(r.agrees_with_ai for _, r in reads),
+            reader_names={r.reader_id: r.reader for _, r in reads},
+        )
+
+    @property
+    def judged(self) -> np.ndarray:
+        """Cases with both an AI score and a known outcome: what ROC and AUC can use."""
+        return ~np.isnan(self.score) & (self.cancer >= 0)
+
+
+def _codes(values: Iterable[bool | None]) -> np.ndarray:
+    return np.fromiter((_code(v) for v in values), dtype=np.int8)
+
+
+def _monday(moment: dt.datetime) -> dt.date:
+    day = moment.date()
+    return day - dt.timedelta(days=day.weekday())
 
 
 # --- Figures ------------------------------------------------------------------------
@@ -248,136 +353,121 @@ class Report:
     trend: list[TrendPoint]
     thresholds: list[WhatIf]
     what_if: WhatIf | None
+    versions: list[VersionSummary]
 
 
 def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
-    rows = case_rows(flt)
-    ai = [r.ai_recall for r in rows]
-    first = [r.decision(ReadKind.FIRST) for r in rows]
-    second = [r.decision(ReadKind.SECOND) for r in rows]
-    final = [r.final for r in rows]
-    outcomes = [r.cancer for r in rows]
-    judged = [r for r in rows if r.ai_score is not None and r.cancer is not None]
+    unbanded = all_rows(flt)
+    every = Columns.of(unbanded, flt.model_version)
+    rows = in_band(unbanded, flt.band)
+    c = Columns.of(rows, flt.model_version) if flt.band else every
+    judged = c.judged
     return Report(
         filter=flt,
         rows=rows,
-        scored=sum(r.ai_score is not None for r in rows),
-        with_outcome=sum(r.cancer is not None for r in rows),
+        scored=int((c.ai >= 0).sum()),
+        with_outcome=int((c.cancer >= 0).sum()),
         agreements=[
-            (AI, FIRST, stats.agreement(ai, first)),
-            (AI, SECOND, stats.agreement(ai, second)),
-            (FIRST, SECOND, stats.agreement(first, second)),
-            (AI, FINAL, stats.agreement(ai, final)),
-            (FIRST, FINAL, stats.agreement(first, final)),
-            (SECOND, FINAL, stats.agreement(second, final)),
+            (AI, FIRST, stats.agreement(c.ai, c.first)),
+            (AI, SECOND, stats.agreement(c.ai, c.second)),
+            (FIRST, SECOND, stats.agreement(c.first, c.second)),
+            (AI, FINAL, stats.agreement(c.ai, c.final)),
+            (FIRST, FINAL, stats.agreement(c.first, c.final)),
+            (SECOND, FINAL, stats.agreement(c.second, c.final)),
         ],
         performances=[
-            (AI, stats.performance(ai, outcomes)),
-            (FIRST, stats.performance(first, outcomes)),
-            (SECOND, stats.performance(second, outcomes)),
-            (FINAL, stats.performance(final, outcomes)),
+            (AI, stats.performance(c.ai, c.cancer)),
+            (FIRST, stats.performance(c.first, c.cancer)),
+            (SECOND, stats.performance(c.second, c.cancer)),
+            (FINAL, stats.performance(c.final, c.cancer)),
         ],
-        roc=stats.roc([r.ai_score for r in judged], [bool(r.cancer) for r in judged]),
-        reader_points=_reader_points(judged),
-        readers=reader_stats(rows, flt.model_version),
-        workflow=workflow(rows),
-        trend=trend(rows),
-        thresholds=[_what_if(rows, t) for t in THRESHOLD_STEPS],
-        what_if=_what_if(rows, what_if) if what_if is not None else None,
+        roc=stats.roc(c.score[judged], c.cancer[judged] == 1),
+        reader_points=_reader_points(c, judged),
+        readers=reader_stats(c),
+        workflow=workflow(c),
+        trend=trend(c),
+        thresholds=[_what_if(c, t) for t in THRESHOLD_STEPS],
+        what_if=_what_if(c, what_if) if what_if is not None else None,
+        versions=version_summaries(flt, unbanded, every),
     )
 
 
-def _what_if(rows: list[CaseRow], threshold: float) -> WhatIf:
-    decisions = stats.decisions_at([r.ai_score for r in rows], threshold)
-    return WhatIf(threshold, stats.performance(decisions, [r.cancer for r in rows]))
+def _what_if(c: Columns, threshold: float) -> WhatIf:
+    return WhatIf(threshold, stats.performance(stats.decisions_at(c.score, threshold), c.cancer))
 
 
-def _reader_points(judged: list[CaseRow]) -> list[tuple[str, stats.Performance]]:
+def _reader_points(c: Columns, judged: np.ndarray) -> list[tuple[str, stats.Performance]]:
     """Each reader's and the final decision's operating point on the AI-scored cases."""
-    outcomes = [r.cancer for r in judged]
-    points = [(FINAL, stats.performance([r.final for r in judged], outcomes))]
-    by_reader: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for row in judged:
-        for read in row.reads.values():
-            by_reader[read.reader].append((read.recall, bool(row.cancer)))
-    for name in sorted(by_reader):
-        decisions, truth = zip(*by_reader[name], strict=True)
-        points.append((name, stats.performance(list(decisions), list(truth))))
+    points = [(FINAL, stats.performance(c.final[judged], c.cancer[judged]))]
+    on_judged = judged[c.read_case]
+    for reader_id, name in sorted(c.reader_names.items(), key=lambda item: item[1]):
+        mine = on_judged & (c.read_reader == reader_id)
+        points.append((name, stats.performance(c.read_recall[mine], c.cancer[c.read_case[mine]])))
     return points
 
 
-def reader_stats(rows: list[CaseRow], version: ModelVersion | None) -> list[ReaderStats]:
+def reader_stats(c: Columns) -> list[ReaderStats]:
     """Per reader: reads, time, overrides of the AI they were shown, agreement, performance."""
-    reads: dict[int, list[tuple[CaseRow, ReadRow]]] = defaultdict(list)
-    for row in rows:
-        for read in row.reads.values():
-            reads[read.reader_id].append((row, read))
     result = []
-    for reader_id, pairs in reads.items():
-        # Overrides count only reads shown this version's result: what the reader overruled.
-        shown = [
-            (row, read)
-            for row, read in pairs
-            if read.agrees_with_ai is not None
-            and version is not None
-            and read.seen_version_id == version.pk
-        ]
-        overrides = [read for _, read in shown if read.agrees_with_ai is False]
-        recalls = [read.recall for _, read in pairs]
+    for reader_id, name in c.reader_names.items():
+        mine = c.read_reader == reader_id
+        cases, recalls = c.read_case[mine], c.read_recall[mine]
+        overrides = mine & c.read_shown & (c.read_agrees == 0)
+        seconds = c.read_seconds[mine]
         result.append(
             ReaderStats(
                 reader_id=reader_id,
-                reader=pairs[0][1].reader,
-                reads=len(pairs),
-                by_kind={k: sum(r.kind == k for _, r in pairs) for k in ReadKind.values},
-                median_seconds=stats.median([r.seconds for _, r in pairs if r.seconds is not None]),
-                shown_ai=len(shown),
-                overrode_recall=sum(not r.recall for r in overrides),
-                overrode_no_recall=sum(r.recall for r in overrides),
-                vs_ai=stats.agreement([row.ai_recall for row, _ in pairs], recalls),
-                vs_final=stats.agreement([row.final for row, _ in pairs], recalls),
-                performance=stats.performance(recalls, [row.cancer for row, _ in pairs]),
+                reader=name,
+                reads=int(mine.sum()),
+                by_kind={
+                    k: int((c.read_kind[mine] == code).sum()) for k, code in KIND_CODES.items()
+                },
+                median_seconds=stats.median(seconds[~np.isnan(seconds)]),
+                shown_ai=int((mine & c.read_shown).sum()),
+                overrode_recall=int((overrides & (c.read_recall == 0)).sum()),
+                overrode_no_recall=int((overrides & (c.read_recall == 1)).sum()),
+                vs_ai=stats.agreement(c.ai[cases], recalls),
+                vs_final=stats.agreement(c.final[cases], recalls),
+                performance=stats.performance(recalls, c.cancer[cases]),
             )
         )
     return sorted(result, key=lambda s: s.reader)
 
 
-def workflow(rows: list[CaseRow]) -> Workflow:
-    closed = [r for r in rows if r.status == CaseStatus.CLOSED and r.closed_at]
-    double = [r for r in rows if ReadKind.SECOND in r.reads]
-    hours = [(r.closed_at - r.received_at).total_seconds() / 3600 for r in closed]
-    seconds = [read.seconds for r in rows for read in r.reads.values() if read.seconds is not None]
+def workflow(c: Columns, cases: np.ndarray | None = None) -> Workflow:
+    """Volumes, arbitration and timings, over all cases or the ``cases`` mask."""
+    cases = np.ones(len(c.ai), bool) if cases is None else cases
+    double = cases & (c.second >= 0)
+    reads = cases[c.read_case] & ~np.isnan(c.read_seconds)
+    hours = c.hours_to_decision[cases & c.closed]
+    hours = hours[~np.isnan(hours)]
+    closed = int((cases & c.closed).sum())
     return Workflow(
-        cases=len(rows),
-        open_cases=len(rows) - len(closed),
-        closed=len(closed),
-        double_read=len(double),
-        arbitrated=sum(r.decision(ReadKind.FIRST) != r.decision(ReadKind.SECOND) for r in double),
-        median_seconds_to_read=stats.median(seconds),
+        cases=int(cases.sum()),
+        open_cases=int(cases.sum()) - closed,
+        closed=closed,
+        double_read=int(double.sum()),
+        arbitrated=int((double & (c.first != c.second)).sum()),
+        median_seconds_to_read=stats.median(c.read_seconds[reads]),
         median_hours_to_decision=stats.median(hours),
         p90_hours_to_decision=stats.percentile(hours, 90),
     )
 
 
-def trend(rows: list[CaseRow]) -> list[TrendPoint]:
+def trend(c: Columns) -> list[TrendPoint]:
     """Week by week (Monday of the week received): volume, recall, arbitration, AI agreement."""
-    weeks: dict[dt.date, list[CaseRow]] = defaultdict(list)
-    for row in rows:
-        day = row.received_at.date()
-        weeks[day - dt.timedelta(days=day.weekday())].append(row)
     points = []
-    for week in sorted(weeks):
-        group = weeks[week]
-        final = [r.final for r in group]
-        flow = workflow(group)
+    for week in np.unique(c.week):
+        cases = c.week == week
+        flow = workflow(c, cases)
         points.append(
             TrendPoint(
-                week=week,
-                received=len(group),
+                week=week.astype(dt.date),
+                received=flow.cases,
                 closed=flow.closed,
-                recall_rate=stats.performance(final, [None] * len(group)).recall_rate.value,
+                recall_rate=stats.performance(c.final[cases], c.cancer[cases]).recall_rate.value,
                 arbitration_rate=flow.arbitration_rate.value,
-                ai_agreement=stats.agreement([r.ai_recall for r in group], final).percent,
+                ai_agreement=stats.agreement(c.ai[cases], c.final[cases]).percent,
             )
         )
     return points
@@ -395,37 +485,37 @@ class VersionSummary:
     vs_final: stats.Agreement
 
 
-def version_summaries(flt: ReportFilter) -> list[VersionSummary]:
-    """Every version with results, judged on the same filter, for a side-by-side table."""
-    with_results = ModelVersion.objects.filter(
-        Exists(AIResult.objects.filter(model_version=OuterRef("pk"), status=AIStatus.DONE))
-    ).order_by("-created_at")
+def version_summaries(
+    flt: ReportFilter, rows: list[CaseRow], base: Columns
+) -> list[VersionSummary]:
+    """Every version with results on ``rows`` (``base`` their columns), side by side; the
+    band filter, being one version's, does not apply here."""
+    index = {r.case_id: i for i, r in enumerate(rows)}
+    scores: dict[int, np.ndarray] = {}
+    found = _scores(_cases(flt)).values_list("model_version_id", "case_id", "probability")
+    for version_id, case_id, probability in found:
+        if version_id not in scores:
+            scores[version_id] = np.full(len(rows), np.nan)
+        scores[version_id][index[case_id]] = probability
     summaries = []
-    for version in with_results:
-        rows = case_rows(_with_version(flt, version))
-        judged = [r for r in rows if r.ai_score is not None and r.cancer is not None]
+    for version in ModelVersion.objects.filter(pk__in=scores).order_by("-created_at"):
+        score = scores[version.pk]
+        judged = ~np.isnan(score) & (base.cancer >= 0)
+        ai = stats.decisions_at(score, version.threshold)
         summaries.append(
             VersionSummary(
                 version=version,
-                scored=sum(r.ai_score is not None for r in rows),
-                roc=stats.roc(
-                    [r.ai_score for r in judged], [bool(r.cancer) for r in judged], n_boot=300
-                ),
-                performance=stats.performance(
-                    [r.ai_recall for r in rows], [r.cancer for r in rows]
-                ),
-                vs_final=stats.agreement([r.ai_recall for r in rows], [r.final for r in rows]),
+                scored=int((ai >= 0).sum()),
+                roc=stats.roc(score[judged], base.cancer[judged] == 1, n_boot=300),
+                performance=stats.performance(ai, base.cancer),
+                vs_final=stats.agreement(ai, base.final),
             )
         )
     return summaries
 
 
-def _with_version(flt: ReportFilter, version: ModelVersion) -> ReportFilter:
-    return ReportFilter(version, flt.reader_id, flt.date_from, flt.date_to, flt.band)
-
-
 def discordant(rows: list[CaseRow], direction: str = "") -> list[CaseRow]:
-    """Cases where the AI and the readers' latest word differ; ``direction`` narrows to
+    """Cases where the AI and the readers' word differ; ``direction`` narrows to
     ``ai_recall`` (AI recall, readers no) or ``reader_recall`` (the reverse)."""
     found = [
         r

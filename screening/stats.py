@@ -36,7 +36,22 @@ class Agreement:
     kappa_ci: Interval | None
 
 
-def agreement(a: Sequence[bool | None], b: Sequence[bool | None]) -> Agreement:
+def codes(values: Sequence[bool | None] | np.ndarray) -> np.ndarray:
+    """Decisions or outcomes as int8 codes: 1 yes, 0 no, -1 not known.
+
+    Every figure below is computed on such arrays, so 100 000 screens take milliseconds.
+    """
+    if isinstance(values, np.ndarray):
+        return values if values.dtype == np.int8 else values.astype(np.int8)
+    return np.fromiter(
+        (-1 if v is None else int(v) for v in values), dtype=np.int8, count=len(values)
+    )
+
+
+Decisions = Sequence[bool | None] | np.ndarray
+
+
+def agreement(a: Decisions, b: Decisions) -> Agreement:
     """Percent agreement and Cohen's kappa with a 95 % confidence interval.
 
     The interval uses Cohen's (1960) large-sample standard error,
@@ -44,14 +59,17 @@ def agreement(a: Sequence[bool | None], b: Sequence[bool | None]) -> Agreement:
     interval it is only given from ``KAPPA_CI_MIN_N`` pairs. Kappa is undefined (None)
     when chance agreement is 1, i.e. both raters gave one and the same answer throughout.
     """
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    n = len(pairs)
+    a, b = codes(a), codes(b)
+    if len(a) != len(b):
+        raise ValueError("Both raters must be given the same cases.")
+    both = (a >= 0) & (b >= 0)
+    x, y = a[both], b[both]
+    n = int(both.sum())
     if n == 0:
         return Agreement(0, 0, None, None, None)
-    agreed = sum(x == y for x, y in pairs)
+    agreed = int((x == y).sum())
     po = agreed / n
-    a_yes = sum(x for x, _ in pairs) / n
-    b_yes = sum(y for _, y in pairs) / n
+    a_yes, b_yes = float(x.mean()), float(y.mean())
     pe = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
     if math.isclose(pe, 1.0):
         return Agreement(n, agreed, po, None, None)
@@ -131,21 +149,21 @@ class Performance:
         return [[self.tn, self.fp], [self.fn, self.tp]]
 
 
-def performance(decisions: Sequence[bool | None], outcomes: Sequence[bool | None]) -> Performance:
+def performance(decisions: Decisions, outcomes: Decisions) -> Performance:
     """Count recalls and the confusion matrix of decisions against known outcomes."""
-    screens = recalls = tp = fp = fn = tn = 0
-    for recall, cancer in zip(decisions, outcomes, strict=True):
-        if recall is None:
-            continue
-        screens += 1
-        recalls += recall
-        if cancer is None:
-            continue
-        tp += recall and cancer
-        fp += recall and not cancer
-        fn += cancer and not recall
-        tn += not cancer and not recall
-    return Performance(screens, recalls, tp, fp, fn, tn)
+    d, o = codes(decisions), codes(outcomes)
+    if len(d) != len(o):
+        raise ValueError("Decisions and outcomes must cover the same cases.")
+    recall, no_recall = d == 1, d == 0
+    cancer, clear = o == 1, o == 0
+    return Performance(
+        screens=int((d >= 0).sum()),
+        recalls=int(recall.sum()),
+        tp=int((recall & cancer).sum()),
+        fp=int((recall & clear).sum()),
+        fn=int((no_recall & cancer).sum()),
+        tn=int((no_recall & clear).sum()),
+    )
 
 
 @dataclass(frozen=True)
@@ -230,9 +248,14 @@ def bootstrap_auc_ci(
     return Interval(float(low), float(high))
 
 
-def decisions_at(scores: Sequence[float | None], threshold: float) -> list[bool | None]:
-    """What the AI would have said at ``threshold`` (recall at or above it, as in the app)."""
-    return [None if s is None else s >= threshold for s in scores]
+def decisions_at(scores: Sequence[float | None] | np.ndarray, threshold: float) -> np.ndarray:
+    """What the AI would have said at ``threshold`` (recall at or above it, as in the app),
+    as codes; a missing score (None or NaN) is no decision."""
+    values = np.array([np.nan if s is None else s for s in scores], dtype=float)
+    decided = ~np.isnan(values)
+    result = np.full(len(values), -1, dtype=np.int8)
+    result[decided] = values[decided] >= threshold
+    return result
 
 
 def median(values: Sequence[float]) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html
 
 from ..stats import Interval, Proportion
 
@@ -32,10 +33,16 @@ def ci(interval: Interval | None, as_percent: bool = True) -> str:
 
 @register.filter
 def proportion(value: Proportion) -> str:
-    """'84.0 % (70.1–92.4 %) · 42/50', the fraction shown so small numbers are not hidden."""
+    """'84.0 % (70.1–92.4 %) 42/50', the fraction shown so small numbers are not hidden."""
     if value.value is None:
         return NONE
-    return f"{pct(value.value)} {ci(value.ci)} · {value.successes}/{value.n}"
+    return format_html(
+        '{} <span class="small">{}<br>{}/{}</span>',
+        pct(value.value),
+        ci(value.ci),
+        value.successes,
+        value.n,
+    )
 
 
 @register.filter

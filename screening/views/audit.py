@@ -62,7 +62,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "report": report,
         "ai_performance": ai_performance,
         "version": version,
-        "versions": reporting.version_summaries(flt),
+        "versions": report.versions,
         "query": _query(request),
         "roc_plot": plots.roc_plot(report.roc, report.reader_points, ai_points),
         "confusion_plot": plots.confusion_plot(report.performances),
@@ -97,9 +97,7 @@ def discordant(request: HttpRequest) -> HttpResponse:
 def export_report(request: HttpRequest, table: str) -> HttpResponse:
     """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
     _, flt, data = _report_filter(request)
-    if table == "versions":
-        content = exports.versions_table(reporting.version_summaries(flt))
-    elif table == "discordant":
+    if table == "discordant":
         rows = reporting.discordant(reporting.case_rows(flt), data.get("direction", ""))
         content = exports.case_table(rows)
     elif table in exports.REPORT_TABLES:

@@ -184,7 +184,7 @@ def test_a_version_with_no_results_reports_nothing_to_judge(readers):  # type: i
     assert report.scored == 0 and report.roc.auc is None
     assert dict(report.performances)["AI"].screens == 0
     assert dict(report.performances)["Final decision"].screens == 1  # readers still counted
-    assert [s.version for s in reporting.version_summaries(reporting.ReportFilter())] == [scored]
+    assert [s.version for s in report.versions] == [scored]
 
 
 def test_filters_by_reader_date_and_band(readers):  # type: ignore[no-untyped-def]

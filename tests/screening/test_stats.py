@@ -144,4 +144,11 @@ def test_roc_without_both_classes_has_no_auc():  # type: ignore[no-untyped-def]
 
 
 def test_decisions_at_a_threshold_recall_at_or_above_it():  # type: ignore[no-untyped-def]
-    assert stats.decisions_at([0.2, 0.5, None, 0.7], 0.5) == [False, True, None, True]
+    assert stats.decisions_at([0.2, 0.5, None, 0.7], 0.5).tolist() == [0, 1, -1, 1]
+    assert stats.decisions_at(np.array([np.nan, 0.49]), 0.5).tolist() == [-1, 0]
+
+
+def test_codes_keep_unknown_apart_from_no():  # type: ignore[no-untyped-def]
+    assert stats.codes([True, False, None]).tolist() == [1, 0, -1]
+    with pytest.raises(ValueError, match="same cases"):
+        stats.agreement([True], [True, False])

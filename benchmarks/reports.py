@@ -1,0 +1,191 @@
+"""Auditor report latency at scale: seeds N closed, double-read screens with AI scores and
+outcomes in a throw-away test database, then prints p50/p95 server time of the dashboard,
+the discordant list and the CSV exports.
+
+    python benchmarks/reports.py               # 100k screens, on DATABASE_URL (default SQLite)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/reports.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use")
+os.environ.setdefault("SECURE_HTTPS", "0")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from benchmarks.worklist import measure, print_table, throwaway_database, user_with_role  # noqa: E402
+from screening import reporting  # noqa: E402
+from screening.choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, Role  # noqa: E402
+from screening.models import AIResult, Case, ModelVersion, Patient, Read  # noqa: E402
+
+CANCER_RATE = 0.008  # about 8 per 1000 screens
+OUTCOME_KNOWN = 0.7  # the rest still awaiting follow-up
+
+
+def seed(count: int, readers: list) -> None:  # type: ignore[type-arg]
+    rng = random.Random(11)
+    version = ModelVersion.objects.create(
+        architecture="custom_cnn",
+        version="bench",
+        artifact_path="-",
+        checksum="1" * 64,
+        threshold=0.6,
+        is_active=True,
+    )
+    batch = 10_000
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        patients = Patient.objects.bulk_create(
+            [Patient(pseudonym=f"BENCH-{start + i:07d}") for i in range(size)]
+        )
+        truths = [rng.random() < CANCER_RATE for _ in patients]
+        cases = Case.objects.bulk_create(
+            [
+                Case(
+                    patient=p,
+                    status=CaseStatus.CLOSED,
+                    outcome=_outcome(rng, cancer),
+                    ai_score=min(1.0, max(0.0, rng.gauss(0.35 + 0.35 * cancer, 0.18))),
+                )
+                for p, cancer in zip(patients, truths, strict=True)
+            ]
+        )
+        AIResult.objects.bulk_create(
+            [
+                AIResult(
+                    model_version=version, case=c, status=AIStatus.DONE, probability=c.ai_score
+                )
+                for c in cases
+            ]
+        )
+        Read.objects.bulk_create(
+            [
+                read
+                for c, cancer in zip(cases, truths, strict=True)
+                for read in _reads(rng, c, cancer, readers)
+            ]
+        )
+        Case.objects.bulk_update(cases, ["final_decision"])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "UPDATE screening_case SET received_at = now() - random() * interval '90 days'"
+            )
+            cursor.execute("UPDATE screening_case SET closed_at = received_at + interval '2 days'")
+            cursor.execute("VACUUM ANALYZE")
+        else:
+            cursor.execute(
+                "UPDATE screening_case SET received_at = "
+                "datetime('now', '-' || abs(random() % 7776000) || ' seconds')"
+            )
+            cursor.execute("UPDATE screening_case SET closed_at = datetime(received_at, '+2 days')")
+            cursor.execute("ANALYZE")
+
+
+def _outcome(rng: random.Random, cancer: bool) -> str:
+    if cancer:
+        return Outcome.MALIGNANT
+    return Outcome.NORMAL if rng.random() < OUTCOME_KNOWN else ""
+
+
+def _reads(rng: random.Random, case: Case, cancer: bool, readers: list) -> list[Read]:  # type: ignore[type-arg]
+    first, second, third = rng.sample(readers, 3)
+    decisions = [rng.random() < (0.85 if cancer else 0.04) for _ in range(2)]
+    reads = [
+        Read(
+            case=case,
+            reader=reader,
+            kind=kind,
+            decision=_decision(recall),
+            birads=4 if recall else 1,
+            seconds_taken=rng.randint(20, 240),
+        )
+        for reader, kind, recall in zip(
+            (first, second), (ReadKind.FIRST, ReadKind.SECOND), decisions, strict=True
+        )
+    ]
+    if decisions[0] != decisions[1]:
+        reads.append(
+            Read(
+                case=case,
+                reader=third,
+                kind=ReadKind.ARBITRATION,
+                decision=_decision(cancer),
+                birads=4 if cancer else 1,
+                seconds_taken=rng.randint(60, 400),
+            )
+        )
+    case.final_decision = reads[-1].decision
+    return reads
+
+
+def _decision(recall: bool) -> str:
+    return Decision.RECALL if recall else Decision.NO_RECALL
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="Keep the seeded test database")
+    args = parser.parse_args()
+    with throwaway_database(args.keep):
+        readers = [user_with_role(f"bench-reader-{i}", Role.RADIOLOGIST) for i in range(8)]
+        auditor = user_with_role("bench-auditor", Role.AUDITOR)
+        started = time.perf_counter()
+        seed(args.cases, readers)
+        seeded = time.perf_counter() - started
+        client = Client()
+        client.force_login(auditor)
+        rows = [("build_report (no page, no plots)", *_time_report(args.runs))]
+        urls = [
+            ("dashboard", "/reports/"),
+            ("dashboard, one reader, what-if", f"/reports/?reader={readers[0].pk}&threshold=0.5"),
+            ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}"),
+            ("discordant cases page 1", "/reports/discordant/"),
+            ("export performance CSV", "/reports/export/performance/"),
+            ("export case-level CSV", "/reports/export/cases/"),
+            ("audit trail page 1", "/audit/"),
+        ]
+        rows += [(name, *measure(client, url, args.runs)) for name, url in urls]
+        print_table(
+            f"Auditor report latency, {args.cases:,} closed screens on {connection.vendor} "
+            f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client",
+            rows,
+        )
+
+
+def _time_report(runs: int) -> tuple[float, float]:
+    version = ModelVersion.objects.get(version="bench")
+    times = []
+    reporting.build_report(reporting.ReportFilter(version))  # warm imports and caches
+    for _ in range(runs):
+        start = time.perf_counter()
+        reporting.build_report(reporting.ReportFilter(version))
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[-1]
+
+
+def _days_ago(days: int) -> str:
+    import datetime as dt
+
+    return (dt.date.today() - dt.timedelta(days=days)).isoformat()
+
+
+if __name__ == "__main__":
+    main()
