@@ -30,6 +30,8 @@ from .choices import (
     CaseStatus,
     Decision,
     Modality,
+    Outcome,
+    OutcomeSource,
     ReadKind,
     SourceFormat,
 )
@@ -445,6 +447,38 @@ def _close(case: Case, decision: str) -> None:
     case.status = CaseStatus.CLOSED
     case.final_decision = decision
     case.closed_at = timezone.now()
+
+
+# --- Outcomes -----------------------------------------------------------------------
+
+
+def record_outcome(
+    actor: AbstractBaseUser, accession_number: str, outcome: str, source: str
+) -> Case:
+    """Attach the screen's outcome (biopsy or follow-up) to the case of a study.
+
+    Outcomes arrive weeks after the reads, keyed by the hospital's accession number; they
+    are what sensitivity and specificity are measured against. A later result replaces an
+    earlier one, and the audit event keeps the one it replaced.
+    """
+    if outcome not in Outcome.values:
+        raise DomainError(f"Outcome must be one of {', '.join(Outcome.values)}.")
+    if source not in OutcomeSource.values:
+        raise DomainError(f"Source must be one of {', '.join(OutcomeSource.values)}.")
+    with transaction.atomic():
+        case = (
+            Case.objects.select_for_update()
+            .filter(studies__accession_number=accession_number.strip())
+            .first()
+        )
+        if case is None:
+            raise NotFound("Unknown accession number: no such study.")
+        previous = case.outcome
+        case.outcome, case.outcome_source = outcome, source
+        case.save(update_fields=["outcome", "outcome_source"])
+        events.outcome_recorded(actor, case, previous)
+    log.info("Outcome recorded on case %s", case.pk)
+    return case
 
 
 # --- Model versions -----------------------------------------------------------------

@@ -129,6 +129,7 @@ class AuditAction(models.TextChoices):
     MODEL_ACTIVATED = "model_activated", "Model activated"
     AI_RETRIED = "ai_retried", "AI retried"
     EXPORT = "export", "Export"
+    OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"
 
 
 class AuditOutcome(models.TextChoices):

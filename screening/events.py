@@ -102,6 +102,18 @@ def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
     return _record(user, AuditAction.AI_RETRIED, result, case_id=result.case_id)
 
 
+def outcome_recorded(user: Actor, case: Case, previous: str) -> AuditEvent:
+    """A biopsy or follow-up result reached the case; ``previous`` keeps any correction visible."""
+    return _record(
+        user,
+        AuditAction.OUTCOME_RECORDED,
+        case,
+        screening_outcome=case.outcome,  # not ``outcome``: that is the event's own success flag
+        source=case.outcome_source,
+        previous=previous,
+    )
+
+
 def exported(user: Actor, what: str, rows: int, filters: dict[str, Any]) -> AuditEvent:
     """An auditor took data away: which table, how many rows, under which filters."""
     return _record(user, AuditAction.EXPORT, what=what, rows=rows, filters=filters)

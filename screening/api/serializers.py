@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..choices import BiRads, CaseStatus, Decision, Modality
+from ..choices import BiRads, CaseStatus, Decision, Modality, Outcome, OutcomeSource
 from ..models import AIResult, Case, Image, ModelVersion, Read, Study
 
 
@@ -152,6 +152,12 @@ class ReadCreateSerializer(serializers.Serializer):
     expected_status = serializers.ChoiceField(
         choices=CaseStatus.choices, required=False, allow_blank=True, default=""
     )
+
+
+class OutcomeSerializer(serializers.Serializer):
+    accession_number = serializers.CharField(max_length=64)
+    outcome = serializers.ChoiceField(choices=Outcome.choices)
+    source = serializers.ChoiceField(choices=OutcomeSource.choices)
 
 
 class StudyUploadSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ router.register("model-versions", views.ModelVersionViewSet, basename="api-model
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("outcomes/", views.OutcomeView.as_view(), name="api-outcome"),
     path("images/<int:pk>/file/", views.ImageFileView.as_view(), name="api-image-file"),
     path("ai-results/<int:pk>/heatmap/", views.HeatmapFileView.as_view(), name="api-heatmap-file"),
     path("", include(router.urls)),

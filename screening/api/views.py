@@ -124,6 +124,25 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class OutcomeView(APIView):
+    """A hospital system (pathology, follow-up registry) reports a screen's outcome."""
+
+    permission_classes = [api_role(Role.ADMIN)]
+
+    @extend_schema(request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = s.OutcomeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            actions.record_outcome(
+                request.user, data["accession_number"], data["outcome"], data["source"]
+            )
+        except actions.DomainError as error:
+            return _error(error)
+        return Response(serializer.data)
+
+
 class ImageFileView(APIView):
     """The stored image, for API clients holding a token (pages use the session twin)."""
 

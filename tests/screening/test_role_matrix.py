@@ -109,6 +109,7 @@ MATRIX = [
         lambda o: reverse("api-case-reads", args=[o["case"].pk]),
         api({RAD}, ok=400),
     ),
+    ("api outcome", "post", lambda o: reverse("api-outcome"), api({ADMIN}, ok=400)),
     ("api study upload", "post", lambda o: reverse("api-study-list"), api({ADMIN}, ok=400)),
     (
         "api image file",

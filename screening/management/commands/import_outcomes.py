@@ -1,0 +1,54 @@
+"""Record screening outcomes from a CSV file exported by the pathology or follow-up system."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from screening import actions
+from screening.choices import Role
+
+COLUMNS = {"accession_number", "outcome", "source"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Record outcomes from CSV_FILE with columns accession_number, outcome "
+        "(normal, benign, malignant) and source (biopsy, follow_up). Each row stands alone: "
+        "a bad row is reported by its line number and the others are still recorded."
+    )
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("csv_file", type=Path)
+        parser.add_argument("--as-user", default="admin", help="Admin the outcomes are recorded as")
+
+    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        path: Path = options["csv_file"]
+        user = (
+            get_user_model()
+            .objects.filter(username=options["as_user"], groups__name=Role.ADMIN)
+            .first()
+        )
+        if user is None:
+            raise CommandError(f"No admin user called {options['as_user']}.")
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                rows = list(csv.DictReader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise CommandError(f"Cannot read {path}: {error}") from None
+        if rows and not COLUMNS <= set(rows[0]):
+            raise CommandError(f"The file needs the columns {', '.join(sorted(COLUMNS))}.")
+        recorded = refused = 0
+        for line, row in enumerate(rows, start=2):
+            try:
+                actions.record_outcome(
+                    user, row["accession_number"] or "", row["outcome"] or "", row["source"] or ""
+                )
+                recorded += 1
+            except actions.DomainError as error:
+                refused += 1
+                self.stderr.write(f"line {line}: {error.message}")
+        self.stdout.write(self.style.SUCCESS(f"Recorded {recorded} outcomes; {refused} refused."))
