@@ -9,24 +9,17 @@ the discordant list and the CSV exports.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
-os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use")
-os.environ.setdefault("SECURE_HTTPS", "0")
-
-import django  # noqa: E402
-
-django.setup()
 
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
+# benchmarks.worklist sets Django up on import, before the models below are imported.
 from benchmarks.worklist import measure, print_table, throwaway_database, user_with_role  # noqa: E402
 from screening import reporting  # noqa: E402
 from screening.choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, Role  # noqa: E402

@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from screening import actions
-from screening.choices import Role
+from screening.management.users import admin_named
 
 COLUMNS = {"accession_number", "outcome", "source"}
 
@@ -27,13 +26,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         path: Path = options["csv_file"]
-        user = (
-            get_user_model()
-            .objects.filter(username=options["as_user"], groups__name=Role.ADMIN)
-            .first()
-        )
-        if user is None:
-            raise CommandError(f"No admin user called {options['as_user']}.")
+        user = admin_named(options["as_user"])
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 rows = list(csv.DictReader(handle))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from screening import actions
-from screening.choices import Outcome, Role
+from screening.choices import Outcome
+from screening.management.users import admin_named
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -32,13 +32,7 @@ class Command(BaseCommand):
         folder: Path = options["folder"]
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder.")
-        user = (
-            get_user_model()
-            .objects.filter(username=options["as_user"], groups__name=Role.ADMIN)
-            .first()
-        )
-        if user is None:
-            raise CommandError(f"No admin user called {options['as_user']}.")
+        user = admin_named(options["as_user"])
         groups = _mini_mias_groups(folder) if options["mini_mias"] else _folder_groups(folder)
         if options["limit"]:
             groups = groups[: options["limit"]]
