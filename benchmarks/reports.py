@@ -146,9 +146,13 @@ def main() -> None:
         client.force_login(auditor)
         rows = [("build_report (no page, no plots)", *_time_report(args.runs))]
         urls = [
-            ("dashboard", "/reports/"),
-            ("dashboard, one reader, what-if", f"/reports/?reader={readers[0].pk}&threshold=0.5"),
-            ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}"),
+            ("dashboard, recomputed", "/reports/?refresh=1"),
+            ("dashboard, cached", "/reports/"),
+            (
+                "dashboard, one reader, what-if",
+                f"/reports/?reader={readers[0].pk}&threshold=0.5&refresh=1",
+            ),
+            ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}&refresh=1"),
             ("discordant cases page 1", "/reports/discordant/"),
             ("export performance CSV", "/reports/export/performance/"),
             ("export case-level CSV", "/reports/export/cases/"),

@@ -190,6 +190,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
+# How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
+REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -9,12 +9,18 @@ numbers. Read-only: nothing here writes to the database.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
 
 from . import stats
 from .choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
@@ -58,7 +64,6 @@ class ReadRow:
     reader: str
     recall: bool
     seconds: int | None
-    created_at: dt.datetime
     seen_version_id: int | None
     agrees_with_ai: bool | None
 
@@ -154,20 +159,26 @@ def all_rows(flt: ReportFilter) -> list[CaseRow]:
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
             row.band = score_band(probability, version.threshold)
-    reads = Read.objects.filter(case__in=cases).values_list(
-        "case_id",
-        "kind",
-        "reader_id",
-        "reader__username",
-        "decision",
-        "seconds_taken",
-        "created_at",
-        "ai_result__model_version_id",
-        "agrees_with_ai",
+    reads = list(
+        Read.objects.filter(case__in=cases).values_list(
+            "case_id",
+            "kind",
+            "reader_id",
+            "decision",
+            "seconds_taken",
+            "ai_result__model_version_id",
+            "agrees_with_ai",
+        )
     )
-    for case_id, kind, reader_id, name, decision, seconds, created, seen, agrees in reads:
+    # Reader names in one small query, not a join repeated on every read.
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in={read[2] for read in reads})
+        .values_list("pk", get_user_model().USERNAME_FIELD)
+    )
+    for case_id, kind, reader_id, decision, seconds, seen, agrees in reads:
         rows[case_id].reads[kind] = ReadRow(
-            kind, reader_id, name, decision == Decision.RECALL, seconds, created, seen, agrees
+            kind, reader_id, names[reader_id], decision == Decision.RECALL, seconds, seen, agrees
         )
     return list(rows.values())
 
@@ -342,6 +353,8 @@ class WhatIf:
 class Report:
     filter: ReportFilter
     rows: list[CaseRow]
+    cases: int
+    computed_at: dt.datetime
     scored: int
     with_outcome: int
     agreements: list[tuple[str, str, stats.Agreement]]
@@ -365,6 +378,8 @@ def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
     return Report(
         filter=flt,
         rows=rows,
+        cases=len(rows),
+        computed_at=timezone.now(),
         scored=int((c.ai >= 0).sum()),
         with_outcome=int((c.cancer >= 0).sum()),
         agreements=[
@@ -390,6 +405,24 @@ def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
         what_if=_what_if(c, what_if) if what_if is not None else None,
         versions=version_summaries(flt, unbanded, every),
     )
+
+
+def dashboard_report(flt: ReportFilter, what_if: float | None, refresh: bool = False) -> Report:
+    """``build_report`` kept for ``REPORT_CACHE_SECONDS``: a year of screens takes seconds to
+    sum up, and auditors move between filters and back. The page says when the figures were
+    computed and offers to recompute; exports always compute afresh. The case rows are not
+    kept (the page shows figures only)."""
+    key = (
+        "report:"
+        + hashlib.sha256(
+            json.dumps([flt.as_detail(), what_if], sort_keys=True).encode()
+        ).hexdigest()
+    )
+    report = None if refresh else cache.get(key)
+    if report is None:
+        report = replace(build_report(flt, what_if), rows=[])
+        cache.set(key, report, settings.REPORT_CACHE_SECONDS)
+    return report
 
 
 def _what_if(c: Columns, threshold: float) -> WhatIf:

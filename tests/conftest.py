@@ -23,6 +23,16 @@ def media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
     return settings.MEDIA_ROOT
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():  # type: ignore[no-untyped-def]
+    """Cached figures from one test must never answer another."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def radiologist(db):  # type: ignore[no-untyped-def]
     return UserFactory(role=Role.RADIOLOGIST, username="rad1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -39,9 +40,10 @@ def _report_filter(request: HttpRequest) -> tuple[ReportFilterForm, reporting.Re
 
 
 def _query(request: HttpRequest) -> str:
-    """The filters, for links that keep them (export, drill-down), without the page number."""
+    """The filters, for links that keep them (export, drill-down), without page or refresh."""
     params = request.GET.copy()
     params.pop("page", None)
+    params.pop("refresh", None)
     return params.urlencode()
 
 
@@ -49,7 +51,8 @@ def _query(request: HttpRequest) -> str:
 @role_required(Role.AUDITOR)
 def dashboard(request: HttpRequest) -> HttpResponse:
     form, flt, data = _report_filter(request)
-    report = reporting.build_report(flt, what_if=data.get("threshold"))
+    refresh = request.GET.get("refresh") == "1"
+    report = reporting.dashboard_report(flt, data.get("threshold"), refresh=refresh)
     version = flt.model_version
     ai_performance = dict(report.performances)[reporting.AI]
     ai_points = []
@@ -73,6 +76,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ),
         "trend_plot": plots.trend_plot(report.trend),
         "read_kinds": ReadKind,
+        "cache_minutes": settings.REPORT_CACHE_SECONDS // 60,
     }
     return render(request, "screening/audit_dashboard.html", context)
 

@@ -59,6 +59,19 @@ def test_dashboard_with_no_versions_and_no_cases(client, auditor):  # type: igno
     assert b"no model version registered" in response.content
 
 
+def test_dashboard_figures_are_kept_until_recomputed(
+    client, auditor, screens, version, radiologist
+):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    assert b"5 cases in the filter" in client.get(reverse("audit-dashboard")).content
+    screen(version, 0.7, [R], [radiologist])
+    kept = client.get(reverse("audit-dashboard")).content
+    assert b"5 cases in the filter" in kept and b"Recompute now" in kept
+    fresh = client.get(reverse("audit-dashboard"), {"refresh": "1"}).content
+    assert b"6 cases in the filter" in fresh
+    assert b"6 cases in the filter" in client.get(reverse("audit-dashboard")).content
+
+
 def test_a_version_without_results_says_so(client, auditor, screens):  # type: ignore[no-untyped-def]
     unused = ModelVersionFactory()
     client.force_login(auditor)
