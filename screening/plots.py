@@ -178,3 +178,23 @@ def trend_plot(trend: list[Any]) -> str | None:
         )
         fig.autofmt_xdate()
         return _data_uri(fig)
+
+
+def report_plots(report: Any) -> dict[str, str | None]:
+    """Every picture of the auditor dashboard for one ``reporting.Report``."""
+    version = report.filter.model_version
+    ai = dict(report.performances)["AI"]
+    marks = [(f"AI at {version.threshold:.2f}", ai)] if version is not None else []
+    what_if = report.what_if
+    if what_if is not None:
+        marks.append((f"what-if {what_if.threshold:.2f}", what_if.performance))
+    return {
+        "roc_plot": roc_plot(report.roc, report.reader_points, marks),
+        "confusion_plot": confusion_plot(report.performances),
+        "threshold_plot": threshold_plot(
+            report.thresholds,
+            version.threshold if version is not None else 0.5,
+            what_if.threshold if what_if is not None else None,
+        ),
+        "trend_plot": trend_plot(report.trend),
+    }

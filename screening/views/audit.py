@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from .. import events, exports, plots, reporting
-from ..choices import ReadKind, Role
+from ..choices import Role
 from ..forms import AuditTrailFilterForm, ReportFilterForm
 from ..models import AuditEvent
 from ..roles import role_required
@@ -53,30 +53,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     form, flt, data = _report_filter(request)
     refresh = request.GET.get("refresh") == "1"
     report = reporting.dashboard_report(flt, data.get("threshold"), refresh=refresh)
-    version = flt.model_version
-    ai_performance = dict(report.performances)[reporting.AI]
-    ai_points = []
-    if version is not None:
-        ai_points.append((f"AI at {version.threshold:.2f}", ai_performance))
-    if report.what_if is not None:
-        ai_points.append((f"what-if {report.what_if.threshold:.2f}", report.what_if.performance))
     context: dict[str, Any] = {
         "form": form,
         "report": report,
-        "ai_performance": ai_performance,
-        "version": version,
+        "ai_performance": dict(report.performances)[reporting.AI],
+        "version": flt.model_version,
         "versions": report.versions,
         "query": _query(request),
-        "roc_plot": plots.roc_plot(report.roc, report.reader_points, ai_points),
-        "confusion_plot": plots.confusion_plot(report.performances),
-        "threshold_plot": plots.threshold_plot(
-            report.thresholds,
-            version.threshold if version else 0.5,
-            report.what_if.threshold if report.what_if else None,
-        ),
-        "trend_plot": plots.trend_plot(report.trend),
-        "read_kinds": ReadKind,
         "cache_minutes": settings.REPORT_CACHE_SECONDS // 60,
+        **plots.report_plots(report),
     }
     return render(request, "screening/audit_dashboard.html", context)
 
