@@ -155,7 +155,8 @@ class ReadCreateSerializer(serializers.Serializer):
 
 
 class StudyUploadSerializer(serializers.Serializer):
-    accession_number = serializers.CharField(max_length=64)
+    # Required for PNG/JPEG (the upload action says so); DICOM brings its own.
+    accession_number = serializers.CharField(max_length=64, required=False, default="")
     new_study = serializers.BooleanField(default=True)
     patient_pseudonym = serializers.CharField(max_length=64, required=False, default="")
     birth_year = serializers.IntegerField(min_value=1900, max_value=2100, required=False)
