@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from screening.api import dicomweb
 from screening.views import manage, pages, queue, status
 
 urlpatterns = [
@@ -28,5 +29,6 @@ urlpatterns = [
     path("models/", manage.model_versions, name="model-versions"),
     path("models/<int:version_id>/activate/", manage.activate_model, name="model-activate"),
     path("api/", include("screening.api.urls")),
+    path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("admin/", admin.site.urls),
 ]

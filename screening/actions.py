@@ -102,6 +102,7 @@ class StudySpec:
     birth_year: int | None = None
     synthetic: bool = False
     outcome: str = ""
+    dicom_only: bool = False  # STOW-RS: a part that is not DICOM is refused
 
 
 @dataclass
@@ -142,7 +143,7 @@ def upload_study(
         raise UploadRefused(
             f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
         )
-    inspected, results = _inspect_all(files)
+    inspected, results = _inspect_all(files, spec.dicom_only)
     rejected = [r for r in results if not r.accepted]
     if rejected:
         _refuse(actor, results, rejected)
@@ -157,7 +158,9 @@ def upload_study(
         raise
 
 
-def _inspect_all(files: list[UploadedFile]) -> tuple[list[InspectedImage], list[FileResult]]:
+def _inspect_all(
+    files: list[UploadedFile], dicom_only: bool = False
+) -> tuple[list[InspectedImage], list[FileResult]]:
     inspected: list[InspectedImage] = []
     results: list[FileResult] = []
     seen: dict[str, int] = {}
@@ -166,6 +169,8 @@ def _inspect_all(files: list[UploadedFile]) -> tuple[list[InspectedImage], list[
         name = upload.name or f"file {position + 1}"
         try:
             image = inspect_image(name, upload.size, upload.read)
+            if dicom_only and image.dicom is None:
+                raise FileRejected("not_dicom", "Not a DICOM file: only DICOM is accepted here.")
             if image.dicom is not None:
                 _check_new_instance(image.dicom, files, seen_uids)
             if image.sha256 in seen:

@@ -120,6 +120,9 @@ MATRIX = [
         lambda o: reverse("api-model-version-activate", args=[o["model"].pk]),
         api({ADMIN}),
     ),
+    # A form post is not multipart/related: the admin gets 415, everyone else never gets that far.
+    ("dicomweb stow", "post", lambda o: reverse("dicomweb-studies"), api({ADMIN}, ok=415)),
+    ("dicomweb qido", "get", lambda o: reverse("dicomweb-studies"), api({ADMIN, AUD})),
 ]
 
 
