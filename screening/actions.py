@@ -409,6 +409,71 @@ def _delete_files(names: list[str]) -> None:
             log.exception("Could not remove orphan file %s", name)
 
 
+# --- DICOM export -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DicomExport:
+    filename: str  # database ids only: never an accession number or a name
+    content: bytes
+
+
+def export_study_report(actor: AbstractBaseUser, study_id: int) -> DicomExport:
+    """A study's AI result as a DICOM Structured Report, for the PACS.
+
+    Refused (and audited) unless the study came in as DICOM, whose instances the report
+    must reference, and its case has a finished AI result.
+    """
+    from . import dicom_export
+
+    study = (
+        Study.objects.select_related("case__ai_result__model_version").filter(pk=study_id).first()
+    )
+    if study is None:
+        raise NotFound("No such study.")
+    case_result = _exportable(actor, study, study.case.ai_result)
+    results = case_ai_results(study.case)
+    content = dicom_export.study_report(study, case_result, results)
+    events.dicom_exported(actor, study, "sr", case_result)
+    return DicomExport(f"ai-report-study-{study.pk}.dcm", content)
+
+
+def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExport:
+    """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
+    from . import dicom_export
+
+    result = (
+        AIResult.objects.select_related("image__study", "model_version")
+        .filter(pk=result_id, image__isnull=False)
+        .first()
+    )
+    if result is None:
+        raise NotFound("No such image result.")
+    _exportable(actor, result.image.study, result)
+    if not result.heatmap:
+        _refuse_export(actor, result.image.study, "No heatmap was stored for this image.")
+    content = dicom_export.heatmap_capture(result.image, result)
+    events.dicom_exported(actor, result.image.study, "sc", result)
+    return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)
+
+
+def _exportable(actor: AbstractBaseUser, study: Study, result: AIResult | None) -> AIResult:
+    if not study.is_dicom:
+        _refuse_export(
+            actor, study, "This study was not uploaded as DICOM: there is nothing to reference."
+        )
+    if result is None or result.status != AIStatus.DONE or result.probability is None:
+        _refuse_export(actor, study, "There is no finished AI result to export yet.", Conflict)
+    return result  # type: ignore[return-value]
+
+
+def _refuse_export(
+    actor: AbstractBaseUser, study: Study, reason: str, error: type[DomainError] = NotFound
+) -> None:
+    events.dicom_export_refused(actor, study, reason)
+    raise error(reason)
+
+
 # --- Worklist -----------------------------------------------------------------------
 
 

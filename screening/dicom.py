@@ -393,7 +393,7 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
         original = ds.get(keyword)
         if original:
             setattr(clean, keyword, remap_uid(str(original)))
-    clean.PatientName = header.patient_pseudonym
+    clean.PatientName = header.patient_pseudonym + "^"  # a family-name-only person name
     clean.PatientID = header.patient_pseudonym
     for keyword in EMPTIED:
         setattr(clean, keyword, "")

@@ -104,3 +104,27 @@ def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
 
 def exported(user: Actor, what: str, rows: int) -> AuditEvent:
     return _record(user, AuditAction.EXPORT, what=what, rows=rows)
+
+
+def dicom_exported(user: Actor, study: Study, kind: str, result: AIResult) -> AuditEvent:
+    """A DICOM SR ("sr") or Secondary Capture ("sc") of an AI result was downloaded."""
+    return _record(
+        user,
+        AuditAction.DICOM_EXPORTED,
+        study,
+        kind=kind,
+        ai_result_id=result.pk,
+        case_id=study.case_id,
+        model_version_id=result.model_version_id,
+    )
+
+
+def dicom_export_refused(user: Actor, study: Study, reason: str) -> AuditEvent:
+    return _record(
+        user,
+        AuditAction.DICOM_EXPORT_REFUSED,
+        study,
+        outcome=AuditOutcome.FAILURE,
+        case_id=study.case_id,
+        reason=reason,
+    )

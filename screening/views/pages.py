@@ -121,6 +121,35 @@ def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
     return private_file(result.heatmap)
 
 
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def study_ai_report(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The study's AI result as a DICOM SR; same roles as viewing the case."""
+    try:
+        export = actions.export_study_report(request.user, study_id)
+    except actions.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def heatmap_dicom(request: HttpRequest, result_id: int) -> HttpResponse:
+    """One image's heatmap overlay as a DICOM Secondary Capture."""
+    try:
+        export = actions.export_heatmap_capture(request.user, result_id)
+    except actions.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+def dicom_download(export: actions.DicomExport) -> HttpResponse:
+    response = HttpResponse(export.content, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 @require_http_methods(["GET"])
 @role_required(Role.AUDITOR, Role.ADMIN)
 def audit_trail(request: HttpRequest) -> HttpResponse:
