@@ -117,6 +117,10 @@ class UploadRefused(DomainError):
         Exception.__init__(self, self.message)
 
 
+class ConcurrentUpload(UploadRefused):
+    """Another upload committed the same study or image first."""
+
+
 @dataclass
 class UploadAccepted:
     study: Study  # the first (for PNG/JPEG the only) study stored
@@ -148,7 +152,14 @@ def upload_study(
     if rejected:
         _refuse(actor, results, rejected)
     try:
-        return _store(actor, spec, files, inspected, results)
+        try:
+            return _store(actor, spec, files, inspected, results)
+        except ConcurrentUpload:
+            if not any(image.dicom for image in inspected):
+                raise
+            # A PACS pushes a study's instances in parallel requests: whichever created
+            # the study first, the others add to it. A second clash is a real duplicate.
+            return _store(actor, spec, files, inspected, results)
     except UploadRefused as refusal:
         for result in results:
             result.accepted, result.code, result.status = False, "not_stored", refusal.status
@@ -282,7 +293,7 @@ def _store(
                 studies.append(study)
     except IntegrityError:
         _delete_files(written)
-        raise UploadRefused(
+        raise ConcurrentUpload(
             "Another upload stored the same study or image at the same moment; nothing was "
             "stored from this one.",
             results,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,7 @@ def _quiet_pydicom() -> None:
 
     config.settings.reading_validation_mode = config.IGNORE
     config.settings.writing_validation_mode = config.IGNORE
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
 
 
 def _parse(content: bytes) -> Any:

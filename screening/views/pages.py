@@ -100,7 +100,7 @@ def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
 @role_required(*CLINICAL_VIEWERS)
 def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=image_id)
-    if image.bit_depth <= 8:
+    if image.bit_depth <= 8 and not image.is_dicom:
         return private_file(image.file)
     try:
         with image.file.open("rb") as handle:

@@ -199,3 +199,13 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
     originals = {str(ds.SOPInstanceUID) for ds in datasets}
     assert not originals & set(results)  # references are the remapped UIDs
     assert set(results) == set(Image.objects.values_list("sop_instance_uid", flat=True))
+
+
+def test_the_case_api_links_the_dicom_downloads(api, auditor, scored):  # type: ignore[no-untyped-def]
+    api.force_authenticate(auditor)
+    body = api.get(reverse("api-case-detail", args=[scored.case_id])).json()
+    study = body["studies"][0]
+    assert study["dicom_report_url"] == reverse("api-study-ai-report", args=[scored.pk])
+    assert study["study_instance_uid"] == scored.study_instance_uid
+    image = study["images"][0]
+    assert image["dicom_heatmap_url"].endswith("/secondary-capture/")

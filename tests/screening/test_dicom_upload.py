@@ -313,3 +313,48 @@ def test_import_studies_reads_a_folder_of_dicom(tmp_path, admin_user):  # type: 
     call_command("import_studies", str(tmp_path / "pacs-export"), stdout=io.StringIO())
     study = Study.objects.get()
     assert (study.accession_number, study.images.count()) == ("ACC-IMP", 4)
+
+
+def test_an_8_bit_dicom_is_shown_as_png_not_served_raw(admin_api, client, radiologist):  # type: ignore[no-untyped-def]
+    content = with_attribute(dicom_bytes(voi=None), "BitsStored", 8)
+    assert upload(admin_api, SimpleUploadedFile("a.dcm", content)).status_code == 201
+    client.force_login(radiologist)
+    response = client.get(reverse("image-file", args=[Image.objects.get().pk]))
+    assert response["Content-Type"] == "image/png"
+
+
+def _deeply_nested(depth: int = 5000) -> bytes:
+    """A valid header, then sequences nested ``depth`` deep (undefined lengths)."""
+    head = dicom_bytes(pixel_data=False)
+    nested = (
+        b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    ) * depth
+    return head + nested
+
+
+def test_deeply_nested_sequences_are_refused_not_a_crash(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, SimpleUploadedFile("nested.dcm", _deeply_nested()))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] in {"corrupt", "no_pixel_data"}
+    assert_nothing_stored(media_root)
+
+
+def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  # type: ignore[no-untyped-def]
+    """Random byte flips in the header: every outcome is a clean FileRejected or a file."""
+    import random
+
+    from screening.imaging import FileRejected, inspect_image
+
+    original = dicom_bytes(size=32)
+    rng = random.Random(6)
+    outcomes = set()
+    for _ in range(300):
+        mutated = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            mutated[rng.randrange(132, 1400)] = rng.randrange(256)
+        try:
+            inspect_image("fuzz.dcm", len(mutated), lambda m=mutated: bytes(m))
+            outcomes.add("accepted")
+        except FileRejected as rejection:
+            outcomes.add(rejection.code)
+    assert "accepted" in outcomes and len(outcomes) > 2, outcomes

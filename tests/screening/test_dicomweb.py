@@ -180,3 +180,59 @@ def test_qido_rs_finds_pushed_studies_by_uid_patient_and_date(live_server, admin
     assert [pydicom.Dataset.from_json(s).StudyInstanceUID for s in in_2024] == [
         study.study_instance_uid
     ]
+
+
+def _push_in_parallel(user, bodies: list[bytes]) -> list[int]:  # type: ignore[no-untyped-def]
+    import threading
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    statuses: list[int] = []
+    barrier = threading.Barrier(len(bodies))
+
+    def send(body: bytes) -> None:
+        client = APIClient()
+        client.force_authenticate(user)
+        barrier.wait()
+        statuses.append(client.post(URL, body, content_type=CONTENT_TYPE).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def _encoded(datasets: list[pydicom.Dataset]) -> list[bytes]:
+    encoded = []
+    for ds in datasets:
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_instances_of_one_study_pushed_in_parallel_all_land_in_one_study(admin_user):  # type: ignore[no-untyped-def]
+    from tests.conftest import requires_postgres
+
+    requires_postgres()
+    statuses = _push_in_parallel(admin_user, [related(c) for c in _encoded(four_views())])
+    assert statuses == [200] * 4
+    assert Study.objects.count() == 1
+    assert Study.objects.get().images.count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_study_pushed_in_parallel_is_stored_once(admin_user):  # type: ignore[no-untyped-def]
+    from tests.conftest import requires_postgres
+
+    requires_postgres()
+    body = related(*_encoded(four_views()))
+    statuses = _push_in_parallel(admin_user, [body] * 5)
+    assert statuses.count(200) == 1 and set(statuses) <= {200, 409}, statuses
+    assert Study.objects.count() == 1
+    assert Study.objects.get().images.count() == 4
