@@ -196,7 +196,12 @@ class StudiesView(APIView):
                 request.user, actions.StudySpec(accession_number="", dicom_only=True), files
             )
         except actions.UploadRefused as refusal:
-            return Response(_failed(refusal.results), status=refusal.status)
+            response = Response(_failed(refusal.results), status=refusal.status)
+            # Error Comment is an LO (64 characters): the whole reason goes in a Warning
+            # header, as PS3.18 8.4.4 allows.
+            text = refusal.message.replace('"', "'").encode("latin-1", "replace").decode("latin-1")
+            response["Warning"] = f'299 mammo-portal "{" ".join(text.split())[:2000]}"'
+            return response
         return Response(_stored(accepted), status=HTTPStatus.OK)
 
     @extend_schema(

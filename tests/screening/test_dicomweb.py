@@ -91,6 +91,7 @@ def test_one_bad_instance_refuses_the_push_with_a_failure_per_instance(live_serv
     assert reasons == [0x0110, 0x0110, 0x0122, 0x0110]
     comments = [item[0x0000, 0x0902].value for item in answer.FailedSOPSequence]
     assert comments[2].startswith("part 3: Modality CT")
+    assert "part 3 (Modality CT: only mammography (MG) is accepted.)" in response.headers["Warning"]
     for ds in datasets:
         assert str(ds.SOPInstanceUID) not in response.text
     assert (Study.objects.count(), Image.objects.count()) == (0, 0)
@@ -236,3 +237,25 @@ def test_the_same_study_pushed_in_parallel_is_stored_once(admin_user):  # type: 
     assert statuses.count(200) == 1 and set(statuses) <= {200, 409}, statuses
     assert Study.objects.count() == 1
     assert Study.objects.get().images.count() == 4
+
+
+def test_a_curl_style_body_without_a_leading_crlf_is_parsed(admin_api, tmp_path):  # type: ignore[no-untyped-def]
+    """The README's curl example: first delimiter at byte 0, CRLF after the close."""
+    import subprocess
+
+    study = generate_uid()
+    (tmp_path / "IM0001.dcm").write_bytes(dicom_bytes(seed=1, view="CC", study_uid=study))
+    (tmp_path / "IM0002.dcm").write_bytes(dicom_bytes(seed=2, view="MLO", study_uid=study))
+    script = (
+        "{ printf -- '--XX\\r\\nContent-Type: application/dicom\\r\\n\\r\\n'; cat IM0001.dcm\n"
+        "  printf -- '\\r\\n--XX\\r\\nContent-Type: application/dicom\\r\\n\\r\\n'; cat IM0002.dcm\n"
+        "  printf -- '\\r\\n--XX--\\r\\n'; } > body.mime"
+    )
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True)
+    response = admin_api.post(
+        URL,
+        (tmp_path / "body.mime").read_bytes(),
+        content_type='multipart/related; type="application/dicom"; boundary=XX',
+    )
+    assert response.status_code == 200, response.content[:300]
+    assert Image.objects.count() == 2
