@@ -361,6 +361,7 @@ def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Stu
         "patient_pseudonym": header.patient_pseudonym,
         "birth_year": header.birth_year,
         "study_date": header.study_date or (None if several else spec.study_date),
+        "modality": Modality.MG,  # checked in the header
     }
     dicom_spec = StudySpec(**{**spec.__dict__, **fields, "new_study": True})
     return _study_for(dicom_spec, SourceFormat.DICOM, study_instance_uid=header.study_uid)

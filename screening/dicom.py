@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from .imaging import FileRejected
 PART10_MAGIC = b"DICM"
 MAMMOGRAPHY = "MG"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+CODE_STRING = re.compile(r"[A-Z0-9_ ]{1,16}")
 
 # What a de-identified mammogram keeps: image pixel and presentation attributes, the
 # acquisition technique, laterality and view, dates (the Full Dates option: screening
@@ -156,23 +158,23 @@ def is_part10(content: bytes) -> bool:
 def inspect_dicom(content: bytes) -> InspectedDicom:
     """Parse, check and fully decode one DICOM file, then de-identify it; or FileRejected."""
     ds = _parse(content)
-    _check(ds)
     try:
+        _check(ds)
         rendition(ds)
+        header = _header(ds)
+        return InspectedDicom(
+            content=deidentify(ds, header),
+            header=header,
+            width=int(ds.Columns),
+            height=int(ds.Rows),
+            bit_depth=int(ds.get("BitsStored") or ds.BitsAllocated),
+        )
     except FileRejected:
         raise
-    except Exception as exc:  # pydicom's handlers raise many types on corrupt data
+    except Exception as exc:  # mutated values and pixel handlers raise many types
         raise FileRejected(
-            "corrupt", f"DICOM pixel data cannot be decoded ({_short(exc)})."
+            "corrupt", f"DICOM file or its pixel data cannot be decoded ({_short(exc)})."
         ) from None
-    header = _header(ds)
-    return InspectedDicom(
-        content=deidentify(ds, header),
-        header=header,
-        width=int(ds.Columns),
-        height=int(ds.Rows),
-        bit_depth=int(ds.get("BitsStored") or ds.BitsAllocated),
-    )
 
 
 def _quiet_pydicom() -> None:
@@ -219,7 +221,8 @@ def _check(ds: Any) -> None:
             )
     if ds.Modality != MAMMOGRAPHY:
         raise FileRejected(
-            "not_mammography", f"Modality {ds.Modality}: only mammography (MG) is accepted."
+            "not_mammography",
+            f"Modality {_quoted(ds.Modality)}: only mammography (MG) is accepted.",
         )
     if "PixelData" not in ds:
         raise FileRejected(
@@ -239,7 +242,7 @@ def _check(ds: Any) -> None:
     ):
         raise FileRejected(
             "not_grayscale",
-            f"Photometric interpretation {ds.get('PhotometricInterpretation')}: only "
+            f"Photometric interpretation {_quoted(ds.get('PhotometricInterpretation'))}: only "
             "MONOCHROME1 or MONOCHROME2 mammograms are accepted.",
         )
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
@@ -269,6 +272,12 @@ def _check(ds: Any) -> None:
                 "corrupt",
                 f"DICOM pixel data is truncated ({len(ds.PixelData)} of {expected} bytes).",
             )
+
+
+def _quoted(value: Any) -> str:
+    """A code string (CS) fit to quote in a message; anything else is not repeated."""
+    text = str(value or "")
+    return text if CODE_STRING.fullmatch(text) else "(an invalid value)"
 
 
 def rendition(ds: Any) -> np.ndarray:

@@ -181,6 +181,14 @@ def with_attribute(content: bytes, keyword: str, value: object) -> bytes:
     return buffer.getvalue()
 
 
+def _mangled_frames() -> bytes:
+    """NumberOfFrames "x": a value no integer conversion survives."""
+    content = with_attribute(dicom_bytes(), "NumberOfFrames", "1")
+    element = b"\x28\x00\x08\x00IS\x02\x00"
+    assert element + b"1 " in content
+    return content.replace(element + b"1 ", element + b"x ")
+
+
 def _truncated() -> bytes:
     content = dicom_bytes()
     return content[: len(content) * 2 // 3]
@@ -201,6 +209,7 @@ def _truncated() -> bytes:
         ),
         (dicom_bytes(frames=3), "multi_frame", 400),
         (with_attribute(dicom_bytes(), "SOPInstanceUID", None), "missing_attribute", 400),
+        (_mangled_frames(), "corrupt", 400),
     ],
     ids=[
         "not-dicom",
@@ -211,6 +220,7 @@ def _truncated() -> bytes:
         "mpeg2-syntax",
         "multi-frame",
         "no-sop-uid",
+        "mangled-number-of-frames",
     ],
 )
 def test_it_refuses_a_bad_dicom_file_naming_it_and_stores_nothing(
