@@ -178,6 +178,7 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
 
     session = requests.Session()
     session.headers["Authorization"] = f"Token {Token.objects.create(user=radiologist).key}"
+    session.headers["Connection"] = "close"
     url = live_server.url + reverse("api-study-ai-report", args=[study.pk])
     response = session.get(url, timeout=60)
     assert response.status_code == 200, response.text

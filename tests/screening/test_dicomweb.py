@@ -45,6 +45,9 @@ def four_views(study_uid: str | None = None, seed: int = 20) -> list[pydicom.Dat
 def client_for(live_server, user) -> DICOMwebClient:  # type: ignore[no-untyped-def]
     session = requests.Session()
     session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    # No keep-alive: a live-server thread held open by it would keep its database
+    # connection past the test, and the test database could not be dropped.
+    session.headers["Connection"] = "close"
     return DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
 
 
@@ -150,7 +153,9 @@ def test_stow_answers_other_roles_403_and_strangers_401(live_server, radiologist
     with pytest.raises(requests.HTTPError) as refused:
         client_for(live_server, radiologist).store_instances(four_views()[:1])
     assert refused.value.response.status_code == 403
-    anonymous = DICOMwebClient(url=f"{live_server.url}/dicomweb")
+    stranger = requests.Session()
+    stranger.headers["Connection"] = "close"
+    anonymous = DICOMwebClient(url=f"{live_server.url}/dicomweb", session=stranger)
     with pytest.raises(requests.HTTPError) as refused:
         anonymous.store_instances(four_views()[:1])
     assert refused.value.response.status_code == 401
