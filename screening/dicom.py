@@ -327,6 +327,8 @@ def _window(pixels: np.ndarray, ds: Any) -> np.ndarray:
 def _header(ds: Any) -> DicomHeader:
     laterality = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").upper()
     view = str(ds.get("ViewPosition") or "").upper()
+    if view not in VIEWS:
+        view = _view_from_code(ds)
     return DicomHeader(
         study_uid=remap_uid(str(ds.StudyInstanceUID)),
         sop_uid=remap_uid(str(ds.SOPInstanceUID)),
@@ -344,6 +346,29 @@ def _header(ds: Any) -> DicomHeader:
         burned_in_annotation=str(ds.get("BurnedInAnnotation") or "").upper() == "YES",
         pixel_spacing_mm=_spacing(ds),
     )
+
+
+def _view_from_code(ds: Any) -> str:
+    """The view from View Code Sequence (SNOMED CT, CID 4014), for files without ViewPosition."""
+    from pydicom.sr.codedict import codes
+
+    by_code = {
+        codes.SCT.CranioCaudal.value: View.CC,
+        codes.SCT.MedioLateralObliqueProjection.value: View.MLO,
+        codes.SCT.MedioLateralProjection.value: View.ML,
+        codes.SCT.LateroMedial.value: View.LM,
+        codes.SCT.LateroMedialObliqueProjection.value: View.LMO,
+        codes.SCT.CranioCaudalExaggeratedLaterally.value: View.XCCL,
+        codes.SCT.CranioCaudalExaggeratedMedially.value: View.XCCM,
+        codes.SCT.SuperolateralToInferomedialOblique.value: View.SIO,
+        codes.SCT.CleavageMammographyView.value: View.CV,
+        codes.SCT.AxillaryTailMammographyView.value: View.AT,
+    }
+    for item in ds.get("ViewCodeSequence") or []:
+        view = by_code.get(str(item.get("CodeValue") or ""))
+        if view is not None:
+            return view
+    return View.UNKNOWN
 
 
 def _date(value: Any) -> dt.date | None:

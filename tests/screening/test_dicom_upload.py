@@ -368,3 +368,18 @@ def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  #
         except FileRejected as rejection:
             outcomes.add(rejection.code)
     assert "accepted" in outcomes and len(outcomes) > 2, outcomes
+
+
+def test_the_view_comes_from_the_view_code_sequence_when_view_position_is_empty(admin_api):  # type: ignore[no-untyped-def]
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(view="")))
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "399368009", "SCT"
+    code.CodeMeaning = "medio-lateral oblique"
+    ds.ViewCodeSequence = [code]
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert upload(admin_api, SimpleUploadedFile("a.dcm", buffer.getvalue())).status_code == 201
+    assert Image.objects.get().view == View.MLO
