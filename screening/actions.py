@@ -141,9 +141,11 @@ def upload_study(
     several, all stored or none); accession number, date, laterality and view come from
     the header, and a study already stored under the same UID is added to.
     """
-    if not files:
-        raise UploadRefused("No files were uploaded.")
-    if len(files) > settings.UPLOAD_MAX_FILES:
+    if not files or len(files) > settings.UPLOAD_MAX_FILES:
+        code = "no_files" if not files else "too_many_files"
+        events.upload_rejected(actor, [{"position": -1, "code": code, "status": 400}])
+        if not files:
+            raise UploadRefused("No files were uploaded.")
         raise UploadRefused(
             f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
         )

@@ -264,3 +264,14 @@ def test_a_curl_style_body_without_a_leading_crlf_is_parsed(admin_api, tmp_path)
     )
     assert response.status_code == 200, response.content[:300]
     assert Image.objects.count() == 2
+
+
+def test_stow_refuses_more_instances_than_allowed_and_records_it(admin_api, settings):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_FILES = 1
+    body = related(*_encoded(four_views()[:2]))
+    response = admin_api.post(URL, body, content_type=CONTENT_TYPE)
+    assert response.status_code == 400
+    assert "at most 1" in response["Warning"]
+    assert Study.objects.count() == 0
+    event = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
+    assert event.detail["rejections"][0]["code"] == "too_many_files"
