@@ -189,6 +189,10 @@ UPLOAD_MAX_PIXELS = envint("UPLOAD_MAX_PIXELS", 60_000_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 
+# Keys the DICOM pseudonyms and remapped UIDs: keep it stable (and secret), or the same
+# patient and the same study get new pseudonyms and re-uploads are no longer recognised.
+DICOM_DEID_KEY = envsecret("DICOM_DEID_KEY") or SECRET_KEY
+
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
@@ -263,7 +267,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # pydicom's warnings can quote DICOM attribute values (patient identifiers).
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"}},
 }
 
 # The shipped research model the app uses out of the box.

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from screening.api import dicomweb
 from screening.views import audit, manage, pages, queue, status
 
 urlpatterns = [
@@ -22,6 +23,8 @@ urlpatterns = [
     path("ai-results/<int:result_id>/retry/", queue.retry, name="ai-retry"),
     path("images/<int:image_id>/file/", pages.image_file, name="image-file"),
     path("ai-results/<int:result_id>/heatmap/", pages.heatmap_file, name="heatmap-file"),
+    path("ai-results/<int:result_id>/heatmap.dcm", pages.heatmap_dicom, name="heatmap-dicom"),
+    path("studies/<int:study_id>/ai-report.dcm", pages.study_ai_report, name="study-ai-report"),
     path("audit/", audit.audit_trail, name="audit-trail"),
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),
@@ -32,5 +35,6 @@ urlpatterns = [
     path("models/", manage.model_versions, name="model-versions"),
     path("models/<int:version_id>/activate/", manage.activate_model, name="model-activate"),
     path("api/", include("screening.api.urls")),
+    path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("admin/", admin.site.urls),
 ]

@@ -7,6 +7,7 @@ transaction, and raises a domain error the caller turns into a clear response.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -35,6 +36,7 @@ from .choices import (
     ReadKind,
     SourceFormat,
 )
+from .dicom import DicomHeader
 from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
 from .models import AIResult, Case, Image, ModelVersion, Patient, Read, Study
 
@@ -102,6 +104,7 @@ class StudySpec:
     birth_year: int | None = None
     synthetic: bool = False
     outcome: str = ""
+    dicom_only: bool = False  # STOW-RS: a part that is not DICOM is refused
 
 
 @dataclass
@@ -116,10 +119,15 @@ class UploadRefused(DomainError):
         Exception.__init__(self, self.message)
 
 
+class ConcurrentUpload(UploadRefused):
+    """Another upload committed the same study or image first."""
+
+
 @dataclass
 class UploadAccepted:
-    study: Study
+    study: Study  # the first (for PNG/JPEG the only) study stored
     results: list[FileResult]
+    studies: list[Study] = field(default_factory=list)
 
 
 def upload_study(
@@ -130,19 +138,32 @@ def upload_study(
     All-or-nothing on purpose: a screening study read with a view missing is worse
     than a study not yet uploaded, so one bad file refuses the whole upload and the
     per-file results tell the admin exactly what to fix.
+
+    DICOM files are grouped into studies by their StudyInstanceUID (one upload may hold
+    several, all stored or none); accession number, date, laterality and view come from
+    the header, and a study already stored under the same UID is added to.
     """
-    if not files:
-        raise UploadRefused("No files were uploaded.")
-    if len(files) > settings.UPLOAD_MAX_FILES:
+    if not files or len(files) > settings.UPLOAD_MAX_FILES:
+        code = "no_files" if not files else "too_many_files"
+        events.upload_rejected(actor, [{"position": -1, "code": code, "status": 400}])
+        if not files:
+            raise UploadRefused("No files were uploaded.")
         raise UploadRefused(
             f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
         )
-    inspected, results = _inspect_all(files)
+    inspected, results = _inspect_all(files, spec.dicom_only)
     rejected = [r for r in results if not r.accepted]
     if rejected:
         _refuse(actor, results, rejected)
     try:
-        return _store(actor, spec, files, inspected, results)
+        try:
+            return _store(actor, spec, files, inspected, results)
+        except ConcurrentUpload:
+            if not any(image.dicom for image in inspected):
+                raise
+            # A PACS pushes a study's instances in parallel requests: whichever created
+            # the study first, the others add to it. A second clash is a real duplicate.
+            return _store(actor, spec, files, inspected, results)
     except UploadRefused as refusal:
         for result in results:
             result.accepted, result.code, result.status = False, "not_stored", refusal.status
@@ -152,14 +173,21 @@ def upload_study(
         raise
 
 
-def _inspect_all(files: list[UploadedFile]) -> tuple[list[InspectedImage], list[FileResult]]:
+def _inspect_all(
+    files: list[UploadedFile], dicom_only: bool = False
+) -> tuple[list[InspectedImage], list[FileResult]]:
     inspected: list[InspectedImage] = []
     results: list[FileResult] = []
     seen: dict[str, int] = {}
+    seen_uids: dict[str, int] = {}
     for position, upload in enumerate(files):
         name = upload.name or f"file {position + 1}"
         try:
             image = inspect_image(name, upload.size, upload.read)
+            if dicom_only and image.dicom is None:
+                raise FileRejected("not_dicom", "Not a DICOM file: only DICOM is accepted here.")
+            if image.dicom is not None:
+                _check_new_instance(image.dicom, files, seen_uids)
             if image.sha256 in seen:
                 raise FileRejected(
                     "duplicate",
@@ -181,9 +209,47 @@ def _inspect_all(files: list[UploadedFile]) -> tuple[list[InspectedImage], list[
             )
             continue
         seen[image.sha256] = position
+        if image.dicom is not None:
+            seen_uids[image.dicom.sop_uid] = position
         inspected.append(image)
         results.append(FileResult(position, name, True, "Ready to store."))
+    _refuse_mixed_formats(inspected, results)
     return inspected, results
+
+
+def _check_new_instance(
+    header: DicomHeader, files: list[UploadedFile], seen_uids: dict[str, int]
+) -> None:
+    """A SOP instance is stored once: a second copy is a 409, like a duplicate image."""
+    if header.sop_uid in seen_uids:
+        raise FileRejected(
+            "duplicate",
+            f"Same SOPInstanceUID as {files[seen_uids[header.sop_uid]].name} in this upload.",
+            HTTPStatus.CONFLICT,
+        )
+    existing = Image.objects.filter(sop_instance_uid=header.sop_uid).values_list(
+        "study_id", flat=True
+    )
+    if existing:
+        raise FileRejected(
+            "duplicate",
+            f"An image with this SOPInstanceUID is already stored (study {existing[0]}).",
+            HTTPStatus.CONFLICT,
+        )
+
+
+def _refuse_mixed_formats(inspected: list[InspectedImage], results: list[FileResult]) -> None:
+    """DICOM takes its study from the header, PNG/JPEG from the form: never both at once."""
+    formats = {image.dicom is not None for image in inspected}
+    if len(formats) < 2:
+        return
+    accepted = [r for r in results if r.accepted]
+    for result, image in zip(accepted, list(inspected), strict=True):
+        if image.dicom is None:
+            result.accepted, result.code = False, "mixed_formats"
+            result.status = HTTPStatus.BAD_REQUEST
+            result.message = "PNG/JPEG cannot be uploaded together with DICOM; upload it apart."
+            inspected.remove(image)
 
 
 def _refuse(actor: AbstractBaseUser, results: list[FileResult], rejected: list[FileResult]) -> None:
@@ -209,31 +275,29 @@ def _store(
     results: list[FileResult],
 ) -> UploadAccepted:
     written: list[str] = []
+    studies: list[Study] = []
     try:
         with transaction.atomic():
-            study = _study_for(spec, inspected[0].source_format)
-            images = []
-            for upload, image, result in zip(files, inspected, results, strict=True):
-                laterality, view = view_from_name(upload.name or "")
-                row = Image(
-                    study=study,
-                    laterality=laterality,
-                    view=view,
-                    width=image.width,
-                    height=image.height,
-                    bit_depth=image.bit_depth,
-                    sha256=image.sha256,
-                )
-                row.file.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
-                written.append(row.file.name)
-                row.save()
-                images.append(row)
-                result.image_id, result.message = row.pk, "Stored."
-            events.study_uploaded(actor, study, [i.pk for i in images])
-            request_inference(study)
+            groups = _study_groups(inspected)
+            for group in groups:
+                header = inspected[group[0]].dicom
+                if header is None:
+                    study = _study_for(spec, inspected[group[0]].source_format)
+                else:
+                    study = _dicom_study_for(spec, header, several=len(groups) > 1)
+                images = []
+                for index in group:
+                    row = _image_row(study, files[index].name or "", inspected[index])
+                    written.append(row.file.name)
+                    row.save()
+                    images.append(row)
+                    results[index].image_id, results[index].message = row.pk, "Stored."
+                events.study_uploaded(actor, study, [i.pk for i in images])
+                request_inference(study)
+                studies.append(study)
     except IntegrityError:
         _delete_files(written)
-        raise UploadRefused(
+        raise ConcurrentUpload(
             "Another upload stored the same study or image at the same moment; nothing was "
             "stored from this one.",
             results,
@@ -242,11 +306,80 @@ def _store(
     except BaseException:
         _delete_files(written)
         raise
-    log.info("Stored %d images in study %s (case %s)", len(images), study.pk, study.case_id)
-    return UploadAccepted(study=study, results=results)
+    for study in studies:
+        log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
+    return UploadAccepted(study=studies[0], results=results, studies=studies)
 
 
-def _study_for(spec: StudySpec, source_format: str) -> Study:
+def _study_groups(inspected: list[InspectedImage]) -> list[list[int]]:
+    """Indexes of the files of each study: DICOM by StudyInstanceUID, else all together."""
+    groups: dict[str, list[int]] = {}
+    for index, image in enumerate(inspected):
+        key = image.dicom.study_uid if image.dicom is not None else ""
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _image_row(study: Study, name: str, image: InspectedImage) -> Image:
+    laterality, view = view_from_name(name)
+    header = image.dicom
+    row = Image(
+        study=study,
+        laterality=header.laterality if header and header.laterality else laterality,
+        view=header.view if header and header.view else view,
+        width=image.width,
+        height=image.height,
+        bit_depth=image.bit_depth,
+        sha256=image.sha256,
+    )
+    if header is not None:
+        row.sop_instance_uid = header.sop_uid
+        row.sop_class_uid = header.sop_class_uid
+        row.pixel_spacing_mm = header.pixel_spacing_mm
+        row.burned_in_annotation = header.burned_in_annotation
+    row.file.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
+    return row
+
+
+def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Study:
+    """The study a DICOM file belongs to: found by its (remapped) UID, or created.
+
+    The accession number and date come from the header; the form's are a fallback for
+    a single study whose header has none. The patient is the header's pseudonym, the
+    same one written into the stored file.
+    """
+    study = (
+        Study.objects.select_for_update()
+        .select_related("case")
+        .filter(study_instance_uid=header.study_uid)
+        .first()
+    )
+    if study is not None:
+        _check_can_add(study)
+        return study
+    accession = header.accession_number or ("" if several else spec.accession_number.strip())
+    if not accession:
+        accession = "DCM-" + hashlib.sha256(header.study_uid.encode()).hexdigest()[:12].upper()
+    fields = {
+        "accession_number": accession,
+        "patient_pseudonym": header.patient_pseudonym,
+        "birth_year": header.birth_year,
+        "study_date": header.study_date or (None if several else spec.study_date),
+        "modality": Modality.MG,  # checked in the header
+    }
+    dicom_spec = StudySpec(**{**spec.__dict__, **fields, "new_study": True})
+    return _study_for(dicom_spec, SourceFormat.DICOM, study_instance_uid=header.study_uid)
+
+
+def _check_can_add(study: Study) -> None:
+    if study.case.reads.exists() or study.case.status == CaseStatus.CLOSED:
+        raise UploadRefused(
+            "This case is already being read; images can no longer be added.",
+            status=HTTPStatus.CONFLICT,
+        )
+
+
+def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = "") -> Study:
     accession = spec.accession_number.strip()
     if not accession:
         raise UploadRefused("An accession number is required.")
@@ -261,11 +394,7 @@ def _study_for(spec: StudySpec, source_format: str) -> Study:
             raise UploadRefused(
                 "Unknown accession number: no such study.", status=HTTPStatus.NOT_FOUND
             )
-        if study.case.reads.exists() or study.case.status == CaseStatus.CLOSED:
-            raise UploadRefused(
-                "This case is already being read; images can no longer be added.",
-                status=HTTPStatus.CONFLICT,
-            )
+        _check_can_add(study)
         return study
     if Study.objects.filter(accession_number=accession).exists():
         raise UploadRefused(
@@ -284,6 +413,7 @@ def _study_for(spec: StudySpec, source_format: str) -> Study:
         modality=spec.modality,
         study_date=spec.study_date or timezone.localdate(),
         source_format=SourceFormat.SYNTHETIC if spec.synthetic else source_format,
+        study_instance_uid=study_instance_uid,
     )
 
 
@@ -293,6 +423,71 @@ def _delete_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:
             log.exception("Could not remove orphan file %s", name)
+
+
+# --- DICOM export -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DicomExport:
+    filename: str  # database ids only: never an accession number or a name
+    content: bytes
+
+
+def export_study_report(actor: AbstractBaseUser, study_id: int) -> DicomExport:
+    """A study's AI result as a DICOM Structured Report, for the PACS.
+
+    Refused (and audited) unless the study came in as DICOM, whose instances the report
+    must reference, and its case has a finished AI result.
+    """
+    from . import dicom_export
+
+    study = (
+        Study.objects.select_related("case__ai_result__model_version").filter(pk=study_id).first()
+    )
+    if study is None:
+        raise NotFound("No such study.")
+    case_result = _exportable(actor, study, study.case.ai_result)
+    results = case_ai_results(study.case)
+    content = dicom_export.study_report(study, case_result, results)
+    events.dicom_exported(actor, study, "sr", case_result)
+    return DicomExport(f"ai-report-study-{study.pk}.dcm", content)
+
+
+def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExport:
+    """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
+    from . import dicom_export
+
+    result = (
+        AIResult.objects.select_related("image__study", "model_version")
+        .filter(pk=result_id, image__isnull=False)
+        .first()
+    )
+    if result is None:
+        raise NotFound("No such image result.")
+    _exportable(actor, result.image.study, result)
+    if not result.heatmap:
+        _refuse_export(actor, result.image.study, "No heatmap was stored for this image.")
+    content = dicom_export.heatmap_capture(result.image, result)
+    events.dicom_exported(actor, result.image.study, "sc", result)
+    return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)
+
+
+def _exportable(actor: AbstractBaseUser, study: Study, result: AIResult | None) -> AIResult:
+    if not study.is_dicom:
+        _refuse_export(
+            actor, study, "This study was not uploaded as DICOM: there is nothing to reference."
+        )
+    if result is None or result.status != AIStatus.DONE or result.probability is None:
+        _refuse_export(actor, study, "There is no finished AI result to export yet.", Conflict)
+    return result  # type: ignore[return-value]
+
+
+def _refuse_export(
+    actor: AbstractBaseUser, study: Study, reason: str, error: type[DomainError] = NotFound
+) -> None:
+    events.dicom_export_refused(actor, study, reason)
+    raise error(reason)
 
 
 # --- Worklist -----------------------------------------------------------------------

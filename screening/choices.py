@@ -57,8 +57,19 @@ class Laterality(models.TextChoices):
 
 
 class View(models.TextChoices):
+    """Mammography views as DICOM ViewPosition spells them (CID 4014 abbreviations)."""
+
     CC = "CC", "Craniocaudal (CC)"
     MLO = "MLO", "Mediolateral oblique (MLO)"
+    ML = "ML", "Mediolateral (ML)"
+    LM = "LM", "Lateromedial (LM)"
+    LMO = "LMO", "Lateromedial oblique (LMO)"
+    XCCL = "XCCL", "Exaggerated CC, lateral (XCCL)"
+    XCCM = "XCCM", "Exaggerated CC, medial (XCCM)"
+    FB = "FB", "From below (FB)"
+    SIO = "SIO", "Superolateral to inferomedial oblique (SIO)"
+    CV = "CV", "Cleavage (CV)"
+    AT = "AT", "Axillary tail (AT)"
     UNKNOWN = "", "Unknown"
 
 
@@ -130,6 +141,8 @@ class AuditAction(models.TextChoices):
     AI_RETRIED = "ai_retried", "AI retried"
     EXPORT = "export", "Export"
     OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"
+    DICOM_EXPORTED = "dicom_exported", "AI result exported as DICOM"
+    DICOM_EXPORT_REFUSED = "dicom_export_refused", "DICOM export refused"
 
 
 class AuditOutcome(models.TextChoices):

@@ -117,3 +117,27 @@ def outcome_recorded(user: Actor, case: Case, previous: str) -> AuditEvent:
 def exported(user: Actor, what: str, rows: int, filters: dict[str, Any]) -> AuditEvent:
     """An auditor took data away: which table, how many rows, under which filters."""
     return _record(user, AuditAction.EXPORT, what=what, rows=rows, filters=filters)
+
+
+def dicom_exported(user: Actor, study: Study, kind: str, result: AIResult) -> AuditEvent:
+    """A DICOM SR ("sr") or Secondary Capture ("sc") of an AI result was downloaded."""
+    return _record(
+        user,
+        AuditAction.DICOM_EXPORTED,
+        study,
+        kind=kind,
+        ai_result_id=result.pk,
+        case_id=study.case_id,
+        model_version_id=result.model_version_id,
+    )
+
+
+def dicom_export_refused(user: Actor, study: Study, reason: str) -> AuditEvent:
+    return _record(
+        user,
+        AuditAction.DICOM_EXPORT_REFUSED,
+        study,
+        outcome=AuditOutcome.FAILURE,
+        case_id=study.case_id,
+        reason=reason,
+    )

@@ -16,7 +16,9 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 class MultipleFileField(forms.FileField):
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg"}))
+        kwargs.setdefault(
+            "widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.dcm,application/dicom"})
+        )
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):  # type: ignore[no-untyped-def]
@@ -32,11 +34,16 @@ class UploadForm(forms.Form):
         initial="new",
         widget=forms.RadioSelect,
     )
-    accession_number = forms.CharField(max_length=64)
+    accession_number = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Required for PNG/JPEG; DICOM files bring their own (this is a fallback).",
+    )
     patient_pseudonym = forms.CharField(
         max_length=64,
         required=False,
-        help_text="Pseudonymous id only: never a name or hospital number.",
+        help_text="Pseudonymous id only: never a name or hospital number. DICOM files get "
+        "one derived from their header.",
     )
     birth_year = forms.IntegerField(min_value=1900, max_value=2100, required=False)
     study_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -1,7 +1,8 @@
-"""Checks an uploaded file is a whole, sane PNG or JPEG before anything is stored.
+"""Checks an uploaded file is a whole, sane PNG, JPEG or DICOM before anything is stored.
 
 Everything Pillow can raise is caught here, at upload, by forcing a full decode,
-so a bad file never reaches the database, the storage or a worker.
+so a bad file never reaches the database, the storage or a worker. DICOM files are
+handed to ``screening.dicom``, which checks, decodes and de-identifies them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import re
 import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
+import numpy as np
 from django.conf import settings
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .choices import Laterality, SourceFormat, View
+
+if TYPE_CHECKING:
+    from .dicom import DicomHeader
 
 ACCEPTED_FORMATS = {"PNG": SourceFormat.PNG, "JPEG": SourceFormat.JPEG}
 BIT_DEPTH_BY_MODE = {
@@ -56,10 +62,15 @@ class InspectedImage:
     height: int
     bit_depth: int
     extension: str
+    dicom: DicomHeader | None = None  # DICOM only; ``content`` is then the de-identified file
 
 
 def inspect_image(name: str, size: int, content_reader) -> InspectedImage:  # noqa: ANN001
-    """Read, hash and fully decode one uploaded file, or raise FileRejected."""
+    """Read, hash and fully decode one uploaded file, or raise FileRejected.
+
+    For DICOM the original bytes only live in memory here: what is returned (and
+    hashed, and later stored) is the de-identified file.
+    """
     if size > settings.UPLOAD_MAX_FILE_BYTES:
         limit_mb = settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)
         raise FileRejected(
@@ -70,6 +81,20 @@ def inspect_image(name: str, size: int, content_reader) -> InspectedImage:  # no
     content = content_reader()
     if not content:
         raise FileRejected("empty", "File is empty.")
+    from . import dicom  # imports FileRejected from this module
+
+    if dicom.is_part10(content):
+        checked = dicom.inspect_dicom(content)
+        return InspectedImage(
+            content=checked.content,
+            sha256=hashlib.sha256(checked.content).hexdigest(),
+            source_format=SourceFormat.DICOM,
+            width=checked.width,
+            height=checked.height,
+            bit_depth=checked.bit_depth,
+            extension="dcm",
+            dicom=checked.header,
+        )
     image_format, width, height, mode = _decode_fully(content)
     return InspectedImage(
         content=content,
@@ -108,7 +133,9 @@ def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
     except FileRejected:
         raise
     except UnidentifiedImageError:
-        raise FileRejected("not_an_image", "Not a PNG or JPEG image.") from None
+        raise FileRejected(
+            "not_an_image", "Not a PNG or JPEG image, nor a DICOM (Part 10) file."
+        ) from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise FileRejected(
             "decompression_bomb", "Image declares more pixels than allowed (decompression bomb)."
@@ -135,15 +162,23 @@ def display_png(content: bytes) -> bytes:
 
     Detector data (12-bit in a 16-bit container) would look black; the stored pixels'
     own range is stretched to 0-255, the default window of a viewer with no VOI LUT.
+    A DICOM file is shown through its own VOI (``dicom.rendition``, what the model sees).
     """
-    import numpy as np
+    buffer = io.BytesIO()
+    PILImage.fromarray(display_pixels(content)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
+
+def display_pixels(content: bytes) -> np.ndarray:
+    """The stored file as the 8-bit grayscale a reader sees, whatever its format."""
+    from . import dicom
+
+    if dicom.is_part10(content):
+        return dicom.rendition_of(content)
     with PILImage.open(io.BytesIO(content)) as img:
         pixels = np.asarray(img)
     if pixels.ndim == 3:
         pixels = pixels[..., 0]
     lo, hi = float(pixels.min()), float(pixels.max())
     scaled = (pixels.astype(np.float32) - lo) * (255.0 / (hi - lo)) if hi > lo else pixels * 0
-    buffer = io.BytesIO()
-    PILImage.fromarray(scaled.round().astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return scaled.round().astype(np.uint8)

@@ -176,7 +176,10 @@ def _score_claimed(predictor: Any, claimed: list[AIResult], outcome: StudyOutcom
     if not readable:
         return
     try:
-        predictions = predictor.predict_images([pixels for _, pixels, _ in readable])
+        predictions = predictor.predict_images(
+            [pixels for _, pixels, _ in readable],
+            pixel_spacing_mm=[result.image.pixel_spacing_mm for result, _, _ in readable],
+        )
     except Exception as error:  # a model error is permanent for these inputs
         log.exception("Inference failed for %d images", len(readable))
         for result, _, _ in readable:
@@ -189,14 +192,27 @@ def _score_claimed(predictor: Any, claimed: list[AIResult], outcome: StudyOutcom
 
 
 def read_pixels(image: Image) -> np.ndarray:
+    """The pixels the model scores: a PNG/JPEG as stored, a DICOM through its VOI.
+
+    DICOM goes through ``dicom.rendition``, the same 8-bit image the reader is shown
+    (see that function for the normalisation and why).
+    """
+    from . import dicom
+
     try:
-        with image.file.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as img:
+        with image.file.open("rb") as handle:
+            content = handle.read()
+        if dicom.is_part10(content):
+            return dicom.rendition_of(content)
+        with PILImage.open(io.BytesIO(content)) as img:
             img.load()
             pixels = np.asarray(img)
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise PermanentFailure(f"The stored image cannot be decoded ({error}).") from None
+    except Exception as error:  # Pillow and pydicom raise many types on corrupt data
+        raise PermanentFailure(
+            f"The stored image cannot be decoded ({type(error).__name__})."
+        ) from None
     return pixels[..., 0] if pixels.ndim == 3 else pixels
 
 

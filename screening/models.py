@@ -129,13 +129,26 @@ class Study(models.Model):
     study_date = models.DateField()
     modality = models.CharField(max_length=4, choices=Modality.choices, default=Modality.MG)
     source_format = models.CharField(max_length=10, choices=SourceFormat.choices)
+    # DICOM studies only: the *remapped* StudyInstanceUID (never the hospital's own).
+    study_instance_uid = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "studies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study_instance_uid"],
+                condition=~Q(study_instance_uid=""),
+                name="unique_study_instance_uid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Study {self.pk}"
+
+    @property
+    def is_dicom(self) -> bool:
+        return bool(self.study_instance_uid)
 
 
 def image_upload_path(instance: Image, filename: str) -> str:
@@ -147,19 +160,37 @@ def image_upload_path(instance: Image, filename: str) -> str:
 class Image(models.Model):
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="images")
     laterality = models.CharField(max_length=1, choices=Laterality.choices, blank=True)
-    view = models.CharField(max_length=3, choices=View.choices, blank=True)
+    view = models.CharField(max_length=4, choices=View.choices, blank=True)
     file = models.FileField(upload_to=image_upload_path)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     bit_depth = models.PositiveSmallIntegerField()
     sha256 = models.CharField(max_length=64, unique=True)
+    # DICOM images only: the remapped SOPInstanceUID, the source's SOP class, the pixel
+    # spacing the model rescales by, and whether the modality said text is burned into
+    # the pixels (de-identification cannot remove that, so readers are warned).
+    sop_instance_uid = models.CharField(max_length=64, blank=True, default="")
+    sop_class_uid = models.CharField(max_length=64, blank=True, default="")
+    pixel_spacing_mm = models.FloatField(null=True, blank=True)
+    burned_in_annotation = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["laterality", "view", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"],
+                condition=~Q(sop_instance_uid=""),
+                name="unique_sop_instance_uid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Image {self.pk}"
+
+    @property
+    def is_dicom(self) -> bool:
+        return bool(self.sop_instance_uid)
 
     @property
     def label(self) -> str:

@@ -136,3 +136,40 @@ def case_with_images(images: int = 2, score: float | None = None, **case_kwargs)
     if score is not None:
         score_case(case, score)
     return case
+
+
+def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
+    """A case whose study came in as DICOM: stored de-identified, as an upload stores it."""
+    from pydicom.uid import generate_uid
+
+    from screening.dicom import inspect_dicom
+    from tests.dicom_files import dicom_bytes
+
+    study_uid = generate_uid()
+    checked = [
+        inspect_dicom(dicom_bytes(seed=50 + i, study_uid=study_uid, view=("CC", "MLO")[i % 2]))
+        for i in range(images)
+    ]
+    patient, _ = Patient.objects.get_or_create(pseudonym=checked[0].header.patient_pseudonym)
+    case = CaseFactory(patient=patient)
+    study = StudyFactory(
+        case=case,
+        source_format=SourceFormat.DICOM,
+        study_instance_uid=checked[0].header.study_uid,
+    )
+    for item in checked:
+        ImageFactory(
+            study=study,
+            content=item.content,
+            file=ContentFile(item.content, name="image.dcm"),
+            laterality=item.header.laterality,
+            view=item.header.view,
+            width=item.width,
+            height=item.height,
+            bit_depth=item.bit_depth,
+            sop_instance_uid=item.header.sop_uid,
+            sop_class_uid=item.header.sop_class_uid,
+        )
+    if score is not None:
+        score_case(case, score)
+    return case

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..choices import BiRads, CaseStatus, Decision, Modality, Outcome, OutcomeSource
+from ..choices import AIStatus, BiRads, CaseStatus, Decision, Modality, Outcome, OutcomeSource
 from ..models import AIResult, Case, Image, ModelVersion, Read, Study
 
 
@@ -50,6 +50,7 @@ class AIResultSerializer(serializers.ModelSerializer):
 class ImageSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     ai_result = serializers.SerializerMethodField()
+    dicom_heatmap_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Image
@@ -63,10 +64,20 @@ class ImageSerializer(serializers.ModelSerializer):
             "sha256",
             "url",
             "ai_result",
+            "sop_instance_uid",
+            "burned_in_annotation",
+            "dicom_heatmap_url",
         ]
 
     def get_url(self, image: Image) -> str:
         return reverse("api-image-file", args=[image.pk])
+
+    def get_dicom_heatmap_url(self, image: Image) -> str | None:
+        """The heatmap as a DICOM Secondary Capture, for images that came in as DICOM."""
+        result = self.context.get("ai_results", {}).get(image.pk)
+        if not image.is_dicom or result is None or not result.heatmap:
+            return None
+        return reverse("api-heatmap-dicom", args=[result.pk])
 
     def get_ai_result(self, image: Image) -> dict | None:
         result = self.context.get("ai_results", {}).get(image.pk)
@@ -75,10 +86,27 @@ class ImageSerializer(serializers.ModelSerializer):
 
 class StudySerializer(serializers.ModelSerializer):
     images = ImageSerializer(many=True, read_only=True)
+    dicom_report_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Study
-        fields = ["id", "accession_number", "study_date", "modality", "source_format", "images"]
+        fields = [
+            "id",
+            "accession_number",
+            "study_date",
+            "modality",
+            "source_format",
+            "study_instance_uid",
+            "dicom_report_url",
+            "images",
+        ]
+
+    def get_dicom_report_url(self, study: Study) -> str | None:
+        """The AI result as a DICOM SR, once a DICOM study's case is scored."""
+        result = study.case.ai_result
+        if not study.is_dicom or result is None or result.status != AIStatus.DONE:
+            return None
+        return reverse("api-study-ai-report", args=[study.pk])
 
 
 class ReadSerializer(serializers.ModelSerializer):
@@ -161,7 +189,8 @@ class OutcomeSerializer(serializers.Serializer):
 
 
 class StudyUploadSerializer(serializers.Serializer):
-    accession_number = serializers.CharField(max_length=64)
+    # Required for PNG/JPEG (the upload action says so); DICOM brings its own.
+    accession_number = serializers.CharField(max_length=64, required=False, default="")
     new_study = serializers.BooleanField(default=True)
     patient_pseudonym = serializers.CharField(max_length=64, required=False, default="")
     birth_year = serializers.IntegerField(min_value=1900, max_value=2100, required=False)

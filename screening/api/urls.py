@@ -15,5 +15,13 @@ urlpatterns = [
     path("outcomes/", views.OutcomeView.as_view(), name="api-outcome"),
     path("images/<int:pk>/file/", views.ImageFileView.as_view(), name="api-image-file"),
     path("ai-results/<int:pk>/heatmap/", views.HeatmapFileView.as_view(), name="api-heatmap-file"),
+    path(
+        "ai-results/<int:pk>/secondary-capture/",
+        views.HeatmapDicomView.as_view(),
+        name="api-heatmap-dicom",
+    ),
+    path(
+        "studies/<int:pk>/ai-report/", views.StudyAIReportView.as_view(), name="api-study-ai-report"
+    ),
     path("", include(router.urls)),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,7 +18,7 @@ from ..choices import Role
 from ..models import AIResult, Case, Image, ModelVersion
 from ..roles import api_role
 from ..views.manage import request_too_large
-from ..views.pages import private_file
+from ..views.pages import dicom_download, private_file
 from . import serializers as s
 
 CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version")
@@ -162,6 +162,32 @@ class HeatmapFileView(APIView):
         if not result.heatmap:
             raise Http404("No heatmap for this result.")
         return private_file(result.heatmap)
+
+
+class StudyAIReportView(APIView):
+    """The study's AI result as a DICOM Structured Report (case and image scores, model)."""
+
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        try:
+            return dicom_download(actions.export_study_report(request.user, pk))
+        except actions.DomainError as error:
+            return _error(error)
+
+
+class HeatmapDicomView(APIView):
+    """One image's heatmap overlay as a DICOM Secondary Capture."""
+
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+
+    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        try:
+            return dicom_download(actions.export_heatmap_capture(request.user, pk))
+        except actions.DomainError as error:
+            return _error(error)
 
 
 class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -100,7 +100,7 @@ def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
 @role_required(*CLINICAL_VIEWERS)
 def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
     image = get_object_or_404(Image, pk=image_id)
-    if image.bit_depth <= 8:
+    if image.bit_depth <= 8 and not image.is_dicom:
         return private_file(image.file)
     try:
         with image.file.open("rb") as handle:
@@ -119,6 +119,35 @@ def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
     if not result.heatmap:
         raise Http404("No heatmap for this result.")
     return private_file(result.heatmap)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def study_ai_report(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The study's AI result as a DICOM SR; same roles as viewing the case."""
+    try:
+        export = actions.export_study_report(request.user, study_id)
+    except actions.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def heatmap_dicom(request: HttpRequest, result_id: int) -> HttpResponse:
+    """One image's heatmap overlay as a DICOM Secondary Capture."""
+    try:
+        export = actions.export_heatmap_capture(request.user, result_id)
+    except actions.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+def dicom_download(export: actions.DicomExport) -> HttpResponse:
+    response = HttpResponse(export.content, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _case_or_404(case_id: int) -> Case:

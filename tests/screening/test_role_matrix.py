@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.factories import ModelVersionFactory, case_with_images
+from tests.factories import ModelVersionFactory, case_with_images, dicom_case_with_images
 
 ANON, RAD, ADMIN, AUD, NONE = "anonymous", "radiologist", "admin", "auditor", "roleless"
 ROLES = [ANON, RAD, ADMIN, AUD, NONE]
@@ -130,6 +130,33 @@ MATRIX = [
         lambda o: reverse("api-model-version-activate", args=[o["model"].pk]),
         api({ADMIN}),
     ),
+    # A form post is not multipart/related: the admin gets 415, everyone else never gets that far.
+    ("dicomweb stow", "post", lambda o: reverse("dicomweb-studies"), api({ADMIN}, ok=415)),
+    ("dicomweb qido", "get", lambda o: reverse("dicomweb-studies"), api({ADMIN, AUD})),
+    (
+        "study ai report",
+        "get",
+        lambda o: reverse("study-ai-report", args=[o["dicom_study"].pk]),
+        page({RAD, AUD}),
+    ),
+    (
+        "heatmap dicom",
+        "get",
+        lambda o: reverse("heatmap-dicom", args=[o["dicom_result"].pk]),
+        page({RAD, AUD}),
+    ),
+    (
+        "api study ai report",
+        "get",
+        lambda o: reverse("api-study-ai-report", args=[o["dicom_study"].pk]),
+        api({RAD, AUD}),
+    ),
+    (
+        "api heatmap dicom",
+        "get",
+        lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
+        api({RAD, AUD}),
+    ),
 ]
 
 
@@ -137,7 +164,10 @@ MATRIX = [
 def objects(db):  # type: ignore[no-untyped-def]
     case = case_with_images(images=1, score=0.7)
     image = case.studies.get().images.get()
+    dicom_study = dicom_case_with_images(images=1, score=0.6).studies.get()
     return {
+        "dicom_study": dicom_study,
+        "dicom_result": dicom_study.images.get().ai_results.get(),
         "case": case,
         "image": image,
         "heatmap": image.ai_results.get(),

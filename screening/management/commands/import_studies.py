@@ -12,13 +12,13 @@ from screening import actions
 from screening.choices import Outcome
 from screening.management.users import admin_named
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 
 
 class Command(BaseCommand):
     help = (
         "Import studies from FOLDER: each sub-folder is one study (its name the accession "
-        "number), or with --mini-mias a mini-MIAS folder (images/ + labels.csv), one case "
+        "number; DICOM .dcm files take study and accession from their headers), or with --mini-mias a mini-MIAS folder (images/ + labels.csv), one case "
         "per woman with her two films and the recorded outcome."
     )
 

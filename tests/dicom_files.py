@@ -1,0 +1,221 @@
+"""DICOM mammograms made by the tests from the synthetic films, with real-world-shaped headers.
+
+Every identifying attribute a hospital file carries is filled in (``IDENTITY``), so tests
+can prove that none of it survives ingest.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
+)
+
+from ml.synthetic import MAX_12BIT, generate_film
+
+MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
+
+# What a real hospital file says about the woman, the staff and the place: all of it must go.
+IDENTITY = {
+    "PatientName": "Doe^Jane^Quinn",
+    "PatientID": "HOSP-0042-7731",
+    "IssuerOfPatientID": "ST-ELSEWHERE-MRN",
+    "PatientBirthDate": "19650312",
+    "PatientAge": "059Y",
+    "PatientAddress": "12 Acacia Avenue, Springfield",
+    "PatientTelephoneNumbers": "+44 20 7946 0958",
+    "OtherPatientNames": "Smith^Jane",
+    "PatientMotherBirthName": "Roe^Mary",
+    "EthnicGroup": "Cornish",
+    "AdditionalPatientHistory": "Sister treated at St Elsewhere 2019",
+    "PatientComments": "Prefers morning appointments",
+    "InstitutionName": "St Elsewhere Breast Unit",
+    "InstitutionAddress": "1 Hospital Road, Springfield",
+    "InstitutionalDepartmentName": "Breast Screening Dept",
+    "ReferringPhysicianName": "House^Gregory",
+    "PerformingPhysicianName": "Quinn^Michaela",
+    "OperatorsName": "Nightingale^Florence",
+    "NameOfPhysiciansReadingStudy": "Grey^Meredith",
+    "StationName": "MAMMO-ROOM-3",
+    "DeviceSerialNumber": "SN-998877",
+    "StudyID": "STUDY-5521",
+    "StudyDescription": "Screening mammogram Jane Doe",
+    "SeriesDescription": "Doe bilateral",
+    "ImageComments": "Jane was anxious",
+    "RequestingPhysician": "Watson^John",
+    "PerformedProcedureStepID": "PPS-1234",
+    "ContentCreatorName": "Tech^Terry",
+}
+PRIVATE_CREATOR = "ACME MAMMO 1.0"
+PRIVATE_VALUE = "Jane Doe private note"
+
+
+def dicom_bytes(
+    seed: int = 1,
+    *,
+    size: int = 128,
+    photometric: str = "MONOCHROME2",
+    bits: int = 12,
+    voi: str | None = "window",
+    compressed: bool = False,
+    laterality: str = "L",
+    view: str = "CC",
+    study_uid: str | None = None,
+    sop_uid: str | None = None,
+    accession: str = "ACC-DCM-1",
+    patient_id: str | None = None,
+    modality: str = "MG",
+    frames: int = 1,
+    pixel_data: bool = True,
+    study_date: str = "20240315",
+) -> bytes:
+    """A Part 10 digital mammogram (For Presentation) of a synthetic film."""
+    ds = dataset(
+        seed,
+        size=size,
+        photometric=photometric,
+        bits=bits,
+        voi=voi,
+        laterality=laterality,
+        view=view,
+        study_uid=study_uid,
+        sop_uid=sop_uid,
+        accession=accession,
+        patient_id=patient_id,
+        modality=modality,
+        frames=frames,
+        pixel_data=pixel_data,
+        study_date=study_date,
+    )
+    if compressed:
+        ds.compress(RLELossless)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def with_transfer_syntax(content: bytes, uid: str) -> bytes:
+    """The same file relabelled with a compressed syntax (pixel data merely encapsulated)."""
+    ds = pydicom.dcmread(io.BytesIO(content))
+    ds.PixelData = encapsulate([ds.PixelData])
+    ds.file_meta.TransferSyntaxUID = uid
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def stored_pixels(seed: int, size: int, bits: int) -> np.ndarray:
+    film = generate_film(seed, height=size, width=size * 13 // 16)
+    pixels = film.pixels.astype(np.uint16)
+    return pixels * 16 if bits == 16 else pixels
+
+
+def dataset(
+    seed: int,
+    *,
+    size: int,
+    photometric: str,
+    bits: int,
+    voi: str | None,
+    laterality: str,
+    view: str,
+    study_uid: str | None,
+    sop_uid: str | None,
+    accession: str,
+    patient_id: str | None,
+    modality: str,
+    frames: int,
+    pixel_data: bool,
+    study_date: str,
+) -> Dataset:
+    top = MAX_12BIT * 16 if bits == 16 else MAX_12BIT
+    pixels = stored_pixels(seed, size, bits)
+    if photometric == "MONOCHROME1":
+        pixels = (top - pixels).astype(np.uint16)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = MG_FOR_PRESENTATION
+    ds.SOPInstanceUID = sop_uid or generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.Modality = modality
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
+    ds.StudyTime = ds.ContentTime = "093015"
+    ds.AccessionNumber = accession
+    ds.Manufacturer = "Synthetic Mammo Co"
+    ds.ManufacturerModelName = "Phantom 3000"
+    for keyword, value in IDENTITY.items():
+        setattr(ds, keyword, value)
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    ds.PatientSex = "F"
+    ds.OtherPatientIDsSequence = Sequence([_other_id()])
+    ds.RequestAttributesSequence = Sequence([_request()])
+    block = ds.private_block(0x0009, PRIVATE_CREATOR, create=True)
+    block.add_new(0x01, "LO", PRIVATE_VALUE)
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.ImageLaterality = laterality
+    ds.ViewPosition = view
+    ds.BurnedInAnnotation = "NO"
+    ds.PixelSpacing = ds.ImagerPixelSpacing = [0.2, 0.2]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    if voi == "window":
+        ds.WindowCenter = top / 2
+        ds.WindowWidth = top
+    elif voi == "lut":
+        ds.VOILUTSequence = Sequence([_voi_lut(top + 1)])
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        pixels = np.concatenate([pixels] * frames)
+    if pixel_data:
+        ds.PixelData = pixels.astype("<u2").tobytes()
+    return ds
+
+
+def _voi_lut(entries: int) -> Dataset:
+    """A gamma curve to 12 bits, so a test can tell it was applied rather than a window."""
+    item = Dataset()
+    levels = np.arange(entries) / (entries - 1)
+    item.add_new(0x00283002, "US", [entries, 0, 12])  # LUTDescriptor
+    item.add_new(0x00283006, "US", [int(v) for v in np.round(levels**0.5 * 4095)])  # LUTData
+    item.LUTExplanation = "GAMMA"
+    return item
+
+
+def _other_id() -> Dataset:
+    item = Dataset()
+    item.PatientID = "NHS-943 476 5919"
+    item.IssuerOfPatientID = "NHS"
+    return item
+
+
+def _request() -> Dataset:
+    item = Dataset()
+    item.RequestedProcedureID = "RP-7788"
+    item.ScheduledProcedureStepID = "SPS-7788"
+    return item
+
+
+def identifying_strings() -> list[str]:
+    """Every original identifying value, as it could appear in a file's bytes."""
+    return [*IDENTITY.values(), PRIVATE_VALUE, "NHS-943 476 5919", "RP-7788", "SPS-7788"]

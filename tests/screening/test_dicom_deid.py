@@ -1,0 +1,199 @@
+"""De-identification on ingest: no identifying attribute of the original survives anywhere."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pydicom
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from pydicom.uid import generate_uid
+
+from screening.dicom import KEPT
+from screening.models import AuditEvent, Image, Patient, Study
+from tests.conftest import SHARED
+from tests.dicom_files import IDENTITY, dicom_bytes, identifying_strings
+
+URL = "/api/studies/"
+
+# PS3.15 Annex E Basic Profile attributes a mammogram header may carry (action D, Z, X or
+# U): none may survive with its original value; UIDs must be remapped.
+ANNEX_E_REMOVED = [
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientAge",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "OtherPatientNames",
+    "OtherPatientIDsSequence",
+    "PatientMotherBirthName",
+    "EthnicGroup",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "NameOfPhysiciansReadingStudy",
+    "StationName",
+    "DeviceSerialNumber",
+    "StudyID",
+    "StudyDescription",
+    "SeriesDescription",
+    "ImageComments",
+    "RequestingPhysician",
+    "PerformedProcedureStepID",
+    "RequestAttributesSequence",
+    "ContentCreatorName",
+    "AccessionNumber",
+]
+UIDS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"]
+HEADERS = SHARED / "data" / "dicom-mg-headers"
+
+
+@pytest.fixture
+def admin_api(api, admin_user):  # type: ignore[no-untyped-def]
+    api.force_authenticate(admin_user)
+    return api
+
+
+def originals(count: int = 4) -> list[bytes]:
+    study = generate_uid()
+    views = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
+    return [
+        dicom_bytes(seed=i, study_uid=study, laterality=side, view=view, compressed=i == 3)
+        for i, (side, view) in enumerate(views[:count])
+    ]
+
+
+def upload(api, contents: list[bytes]):  # type: ignore[no-untyped-def]
+    files = [SimpleUploadedFile(f"IM{i}.dcm", c) for i, c in enumerate(contents)]
+    return api.post(URL, {"files": files}, format="multipart")
+
+
+def original_values(contents: list[bytes]) -> set[str]:
+    values = set(identifying_strings())
+    for content in contents:
+        ds = pydicom.dcmread(io.BytesIO(content))
+        values.update(str(ds[k].value) for k in UIDS if k in ds)
+    return values
+
+
+def test_no_identifying_attribute_survives_in_any_stored_file(admin_api, media_root):  # type: ignore[no-untyped-def]
+    contents = originals()
+    response = upload(admin_api, contents)
+    assert response.status_code == 201, response.json()
+    stored = [p for p in Path(media_root).rglob("*") if p.is_file()]
+    assert len(stored) == 4
+    secrets = original_values(contents) | {"ACC-DCM-1"}  # the accession stays in the database only
+    pseudonym = Patient.objects.get().pseudonym
+    for path in stored:
+        raw = path.read_bytes()
+        for value in secrets:
+            assert value.encode() not in raw, (path.name, value)
+        ds = pydicom.dcmread(path)
+        for keyword in ANNEX_E_REMOVED:
+            if keyword == "PatientName":
+                assert ds.PatientName.family_name == pseudonym
+            elif keyword == "PatientID":
+                assert ds.PatientID == pseudonym
+            else:
+                assert not ds.get(keyword), (path.name, keyword)
+        assert not any(element.tag.is_private for element in ds.iterall())
+        assert {element.keyword for element in ds} <= KEPT | set(ANNEX_E_REMOVED) | set(UIDS) | {
+            "PatientIdentityRemoved",
+            "DeidentificationMethod",
+            "DeidentificationMethodCodeSequence",
+            "LongitudinalTemporalInformationModified",
+            "PatientSex",
+        }
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert ds.StudyDate == "20240315"  # the Full Dates option keeps dates
+        assert all(str(ds[k].value).startswith("2.25.") for k in UIDS)
+
+
+def test_uids_are_remapped_the_same_way_every_time(admin_api):  # type: ignore[no-untyped-def]
+    contents = originals(2)
+    upload(admin_api, contents[:1])
+    upload(admin_api, contents[1:])
+    study = Study.objects.get()
+    files = [pydicom.dcmread(i.file.path) for i in study.images.all()]
+    assert {f.StudyInstanceUID for f in files} == {study.study_instance_uid}
+    assert {f.SOPInstanceUID for f in files} == set(
+        study.images.values_list("sop_instance_uid", flat=True)
+    )
+    originals_study = pydicom.dcmread(io.BytesIO(contents[0])).StudyInstanceUID
+    assert study.study_instance_uid != originals_study
+
+
+def test_no_identifier_reaches_the_database_the_audit_trail_or_the_logs(admin_api, caplog):  # type: ignore[no-untyped-def]
+    contents = originals(2)
+    bad = dicom_bytes(seed=9, modality="CT")
+    with caplog.at_level(logging.DEBUG):
+        upload(admin_api, [*contents, bad])
+        upload(admin_api, contents)
+    ds = pydicom.dcmread(io.BytesIO(contents[0]))
+    ds.PatientSex = IDENTITY["PatientName"]  # not a CS: pydicom would warn, quoting it
+    ds.SOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    with caplog.at_level(logging.DEBUG):
+        upload(admin_api, [buffer.getvalue()])
+    secrets = original_values(contents) - {"ACC-DCM-1"}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Stored images" in logged  # the log was captured
+    audit = str(list(AuditEvent.objects.values()))
+    rows = str(list(Study.objects.values())) + str(list(Image.objects.values()))
+    rows += str(list(Patient.objects.values()))
+    for value in secrets:
+        assert value not in logged and value not in audit and value not in rows, value
+    assert Patient.objects.get().birth_year == int(IDENTITY["PatientBirthDate"][:4])
+
+
+def test_the_refusal_message_never_quotes_a_header_value(admin_api):  # type: ignore[no-untyped-def]
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes()))
+    ds.Modality = "Doe^Jane"
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    response = upload(admin_api, [buffer.getvalue()])
+    assert response.status_code == 400
+    assert "only mammography" in response.json()["detail"]
+    assert "Doe" not in response.content.decode()
+    for value in identifying_strings():
+        assert value not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MG-Im-GE_Seno_1_ForPresentation.dcm",
+        "MG-Im-GE_Seno_2_ForPresentation.dcm",
+        "MG-Im-GE_Seno_1_ForProcessing.dcm",
+        "MG-Im-GE-SenDS-scaled.dcm",
+    ],
+)
+def test_real_vendor_files_are_stored_without_their_identifiers(admin_api, name):  # type: ignore[no-untyped-def]
+    path = HEADERS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    original = pydicom.dcmread(path)
+    response = upload(admin_api, [path.read_bytes()])
+    assert response.status_code == 201, response.json()
+    image = Image.objects.get()
+    raw = Path(image.file.path).read_bytes()
+    stored = pydicom.dcmread(image.file.path)
+    for keyword in ANNEX_E_REMOVED + UIDS:
+        value = str(original.get(keyword) or "")
+        if len(value) > 3:
+            if value != original.StudyDate:  # these test files were "born" on the study day
+                assert value.encode() not in raw, keyword
+            assert str(stored.get(keyword) or "") != value, keyword
+    assert not any(element.tag.is_private for element in stored.iterall())
+    assert stored.Manufacturer == original.Manufacturer

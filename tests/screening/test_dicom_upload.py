@@ -1,0 +1,385 @@
+"""DICOM upload: grouped by header, pixels rendered right, every bad file refused alone."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image as PILImage
+from pydicom.uid import generate_uid
+
+from screening import inference
+from screening.choices import AuditAction, Laterality, SourceFormat, View
+from screening.models import AuditEvent, Case, Image, Study
+from tests.conftest import SHARED
+from tests.dicom_files import dicom_bytes, stored_pixels, with_transfer_syntax
+
+URL = "/api/studies/"
+HEADERS = SHARED / "data" / "dicom-mg-headers"
+
+
+def dcm(name: str = "image.dcm", **kwargs) -> SimpleUploadedFile:  # type: ignore[no-untyped-def]
+    return SimpleUploadedFile(name, dicom_bytes(**kwargs), content_type="application/dicom")
+
+
+def upload(api, *files, **fields):  # type: ignore[no-untyped-def]
+    return api.post(URL, {**fields, "files": list(files)}, format="multipart")
+
+
+@pytest.fixture
+def admin_api(api, admin_user):  # type: ignore[no-untyped-def]
+    api.force_authenticate(admin_user)
+    return api
+
+
+def stored_files(media_root: Path) -> list[Path]:
+    return [p for p in Path(media_root).rglob("*") if p.is_file()]
+
+
+def assert_nothing_stored(media_root: Path) -> None:
+    assert (Study.objects.count(), Image.objects.count(), Case.objects.count()) == (0, 0, 0)
+    assert stored_files(media_root) == []
+
+
+def four_views(study_uid: str, accession: str = "ACC-4V", seed: int = 10) -> list:  # type: ignore[type-arg]
+    views = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
+    return [
+        dcm(
+            f"IM{i}",
+            seed=seed + i,
+            laterality=side,
+            view=view,
+            study_uid=study_uid,
+            accession=accession,
+        )
+        for i, (side, view) in enumerate(views)
+    ]
+
+
+def test_it_groups_files_into_studies_by_study_instance_uid(admin_api):  # type: ignore[no-untyped-def]
+    first, second = generate_uid(), generate_uid()
+    files = [
+        *four_views(first, "ACC-A"),
+        dcm("other.dcm", seed=30, study_uid=second, accession="ACC-B"),
+    ]
+    response = upload(admin_api, *files)
+    assert response.status_code == 201, response.json()
+    studies = {s.accession_number: s for s in Study.objects.all()}
+    assert set(studies) == {"ACC-A", "ACC-B"}
+    assert studies["ACC-A"].images.count() == 4 and studies["ACC-B"].images.count() == 1
+    assert all(s.source_format == SourceFormat.DICOM for s in studies.values())
+    assert str(studies["ACC-A"].study_date) == "2024-03-15"
+
+
+def test_it_takes_laterality_and_view_from_the_header_not_the_file_name(admin_api):  # type: ignore[no-untyped-def]
+    response = upload(
+        admin_api, *four_views(generate_uid()), dcm("L_CC.dcm", laterality="R", view="XCCL")
+    )
+    assert response.status_code == 201, response.json()
+    views = sorted((i.laterality, i.view) for i in Image.objects.all())
+    assert views == sorted(
+        [
+            (Laterality.LEFT, View.CC),
+            (Laterality.RIGHT, View.CC),
+            (Laterality.LEFT, View.MLO),
+            (Laterality.RIGHT, View.MLO),
+            (Laterality.RIGHT, View.XCCL),
+        ]
+    )
+
+
+def test_a_later_upload_of_the_same_study_adds_to_it(admin_api):  # type: ignore[no-untyped-def]
+    uid = generate_uid()
+    assert upload(admin_api, dcm("a.dcm", seed=1, study_uid=uid)).status_code == 201
+    response = upload(admin_api, dcm("b.dcm", seed=2, study_uid=uid, view="MLO"))
+    assert response.status_code == 201, response.json()
+    assert Study.objects.get().images.count() == 2
+
+
+def test_the_same_patient_gets_the_same_pseudonym_in_every_study(admin_api):  # type: ignore[no-untyped-def]
+    upload(admin_api, dcm("a.dcm", seed=1, accession="A1"), dcm("b.dcm", seed=2, accession="A2"))
+    upload(admin_api, dcm("c.dcm", seed=3, patient_id="SOMEONE-ELSE", accession="A3"))
+    pseudonyms = dict(Study.objects.values_list("accession_number", "case__patient__pseudonym"))
+    assert pseudonyms["A1"] == pseudonyms["A2"] != pseudonyms["A3"]
+    assert pseudonyms["A1"].startswith("DCM-")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"photometric": "MONOCHROME2", "bits": 12, "voi": "window"},
+        {"photometric": "MONOCHROME1", "bits": 12, "voi": "window"},
+        {"photometric": "MONOCHROME2", "bits": 16, "voi": "window"},
+        {"photometric": "MONOCHROME1", "bits": 16, "voi": "window", "compressed": True},
+        {"photometric": "MONOCHROME2", "bits": 12, "voi": "window", "compressed": True},
+    ],
+    ids=["mono2-12", "mono1-12", "mono2-16", "mono1-16-rle", "mono2-12-rle"],
+)
+def test_each_encoding_is_shown_and_scored_as_the_same_image(
+    admin_api, client, radiologist, variant
+):  # type: ignore[no-untyped-def]
+    """MONOCHROME1 inverted, 16-bit windowed, RLE decoded: all give the film's own image."""
+    response = upload(admin_api, dcm(seed=4, **variant))
+    assert response.status_code == 201, response.json()
+    image = Image.objects.get()
+    assert image.bit_depth == variant["bits"]
+    expected = stored_pixels(4, 128, 12).astype(np.float64) * 255 / 4095
+    client.force_login(radiologist)
+    page = client.get(reverse("image-file", args=[image.pk]))
+    assert page.status_code == 200 and page["Content-Type"] == "image/png"
+    shown = np.asarray(PILImage.open(io.BytesIO(page.content)))
+    assert shown.dtype == np.uint8 and shown.shape == expected.shape
+    assert np.abs(shown - expected).max() <= 1.0
+    assert np.array_equal(inference.read_pixels(image), shown)
+
+
+def test_the_voi_lut_is_applied_rather_than_the_stored_range(admin_api):  # type: ignore[no-untyped-def]
+    assert upload(admin_api, dcm(seed=4, voi="lut")).status_code == 201
+    shown = inference.read_pixels(Image.objects.get()).astype(np.float64)
+    linear = stored_pixels(4, 128, 12).astype(np.float64) / 4095
+    assert np.abs(shown - np.sqrt(linear) * 255).max() <= 1.0  # the LUT is a square-root curve
+    assert np.abs(shown - linear * 255).mean() > 10
+
+
+def test_without_a_window_the_stored_range_is_stretched(admin_api):  # type: ignore[no-untyped-def]
+    assert upload(admin_api, dcm(seed=4, voi=None)).status_code == 201
+    shown = inference.read_pixels(Image.objects.get())
+    assert (shown.min(), shown.max()) == (0, 255)
+
+
+def test_the_pixel_spacing_is_kept_for_the_model(admin_api):  # type: ignore[no-untyped-def]
+    assert upload(admin_api, dcm()).status_code == 201
+    assert Image.objects.get().pixel_spacing_mm == pytest.approx(0.2)
+
+
+def test_burned_in_annotation_is_flagged_on_the_image_and_the_case_page(
+    admin_api, client, radiologist
+):  # type: ignore[no-untyped-def]
+    content = with_attribute(dicom_bytes(), "BurnedInAnnotation", "YES")
+    assert upload(admin_api, SimpleUploadedFile("a.dcm", content)).status_code == 201
+    image = Image.objects.get()
+    assert image.burned_in_annotation
+    client.force_login(radiologist)
+    html = client.get(reverse("case-detail", args=[image.study.case_id])).content.decode()
+    assert "burned-in" in html.lower()
+
+
+def with_attribute(content: bytes, keyword: str, value: object) -> bytes:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(content))
+    if value is None:
+        delattr(ds, keyword)
+    else:
+        setattr(ds, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _mangled_frames() -> bytes:
+    """NumberOfFrames "x": a value no integer conversion survives."""
+    content = with_attribute(dicom_bytes(), "NumberOfFrames", "1")
+    element = b"\x28\x00\x08\x00IS\x02\x00"
+    assert element + b"1 " in content
+    return content.replace(element + b"1 ", element + b"x ")
+
+
+def _truncated() -> bytes:
+    content = dicom_bytes()
+    return content[: len(content) * 2 // 3]
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "status"),
+    [
+        (b"not dicom at all, just text", "not_an_image", 400),
+        (b"\x00" * 128 + b"DICM" + b"\xff" * 300, "corrupt", 400),
+        (_truncated(), "corrupt", 400),
+        (dicom_bytes(pixel_data=False), "no_pixel_data", 400),
+        (dicom_bytes(modality="CT"), "not_mammography", 400),
+        (
+            with_transfer_syntax(dicom_bytes(), "1.2.840.10008.1.2.4.100"),
+            "unsupported_transfer_syntax",
+            400,
+        ),
+        (dicom_bytes(frames=3), "multi_frame", 400),
+        (with_attribute(dicom_bytes(), "SOPInstanceUID", None), "missing_attribute", 400),
+        (_mangled_frames(), "corrupt", 400),
+    ],
+    ids=[
+        "not-dicom",
+        "garbage-after-magic",
+        "truncated",
+        "no-pixel-data",
+        "ct",
+        "mpeg2-syntax",
+        "multi-frame",
+        "no-sop-uid",
+        "mangled-number-of-frames",
+    ],
+)
+def test_it_refuses_a_bad_dicom_file_naming_it_and_stores_nothing(
+    admin_api, media_root, content, code, status
+):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, dcm("good.dcm", seed=9), SimpleUploadedFile("scan-7.dcm", content))
+    assert response.status_code == status
+    body = response.json()
+    assert "scan-7.dcm" in body["detail"]
+    assert [f["code"] for f in body["files"]] == ["not_stored", code]
+    assert_nothing_stored(media_root)
+    event = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
+    assert event.detail["rejections"] == [{"position": 1, "code": code, "status": status}]
+
+
+def test_a_real_vendor_projection_without_pixel_data_is_refused(admin_api, media_root):  # type: ignore[no-untyped-def]
+    path = HEADERS / "MG-Im-Hologic-PropProj.dcm"
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    response = upload(admin_api, SimpleUploadedFile("hologic.dcm", path.read_bytes()))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] == "no_pixel_data"
+    assert_nothing_stored(media_root)
+
+
+def test_real_vendor_headers_are_read_for_laterality_view_and_date(admin_api):  # type: ignore[no-untyped-def]
+    path = HEADERS / "MG-Im-GE_Seno_1_ForPresentation.dcm"
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    response = upload(admin_api, SimpleUploadedFile("ge.dcm", path.read_bytes()))
+    assert response.status_code == 201, response.json()
+    image = Image.objects.get()
+    assert (image.laterality, image.view, image.bit_depth) == (Laterality.LEFT, View.CC, 12)
+    assert str(image.study.study_date) == "2013-04-12"
+
+
+def test_a_duplicate_sop_instance_uid_is_a_conflict(admin_api, media_root):  # type: ignore[no-untyped-def]
+    uid = generate_uid()
+    assert upload(admin_api, dcm("a.dcm", seed=1, sop_uid=uid)).status_code == 201
+    response = upload(admin_api, dcm("b.dcm", seed=2, sop_uid=uid, study_uid=generate_uid()))
+    assert response.status_code == 409
+    assert response.json()["files"][0]["code"] == "duplicate"
+    assert "SOPInstanceUID" in response.json()["files"][0]["message"]
+    assert Image.objects.count() == 1 and Study.objects.count() == 1
+    assert len(stored_files(media_root)) == 1
+
+
+def test_the_same_sop_instance_twice_in_one_upload_is_a_conflict(admin_api, media_root):  # type: ignore[no-untyped-def]
+    uid = generate_uid()
+    response = upload(
+        admin_api, dcm("a.dcm", seed=1, sop_uid=uid), dcm("b.dcm", seed=2, sop_uid=uid)
+    )
+    assert response.status_code == 409
+    assert [f["code"] for f in response.json()["files"]] == ["not_stored", "duplicate"]
+    assert_nothing_stored(media_root)
+
+
+def test_dicom_above_the_pixel_cap_is_refused_from_the_header(admin_api, settings, media_root):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_PIXELS = 1000
+    response = upload(admin_api, dcm())
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] == "too_many_pixels"
+    assert_nothing_stored(media_root)
+
+
+def test_dicom_over_the_file_size_limit_is_413(admin_api, settings, media_root):  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_FILE_BYTES = 1000
+    response = upload(admin_api, dcm())
+    assert response.status_code == 413
+    assert_nothing_stored(media_root)
+
+
+def test_dicom_and_png_are_not_mixed_in_one_upload(admin_api, media_root):  # type: ignore[no-untyped-def]
+    from tests.factories import png_bytes
+
+    png = SimpleUploadedFile("L_CC.png", png_bytes(seed=1))
+    response = upload(admin_api, dcm(), png, accession_number="X", patient_pseudonym="P")
+    assert response.status_code == 400
+    assert [f["code"] for f in response.json()["files"]] == ["not_stored", "mixed_formats"]
+    assert_nothing_stored(media_root)
+
+
+def test_the_upload_page_takes_dicom_without_an_accession_number(client, admin_user):  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    response = client.post(reverse("upload"), {"target": "new", "modality": "MG", "files": [dcm()]})
+    assert response.status_code == 201, response.content[:500]
+    assert Study.objects.get().accession_number == "ACC-DCM-1"
+
+
+def test_import_studies_reads_a_folder_of_dicom(tmp_path, admin_user):  # type: ignore[no-untyped-def]
+    from django.core.management import call_command
+
+    uid = generate_uid()
+    folder = tmp_path / "pacs-export" / "study-1"
+    folder.mkdir(parents=True)
+    for i, upload_file in enumerate(four_views(uid, "ACC-IMP")):
+        (folder / f"IM{i}.dcm").write_bytes(upload_file.read())
+    admin_user.username = "admin"
+    admin_user.save()
+    call_command("import_studies", str(tmp_path / "pacs-export"), stdout=io.StringIO())
+    study = Study.objects.get()
+    assert (study.accession_number, study.images.count()) == ("ACC-IMP", 4)
+
+
+def test_an_8_bit_dicom_is_shown_as_png_not_served_raw(admin_api, client, radiologist):  # type: ignore[no-untyped-def]
+    content = with_attribute(dicom_bytes(voi=None), "BitsStored", 8)
+    assert upload(admin_api, SimpleUploadedFile("a.dcm", content)).status_code == 201
+    client.force_login(radiologist)
+    response = client.get(reverse("image-file", args=[Image.objects.get().pk]))
+    assert response["Content-Type"] == "image/png"
+
+
+def _deeply_nested(depth: int = 5000) -> bytes:
+    """A valid header, then sequences nested ``depth`` deep (undefined lengths)."""
+    head = dicom_bytes(pixel_data=False)
+    nested = (
+        b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    ) * depth
+    return head + nested
+
+
+def test_deeply_nested_sequences_are_refused_not_a_crash(admin_api, media_root):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, SimpleUploadedFile("nested.dcm", _deeply_nested()))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] in {"corrupt", "no_pixel_data"}
+    assert_nothing_stored(media_root)
+
+
+def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  # type: ignore[no-untyped-def]
+    """Random byte flips in the header: every outcome is a clean FileRejected or a file."""
+    import random
+
+    from screening.imaging import FileRejected, inspect_image
+
+    original = dicom_bytes(size=32)
+    rng = random.Random(6)
+    outcomes = set()
+    for _ in range(300):
+        mutated = bytearray(original)
+        for _ in range(rng.randint(1, 8)):
+            mutated[rng.randrange(132, 1400)] = rng.randrange(256)
+        try:
+            inspect_image("fuzz.dcm", len(mutated), lambda m=mutated: bytes(m))
+            outcomes.add("accepted")
+        except FileRejected as rejection:
+            outcomes.add(rejection.code)
+    assert "accepted" in outcomes and len(outcomes) > 2, outcomes
+
+
+def test_the_view_comes_from_the_view_code_sequence_when_view_position_is_empty(admin_api):  # type: ignore[no-untyped-def]
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(view="")))
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "399368009", "SCT"
+    code.CodeMeaning = "medio-lateral oblique"
+    ds.ViewCodeSequence = [code]
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert upload(admin_api, SimpleUploadedFile("a.dcm", buffer.getvalue())).status_code == 201
+    assert Image.objects.get().view == View.MLO
