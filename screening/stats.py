@@ -141,7 +141,10 @@ class Performance:
 
     @property
     def cancer_detection_per_1000(self) -> float | None:
-        return 1000 * self.tp / self.screens if self.screens else None
+        """Cancers found per 1000 screens; None while no screen's outcome is known at all."""
+        if not self.screens or not (self.tp + self.fp + self.fn + self.tn):
+            return None
+        return 1000 * self.tp / self.screens
 
     @property
     def confusion(self) -> list[list[int]]:

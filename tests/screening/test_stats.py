@@ -95,6 +95,11 @@ def test_no_positives_leaves_sensitivity_undefined():  # type: ignore[no-untyped
     assert result.cancer_detection_per_1000 == 0.0
 
 
+def test_no_known_outcome_leaves_the_detection_rate_undefined():  # type: ignore[no-untyped-def]
+    result = stats.performance([True, False], [None, None])
+    assert result.recall_rate.value == 0.5 and result.cancer_detection_per_1000 is None
+
+
 def test_wilson_interval_is_sound_at_the_edges():  # type: ignore[no-untyped-def]
     assert stats.wilson(0, 0) is None
     zero, full = stats.wilson(0, 10), stats.wilson(10, 10)
