@@ -194,6 +194,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 DICOM_DEID_KEY = envsecret("DICOM_DEID_KEY") or SECRET_KEY
 
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
+# Smaller images are not scored (the AI result fails with the reason): no mammogram is this small.
+AI_MIN_IMAGE_SIDE = envint("AI_MIN_IMAGE_SIDE", 32)
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
 

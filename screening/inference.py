@@ -213,7 +213,20 @@ def read_pixels(image: Image) -> np.ndarray:
         raise PermanentFailure(
             f"The stored image cannot be decoded ({type(error).__name__})."
         ) from None
-    return pixels[..., 0] if pixels.ndim == 3 else pixels
+    pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
+    _check_scorable(pixels)
+    return pixels
+
+
+def _check_scorable(pixels: np.ndarray) -> None:
+    """Refuse to score a stub: a 2 x 1 placeholder (vendor test files carry such) would get
+    a confident-looking low score, where the reader must see that the AI could not judge."""
+    height, width = pixels.shape[:2]
+    least = settings.AI_MIN_IMAGE_SIDE
+    if min(height, width) < least:
+        raise PermanentFailure(
+            f"Image is {width}×{height} pixels: too small to score (at least {least} each side)."
+        )
 
 
 def store(

@@ -85,6 +85,15 @@ def test_a_corrupt_image_fails_alone_and_fails_the_case_score(admin_user, active
     assert case.status == CaseStatus.READY  # readable without AI
 
 
+def test_a_stub_image_is_not_scored_but_failed_with_the_reason(admin_user, active_model, settings):  # type: ignore[no-untyped-def]
+    settings.AI_MIN_IMAGE_SIDE = 300  # the uploaded test films are 208 x 256
+    study = upload(admin_user, seeds=(1,))
+    outcome = inference.score_study(study.pk, active_model.pk)
+    result = AIResult.objects.get(image__study=study)
+    assert outcome.failed == 1 and result.probability is None
+    assert "208×256 pixels: too small to score (at least 300 each side)" in result.error
+
+
 def test_a_poison_image_stops_after_the_attempt_cap(admin_user, active_model):  # type: ignore[no-untyped-def]
     study = upload(admin_user, seeds=(1,))
     AIResult.objects.filter(image__study=study).update(attempts=inference.MAX_ATTEMPTS)
