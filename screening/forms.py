@@ -100,7 +100,6 @@ class ReportFilterForm(forms.Form):
         .order_by("username"),
         required=False,
         empty_label="Any reader",
-        to_field_name="pk",
     )
     date_from = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Received from"
