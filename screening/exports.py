@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -250,17 +251,11 @@ def audit_table(auditevents: QuerySet[AuditEvent]) -> Table:
             e.outcome,
             e.object_type,
             e.object_id,
-            _json(e.detail),
+            json.dumps(e.detail, sort_keys=True),
         ]
         for e in auditevents.iterator(chunk_size=2000)
     ]
     return [*header, "detail"], body
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 def _safe(cell: Any) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,8 +133,11 @@ def in_band(rows: list[CaseRow], band: str) -> list[CaseRow]:
     return [r for r in rows if r.band == band] if band else rows
 
 
-def all_rows(flt: ReportFilter) -> list[CaseRow]:
-    """As ``case_rows``, before the band filter (a band belongs to one version)."""
+def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[CaseRow]:
+    """As ``case_rows``, before the band filter (a band belongs to one version).
+
+    ``scores``, when the caller already fetched every version's (``version_scores``),
+    saves querying the chosen version's again."""
     cases = _cases(flt)
     rows = {
         c["pk"]: CaseRow(
@@ -152,9 +154,13 @@ def all_rows(flt: ReportFilter) -> list[CaseRow]:
     }
     version = flt.model_version
     if version is not None:
-        for case_id, probability in (
-            _scores(cases).filter(model_version=version).values_list("case_id", "probability")
-        ):
+        if scores is None:
+            chosen = (
+                _scores(cases).filter(model_version=version).values_list("case_id", "probability")
+            )
+        else:
+            chosen = scores.get(version.pk, {}).items()
+        for case_id, probability in chosen:
             row = rows[case_id]
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
@@ -200,13 +206,21 @@ def _scores(cases: QuerySet[Case]) -> QuerySet[AIResult]:
     return AIResult.objects.filter(image__isnull=True, status=AIStatus.DONE, case__in=cases)
 
 
+VersionScores = dict[int, dict[int, float]]
+
+
+def version_scores(flt: ReportFilter) -> VersionScores:
+    """Every version's finished case scores on the filter's cases, in one query."""
+    found: VersionScores = {}
+    rows = _scores(_cases(flt)).values_list("model_version_id", "case_id", "probability")
+    for version_id, case_id, probability in rows:
+        found.setdefault(version_id, {})[case_id] = probability
+    return found
+
+
 # --- The rows as arrays -------------------------------------------------------------
 
 KIND_CODES = {ReadKind.FIRST: 0, ReadKind.SECOND: 1, ReadKind.ARBITRATION: 2}
-
-
-def _code(value: bool | None) -> int:
-    return -1 if value is None else int(value)
 
 
 @dataclass
@@ -221,9 +235,7 @@ class Columns:
     ai: np.ndarray
     first: np.ndarray
     second: np.ndarray
-    arbitration: np.ndarray
     final: np.ndarray
-    human: np.ndarray
     cancer: np.ndarray
     closed: np.ndarray
     hours_to_decision: np.ndarray
@@ -243,13 +255,11 @@ class Columns:
         reads = [(i, read) for i, row in enumerate(rows) for read in row.reads.values()]
         return cls(
             score=np.array([np.nan if r.ai_score is None else r.ai_score for r in rows], float),
-            ai=_codes(r.ai_recall for r in rows),
-            first=_codes(r.first_decision for r in rows),
-            second=_codes(r.second_decision for r in rows),
-            arbitration=_codes(r.arbitration_decision for r in rows),
-            final=_codes(r.final for r in rows),
-            human=_codes(r.human for r in rows),
-            cancer=_codes(r.cancer for r in rows),
+            ai=stats.codes(r.ai_recall for r in rows),
+            first=stats.codes(r.first_decision for r in rows),
+            second=stats.codes(r.second_decision for r in rows),
+            final=stats.codes(r.final for r in rows),
+            cancer=stats.codes(r.cancer for r in rows),
             closed=np.array([r.status == CaseStatus.CLOSED for r in rows], bool),
             hours_to_decision=np.array(
                 [
@@ -264,7 +274,7 @@ class Columns:
             read_case=np.array([i for i, _ in reads], int),
             read_reader=np.array([r.reader_id for _, r in reads], int),
             read_kind=np.array([KIND_CODES[r.kind] for _, r in reads], np.int8),
-            read_recall=_codes(r.recall for _, r in reads),
+            read_recall=stats.codes(r.recall for _, r in reads),
             read_seconds=np.array(
                 [np.nan if r.seconds is None else r.seconds for _, r in reads], float
             ),
@@ -276,7 +286,7 @@ class Columns:
                 ],
                 bool,
             ),
-            read_agrees=_codes(r.agrees_with_ai for _, r in reads),
+            read_agrees=stats.codes(r.agrees_with_ai for _, r in reads),
             reader_names={r.reader_id: r.reader for _, r in reads},
         )
 
@@ -284,10 +294,6 @@ class Columns:
     def judged(self) -> np.ndarray:
         """Cases with both an AI score and a known outcome: what ROC and AUC can use."""
         return ~np.isnan(self.score) & (self.cancer >= 0)
-
-
-def _codes(values: Iterable[bool | None]) -> np.ndarray:
-    return np.fromiter((_code(v) for v in values), dtype=np.int8)
 
 
 def _monday(moment: dt.datetime) -> dt.date:
@@ -370,7 +376,8 @@ class Report:
 
 
 def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
-    unbanded = all_rows(flt)
+    scores = version_scores(flt)
+    unbanded = all_rows(flt, scores)
     every = Columns.of(unbanded, flt.model_version)
     rows = in_band(unbanded, flt.band)
     c = Columns.of(rows, flt.model_version) if flt.band else every
@@ -403,7 +410,7 @@ def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
         trend=trend(c),
         thresholds=[_what_if(c, t) for t in THRESHOLD_STEPS],
         what_if=_what_if(c, what_if) if what_if is not None else None,
-        versions=version_summaries(flt, unbanded, every),
+        versions=version_summaries(scores, unbanded, every),
     )
 
 
@@ -519,20 +526,14 @@ class VersionSummary:
 
 
 def version_summaries(
-    flt: ReportFilter, rows: list[CaseRow], base: Columns
+    scores: VersionScores, rows: list[CaseRow], base: Columns
 ) -> list[VersionSummary]:
     """Every version with results on ``rows`` (``base`` their columns), side by side; the
     band filter, being one version's, does not apply here."""
-    index = {r.case_id: i for i, r in enumerate(rows)}
-    scores: dict[int, np.ndarray] = {}
-    found = _scores(_cases(flt)).values_list("model_version_id", "case_id", "probability")
-    for version_id, case_id, probability in found:
-        if version_id not in scores:
-            scores[version_id] = np.full(len(rows), np.nan)
-        scores[version_id][index[case_id]] = probability
     summaries = []
     for version in ModelVersion.objects.filter(pk__in=scores).order_by("-created_at"):
-        score = scores[version.pk]
+        by_case = scores[version.pk]
+        score = np.array([by_case.get(r.case_id, np.nan) for r in rows], float)
         judged = ~np.isnan(score) & (base.cancer >= 0)
         ai = stats.decisions_at(score, version.threshold)
         summaries.append(

@@ -10,7 +10,7 @@ Figures that cannot be computed (no positives, nobody to compare) are None, neve
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +36,14 @@ class Agreement:
     kappa_ci: Interval | None
 
 
-def codes(values: Sequence[bool | None] | np.ndarray) -> np.ndarray:
+def codes(values: Iterable[bool | None] | np.ndarray) -> np.ndarray:
     """Decisions or outcomes as int8 codes: 1 yes, 0 no, -1 not known.
 
     Every figure below is computed on such arrays, so 100 000 screens take milliseconds.
     """
     if isinstance(values, np.ndarray):
         return values if values.dtype == np.int8 else values.astype(np.int8)
-    return np.fromiter(
-        (-1 if v is None else int(v) for v in values), dtype=np.int8, count=len(values)
-    )
+    return np.fromiter((-1 if v is None else int(v) for v in values), dtype=np.int8)
 
 
 Decisions = Sequence[bool | None] | np.ndarray
