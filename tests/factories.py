@@ -13,7 +13,9 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from ml.synthetic import generate_film
-from screening.choices import AIStatus, Architecture, CaseStatus, Role, SourceFormat
+from screening import actions
+from screening.actions import ReadInput
+from screening.choices import AIStatus, Architecture, CaseStatus, Decision, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
 
 
@@ -172,4 +174,26 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
         )
     if score is not None:
         score_case(case, score)
+    return case
+
+
+R, N = True, False  # recall, no recall
+
+
+def read_input(recall: bool) -> ReadInput:
+    if recall:
+        return ReadInput(decision=Decision.RECALL, birads=4, reason="Seeded read")
+    return ReadInput(decision=Decision.NO_RECALL, birads=1, reason="Seeded read")
+
+
+def screen(version, score, decisions, readers, outcome="", received=None):  # type: ignore[no-untyped-def]
+    """A case scored by ``version`` (unless ``score`` is None) and read in turn by
+    ``readers`` with ``decisions`` through the real read verb."""
+    case = case_with_images(images=1, outcome=outcome)
+    if score is not None:
+        score_case(case, score, version)
+    for reader, recall in zip(readers, decisions, strict=False):
+        actions.submit_read(reader, case.pk, read_input(recall))
+    if received is not None:
+        Case.objects.filter(pk=case.pk).update(received_at=received)
     return case

@@ -9,8 +9,7 @@ import pytest
 from screening.choices import AuditAction, Outcome
 from screening.models import AuditEvent
 from tests.e2e.conftest import ARTIFACTS
-from tests.factories import ModelVersionFactory, UserFactory
-from tests.screening.test_reporting import N, R, screen
+from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

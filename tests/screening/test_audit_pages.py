@@ -11,8 +11,7 @@ from django.urls import reverse
 from screening import events
 from screening.choices import AuditAction, Outcome
 from screening.models import AuditEvent, ModelVersion
-from tests.factories import ModelVersionFactory
-from tests.screening.test_reporting import N, R, screen
+from tests.factories import ModelVersionFactory, N, R, screen
 
 
 @pytest.fixture

@@ -9,31 +9,10 @@ import pytest
 from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score, roc_auc_score
 
-from screening import actions, reporting
-from screening.actions import ReadInput
-from screening.choices import CaseStatus, Decision, Outcome, ReadKind
+from screening import reporting
+from screening.choices import CaseStatus, Outcome, ReadKind
 from screening.models import Case
-from tests.factories import ModelVersionFactory, UserFactory, case_with_images, score_case
-
-R, N = True, False  # recall, no recall
-
-
-def read_input(recall: bool) -> ReadInput:
-    if recall:
-        return ReadInput(decision=Decision.RECALL, birads=4, reason="Seeded read")
-    return ReadInput(decision=Decision.NO_RECALL, birads=1, reason="Seeded read")
-
-
-def screen(version, score, decisions, readers, outcome="", received=None):  # type: ignore[no-untyped-def]
-    """A case scored by ``version`` and read in turn by ``readers`` with ``decisions``."""
-    case = case_with_images(images=1, outcome=outcome)
-    if score is not None:
-        score_case(case, score, version)
-    for reader, recall in zip(readers, decisions, strict=False):
-        actions.submit_read(reader, case.pk, read_input(recall))
-    if received is not None:
-        Case.objects.filter(pk=case.pk).update(received_at=received)
-    return case
+from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
 
 
 @pytest.fixture
