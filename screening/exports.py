@@ -228,7 +228,6 @@ def versions_table(summaries: list[reporting.VersionSummary]) -> Table:
 
 
 REPORT_TABLES: dict[str, Callable[[reporting.Report], Table]] = {
-    "cases": lambda report: case_table(report.rows),
     "agreement": agreement_table,
     "performance": performance_table,
     "readers": readers_table,

@@ -86,8 +86,10 @@ def discordant(request: HttpRequest) -> HttpResponse:
 def export_report(request: HttpRequest, table: str) -> HttpResponse:
     """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
     _, flt, data = _report_filter(request)
-    if table == "discordant":
-        rows = reporting.discordant(reporting.case_rows(flt), data.get("direction", ""))
+    if table in ("cases", "discordant"):  # the rows alone: no figures to compute
+        rows = reporting.case_rows(flt)
+        if table == "discordant":
+            rows = reporting.discordant(rows, data.get("direction", ""))
         content = exports.case_table(rows)
     elif table in exports.REPORT_TABLES:
         content = exports.REPORT_TABLES[table](

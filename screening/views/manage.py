@@ -6,7 +6,6 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -17,6 +16,7 @@ from ..choices import Role
 from ..forms import UploadForm
 from ..models import ModelVersion, Study
 from ..roles import role_required
+from .pages import paginate
 
 
 @require_http_methods(["GET", "POST"])
@@ -82,7 +82,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
         .annotate(image_count=Count("images"))
         .order_by("-created_at", "-pk")
     )
-    page = Paginator(studies, 50).get_page(request.GET.get("page"))
+    page = paginate(request, studies)
     return render(request, "screening/study_list.html", {"page": page})
 
 

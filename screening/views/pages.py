@@ -38,9 +38,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     form = WorklistFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
     flt = actions.WorklistFilter(status=data.get("status", ""), band=data.get("band", ""))
-    page = Paginator(actions.worklist(request.user, flt), settings.WORKLIST_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = paginate(request, actions.worklist(request.user, flt), settings.WORKLIST_PAGE_SIZE)
     states = actions.case_ai_states(list(page.object_list))
     for case in page.object_list:
         case.ai_state = states[case.pk]
@@ -56,7 +54,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
     )
     if form.is_valid() and form.cleaned_data.get("status"):
         cases = cases.filter(status=form.cleaned_data["status"])
-    page = Paginator(cases, settings.WORKLIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = paginate(request, cases, settings.WORKLIST_PAGE_SIZE)
     return render(request, "screening/case_list.html", {"page": page, "form": form})
 
 
