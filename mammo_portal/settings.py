@@ -220,6 +220,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DecisionEnum": "screening.choices.Decision",
         "CaseStatusEnum": "screening.choices.CaseStatus",
+        "BiRadsEnum": "screening.choices.BiRads",
+        "ReadKindEnum": "screening.choices.ReadKind",
     },
 }
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("cases/", pages.case_list, name="case-list"),
     path("cases/<int:case_id>/", pages.case_detail, name="case-detail"),
     path("cases/<int:case_id>/read/", pages.case_read, name="case-read"),
+    path("cases/<int:case_id>/ai-panel/", pages.case_ai_panel, name="case-ai-panel"),
     path("cases/<int:case_id>/ai-status/", status.case_ai_status, name="case-ai-status"),
     path("worklist/ai-status/", status.worklist_ai_status, name="worklist-ai-status"),
     path("queue/", queue.queue, name="ai-queue"),

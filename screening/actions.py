@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from . import events, inference
+from . import events, inference, pathway
+from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
 from .choices import (
-    BIRADS_FOR_DECISION,
-    READABLE_STATUSES,
     AIStatus,
     Architecture,
     CaseStatus,
@@ -38,7 +38,8 @@ from .choices import (
 )
 from .dicom import DicomHeader
 from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
-from .models import AIResult, Case, Image, ModelVersion, Patient, Read, Study
+from .models import AIResult, Case, Finding, Image, ModelVersion, Patient, Read, Study
+from .roles import person
 
 log = logging.getLogger(__name__)
 
@@ -503,19 +504,22 @@ class WorklistFilter:
 def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> QuerySet[Case]:
     """Cases this reader can act on: highest AI risk first, then longest waiting.
 
-    A reader never second-reads a case they read first (independent double reading);
-    cases still awaiting AI stay readable so an AI outage never stops screening.
+    The reading pathway decides which reads the user's roles give; a case they already
+    read never comes back to them (independent second read, independent arbitration).
+    Cases still awaiting AI stay readable so an AI outage never stops screening.
     """
     flt = flt or WorklistFilter()
     statuses = [
-        s for s in READABLE_STATUSES if flt.include_awaiting_ai or s != CaseStatus.AWAITING_AI
+        s
+        for s in pathway.statuses_read_by(person(user))
+        if flt.include_awaiting_ai or s != CaseStatus.AWAITING_AI
     ]
     if flt.status:
         statuses = [s for s in statuses if s == flt.status]
     already_read = Read.objects.filter(case=OuterRef("pk"), reader=user)
     cases = (
         Case.objects.filter(status__in=statuses)
-        .exclude(Q(status=CaseStatus.FIRST_READ_DONE) & Exists(already_read))
+        .exclude(Exists(already_read))
         .select_related("patient", "ai_result__model_version")
     )
     cases = _filter_band(cases, flt.band)
@@ -538,20 +542,50 @@ def next_case(user: AbstractBaseUser, after: Case | None = None) -> Case | None:
 
 @dataclass(frozen=True)
 class ReadInput:
-    decision: str
-    birads: int
+    """A read as the reader gave it.
+
+    ``kind`` (or, for API clients of the first version, the ``expected_status`` they saw)
+    says which read this is; a read whose role no longer holds is refused, never turned
+    into another kind. Per-breast categories and density make a structured read; without
+    them ``decision`` and ``birads`` are the whole case's (first API version).
+    """
+
+    decision: str = ""
+    birads: int | None = None
+    birads_right: int | None = None
+    birads_left: int | None = None
+    density: str = ""
+    findings: tuple[FindingInput, ...] = ()
     reason: str = ""
     seconds_taken: int | None = None
+    kind: str = ""
     expected_status: str = ""
+
+    @property
+    def stated_kind(self) -> str:
+        return self.kind or pathway.kind_for_expected_status(self.expected_status) or ""
+
+    def assessment(self) -> Assessment:
+        return Assessment(
+            birads_right=self.birads_right,
+            birads_left=self.birads_left,
+            density=self.density,
+            findings=self.findings,
+            birads=self.birads,
+            decision=self.decision,
+        )
 
 
 def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read:
-    """Record a read and move the case along the double-reading pathway.
+    """Record a read exactly as given and move the case along the reading pathway.
 
     The case row is locked so two readers deciding at once cannot both win: the
     second gets a Conflict, and nothing is overwritten.
     """
-    _validate_read(data)
+    try:
+        resolved = resolve(data.assessment())
+    except AssessmentError as error:
+        raise DomainError(str(error)) from None
     try:
         with transaction.atomic():
             case = (
@@ -562,9 +596,10 @@ def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read
             )
             if case is None:
                 raise NotFound("No such case.")
-            kind = _next_read_kind(reader, case, data)
-            read = _create_read(reader, case, kind, data)
-            _advance(case, read)
+            earlier = given_reads(case)
+            kind = _read_role(reader, case, earlier, data)
+            read = _create_read(reader, case, kind, data, resolved)
+            _advance(case, [*earlier, _given(read)])
             events.read_recorded(reader, read)
     except Conflict as conflict:
         case = Case.objects.filter(pk=case_id).first()
@@ -575,73 +610,87 @@ def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read
     return read
 
 
-def _validate_read(data: ReadInput) -> None:
-    if data.decision not in Decision.values:
-        raise DomainError("Decision must be recall or no recall.")
-    allowed = BIRADS_FOR_DECISION[Decision(data.decision)]
-    if data.birads not in allowed:
-        choices = ", ".join(str(int(b)) for b in sorted(allowed))
-        raise DomainError(f"BI-RADS {data.birads} does not fit this decision; use {choices}.")
+def visible_reads(user: AbstractBaseUser, case: Case) -> list[Read]:
+    """The case's reads this user may see (the pathway's blind-reading rule), oldest first."""
+    reads = list(
+        case.reads.select_related("reader").prefetch_related("findings").order_by("created_at")
+    )
+    shown = pathway.visible_reads(person(user), case.status, [_given(r) for r in reads])
+    shown_readers = {(read.kind, read.reader_id) for read in shown}
+    return [read for read in reads if (read.kind, read.reader_id) in shown_readers]
 
 
-def _next_read_kind(reader: AbstractBaseUser, case: Case, data: ReadInput) -> str:
-    if data.expected_status and data.expected_status != case.status:
-        raise Conflict(
-            "This case changed while you were reading it (now: "
-            f"{case.get_status_display()}). Nothing was saved; reopen it to see the latest."
-        )
-    if case.status in (CaseStatus.AWAITING_AI, CaseStatus.READY):
-        return ReadKind.FIRST
-    if case.status == CaseStatus.FIRST_READ_DONE:
-        if case.reads.filter(reader=reader).exists():
-            raise Conflict("You gave the first read; the second read must be independent.")
-        return ReadKind.SECOND
-    if case.status == CaseStatus.ARBITRATION:
-        return ReadKind.ARBITRATION
-    raise Conflict("This case is closed; no further reads are taken.")
+def eligible_arbitrators(case: Case) -> int:
+    """How many users could arbitrate this case: readers by role who gave neither read."""
+    users = get_user_model().objects.filter(
+        is_active=True, groups__name__in=pathway.ROLES_FOR_KIND[ReadKind.ARBITRATION]
+    )
+    return users.exclude(reads__case=case).distinct().count()
 
 
-def _create_read(reader: AbstractBaseUser, case: Case, kind: str, data: ReadInput) -> Read:
+def given_reads(case: Case) -> list[pathway.GivenRead]:
+    """The case's reads as the pathway sees them, oldest first."""
+    rows = case.reads.order_by("created_at", "pk").values_list("kind", "reader_id", "decision")
+    return [pathway.GivenRead(kind, reader_id, decision) for kind, reader_id, decision in rows]
+
+
+def _given(read: Read) -> pathway.GivenRead:
+    return pathway.GivenRead(read.kind, read.reader_id, read.decision)
+
+
+def _read_role(
+    reader: AbstractBaseUser, case: Case, earlier: list[pathway.GivenRead], data: ReadInput
+) -> str:
+    try:
+        return pathway.read_role(person(reader), case.status, earlier, data.stated_kind)
+    except pathway.ReadNotAllowed as refusal:
+        if refusal.status == HTTPStatus.CONFLICT:
+            raise Conflict(refusal.message) from None
+        error = DomainError(refusal.message)
+        error.status = refusal.status
+        raise error from None
+
+
+def _create_read(
+    reader: AbstractBaseUser, case: Case, kind: str, data: ReadInput, resolved: Resolved
+) -> Read:
     ai_result = case.ai_result if case.ai_score is not None else None
     ai_recall = case.ai_recommends_recall
-    agrees = None if ai_recall is None else (data.decision == Decision.RECALL) == ai_recall
+    agrees = None if ai_recall is None else (resolved.decision == Decision.RECALL) == ai_recall
     if agrees is False and not data.reason.strip():
         raise DomainError("A reason is required when overriding the AI.")
     try:
         with transaction.atomic():
-            return Read.objects.create(
+            read = Read.objects.create(
                 case=case,
                 reader=reader,
                 kind=kind,
-                decision=data.decision,
-                birads=data.birads,
+                decision=resolved.decision,
+                birads=resolved.birads,
+                birads_right=data.birads_right,
+                birads_left=data.birads_left,
+                density=data.density,
                 ai_result=ai_result,
                 agrees_with_ai=agrees,
                 reason=data.reason.strip(),
                 seconds_taken=data.seconds_taken,
             )
+            Finding.objects.bulk_create(
+                Finding(read=read, breast=f.breast, finding=f.finding, site=f.site, depth=f.depth)
+                for f in data.findings
+            )
+            return read
     except IntegrityError:
         raise Conflict("Another reader recorded this read first; nothing was saved.") from None
 
 
-def _advance(case: Case, read: Read) -> None:
-    if read.kind == ReadKind.FIRST:
-        case.status = CaseStatus.FIRST_READ_DONE
-    elif read.kind == ReadKind.SECOND:
-        first = case.reads.get(kind=ReadKind.FIRST)
-        if first.decision == read.decision:
-            _close(case, read.decision)
-        else:
-            case.status = CaseStatus.ARBITRATION
-    else:
-        _close(case, read.decision)
+def _advance(case: Case, reads: list[pathway.GivenRead]) -> None:
+    after = pathway.after_read(reads)
+    case.status = after.status
+    if after.status == CaseStatus.CLOSED:
+        case.final_decision = after.final_decision
+        case.closed_at = timezone.now()
     case.save(update_fields=["status", "final_decision", "closed_at"])
-
-
-def _close(case: Case, decision: str) -> None:
-    case.status = CaseStatus.CLOSED
-    case.final_decision = decision
-    case.closed_at = timezone.now()
 
 
 # --- Outcomes -----------------------------------------------------------------------

@@ -7,6 +7,8 @@ class Role(models.TextChoices):
     RADIOLOGIST = "radiologist", "Radiologist"
     ADMIN = "admin", "Admin"
     AUDITOR = "auditor", "Auditor"
+    # Arbitrates disagreeing double reads only: granted where a site has no third radiologist.
+    ARBITRATOR = "arbitrator", "Arbitrator"
 
 
 class CaseStatus(models.TextChoices):
@@ -118,6 +120,73 @@ BIRADS_FOR_DECISION = {
         BiRads.KNOWN_MALIGNANCY,
     },
 }
+
+
+# BI-RADS categories from least to most concerning (ACR BI-RADS Atlas, 5th ed.): a case's
+# overall assessment is its most concerning breast's.
+BIRADS_CONCERN_ORDER = (
+    BiRads.NEGATIVE,
+    BiRads.BENIGN,
+    BiRads.PROBABLY_BENIGN,
+    BiRads.KNOWN_MALIGNANCY,
+    BiRads.INCOMPLETE,
+    BiRads.SUSPICIOUS,
+    BiRads.HIGHLY_SUGGESTIVE,
+)
+
+# Recalled breasts with these categories must name what was seen (0 may be a technical
+# recall, 6 a known cancer).
+BIRADS_NEEDING_FINDINGS = {BiRads.PROBABLY_BENIGN, BiRads.SUSPICIOUS, BiRads.HIGHLY_SUGGESTIVE}
+
+
+class Density(models.TextChoices):
+    """ACR breast composition, recorded once per case."""
+
+    A = "a", "a — almost entirely fatty"
+    B = "b", "b — scattered areas of fibroglandular density"
+    C = "c", "c — heterogeneously dense, may obscure small masses"
+    D = "d", "d — extremely dense, lowers the sensitivity of mammography"
+
+
+class Breast(models.TextChoices):
+    RIGHT = "R", "Right"
+    LEFT = "L", "Left"
+
+
+class FindingType(models.TextChoices):
+    MASS = "mass", "Mass"
+    CALCIFICATION = "calcification", "Calcification"
+    ASYMMETRY = "asymmetry", "Asymmetry"
+    DISTORTION = "distortion", "Architectural distortion"
+
+
+class FindingSite(models.TextChoices):
+    """Where in the breast: clock face as the reader faces the woman, or a quadrant."""
+
+    O1 = "1", "1 o'clock"
+    O2 = "2", "2 o'clock"
+    O3 = "3", "3 o'clock"
+    O4 = "4", "4 o'clock"
+    O5 = "5", "5 o'clock"
+    O6 = "6", "6 o'clock"
+    O7 = "7", "7 o'clock"
+    O8 = "8", "8 o'clock"
+    O9 = "9", "9 o'clock"
+    O10 = "10", "10 o'clock"
+    O11 = "11", "11 o'clock"
+    O12 = "12", "12 o'clock"
+    UOQ = "UOQ", "Upper outer quadrant"
+    UIQ = "UIQ", "Upper inner quadrant"
+    LOQ = "LOQ", "Lower outer quadrant"
+    LIQ = "LIQ", "Lower inner quadrant"
+    RETROAREOLAR = "retroareolar", "Retroareolar"
+    AXILLARY_TAIL = "axillary_tail", "Axillary tail"
+
+
+class FindingDepth(models.TextChoices):
+    ANTERIOR = "anterior", "Anterior third"
+    MIDDLE = "middle", "Middle third"
+    POSTERIOR = "posterior", "Posterior third"
 
 
 class RiskBand(models.TextChoices):

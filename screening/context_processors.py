@@ -9,6 +9,7 @@ def roles(request: HttpRequest) -> dict[str, bool]:
     held = roles_of(request.user)
     return {
         "is_radiologist": Role.RADIOLOGIST in held,
+        "is_reader": bool({Role.RADIOLOGIST, Role.ARBITRATOR} & held),
         "is_admin": Role.ADMIN in held,
         "is_auditor": Role.AUDITOR in held,
     }

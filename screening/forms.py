@@ -6,7 +6,22 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.signing import BadSignature, Signer
 
-from .choices import AuditAction, BiRads, CaseStatus, Decision, Modality, RiskBand, Role
+from .assessment import FindingInput
+from .choices import (
+    AuditAction,
+    BiRads,
+    Breast,
+    CaseStatus,
+    Decision,
+    Density,
+    FindingDepth,
+    FindingSite,
+    FindingType,
+    Modality,
+    ReadKind,
+    RiskBand,
+    Role,
+)
 from .models import ModelVersion
 
 
@@ -51,16 +66,84 @@ class UploadForm(forms.Form):
     files = MultipleFileField(required=False)
 
 
+def _choose(choices: list[tuple], prompt: str = "— choose —") -> list[tuple]:
+    """Choices with an empty first entry: nothing is preselected for the reader."""
+    return [("", prompt), *choices]
+
+
 class ReadForm(forms.Form):
-    decision = forms.ChoiceField(choices=Decision.choices)
-    birads = forms.TypedChoiceField(choices=BiRads.choices, coerce=int)
+    """A structured read: BI-RADS per breast, density, findings of recalled breasts.
+
+    Nothing is preselected: a category, a density or a finding is only ever what the
+    reader chose. The decision comes from the button pressed and must match what the
+    categories mean (the reading action refuses it otherwise).
+    """
+
+    kind = forms.ChoiceField(choices=ReadKind.choices, widget=forms.HiddenInput)
+    birads_right = forms.TypedChoiceField(
+        choices=_choose(BiRads.choices), coerce=int, label="Right breast BI-RADS"
+    )
+    birads_left = forms.TypedChoiceField(
+        choices=_choose(BiRads.choices), coerce=int, label="Left breast BI-RADS"
+    )
+    density = forms.ChoiceField(
+        choices=Density.choices, widget=forms.RadioSelect, label="Breast density (ACR)"
+    )
+    decision = forms.ChoiceField(choices=Decision.choices, required=False)
     reason = forms.CharField(
         required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
     )
     opened = forms.CharField(widget=forms.HiddenInput, required=False)
-    expected_status = forms.ChoiceField(
-        choices=CaseStatus.choices, widget=forms.HiddenInput, required=False
-    )
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        for breast in Breast:
+            side = breast.label.lower()
+            self.fields[f"finding_{breast}"] = forms.ChoiceField(
+                choices=_choose(FindingType.choices, "— none —"),
+                required=False,
+                label=f"Finding, {side}",
+            )
+            self.fields[f"site_{breast}"] = forms.ChoiceField(
+                choices=_choose(FindingSite.choices), required=False, label=f"Site, {side}"
+            )
+            self.fields[f"depth_{breast}"] = forms.ChoiceField(
+                choices=_choose(FindingDepth.choices, "— depth —"),
+                required=False,
+                label=f"Depth, {side}",
+            )
+
+    def breast_fields(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """Per breast, right first (as the films hang): category, finding, site, depth."""
+        return [
+            (
+                breast.label,
+                [self[f"birads_{breast.label.lower()}"]]
+                + [self[f"{name}_{breast}"] for name in ("finding", "site", "depth")],
+            )
+            for breast in Breast
+        ]
+
+    def findings(self) -> tuple[FindingInput, ...]:
+        data = self.cleaned_data
+        return tuple(
+            FindingInput(
+                breast=breast,
+                finding=data[f"finding_{breast}"],
+                site=data[f"site_{breast}"],
+                depth=data[f"depth_{breast}"],
+            )
+            for breast in Breast
+            if data.get(f"finding_{breast}")
+        )
+
+    def clean(self):  # type: ignore[no-untyped-def]
+        data = super().clean()
+        for breast in Breast:
+            if data.get(f"finding_{breast}") and not data.get(f"site_{breast}"):
+                side = breast.label.lower()
+                self.add_error(f"site_{breast}", f"Give the site of the {side} finding.")
+        return data
 
 
 class WorklistFilterForm(forms.Form):

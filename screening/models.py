@@ -14,8 +14,13 @@ from .choices import (
     AuditAction,
     AuditOutcome,
     BiRads,
+    Breast,
     CaseStatus,
     Decision,
+    Density,
+    FindingDepth,
+    FindingSite,
+    FindingType,
     Laterality,
     Modality,
     Outcome,
@@ -288,7 +293,13 @@ class Read(models.Model):
     )
     kind = models.CharField(max_length=12, choices=ReadKind.choices)
     decision = models.CharField(max_length=10, choices=Decision.choices)
+    # The case's overall category: the most concerning breast's for a structured read.
     birads = models.PositiveSmallIntegerField(choices=BiRads.choices)
+    # Structured read (BI-RADS per breast, density once per case). Empty on reads recorded
+    # before per-breast reading existed: those kept their case-level category only.
+    birads_right = models.PositiveSmallIntegerField(choices=BiRads.choices, null=True, blank=True)
+    birads_left = models.PositiveSmallIntegerField(choices=BiRads.choices, null=True, blank=True)
+    density = models.CharField(max_length=1, choices=Density.choices, blank=True)
     ai_result = models.ForeignKey(
         AIResult,
         null=True,
@@ -311,6 +322,29 @@ class Read(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of case {self.case_id}"
+
+    @property
+    def assessment(self) -> str:
+        """The categories as the reader gave them: per breast, or the case's for old reads."""
+        if self.birads_right is None or self.birads_left is None:
+            return f"BI-RADS {self.birads} (whole case)"
+        return f"BI-RADS R {self.birads_right}, L {self.birads_left}"
+
+
+class Finding(models.Model):
+    """What a reader saw in one breast that made them recall it, and where."""
+
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="findings")
+    breast = models.CharField(max_length=1, choices=Breast.choices)
+    finding = models.CharField(max_length=14, choices=FindingType.choices)
+    site = models.CharField(max_length=14, choices=FindingSite.choices)
+    depth = models.CharField(max_length=10, choices=FindingDepth.choices, blank=True)
+
+    class Meta:
+        ordering = ["breast", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_finding_display()}, {self.get_breast_display().lower()} {self.get_site_display()}"
 
 
 class AppendOnlyQuerySet(models.QuerySet):

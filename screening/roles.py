@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 
 from .choices import Role
+from .pathway import Person
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -25,6 +26,11 @@ def roles_of(user: User) -> frozenset[str]:
         cached = frozenset(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
         user._screening_roles = cached  # type: ignore[union-attr]
     return cached
+
+
+def person(user: AbstractBaseUser) -> Person:
+    """The user as the reading pathway sees them: an id and roles."""
+    return Person(id=user.pk, roles=roles_of(user))
 
 
 def has_role(user: User, *roles: str) -> bool:

@@ -13,9 +13,10 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from ml.synthetic import generate_film
-from screening import actions
+from screening import actions, pathway
 from screening.actions import ReadInput
-from screening.choices import AIStatus, Architecture, CaseStatus, Decision, Role, SourceFormat
+from screening.assessment import FindingInput
+from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
 
 
@@ -180,10 +181,21 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
 R, N = True, False  # recall, no recall
 
 
-def read_input(recall: bool) -> ReadInput:
+def read_input(recall: bool, kind: str = ReadKind.FIRST) -> ReadInput:
+    """A structured read: right breast BI-RADS 4 with a mass for recall, both 1 otherwise."""
     if recall:
-        return ReadInput(decision=Decision.RECALL, birads=4, reason="Seeded read")
-    return ReadInput(decision=Decision.NO_RECALL, birads=1, reason="Seeded read")
+        mass = FindingInput(breast="R", finding="mass", site="10", depth="middle")
+        return ReadInput(
+            kind=kind, birads_right=4, birads_left=1, density="b", findings=(mass,),
+            reason="Seeded read",
+        )  # fmt: skip
+    return ReadInput(kind=kind, birads_right=1, birads_left=1, density="b", reason="Seeded read")
+
+
+def read_case(reader, case_id: int, recall: bool):  # type: ignore[no-untyped-def]
+    """Read a case through the real verb, stating the read it waits for (as the page does)."""
+    kind = pathway.expected_kind(Case.objects.get(pk=case_id).status)
+    return actions.submit_read(reader, case_id, read_input(recall, kind))
 
 
 def screen(version, score, decisions, readers, outcome="", received=None):  # type: ignore[no-untyped-def]
@@ -193,7 +205,7 @@ def screen(version, score, decisions, readers, outcome="", received=None):  # ty
     if score is not None:
         score_case(case, score, version)
     for reader, recall in zip(readers, decisions, strict=False):
-        actions.submit_read(reader, case.pk, read_input(recall))
+        read_case(reader, case.pk, recall)
     if received is not None:
         Case.objects.filter(pk=case.pk).update(received_at=received)
     return case

@@ -1,10 +1,28 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import AIStatus, BiRads, CaseStatus, Decision, Modality, Outcome, OutcomeSource
-from ..models import AIResult, Case, Image, ModelVersion, Read, Study
+from .. import pathway
+from ..actions import ReadInput
+from ..assessment import FindingInput
+from ..choices import (
+    AIStatus,
+    BiRads,
+    Breast,
+    CaseStatus,
+    Decision,
+    Density,
+    FindingDepth,
+    FindingSite,
+    FindingType,
+    Modality,
+    Outcome,
+    OutcomeSource,
+    ReadKind,
+)
+from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -109,8 +127,15 @@ class StudySerializer(serializers.ModelSerializer):
         return reverse("api-study-ai-report", args=[study.pk])
 
 
+class FindingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Finding
+        fields = ["breast", "finding", "site", "depth"]
+
+
 class ReadSerializer(serializers.ModelSerializer):
     reader = serializers.StringRelatedField()
+    findings = FindingSerializer(many=True, read_only=True)
 
     class Meta:
         model = Read
@@ -120,6 +145,10 @@ class ReadSerializer(serializers.ModelSerializer):
             "reader",
             "decision",
             "birads",
+            "birads_right",
+            "birads_left",
+            "density",
+            "findings",
             "agrees_with_ai",
             "reason",
             "seconds_taken",
@@ -150,8 +179,13 @@ class CaseSummarySerializer(serializers.ModelSerializer):
 
 
 class CaseDetailSerializer(CaseSummarySerializer):
+    """A case as one person may see it: ``visible_reads`` in the context (the pathway's
+    blind-reading rule) are the only reads serialised."""
+
     studies = serializers.SerializerMethodField()
-    reads = ReadSerializer(many=True, read_only=True)
+    reads = serializers.SerializerMethodField()
+    final_decision = serializers.SerializerMethodField()
+    read_kind_expected = serializers.SerializerMethodField()
     case_ai_result = serializers.SerializerMethodField()
 
     class Meta(CaseSummarySerializer.Meta):
@@ -159,10 +193,24 @@ class CaseDetailSerializer(CaseSummarySerializer):
             *CaseSummarySerializer.Meta.fields,
             "final_decision",
             "closed_at",
+            "read_kind_expected",
             "case_ai_result",
             "studies",
             "reads",
         ]
+
+    @extend_schema_field(ReadSerializer(many=True))
+    def get_reads(self, case: Case) -> list[dict]:
+        return ReadSerializer(self.context["visible_reads"], many=True).data
+
+    @extend_schema_field(serializers.ChoiceField(choices=Decision.choices, allow_blank=True))
+    def get_final_decision(self, case: Case) -> str:
+        return case.final_decision
+
+    @extend_schema_field(serializers.ChoiceField(choices=ReadKind.choices, allow_null=True))
+    def get_read_kind_expected(self, case: Case) -> str | None:
+        """The read the case waits for: what a client states as ``kind`` when reading."""
+        return pathway.expected_kind(case.status)
 
     def get_studies(self, case: Case) -> list[dict]:
         studies = case.studies.prefetch_related("images")
@@ -172,14 +220,38 @@ class CaseDetailSerializer(CaseSummarySerializer):
         return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
 
 
+class FindingInputSerializer(serializers.Serializer):
+    breast = serializers.ChoiceField(choices=Breast.choices)
+    finding = serializers.ChoiceField(choices=FindingType.choices)
+    site = serializers.ChoiceField(choices=FindingSite.choices)
+    depth = serializers.ChoiceField(choices=FindingDepth.choices, required=False, default="")
+
+
 class ReadCreateSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=Decision.choices)
-    birads = serializers.ChoiceField(choices=BiRads.choices)
+    """A read. Say which read it is (``kind``, or the ``expected_status`` you saw).
+
+    Structured: ``birads_right``, ``birads_left``, ``density`` and, for recalled breasts,
+    ``findings``; ``decision`` then follows from the categories (if sent, it must match).
+    First-version payload: ``decision`` and the whole case's ``birads``.
+    """
+
+    kind = serializers.ChoiceField(choices=ReadKind.choices, required=False, allow_blank=True)
+    decision = serializers.ChoiceField(choices=Decision.choices, required=False, allow_blank=True)
+    birads = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
+    birads_right = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
+    birads_left = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
+    density = serializers.ChoiceField(choices=Density.choices, required=False, allow_blank=True)
+    findings = FindingInputSerializer(many=True, required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
     seconds_taken = serializers.IntegerField(required=False, min_value=0, allow_null=True)
     expected_status = serializers.ChoiceField(
         choices=CaseStatus.choices, required=False, allow_blank=True, default=""
     )
+
+    def read_input(self) -> ReadInput:
+        data = dict(self.validated_data)
+        findings = tuple(FindingInput(**f) for f in data.pop("findings", []))
+        return ReadInput(**data, findings=findings)
 
 
 class OutcomeSerializer(serializers.Serializer):

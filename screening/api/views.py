@@ -35,8 +35,8 @@ class CaseViewSet(viewsets.GenericViewSet):
 
     def get_permissions(self):  # type: ignore[no-untyped-def]
         if self.action == "retrieve":
-            return [api_role(Role.RADIOLOGIST, Role.AUDITOR)()]
-        return [api_role(Role.RADIOLOGIST)()]
+            return [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)()]
+        return [api_role(Role.RADIOLOGIST, Role.ARBITRATOR)()]
 
     def get_serializer_class(self):  # type: ignore[no-untyped-def]
         if self.action == "retrieve":
@@ -61,7 +61,11 @@ class CaseViewSet(viewsets.GenericViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         case = get_object_or_404(CASE_QUERYSET, pk=pk)
         events.case_opened(request.user, case, via="api")
-        context = {"request": request, "ai_results": actions.case_ai_results(case)}
+        context = {
+            "request": request,
+            "ai_results": actions.case_ai_results(case),
+            "visible_reads": actions.visible_reads(request.user, case),
+        }
         return Response(s.CaseDetailSerializer(case, context=context).data)
 
     @extend_schema(request=s.ReadCreateSerializer, responses={201: s.ReadSerializer})
@@ -70,9 +74,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         serializer = s.ReadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            read = actions.submit_read(
-                request.user, int(pk), actions.ReadInput(**serializer.validated_data)
-            )
+            read = actions.submit_read(request.user, int(pk), serializer.read_input())
         except actions.DomainError as error:
             return _error(error)
         return Response(s.ReadSerializer(read).data, status=status.HTTP_201_CREATED)
@@ -146,7 +148,7 @@ class OutcomeView(APIView):
 class ImageFileView(APIView):
     """The stored image, for API clients holding a token (pages use the session twin)."""
 
-    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: int) -> FileResponse:
@@ -154,7 +156,7 @@ class ImageFileView(APIView):
 
 
 class HeatmapFileView(APIView):
-    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: int) -> FileResponse:
@@ -167,7 +169,7 @@ class HeatmapFileView(APIView):
 class StudyAIReportView(APIView):
     """The study's AI result as a DICOM Structured Report (case and image scores, model)."""
 
-    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: int) -> HttpResponse:
@@ -180,7 +182,7 @@ class StudyAIReportView(APIView):
 class HeatmapDicomView(APIView):
     """One image's heatmap overlay as a DICOM Secondary Capture."""
 
-    permission_classes = [api_role(Role.RADIOLOGIST, Role.AUDITOR)]
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
     def get(self, request: Request, pk: int) -> HttpResponse:

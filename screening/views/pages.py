@@ -7,23 +7,27 @@ from http import HTTPStatus
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, events
-from ..choices import READABLE_STATUSES, BiRads, CaseStatus, Role
+from .. import actions, events, pathway
+from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..imaging import display_png
 from ..models import AIResult, Case, Image
-from ..roles import has_role, role_required
+from ..roles import has_role, person, role_required
+from .refusals import conflict_page
 
-CLINICAL_VIEWERS = (Role.RADIOLOGIST, Role.AUDITOR)
+READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
+CLINICAL_VIEWERS = (*READERS, Role.AUDITOR)
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    if has_role(request.user, Role.RADIOLOGIST):
+    if has_role(request.user, *READERS):
         return redirect("worklist")
     if has_role(request.user, Role.ADMIN):
         return redirect("upload")
@@ -33,7 +37,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@role_required(Role.RADIOLOGIST)
+@role_required(*READERS)
 def worklist(request: HttpRequest) -> HttpResponse:
     form = WorklistFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
@@ -67,7 +71,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
 
 
 @require_POST
-@role_required(Role.RADIOLOGIST)
+@role_required(*READERS)
 def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
     case = _case_or_404(case_id)
     form = ReadForm(request.POST)
@@ -75,23 +79,56 @@ def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
         return _render_case(request, case, form, status=HTTPStatus.BAD_REQUEST)
     data = form.cleaned_data
     read_input = actions.ReadInput(
+        kind=data["kind"],
         decision=data["decision"],
-        birads=data["birads"],
+        birads_right=data["birads_right"],
+        birads_left=data["birads_left"],
+        density=data["density"],
+        findings=form.findings(),
         reason=data["reason"],
         seconds_taken=seconds_since_opened(data["opened"], case.pk),
-        expected_status=data["expected_status"],
     )
     try:
-        actions.submit_read(request.user, case.pk, read_input)
+        read = actions.submit_read(request.user, case.pk, read_input)
+    except actions.Conflict as conflict:
+        back = reverse("case-detail", args=[case.pk])
+        return conflict_page(request, conflict.message, back, f"Reopen case {case.pk}")
     except actions.DomainError as error:
         form.add_error(None, error.message)
         return _render_case(request, _case_or_404(case_id), form, status=error.status)
-    messages.success(request, f"Read recorded for case {case.pk}.")
-    following = actions.next_case(request.user, after=case)
-    if following is None:
-        messages.info(request, "Your worklist is empty.")
-        return redirect("worklist")
-    return redirect("case-detail", case_id=following.pk)
+    messages.success(
+        request,
+        f"Read recorded for case {case.pk}: {read.get_kind_display().lower()}, "
+        f"{read.get_decision_display().lower()}, {read.assessment}.",
+    )
+    return redirect("case-detail", case_id=case.pk)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
+    """The AI parts of the case page, so a result that arrives is shown without a reload
+    (a reload would lose the reader's zoom and the categories they chose)."""
+    case = _case_or_404(case_id)
+    results = actions.case_ai_results(case)
+    context = {"case": case, "ai_recall": _ai_recall(case)}
+    return JsonResponse(
+        {
+            "ai_status": case.ai_result.status if case.ai_result else "pending",
+            "ai_recall": _ai_recall(case),
+            "ai_box": render_to_string("screening/_ai_box.html", context, request),
+            "decision_buttons": render_to_string(
+                "screening/_decision_buttons.html", context, request
+            ),
+            "images": {
+                str(image_id): {
+                    "heatmap": reverse("heatmap-file", args=[r.pk]) if r.heatmap else "",
+                    "caption": f"AI {r.probability:.3f}" if r.probability is not None else "",
+                }
+                for image_id, r in results.items()
+            },
+        }
+    )
 
 
 @require_GET
@@ -155,8 +192,15 @@ def _case_or_404(case_id: int) -> Case:
 
 
 def _read_initial(case: Case) -> dict:
-    birads = BiRads.INCOMPLETE if case.ai_recommends_recall else BiRads.NEGATIVE
-    return {"opened": sign_opened(case.pk), "expected_status": case.status, "birads": birads}
+    """Only what the reader did not choose: which read this is and when they opened it."""
+    return {"opened": sign_opened(case.pk), "kind": pathway.expected_kind(case.status) or ""}
+
+
+def _ai_recall(case: Case) -> str:
+    """The AI's suggestion the decision buttons confirm ('' while there is none)."""
+    if case.ai_result is None or case.ai_result.status != AIStatus.DONE:
+        return ""
+    return Decision.RECALL if case.ai_recommends_recall else Decision.NO_RECALL
 
 
 def _render_case(
@@ -167,23 +211,32 @@ def _render_case(
         (image, results.get(image.pk))
         for image in Image.objects.filter(study__case=case).select_related("study")
     ]
-    can_read = has_role(request.user, Role.RADIOLOGIST) and case.status in READABLE_STATUSES
-    if can_read and case.status == CaseStatus.FIRST_READ_DONE:
-        can_read = not case.reads.filter(reader=request.user).exists()
-    is_radiologist = has_role(request.user, Role.RADIOLOGIST)
+    me = person(request.user)
+    given = actions.given_reads(case)
+    reads = actions.visible_reads(request.user, case)
+    is_reader = bool(me.roles & pathway.READER_ROLES)
     context = {
         "case": case,
         "images": images,
-        "next_case": actions.next_case(request.user, after=case) if is_radiologist else None,
-        # Double reading is blind: reads are shown at arbitration, on closed cases and to auditors.
-        "show_reads": not is_radiologist
-        or case.status in (CaseStatus.ARBITRATION, CaseStatus.CLOSED),
+        "next_case": actions.next_case(request.user, after=case) if is_reader else None,
         "studies": case.studies.all(),
-        "reads": case.reads.select_related("reader"),
+        "reads": reads,
+        "my_reads": [read for read in reads if read.reader_id == me.id],
+        "other_reads_shown": any(read.reader_id != me.id for read in reads),
+        "others_reads_hidden": len(reads) < len(given),
         "form": form,
-        "can_read": can_read,
+        "can_read": pathway.may_read(me, case.status, given),
+        "read_kind": pathway.expected_kind(case.status),
+        "ai_recall": _ai_recall(case),
+        "arbitration_note": _arbitration_note(case, me, given),
     }
     return render(request, "screening/case_detail.html", context, status=status)
+
+
+def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
+    if case.status != CaseStatus.ARBITRATION or not pathway.has_read(me, given):
+        return ""
+    return pathway.waiting_for_arbitration_note(actions.eligible_arbitrators(case))
 
 
 def paginate(request: HttpRequest, items, per_page: int = 50):  # type: ignore[no-untyped-def]

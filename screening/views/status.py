@@ -13,7 +13,7 @@ from ..roles import role_required
 
 
 @require_GET
-@role_required(Role.RADIOLOGIST, Role.AUDITOR)
+@role_required(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
     case = get_object_or_404(Case.objects.select_related("ai_result"), pk=case_id)
     images = AIResult.objects.filter(case=case, image__isnull=False)
@@ -30,7 +30,7 @@ def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
 
 
 @require_GET
-@role_required(Role.RADIOLOGIST, Role.AUDITOR)
+@role_required(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 def worklist_ai_status(request: HttpRequest) -> JsonResponse:
     """Status and AI state of the cases on the reader's current page (ids in the query)."""
     try:

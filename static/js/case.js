@@ -4,9 +4,6 @@
   const toggle = document.getElementById("overlay-toggle");
   const opacity = document.getElementById("overlay-opacity");
   const form = document.getElementById("read-form");
-  const birads = document.getElementById("id_birads");
-  const overridePanel = document.getElementById("override-panel");
-  const reason = document.getElementById("id_reason");
   const state = new Map();
 
   function applyOverlay() {
@@ -55,57 +52,125 @@
     });
   });
 
-  function fitBirads(decision) {
-    if (!birads) return;
-    const value = Number(birads.value);
-    const recallCategories = [0, 3, 4, 5, 6];
-    const fits = decision === "recall" ? recallCategories.includes(value) : [1, 2].includes(value);
-    if (!fits) birads.value = decision === "recall" ? "0" : "1";
+  // The read: BI-RADS per breast and density as the reader chose them. This script only
+  // reads those values and explains; it never sets one.
+  const CONCERN = [1, 2, 3, 6, 0, 4, 5];  // least to most concerning (BI-RADS Atlas)
+  const RECALL = [0, 3, 4, 5, 6];
+  const NEEDS_FINDING = [3, 4, 5];
+  const summary = document.getElementById("read-summary");
+  const words = (decision) => (decision === "recall" ? "recall" : "no recall");
+  const aiRecall = () => (form ? form.dataset.aiRecall || "" : "");
+
+  function category(id) {
+    const select = document.getElementById(id);
+    return select && select.value !== "" ? Number(select.value) : null;
+  }
+
+  function readState() {
+    const right = category("id_birads_right");
+    const left = category("id_birads_left");
+    if (right === null) return { missing: "id_birads_right", message: "Choose a BI-RADS category for the right breast." };
+    if (left === null) return { missing: "id_birads_left", message: "Choose a BI-RADS category for the left breast." };
+    const overall = CONCERN.indexOf(right) >= CONCERN.indexOf(left) ? right : left;
+    const decision = RECALL.includes(overall) ? "recall" : "no_recall";
+    const state = { right, left, decision };
+    for (const [side, value] of [["R", right], ["L", left]]) {
+      const finding = document.getElementById(`id_finding_${side}`);
+      if (NEEDS_FINDING.includes(value) && finding && !finding.value) {
+        const name = side === "R" ? "right" : "left";
+        return { ...state, missing: finding.id, message: `The ${name} breast is BI-RADS ${value}: record the finding and its site.` };
+      }
+    }
+    if (!form.querySelector("input[name=density]:checked")) {
+      return { ...state, missing: "id_density_0", message: "Choose the breast density." };
+    }
+    return state;
+  }
+
+  function describe(state) {
+    if (state.message) return state.message;
+    let text = `Your read: ${words(state.decision)} (right ${state.right}, left ${state.left}).`;
+    const ai = aiRecall();
+    if (ai) text += state.decision === ai ? " Agrees with the AI: Accept AI." : " Differs from the AI: Override, with your reason.";
+    return text;
+  }
+
+  function updateSummary() {
+    if (summary && form) { summary.textContent = describe(readState()); summary.classList.remove("error"); }
+  }
+
+  function problemWith(state, sent) {
+    if (state.message) return state;
+    if (sent && sent !== state.decision) {
+      const button = state.decision === aiRecall() ? "Accept AI" : "Override AI";
+      return { missing: "id_birads_right", message: `Your categories (right ${state.right}, left ${state.left}) mean ${words(state.decision)}, but that button records ${words(sent)}. Change the categories, or use ${button}. Nothing was sent.` };
+    }
+    const reason = document.getElementById("id_reason");
+    if (aiRecall() && state.decision !== aiRecall() && reason && !reason.value.trim()) {
+      return { missing: "id_reason", message: "Your read differs from the AI: give your reason for overriding it." };
+    }
+    return null;
   }
 
   function openOverride() {
-    if (!overridePanel) return;
-    overridePanel.hidden = false;
-    const confirm = document.getElementById("confirm-override");
-    fitBirads(confirm.value);
-    reason.required = true;
-    reason.focus();
+    const panel = document.getElementById("override-panel");
+    if (!panel) return;
+    panel.hidden = false;
+    const reason = document.getElementById("id_reason");
+    if (reason) reason.focus();
   }
 
   function accept() {
     const button = document.getElementById("accept-ai");
-    if (!button) return;
-    if (reason) reason.required = false;
-    fitBirads(button.value);
-    form.requestSubmit(button);
+    if (button) form.requestSubmit(button);
+    else if (summary) summary.textContent = "There is no AI result to accept: record your own read.";
   }
 
   if (form) {
-    form.querySelectorAll("button[name=decision]").forEach((button) => {
-      button.addEventListener("click", () => {
-        fitBirads(button.value);
-        if (button.id === "accept-ai" && reason) reason.required = false;
-      });
+    form.noValidate = true;  // this script explains what is missing; the server checks again
+    form.addEventListener("change", updateSummary);
+    form.addEventListener("submit", (event) => {
+      const sent = event.submitter && event.submitter.name === "decision" ? event.submitter.value : "";
+      const problem = problemWith(readState(), sent);
+      if (!problem) return;
+      event.preventDefault();
+      summary.textContent = problem.message;
+      summary.classList.add("error");
+      const field = document.getElementById(problem.missing);
+      if (field) field.focus();
     });
+    document.addEventListener("click", (event) => {
+      if (event.target.closest("#override-ai")) openOverride();
+    });
+    document.addEventListener("ai:arrived", updateSummary);
+    updateSummary();
   }
-  const overrideButton = document.getElementById("override-ai");
-  if (overrideButton) overrideButton.addEventListener("click", openOverride);
   if (toggle) toggle.addEventListener("change", applyOverlay);
   if (opacity) opacity.addEventListener("input", applyOverlay);
   const resetButton = document.getElementById("reset-view");
   if (resetButton) resetButton.addEventListener("click", resetAll);
+  document.addEventListener("ai:arrived", applyOverlay);
 
-  document.addEventListener("keydown", (event) => {
-    const typing = ["TEXTAREA", "INPUT", "SELECT"].includes(event.target.tagName);
+  // Shortcuts work whatever has focus (a select or a radio button included), except while
+  // typing in a text field. Captured first, so a focused select never takes the letter.
+  const TYPES_NOT_TYPED_IN = ["radio", "checkbox", "range", "button", "submit"];
+  window.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target.tagName === "TEXTAREA" ||
+      (target.tagName === "INPUT" && !TYPES_NOT_TYPED_IN.includes(target.type)) || target.isContentEditable;
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
-    if (key === "a") { event.preventDefault(); accept(); }
-    else if (key === "o") { event.preventDefault(); openOverride(); }
-    else if (key === "n") {
-      const next = document.getElementById("next-case");
-      if (next) { event.preventDefault(); window.location.assign(next.href); }
-    } else if (key === "h" && toggle) { toggle.checked = !toggle.checked; applyOverlay(); }
-    else if (key === "r") { resetAll(); }
-  });
+    const act = {
+      a: () => form && accept(),
+      o: () => form && openOverride(),
+      n: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
+      h: () => { if (toggle) { toggle.checked = !toggle.checked; applyOverlay(); } },
+      r: resetAll,
+    }[key];
+    if (!act) return;
+    event.preventDefault();
+    event.stopPropagation();
+    act();
+  }, true);
   applyOverlay();
 })();

@@ -31,6 +31,34 @@
     }
   }
 
+  // The AI result arrived: put it on the page in place, never by a reload, so the reader's
+  // zoom, chosen categories and typed reason stay as they are.
+  async function showArrivedAI(url) {
+    let panel;
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) return;
+      panel = await response.json();
+    } catch (error) { return; }
+    const box = document.getElementById("ai-box");
+    if (box) box.outerHTML = panel.ai_box;
+    const form = document.getElementById("read-form");
+    const buttons = document.getElementById("decision-buttons");
+    if (form && buttons) { form.dataset.aiRecall = panel.ai_recall; buttons.innerHTML = panel.decision_buttons; }
+    Object.entries(panel.images).forEach(([id, image]) => {
+      const figure = document.querySelector(`.panel[data-image="${id}"]`);
+      if (!figure) return;
+      if (image.heatmap && !figure.querySelector("img.heatmap")) {
+        const overlay = document.createElement("img");
+        overlay.className = "heatmap"; overlay.alt = ""; overlay.draggable = false; overlay.src = image.heatmap;
+        figure.querySelector(".layers").appendChild(overlay);
+      }
+      const caption = figure.querySelector(".ai-caption");
+      if (caption && image.caption) caption.textContent = `· ${image.caption}`;
+    });
+    document.dispatchEvent(new CustomEvent("ai:arrived"));
+  }
+
   const box = document.getElementById("ai-box");
   if (box && !FINAL.includes(box.dataset.state)) {
     const live = document.getElementById("ai-live");
@@ -44,9 +72,7 @@
           : "AI: waiting for a worker…";
       }
       if (FINAL.includes(data.ai_status)) {
-        const reason = document.getElementById("id_reason");
-        if (!reason || !reason.value) { window.location.reload(); }
-        else if (live) { live.textContent = "AI result ready: reload the page to see it."; }
+        showArrivedAI(box.dataset.panelUrl);
         return false;
       }
       return true;

@@ -37,7 +37,9 @@ def test_opening_a_case_through_the_api_is_recorded(api, radiologist):  # type: 
 
 def test_a_read_is_recorded_with_its_decision(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
-    read = actions.submit_read(radiologist, case.pk, ReadInput(decision=Decision.RECALL, birads=5))
+    read = actions.submit_read(
+        radiologist, case.pk, ReadInput(kind="first", decision=Decision.RECALL, birads=5)
+    )
     event = only(AuditAction.READ_RECORDED)
     assert event.detail["read_id"] == read.pk and event.detail["decision"] == "recall"
 

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
+import requests
 from django.db import connection
 from django.urls import reverse
+from rest_framework.authtoken.models import Token
 
 from screening import actions
 from screening.actions import Conflict, DomainError, ReadInput
 from screening.choices import AuditAction, CaseStatus, Decision, ReadKind
 from screening.models import AuditEvent, Read
 from tests.conftest import requires_postgres
-from tests.factories import UserFactory, case_with_images
+from tests.factories import UserFactory, case_with_images, read_case, read_input
 
-RECALL = ReadInput(decision=Decision.RECALL, birads=4, reason="Spiculated mass, left upper outer")
-NO_RECALL = ReadInput(decision=Decision.NO_RECALL, birads=1)
+RECALL = read_input(True)
+NO_RECALL = read_input(False)
+
+
+def second(read: ReadInput) -> ReadInput:
+    return ReadInput(**{**read.__dict__, "kind": ReadKind.SECOND})
 
 
 def test_accepting_a_high_risk_ai_records_agreement(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
-    read = actions.submit_read(radiologist, case.pk, ReadInput(decision=Decision.RECALL, birads=0))
+    read = actions.submit_read(radiologist, case.pk, RECALL)
     case.refresh_from_db()
     assert (read.kind, read.agrees_with_ai, case.status) == (
         ReadKind.FIRST,
@@ -31,10 +38,55 @@ def test_accepting_a_high_risk_ai_records_agreement(radiologist):  # type: ignor
     assert read.ai_result == case.ai_result
 
 
+def test_the_stored_read_is_exactly_the_read_given(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images(score=0.9)
+    read = actions.submit_read(radiologist, case.pk, RECALL)
+    read.refresh_from_db()
+    assert (read.birads_right, read.birads_left, read.density) == (4, 1, "b")
+    assert (read.decision, read.birads) == (Decision.RECALL, 4)
+    finding = read.findings.get()
+    assert (finding.breast, finding.finding, finding.site, finding.depth) == (
+        "R",
+        "mass",
+        "10",
+        "middle",
+    )
+
+
+def test_the_decision_is_derived_from_the_most_concerning_breast(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    data = ReadInput(kind=ReadKind.FIRST, birads_right=2, birads_left=0, density="c")
+    read = actions.submit_read(radiologist, case.pk, data)
+    assert (read.decision, read.birads) == (Decision.RECALL, 0)
+
+
+def test_a_decision_that_does_not_fit_the_categories_is_refused(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images(score=0.9)
+    given = ReadInput(**{**RECALL.__dict__, "decision": Decision.NO_RECALL, "reason": "x"})
+    with pytest.raises(DomainError, match="mean recall, not no recall"):
+        actions.submit_read(radiologist, case.pk, given)
+    assert not Read.objects.exists()
+
+
+def test_a_recalled_breast_must_name_its_finding(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    data = ReadInput(kind=ReadKind.FIRST, birads_right=4, birads_left=1, density="a")
+    with pytest.raises(DomainError, match="record what you saw"):
+        actions.submit_read(radiologist, case.pk, data)
+
+
+def test_a_structured_read_needs_the_density(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    data = ReadInput(kind=ReadKind.FIRST, birads_right=1, birads_left=1)
+    with pytest.raises(DomainError, match="density"):
+        actions.submit_read(radiologist, case.pk, data)
+
+
 def test_overriding_the_ai_needs_a_reason(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
+    silent = ReadInput(**{**NO_RECALL.__dict__, "reason": ""})
     with pytest.raises(DomainError, match="reason is required"):
-        actions.submit_read(radiologist, case.pk, NO_RECALL)
+        actions.submit_read(radiologist, case.pk, silent)
     assert not Read.objects.exists()
 
 
@@ -44,6 +96,7 @@ def test_an_override_with_a_reason_is_recorded_as_disagreement(radiologist):  # 
     assert read.agrees_with_ai is False
     event = AuditEvent.objects.get(action=AuditAction.READ_RECORDED)
     assert event.detail["overrode_ai"] is True
+    assert (event.detail["birads_right"], event.detail["birads_left"]) == (4, 1)
 
 
 def test_a_read_without_ai_has_no_agreement_flag(radiologist):  # type: ignore[no-untyped-def]
@@ -53,23 +106,40 @@ def test_a_read_without_ai_has_no_agreement_flag(radiologist):  # type: ignore[n
 
 
 @pytest.mark.parametrize(("decision", "birads"), [(Decision.NO_RECALL, 4), (Decision.RECALL, 1)])
-def test_birads_must_fit_the_decision(radiologist, decision, birads):  # type: ignore[no-untyped-def]
+def test_a_whole_case_birads_must_fit_the_decision(radiologist, decision, birads):  # type: ignore[no-untyped-def]
     case = case_with_images()
+    data = ReadInput(kind=ReadKind.FIRST, decision=decision, birads=birads)
     with pytest.raises(DomainError, match="does not fit"):
-        actions.submit_read(radiologist, case.pk, ReadInput(decision=decision, birads=birads))
+        actions.submit_read(radiologist, case.pk, data)
+
+
+def test_a_read_must_say_which_read_it_is(radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    unstated = ReadInput(**{**NO_RECALL.__dict__, "kind": ""})
+    with pytest.raises(DomainError, match="State which read"):
+        actions.submit_read(radiologist, case.pk, unstated)
 
 
 def test_the_first_reader_cannot_give_the_second_read(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
     actions.submit_read(radiologist, case.pk, NO_RECALL)
     with pytest.raises(Conflict, match="independent"):
-        actions.submit_read(radiologist, case.pk, NO_RECALL)
+        actions.submit_read(radiologist, case.pk, second(NO_RECALL))
+
+
+def test_a_first_read_given_after_someone_else_read_first_is_refused(radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    actions.submit_read(radiologist, case.pk, NO_RECALL)
+    with pytest.raises(Conflict, match="another reader got there first"):
+        actions.submit_read(radiologist2, case.pk, NO_RECALL)
+    case.refresh_from_db()
+    assert case.status == CaseStatus.FIRST_READ_DONE and Read.objects.count() == 1
 
 
 def test_agreeing_second_read_closes_the_case(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images()
     actions.submit_read(radiologist, case.pk, NO_RECALL)
-    read = actions.submit_read(radiologist2, case.pk, NO_RECALL)
+    read = actions.submit_read(radiologist2, case.pk, second(NO_RECALL))
     case.refresh_from_db()
     assert read.kind == ReadKind.SECOND
     assert (case.status, case.final_decision) == (CaseStatus.CLOSED, Decision.NO_RECALL)
@@ -78,57 +148,89 @@ def test_agreeing_second_read_closes_the_case(radiologist, radiologist2):  # typ
 
 def test_disagreeing_reads_go_to_arbitration_which_decides(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images()
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
-    actions.submit_read(radiologist2, case.pk, RECALL)
+    read_case(radiologist, case.pk, False)
+    read_case(radiologist2, case.pk, True)
     case.refresh_from_db()
     assert case.status == CaseStatus.ARBITRATION
     arbiter = UserFactory(role="radiologist")
-    read = actions.submit_read(arbiter, case.pk, RECALL)
+    read = read_case(arbiter, case.pk, True)
     case.refresh_from_db()
     assert read.kind == ReadKind.ARBITRATION
     assert (case.status, case.final_decision) == (CaseStatus.CLOSED, Decision.RECALL)
 
 
+@pytest.mark.parametrize("which", [0, 1])
+def test_neither_disagreeing_reader_may_arbitrate(radiologist, radiologist2, which):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    read_case(radiologist, case.pk, False)
+    read_case(radiologist2, case.pk, True)
+    with pytest.raises(Conflict, match="arbitration must be by someone who gave neither read"):
+        read_case([radiologist, radiologist2][which], case.pk, True)
+    case.refresh_from_db()
+    assert case.status == CaseStatus.ARBITRATION and case.final_decision == ""
+
+
+def test_a_granted_arbitrator_arbitrates_but_gives_no_first_read(radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    arbitrator = UserFactory(role="arbitrator")
+    fresh = case_with_images()
+    with pytest.raises(DomainError, match="role does not give the first read") as refused:
+        read_case(arbitrator, fresh.pk, False)
+    assert refused.value.status == 403
+    case = case_with_images()
+    read_case(radiologist, case.pk, False)
+    read_case(radiologist2, case.pk, True)
+    assert read_case(arbitrator, case.pk, False).kind == ReadKind.ARBITRATION
+
+
 def test_a_closed_case_takes_no_more_reads(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images()
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
-    actions.submit_read(radiologist2, case.pk, NO_RECALL)
+    read_case(radiologist, case.pk, False)
+    read_case(radiologist2, case.pk, False)
     with pytest.raises(Conflict, match="closed"):
-        actions.submit_read(UserFactory(role="radiologist"), case.pk, NO_RECALL)
+        actions.submit_read(UserFactory(role="radiologist"), case.pk, second(NO_RECALL))
     assert AuditEvent.objects.filter(action=AuditAction.READ_CONFLICT).count() == 1
 
 
-def test_a_stale_page_gets_a_conflict_not_an_overwrite(client, radiologist, radiologist2):  # type: ignore[no-untyped-def]
+def page_read(form_initial: dict, **fields: object) -> dict:
+    """A read as the case page's form posts it."""
+    return {
+        "kind": form_initial["kind"],
+        "opened": form_initial["opened"],
+        "birads_right": 1,
+        "birads_left": 1,
+        "density": "b",
+        **fields,
+    }
+
+
+def test_a_stale_page_gets_a_conflict_page_not_an_overwrite(client, radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.2)
     client.force_login(radiologist2)
     page = client.get(reverse("case-detail", args=[case.pk]))
     stale_form = page.context["form"].initial
     actions.submit_read(radiologist, case.pk, NO_RECALL)
     response = client.post(
-        reverse("case-read", args=[case.pk]),
-        {
-            "decision": "no_recall",
-            "birads": 1,
-            "opened": stale_form["opened"],
-            "expected_status": stale_form["expected_status"],
-        },
+        reverse("case-read", args=[case.pk]), page_read(stale_form, decision="no_recall")
     )
     assert response.status_code == 409
-    assert "changed while you were reading" in response.content.decode()
+    body = response.content.decode()
+    assert "another reader got there first" in body and "Nothing was saved" in body
+    assert reverse("case-detail", args=[case.pk]) in body  # the way back
     assert Read.objects.count() == 1
 
 
-def test_the_api_answers_409_on_conflict_and_201_on_success(api, radiologist):  # type: ignore[no-untyped-def]
-    case = case_with_images()
-    api.force_authenticate(radiologist)
-    url = reverse("api-case-reads", args=[case.pk])
-    first = api.post(url, {"decision": "no_recall", "birads": 1}, format="json")
-    assert first.status_code == 201 and first.json()["kind"] == "first"
-    again = api.post(url, {"decision": "no_recall", "birads": 1}, format="json")
-    assert again.status_code == 409
+def test_the_page_form_preselects_no_category(client, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images(score=0.95)
+    client.force_login(radiologist)
+    page = client.get(reverse("case-detail", args=[case.pk]))
+    initial = page.context["form"].initial
+    assert set(initial) == {"kind", "opened"}
+    form = page.content.decode().split('id="read-form"')[1].split("</form>")[0]
+    assert not re.search(r'value="[^"]+" selected', form), "a category is preselected"
+    assert "checked" not in form, "a density is preselected"
 
 
-def test_the_page_read_goes_straight_to_the_next_case(client, radiologist):  # type: ignore[no-untyped-def]
+def test_the_page_read_shows_the_readers_own_read_and_the_next_case(client, radiologist):  # type: ignore[no-untyped-def]
     top = case_with_images(score=0.95)
     following = case_with_images(score=0.5)
     client.force_login(radiologist)
@@ -136,18 +238,87 @@ def test_the_page_read_goes_straight_to_the_next_case(client, radiologist):  # t
     form = page.context["form"].initial
     response = client.post(
         reverse("case-read", args=[top.pk]),
-        {
-            "decision": "no_recall",
-            "birads": 2,
-            "reason": "Benign calcifications only",
-            "opened": form["opened"],
-            "expected_status": form["expected_status"],
-        },
+        page_read(
+            form,
+            birads_left=2,
+            decision="no_recall",
+            reason="Benign calcifications only",
+        ),
     )
-    assert response.status_code == 302
-    assert response.url == reverse("case-detail", args=[following.pk])
+    assert response.status_code == 302 and response.url == reverse("case-detail", args=[top.pk])
     read = Read.objects.get()
     assert read.agrees_with_ai is False and read.seconds_taken is not None
+    assert (read.birads_right, read.birads_left, read.birads) == (1, 2, 2)
+    after = client.get(response.url).content.decode()
+    assert "You read this case" in after and "BI-RADS R 1, L 2" in after
+    assert reverse("case-detail", args=[following.pk]) in after
+    assert 'id="read-form"' not in after
+
+
+def test_the_api_answers_409_on_conflict_and_201_on_success(api, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    api.force_authenticate(radiologist)
+    url = reverse("api-case-reads", args=[case.pk])
+    payload = {"kind": "first", "birads_right": 1, "birads_left": 1, "density": "a"}
+    first = api.post(url, payload, format="json")
+    assert first.status_code == 201 and first.json()["kind"] == "first"
+    assert first.json()["decision"] == "no_recall"
+    again = api.post(url, payload, format="json")
+    assert again.status_code == 409
+
+
+def test_the_first_version_api_payload_still_records_a_read(api, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    api.force_authenticate(radiologist)
+    payload = {"decision": "recall", "birads": 0, "expected_status": "ready"}
+    response = api.post(reverse("api-case-reads", args=[case.pk]), payload, format="json")
+    assert response.status_code == 201, response.json()
+    read = Read.objects.get()
+    assert (read.decision, read.birads, read.birads_right, read.density) == ("recall", 0, None, "")
+
+
+def test_an_api_read_that_does_not_say_which_read_it_is_is_refused(api, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    api.force_authenticate(radiologist)
+    payload = {"decision": "no_recall", "birads": 1}
+    response = api.post(reverse("api-case-reads", args=[case.pk]), payload, format="json")
+    assert response.status_code == 400
+    assert "State which read" in response.json()["detail"]
+    assert not Read.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stated", ["kind", "expected_status"])
+def test_two_readers_posting_a_first_read_at_once_one_wins_the_other_gets_409(  # type: ignore[no-untyped-def]
+    role_groups, live_server, stated
+):
+    """Reproduction: with the role left out, both got 201 and the case closed unchosen."""
+    requires_postgres()
+    case = case_with_images()
+    readers = [UserFactory(role="radiologist") for _ in range(4)]
+    tokens = [Token.objects.create(user=r).key for r in readers]
+    payload = {"birads_right": 1, "birads_left": 1, "density": "b"}
+    payload[stated] = "first" if stated == "kind" else "ready"
+    url = live_server.url + reverse("api-case-reads", args=[case.pk])
+    codes: list[int] = []
+    barrier = threading.Barrier(len(readers))
+
+    def post(token: str) -> None:
+        barrier.wait()
+        answer = requests.post(
+            url, json=payload, headers={"Authorization": f"Token {token}"}, timeout=30
+        )
+        codes.append(answer.status_code)
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [201, 409, 409, 409], codes
+    case.refresh_from_db()
+    assert case.status == CaseStatus.FIRST_READ_DONE
+    assert list(Read.objects.filter(case=case).values_list("kind", flat=True)) == ["first"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -161,8 +332,7 @@ def test_two_readers_deciding_at_once_one_wins_the_other_gets_a_conflict(role_gr
     def decide(reader) -> None:  # type: ignore[no-untyped-def]
         barrier.wait()
         try:
-            seen_as = ReadInput(decision=Decision.NO_RECALL, birads=1, expected_status="ready")
-            actions.submit_read(reader, case.pk, seen_as)
+            actions.submit_read(reader, case.pk, NO_RECALL)
             outcomes.append("ok")
         except Conflict:
             outcomes.append("conflict")

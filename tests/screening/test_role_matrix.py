@@ -5,10 +5,22 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.factories import ModelVersionFactory, case_with_images, dicom_case_with_images
+from tests.factories import (
+    ModelVersionFactory,
+    UserFactory,
+    case_with_images,
+    dicom_case_with_images,
+)
 
-ANON, RAD, ADMIN, AUD, NONE = "anonymous", "radiologist", "admin", "auditor", "roleless"
-ROLES = [ANON, RAD, ADMIN, AUD, NONE]
+ANON, RAD, ARB, ADMIN, AUD, NONE = (
+    "anonymous",
+    "radiologist",
+    "arbitrator",
+    "admin",
+    "auditor",
+    "roleless",
+)
+ROLES = [ANON, RAD, ARB, ADMIN, AUD, NONE]
 
 
 def page(allowed: set[str], ok: int = 200, anon: int = 302) -> dict[str, int]:
@@ -26,36 +38,57 @@ MATRIX = [
         "home",
         "get",
         lambda o: reverse("home"),
-        {ANON: 302, RAD: 302, ADMIN: 302, AUD: 302, NONE: 403},
+        {ANON: 302, RAD: 302, ARB: 302, ADMIN: 302, AUD: 302, NONE: 403},
     ),
     (
         "login",
         "get",
         lambda o: reverse("login"),
-        {ANON: 200, RAD: 302, ADMIN: 302, AUD: 302, NONE: 302},
+        {ANON: 200, RAD: 302, ARB: 302, ADMIN: 302, AUD: 302, NONE: 302},
     ),
-    ("worklist", "get", lambda o: reverse("worklist"), page({RAD})),
+    ("worklist", "get", lambda o: reverse("worklist"), page({RAD, ARB})),
     ("case list", "get", lambda o: reverse("case-list"), page({AUD})),
-    ("case detail", "get", lambda o: reverse("case-detail", args=[o["case"].pk]), page({RAD, AUD})),
-    ("case read", "post", lambda o: reverse("case-read", args=[o["case"].pk]), page({RAD}, ok=400)),
-    ("image file", "get", lambda o: reverse("image-file", args=[o["image"].pk]), page({RAD, AUD})),
+    (
+        "case detail",
+        "get",
+        lambda o: reverse("case-detail", args=[o["case"].pk]),
+        page({RAD, ARB, AUD}),
+    ),
+    (
+        "case read",
+        "post",
+        lambda o: reverse("case-read", args=[o["case"].pk]),
+        page({RAD, ARB}, ok=400),
+    ),
+    (
+        "image file",
+        "get",
+        lambda o: reverse("image-file", args=[o["image"].pk]),
+        page({RAD, ARB, AUD}),
+    ),
     (
         "heatmap file",
         "get",
         lambda o: reverse("heatmap-file", args=[o["heatmap"].pk]),
-        page({RAD, AUD}),
+        page({RAD, ARB, AUD}),
+    ),
+    (
+        "case ai panel",
+        "get",
+        lambda o: reverse("case-ai-panel", args=[o["case"].pk]),
+        page({RAD, ARB, AUD}),
     ),
     (
         "case ai status",
         "get",
         lambda o: reverse("case-ai-status", args=[o["case"].pk]),
-        page({RAD, AUD}),
+        page({RAD, ARB, AUD}),
     ),
     (
         "worklist ai status",
         "get",
         lambda o: reverse("worklist-ai-status") + f"?ids={o['case'].pk}",
-        page({RAD, AUD}),
+        page({RAD, ARB, AUD}),
     ),
     ("ai queue", "get", lambda o: reverse("ai-queue"), page({ADMIN})),
     (
@@ -88,26 +121,26 @@ MATRIX = [
         "django admin",
         "get",
         lambda o: reverse("admin:index"),
-        {ANON: 302, RAD: 302, ADMIN: 200, AUD: 302, NONE: 302},
+        {ANON: 302, RAD: 302, ARB: 302, ADMIN: 200, AUD: 302, NONE: 302},
     ),
     (
         "api schema",
         "get",
         lambda o: reverse("api-schema"),
-        {ANON: 401, RAD: 200, ADMIN: 200, AUD: 200, NONE: 200},
+        {ANON: 401, RAD: 200, ARB: 200, ADMIN: 200, AUD: 200, NONE: 200},
     ),
-    ("api worklist", "get", lambda o: reverse("api-case-list"), api({RAD})),
+    ("api worklist", "get", lambda o: reverse("api-case-list"), api({RAD, ARB})),
     (
         "api case detail",
         "get",
         lambda o: reverse("api-case-detail", args=[o["case"].pk]),
-        api({RAD, AUD}),
+        api({RAD, ARB, AUD}),
     ),
     (
         "api read create",
         "post",
         lambda o: reverse("api-case-reads", args=[o["case"].pk]),
-        api({RAD}, ok=400),
+        api({RAD, ARB}, ok=400),
     ),
     ("api outcome", "post", lambda o: reverse("api-outcome"), api({ADMIN}, ok=400)),
     ("api study upload", "post", lambda o: reverse("api-study-list"), api({ADMIN}, ok=400)),
@@ -115,13 +148,13 @@ MATRIX = [
         "api image file",
         "get",
         lambda o: reverse("api-image-file", args=[o["image"].pk]),
-        api({RAD, AUD}),
+        api({RAD, ARB, AUD}),
     ),
     (
         "api heatmap file",
         "get",
         lambda o: reverse("api-heatmap-file", args=[o["heatmap"].pk]),
-        api({RAD, AUD}),
+        api({RAD, ARB, AUD}),
     ),
     ("api model versions", "get", lambda o: reverse("api-model-version-list"), api({ADMIN, AUD})),
     (
@@ -137,25 +170,25 @@ MATRIX = [
         "study ai report",
         "get",
         lambda o: reverse("study-ai-report", args=[o["dicom_study"].pk]),
-        page({RAD, AUD}),
+        page({RAD, ARB, AUD}),
     ),
     (
         "heatmap dicom",
         "get",
         lambda o: reverse("heatmap-dicom", args=[o["dicom_result"].pk]),
-        page({RAD, AUD}),
+        page({RAD, ARB, AUD}),
     ),
     (
         "api study ai report",
         "get",
         lambda o: reverse("api-study-ai-report", args=[o["dicom_study"].pk]),
-        api({RAD, AUD}),
+        api({RAD, ARB, AUD}),
     ),
     (
         "api heatmap dicom",
         "get",
         lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
-        api({RAD, AUD}),
+        api({RAD, ARB, AUD}),
     ),
 ]
 
@@ -177,7 +210,8 @@ def objects(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def users(radiologist, admin_user, auditor, roleless):  # type: ignore[no-untyped-def]
-    return {RAD: radiologist, ADMIN: admin_user, AUD: auditor, NONE: roleless}
+    arbitrator = UserFactory(username="arbitrator", role="arbitrator")
+    return {RAD: radiologist, ARB: arbitrator, ADMIN: admin_user, AUD: auditor, NONE: roleless}
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -8,10 +8,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from screening import actions
-from screening.actions import ReadInput, WorklistFilter
-from screening.choices import AIStatus, CaseStatus, Decision, RiskBand
+from screening.actions import WorklistFilter
+from screening.choices import AIStatus, CaseStatus, RiskBand
 from screening.models import Case
-from tests.factories import ModelVersionFactory, case_with_images, score_case
+from tests.factories import (
+    ModelVersionFactory,
+    UserFactory,
+    case_with_images,
+    read_case,
+    score_case,
+)
 
 
 def received(case: Case, hours_ago: float) -> Case:
@@ -33,7 +39,7 @@ def test_it_orders_by_risk_then_waiting_time_with_pending_last(radiologist):  # 
 
 def test_it_hides_closed_cases_and_my_own_first_reads(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     mine = case_with_images(score=0.8)
-    actions.submit_read(radiologist, mine.pk, ReadInput(decision=Decision.RECALL, birads=4))
+    read_case(radiologist, mine.pk, recall=True)
     closed = case_with_images(score=0.7, status=CaseStatus.CLOSED)
     open_case = case_with_images(score=0.2)
     assert list(actions.worklist(radiologist)) == [open_case]
@@ -101,3 +107,22 @@ def test_it_paginates(client, radiologist, settings):  # type: ignore[no-untyped
     client.force_login(radiologist)
     second = client.get(reverse("worklist"), {"page": 2})
     assert len(second.context["page"].object_list) == 1
+
+
+def test_disagreeing_readers_never_see_their_case_for_arbitration(radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    case = case_with_images(score=0.8)
+    read_case(radiologist, case.pk, recall=True)
+    read_case(radiologist2, case.pk, recall=False)
+    third = UserFactory(role="radiologist")
+    assert case not in actions.worklist(radiologist)
+    assert case not in actions.worklist(radiologist2)
+    assert case in actions.worklist(third)
+
+
+def test_a_granted_arbitrator_sees_only_cases_awaiting_arbitration(radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    disputed = case_with_images(score=0.8)
+    read_case(radiologist, disputed.pk, recall=True)
+    read_case(radiologist2, disputed.pk, recall=False)
+    case_with_images(score=0.9)  # waits for a first read: a radiologist's, not theirs
+    arbitrator = UserFactory(role="arbitrator")
+    assert list(actions.worklist(arbitrator)) == [disputed]

@@ -1,0 +1,137 @@
+"""What a read says: per-breast BI-RADS, density and findings, and the decision they imply.
+
+Pure functions, no database: the same rules check the page's form, the API and the tests.
+The decision (recall or no recall) is derived from the per-breast categories, never typed
+twice; a decision sent alongside is a confirmation and must match what the categories say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .choices import (
+    BIRADS_CONCERN_ORDER,
+    BIRADS_FOR_DECISION,
+    BIRADS_NEEDING_FINDINGS,
+    BiRads,
+    Breast,
+    Decision,
+    Density,
+    FindingDepth,
+    FindingSite,
+    FindingType,
+)
+
+
+class AssessmentError(ValueError):
+    """The read does not hold together; the message tells the reader what to change."""
+
+
+@dataclass(frozen=True)
+class FindingInput:
+    breast: str
+    finding: str
+    site: str
+    depth: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A read's content as entered: per-breast categories (None on a legacy whole-case read)."""
+
+    birads_right: int | None = None
+    birads_left: int | None = None
+    density: str = ""
+    findings: tuple[FindingInput, ...] = ()
+    # Today's API payload: one category for the case and the decision it means.
+    birads: int | None = None
+    decision: str = ""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    decision: str
+    birads: int
+
+
+def decision_for(birads: int) -> str:
+    """Recall or no recall for one category (1 and 2 are the only reassuring ones)."""
+    for decision, categories in BIRADS_FOR_DECISION.items():
+        if birads in categories:
+            return decision
+    raise AssessmentError(f"BI-RADS {birads} is not a category (0 to 6).")
+
+
+def overall(birads_right: int, birads_left: int) -> int:
+    """The case's category: its most concerning breast's."""
+    return max(birads_right, birads_left, key=BIRADS_CONCERN_ORDER.index)
+
+
+def resolve(entered: Assessment) -> Resolved:
+    """Check a read and return the decision and overall category it records."""
+    if entered.birads_right is None and entered.birads_left is None:
+        return _resolve_whole_case(entered)
+    if entered.birads_right is None or entered.birads_left is None:
+        raise AssessmentError("Give a BI-RADS category for each breast, right and left.")
+    for category in (entered.birads_right, entered.birads_left):
+        if category not in BiRads.values:
+            raise AssessmentError(f"BI-RADS {category} is not a category (0 to 6).")
+    if entered.density not in Density.values:
+        raise AssessmentError("Give the breast density (ACR a to d).")
+    category = overall(entered.birads_right, entered.birads_left)
+    decision = decision_for(category)
+    if entered.decision and entered.decision != decision:
+        raise AssessmentError(
+            f"The categories you chose (right {entered.birads_right}, left "
+            f"{entered.birads_left}) mean {Decision(decision).label.lower()}, not "
+            f"{Decision(entered.decision).label.lower()}. Change the categories or the decision."
+        )
+    if entered.birads is not None and entered.birads != category:
+        raise AssessmentError(
+            f"The case's category is {category} (its most concerning breast), not {entered.birads}."
+        )
+    _check_findings(entered)
+    return Resolved(decision, category)
+
+
+def _resolve_whole_case(entered: Assessment) -> Resolved:
+    if entered.birads is None or not entered.decision:
+        raise AssessmentError("Give a BI-RADS category for each breast, right and left.")
+    if entered.decision not in Decision.values:
+        raise AssessmentError("Decision must be recall or no recall.")
+    if entered.findings:
+        raise AssessmentError(
+            "Findings need the per-breast categories (birads_right, birads_left)."
+        )
+    if entered.density and entered.density not in Density.values:
+        raise AssessmentError("Density must be a, b, c or d.")
+    allowed = BIRADS_FOR_DECISION[Decision(entered.decision)]
+    if entered.birads not in allowed:
+        choices = ", ".join(str(int(b)) for b in sorted(allowed))
+        raise AssessmentError(
+            f"BI-RADS {entered.birads} does not fit this decision; use {choices}."
+        )
+    return Resolved(entered.decision, entered.birads)
+
+
+def _check_findings(entered: Assessment) -> None:
+    by_breast = {Breast.RIGHT: entered.birads_right, Breast.LEFT: entered.birads_left}
+    for item in entered.findings:
+        if item.breast not in Breast.values:
+            raise AssessmentError("A finding's breast must be R or L.")
+        if item.finding not in FindingType.values:
+            raise AssessmentError(f"Unknown finding type; use {', '.join(FindingType.values)}.")
+        if item.site not in FindingSite.values:
+            raise AssessmentError("A finding needs its site: a clock-face hour or a quadrant.")
+        if item.depth and item.depth not in FindingDepth.values:
+            raise AssessmentError("Depth must be anterior, middle or posterior.")
+        if by_breast[Breast(item.breast)] == BiRads.NEGATIVE:
+            side = Breast(item.breast).label.lower()
+            raise AssessmentError(f"A finding is recorded in the {side} breast, assessed negative.")
+    for breast, category in by_breast.items():
+        named = any(item.breast == breast for item in entered.findings)
+        if category in BIRADS_NEEDING_FINDINGS and not named:
+            raise AssessmentError(
+                f"The {breast.label.lower()} breast is BI-RADS {category}: record what you "
+                "saw there (finding and site)."
+            )

@@ -1,0 +1,203 @@
+"""The reading pathway: the one home of the double-reading rules.
+
+Who may read a case next and in which role (first, second, arbitration), what each person
+may see of earlier reads, and which reads close a case. The verbs, the pages, the API, the
+exports and the templates ask this module; none decides on its own. Everything here is pure
+(no database), so the rules are tested as a state machine over random read sequences.
+
+The rules (independent double reading with arbitration, as the NHS Breast Screening
+Programme runs it):
+- two radiologists read each case independently; nobody gives two reads of one case;
+- agreeing first and second reads close the case with their decision;
+- disagreeing reads go to arbitration by someone who gave neither read: a radiologist, or a
+  user granted the arbitrator role where a site has only two readers; the arbitration read
+  closes the case;
+- blind: until the case closes a reader sees only their own read; the arbitrator sees both
+  reads they arbitrate; auditors see everything, read-only; admins see no reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from .choices import CaseStatus, ReadKind, Role
+
+# The read each open status waits for.
+KIND_FOR_STATUS = {
+    CaseStatus.AWAITING_AI: ReadKind.FIRST,
+    CaseStatus.READY: ReadKind.FIRST,
+    CaseStatus.FIRST_READ_DONE: ReadKind.SECOND,
+    CaseStatus.ARBITRATION: ReadKind.ARBITRATION,
+}
+
+# Roles that may give each kind of read.
+ROLES_FOR_KIND = {
+    ReadKind.FIRST: frozenset({Role.RADIOLOGIST}),
+    ReadKind.SECOND: frozenset({Role.RADIOLOGIST}),
+    ReadKind.ARBITRATION: frozenset({Role.RADIOLOGIST, Role.ARBITRATOR}),
+}
+
+# Roles that read cases (and so see them through the reading rules, not as auditors).
+READER_ROLES = frozenset({Role.RADIOLOGIST, Role.ARBITRATOR})
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who is asking: a user id and their roles."""
+
+    id: int
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class GivenRead:
+    """What the pathway needs to know of a read already recorded."""
+
+    kind: str
+    reader_id: int
+    decision: str
+
+
+class ReadNotAllowed(Exception):
+    """This person may not give this read now; ``message`` says why, for the reader.
+
+    ``status``: 409 when the case's state forbids it (it moved on, or this person already
+    read it), 403 when their role never allows it, 400 when the request did not say which
+    read it gives.
+    """
+
+    def __init__(self, message: str, status: int = HTTPStatus.CONFLICT):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def expected_kind(status: str) -> str | None:
+    """The read an open case waits for; None once closed."""
+    return KIND_FOR_STATUS.get(CaseStatus(status))
+
+
+def kind_for_expected_status(status: str) -> str | None:
+    """The read a client means when it sends the status it saw (today's API payload)."""
+    return KIND_FOR_STATUS.get(CaseStatus(status)) if status else None
+
+
+def statuses_read_by(person: Person) -> list[str]:
+    """The open statuses whose next read ``person``'s roles may give, in pathway order."""
+    return [
+        status for status, kind in KIND_FOR_STATUS.items() if person.roles & ROLES_FOR_KIND[kind]
+    ]
+
+
+def has_read(person: Person, reads: Iterable[GivenRead]) -> bool:
+    return any(read.reader_id == person.id for read in reads)
+
+
+def read_role(person: Person, status: str, reads: Sequence[GivenRead], stated_kind: str) -> str:
+    """The kind of read ``person`` gives now, or ReadNotAllowed saying why not.
+
+    ``stated_kind`` is the read the reader says they are giving: a read whose role no
+    longer holds (someone else gave it first) is refused, never silently turned into
+    another kind.
+    """
+    if not stated_kind:
+        raise ReadNotAllowed(
+            "State which read you are giving (kind: first, second or arbitration).",
+            HTTPStatus.BAD_REQUEST,
+        )
+    if stated_kind not in ReadKind.values:
+        raise ReadNotAllowed("kind must be first, second or arbitration.", HTTPStatus.BAD_REQUEST)
+    kind = expected_kind(status)
+    if kind is None:
+        raise ReadNotAllowed("This case is closed; no further reads are taken.")
+    if stated_kind != kind:
+        raise ReadNotAllowed(
+            f"This case now waits for the {ReadKind(kind).label.lower()}, not the "
+            f"{ReadKind(stated_kind).label.lower()} you gave: another reader got there first. "
+            "Nothing was saved; reopen the case to see where it stands."
+        )
+    own = [read for read in reads if read.reader_id == person.id]
+    if own:
+        raise ReadNotAllowed(
+            f"You gave the {ReadKind(own[0].kind).label.lower()} of this case; "
+            + (
+                "arbitration must be by someone who gave neither read."
+                if kind == ReadKind.ARBITRATION
+                else "the second read must be independent."
+            )
+        )
+    if not person.roles & ROLES_FOR_KIND[ReadKind(kind)]:
+        raise ReadNotAllowed(
+            f"Your role does not give the {ReadKind(kind).label.lower()}.", HTTPStatus.FORBIDDEN
+        )
+    return kind
+
+
+def may_read(person: Person, status: str, reads: Sequence[GivenRead]) -> bool:
+    kind = expected_kind(status)
+    if kind is None:
+        return False
+    try:
+        read_role(person, status, reads, kind)
+    except ReadNotAllowed:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Next:
+    """Where a case goes after a read: its new status and, once closed, the final decision."""
+
+    status: str
+    final_decision: str = ""
+
+
+def after_read(reads: Sequence[GivenRead]) -> Next:
+    """The case's state once ``reads`` (in order, the newest last) are recorded."""
+    by_kind = {read.kind: read for read in reads}
+    if ReadKind.ARBITRATION in by_kind:
+        return Next(CaseStatus.CLOSED, by_kind[ReadKind.ARBITRATION].decision)
+    if ReadKind.SECOND in by_kind:
+        first, second = by_kind[ReadKind.FIRST], by_kind[ReadKind.SECOND]
+        if first.decision == second.decision:
+            return Next(CaseStatus.CLOSED, second.decision)
+        return Next(CaseStatus.ARBITRATION)
+    if ReadKind.FIRST in by_kind:
+        return Next(CaseStatus.FIRST_READ_DONE)
+    raise ValueError("after_read needs at least one read")
+
+
+def final_decision(status: str, reads: Sequence[GivenRead]) -> str:
+    """The decision that closed the case ('' while open)."""
+    if status != CaseStatus.CLOSED or not reads:
+        return ""
+    return after_read(reads).final_decision
+
+
+def visible_reads(person: Person, status: str, reads: Sequence[GivenRead]) -> list[GivenRead]:
+    """The reads ``person`` may see: the blind-reading rule for every page and endpoint."""
+    if Role.AUDITOR in person.roles:
+        return list(reads)
+    if not person.roles & READER_ROLES:
+        return []
+    if status == CaseStatus.CLOSED:
+        return list(reads)
+    if status == CaseStatus.ARBITRATION and may_read(person, status, reads):
+        return list(reads)  # the arbitrator weighs both opinions
+    return [read for read in reads if read.reader_id == person.id]
+
+
+def waiting_for_arbitration_note(eligible_arbitrators: int) -> str:
+    """What a reader who cannot arbitrate is told while a case waits for arbitration."""
+    if eligible_arbitrators:
+        return (
+            "The first and second reads disagree. Arbitration is by a reader who gave "
+            f"neither read ({eligible_arbitrators} can); you read this case, so you cannot."
+        )
+    return (
+        "The first and second reads disagree, and nobody here gave neither read: this site "
+        "has no third reader. An admin can grant the arbitrator role to a qualified "
+        "colleague; until then the case stays open. Neither reader may overrule the other."
+    )
