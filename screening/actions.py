@@ -20,7 +20,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import events, inference, pathway
@@ -519,7 +519,8 @@ def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> Query
     already_read = Read.objects.filter(case=OuterRef("pk"), reader=user)
     cases = (
         Case.objects.filter(status__in=statuses)
-        .exclude(Exists(already_read))
+        # Only these statuses have reads, so only their rows need the anti-join.
+        .exclude(Q(status__in=pathway.STATUSES_WITH_READS) & Exists(already_read))
         .select_related("patient", "ai_result__model_version")
     )
     cases = _filter_band(cases, flt.band)

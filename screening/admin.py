@@ -3,7 +3,17 @@
 from django.contrib import admin, messages
 
 from . import actions
-from .models import AIResult, AuditEvent, Case, Image, ModelVersion, Patient, Read, Study
+from .models import (
+    AIResult,
+    AuditEvent,
+    Case,
+    Finding,
+    Image,
+    ModelVersion,
+    Patient,
+    Read,
+    Study,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -29,7 +39,18 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(Read)
 class ReadAdmin(ReadOnlyAdmin):
-    list_display = ["case", "kind", "reader", "decision", "birads", "agrees_with_ai", "created_at"]
+    list_display = [
+        "case",
+        "kind",
+        "reader",
+        "decision",
+        "birads",
+        "birads_right",
+        "birads_left",
+        "density",
+        "agrees_with_ai",
+        "created_at",
+    ]
 
 
 @admin.register(Case)
@@ -38,7 +59,7 @@ class CaseAdmin(ReadOnlyAdmin):
     list_filter = ["status", "is_synthetic"]
 
 
-@admin.register(Patient, Study, Image, AIResult)
+@admin.register(Patient, Study, Image, AIResult, Finding)
 class ClinicalRecordAdmin(ReadOnlyAdmin):
     pass
 

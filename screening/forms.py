@@ -179,7 +179,8 @@ class ReportFilterForm(forms.Form):
     )
     reader = forms.ModelChoiceField(
         queryset=get_user_model()
-        .objects.filter(groups__name=Role.RADIOLOGIST)
+        .objects.filter(groups__name__in=[Role.RADIOLOGIST, Role.ARBITRATOR])
+        .distinct()
         .order_by("username"),
         required=False,
         empty_label="Any reader",
@@ -192,6 +193,12 @@ class ReportFilterForm(forms.Form):
     )
     band = forms.ChoiceField(
         choices=[("", "Any risk band"), *RiskBand.choices[:3]], required=False, label="AI band"
+    )
+    density = forms.ChoiceField(
+        choices=[("", "Any density"), *Density.choices],
+        required=False,
+        label="Density (ACR)",
+        help_text="Cases a reader recorded with this breast density.",
     )
     threshold = forms.FloatField(
         min_value=0,

@@ -32,6 +32,9 @@ KIND_FOR_STATUS = {
     CaseStatus.ARBITRATION: ReadKind.ARBITRATION,
 }
 
+# Open statuses in which the case already has reads (earlier statuses have none).
+STATUSES_WITH_READS = (CaseStatus.FIRST_READ_DONE, CaseStatus.ARBITRATION)
+
 # Roles that may give each kind of read.
 ROLES_FOR_KIND = {
     ReadKind.FIRST: frozenset({Role.RADIOLOGIST}),

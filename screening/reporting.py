@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from . import stats
+from . import pathway, stats
 from .choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
 from .models import AIResult, Case, ModelVersion, Read, score_band
 
@@ -44,6 +44,8 @@ class ReportFilter:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     band: str = ""
+    # ACR density as a reader of the case recorded it (structured reads only).
+    density: str = ""
 
     def as_detail(self) -> dict[str, Any]:
         """The filter for an audit event: ids and dates only."""
@@ -53,6 +55,7 @@ class ReportFilter:
             "date_from": self.date_from.isoformat() if self.date_from else None,
             "date_to": self.date_to.isoformat() if self.date_to else None,
             "band": self.band,
+            "density": self.density,
         }
 
 
@@ -90,14 +93,15 @@ class CaseRow:
 
     @property
     def final(self) -> bool | None:
-        """The closing decision: agreed first and second reads, or the arbitration."""
-        if self.status != CaseStatus.CLOSED:
-            return None
-        return (
-            self.decision(ReadKind.ARBITRATION)
-            if ReadKind.ARBITRATION in self.reads
-            else (self.decision(ReadKind.SECOND))
-        )
+        """The closing decision, as the reading pathway defines it (None while open)."""
+        given = [
+            pathway.GivenRead(
+                r.kind, r.reader_id, Decision.RECALL if r.recall else Decision.NO_RECALL
+            )
+            for r in self.reads.values()
+        ]
+        decision = pathway.final_decision(self.status, given)
+        return None if not decision else decision == Decision.RECALL
 
     @property
     def first_decision(self) -> bool | None:
@@ -195,6 +199,8 @@ def _cases(flt: ReportFilter) -> QuerySet[Case]:
         cases = cases.filter(received_at__date__gte=flt.date_from)
     if flt.date_to:
         cases = cases.filter(received_at__date__lte=flt.date_to)
+    if flt.density:
+        cases = cases.filter(Exists(Read.objects.filter(case=OuterRef("pk"), density=flt.density)))
     if flt.reader_id:
         cases = cases.filter(
             Exists(Read.objects.filter(case=OuterRef("pk"), reader_id=flt.reader_id))

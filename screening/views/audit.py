@@ -35,6 +35,7 @@ def _report_filter(request: HttpRequest) -> tuple[ReportFilterForm, reporting.Re
         date_from=data.get("date_from"),
         date_to=data.get("date_to"),
         band=data.get("band", ""),
+        density=data.get("density", ""),
     )
     return form, flt, data
 

@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score, roc_auc_score
 
-from screening import reporting
+from screening import actions, reporting
+from screening.actions import ReadInput
 from screening.choices import CaseStatus, Outcome, ReadKind
 from screening.models import Case
 from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
@@ -205,3 +206,28 @@ def test_trend_groups_by_week_received(readers):  # type: ignore[no-untyped-def]
     assert points[0].recall_rate == 1.0 and points[1].recall_rate == 0.0
     assert points[1].arbitration_rate == 0.5 and points[1].ai_agreement == 1.0
     assert Case.objects.filter(status=CaseStatus.CLOSED).count() == 3
+
+
+def test_filters_by_the_density_a_reader_recorded(readers):  # type: ignore[no-untyped-def]
+    version = ModelVersionFactory(threshold=0.5)
+    fatty = screen(version, 0.3, [N], readers[:1])  # the seeded reads record density b
+    dense = screen(version, 0.7, [], [])
+    dense_read = ReadInput(
+        kind="first", birads_right=1, birads_left=2, density="d", reason="Benign calcifications"
+    )
+    actions.submit_read(readers[1], dense.pk, dense_read)
+
+    def ids(**kwargs):  # type: ignore[no-untyped-def]
+        return [r.case_id for r in reporting.case_rows(reporting.ReportFilter(version, **kwargs))]
+
+    assert ids(density="d") == [dense.pk]
+    assert ids(density="b") == [fatty.pk]
+    assert ids() == [fatty.pk, dense.pk]
+
+
+def test_the_dashboard_offers_the_density_filter(client, auditor, readers):  # type: ignore[no-untyped-def]
+    ModelVersionFactory(threshold=0.5, is_active=True)
+    client.force_login(auditor)
+    response = client.get("/reports/?density=c")
+    assert response.status_code == 200
+    assert 'name="density"' in response.content.decode()

@@ -22,6 +22,8 @@ from screening.models import Case, ModelVersion
 DEMO_USERS = [
     ("radiologist", Role.RADIOLOGIST),
     ("radiologist2", Role.RADIOLOGIST),
+    # A third reader, so a disagreement can be arbitrated by someone who gave neither read.
+    ("radiologist3", Role.RADIOLOGIST),
     ("admin", Role.ADMIN),
     ("auditor", Role.AUDITOR),
 ]
@@ -34,7 +36,7 @@ ADMIN_PERMISSIONS = [
 
 
 class Command(BaseCommand):
-    help = "Create one demo user per role (and a second radiologist) and synthetic demo cases."
+    help = "Create one demo user per role (and a second and third radiologist) and synthetic demo cases."
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--cases", type=int, default=12, help="Synthetic demo cases to create")
