@@ -115,12 +115,6 @@ def read_role(person: Person, status: str, reads: Sequence[GivenRead], stated_ki
     kind = expected_kind(status)
     if kind is None:
         raise ReadNotAllowed("This case is closed; no further reads are taken.")
-    if stated_kind != kind:
-        raise ReadNotAllowed(
-            f"This case now waits for the {ReadKind(kind).label.lower()}, not the "
-            f"{ReadKind(stated_kind).label.lower()} you gave: another reader got there first. "
-            "Nothing was saved; reopen the case to see where it stands."
-        )
     own = [read for read in reads if read.reader_id == person.id]
     if own:
         raise ReadNotAllowed(
@@ -130,6 +124,12 @@ def read_role(person: Person, status: str, reads: Sequence[GivenRead], stated_ki
                 if kind == ReadKind.ARBITRATION
                 else "the second read must be independent."
             )
+        )
+    if stated_kind != kind:
+        raise ReadNotAllowed(
+            f"This case now waits for the {ReadKind(kind).label.lower()}, not a "
+            f"{ReadKind(stated_kind).label.lower()}: another reader got there first. "
+            "Nothing was saved; reopen the case to see where it stands."
         )
     if not person.roles & ROLES_FOR_KIND[ReadKind(kind)]:
         raise ReadNotAllowed(
