@@ -180,11 +180,13 @@ def final_decision(status: str, reads: Sequence[GivenRead]) -> str:
 
 
 def visible_reads(person: Person, status: str, reads: Sequence[GivenRead]) -> list[GivenRead]:
-    """The reads ``person`` may see: the blind-reading rule for every page and endpoint."""
-    if Role.AUDITOR in person.roles:
-        return list(reads)
+    """The reads ``person`` may see: the blind-reading rule for every page and endpoint.
+
+    A reader is blind whatever other role they also hold: a radiologist who is also an
+    auditor sees no other read until the case closes, so they could still read it.
+    """
     if not person.roles & READER_ROLES:
-        return []
+        return list(reads) if Role.AUDITOR in person.roles else []
     if status == CaseStatus.CLOSED:
         return list(reads)
     if status == CaseStatus.ARBITRATION and may_read(person, status, reads):

@@ -79,3 +79,14 @@ def test_a_disagreeing_reader_is_told_about_arbitration_and_gets_no_form(  # typ
     page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
     assert "you read this case, so you cannot" in page
     assert radiologist2.username not in page
+
+
+def test_a_radiologist_who_is_also_an_auditor_is_still_blind(api, radiologist):  # type: ignore[no-untyped-def]
+    """Found by the property tests: the auditor role let a second reader see the first read."""
+    from django.contrib.auth.models import Group
+
+    both = UserFactory(username="rad_and_auditor", role="radiologist")
+    both.groups.add(Group.objects.get(name="auditor"))
+    case = case_with_images(score=0.7)
+    read_case(radiologist, case.pk, recall=True)
+    assert shown_reads(api, both, case) == []
