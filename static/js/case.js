@@ -66,29 +66,52 @@
     return select && select.value !== "" ? Number(select.value) : null;
   }
 
+  function field(id) { return document.getElementById(id); }
+
+  // What the read says so far, and what still stops it from being sent: { right, left,
+  // decision (once both categories are chosen), problems: [{ field, text, missing }] }.
   function readState() {
     const right = category("id_birads_right");
     const left = category("id_birads_left");
-    if (right === null) return { missing: "id_birads_right", message: "Choose a BI-RADS category for the right breast." };
-    if (left === null) return { missing: "id_birads_left", message: "Choose a BI-RADS category for the left breast." };
-    const overall = CONCERN.indexOf(right) >= CONCERN.indexOf(left) ? right : left;
-    const decision = RECALL.includes(overall) ? "recall" : "no_recall";
-    const state = { right, left, decision };
+    const state = { right, left, problems: [] };
+    const need = (id, text) => state.problems.push({ field: id, text, missing: true });
     for (const [side, value] of [["R", right], ["L", left]]) {
-      const finding = document.getElementById(`id_finding_${side}`);
-      if (NEEDS_FINDING.includes(value) && finding && !finding.value) {
-        const name = side === "R" ? "right" : "left";
-        return { ...state, missing: finding.id, message: `The ${name} breast is BI-RADS ${value}: record the finding and its site.` };
+      const name = side === "R" ? "right" : "left";
+      const finding = field(`id_finding_${side}`);
+      const site = field(`id_site_${side}`);
+      if (value === null) need(`id_birads_${name}`, `a BI-RADS category for the ${name} breast`);
+      if (!finding) continue;
+      if (finding.value && value === 1) {
+        state.problems.push({ field: finding.id, text: `A finding is recorded in the ${name} breast, which you assessed BI-RADS 1 (negative): change the category or set the finding back to none.` });
+      } else if (NEEDS_FINDING.includes(value) && !finding.value) {
+        need(finding.id, `the finding in the ${name} breast (BI-RADS ${value})`);
       }
+      if (finding.value && site && !site.value) need(site.id, `the site of the ${name} finding`);
     }
-    if (!form.querySelector("input[name=density]:checked")) {
-      return { ...state, missing: "id_density_0", message: "Choose the breast density." };
+    if (!form.querySelector("input[name=density]:checked")) need("id_density_0", "the breast density");
+    if (right !== null && left !== null) {
+      const overall = CONCERN.indexOf(right) >= CONCERN.indexOf(left) ? right : left;
+      state.decision = RECALL.includes(overall) ? "recall" : "no_recall";
     }
     return state;
   }
 
+  function listed(items) {
+    return items.length > 1 ? `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}` : items[0];
+  }
+
+  // The first thing to put right, as { field, message }; null when the read holds together.
+  function firstProblem(state) {
+    const conflict = state.problems.find((p) => !p.missing);
+    if (conflict) return { field: conflict.field, message: conflict.text };
+    const missing = state.problems.filter((p) => p.missing);
+    if (missing.length) return { field: missing[0].field, message: `Still to choose: ${listed(missing.map((p) => p.text))}.` };
+    return null;
+  }
+
   function describe(state) {
-    if (state.message) return state.message;
+    const problem = firstProblem(state);
+    if (problem) return problem.message;
     let text = `Your read: ${words(state.decision)} (right ${state.right}, left ${state.left}).`;
     const ai = aiRecall();
     if (ai) text += state.decision === ai ? " Agrees with the AI: Accept AI." : " Differs from the AI: Override, with your reason.";
@@ -99,15 +122,18 @@
     if (summary && form) { summary.textContent = describe(readState()); summary.classList.remove("error"); }
   }
 
+  // Why the button pressed (sending ``sent``, '' for Record read) may not send this read.
   function problemWith(state, sent) {
-    if (state.message) return state;
+    const problem = firstProblem(state);
+    if (problem) return { ...problem, message: `${problem.message} Nothing was sent.` };
     if (sent && sent !== state.decision) {
-      const button = state.decision === aiRecall() ? "Accept AI" : "Override AI";
-      return { missing: "id_birads_right", message: `Your categories (right ${state.right}, left ${state.left}) mean ${words(state.decision)}, but that button records ${words(sent)}. Change the categories, or use ${button}. Nothing was sent.` };
+      const panel = field("override-panel");
+      const button = state.decision === aiRecall() ? "Accept AI" : panel && !panel.hidden ? "Confirm" : "Override AI";
+      return { field: "id_birads_right", message: `Your categories (right ${state.right}, left ${state.left}) mean ${words(state.decision)}, but that button records ${words(sent)}. Change the categories, or use ${button}. Nothing was sent.` };
     }
-    const reason = document.getElementById("id_reason");
+    const reason = field("id_reason");
     if (aiRecall() && state.decision !== aiRecall() && reason && !reason.value.trim()) {
-      return { missing: "id_reason", message: "Your read differs from the AI: give your reason for overriding it." };
+      return { field: "id_reason", message: "Your read differs from the AI: give your reason for overriding it. Nothing was sent." };
     }
     return null;
   }
@@ -116,6 +142,8 @@
     const panel = document.getElementById("override-panel");
     if (!panel) return;
     panel.hidden = false;
+    const button = document.getElementById("override-ai");
+    if (button) button.hidden = true;  // the panel's Confirm takes its place
     const reason = document.getElementById("id_reason");
     if (reason) reason.focus();
   }
@@ -129,16 +157,24 @@
   if (form) {
     form.noValidate = true;  // this script explains what is missing; the server checks again
     form.addEventListener("change", updateSummary);
+    let sending = false;  // one read per press: a second A while the page loads sends nothing
     form.addEventListener("submit", (event) => {
+      if (sending) { event.preventDefault(); return; }
       const sent = event.submitter && event.submitter.name === "decision" ? event.submitter.value : "";
       const problem = problemWith(readState(), sent);
-      if (!problem) return;
+      if (!problem) {
+        sending = true;
+        setTimeout(() => { sending = false; }, 5000);  // a stopped load may be sent again
+        return;
+      }
       event.preventDefault();
       summary.textContent = problem.message;
       summary.classList.add("error");
-      const field = document.getElementById(problem.missing);
-      if (field) field.focus();
+      const target = field(problem.field);
+      if (target) target.focus();  // only focused: the value stays as the reader set it
     });
+    // Back to this page from the browser's cache: the earlier submit is over.
+    window.addEventListener("pageshow", () => { sending = false; });
     document.addEventListener("click", (event) => {
       if (event.target.closest("#override-ai")) openOverride();
     });

@@ -9,7 +9,7 @@
       if (stopped || document.hidden) { setTimeout(tick, every); return; }
       try {
         const response = await fetch(url(), { headers: { Accept: "application/json" }, credentials: "same-origin" });
-        if (response.ok && onData(await response.json()) === false) stopped = true;
+        if (response.ok && (await onData(await response.json())) === false) stopped = true;
       } catch (error) { /* offline for a moment: try again next tick */ }
       if (!stopped) setTimeout(tick, every);
     }
@@ -32,14 +32,15 @@
   }
 
   // The AI result arrived: put it on the page in place, never by a reload, so the reader's
-  // zoom, chosen categories and typed reason stay as they are.
+  // zoom, chosen categories and typed reason stay as they are. False when the panel could
+  // not be fetched (the poll then tries again).
   async function showArrivedAI(url) {
     let panel;
     try {
       const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (!response.ok) return;
+      if (!response.ok) return false;
       panel = await response.json();
-    } catch (error) { return; }
+    } catch (error) { return false; }
     const box = document.getElementById("ai-box");
     if (box) box.outerHTML = panel.ai_box;
     const form = document.getElementById("read-form");
@@ -57,12 +58,13 @@
       if (caption && image.caption) caption.textContent = `· ${image.caption}`;
     });
     document.dispatchEvent(new CustomEvent("ai:arrived"));
+    return true;
   }
 
   const box = document.getElementById("ai-box");
   if (box && !FINAL.includes(box.dataset.state)) {
     const live = document.getElementById("ai-live");
-    poll(() => box.dataset.statusUrl, 3000, (data) => {
+    poll(() => box.dataset.statusUrl, 3000, async (data) => {
       const states = Object.values(data.images);
       const running = states.filter((s) => s === "running").length;
       if (live) {
@@ -71,10 +73,7 @@
           ? `AI: ${states.filter((s) => FINAL.includes(s)).length} of ${states.length} images scored` + (running ? ", running…" : "")
           : "AI: waiting for a worker…";
       }
-      if (FINAL.includes(data.ai_status)) {
-        showArrivedAI(box.dataset.panelUrl);
-        return false;
-      }
+      if (FINAL.includes(data.ai_status)) return !(await showArrivedAI(box.dataset.panelUrl));
       return true;
     });
   }
