@@ -43,10 +43,18 @@ def envsecret(name: str) -> str | None:
 DEBUG = envbool("DEBUG", False)
 RUNNING_TESTS = "pytest" in sys.modules
 
+# A local install (scripts/run) keeps its random key in var/secret_key, so management
+# commands run by hand on that install (the README's import commands) find the same key.
+LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY and LOCAL_SECRET_KEY_FILE.is_file():
+    SECRET_KEY = LOCAL_SECRET_KEY_FILE.read_text().strip() or None
 if not SECRET_KEY:
     if not (DEBUG or RUNNING_TESTS):
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off: set SECRET_KEY or SECRET_KEY_FILE, "
+            f"or run scripts/run once, which keeps a random key in {LOCAL_SECRET_KEY_FILE}."
+        )
     SECRET_KEY = "insecure-development-key-never-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")

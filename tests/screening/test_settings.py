@@ -86,3 +86,18 @@ def test_the_embedded_database_takes_writes_from_two_processes_at_once(tmp_path)
         env=env,
     )
     assert count.stdout.strip().splitlines()[-1] == "300"
+
+
+def test_management_commands_find_the_local_key_that_scripts_run_keeps(tmp_path):  # type: ignore[no-untyped-def]
+    """The README's import command, run by hand after scripts/run, crashed on SECRET_KEY."""
+    (tmp_path / "secret_key").write_text("k" * 50 + "\n")
+    env = {"DEBUG": "0", "MAMMO_VAR_DIR": str(tmp_path)}
+    result = manage("import_studies", "--help", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "import_studies" in result.stdout
+
+
+def test_without_any_key_the_error_says_how_to_get_one(tmp_path):  # type: ignore[no-untyped-def]
+    result = manage("check", env={"DEBUG": "0", "MAMMO_VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "run scripts/run once" in result.stderr
