@@ -248,8 +248,12 @@ CELERY_TASK_ROUTES = {"screening.score_study": {"queue": "inference"}}
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# The sweep asks the workers which jobs they hold (their heartbeat) and re-queues the
+# running results of a worker that is gone: recovery within a sweep period plus replies.
+AI_SWEEP_SECONDS = float(envint("AI_SWEEP_SECONDS", 15))
+AI_WORKER_REPLY_SECONDS = float(envint("AI_WORKER_REPLY_SECONDS", 2))
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stranded-ai-work": {"task": "screening.sweep", "schedule": 60.0},
+    "sweep-stranded-ai-work": {"task": "screening.sweep", "schedule": AI_SWEEP_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Queued work not picked up within this time is sent again (idempotent on the worker).

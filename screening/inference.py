@@ -158,6 +158,7 @@ def claim(
             attempts=F("attempts") + 1,
         )
         if taken:
+            result.task_id = task_id
             claimed.append(result)
         else:
             outcome.skipped += 1
@@ -232,9 +233,17 @@ def _check_scorable(pixels: np.ndarray) -> None:
 def store(
     result: AIResult, pixels: np.ndarray, prediction: Any, decode_s: float, batch: int
 ) -> None:
-    """Write the heatmap and the score once; a re-run overwrites the same file name."""
+    """Write the heatmap and the score once, while this job still holds the result.
+
+    A job whose result was taken back (its worker was thought dead and another job now
+    holds it) writes nothing, so a result is never written twice.
+    """
     from ml.gradcam import render_heatmap_png
 
+    held = AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING, task_id=result.task_id)
+    if not held.exists():
+        log.warning("AI result %s is no longer held by this job; not written", result.pk)
+        return
     start = time.perf_counter()
     png = render_heatmap_png(prediction.heatmap)
     name = f"heatmaps/{result.model_version_id}/{result.image_id}.png"
@@ -249,7 +258,7 @@ def store(
         "batch_images": batch,
         "patches": len(getattr(prediction, "patch_boxes", ())),
     }
-    AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING).update(
+    held.update(
         status=AIStatus.DONE,
         probability=float(prediction.probability),
         heatmap=saved,
@@ -322,27 +331,55 @@ def _show_if_active(case: Case, case_result: AIResult) -> None:
 # --- Recovery -------------------------------------------------------------------------
 
 
-def sweep(now: Any = None, send: Callable[[int, int], bool] = dispatch) -> int:
+def sweep(
+    now: Any = None,
+    send: Callable[[int, int], bool] = dispatch,
+    running: set[str] | None = None,
+    asked_at: Any = None,
+) -> int:
     """Re-send work that never reached the broker or was stranded; returns jobs sent.
 
-    Running rows older than the hard time limit plus a margin belonged to a worker that
-    died; they go back to queued (their attempts count stays, so a poison image still
-    stops at MAX_ATTEMPTS).
+    ``running``: the job ids live workers reported at ``asked_at`` (their heartbeat). A
+    running result whose job none of them holds belonged to a worker that is gone: it goes
+    back to queued at once. Without that answer (None), running rows older than the hard
+    time limit plus a margin are taken as stranded. Attempts are kept either way, so a
+    poison image still stops at MAX_ATTEMPTS.
     """
     now = now or timezone.now()
     stranded = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     lost = now - timedelta(seconds=settings.AI_REQUEUE_AFTER_SECONDS)
-    AIResult.objects.filter(status=AIStatus.RUNNING, started_at__lt=stranded).update(
+    back = AIResult.objects.filter(status=AIStatus.RUNNING, started_at__lt=stranded).update(
         status=AIStatus.QUEUED, task_id="", dispatched_at=None
     )
+    if running is not None:
+        back += _requeue_orphans(running, asked_at or now)
     waiting = AIResult.objects.filter(image__isnull=False, status=AIStatus.QUEUED).filter(
         Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=lost)
     )
     jobs = set(waiting.values_list("image__study_id", "model_version_id"))
     sent = sum(1 for study_id, version_id in jobs if send(study_id, version_id))
-    if jobs:
-        log.info("Sweep re-sent %d of %d stranded study jobs", sent, len(jobs))
+    if jobs or back:
+        log.info("Sweep: %d running results back in the queue, %d of %d jobs re-sent",
+                 back, sent, len(jobs))  # fmt: skip
     return sent
+
+
+def _requeue_orphans(running: set[str], asked_at: Any) -> int:
+    """Running Celery jobs no live worker holds: their worker died (machine lost, SIGKILL).
+
+    Only rows claimed before the workers were asked count (a job claimed since could not
+    be in their answer); rows claimed outside Celery (no task id) are left alone.
+    """
+    claimed_before = asked_at - timedelta(seconds=settings.AI_WORKER_REPLY_SECONDS)
+    orphans = (
+        AIResult.objects.filter(status=AIStatus.RUNNING, started_at__lt=claimed_before)
+        .exclude(task_id="")
+        .exclude(task_id__in=running)
+    )
+    count = orphans.update(status=AIStatus.QUEUED, task_id="", dispatched_at=None)
+    if count:
+        log.warning("%d running AI results had no live worker; queued again", count)
+    return count
 
 
 def retry_result(result: AIResult) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
-from . import inference
+from . import inference, workers
 
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
@@ -38,4 +39,5 @@ def rescore_open_cases_task(model_version_id: int) -> int:
 
 @shared_task(name="screening.sweep", acks_late=True)
 def sweep_task() -> int:
-    return inference.sweep()
+    asked_at = timezone.now()
+    return inference.sweep(running=workers.running_task_ids(), asked_at=asked_at)

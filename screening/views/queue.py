@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions
+from .. import actions, workers
 from ..choices import AIStatus, Role
 from ..models import AIResult, ModelVersion
 from ..roles import role_required
@@ -53,21 +53,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         "seconds_per_image": recent.aggregate(avg=Avg(Cast(KT("timings__predict"), FloatField())))[
             "avg"
         ],
-        "workers": workers_online(),
+        "workers": workers.online(),
     }
     return render(request, "screening/queue.html", context)
-
-
-def workers_online() -> list[str] | None:
-    """Names of workers answering a ping; None when the broker cannot broadcast."""
-    from mammo_portal.celery import app
-
-    try:
-        replies = app.control.inspect(timeout=0.5).ping() or {}
-    except Exception:  # the filesystem transport has no broadcast; a broker may be down
-        log.info("Worker ping unavailable on this broker")
-        return None
-    return sorted(replies)
 
 
 @require_POST

@@ -179,3 +179,46 @@ def test_an_admin_retry_gives_a_failed_result_fresh_attempts(
     result.refresh_from_db()
     assert (result.status, result.attempts, len(callbacks)) == (AIStatus.QUEUED, 0, 1)
     assert Image.objects.count() == 1
+
+
+def test_running_work_no_live_worker_holds_is_queued_again_at_once(admin_user, active_model):  # type: ignore[no-untyped-def]
+    """Heartbeat rule: a worker that is gone no longer reports its job, so its results
+    come back within one sweep, not after the hard time limit."""
+    orphaned = upload(admin_user, "A", seeds=(1,))
+    alive = upload(admin_user, "B", seeds=(2,))
+    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    AIResult.objects.filter(image__study=orphaned).update(
+        status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="gone"
+    )
+    AIResult.objects.filter(image__study=alive).update(
+        status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="busy"
+    )
+    sent: list[tuple[int, int]] = []
+    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, running={"busy"})
+    assert sent == [(orphaned.pk, active_model.pk)]
+    assert AIResult.objects.get(image__study=orphaned).status == AIStatus.QUEUED
+    assert AIResult.objects.get(image__study=alive).status == AIStatus.RUNNING
+
+
+def test_without_a_heartbeat_answer_recent_running_work_is_left_alone(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1,))
+    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    AIResult.objects.filter(image__study=study).update(
+        status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="t"
+    )
+    assert inference.sweep(send=lambda s, v: True, running=None) == 0
+    assert AIResult.objects.get(image__study=study).status == AIStatus.RUNNING
+
+
+def test_a_job_whose_result_was_taken_back_writes_nothing(admin_user, active_model):  # type: ignore[no-untyped-def]
+    study = upload(admin_user, seeds=(1,))
+    outcome = inference.StudyOutcome()
+    [mine] = inference.claim(study.pk, active_model.pk, "first-job", outcome)
+    AIResult.objects.filter(pk=mine.pk).update(task_id="second-job")  # re-queued and re-claimed
+    inference._score_claimed(inference.predictor_for(active_model), [mine], outcome)
+    result = AIResult.objects.get(pk=mine.pk)
+    assert (result.status, result.probability, bool(result.heatmap)) == (
+        AIStatus.RUNNING,
+        None,
+        False,
+    )

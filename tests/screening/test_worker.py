@@ -117,7 +117,15 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, broker_url: str, media_root: Path, log: Path, extra_env: dict[str, str]):
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        broker_url: str,
+        media_root: Path,
+        log: Path,
+        extra_env: dict[str, str],
+        queues: str = "inference,default",
+        beat_schedule: Path | None = None,
+    ):
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -137,7 +145,8 @@ class Worker:
                 "mammo_portal",
                 "worker",
                 "-Q",
-                "inference,default",
+                queues,
+                *(["--beat", "--schedule", str(beat_schedule)] if beat_schedule else []),
                 "-c",
                 "1",
                 "--pool",
@@ -167,6 +176,13 @@ class Worker:
         pid = int(children[0])
         os.kill(pid, signal.SIGKILL)
         return pid
+
+    def kill_all(self) -> None:
+        """The machine is gone: the main process and its child die at once, nothing acks."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        for pid in [int(p) for p in children.read_text().split()] + [self.process.pid]:
+            os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -330,3 +346,44 @@ def test_the_embedded_broker_carries_the_same_happy_path(
         wait_until_scored(study, worker)
     finally:
         worker.stop()
+
+
+def test_a_whole_worker_lost_mid_job_is_recovered_within_90_seconds(  # type: ignore[no-untyped-def]
+    tmp_path, shared_media, point_app_at, admin_user, active_model
+):
+    """The worker's machine is lost mid-job. The broker alone would bring the job back after
+    its visibility timeout (15 minutes by default); the sweep sees that no live worker holds
+    the job any more (their answers are the heartbeat) and queues it again at once."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    timeout = str(settings.CELERY_VISIBILITY_TIMEOUT)  # the default: hard limit + 300 s
+    point_app_at(redis.url, {"visibility_timeout": int(timeout)})
+    env = {"CELERY_VISIBILITY_TIMEOUT": timeout, "AI_SWEEP_SECONDS": "5"}
+    doomed = Worker(redis.url, shared_media, tmp_path / "doomed.log", env, queues="inference")
+    rescuer = None
+    try:
+        study = upload(admin_user, "LOST-1")
+        wait_for(
+            lambda: AIResult.objects.filter(image__study=study, status=AIStatus.RUNNING).exists(),
+            120,
+            f"the job to start; log:\n{doomed.log.read_text()[-2000:]}",
+        )
+        doomed.kill_all()
+        lost_at = time.monotonic()
+        assert AIResult.objects.filter(image__study=study, status=AIStatus.DONE).count() < 2
+        rescuer = Worker(
+            redis.url, shared_media, tmp_path / "rescuer.log", env,
+            beat_schedule=tmp_path / "beat-schedule",
+        )  # fmt: skip
+        case = wait_until_scored(study, rescuer, seconds=90)
+        recovered_in = time.monotonic() - lost_at
+    finally:
+        if rescuer:
+            rescuer.stop()
+        redis.stop()
+    assert case.ai_result.status == AIStatus.DONE, recovered_in
+    assert recovered_in < 90
+    results = AIResult.objects.filter(image__study=study, model_version=active_model)
+    assert results.count() == 2 and set(results.values_list("status", flat=True)) == {"done"}
