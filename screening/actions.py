@@ -348,16 +348,41 @@ def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Stu
     The accession number and date come from the header; the form's are a fallback for
     a single study whose header has none. The patient is the header's pseudonym, the
     same one written into the stored file.
+
+    A PACS pushes a study's instances in parallel: another request may commit the study
+    between our lookup and our insert. The insert is tried under a savepoint; if it
+    clashes (the accession number or UID is taken by then) the committed study is looked
+    up again and added to, so every instance is stored however the requests interleave.
     """
-    study = (
+    study = _locked_study(header.study_uid)
+    if study is None:
+        try:
+            with transaction.atomic():
+                return _study_for(
+                    _dicom_spec(spec, header, several),
+                    SourceFormat.DICOM,
+                    study_instance_uid=header.study_uid,
+                )
+        except (IntegrityError, UploadRefused):
+            # PostgreSQL's unique index made our insert wait for the other transaction;
+            # at READ COMMITTED this new query sees what it committed.
+            study = _locked_study(header.study_uid)
+            if study is None:
+                raise
+    _check_can_add(study)
+    return study
+
+
+def _locked_study(study_uid: str) -> Study | None:
+    return (
         Study.objects.select_for_update()
         .select_related("case")
-        .filter(study_instance_uid=header.study_uid)
+        .filter(study_instance_uid=study_uid)
         .first()
     )
-    if study is not None:
-        _check_can_add(study)
-        return study
+
+
+def _dicom_spec(spec: StudySpec, header: DicomHeader, several: bool) -> StudySpec:
     accession = header.accession_number or ("" if several else spec.accession_number.strip())
     if not accession:
         accession = "DCM-" + hashlib.sha256(header.study_uid.encode()).hexdigest()[:12].upper()
@@ -368,8 +393,7 @@ def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Stu
         "study_date": header.study_date or (None if several else spec.study_date),
         "modality": Modality.MG,  # checked in the header
     }
-    dicom_spec = StudySpec(**{**spec.__dict__, **fields, "new_study": True})
-    return _study_for(dicom_spec, SourceFormat.DICOM, study_instance_uid=header.study_uid)
+    return StudySpec(**{**spec.__dict__, **fields, "new_study": True})
 
 
 def _check_can_add(study: Study) -> None:

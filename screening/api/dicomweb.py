@@ -11,12 +11,17 @@ are not echoed, logged or shown anywhere. Stored instances are answered with the
 from __future__ import annotations
 
 import datetime as dt
+import re
+import sys
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.handlers.wsgi import LimitedStream
 from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.renderers import JSONRenderer
@@ -26,12 +31,21 @@ from rest_framework.views import APIView
 
 from .. import actions, events
 from ..choices import Role
+from ..dicom import PART10_MAGIC, is_part10
 from ..models import Study
 from ..roles import api_role
 from ..views.manage import request_too_large
 
 DICOM_MEDIA_TYPE = "application/dicom"
-QIDO_LIMIT = 100
+QIDO_LIMIT = 100  # results per page, whatever limit asks for
+QIDO_MAX_NUMBER = 999_999_999  # limit and offset: far past any archive, inside SQL's bigint
+QIDO_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+PREAMBLE = bytes(128)
+READ_BYTES = 1024 * 1024
+CHUNK_LINE_BYTES = 4096  # a chunk-size line with its extensions, or a trailer field
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+MAX_TRAILER_FIELDS = 32
+CHUNKED_MALFORMED = "The chunked request body is malformed or cut short."
 
 # PS3.18 / PS3.4 Annex GG failure reasons, from the upload action's reason codes.
 FAILURE_REASONS = {
@@ -58,8 +72,34 @@ class MultipartError(Exception):
         self.message, self.status = message, status
 
 
-def parse_multipart_related(content_type: str, body: bytes) -> list[bytes]:
-    """The parts of a ``multipart/related; type="application/dicom"`` body (RFC 2387)."""
+def parse_multipart_related(content_type: str, body: bytes | bytearray) -> list[bytes]:
+    """The parts of a ``multipart/related; type="application/dicom"`` body (RFC 2387).
+
+    Each part is sliced out once and the body is never copied whole: a study is hundreds
+    of megabytes.
+    """
+    boundary = _boundary(content_type)
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    if body.startswith(delimiter[2:]):
+        start = len(delimiter) - 2
+    else:
+        found = body.find(delimiter)
+        start = found + len(delimiter) if found >= 0 else -1
+    parts: list[bytes] = []
+    while start >= 0 and not body.startswith(b"--", start):
+        end = body.find(delimiter, start)
+        if end < 0:
+            break
+        parts.append(_part_content(body, start, end))
+        start = end + len(delimiter)
+    if start < 0 or not body.startswith(b"--", start):
+        raise MultipartError("The multipart body is malformed or cut short.")
+    if not parts:
+        raise MultipartError("The multipart body holds no instances.")
+    return parts
+
+
+def _boundary(content_type: str) -> str:
     media_type, _, rest = content_type.partition(";")
     params: dict[str, str] = {}
     for item in rest.split(";"):
@@ -79,47 +119,155 @@ def parse_multipart_related(content_type: str, body: bytes) -> list[bytes]:
     boundary = params.get("boundary", "")
     if not boundary:
         raise MultipartError("The multipart/related content type names no boundary.")
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
-    chunks = (b"\r\n" + body).split(delimiter)
-    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
-        raise MultipartError("The multipart body is malformed or cut short.")
-    parts = []
-    for chunk in chunks[1:-1]:
-        head, separator, content = chunk.partition(b"\r\n\r\n")
-        if not separator:
-            raise MultipartError("A part of the multipart body has no header block.")
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-type":
-                part_type = value.split(";")[0].strip().lower()
-                if part_type != DICOM_MEDIA_TYPE:
-                    raise MultipartError(
-                        f"A part is {part_type}; STOW-RS here takes application/dicom only.",
-                        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                    )
-        parts.append(content)
-    if not parts:
-        raise MultipartError("The multipart body holds no instances.")
-    return parts
+    return boundary
 
 
-def _read_body(request: Request) -> bytes:
-    """Read the body ourselves: Django's DATA_UPLOAD_MAX_MEMORY_SIZE would refuse a study."""
+def _part_content(body: bytes | bytearray, start: int, end: int) -> bytes:
+    """The content of the part between ``start`` (after its delimiter) and ``end``."""
+    separator = body.find(b"\r\n\r\n", start, end)
+    if separator < 0:
+        raise MultipartError("A part of the multipart body has no header block.")
+    for line in body[start:separator].decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            part_type = value.split(";")[0].strip().lower()
+            if part_type != DICOM_MEDIA_TYPE:
+                raise MultipartError(
+                    f"A part is {part_type}; STOW-RS here takes application/dicom only.",
+                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                )
+    with memoryview(body) as view:
+        return part10(bytes(view[separator + 4 : end]))
+
+
+def part10(content: bytes) -> bytes:
+    """A part as a Part 10 file: its 128-byte preamble and ``DICM`` put back if missing.
+
+    A part of type application/dicom is DICOM by its media type, and clients writing a
+    dataset built in memory (dicomweb-client through ``pydicom.dcmwrite``) leave out the
+    preamble: such a part starts with the ``DICM`` prefix or straight with the file meta
+    group (0002,xxxx) in explicit VR little endian. Anything else is left for the upload
+    checks to refuse.
+    """
+    if is_part10(content):
+        return content
+    if content.startswith(PART10_MAGIC):
+        return PREAMBLE + content
+    if content[:2] == b"\x02\x00" and content[4:6].isalpha():
+        return PREAMBLE + PART10_MAGIC + content
+    return content
+
+
+def _read_body(request: HttpRequest) -> bytearray:
+    """Read the body ourselves: Django's DATA_UPLOAD_MAX_MEMORY_SIZE would refuse a study.
+
+    Clients send a large study with chunked transfer encoding and no Content-Length
+    (dicomweb-client above 1 MB), which Django reads as an empty body. A server that
+    de-chunks says so with ``wsgi.input_terminated`` (gunicorn, uWSGI, mod_wsgi, waitress):
+    its input is read to the end. Django's runserver and live server do not de-chunk:
+    their input is the raw connection, decoded here. Never more than the request limit.
+    """
     limit = settings.UPLOAD_MAX_REQUEST_BYTES
-    raw = request._request
-    chunks, size = [], 0
-    while True:
-        chunk = raw.read(1024 * 1024)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise MultipartError(
-                f"The request is larger than the {limit // (1024 * 1024)} MB limit.",
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    meta = request.META
+    coding = meta.get("HTTP_TRANSFER_ENCODING", "").strip().lower()
+    if not coding:
+        return _read_to_end(request.read, limit)  # Django's stream stops at Content-Length
+    if coding != "chunked":
+        raise MultipartError(
+            "Only the chunked transfer encoding is supported.", HTTPStatus.NOT_IMPLEMENTED
+        )
+    if meta.get("CONTENT_LENGTH"):
+        # RFC 9112 6.1: a request with both is a smuggling attempt or a broken client.
+        raise MultipartError("A request cannot have both Content-Length and Transfer-Encoding.")
+    stream = meta["wsgi.input"]
+    if meta.get("wsgi.input_terminated"):
+        return _read_to_end(stream.read, limit)
+    if isinstance(stream, LimitedStream) and stream.limit == 0:
+        return _read_dev_server_chunked(stream, limit)
+    raise MultipartError(
+        "This server cannot read a chunked body; send a Content-Length.",
+        HTTPStatus.LENGTH_REQUIRED,
+    )
+
+
+def _read_to_end(read: Callable[[int], bytes], limit: int) -> bytearray:
+    body = bytearray()
+    while chunk := read(READ_BYTES):
+        if len(body) + len(chunk) > limit:
+            raise _too_large(limit)
+        body += chunk
+    return body
+
+
+def _read_dev_server_chunked(stream: LimitedStream, limit: int) -> bytearray:
+    """Decode the raw chunked body behind runserver's input, capped at a length of 0.
+
+    The cap is lifted while the chunks are decoded, then set to exactly what was read,
+    so the server's drain of unread input at the end of the request returns at once.
+    """
+    consumed = 0
+
+    def counted(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        def read_counted(size: int) -> bytes:
+            nonlocal consumed
+            data = read(size)
+            consumed += len(data)
+            return data
+
+        return read_counted
+
+    stream.limit = sys.maxsize
+    try:
+        return decode_chunked(counted(stream.read), counted(stream.readline), limit)
+    finally:
+        stream.limit = consumed
+
+
+def decode_chunked(
+    read: Callable[[int], bytes], readline: Callable[[int], bytes], limit: int
+) -> bytearray:
+    """The payload of a chunked body (RFC 9112 7.1), refused before it passes ``limit``.
+
+    Chunk extensions and trailer fields are read and ignored; lines must end in CRLF.
+    """
+    body = bytearray()
+    while size := _chunk_size(readline(CHUNK_LINE_BYTES + 1)):
+        if len(body) + size > limit:
+            raise _too_large(limit)
+        _read_exactly(read, size, body)
+        if _read_exactly(read, 2, bytearray()) != b"\r\n":
+            raise MultipartError(CHUNKED_MALFORMED)
+    for _ in range(MAX_TRAILER_FIELDS + 1):
+        line = readline(CHUNK_LINE_BYTES + 1)
+        if not line.endswith(b"\r\n"):
+            raise MultipartError(CHUNKED_MALFORMED)
+        if line == b"\r\n":
+            return body
+    raise MultipartError(CHUNKED_MALFORMED)
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].strip(b" \t\r\n")
+    if not line.endswith(b"\r\n") or not CHUNK_SIZE.fullmatch(size):
+        raise MultipartError(CHUNKED_MALFORMED)
+    return int(size, 16)
+
+
+def _read_exactly(read: Callable[[int], bytes], size: int, into: bytearray) -> bytearray:
+    while size:
+        data = read(min(size, READ_BYTES))
+        if not data:
+            raise MultipartError(CHUNKED_MALFORMED)
+        into += data
+        size -= len(data)
+    return into
+
+
+def _too_large(limit: int) -> MultipartError:
+    return MultipartError(
+        f"The request is larger than the {limit // (1024 * 1024)} MB limit.",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    )
 
 
 def _element(vr: str, *values: Any) -> dict[str, Any]:
@@ -180,7 +328,7 @@ class StudiesView(APIView):
             if too_big:
                 raise MultipartError(too_big, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             parts = parse_multipart_related(
-                request.META.get("CONTENT_TYPE", ""), _read_body(request)
+                request.META.get("CONTENT_TYPE", ""), _read_body(request._request)
             )
         except MultipartError as error:
             events.upload_rejected(
@@ -215,14 +363,32 @@ class StudiesView(APIView):
         responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
+        params = request.query_params
         try:
-            studies = _search(request.query_params)
-            limit = min(int(request.query_params.get("limit", QIDO_LIMIT)), QIDO_LIMIT)
-            offset = max(int(request.query_params.get("offset", 0)), 0)
+            _refuse_nul(params)
+            studies = _search(params)
+            limit = min(_whole_number(params, "limit", QIDO_LIMIT), QIDO_LIMIT)
+            offset = _whole_number(params, "offset", 0)
         except ValueError as error:
             return Response({"detail": str(error)}, status=HTTPStatus.BAD_REQUEST)
         page = list(studies[offset : offset + limit])
         return Response([_study_json(study) for study in page])
+
+
+def _refuse_nul(params: QueryDict) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it here, not with a database error."""
+    for name, values in params.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise ValueError("A query parameter contains a NUL character.")
+
+
+def _whole_number(params: QueryDict, name: str, default: int) -> int:
+    value = params.get(name)
+    if value is None:
+        return default
+    if not QIDO_WHOLE_NUMBER.fullmatch(value):
+        raise ValueError(f"{name} must be a whole number from 0 to {QIDO_MAX_NUMBER}.")
+    return int(value)
 
 
 def _search(params: Any) -> QuerySet[Study]:

@@ -275,3 +275,42 @@ def test_stow_refuses_more_instances_than_allowed_and_records_it(admin_api, sett
     assert Study.objects.count() == 0
     event = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
     assert event.detail["rejections"][0]["code"] == "too_many_files"
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("limit=-1", "limit must be a whole number"),
+        ("offset=-1", "offset must be a whole number"),
+        ("limit=abc", "limit must be a whole number"),
+        ("limit=1.5", "limit must be a whole number"),
+        ("offset=99999999999999999999", "offset must be a whole number"),
+        ("PatientID=%00", "NUL"),
+        ("StudyInstanceUID=1.2%003", "NUL"),
+        ("StudyDate=2024%000101", "NUL"),
+    ],
+    ids=[
+        "negative-limit",
+        "negative-offset",
+        "word",
+        "fraction",
+        "huge-offset",
+        "nul-patient",
+        "nul-uid",
+        "nul-date",
+    ],
+)
+def test_qido_refuses_a_bad_parameter_with_400_and_a_reason(admin_api, query, reason):  # type: ignore[no-untyped-def]
+    response = admin_api.get(f"{URL}?{query}")
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+
+
+def test_qido_pages_with_limit_and_offset(admin_api):  # type: ignore[no-untyped-def]
+    for seed, accession in ((1, "ACC-1"), (2, "ACC-2")):
+        body = related(dicom_bytes(seed=seed, accession=accession))
+        assert admin_api.post(URL, body, content_type=CONTENT_TYPE).status_code == 200
+    assert admin_api.get(f"{URL}?limit=0").json() == []
+    first, second = (admin_api.get(f"{URL}?limit=1&offset={n}").json() for n in (0, 1))
+    assert len(first) == len(second) == 1 and first != second
+    assert admin_api.get(f"{URL}?offset=2").json() == []
