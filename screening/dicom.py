@@ -7,14 +7,18 @@ The file that is stored is a *new* dataset built from an allow-list of attribute
 Profile with the Retain Longitudinal Temporal Information (Full Dates) option: what is
 not needed to show and score a mammogram is left out rather than scrubbed, so an
 identifying attribute nobody thought of (a private tag, a free-text comment) cannot
-survive. The original bytes are never written anywhere.
+survive, at any depth: the allow-list is applied inside every sequence item too. The
+original bytes are never written anywhere.
 
-``rendition`` is the one pixel path: the browser shows it and the model scores it.
+``rendition`` is the one pixel path: the browser shows it and the model scores it. The
+upload renders the de-identified file exactly as the viewer and the worker will, and
+refuses it unless that gives one 2-D film of the declared size with something on it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import re
 import warnings
@@ -26,12 +30,30 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from .choices import Laterality, View
-from .imaging import FileRejected
+from .imaging import FileRejected, refuse_blank
 
 PART10_MAGIC = b"DICM"
 MAMMOGRAPHY = "MG"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 CODE_STRING = re.compile(r"[A-Z0-9_ ]{1,16}")
+BITS_ALLOCATED = (8, 16)
+
+# The image storage classes accepted (with Modality MG): the digital mammography IOD, For
+# Presentation and For Processing, and the older projection-radiography IODs that computed
+# radiography and early digital mammography units still send mammograms as (CR, DX); all
+# carry one 2-D grayscale projection with the same pixel semantics. Secondary Capture is
+# refused: with Modality MG it carries CAD results, screenshots and vendor-private
+# projections (e.g. Hologic's), whose burned-in marks or derived pixels would be shown and
+# scored as a film. Reports (SR), presentation states and tomosynthesis are not 2-D images.
+IMAGE_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1.2",  # Digital Mammography X-Ray, For Presentation
+        "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray, For Processing
+        "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray, For Presentation
+        "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray, For Processing
+        "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography
+    }
+)
 
 # What a de-identified mammogram keeps: image pixel and presentation attributes, the
 # acquisition technique, laterality and view, dates (the Full Dates option: screening
@@ -95,17 +117,25 @@ KEPT = frozenset(
         "PixelIntensityRelationshipSign",
         "WindowCenter",
         "WindowWidth",
-        "WindowCenterWidthExplanation",
         "VOILUTFunction",
         "VOILUTSequence",
         "ModalityLUTSequence",
         "RescaleIntercept",
         "RescaleSlope",
-        "RescaleType",
         "PresentationLUTShape",
         "PixelData",
     }
 )
+# What a kept sequence's items keep: the LUTs' numbers. Free text (LUTExplanation, and
+# WindowCenterWidthExplanation above) is dropped even where the parent is kept: an
+# explanation, comment or description is where an operator types a name.
+KEPT_IN_ITEMS = frozenset({"LUTDescriptor", "LUTData", "ModalityLUTType"})
+# Coded entries are written again from the DICOM and SNOMED CT dictionaries (value,
+# scheme, the dictionary's own meaning): none of the original item's text survives, and a
+# code neither dictionary knows is dropped.
+CODE_SEQUENCES = frozenset({"ViewCodeSequence", "ViewModifierCodeSequence"})
+# Rescale Type is LO, but PS3.3 C.11.1.1.2 defines its terms: anything else is dropped.
+RESCALE_TYPES = frozenset({"OD", "HU", "US", "MGML", "Z_EFF", "ED", "EDW", "HU_MOD", "PCT"})
 # Attributes the IOD requires (Type 1 or 2) that carry identity: written back empty.
 EMPTIED = ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "ReferringPhysicianName")
 # UIDs that tie the file to the hospital's records: remapped, the same way every time.
@@ -160,10 +190,12 @@ def inspect_dicom(content: bytes) -> InspectedDicom:
     ds = _parse(content)
     try:
         _check(ds)
-        rendition(ds)
         header = _header(ds)
+        stored = deidentify(ds, header)
+        # Decode what is stored, through the viewer's and the worker's own function.
+        _check_film(rendition_of(stored), int(ds.Rows), int(ds.Columns))
         return InspectedDicom(
-            content=deidentify(ds, header),
+            content=stored,
             header=header,
             width=int(ds.Columns),
             height=int(ds.Rows),
@@ -230,6 +262,13 @@ def _check(ds: Any) -> None:
             "DICOM file has no pixel data (a report, a vendor-private projection, or a "
             "truncated file).",
         )
+    if str(ds.SOPClassUID) not in IMAGE_SOP_CLASSES:
+        raise FileRejected(
+            "not_mammography",
+            f"SOP class {_sop_class_name(ds.SOPClassUID)} is not a mammography image: only "
+            "digital mammography (For Presentation or For Processing), DX or CR images are "
+            "accepted.",
+        )
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
         raise FileRejected(
@@ -244,6 +283,13 @@ def _check(ds: Any) -> None:
             "not_grayscale",
             f"Photometric interpretation {_quoted(ds.get('PhotometricInterpretation'))}: only "
             "MONOCHROME1 or MONOCHROME2 mammograms are accepted.",
+        )
+    bits = int(ds.get("BitsAllocated") or 0)
+    if bits not in BITS_ALLOCATED:
+        raise FileRejected(
+            "unsupported_bit_depth",
+            f"{bits}-bit pixel data is not accepted: a mammogram is stored in 8 or 16 bits "
+            "per pixel (1-bit data is a mask or an overlay).",
         )
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if rows <= 0 or columns <= 0:
@@ -266,12 +312,54 @@ def _check(ds: Any) -> None:
             f"Transfer syntax {syntax.name} ({syntax}) cannot be decoded here.",
         )
     if not syntax.is_compressed:
-        expected = rows * columns * int(ds.get("BitsAllocated") or 16) // 8
-        if len(ds.PixelData) < expected:
-            raise FileRejected(
-                "corrupt",
-                f"DICOM pixel data is truncated ({len(ds.PixelData)} of {expected} bytes).",
-            )
+        _check_native_length(len(ds.PixelData), rows * columns * bits // 8)
+
+
+def _check_native_length(length: int, expected: int) -> None:
+    """Rows x Columns must account for every byte (one byte of padding to an even length).
+
+    pydicom returns *all* the frames it finds in longer data, whatever the header says, so
+    extra bytes would reach the viewer and the model as a frame nobody declared.
+    """
+    if length < expected:
+        raise FileRejected(
+            "corrupt", f"DICOM pixel data is truncated ({length} of {expected} bytes)."
+        )
+    if length >= 2 * expected:
+        raise FileRejected(
+            "multi_frame",
+            f"DICOM pixel data holds {length // expected} frames of the declared size but the "
+            "header declares one; send 2-D mammograms (one frame per file).",
+        )
+    if length > expected + expected % 2:
+        raise FileRejected(
+            "corrupt",
+            f"DICOM pixel data does not match the declared image size ({length} bytes for "
+            f"{expected}).",
+        )
+
+
+def _check_film(pixels: np.ndarray, rows: int, columns: int) -> None:
+    """What the viewer and the model will get must be one film of the declared size."""
+    if pixels.ndim == 3:
+        raise FileRejected(
+            "multi_frame",
+            f"DICOM pixel data decodes to {pixels.shape[0]} frames but the header declares "
+            "one; send 2-D mammograms (one frame per file).",
+        )
+    if pixels.shape != (rows, columns):
+        raise FileRejected(
+            "corrupt", "DICOM pixel data does not decode to the image size the header declares."
+        )
+    refuse_blank(pixels)
+
+
+def _sop_class_name(uid: Any) -> str:
+    """A standard SOP class by its name; any other value is not repeated."""
+    from pydicom.uid import UID
+
+    name = UID(str(uid)).name
+    return name if name != str(uid) else "(not a standard image class)"
 
 
 def _quoted(value: Any) -> str:
@@ -287,11 +375,25 @@ def rendition(ds: Any) -> np.ndarray:
     its first window centre/width (LINEAR, LINEAR_EXACT or SIGMOID), else the stored
     range stretched; MONOCHROME1 is inverted so that dense tissue is bright, as in the
     films the model learnt from. The result is 0..255: the shipped model was trained on
-    8-bit digitised films, so it scores what a reader would see on a screen.
+    8-bit digitised films, so it scores what a reader would see on a screen. A rescale or
+    window that gives values that are not numbers raises FileRejected ("blank_image"),
+    here rather than only at upload, so such a file is never shown or scored as black.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # checked: ``_not_numbers``
+        shown = _shown(ds)
+    shown = np.clip(shown, 0.0, 1.0)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        shown = 1.0 - shown
+    return (shown * 255.0).round().astype(np.uint8)
+
+
+def _shown(ds: Any) -> np.ndarray:
+    """Modality LUT, then VOI, to 0..1 (not yet clipped); refused where not numbers."""
     from pydicom.pixels import apply_modality_lut, apply_voi
 
     pixels = apply_modality_lut(ds.pixel_array, ds)
+    if not np.isfinite(pixels).all():
+        raise _not_numbers()
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         looked_up = apply_voi(np.round(pixels).astype(np.int64), ds, index=0)
@@ -301,10 +403,18 @@ def rendition(ds: Any) -> np.ndarray:
     else:
         lo, hi = float(pixels.min()), float(pixels.max())
         shown = (pixels - lo) / (hi - lo) if hi > lo else np.zeros_like(pixels)
-    shown = np.clip(shown, 0.0, 1.0)
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        shown = 1.0 - shown
-    return (shown * 255.0).round().astype(np.uint8)
+    if not np.isfinite(shown).all():
+        raise _not_numbers()
+    return shown
+
+
+def _not_numbers() -> FileRejected:
+    """A rescale or window that is not a number (NaN, infinite, overflowing) shows nothing."""
+    return FileRejected(
+        "blank_image",
+        "DICOM pixel values are not numbers after rescale and windowing (the header's "
+        "rescale or window is not a number), so the film would show blank.",
+    )
 
 
 def _first(value: Any) -> float:
@@ -365,10 +475,53 @@ def _view_from_code(ds: Any) -> str:
         codes.SCT.AxillaryTailMammographyView.value: View.AT,
     }
     for item in ds.get("ViewCodeSequence") or []:
-        view = by_code.get(str(item.get("CodeValue") or ""))
+        synonyms = _synonyms(item)
+        view = by_code.get(synonyms[0].value) if synonyms else None
         if view is not None:
             return view
     return View.UNKNOWN
+
+
+@functools.cache
+def _code_dictionary() -> dict[tuple[str, str], list[Any]]:
+    """(scheme, value) -> the dictionary's Codes for it (one per synonym), SNOMED RT codes
+    (schemes SRT, SNM3, still sent by GE) mapped to SNOMED CT."""
+    from pydicom.sr.codedict import codes
+
+    table: dict[tuple[str, str], list[Any]] = {}
+    for scheme in ("SCT", "DCM"):
+        for code in getattr(codes, scheme).concepts.values():
+            table.setdefault((scheme, code.value), []).append(code)
+    try:  # pydicom's own SNOMED RT -> CT table (what ``Code.__eq__`` uses)
+        from pydicom.sr._snomed_dict import mapping
+    except ImportError:  # a future pydicom may move it: SNOMED RT codes are then dropped
+        return table
+    for old, new in mapping.get("SRT", {}).items():
+        if ("SCT", new) in table:
+            table[("SRT", old)] = table[("SNM3", old)] = table[("SCT", new)]
+    return table
+
+
+def _synonyms(item: Any) -> list[Any]:
+    """The dictionary's Codes for a coded item; none for a code it does not know."""
+    scheme = str(item.get("CodingSchemeDesignator") or "").strip().upper()
+    value = str(item.get("CodeValue") or "").strip()
+    return _code_dictionary().get((scheme, value), [])
+
+
+def _canonical_code(item: Any) -> Any:
+    """The dictionary's Code for a coded item, or None for a code it does not know.
+
+    The item's own meaning is kept only where it is one of the dictionary's synonyms (in
+    the dictionary's spelling); otherwise the longest synonym, the most specific
+    ("Cranio-caudal projection (qualifier value)", not "caudad").
+    """
+    synonyms = _synonyms(item)
+    if not synonyms:
+        return None
+    said = str(item.get("CodeMeaning") or "").strip().lower()
+    same = [code for code in synonyms if code.meaning.lower() == said]
+    return same[0] if same else max(synonyms, key=lambda code: (len(code.meaning), code.meaning))
 
 
 def _date(value: Any) -> dt.date | None:
@@ -419,12 +572,11 @@ def pseudonym_for(patient_id: str, issuer: str, study_uid: str) -> str:
 
 def deidentify(ds: Any, header: DicomHeader) -> bytes:
     """A new Part 10 file holding only the allow-listed attributes, identity replaced."""
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.dataset import FileMetaDataset
 
-    clean = Dataset()
-    for element in ds:
-        if element.keyword in KEPT:
-            clean.add(element)
+    clean = _kept(ds, KEPT)
+    if str(ds.get("RescaleType") or "").strip() in RESCALE_TYPES:
+        clean.RescaleType = str(ds.RescaleType).strip()
     for keyword in REMAPPED_UIDS:
         original = ds.get(keyword)
         if original:
@@ -448,11 +600,48 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
     return buffer.getvalue()
 
 
-def _code(value: str, meaning: str) -> Any:
+def _kept(source: Any, allowed: frozenset[str]) -> Any:
+    """A new dataset of the allow-listed elements; sequences are rebuilt item by item.
+
+    Private elements have no keyword, so they are never allowed, at any depth.
+    """
+    from pydicom.dataset import Dataset
+
+    clean = Dataset()
+    for element in source:
+        if element.keyword not in allowed:
+            continue
+        if element.VR == "SQ":
+            clean.add_new(element.tag, "SQ", _items(element.keyword, element.value))
+        else:
+            clean.add(element)
+    return clean
+
+
+def _items(keyword: str, items: Any) -> list[Any]:
+    if keyword not in CODE_SEQUENCES:
+        return [_kept(item, KEPT_IN_ITEMS) for item in items]
+    rewritten = [_code_item(item) for item in items]
+    return [item for item in rewritten if item is not None]
+
+
+def _code_item(item: Any) -> Any:
+    """A coded entry written again from the dictionary: no text of the original survives."""
+    code = _canonical_code(item)
+    if code is None:
+        return None
+    clean = _code(code.value, code.meaning, code.scheme_designator)
+    for element in item:
+        if element.keyword in CODE_SEQUENCES:  # e.g. the view's modifiers
+            clean.add_new(element.tag, "SQ", _items(element.keyword, element.value))
+    return clean
+
+
+def _code(value: str, meaning: str, scheme: str = "DCM") -> Any:
     from pydicom.dataset import Dataset
 
     item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
     return item
 
 

@@ -1,8 +1,9 @@
 """Checks an uploaded file is a whole, sane PNG, JPEG or DICOM before anything is stored.
 
-Everything Pillow can raise is caught here, at upload, by forcing a full decode,
-so a bad file never reaches the database, the storage or a worker. DICOM files are
-handed to ``screening.dicom``, which checks, decodes and de-identifies them.
+Everything Pillow can raise is caught here, at upload, by forcing a full decode (and, for
+PNG, a check of every chunk up to IEND), so a bad file never reaches the database, the
+storage or a worker. DICOM files are handed to ``screening.dicom``, which checks, decodes
+and de-identifies them. Either way a film with nothing on it is refused (``refuse_blank``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import ImageFile, UnidentifiedImageError
 
 from .choices import Laterality, SourceFormat, View
 
@@ -39,6 +41,14 @@ BIT_DEPTH_BY_MODE = {
     "I": 32,
     "F": 32,
 }
+# Pillow modes whose first plane is the grey level, the plane the model scores (and the
+# worker reads). Refused: "1" (bilevel: a mask, not a film), "P"/"PA" (palette indices,
+# not intensities), "CMYK" (the first plane is cyan ink), and modes no film is stored in.
+GREY_FIRST_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"})
+# A film shows something (see ``refuse_blank``): grey levels of its 8-bit rendition.
+MIN_GREY_LEVELS = 16
+MIN_SPREAD = 16
+SPREAD_PERCENTILES = (0.01, 0.99)
 # "L_CC", "RMLO", "left-cc" ... in a file name tell laterality and view when known.
 VIEW_IN_NAME = re.compile(r"(?<![a-z])(l|r|left|right)[-_ ]?(cc|mlo)(?![a-z])", re.IGNORECASE)
 
@@ -128,8 +138,11 @@ def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
                     )
                 if getattr(img, "n_frames", 1) > 1:
                     raise FileRejected("multi_frame", "Multi-frame images are not accepted.")
-                img.load()
-                return img.format, width, height, img.mode
+                _load_film(img)
+                image_format, mode = img.format, img.mode
+            if image_format == "PNG":
+                _verify_png(content)
+            return image_format, width, height, mode
     except FileRejected:
         raise
     except UnidentifiedImageError:
@@ -142,6 +155,91 @@ def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise FileRejected("corrupt", f"Image is truncated or corrupt ({_short(exc)}).") from None
+
+
+def _load_film(img: PILImage.Image) -> None:
+    """Decode every pixel, and check the plane the worker will score is a film."""
+    if img.mode not in GREY_FIRST_MODES:
+        raise FileRejected(
+            "not_grayscale",
+            f"Image mode {img.mode} (palette, bilevel, CMYK or other) is not accepted; save "
+            "the film as a grayscale (or RGB) PNG or JPEG.",
+        )
+    _require_strict_pillow()
+    img.load()
+    refuse_blank(_as_shown(_scored_plane(np.asarray(img), img.height, img.width)))
+
+
+def _require_strict_pillow() -> None:
+    """Pillow pads a truncated JPEG with grey when this global is on: never accept that."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ImproperlyConfigured(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated uploads would be accepted."
+        )
+
+
+def _verify_png(content: bytes) -> None:
+    """Every chunk's CRC, up to IEND: Pillow decodes a PNG cut after its image data."""
+    with PILImage.open(io.BytesIO(content)) as img:
+        img.verify()
+
+
+def _scored_plane(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The plane the worker scores: the image as decoded, its first channel if several."""
+    plane = pixels[..., 0] if pixels.ndim == 3 else pixels
+    if plane.shape != (height, width):
+        raise FileRejected(
+            "corrupt", "Image does not decode to one 2-D plane of the size it declares."
+        )
+    return plane
+
+
+def _as_shown(plane: np.ndarray) -> np.ndarray:
+    """8-bit as stored; deeper data stretched from its own range, as viewer and model do."""
+    if plane.dtype == np.uint8:
+        return plane
+    lo, hi = float(plane.min()), float(plane.max())
+    if hi <= lo:
+        return np.zeros(plane.shape, np.uint8)
+    scaled = (plane.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
+    return scaled.round().astype(np.uint8)
+
+
+def refuse_blank(pixels: np.ndarray) -> None:
+    """Refuse an 8-bit rendition with nothing on it: it must never be shown as a film or
+    get a (reassuring) score.
+
+    The rule, on the grey levels a reader would see (0-255): the image must show at least
+    ``MIN_GREY_LEVELS`` (16) different levels, and the middle 98% of its pixels (1st to 99th
+    percentile) must span at least ``MIN_SPREAD`` (16) levels, about 6% of the range.
+    Percentiles, not the minimum and maximum, so that a blank film with a burned-in label
+    or a few hot pixels is still blank; a breast covers far more than 1% of any
+    mammogram. Real films are nowhere near the line: the 258 mini-MIAS films span at least
+    163 levels and show at least 198, synthetic films (``ml.synthetic``, any size from 32
+    rows) at least 137 and 74; a constant image spans 0 and shows 1.
+    """
+    counts = np.bincount(np.asarray(pixels, np.uint8).ravel(), minlength=256)
+    levels = int(np.count_nonzero(counts))
+    if levels == 1:
+        raise FileRejected(
+            "blank_image",
+            "Image is blank: every pixel shows the same grey level, so there is nothing to "
+            "read or score.",
+        )
+    if levels < MIN_GREY_LEVELS:
+        raise FileRejected(
+            "blank_image",
+            f"Image shows only {levels} grey levels (a film shows at least "
+            f"{MIN_GREY_LEVELS}), so there is nothing to read or score.",
+        )
+    cumulative = np.cumsum(counts) / counts.sum()
+    low, high = (int(np.searchsorted(cumulative, q)) for q in SPREAD_PERCENTILES)
+    if high - low < MIN_SPREAD:
+        raise FileRejected(
+            "blank_image",
+            f"Image is almost blank: 98% of its pixels lie within {high - low} grey levels "
+            f"(a film spans at least {MIN_SPREAD}), so there is nothing to read or score.",
+        )
 
 
 def _short(exc: Exception) -> str:

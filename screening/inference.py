@@ -198,36 +198,48 @@ def read_pixels(image: Image) -> np.ndarray:
     DICOM goes through ``dicom.rendition``, the same 8-bit image the reader is shown
     (see that function for the normalisation and why).
     """
-    from . import dicom
+    from . import dicom, imaging
 
     try:
         with image.file.open("rb") as handle:
             content = handle.read()
         if dicom.is_part10(content):
-            return dicom.rendition_of(content)
-        with PILImage.open(io.BytesIO(content)) as img:
-            img.load()
-            pixels = np.asarray(img)
+            pixels = dicom.rendition_of(content)
+        else:
+            with PILImage.open(io.BytesIO(content)) as img:
+                img.load()
+                pixels = np.asarray(img)
+        shown = imaging.display_pixels(content)
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
+    except imaging.FileRejected as refusal:  # a rendition that is not numbers
+        raise PermanentFailure(refusal.message) from None
     except Exception as error:  # Pillow and pydicom raise many types on corrupt data
         raise PermanentFailure(
             f"The stored image cannot be decoded ({type(error).__name__})."
         ) from None
     pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
-    _check_scorable(pixels)
+    _check_scorable(pixels, shown)
     return pixels
 
 
-def _check_scorable(pixels: np.ndarray) -> None:
-    """Refuse to score a stub: a 2 x 1 placeholder (vendor test files carry such) would get
-    a confident-looking low score, where the reader must see that the AI could not judge."""
+def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
+    """Refuse to score a stub or a blank film: a 2 x 1 placeholder (vendor test files carry
+    such) or a film with nothing on it would get a confident-looking low score, where the
+    reader must see that the AI could not judge. Upload refuses both; this guards what was
+    stored before it did."""
+    from . import imaging
+
     height, width = pixels.shape[:2]
     least = settings.AI_MIN_IMAGE_SIDE
     if min(height, width) < least:
         raise PermanentFailure(
             f"Image is {width}×{height} pixels: too small to score (at least {least} each side)."
         )
+    try:
+        imaging.refuse_blank(shown)
+    except imaging.FileRejected as refusal:
+        raise PermanentFailure(refusal.message) from None
 
 
 def store(

@@ -1,6 +1,7 @@
 """DICOM mammograms made by the tests from the synthetic films, with real-world-shaped headers.
 
-Every identifying attribute a hospital file carries is filled in (``IDENTITY``), so tests
+Every identifying attribute a hospital file carries is filled in (``IDENTITY``), at the top
+level and inside sequence items and free-text attributes (``NESTED_IDENTITY``), so tests
 can prove that none of it survives ingest.
 """
 
@@ -13,6 +14,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -57,6 +60,23 @@ IDENTITY = {
 }
 PRIVATE_CREATOR = "ACME MAMMO 1.0"
 PRIVATE_VALUE = "Jane Doe private note"
+# Identifiers where a top-level allow-list does not look: inside the items of a kept
+# sequence (a person's name, a private tag, a coded entry's text) and in the free text of
+# kept attributes' explanations.
+NESTED_IDENTITY = {
+    "item_patient_name": "Nested^Janet^Item",
+    "item_private": "Janet nested private note",
+    "code_meaning": "cranio-caudal, Janet Item's film",
+    "modifier_meaning": "spot view Janet Item asked for",
+    "window_explanation": "Window set for Janet Item",
+    "lut_explanation": "Curve tuned for Janet Item",
+    "rescale_type": "Janet Item units",
+}
+VIEW_CODES = {
+    "CC": codes.SCT.CranioCaudal,
+    "MLO": codes.SCT.MedioLateralObliqueProjection,
+    "XCCL": codes.SCT.CranioCaudalExaggeratedLaterally,
+}
 
 
 def dicom_bytes(
@@ -169,6 +189,8 @@ def dataset(
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.ImageLaterality = laterality
     ds.ViewPosition = view
+    if view in VIEW_CODES:
+        ds.ViewCodeSequence = Sequence([_view_code(VIEW_CODES[view])])
     ds.BurnedInAnnotation = "NO"
     ds.PixelSpacing = ds.ImagerPixelSpacing = [0.2, 0.2]
     ds.SamplesPerPixel = 1
@@ -179,9 +201,12 @@ def dataset(
     ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    ds.RescaleType = NESTED_IDENTITY["rescale_type"]
     if voi == "window":
         ds.WindowCenter = top / 2
         ds.WindowWidth = top
+        ds.WindowCenterWidthExplanation = NESTED_IDENTITY["window_explanation"]
     elif voi == "lut":
         ds.VOILUTSequence = Sequence([_voi_lut(top + 1)])
     if frames > 1:
@@ -198,7 +223,24 @@ def _voi_lut(entries: int) -> Dataset:
     levels = np.arange(entries) / (entries - 1)
     item.add_new(0x00283002, "US", [entries, 0, 12])  # LUTDescriptor
     item.add_new(0x00283006, "US", [int(v) for v in np.round(levels**0.5 * 4095)])  # LUTData
-    item.LUTExplanation = "GAMMA"
+    item.LUTExplanation = NESTED_IDENTITY["lut_explanation"]
+    return item
+
+
+def _view_code(code: Code) -> Dataset:
+    """The view's SNOMED CT code, with identifiers where only the code belongs."""
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = "SCT"
+    item.CodeMeaning = NESTED_IDENTITY["code_meaning"]
+    item.PatientName = NESTED_IDENTITY["item_patient_name"]
+    block = item.private_block(0x0011, PRIVATE_CREATOR, create=True)
+    block.add_new(0x01, "LO", NESTED_IDENTITY["item_private"])
+    modifier = Dataset()
+    modifier.CodeValue = codes.SCT.SpotCompression.value
+    modifier.CodingSchemeDesignator = "SCT"
+    modifier.CodeMeaning = NESTED_IDENTITY["modifier_meaning"]
+    item.ViewModifierCodeSequence = Sequence([modifier])
     return item
 
 
@@ -218,4 +260,36 @@ def _request() -> Dataset:
 
 def identifying_strings() -> list[str]:
     """Every original identifying value, as it could appear in a file's bytes."""
-    return [*IDENTITY.values(), PRIVATE_VALUE, "NHS-943 476 5919", "RP-7788", "SPS-7788"]
+    return [
+        *IDENTITY.values(),
+        *NESTED_IDENTITY.values(),
+        PRIVATE_VALUE,
+        "NHS-943 476 5919",
+        "RP-7788",
+        "SPS-7788",
+    ]
+
+
+def with_film_pixels(content: bytes, seed: int = 7, size: int = 128) -> bytes:
+    """A real vendor header with a synthetic film in place of its stub pixel data.
+
+    The shared vendor files carry a 1 x 2 or 4 x 4 placeholder (refused as blank): the film
+    keeps their header, VOI and bit depth, so header handling is tested on a real header.
+    """
+    ds = pydicom.dcmread(io.BytesIO(content))
+    bits = int(ds.BitsStored)
+    film = generate_film(seed, height=size, width=size * 13 // 16).pixels / MAX_12BIT
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        film = 1.0 - film
+    lo, hi = 0.0, 2.0**bits - 1
+    if "WindowCenter" in ds:  # where the vendor's own VOI puts a real film's values
+        centre, width = float(ds.WindowCenter[0]), float(ds.WindowWidth[0])
+        lo, hi = max(lo, centre - width), min(hi, centre + width)
+    pixels = np.round(lo + film * (hi - lo)).astype(np.uint16)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.HighBit, ds.PixelRepresentation = 16, bits - 1, 0
+    ds.PixelData = pixels.astype("<u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,20 +1,29 @@
-"""De-identification on ingest: no identifying attribute of the original survives anywhere."""
+"""De-identification on ingest: no identifying attribute of the original survives anywhere,
+at any depth of the file (inside sequence items too)."""
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydicom.uid import generate_uid
 
-from screening.dicom import KEPT
+from screening.dicom import KEPT, KEPT_IN_ITEMS
 from screening.models import AuditEvent, Image, Patient, Study
 from tests.conftest import SHARED
-from tests.dicom_files import IDENTITY, dicom_bytes, identifying_strings
+from tests.dicom_files import (
+    IDENTITY,
+    NESTED_IDENTITY,
+    dicom_bytes,
+    identifying_strings,
+    with_film_pixels,
+)
 
 URL = "/api/studies/"
 
@@ -55,6 +64,9 @@ ANNEX_E_REMOVED = [
 ]
 UIDS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"]
 HEADERS = SHARED / "data" / "dicom-mg-headers"
+# What a coded entry is written with (from the dictionary, never copied).
+CODE_ITEM = {"CodeValue", "CodingSchemeDesignator", "CodeMeaning", "ViewModifierCodeSequence"}
+FREE_TEXT_WORDS = ("Explanation", "Comment", "Description")
 
 
 @pytest.fixture
@@ -75,6 +87,23 @@ def originals(count: int = 4) -> list[bytes]:
 def upload(api, contents: list[bytes]):  # type: ignore[no-untyped-def]
     files = [SimpleUploadedFile(f"IM{i}.dcm", c) for i, c in enumerate(contents)]
     return api.post(URL, {"files": files}, format="multipart")
+
+
+def nested(ds: Any, depth: int = 0) -> Iterator[tuple[int, Any]]:
+    """Every element with its depth: 0 at the top level, 1 inside an item, and so on."""
+    for element in ds:
+        yield depth, element
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from nested(item, depth + 1)
+
+
+def assert_nothing_outside_the_allow_lists(ds: Any) -> None:
+    for depth, element in nested(ds):
+        assert not element.tag.is_private, (depth, element.tag)
+        assert not any(word in element.keyword for word in FREE_TEXT_WORDS), element.keyword
+        if depth:
+            assert element.keyword in KEPT_IN_ITEMS | CODE_ITEM, element.keyword
 
 
 def original_values(contents: list[bytes]) -> set[str]:
@@ -106,6 +135,7 @@ def test_no_identifying_attribute_survives_in_any_stored_file(admin_api, media_r
             else:
                 assert not ds.get(keyword), (path.name, keyword)
         assert not any(element.tag.is_private for element in ds.iterall())
+        assert_nothing_outside_the_allow_lists(ds)
         assert {element.keyword for element in ds} <= KEPT | set(ANNEX_E_REMOVED) | set(UIDS) | {
             "PatientIdentityRemoved",
             "DeidentificationMethod",
@@ -117,6 +147,34 @@ def test_no_identifying_attribute_survives_in_any_stored_file(admin_api, media_r
         assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
         assert ds.StudyDate == "20240315"  # the Full Dates option keeps dates
         assert all(str(ds[k].value).startswith("2.25.") for k in UIDS)
+
+
+def test_identifiers_inside_sequence_items_and_explanations_do_not_survive(admin_api, media_root):  # type: ignore[no-untyped-def]
+    """A name and a private tag in a View Code Sequence item, a code meaning typed over,
+    window, LUT and rescale text: the items are rebuilt, the free text is dropped."""
+    study = generate_uid()
+    contents = [
+        dicom_bytes(seed=1, voi="window", study_uid=study),
+        dicom_bytes(seed=2, voi="lut", view="MLO", study_uid=study),
+    ]
+    originals_ = [pydicom.dcmread(io.BytesIO(c)) for c in contents]
+    assert originals_[0].ViewCodeSequence[0].PatientName == NESTED_IDENTITY["item_patient_name"]
+    assert originals_[0].WindowCenterWidthExplanation == NESTED_IDENTITY["window_explanation"]
+    assert upload(admin_api, contents).status_code == 201
+    for path in (p for p in Path(media_root).rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        for value in NESTED_IDENTITY.values():
+            assert value.encode() not in raw, (path.name, value)
+        ds = pydicom.dcmread(path)
+        assert_nothing_outside_the_allow_lists(ds)
+        assert "RescaleType" not in ds  # not one of the defined terms
+        view = ds.ViewCodeSequence[0]
+        assert view.CodingSchemeDesignator == "SCT"
+        assert view.CodeValue in {"399162004", "399368009"}  # CC, MLO
+        assert view.ViewModifierCodeSequence[0].CodeValue == "399055006"  # spot compression
+        assert "Janet" not in view.CodeMeaning + view.ViewModifierCodeSequence[0].CodeMeaning
+    lut = pydicom.dcmread(Image.objects.get(view="MLO").file.path).VOILUTSequence[0]
+    assert "LUTData" in lut and "LUTExplanation" not in lut
 
 
 def test_uids_are_remapped_the_same_way_every_time(admin_api):  # type: ignore[no-untyped-def]
@@ -184,7 +242,7 @@ def test_real_vendor_files_are_stored_without_their_identifiers(admin_api, name)
     if not path.exists():
         pytest.skip(f"{path} is not available")
     original = pydicom.dcmread(path)
-    response = upload(admin_api, [path.read_bytes()])
+    response = upload(admin_api, [with_film_pixels(path.read_bytes())])  # a film, not the stub
     assert response.status_code == 201, response.json()
     image = Image.objects.get()
     raw = Path(image.file.path).read_bytes()
@@ -196,4 +254,9 @@ def test_real_vendor_files_are_stored_without_their_identifiers(admin_api, name)
                 assert value.encode() not in raw, keyword
             assert str(stored.get(keyword) or "") != value, keyword
     assert not any(element.tag.is_private for element in stored.iterall())
+    assert_nothing_outside_the_allow_lists(stored)
     assert stored.Manufacturer == original.Manufacturer
+    # GE's SNOMED RT code (scheme SNM3) is written as its SNOMED CT equivalent.
+    code = stored.ViewCodeSequence[0]
+    assert (code.CodeValue, code.CodingSchemeDesignator) == ("399162004", "SCT")
+    assert code.CodeMeaning == original.ViewCodeSequence[0].CodeMeaning  # a dictionary synonym

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image as PILImage
-from pydicom.uid import generate_uid
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import (
+    ComprehensiveSRStorage,
+    ComputedRadiographyImageStorage,
+    DigitalMammographyXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
-from screening import inference
+from screening import dicom, inference
 from screening.choices import AuditAction, Laterality, SourceFormat, View
+from screening.imaging import FileRejected
 from screening.models import AuditEvent, Case, Image, Study
 from tests.conftest import SHARED
-from tests.dicom_files import dicom_bytes, stored_pixels, with_transfer_syntax
+from tests.dicom_files import (
+    dicom_bytes,
+    stored_pixels,
+    with_film_pixels,
+    with_transfer_syntax,
+)
 
 URL = "/api/studies/"
 HEADERS = SHARED / "data" / "dicom-mg-headers"
@@ -169,16 +184,64 @@ def test_burned_in_annotation_is_flagged_on_the_image_and_the_case_page(
 
 
 def with_attribute(content: bytes, keyword: str, value: object) -> bytes:
-    import pydicom
+    return changed(content, **{keyword: value})
 
+
+def changed(content: bytes, **attributes: object) -> bytes:
+    """The file with attributes set (None: removed), saved as it is, however wrong."""
     ds = pydicom.dcmread(io.BytesIO(content))
-    if value is None:
-        delattr(ds, keyword)
-    else:
-        setattr(ds, keyword, value)
+    with warnings.catch_warnings():  # pydicom warns of the invalid values wanted here
+        warnings.simplefilter("ignore")
+        for keyword, value in attributes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
     buffer = io.BytesIO()
     ds.save_as(buffer)
     return buffer.getvalue()
+
+
+def _with_pixels(pixels: np.ndarray) -> bytes:
+    """The test film's header (window over the 12-bit range) over other 16-bit pixels."""
+    rows, columns = pixels.shape
+    content = dicom_bytes()
+    return changed(content, Rows=rows, Columns=columns, PixelData=pixels.astype("<u2").tobytes())
+
+
+def _blank_with_label() -> bytes:
+    """A black film but for a burned-in label: under 1% of pixels, anti-aliased (40 greys)."""
+    pixels = np.zeros((128, 104), np.uint16)
+    pixels[4:7, 4:44] = np.linspace(0, 4095, 40).astype(np.uint16)
+    return _with_pixels(pixels)
+
+
+def _two_frames_undeclared() -> bytes:
+    """Two frames of pixel data and no NumberOfFrames: pydicom decodes both."""
+    content = dicom_bytes()
+    return changed(content, PixelData=pydicom.dcmread(io.BytesIO(content)).PixelData * 2)
+
+
+def _two_rle_frames_undeclared() -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(compressed=True)))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    buffer = io.BytesIO()
+    ds.PixelData = encapsulate([frame, frame])
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _one_bit() -> bytes:
+    rows, columns = 128, 104
+    bits = np.random.default_rng(1).integers(0, 2, rows * columns).astype(np.uint8)
+    packed = np.packbits(bits, bitorder="little").tobytes()
+    content = dicom_bytes(voi=None)
+    return changed(content, BitsAllocated=1, BitsStored=1, HighBit=0, PixelData=packed)
+
+
+def _longer_pixel_data() -> bytes:
+    content = dicom_bytes()
+    return changed(content, PixelData=pydicom.dcmread(io.BytesIO(content)).PixelData + b"\0" * 6)
 
 
 def _mangled_frames() -> bytes:
@@ -210,6 +273,26 @@ def _truncated() -> bytes:
         (dicom_bytes(frames=3), "multi_frame", 400),
         (with_attribute(dicom_bytes(), "SOPInstanceUID", None), "missing_attribute", 400),
         (_mangled_frames(), "corrupt", 400),
+        (with_attribute(dicom_bytes(), "RescaleSlope", "nan"), "blank_image", 400),
+        (with_attribute(dicom_bytes(), "RescaleSlope", "1e308"), "blank_image", 400),
+        (with_attribute(dicom_bytes(), "WindowWidth", "nan"), "blank_image", 400),
+        (changed(dicom_bytes(), WindowCenter=60000, WindowWidth=10), "blank_image", 400),
+        (_with_pixels(np.full((128, 104), 2000)), "blank_image", 400),
+        (_blank_with_label(), "blank_image", 400),
+        (_two_frames_undeclared(), "multi_frame", 400),
+        (_two_rle_frames_undeclared(), "multi_frame", 400),
+        (_longer_pixel_data(), "corrupt", 400),
+        (_one_bit(), "unsupported_bit_depth", 400),
+        (
+            with_attribute(dicom_bytes(), "SOPClassUID", ComprehensiveSRStorage),
+            "not_mammography",
+            400,
+        ),
+        (
+            with_attribute(dicom_bytes(), "SOPClassUID", SecondaryCaptureImageStorage),
+            "not_mammography",
+            400,
+        ),
     ],
     ids=[
         "not-dicom",
@@ -221,6 +304,18 @@ def _truncated() -> bytes:
         "multi-frame",
         "no-sop-uid",
         "mangled-number-of-frames",
+        "rescale-slope-nan",
+        "rescale-slope-overflowing",
+        "window-width-nan",
+        "window-far-from-every-pixel",
+        "constant-pixels",
+        "black-but-a-burned-in-label",
+        "two-frames-without-number-of-frames",
+        "two-rle-frames-without-number-of-frames",
+        "pixel-data-longer-than-rows-x-columns",
+        "one-bit",
+        "comprehensive-sr-sop-class",
+        "secondary-capture-sop-class",
     ],
 )
 def test_it_refuses_a_bad_dicom_file_naming_it_and_stores_nothing(
@@ -234,6 +329,57 @@ def test_it_refuses_a_bad_dicom_file_naming_it_and_stores_nothing(
     assert_nothing_stored(media_root)
     event = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
     assert event.detail["rejections"] == [{"position": 1, "code": code, "status": status}]
+
+
+def test_a_refusal_names_the_reason_but_no_header_value(admin_api):  # type: ignore[no-untyped-def]
+    content = with_attribute(dicom_bytes(), "SOPClassUID", ComprehensiveSRStorage)
+    response = upload(admin_api, SimpleUploadedFile("sr.dcm", content))
+    message = response.json()["files"][0]["message"]
+    assert "Comprehensive SR Storage is not a mammography image" in message
+    private = with_attribute(dicom_bytes(), "SOPClassUID", "1.2.826.0.1.3680043.99.4242")
+    response = upload(admin_api, SimpleUploadedFile("odd.dcm", private))
+    assert "4242" not in response.content.decode()
+    assert "not a standard image class" in response.json()["files"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "sop_class",
+    [DigitalMammographyXRayImageStorageForProcessing, ComputedRadiographyImageStorage],
+    ids=["mg-for-processing", "cr"],
+)
+def test_mammograms_in_other_image_storage_classes_are_accepted(admin_api, sop_class):  # type: ignore[no-untyped-def]
+    content = with_attribute(dicom_bytes(), "SOPClassUID", sop_class)
+    response = upload(admin_api, SimpleUploadedFile("a.dcm", content))
+    assert response.status_code == 201, response.json()
+    assert Image.objects.get().sop_class_uid == sop_class
+
+
+def test_a_film_that_is_not_numbers_is_never_rendered_to_be_scored():  # type: ignore[no-untyped-def]
+    """Refused by ``rendition`` itself, so a file stored before the check is never scored."""
+    ds = pydicom.dcmread(io.BytesIO(with_attribute(dicom_bytes(), "RescaleSlope", "nan")))
+    with pytest.raises(FileRejected) as refusal:
+        dicom.rendition(ds)
+    assert refusal.value.code == "blank_image"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MG-Im-GE_Seno_1_ForPresentation.dcm",
+        "MG-Im-GE_Seno_2_ForPresentation.dcm",
+        "MG-Im-GE_Seno_1_ForProcessing.dcm",
+        "MG-Im-GE-SenDS-scaled.dcm",
+    ],
+)
+def test_real_vendor_stub_pixels_are_refused_as_blank(admin_api, media_root, name):  # type: ignore[no-untyped-def]
+    """The vendor test files carry 1 x 2 or 4 x 4 placeholders: nothing a reader could read."""
+    path = HEADERS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    response = upload(admin_api, SimpleUploadedFile("stub.dcm", path.read_bytes()))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["code"] == "blank_image"
+    assert_nothing_stored(media_root)
 
 
 def test_a_real_vendor_projection_without_pixel_data_is_refused(admin_api, media_root):  # type: ignore[no-untyped-def]
@@ -250,7 +396,8 @@ def test_real_vendor_headers_are_read_for_laterality_view_and_date(admin_api):  
     path = HEADERS / "MG-Im-GE_Seno_1_ForPresentation.dcm"
     if not path.exists():
         pytest.skip(f"{path} is not available")
-    response = upload(admin_api, SimpleUploadedFile("ge.dcm", path.read_bytes()))
+    content = with_film_pixels(path.read_bytes())
+    response = upload(admin_api, SimpleUploadedFile("ge.dcm", content))
     assert response.status_code == 201, response.json()
     image = Image.objects.get()
     assert (image.laterality, image.view, image.bit_depth) == (Laterality.LEFT, View.CC, 12)
@@ -370,13 +517,19 @@ def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  #
     assert "accepted" in outcomes and len(outcomes) > 2, outcomes
 
 
-def test_the_view_comes_from_the_view_code_sequence_when_view_position_is_empty(admin_api):  # type: ignore[no-untyped-def]
-    import pydicom
+@pytest.mark.parametrize(
+    ("value", "scheme"),
+    [("399368009", "SCT"), ("R-10226", "SRT"), ("R-10226", "SNM3")],
+    ids=["snomed-ct", "snomed-rt", "snomed-rt-as-ge-labels-it"],
+)
+def test_the_view_comes_from_the_view_code_sequence_when_view_position_is_empty(
+    admin_api, value, scheme
+):  # type: ignore[no-untyped-def]
     from pydicom.dataset import Dataset
 
     ds = pydicom.dcmread(io.BytesIO(dicom_bytes(view="")))
     code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator = "399368009", "SCT"
+    code.CodeValue, code.CodingSchemeDesignator = value, scheme
     code.CodeMeaning = "medio-lateral oblique"
     ds.ViewCodeSequence = [code]
     buffer = io.BytesIO()

@@ -222,3 +222,24 @@ def test_a_job_whose_result_was_taken_back_writes_nothing(admin_user, active_mod
         None,
         False,
     )
+
+
+def test_a_blank_film_stored_before_upload_refused_it_fails_instead_of_scoring(  # type: ignore[no-untyped-def]
+    admin_user, active_model
+):
+    """A reassuring score on a film with nothing on it is the worst answer: fail it."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    study = upload(admin_user, seeds=(1,))
+    image = Image.objects.get(study=study)
+    blank = io.BytesIO()
+    PILImage.fromarray(np.full((256, 208), 12, np.uint8)).save(blank, format="PNG")
+    with image.file.open("wb") as handle:
+        handle.write(blank.getvalue())
+    inference.score_study(study.pk, active_model.pk)
+    result = AIResult.objects.get(image=image)
+    assert (result.status, result.probability) == (AIStatus.FAILED, None)
+    assert "blank" in result.error

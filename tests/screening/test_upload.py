@@ -8,12 +8,14 @@ import threading
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from ml.synthetic import generate_film
 from screening.choices import AuditAction, CaseStatus, Laterality, View
 from screening.models import AuditEvent, Case, Image, Study
 from tests.conftest import requires_postgres
@@ -33,22 +35,48 @@ def png(name: str = "L_CC.png", seed: int = 1) -> SimpleUploadedFile:
 
 
 def jpeg(name: str = "R_MLO.jpg") -> SimpleUploadedFile:
+    film = generate_film(2, height=50, width=40).to_8bit()
+    return SimpleUploadedFile(name, encoded(film, "JPEG"), content_type="image/jpeg")
+
+
+def encoded(pixels: np.ndarray, image_format: str = "PNG", mode: str | None = None) -> bytes:
+    image = PILImage.fromarray(pixels)
     buffer = io.BytesIO()
-    PILImage.new("L", (40, 50), 128).save(buffer, format="JPEG")
-    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/jpeg")
+    (image.convert(mode) if mode else image).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
+    crc = zlib.crc32(kind + body) if crc is None else crc
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def png_cut_before_iend() -> bytes:
+    """Every pixel there, the IEND chunk missing: Pillow decodes it without complaint."""
+    content = png_bytes(seed=5)
+    return content[: content.rindex(b"IEND") - 4]
+
+
+def png_with_a_broken_chunk_after_the_pixels() -> bytes:
+    content = png_bytes(seed=5)
+    end = content.rindex(b"IEND") - 4
+    return content[:end] + _chunk(b"tEXt", b"Comment\0x", crc=0) + content[end:]
+
+
+def blank_film_with_label() -> np.ndarray:
+    """Black but for a burned-in, anti-aliased label on under 1% of the pixels."""
+    pixels = np.zeros((128, 104), np.uint8)
+    pixels[4:7, 4:44] = np.linspace(0, 255, 40).astype(np.uint8)
+    return pixels
 
 
 def png_declaring(width: int, height: int) -> bytes:
     """A valid PNG signature and IHDR (correct CRC) that declares an enormous image."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
 
 
 def stored_files(media_root: Path) -> list[Path]:
@@ -105,6 +133,51 @@ def test_it_rejects_a_bad_file_naming_it(admin_api, media_root, content, code): 
     assert "scan-7.png" in body["detail"]
     assert body["files"][0]["code"] == code
     assert_nothing_stored(media_root)
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (encoded(np.full((64, 52), 128, np.uint8)), "blank_image"),
+        (encoded(np.full((64, 52), 1000, np.uint16)), "blank_image"),
+        (encoded(np.full((64, 52), 128, np.uint8), "JPEG"), "blank_image"),
+        (encoded(blank_film_with_label()), "blank_image"),
+        (encoded(np.tile(np.arange(52, dtype=np.uint8) % 8 + 60, (64, 1))), "blank_image"),
+        (png_cut_before_iend(), "corrupt"),
+        (png_with_a_broken_chunk_after_the_pixels(), "corrupt"),
+        (encoded(generate_film(3, 64, 52).to_8bit(), mode="P"), "not_grayscale"),
+        (encoded(generate_film(3, 64, 52).to_8bit(), mode="1"), "not_grayscale"),
+        (encoded(generate_film(3, 64, 52).to_8bit(), "JPEG", mode="CMYK"), "not_grayscale"),
+    ],
+    ids=[
+        "constant-png",
+        "constant-16-bit-png",
+        "constant-jpeg",
+        "black-but-a-burned-in-label",
+        "eight-grey-levels",
+        "png-cut-before-iend",
+        "png-broken-chunk-after-the-pixels",
+        "palette-png",
+        "bilevel-png",
+        "cmyk-jpeg",
+    ],
+)
+def test_it_refuses_an_image_that_is_not_a_whole_grey_film(admin_api, media_root, content, code):  # type: ignore[no-untyped-def]
+    response = upload(admin_api, png("good.png", 9), SimpleUploadedFile("scan-7.png", content))
+    assert response.status_code == 400
+    body = response.json()
+    assert "scan-7.png" in body["detail"]
+    assert [f["code"] for f in body["files"]] == ["not_stored", code]
+    assert_nothing_stored(media_root)
+    event = AuditEvent.objects.get(action=AuditAction.UPLOAD_REJECTED)
+    assert event.detail["rejections"] == [{"position": 1, "code": code, "status": 400}]
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGB", "RGBA"])
+def test_it_accepts_a_film_whose_first_plane_is_its_grey_level(admin_api, mode):  # type: ignore[no-untyped-def]
+    content = encoded(generate_film(3, 64, 52).to_8bit(), mode=mode)
+    response = upload(admin_api, SimpleUploadedFile("L_CC.png", content))
+    assert response.status_code == 201, response.json()
 
 
 def test_it_rejects_a_truncated_jpeg(admin_api, media_root):  # type: ignore[no-untyped-def]
