@@ -1,10 +1,31 @@
-"""Django admin for admins: users and model versions; clinical records are read-only here."""
+"""Django admin for admins: users and model versions; clinical records are read-only here.
 
+Accounts, API tokens and sign-in lockouts are the admin role's (``accounts.manages_accounts``),
+whatever Django permissions a user holds; every change to them is audited.
+"""
+
+from typing import Any
+
+from axes.models import AccessAttempt
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
-from . import actions
+from . import accounts, actions, events
+from .choices import Role
 from .models import (
     AIResult,
+    ApiToken,
     AuditEvent,
     Case,
     Finding,
@@ -88,3 +109,208 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = actions.activate_model_version(request.user, queryset.get().pk)
         self.message_user(request, f"{version} is now active.")
+
+
+# --- Accounts, tokens and lockouts --------------------------------------------------
+
+User = get_user_model()
+for _model in (User, Group, TokenProxy, AccessAttempt):
+    # Roles are fixed groups (their permissions are not the app's business), DRF's token
+    # admin prints keys and axes' unlocks unaudited: each is replaced or withdrawn here.
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+class AdminRoleModelAdmin(admin.ModelAdmin):
+    """Open to whoever manages accounts; nothing is deleted unless a subclass says so."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return accounts.manages_accounts(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return accounts.manages_accounts(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return accounts.manages_accounts(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return accounts.manages_accounts(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(User)
+class AccountAdmin(AdminRoleModelAdmin, UserAdmin):
+    """Roles, not permissions: no superuser flag, no staff flag, no per-user permissions.
+
+    Accounts are deactivated, never deleted: reads and audit events name them.
+    """
+
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("is_active", "groups")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "usable_password", "password1", "password2", "groups"),
+            },
+        ),
+    )
+    readonly_fields = ("last_login", "date_joined")
+    list_display = ("username", "first_name", "last_name", "roles", "is_active", "last_login")
+    list_filter = ("is_active", "groups")
+    filter_horizontal = ()
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="Roles")
+    def roles(self, user: Any) -> str:
+        return ", ".join(sorted(g.name for g in user.groups.all() if g.name in Role.values))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A superuser's password set by an admin would hand that admin everything.
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and obj.pk == request.user.pk:
+            return (*self.readonly_fields, "is_active", "groups")
+        return self.readonly_fields
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "groups":
+            kwargs["queryset"] = Group.objects.filter(name__in=Role.values).order_by("name")
+            kwargs["widget"] = forms.CheckboxSelectMultiple
+            kwargs["label"] = "Roles"
+            kwargs["help_text"] = "What the person may do; nobody can change their own roles."
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        form.access_before = accounts.stored_access(obj.pk) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        accounts.record_access_change(request.user, form.instance, form.access_before)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        user = self.get_object(request, unquote(id))
+        with transaction.atomic():
+            before = user.password if user is not None else None
+            response = super().user_change_password(request, id, form_url)
+            if user is not None:
+                user.refresh_from_db(fields=["password"])
+                if user.password != before:
+                    events.password_set(request.user, user)
+        return response
+
+
+class IssueTokenForm(forms.Form):
+    user = forms.ModelChoiceField(
+        queryset=User.objects.filter(is_active=True).order_by("username"),
+        help_text="A token this person already holds stops working.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["days"] = forms.IntegerField(
+            label="Valid for (days)",
+            min_value=1,
+            max_value=settings.API_TOKEN_MAX_DAYS,
+            initial=settings.API_TOKEN_DAYS,
+        )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
+    """Issue (the key is shown once) and revoke API tokens; a token is never edited."""
+
+    list_display = ("user", "created", "expires_at", "issued_by")
+    fields = ("user", "created", "expires_at", "issued_by")
+    readonly_fields = fields
+    list_filter = ()
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("user", "expiry__issued_by")
+
+    @admin.display(description="Expires")
+    def expires_at(self, token: ApiToken) -> Any:
+        return accounts.token_expires_at(token)
+
+    @admin.display(description="Issued by")
+    def issued_by(self, token: ApiToken) -> Any:
+        expiry = getattr(token, "expiry", None)
+        return expiry.issued_by if expiry is not None else "—"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return accounts.manages_accounts(request.user)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = IssueTokenForm(request.POST if request.method == "POST" else None)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form}
+        if form.is_valid():
+            issued = accounts.issue_token(
+                request.user, form.cleaned_data["user"], form.cleaned_data["days"]
+            )
+            context.update(
+                title="API token issued", issued=issued, holder=form.cleaned_data["user"]
+            )
+            return TemplateResponse(request, "screening/token_issued.html", context)
+        context["title"] = "Issue an API token"
+        return TemplateResponse(request, "screening/token_issue.html", context)
+
+    def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
+        accounts.revoke_token(request.user, obj.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset.select_related("user"):
+            accounts.revoke_token(request.user, token.user)
+
+
+@admin.register(AccessAttempt)
+class SignInLockoutAdmin(AdminRoleModelAdmin):
+    """Failed sign-ins by account and address; unlocking clears them, audited."""
+
+    list_display = ("username", "ip_address", "failures_since_start", "locked", "attempt_time")
+    fields = list_display
+    readonly_fields = list_display
+    search_fields = ("username", "ip_address")
+    ordering = ("-attempt_time",)
+    actions = ["unlock_accounts", "unlock_addresses"]
+
+    @admin.display(boolean=True, description="Locked")
+    def locked(self, attempt: AccessAttempt) -> bool:
+        return accounts.is_locked(attempt)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Unlock these accounts (from every address)")
+    def unlock_accounts(self, request: HttpRequest, queryset: Any) -> None:
+        count = accounts.unlock_accounts(request.user, queryset)
+        self.message_user(request, f"{count} account(s) unlocked.")
+
+    @admin.action(description="Unlock these addresses (for every account)")
+    def unlock_addresses(self, request: HttpRequest, queryset: Any) -> None:
+        count = accounts.unlock_addresses(request.user, queryset)
+        self.message_user(request, f"{count} address(es) unlocked.")

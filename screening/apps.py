@@ -7,4 +7,4 @@ class ScreeningConfig(AppConfig):
     verbose_name = "Screening"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401
+        from . import accounts, signals  # noqa: F401  (signal receivers)

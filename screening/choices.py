@@ -212,6 +212,12 @@ class AuditAction(models.TextChoices):
     OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"
     DICOM_EXPORTED = "dicom_exported", "AI result exported as DICOM"
     DICOM_EXPORT_REFUSED = "dicom_export_refused", "DICOM export refused"
+    ROLES_CHANGED = "roles_changed", "Roles changed"
+    PASSWORD_SET = "password_set", "Password set by an admin"
+    TOKEN_ISSUED = "token_issued", "API token issued"
+    TOKEN_REVOKED = "token_revoked", "API token revoked"
+    LOGIN_LOCKED_OUT = "login_locked_out", "Sign-in locked out"
+    LOGIN_UNLOCKED = "login_unlocked", "Sign-in unlocked"
 
 
 class AuditOutcome(models.TextChoices):

@@ -434,7 +434,21 @@ def _window(pixels: np.ndarray, ds: Any) -> np.ndarray:
     return (pixels - (centre - 0.5)) / max(width - 1.0, 1.0) + 0.5
 
 
+# Header values the database keeps as text: a control character (a NUL byte above all,
+# which PostgreSQL refuses) is not valid in their value representations.
+STORED_TEXT = ("AccessionNumber", "StudyDate", "ImageLaterality", "Laterality", "ViewPosition")
+
+
+def _refuse_control_characters(ds: Any) -> None:
+    for keyword in STORED_TEXT:
+        if any(ord(ch) < 32 for ch in str(ds.get(keyword) or "")):
+            raise FileRejected(
+                "corrupt", f"DICOM header {keyword} holds control characters: not a valid value."
+            )
+
+
 def _header(ds: Any) -> DicomHeader:
+    _refuse_control_characters(ds)
     laterality = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").upper()
     view = str(ds.get("ViewPosition") or "").upper()
     if view not in VIEWS:

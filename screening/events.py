@@ -145,3 +145,76 @@ def dicom_export_refused(user: Actor, study: Study, reason: str) -> AuditEvent:
         case_id=study.case_id,
         reason=reason,
     )
+
+
+def upload_request_refused(
+    actor: Actor, code: str, status: int, fields: list[str] | None = None
+) -> AuditEvent:
+    """Refused before any file was looked at: a body over the limit, or bad form fields.
+
+    ``fields`` names the form fields that failed, never their values.
+    """
+    rejection: dict[str, Any] = {"position": -1, "code": code, "status": status}
+    if fields:
+        rejection["fields"] = sorted(fields)
+    return upload_rejected(actor, [rejection])
+
+
+def roles_changed(
+    actor: Actor,
+    user: AbstractBaseUser,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    created: bool = False,
+) -> AuditEvent:
+    """Whose roles (or active flag) changed, from what to what: ids and role names only."""
+    return _record(
+        actor,
+        AuditAction.ROLES_CHANGED,
+        user,
+        user_id=user.pk,
+        roles_before=sorted(before["roles"]),
+        roles_after=sorted(after["roles"]),
+        active_before=before["active"],
+        active_after=after["active"],
+        created=created,
+    )
+
+
+def password_set(actor: Actor, user: AbstractBaseUser) -> AuditEvent:
+    """An admin set someone's password: they could now sign in as that person."""
+    return _record(actor, AuditAction.PASSWORD_SET, user, user_id=user.pk)
+
+
+def token_issued(
+    actor: Actor, user: AbstractBaseUser, expires_at: Any, replaced: bool
+) -> AuditEvent:
+    """Never the key itself: only whose token, until when, and whether one was replaced."""
+    return _record(
+        actor,
+        AuditAction.TOKEN_ISSUED,
+        user,
+        user_id=user.pk,
+        expires_at=expires_at.isoformat(),
+        replaced=replaced,
+    )
+
+
+def token_revoked(actor: Actor, user: AbstractBaseUser) -> AuditEvent:
+    return _record(actor, AuditAction.TOKEN_REVOKED, user, user_id=user.pk)
+
+
+def login_locked_out(attempted_username: str, ip_address: str, failures: int) -> AuditEvent:
+    """Sign-ins for this account or from this address are refused until the cool-off ends."""
+    return _record(
+        None,
+        AuditAction.LOGIN_LOCKED_OUT,
+        outcome=AuditOutcome.FAILURE,
+        actor_name=attempted_username[:150],
+        ip_address=ip_address,
+        failures=failures,
+    )
+
+
+def login_unlocked(actor: Actor, username: str, ip_address: str) -> AuditEvent:
+    return _record(actor, AuditAction.LOGIN_UNLOCKED, username=username, ip_address=ip_address)

@@ -146,6 +146,18 @@ class ReadForm(forms.Form):
         return data
 
 
+# Primary keys are bigints: a number past this names no object (and SQLite cannot bind it).
+MAX_ID = 2**63 - 1
+
+
+def object_id(text: str) -> int | None:
+    """The object id a path or query gives, or None where it names none: not a whole number
+    from 1 (text, a sign, a fraction, other scripts' digits) or past the database's range."""
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        return None
+    return int(text)
+
+
 class WorklistFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status"), *CaseStatus.choices], required=False)
     band = forms.ChoiceField(choices=[("", "Any risk"), *RiskBand.choices], required=False)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q
+from rest_framework.authtoken.models import TokenProxy
 
 from .choices import (
     READABLE_STATUSES,
@@ -390,3 +391,41 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise PermissionDenied("The audit trail is append-only.")
+
+
+class TokenExpiry(models.Model):
+    """When an API token issued by an admin stops working, and who issued it.
+
+    DRF's token has no expiry of its own; a token without this row (made outside the admin)
+    expires ``API_TOKEN_DAYS`` after it was created (``screening.accounts.token_expires_at``).
+    """
+
+    token = models.OneToOneField(
+        "authtoken.Token", primary_key=True, on_delete=models.CASCADE, related_name="expiry"
+    )
+    expires_at = models.DateTimeField()
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "token expiries"
+
+    def __str__(self) -> str:
+        return f"token of user {self.token.user_id} expires {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class ApiToken(TokenProxy):
+    """DRF's token as the admin shows it: named by its user, never by its key.
+
+    DRF's own ``__str__`` is the key, which the admin would print on every page and into its
+    log; the key is shown once, when it is issued. Like ``TokenProxy``, the admin addresses it
+    by its user's id, so the key is never in a URL either.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"API token of user {self.user_id}"

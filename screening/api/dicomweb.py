@@ -23,7 +23,7 @@ from django.core.handlers.wsgi import LimitedStream
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, QueryDict
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,11 +35,21 @@ from ..dicom import PART10_MAGIC, is_part10
 from ..models import Study
 from ..roles import api_role
 from ..views.manage import request_too_large
+from .serializers import ErrorSerializer
 
 DICOM_MEDIA_TYPE = "application/dicom"
 QIDO_LIMIT = 100  # results per page, whatever limit asks for
 QIDO_MAX_NUMBER = 999_999_999  # limit and offset: far past any archive, inside SQL's bigint
 QIDO_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+WHOLE_NUMBER = {"type": "integer", "minimum": 0, "maximum": QIDO_MAX_NUMBER}
+
+
+def _refusals(*statuses: int) -> dict:
+    """Refusals as this view sends them: ``{"detail": …}``, as DICOM JSON or plain JSON
+    (whichever the client accepts)."""
+    return {code: OpenApiResponse(ErrorSerializer, HTTPStatus(code).phrase) for code in statuses}
+
+
 PREAMBLE = bytes(128)
 READ_BYTES = 1024 * 1024
 CHUNK_LINE_BYTES = 4096  # a chunk-size line with its extensions, or a trailer field
@@ -320,7 +330,17 @@ class StudiesView(APIView):
 
     @extend_schema(
         request={'multipart/related; type="application/dicom"': OpenApiTypes.BINARY},
-        responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, "Stored: ReferencedSOPSequence (0008,1199)."),
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                "Refused whole: FailedSOPSequence (0008,1198), or detail for a bad body.",
+            ),
+            409: OpenApiResponse(
+                OpenApiTypes.OBJECT, "An instance already stored: FailedSOPSequence."
+            ),
+            **_refusals(401, 403, 411, 413, 415, 501),
+        },
     )
     def post(self, request: Request) -> Response:
         too_big = request_too_large(request._request)
@@ -357,10 +377,16 @@ class StudiesView(APIView):
             OpenApiParameter("StudyInstanceUID", str),
             OpenApiParameter("PatientID", str, description="The pseudonym"),
             OpenApiParameter("StudyDate", str, description="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter("limit", WHOLE_NUMBER, description=f"At most {QIDO_LIMIT} a page"),
+            OpenApiParameter("offset", WHOLE_NUMBER),
         ],
-        responses={(200, "application/dicom+json"): OpenApiTypes.OBJECT},
+        responses={
+            200: OpenApiResponse(
+                {"type": "array", "items": {"type": "object"}},
+                "The matching studies, each a DICOM JSON object.",
+            ),
+            **_refusals(400, 401, 403),
+        },
     )
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from .. import pathway
@@ -21,6 +21,7 @@ from ..choices import (
     Outcome,
     OutcomeSource,
     ReadKind,
+    RiskBand,
 )
 from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
 
@@ -290,3 +291,56 @@ class UploadResultSerializer(serializers.Serializer):
     study_id = serializers.IntegerField(allow_null=True)
     case_id = serializers.IntegerField(allow_null=True)
     files = FileResultSerializer(many=True)
+
+
+class WorklistQuerySerializer(serializers.Serializer):
+    """The worklist's filters: a value outside the vocabulary is a 400, never a query."""
+
+    status = serializers.ChoiceField(
+        choices=CaseStatus.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Only cases in this status",
+    )
+    band = serializers.ChoiceField(
+        choices=RiskBand.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Only cases in this risk band",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """A refusal, in words the caller can act on."""
+
+    detail = serializers.CharField()
+
+
+# A 400 is either a refusal (``detail``) or the serializer's messages per field, which are
+# lists of strings, or nested objects for nested input (``findings``).
+VALIDATION_ERROR = {
+    "type": "object",
+    "description": "``detail`` for a refusal, else the messages per field.",
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": {},
+}
+# The upload refuses with its per-file report; its form fields refuse like any serializer.
+UPLOAD_REFUSAL = {"anyOf": [{"$ref": "#/components/schemas/UploadResult"}, VALIDATION_ERROR]}
+
+REFUSALS = {
+    400: OpenApiResponse(VALIDATION_ERROR, "The request is invalid: nothing was changed."),
+    401: OpenApiResponse(ErrorSerializer, "No valid token or session."),
+    403: OpenApiResponse(ErrorSerializer, "Your role does not allow this."),
+    404: OpenApiResponse(
+        ErrorSerializer, "No such object (ids are whole numbers), or no such page."
+    ),
+    409: OpenApiResponse(
+        ErrorSerializer, "The object is not in a state that allows this (someone acted first)."
+    ),
+    413: OpenApiResponse(UploadResultSerializer, "The request is larger than the upload limit."),
+}
+
+
+def refusals(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The documented error responses: 401 and 403 always (every endpoint has roles)."""
+    return {code: REFUSALS[code] for code in sorted({401, 403, *statuses})}

@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
@@ -24,4 +24,7 @@ urlpatterns = [
         "studies/<int:pk>/ai-report/", views.StudyAIReportView.as_view(), name="api-study-ai-report"
     ),
     path("", include(router.urls)),
+    # Last: what nothing above matched. Only paths ending in a slash, so a missing slash is
+    # still redirected (APPEND_SLASH) to the endpoint it names.
+    re_path(r"^.*/$", views.UnknownEndpointView.as_view()),
 ]

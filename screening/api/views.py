@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +16,7 @@ from rest_framework.views import APIView
 
 from .. import actions, events
 from ..choices import Role
+from ..forms import object_id
 from ..models import AIResult, Case, Image, ModelVersion
 from ..roles import api_role
 from ..views.manage import request_too_large
@@ -26,6 +28,34 @@ CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version
 
 def _error(error: actions.DomainError) -> Response:
     return Response({"detail": error.message}, status=error.status)
+
+
+def _id(pk: str, noun: str) -> int:
+    """The id in the path as the integer the database holds: anything else is a 404 that
+    says why, never a query (or a 500) with text where a number belongs."""
+    found = object_id(pk)
+    if found is None:
+        raise NotFound(f"No such {noun}: ids are whole numbers from 1.")
+    return found
+
+
+@extend_schema(exclude=True)
+class UnknownEndpointView(APIView):
+    """Any other path under ``/api/``: a JSON 404 an API client can parse, where Django would
+    answer its HTML page (a negative id, a path with a typo)."""
+
+    def not_found(self, request: Request, *args: object, **kwargs: object) -> Response:
+        raise NotFound("No such endpoint or object: ids are whole numbers from 1.")
+
+    get = post = put = patch = delete = not_found
+
+
+class BinaryDownloadView(APIView):
+    """A file download. The body is the file whatever the ``Accept`` header asks for, and a
+    refusal is JSON: content negotiation never turns a download into a 406."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False):  # type: ignore[no-untyped-def]
+        return super().perform_content_negotiation(request, force=True)
 
 
 class CaseViewSet(viewsets.GenericViewSet):
@@ -46,20 +76,19 @@ class CaseViewSet(viewsets.GenericViewSet):
         return s.CaseSummarySerializer
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("status", str, description="Only cases in this status"),
-            OpenApiParameter("band", str, description="Only cases in this risk band"),
-        ]
+        parameters=[s.WorklistQuerySerializer],
+        responses={200: s.CaseSummarySerializer(many=True), **s.refusals(400, 404)},
     )
     def list(self, request: Request) -> Response:
-        flt = actions.WorklistFilter(
-            status=request.query_params.get("status", ""), band=request.query_params.get("band", "")
-        )
+        query = s.WorklistQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        flt = actions.WorklistFilter(**query.validated_data)
         page = self.paginate_queryset(actions.worklist(request.user, flt))
         return self.get_paginated_response(s.CaseSummarySerializer(page, many=True).data)
 
+    @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        case = get_object_or_404(CASE_QUERYSET, pk=pk)
+        case = get_object_or_404(CASE_QUERYSET, pk=_id(pk, "case"))
         events.case_opened(request.user, case, via="api")
         context = {
             "request": request,
@@ -68,18 +97,36 @@ class CaseViewSet(viewsets.GenericViewSet):
         }
         return Response(s.CaseDetailSerializer(case, context=context).data)
 
-    @extend_schema(request=s.ReadCreateSerializer, responses={201: s.ReadSerializer})
+    @extend_schema(
+        request=s.ReadCreateSerializer,
+        responses={201: s.ReadSerializer, **s.refusals(400, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def reads(self, request: Request, pk: str) -> Response:
+        case_id = _id(pk, "case")
         serializer = s.ReadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            read = actions.submit_read(request.user, int(pk), serializer.read_input())
+            read = actions.submit_read(request.user, case_id, serializer.read_input())
         except actions.DomainError as error:
             return _error(error)
         return Response(s.ReadSerializer(read).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    create=extend_schema(
+        responses={
+            201: s.UploadResultSerializer,
+            400: OpenApiResponse(s.UPLOAD_REFUSAL, "Refused: the report per file, or the fields."),
+            **s.refusals(),
+            404: OpenApiResponse(s.UploadResultSerializer, "No such study to add to."),
+            409: OpenApiResponse(
+                s.UploadResultSerializer, "A file or the study is stored already."
+            ),
+            413: s.REFUSALS[413],
+        }
+    )
+)
 class StudyUploadViewSet(viewsets.GenericViewSet):
     """Upload images into a new or an existing study: all files are stored, or none."""
 
@@ -87,25 +134,23 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = s.StudyUploadSerializer
 
-    @extend_schema(
-        request={"multipart/form-data": s.StudyUploadRequestSerializer},
-        responses={
-            201: s.UploadResultSerializer,
-            400: s.UploadResultSerializer,
-            404: s.UploadResultSerializer,
-            409: s.UploadResultSerializer,
-            413: s.UploadResultSerializer,
-        },
-    )
+    @extend_schema(request={"multipart/form-data": s.StudyUploadRequestSerializer})
     def create(self, request: Request) -> Response:
         too_big = request_too_large(request._request)
         if too_big:
+            events.upload_request_refused(
+                request.user, "request_too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            )
             return Response(
                 {"detail": too_big, "study_id": None, "case_id": None, "files": []},
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         meta = s.StudyUploadSerializer(data=request.data)
-        meta.is_valid(raise_exception=True)
+        if not meta.is_valid():
+            events.upload_request_refused(
+                request.user, "invalid_fields", status.HTTP_400_BAD_REQUEST, list(meta.errors)
+            )
+            meta.is_valid(raise_exception=True)  # DRF's own 400 with the field errors
         spec = actions.StudySpec(**meta.validated_data)
         try:
             accepted = actions.upload_study(request.user, spec, request.FILES.getlist("files"))
@@ -131,7 +176,9 @@ class OutcomeView(APIView):
 
     permission_classes = [api_role(Role.ADMIN)]
 
-    @extend_schema(request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer})
+    @extend_schema(
+        request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer, **s.refusals(400, 404)}
+    )
     def post(self, request: Request) -> Response:
         serializer = s.OutcomeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -145,20 +192,28 @@ class OutcomeView(APIView):
         return Response(serializer.data)
 
 
-class ImageFileView(APIView):
-    """The stored image, for API clients holding a token (pages use the session twin)."""
+class ImageFileView(BinaryDownloadView):
+    """The stored file as uploaded, for API clients holding a token (pages use the session
+    twin): PNG or JPEG, or for a DICOM image the de-identified DICOM file."""
 
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "image/png"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            (200, "application/dicom"): OpenApiTypes.BINARY,
+            **s.refusals(404),
+        }
+    )
     def get(self, request: Request, pk: int) -> FileResponse:
         return private_file(get_object_or_404(Image, pk=pk).file)
 
 
-class HeatmapFileView(APIView):
+class HeatmapFileView(BinaryDownloadView):
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY, **s.refusals(404)})
     def get(self, request: Request, pk: int) -> FileResponse:
         result = get_object_or_404(AIResult, pk=pk)
         if not result.heatmap:
@@ -166,12 +221,14 @@ class HeatmapFileView(APIView):
         return private_file(result.heatmap)
 
 
-class StudyAIReportView(APIView):
+class StudyAIReportView(BinaryDownloadView):
     """The study's AI result as a DICOM Structured Report (case and image scores, model)."""
 
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
-    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
+    )
     def get(self, request: Request, pk: int) -> HttpResponse:
         try:
             return dicom_download(actions.export_study_report(request.user, pk))
@@ -179,12 +236,14 @@ class StudyAIReportView(APIView):
             return _error(error)
 
 
-class HeatmapDicomView(APIView):
+class HeatmapDicomView(BinaryDownloadView):
     """One image's heatmap overlay as a DICOM Secondary Capture."""
 
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
-    @extend_schema(responses={(200, "application/dicom"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
+    )
     def get(self, request: Request, pk: int) -> HttpResponse:
         try:
             return dicom_download(actions.export_heatmap_capture(request.user, pk))
@@ -192,6 +251,9 @@ class HeatmapDicomView(APIView):
             return _error(error)
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **s.refusals(404)})
+)
 class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
     serializer_class = s.ModelVersionSerializer
@@ -201,11 +263,12 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return [api_role(Role.ADMIN)()]
         return [api_role(Role.ADMIN, Role.AUDITOR)()]
 
-    @extend_schema(request=None, responses={200: s.ModelVersionSerializer})
+    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404)})
     @action(detail=True, methods=["post"])
     def activate(self, request: Request, pk: str) -> Response:
+        version_id = _id(pk, "model version")
         try:
-            version = actions.activate_model_version(request.user, int(pk))
+            version = actions.activate_model_version(request.user, version_id)
         except actions.DomainError as error:
             return _error(error)
         return Response(s.ModelVersionSerializer(version).data)

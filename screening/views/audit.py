@@ -20,6 +20,7 @@ from ..choices import Role
 from ..forms import AuditTrailFilterForm, ReportFilterForm
 from ..models import AuditEvent
 from ..roles import role_required
+from ..templatetags.safe_text import neutralise_bidi
 from .pages import paginate
 
 AUDIT_VIEWERS = (Role.AUDITOR, Role.ADMIN)
@@ -139,8 +140,10 @@ def export_audit_trail(request: HttpRequest) -> HttpResponse:
 
 
 def _csv_response(name: str, content: str) -> HttpResponse:
+    """The CSV as a download; bidi controls in any cell are shown, never obeyed, as on the
+    pages (a spreadsheet would otherwise reorder what the auditor reads)."""
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response = HttpResponse(content, content_type="text/csv; charset=utf-8")
+    response = HttpResponse(neutralise_bidi(content), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="mammo-{name}-{stamp}.csv"'
     response["Cache-Control"] = "no-store"
     return response

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import actions
+from .. import actions, events
 from ..choices import Role
 from ..forms import UploadForm
 from ..models import ModelVersion, Study
@@ -26,6 +26,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         return render(request, "screening/upload.html", {"form": UploadForm()})
     too_big = request_too_large(request)
     if too_big:
+        events.upload_request_refused(
+            request.user, "request_too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+        )
         return render(
             request,
             "screening/upload.html",
@@ -34,6 +37,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         )
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
+        events.upload_request_refused(
+            request.user, "invalid_fields", HTTPStatus.BAD_REQUEST, list(form.errors)
+        )
         return render(
             request, "screening/upload.html", {"form": form}, status=HTTPStatus.BAD_REQUEST
         )
@@ -87,8 +93,9 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@role_required(Role.ADMIN)
+@role_required(Role.ADMIN, Role.AUDITOR)
 def model_versions(request: HttpRequest) -> HttpResponse:
+    """Auditors see which versions exist and which triages, read-only; admins activate."""
     versions = ModelVersion.objects.order_by("-is_active", "-created_at")
     return render(request, "screening/model_versions.html", {"versions": versions})
 

@@ -16,12 +16,21 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import actions, events, pathway
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
-from ..imaging import display_png
+from ..imaging import FileRejected, display_png
 from ..models import AIResult, Case, Image
 from ..roles import has_role, person, role_required
 from .refusals import conflict_page
 
 READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
+# Images and heatmaps are patient data: never kept in a browser's or a proxy's cache.
+NO_STORE = "private, no-store"
+# What a stored file is, by the extension the upload gave it (never the uploaded name).
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "dcm": "application/dicom",
+}
 CLINICAL_VIEWERS = (*READERS, Role.AUDITOR)
 
 
@@ -142,8 +151,10 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
             content = display_png(handle.read())
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
+    except FileRejected as refusal:  # stored before upload refused such films (e.g. blank)
+        raise Http404(f"This image cannot be shown. {refusal.message}") from None
     response = HttpResponse(content, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=600"
+    response["Cache-Control"] = NO_STORE
     return response
 
 
@@ -181,7 +192,7 @@ def heatmap_dicom(request: HttpRequest, result_id: int) -> HttpResponse:
 def dicom_download(export: actions.DicomExport) -> HttpResponse:
     response = HttpResponse(export.content, content_type="application/dicom")
     response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-    response["Cache-Control"] = "private, no-store"
+    response["Cache-Control"] = NO_STORE
     return response
 
 
@@ -250,6 +261,9 @@ def private_file(field) -> FileResponse:  # type: ignore[no-untyped-def]
         handle = field.open("rb")
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
-    response = FileResponse(handle)
-    response["Cache-Control"] = "private, max-age=600"
+    suffix = field.name.rsplit(".", 1)[-1].lower()
+    response = FileResponse(
+        handle, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream")
+    )
+    response["Cache-Control"] = NO_STORE
     return response

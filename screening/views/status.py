@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from .. import actions
 from ..choices import Role
+from ..forms import object_id
 from ..models import AIResult, Case
 from ..roles import role_required
 
@@ -33,10 +34,10 @@ def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
 @role_required(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 def worklist_ai_status(request: HttpRequest) -> JsonResponse:
     """Status and AI state of the cases on the reader's current page (ids in the query)."""
-    try:
-        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i][:200]
-    except ValueError:
-        return JsonResponse({"error": "ids must be integers"}, status=400)
+    given = [i for i in request.GET.get("ids", "").split(",") if i][:200]
+    ids = [object_id(i.strip()) for i in given]
+    if any(i is None for i in ids):
+        return JsonResponse({"error": "ids must be whole numbers from 1"}, status=400)
     cases = list(Case.objects.filter(pk__in=ids).select_related("ai_result"))
     states = actions.case_ai_states(cases)
     return JsonResponse({str(c.pk): f"{c.status}:{states[c.pk]}" for c in cases})

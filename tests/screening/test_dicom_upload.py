@@ -536,3 +536,14 @@ def test_the_view_comes_from_the_view_code_sequence_when_view_position_is_empty(
     ds.save_as(buffer)
     assert upload(admin_api, SimpleUploadedFile("a.dcm", buffer.getvalue())).status_code == 201
     assert Image.objects.get().view == View.MLO
+
+
+def test_a_nul_byte_in_a_stored_header_value_is_a_400_not_a_server_error(admin_api, media_root):  # type: ignore[no-untyped-def]
+    """Found by scripts/fuzz_uploads.py: PostgreSQL refuses NUL in text (a 500 before)."""
+    content = with_attribute(dicom_bytes(), "AccessionNumber", "A\x00B")
+    response = upload(admin_api, SimpleUploadedFile("nul.dcm", content))
+    assert response.status_code == 400
+    assert response.json()["files"][0]["message"] == (
+        "DICOM header AccessionNumber holds control characters: not a valid value."
+    )
+    assert_nothing_stored(media_root)

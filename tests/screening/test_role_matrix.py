@@ -110,7 +110,7 @@ MATRIX = [
     ("upload page", "get", lambda o: reverse("upload"), page({ADMIN})),
     ("upload post", "post", lambda o: reverse("upload"), page({ADMIN}, ok=400)),
     ("study list", "get", lambda o: reverse("study-list"), page({ADMIN})),
-    ("model versions", "get", lambda o: reverse("model-versions"), page({ADMIN})),
+    ("model versions", "get", lambda o: reverse("model-versions"), page({ADMIN, AUD})),
     (
         "model activate",
         "post",

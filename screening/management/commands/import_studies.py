@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
-from screening import actions
+from screening import actions, events
 from screening.choices import Outcome
 from screening.management.users import admin_named
 
@@ -40,12 +40,23 @@ class Command(BaseCommand):
         for spec, paths in groups:
             files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in paths]
             try:
-                actions.upload_study(user, spec, files)
+                _import(user, spec, files)
                 stored += 1
             except actions.UploadRefused as refusal:
                 refused += 1
                 self.stderr.write(f"{spec.accession_number}: {refusal.message}")
         self.stdout.write(self.style.SUCCESS(f"Imported {stored} studies; {refused} refused."))
+
+
+def _import(user, spec: actions.StudySpec, files: list) -> None:  # type: ignore[no-untyped-def]
+    """Store a study; an outcome it arrives with is audited as any recorded outcome is.
+
+    Not one transaction with the upload: a refused upload audits its refusal, which a
+    rolled-back transaction would take with it.
+    """
+    accepted = actions.upload_study(user, spec, files)
+    if spec.outcome:
+        events.outcome_recorded(user, accepted.study.case, previous="")
 
 
 def _folder_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]]:
