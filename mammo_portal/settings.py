@@ -317,10 +317,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # pydicom's warnings can quote DICOM attribute values (patient identifiers).
+    # pydicom's warnings can quote DICOM attribute values (patient identifiers), and its
+    # decoders log a traceback for every corrupt file that the upload refuses (and audits)
+    # anyway: only a failure of pydicom itself is worth the log.
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "pydicom": {"level": "ERROR"},
+        "pydicom": {"level": "CRITICAL"},
         "axes": {"level": "WARNING"},  # sign-ins are in the audit trail already
     },
 }
