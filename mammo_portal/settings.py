@@ -76,6 +76,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every log line of a request carries its id and the latency covers the rest.
+    "screening.ops.logs.RequestLogMiddleware",
+    "screening.ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "screening.security_headers.SecurityHeadersMiddleware",
@@ -90,6 +93,8 @@ MIDDLEWARE = [
 
 # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# Probes and scrapers talk plain HTTP to the app server itself, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 ROOT_URLCONF = "mammo_portal.urls"
 
@@ -311,21 +316,44 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 
+# One JSON object per line (web and worker alike, with request or task id), or the classic
+# text line while developing and testing. screening/ops/logs.py says what a line holds.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("plain" if DEBUG or RUNNING_TESTS else "json")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "screening.ops.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "screening.ops.logs.JsonFormatter"},
+    },
+    "filters": {"quiet_probes": {"()": "screening.ops.logs.QuietProbes"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # pydicom's warnings can quote DICOM attribute values (patient identifiers), and its
     # decoders log a traceback for every corrupt file that the upload refuses (and audits)
     # anyway: only a failure of pydicom itself is worth the log.
     "loggers": {
+        # Django's own handlers print paths and query strings: its lines go through ours.
+        "django": {"handlers": []},
+        "django.server": {"handlers": [], "propagate": True, "level": "WARNING"},
+        "django.request": {"filters": ["quiet_probes"]},
         "django.db.backends": {"level": "WARNING"},
         "pydicom": {"level": "CRITICAL"},
         "axes": {"level": "WARNING"},  # sign-ins are in the audit trail already
     },
 }
+# The worker logs through LOGGING too (one format); it writes to stderr, not --logfile.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /metrics answers these addresses (the connection's, never X-Forwarded-For; networks in
+# CIDR notation) or a scraper sending "Authorization: Bearer METRICS_TOKEN".
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 # The shipped research model the app uses out of the box.
 DEFAULT_MODEL_ARTIFACT = Path(

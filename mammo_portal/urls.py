@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from screening.api import dicomweb
+from screening.ops import views as ops
 from screening.views import audit, manage, pages, queue, status
 
 urlpatterns = [
@@ -38,4 +39,7 @@ urlpatterns = [
     path("api/", include("screening.api.urls")),
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("admin/", admin.site.urls),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics_view, name="metrics"),
 ]
