@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -259,10 +260,7 @@ def store(
     start = time.perf_counter()
     png = render_heatmap_png(prediction.heatmap)
     name = f"heatmaps/{result.model_version_id}/{result.image_id}.png"
-    storage = result.heatmap.storage
-    if storage.exists(name):
-        storage.delete(name)
-    saved = storage.save(name, ContentFile(png))
+    saved = _replace_file(result.heatmap.storage, name, png)
     timings = {
         "decode": round(decode_s, 4),
         **{k: round(v, 4) for k, v in prediction.timings.items()},
@@ -278,6 +276,22 @@ def store(
         finished_at=timezone.now(),
         error="",
     )
+
+
+def _replace_file(storage: Any, name: str, content: bytes) -> str:
+    """Write ``name`` whole or not at all: a reader (the viewer, a backup) never sees it
+    missing or half-written while a re-score replaces it."""
+    try:
+        final = Path(storage.path(name))
+    except NotImplementedError:  # a remote storage: its own writes are whole objects
+        if storage.exists(name):
+            storage.delete(name)
+        return storage.save(name, ContentFile(content))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    partial.write_bytes(content)
+    os.replace(partial, final)
+    return name
 
 
 def fail(result: AIResult, message: str) -> None:

@@ -190,6 +190,10 @@ MATRIX = [
         lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
         api({RAD, ARB, AUD}),
     ),
+    # Probes and the scraper need no login; no model version is active here, so not ready.
+    ("healthz", "get", lambda o: reverse("healthz"), dict.fromkeys(ROLES, 200)),
+    ("readyz", "get", lambda o: reverse("readyz"), dict.fromkeys(ROLES, 503)),
+    ("metrics", "get", lambda o: reverse("metrics"), dict.fromkeys(ROLES, 200)),
 ]
 
 
