@@ -127,6 +127,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # JIT compilation costs tens of milliseconds on the worklist's count query and never
     # pays back on short OLTP queries (measured in benchmarks/worklist.py).
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    # An unreachable server fails fast (readiness probe, requests) instead of hanging.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", envint("DB_CONNECT_TIMEOUT", 5))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded set-up has two writers (web process and worker) on one file. Transactions
     # take the write lock when they begin (a deferred one that reads then writes fails at

@@ -42,8 +42,10 @@ def test_check_deploy_passes_with_production_variables():  # type: ignore[no-unt
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_secret_key_is_required_when_debug_is_off():  # type: ignore[no-untyped-def]
+def test_secret_key_is_required_when_debug_is_off(tmp_path):  # type: ignore[no-untyped-def]
+    # An empty var folder: a local install's var/secret_key would otherwise be found.
     env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    env["MAMMO_VAR_DIR"] = str(tmp_path)
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr

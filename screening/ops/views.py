@@ -1,0 +1,48 @@
+"""Endpoints for orchestrators and scrapers: no login, no session, no patient data."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_safe
+
+from . import health, metrics
+
+log = logging.getLogger(__name__)
+
+
+@login_not_required
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process answers: touches nothing else, so a restart is never caused by a peer."""
+    return JsonResponse({"status": "ok"})
+
+
+@login_not_required
+@require_safe
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Every check, or those named by ``?check=`` (a load balancer may want only its own)."""
+    names = request.GET.getlist("check") or list(health.CHECKS)
+    if set(names) - set(health.CHECKS):
+        return JsonResponse({"error": f"checks are {', '.join(health.CHECKS)}"}, status=400)
+    results = health.run(names)
+    ready = all(result.ok for result in results.values())
+    if not ready:
+        failed = {name: r.reason for name, r in results.items() if not r.ok}
+        log.warning("Not ready: %s", "; ".join(f"{n}: {r}" for n, r in failed.items()))
+    body = {
+        "status": "ok" if ready else "failed",
+        "checks": {name: result.as_dict() for name, result in results.items()},
+    }
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@login_not_required
+@require_safe
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not metrics.may_scrape(request):
+        return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    body, content_type = metrics.exposition(request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)
