@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
 os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use")
 os.environ.setdefault("SECURE_HTTPS", "0")
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # not one access line per timed request
 
 import django  # noqa: E402
 
