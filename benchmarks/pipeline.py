@@ -21,7 +21,6 @@ assembly), write (render and store the heatmap PNG).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import sys
@@ -49,10 +48,9 @@ django.setup()
 
 import numpy as np  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from PIL import Image as PILImage  # noqa: E402
 
+from benchmarks._films import study_files  # noqa: E402
 from screening import actions, inference  # noqa: E402
 from screening.models import AIResult  # noqa: E402
 
@@ -91,18 +89,6 @@ def build_artifact(arch: str, size: int, out: Path) -> Path:
     )
     save_artifact(model, out, manifest)
     return out
-
-
-def study_files(seed: int) -> list[SimpleUploadedFile]:
-    from ml.synthetic import screening_study
-
-    files = []
-    for film in screening_study(seed, malignant=seed % 2 == 1):
-        buffer = io.BytesIO()
-        PILImage.fromarray(film.pixels).save(buffer, format="PNG")
-        name = f"{film.laterality}_{film.view}.png"
-        files.append(SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png"))
-    return files
 
 
 def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) -> dict:  # type: ignore[no-untyped-def]

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import io
 import os
 import platform
 import shutil
@@ -68,10 +67,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Max  # noqa: E402
 from django.utils import timezone  # noqa: E402
+
+from benchmarks._films import study_files  # noqa: E402
 
 # benchmarks.worklist sets Django up on import, after the environment above.
 from benchmarks.worklist import throwaway_database  # noqa: E402
@@ -104,20 +104,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def study_files(seed: int) -> list[SimpleUploadedFile]:
-    from PIL import Image as PILImage
-
-    from ml.synthetic import screening_study
-
-    files = []
-    for film in screening_study(seed, malignant=seed % 2 == 1):
-        buffer = io.BytesIO()
-        PILImage.fromarray(film.pixels).save(buffer, format="PNG")
-        name = f"{film.laterality}_{film.view}.png"
-        files.append(SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png"))
-    return files
 
 
 def upload(admin, label: str, seed: int) -> Study:  # type: ignore[no-untyped-def]

@@ -84,7 +84,7 @@ def expected_kind(status: str) -> str | None:
 
 def kind_for_expected_status(status: str) -> str | None:
     """The read a client means when it sends the status it saw (today's API payload)."""
-    return KIND_FOR_STATUS.get(CaseStatus(status)) if status else None
+    return expected_kind(status) if status else None
 
 
 def statuses_read_by(person: Person) -> list[str]:

@@ -17,7 +17,7 @@ def online(timeout: float = 0.5) -> list[str] | None:
     """Names of workers answering a ping; None when the broker cannot broadcast."""
     from mammo_portal.celery import app
 
-    if not _can_broadcast():
+    if filesystem_broker():
         return None
     try:
         replies = app.control.inspect(timeout=timeout).ping() or {}
@@ -35,7 +35,7 @@ def running_task_ids(timeout: float | None = None) -> set[str] | None:
     """
     from mammo_portal.celery import app
 
-    if not _can_broadcast():
+    if filesystem_broker():
         return None
     try:
         replies = app.control.inspect(timeout=timeout or settings.AI_WORKER_REPLY_SECONDS).active()
@@ -45,8 +45,8 @@ def running_task_ids(timeout: float | None = None) -> set[str] | None:
     return {task["id"] for tasks in (replies or {}).values() for task in tasks}
 
 
-def _can_broadcast() -> bool:
-    """The filesystem transport (the embedded default) has no broadcast exchange."""
+def filesystem_broker() -> bool:
+    """The embedded default broker: a folder, with no broadcast exchange to ask workers on."""
     from mammo_portal.celery import app
 
-    return not str(app.conf.broker_url or "").startswith("filesystem")
+    return str(app.conf.broker_url or "").startswith("filesystem")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
+from mammo_portal.celery import app as celery_app
 from screening.choices import Role
 
 from .factories import UserFactory
@@ -78,3 +80,25 @@ def requires_postgres():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def role_groups(db):  # type: ignore[no-untyped-def]
     return {g.name: g for g in Group.objects.filter(name__in=Role.values)}
+
+
+@pytest.fixture
+def point_app_at(monkeypatch) -> Iterator[Callable[[str, dict], None]]:  # type: ignore[no-untyped-def]
+    """Make this test process publish to the worker's broker, and restore the app after.
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its own settings, so the
+    variable (set by CI for the machine's Redis) is replaced too.
+    """
+    saved = (celery_app.conf.broker_url, celery_app.conf.broker_transport_options)
+
+    def point(broker_url: str, options: dict) -> None:
+        monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
+        celery_app.conf.broker_url = broker_url
+        celery_app.conf.broker_transport_options = options
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    yield point
+    celery_app.conf.broker_url, celery_app.conf.broker_transport_options = saved
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None

@@ -55,7 +55,7 @@ def broker() -> Check:
     """The filesystem broker (the embedded default) is a folder; any other is connected to."""
     from mammo_portal.celery import app
 
-    if _filesystem_broker():
+    if workers.filesystem_broker():
         folder = app.conf.broker_transport_options.get("data_folder_in", "")
         return _writable_folder(Path(folder), "the broker folder is not writable")
     try:
@@ -79,7 +79,7 @@ def storage() -> Check:
 def inference_workers() -> Check:
     answering = workers.online(timeout=WORKER_REPLY_SECONDS)
     if answering is None:
-        if _filesystem_broker():
+        if workers.filesystem_broker():
             return Check(True, "not checkable on this broker (no broadcast)")
         return Check(False, "the broker did not relay a ping to the workers")
     if not answering:
@@ -111,12 +111,6 @@ def model_artifact() -> Check:
     except OSError as error:
         return _failure("the active model's file is not readable", error)
     return Check(True)
-
-
-def _filesystem_broker() -> bool:
-    from mammo_portal.celery import app
-
-    return str(app.conf.broker_url or "").startswith("filesystem")
 
 
 def _writable_folder(folder: Path, what: str) -> Check:

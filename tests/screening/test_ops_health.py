@@ -14,7 +14,6 @@ import pytest
 from django.db import OperationalError
 from django.urls import reverse
 
-from mammo_portal.celery import app as celery_app
 from screening.ops import health
 from tests.factories import ModelVersionFactory
 
@@ -22,28 +21,10 @@ CHECKS = {"database", "broker", "storage", "inference_workers", "model_artifact"
 
 
 @pytest.fixture
-def broker_at(monkeypatch):  # type: ignore[no-untyped-def]
-    """Point this process's Celery app at another broker, and restore it after."""
-    saved = (celery_app.conf.broker_url, celery_app.conf.broker_transport_options)
-
-    def point(url: str, options: dict) -> None:
-        monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads it before its settings
-        celery_app.conf.broker_url = url
-        celery_app.conf.broker_transport_options = options
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-
-    yield point
-    celery_app.conf.broker_url, celery_app.conf.broker_transport_options = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def filesystem_broker(broker_at, tmp_path):  # type: ignore[no-untyped-def]
+def filesystem_broker(point_app_at, tmp_path):  # type: ignore[no-untyped-def]
     folder = tmp_path / "broker"
     folder.mkdir()
-    broker_at("filesystem://", {"data_folder_in": str(folder), "data_folder_out": str(folder)})
+    point_app_at("filesystem://", {"data_folder_in": str(folder), "data_folder_out": str(folder)})
     return folder
 
 
@@ -140,11 +121,11 @@ def test_a_database_that_does_not_answer_fails_readiness(client, ready, monkeypa
     assert body["checks"]["model_artifact"]["reason"] == "not checked: database failed"
 
 
-def test_a_broker_on_a_closed_port_fails_readiness_quickly(client, ready, broker_at):  # type: ignore[no-untyped-def]
+def test_a_broker_on_a_closed_port_fails_readiness_quickly(client, ready, point_app_at):  # type: ignore[no-untyped-def]
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    broker_at(f"redis://127.0.0.1:{port}/0", {})
+    point_app_at(f"redis://127.0.0.1:{port}/0", {})
     start = time.monotonic()
     response, body = readyz(client)
     assert time.monotonic() - start < 5
@@ -153,10 +134,12 @@ def test_a_broker_on_a_closed_port_fails_readiness_quickly(client, ready, broker
     assert body["checks"]["inference_workers"]["reason"] == "not checked: broker failed"
 
 
-def test_a_broker_folder_that_cannot_be_written_fails_readiness(client, ready, broker_at, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_broker_folder_that_cannot_be_written_fails_readiness(
+    client, ready, point_app_at, tmp_path
+):  # type: ignore[no-untyped-def]
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    broker_at("filesystem://", {"data_folder_in": str(blocker / "queue")})
+    point_app_at("filesystem://", {"data_folder_in": str(blocker / "queue")})
     response, body = readyz(client)
     assert response.status_code == 503
     assert_only_failing(body, "broker", "inference_workers")
@@ -179,7 +162,7 @@ def test_the_storage_check_leaves_no_file_behind(client, ready, settings):  # ty
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 def test_redis_without_a_worker_answering_fails_readiness(
-    client, active_artifact, broker_at, tmp_path
+    client, active_artifact, point_app_at, tmp_path
 ):  # type: ignore[no-untyped-def]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,7 +185,7 @@ def test_redis_without_a_worker_answering_fails_readiness(
         deadline = time.monotonic() + 10
         while socket.socket().connect_ex(("127.0.0.1", port)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        broker_at(f"redis://127.0.0.1:{port}/0", {})
+        point_app_at(f"redis://127.0.0.1:{port}/0", {})
         response, body = readyz(client)
     finally:
         server.terminate()
@@ -246,11 +229,11 @@ def test_a_missing_model_file_fails_readiness(client, ready, tmp_path):  # type:
     )
 
 
-def test_readiness_answers_name_no_path_host_or_id(client, ready, settings, tmp_path, broker_at):  # type: ignore[no-untyped-def]
+def test_readiness_answers_name_no_path_host_or_id(client, ready, settings, tmp_path, point_app_at):  # type: ignore[no-untyped-def]
     (tmp_path / "model" / "model.keras").unlink()
     (tmp_path / "a-file").write_text("")
     settings.MEDIA_ROOT = tmp_path / "a-file" / "media"
-    broker_at("redis://127.0.0.1:1/0", {})
+    point_app_at("redis://127.0.0.1:1/0", {})
     response = client.get(reverse("readyz"))
     assert response.status_code == 503
     assert not re.search(r"[/\\\d]|127|redis", response.content.decode())

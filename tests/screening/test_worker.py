@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
-from mammo_portal.celery import app as celery_app
 from screening import actions, inference
 from screening.choices import AIStatus, CaseStatus
 from screening.models import AIResult, Case, ModelVersion, Study
@@ -85,28 +84,6 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
-@pytest.fixture
-def point_app_at(monkeypatch) -> Iterator[Callable[[str, dict], None]]:  # type: ignore[no-untyped-def]
-    """Make this test process publish to the worker's broker, and restore the app after.
-
-    Celery reads ``CELERY_BROKER_URL`` from the environment before its own settings, so the
-    variable (set by CI for the machine's Redis) is replaced too.
-    """
-    saved = (celery_app.conf.broker_url, celery_app.conf.broker_transport_options)
-
-    def point(broker_url: str, options: dict) -> None:
-        monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
-        celery_app.conf.broker_url = broker_url
-        celery_app.conf.broker_transport_options = options
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-
-    yield point
-    celery_app.conf.broker_url, celery_app.conf.broker_transport_options = saved
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def database_url() -> str:
