@@ -43,6 +43,8 @@ class Manifest:
     framework: dict[str, str] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     intended_use: str = "Research only. Not a medical device; not for clinical use."
+    # what the measurements allow the app to show (ml.evidence); empty on older artifacts
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

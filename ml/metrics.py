@@ -157,13 +157,35 @@ def plot_pr(
     plt.close(fig)
 
 
+def confusion_text_colours(matrix: np.ndarray, cmap: str = "Blues") -> list[list[str]]:
+    """White on cells whose colour is dark, black elsewhere, so every count stays legible."""
+    import matplotlib
+
+    m = np.asarray(matrix, dtype=float)
+    span = m.max() - m.min()
+    norm = (m - m.min()) / span if span > 0 else np.zeros_like(m)
+    rgb = matplotlib.colormaps[cmap](norm)[..., :3]
+    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    return [["white" if v < 0.5 else "black" for v in row] for row in luminance]
+
+
 def plot_confusion(matrix: list[list[int]], path: str | Path, title: str = "Confusion") -> None:
     plt = _plt()
     m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    colours = confusion_text_colours(m)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, str(v), ha="center", va="center", color="black")
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            fontsize=22,
+            fontweight="bold",
+            color=colours[i][j],
+        )
     ax.set(
         xticks=[0, 1],
         yticks=[0, 1],
@@ -173,6 +195,9 @@ def plot_confusion(matrix: list[list[int]], path: str | Path, title: str = "Conf
         ylabel="true",
         title=title,
     )
+    ax.tick_params(labelsize=12)
+    ax.xaxis.label.set_size(12)
+    ax.yaxis.label.set_size(12)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

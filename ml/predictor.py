@@ -17,6 +17,11 @@ How a whole image is scored (the patch-classifier recipe of the literature):
    over the image taking the maximum where patches overlap, kept inside the breast, and
    resized back to the input's height and width. So the heat is high only where a patch
    is both suspicious and the network looked there.
+6. Marks: at most three non-overlapping patches scoring at least 0.5, each placed on the
+   heat map's peak inside it, in the input's pixels (``ml.marks.region_marks``).
+
+Whether the score, the heat map or the marks mean anything is measured by ``ml.evaluate``
+and recorded in the manifest's ``evidence`` block (``ml.evidence``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 
 from ml.artifacts import DEFAULT_ARTIFACT, Manifest, load_model
 from ml.config import WholeImageConfig
+from ml.marks import RegionMark, region_marks
 
 
 @dataclass
@@ -39,6 +45,8 @@ class ImagePrediction:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     patch_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), int))
     patch_probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    marks: list[RegionMark] = field(default_factory=list)  # in the input image's pixels
+    scaled_shape: tuple[int, int] | None = None  # the image the patch boxes refer to
 
 
 def to_0_255(image: np.ndarray) -> np.ndarray:
@@ -230,6 +238,7 @@ class Predictor:
                 np.maximum(heat[r0:r1, c0:c1], prob * cam, out=heat[r0:r1, c0:c1])
             heat = heat[: scaled_shape[0], : scaled_shape[1]] * mask
             heat = np.clip(_resize(heat, shape), 0.0, 1.0).astype(np.float32)
+            marks = region_marks(boxes, p, heat, shape, scaled_shape)
             share = n / n_total
             results.append(
                 ImagePrediction(
@@ -244,6 +253,8 @@ class Predictor:
                     },
                     patch_boxes=boxes,
                     patch_probabilities=p,
+                    marks=marks,
+                    scaled_shape=scaled_shape,
                 )
             )
         return results

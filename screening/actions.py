@@ -479,6 +479,19 @@ def export_study_report(actor: AbstractBaseUser, study_id: int) -> DicomExport:
     return DicomExport(f"ai-report-study-{study.pk}.dcm", content)
 
 
+def shown_heatmap(result_id: int) -> AIResult:
+    """The result whose heatmap may be shown: stored, and its version's heatmaps passed
+    the randomisation test (ml.evidence); NotFound says why not."""
+    result = AIResult.objects.select_related("model_version").filter(pk=result_id).first()
+    if result is None or not result.heatmap:
+        raise NotFound("No heatmap for this result.")
+    if not result.shows_heatmap:
+        raise NotFound(
+            f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
+        )
+    return result
+
+
 def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExport:
     """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
     from . import dicom_export
@@ -493,6 +506,9 @@ def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExpo
     _exportable(actor, result.image.study, result)
     if not result.heatmap:
         _refuse_export(actor, result.image.study, "No heatmap was stored for this image.")
+    if not result.shows_heatmap:
+        reason = f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
+        _refuse_export(actor, result.image.study, reason)
     content = dicom_export.heatmap_capture(result.image, result)
     events.dicom_exported(actor, result.image.study, "sc", result)
     return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)
@@ -783,6 +799,10 @@ def _fan_out_rescore(model_version_id: int) -> None:
         )
 
 
+def active_model_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
 def request_inference(study: Study) -> list[int]:
     """Queue a study for the active model, if there is one; the job is sent after commit."""
     active = ModelVersion.objects.filter(is_active=True).first()
@@ -817,12 +837,45 @@ def register_model_version(
             "input_size": manifest.input_size,
             "threshold": manifest.threshold,
             "metrics": manifest.metrics,
+            "evidence": manifest.evidence,
         },
     )
     if not created and version.checksum != manifest.sha256:
         raise Conflict(f"{version} is already registered with a different checksum.")
+    if created:
+        events.model_evidence_loaded(actor, version)
+    elif version.evidence != manifest.evidence:
+        version = load_model_evidence(actor, version, manifest.evidence)
     if activate and not version.is_active:
         version = activate_model_version(actor, version.pk)
+    return version
+
+
+def load_model_evidence(
+    actor: AbstractBaseUser | None, version: ModelVersion, evidence: dict
+) -> ModelVersion:
+    """Take a re-evaluated manifest's evidence for the same model file (same checksum).
+
+    What the worklist, bands and heatmaps show follows at once: every case this version's
+    result is shown on gets its worklist key and band again.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        version.evidence = evidence
+        version.save(update_fields=["evidence"])
+        shown = Case.objects.filter(ai_result__model_version=version).select_related("ai_result")
+        changed = []
+        for case in shown.iterator(chunk_size=2000):
+            case.ai_result.model_version = version
+            case.show_ai_result(case.ai_result)
+            changed.append(case)
+        Case.objects.bulk_update(changed, ["triage_priority", "risk_band"], batch_size=1000)
+        events.model_evidence_loaded(actor, version)
+    log.info(
+        "Model version %s: evidence loaded (validated for triage: %s)",
+        version.pk,
+        version.validated_for_triage,
+    )
     return version
 
 
@@ -847,7 +900,7 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
         model_version_id=case.ai_result.model_version_id,
         image__isnull=False,
         status=AIStatus.DONE,
-    )
+    ).select_related("model_version", "image")
     return {r.image_id: r for r in results}
 
 

@@ -207,6 +207,7 @@ class AuditAction(models.TextChoices):
     STUDY_UPLOADED = "study_uploaded", "Study uploaded"
     UPLOAD_REJECTED = "upload_rejected", "Upload rejected"
     MODEL_ACTIVATED = "model_activated", "Model activated"
+    MODEL_EVIDENCE_LOADED = "model_evidence", "Model evidence loaded"
     AI_RETRIED = "ai_retried", "AI retried"
     EXPORT = "export", "Export"
     OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"

@@ -4,7 +4,9 @@ Two objects, both written with highdicom and both referencing the stored (de-ide
 source instances by their remapped UIDs:
 
 - a Comprehensive SR (TID 1500 Measurement Report): one measurement group per image with
-  its "Probability of cancer" (DCM 111047) and the source image, one for the case score,
+  its "Probability of cancer" (DCM 111047, calibrated where the version has a calibration)
+  and exam score, one for the case score with the version's triage status and band, and
+  one planar ROI group (TID 1410, a SCOORD circle) per region mark the version may show,
   each naming the algorithm and model version (TID 4019);
 - a Secondary Capture per image: the image as the reader sees it with the Grad-CAM heatmap
   blended on top (RGB), for viewers that cannot overlay anything themselves.
@@ -22,12 +24,16 @@ import numpy as np
 from PIL import Image as PILImage
 
 from . import dicom
-from .models import AIResult, Image, ModelVersion, Study
+from .models import AIResult, Image, ModelVersion, Study, version_band
 
 MANUFACTURER = "Mammo Portal"
 RESEARCH_NOTICE = (
     "Research software, not a medical device: AI output supports, never replaces, the reader."
 )
+# Concepts DICOM has no code for (exam score, band, region score, triage validity).
+LOCAL_SCHEME = "99MAMMOPORTAL"
+_YES = ("373066001", "SCT", "Yes")
+_NO = ("373067005", "SCT", "No")
 SR_SERIES_NUMBER = 9001
 SC_SERIES_NUMBER = 9002
 
@@ -65,22 +71,109 @@ def _probability(value: float, version: ModelVersion) -> Any:
     )
 
 
+def _local(value: str, meaning: str) -> Any:
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value, LOCAL_SCHEME, meaning)
+
+
+def _scores(result: AIResult) -> list[Any]:
+    """Probability of cancer: the calibrated one where the version has a calibration (the
+    raw maximum-patch score is no probability); the exam score 1-10 where it has deciles."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    version = result.model_version
+    calibrated = result.calibrated_probability
+    found = [_probability(calibrated if calibrated is not None else result.probability, version)]
+    if result.exam_score is not None:
+        found.append(
+            hd.sr.Measurement(
+                name=_local("EXAMSCORE", "AI exam score (1-10, deciles of normal films)"),
+                value=result.exam_score,
+                unit=codes.UCUM.NoUnits,
+                algorithm_id=_algorithm(version),
+            )
+        )
+    return found
+
+
+def _evaluations(result: AIResult) -> list[Any]:
+    """Whether the version is validated for triage, and the band where it is."""
+    import highdicom as hd
+
+    version = result.model_version
+    validated = version.validated_for_triage
+    found = [
+        hd.sr.QualitativeEvaluation(
+            name=_local("TRIAGEVALID", "AI validated for triage"),
+            value=hd.sr.CodedConcept(*(_YES if validated else _NO)),
+        )
+    ]
+    if validated and result.probability is not None:
+        band = version_band(result.probability, version)
+        found.append(
+            hd.sr.QualitativeEvaluation(
+                name=_local("RISKBAND", "AI risk band"),
+                value=_local(band.upper(), band.capitalize()),
+            )
+        )
+    return found
+
+
+def _region_marks(image: Image, result: AIResult) -> list[Any]:
+    """TID 1410 planar ROI groups: each shown region mark as a circle with its score."""
+    import highdicom as hd
+
+    version = result.model_version
+    groups = []
+    for number, mark in enumerate(result.shown_marks, start=1):
+        centre = [float(mark["col"]), float(mark["row"])]
+        edge = [float(mark["col"] + mark["radius"]), float(mark["row"])]
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=_uid("mark", result.pk, number),
+                    identifier=f"AI region mark {number}: {image.label}",
+                ),
+                referenced_region=hd.sr.ImageRegion(
+                    graphic_type=hd.sr.GraphicTypeValues.CIRCLE,
+                    graphic_data=np.array([centre, edge]),
+                    source_image=hd.sr.SourceImageForRegion(
+                        image.sop_class_uid, image.sop_instance_uid
+                    ),
+                ),
+                algorithm_id=_algorithm(version),
+                measurements=[
+                    hd.sr.Measurement(
+                        name=_local("REGIONSCORE", "AI region score"),
+                        value=round(float(mark["score"]), 6),
+                        unit=hd.sr.CodedConcept("1", "UCUM", "no units"),
+                        algorithm_id=_algorithm(version),
+                    )
+                ],
+            )
+        )
+    return groups
+
+
 def study_report(study: Study, case_result: AIResult, results: dict[int, AIResult]) -> bytes:
-    """The Comprehensive SR of one study's AI result (case score and per-image scores)."""
+    """The Comprehensive SR of one study's AI result: case and per-image scores with the
+    version's triage status and band, and the region marks its evidence lets it show."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     version = case_result.model_version
     images = [i for i in study.images.order_by("pk") if i.pk in results]
     evidence = [_source(image) for image in images]
-    groups = [
+    groups: list[Any] = [
         hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=_uid("image-group", results[image.pk].pk),
                 identifier=f"AI image score: {image.label}",
             ),
             algorithm_id=_algorithm(version),
-            measurements=[_probability(results[image.pk].probability, version)],
+            measurements=_scores(results[image.pk]),
             source_images=[
                 hd.sr.SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)
             ],
@@ -93,13 +186,16 @@ def study_report(study: Study, case_result: AIResult, results: dict[int, AIResul
                 uid=_uid("case-group", case_result.pk), identifier="AI case score"
             ),
             algorithm_id=_algorithm(version),
-            measurements=[_probability(case_result.probability, version)],
+            measurements=_scores(case_result),
+            qualitative_evaluations=_evaluations(case_result),
             source_images=[
                 hd.sr.SourceImageForMeasurementGroup(i.sop_class_uid, i.sop_instance_uid)
                 for i in images
             ],
         )
     )
+    for image in images:
+        groups.extend(_region_marks(image, results[image.pk]))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

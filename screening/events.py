@@ -102,6 +102,19 @@ def model_activated(
     return _record(user, AuditAction.MODEL_ACTIVATED, model_version, previous_id=previous_id)
 
 
+def model_evidence_loaded(user: Actor, model_version: ModelVersion) -> AuditEvent:
+    """What the version may show (ranking, heatmaps, marks) was set from its manifest."""
+    return _record(
+        user,
+        AuditAction.MODEL_EVIDENCE_LOADED,
+        model_version,
+        validated_for_triage=model_version.validated_for_triage,
+        heatmaps_shown=model_version.shows_heatmaps,
+        marks_shown=model_version.shows_marks,
+        film_auc=(model_version.film_auc or {}).get("auc"),
+    )
+
+
 def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
     return _record(user, AuditAction.AI_RETRIED, result, case_id=result.case_id)
 

@@ -272,6 +272,7 @@ def store(
         status=AIStatus.DONE,
         probability=float(prediction.probability),
         heatmap=saved,
+        marks=[mark.to_dict() for mark in prediction.marks],
         timings=timings,
         finished_at=timezone.now(),
         error="",

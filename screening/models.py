@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from rest_framework.authtoken.models import TokenProxy
 
+from ml import evidence
+
 from .choices import (
     READABLE_STATUSES,
     AIStatus,
@@ -101,14 +103,37 @@ class Case(models.Model):
         """Point the case at the case-level result readers see (None: AI pending)."""
         self.ai_result = result
         self.ai_score = result.probability if result is not None else None
-        self.triage_priority = self.ai_score if self.ai_score is not None else -1.0
+        self.triage_priority = triage_priority(result)
         self.risk_band = band_of(result)
 
     @property
     def ai_recommends_recall(self) -> bool | None:
+        """The AI's suggestion, only from a version validated for triage: an unvalidated
+        score suggests nothing, so it cannot pull a reader toward it (automation bias)."""
         if self.ai_score is None or self.ai_result is None:
             return None
-        return self.ai_score >= self.ai_result.model_version.threshold
+        version = self.ai_result.model_version
+        if not version.validated_for_triage:
+            return None
+        return self.ai_score >= version.threshold
+
+    @property
+    def band_description(self) -> str:
+        if self.ai_result is None:
+            return ""
+        return self.ai_result.model_version.band_description(self.risk_band)
+
+    @property
+    def ai_orders_worklist(self) -> bool:
+        return self.ai_result is not None and self.triage_priority >= 0
+
+
+def triage_priority(result: AIResult | None) -> float:
+    """The worklist key: the score where its version is validated for triage, else -1,
+    so unvalidated and pending cases are read longest-waiting first."""
+    if result is None or result.probability is None:
+        return -1.0
+    return result.probability if result.model_version.validated_for_triage else -1.0
 
 
 def band_of(result: AIResult | None) -> str:
@@ -117,7 +142,13 @@ def band_of(result: AIResult | None) -> str:
         return RiskBand.PENDING
     if result.status == AIStatus.FAILED:
         return RiskBand.FAILED
-    return score_band(result.probability, result.model_version.threshold)
+    return version_band(result.probability, result.model_version)
+
+
+def version_band(score: float | None, version: ModelVersion) -> str:
+    """The band at the version's validated operating points, or its threshold without."""
+    validated = evidence.band(score, version.evidence) if score is not None else None
+    return validated or score_band(score, version.threshold)
 
 
 def score_band(score: float | None, threshold: float) -> str:
@@ -199,6 +230,11 @@ class Image(models.Model):
         return bool(self.sop_instance_uid)
 
     @property
+    def mark_font_size(self) -> int:
+        """Region-mark labels in image pixels, legible however large the film."""
+        return max(1, round(max(self.width or 0, self.height or 0) / 40))
+
+    @property
     def label(self) -> str:
         parts = [self.get_laterality_display(), self.view]
         return " ".join(p for p in parts if p and p != "Unknown") or f"Image {self.pk}"
@@ -212,6 +248,9 @@ class ModelVersion(models.Model):
     input_size = models.PositiveIntegerField(default=299)
     threshold = models.FloatField(default=0.5)
     metrics = models.JSONField(default=dict, blank=True)
+    # What the version has shown it can do (ml.evidence, from the artifact's manifest):
+    # the app shows a score as a ranking, a heatmap or region marks only where it passed.
+    evidence = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -231,6 +270,49 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_architecture_display()} {self.version}"
+
+    @property
+    def validated_for_triage(self) -> bool:
+        return evidence.triage_validated(self.evidence)
+
+    @property
+    def triage_reason(self) -> str:
+        return _reason(self.evidence, "triage", "No film-level evidence recorded for it.")
+
+    @property
+    def shows_heatmaps(self) -> bool:
+        return evidence.heatmap_passed(self.evidence)
+
+    @property
+    def heatmap_reason(self) -> str:
+        return _reason(self.evidence, "heatmap", "No randomisation test recorded for it.")
+
+    @property
+    def shows_marks(self) -> bool:
+        return evidence.marks_passed(self.evidence)
+
+    @property
+    def marks_reason(self) -> str:
+        return _reason(self.evidence, "marks", "No region-mark evaluation recorded for it.")
+
+    @property
+    def film_auc(self) -> dict | None:
+        """{"auc", "ci95", "films", "women", "method"} or None."""
+        return self.evidence.get("film_auc") or None
+
+    def band_description(self, band: str) -> str:
+        return evidence.band_description(band, self.evidence) if band else ""
+
+    @property
+    def band_descriptions(self) -> list[str]:
+        """What each validated band means on validation films ([] without bands)."""
+        if not self.evidence.get("bands"):
+            return []
+        return [self.band_description(band) for band in ("high", "intermediate", "low")]
+
+
+def _reason(found: dict, part: str, missing: str) -> str:
+    return (found.get(part) or {}).get("reason") or missing
 
 
 def heatmap_upload_path(instance: AIResult, filename: str) -> str:
@@ -260,6 +342,9 @@ class AIResult(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Per-image results: the most suspicious regions (ml.marks.RegionMark.to_dict, in the
+    # stored image's pixels), shown only where the version's marks passed their test.
+    marks = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["status", "queued_at"], name="airesult_status_queued")]
@@ -283,6 +368,36 @@ class AIResult(models.Model):
 
     def __str__(self) -> str:
         return f"AI result {self.pk}"
+
+    @property
+    def exam_score(self) -> int | None:
+        """1-10: the decile of the version's normal validation films this score falls in."""
+        if self.probability is None:
+            return None
+        return evidence.exam_score(self.probability, self.model_version.evidence)
+
+    @property
+    def calibrated_probability(self) -> float | None:
+        if self.probability is None:
+            return None
+        return evidence.calibrated_probability(self.probability, self.model_version.evidence)
+
+    @property
+    def shown_marks(self) -> list[dict]:
+        return list(self.marks) if self.model_version.shows_marks else []
+
+    @property
+    def caption(self) -> str:
+        """How a film's own score is labelled beside it."""
+        if self.probability is None:
+            return ""
+        score = self.exam_score
+        text = f"AI {score}/10" if score is not None else f"AI {self.probability:.3f}"
+        return text if self.model_version.validated_for_triage else f"{text} (not validated)"
+
+    @property
+    def shows_heatmap(self) -> bool:
+        return bool(self.heatmap) and self.model_version.shows_heatmaps
 
 
 class Read(models.Model):

@@ -21,9 +21,11 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from ml import evidence
+
 from . import pathway, stats
 from .choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
-from .models import AIResult, Case, ModelVersion, Read, score_band
+from .models import AIResult, Case, ModelVersion, Read, version_band
 
 AI = "AI"
 FIRST, SECOND, ARBITRATION, FINAL = "First reader", "Second reader", "Arbitration", "Final decision"
@@ -79,6 +81,8 @@ class CaseRow:
     status: str
     outcome: str
     ai_score: float | None = None
+    ai_exam_score: int | None = None
+    ai_calibrated: float | None = None
     ai_recall: bool | None = None
     band: str = RiskBand.PENDING
     reads: dict[str, ReadRow] = field(default_factory=dict)
@@ -168,7 +172,9 @@ def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[Cas
             row = rows[case_id]
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
-            row.band = score_band(probability, version.threshold)
+            row.band = version_band(probability, version)
+            row.ai_exam_score = evidence.exam_score(probability, version.evidence)
+            row.ai_calibrated = evidence.calibrated_probability(probability, version.evidence)
     reads = list(
         Read.objects.filter(case__in=cases).values_list(
             "case_id",

@@ -96,6 +96,53 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     checksum = factory.Sequence(lambda n: hashlib.sha256(str(n).encode()).hexdigest())
     threshold = 0.5
     is_active = False
+    evidence = factory.LazyAttribute(lambda version: validated_evidence(version.threshold))
+
+
+def validated_evidence(threshold: float = 0.5) -> dict:
+    """Evidence of a version that passed every test (ml.evidence), bands cut as the legacy
+    threshold did: intermediate from half the threshold, high from the threshold."""
+    return {
+        "schema": 1,
+        "film_auc": {
+            "auc": 0.86,
+            "ci95": [0.79, 0.92],
+            "films": 400,
+            "women": 200,
+            "method": "test fixture",
+        },
+        "triage": {"validated": True, "reason": "Film AUC 0.86 (95 % CI 0.79-0.92)."},
+        "bands": {
+            "films": 400,
+            "intermediate_from": threshold / 2,
+            "high_from": threshold,
+            "intermediate": {"sensitivity": 0.9, "specificity": 0.5},
+            "high": {"sensitivity": 0.7, "specificity": 0.9},
+        },
+        "heatmap": {"passed": True, "reason": "Passed the randomisation test."},
+        "marks": {"passed": True, "reason": "0.72 of lesions at 1 false mark per image."},
+    }
+
+
+def unvalidated_evidence() -> dict:
+    """Evidence of a version whose film AUC interval includes chance and whose heatmap
+    failed the randomisation test (like the shipped mini-MIAS model)."""
+    return {
+        "schema": 1,
+        "film_auc": {
+            "auc": 0.61,
+            "ci95": [0.45, 0.77],
+            "films": 50,
+            "women": 25,
+            "method": "test fixture",
+        },
+        "triage": {
+            "validated": False,
+            "reason": "Film AUC 0.61 (95 % CI 0.45-0.77): the lower bound is not above 0.5.",
+        },
+        "heatmap": {"passed": False, "reason": "Random weights localise as well (0.19 vs 0.17)."},
+        "marks": {"passed": False, "reason": "0.21 of lesions at 1 false mark per image."},
+    }
 
 
 def heatmap_png(size: int = 16) -> bytes:

@@ -23,7 +23,7 @@ from ..choices import (
     ReadKind,
     RiskBand,
 )
-from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
+from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study, version_band
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -37,15 +37,41 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "input_size",
             "threshold",
             "metrics",
+            "evidence",
+            "validated_for_triage",
             "is_active",
             "created_at",
             "activated_at",
         ]
 
+    validated_for_triage = serializers.BooleanField(read_only=True)
+
+
+class RegionMarkSerializer(serializers.Serializer):
+    """A suspicious region in the stored image's pixels (row, column, radius) and its score."""
+
+    row = serializers.IntegerField()
+    col = serializers.IntegerField()
+    radius = serializers.IntegerField()
+    score = serializers.FloatField()
+
 
 class AIResultSerializer(serializers.ModelSerializer):
+    """A result with what its version's evidence allows: the exam score (1-10 against the
+    version's normal validation films), the calibrated probability, the band, and heatmap
+    and marks only where they passed their tests (else the reason they are hidden)."""
+
     model_version = serializers.StringRelatedField()
     heatmap_url = serializers.SerializerMethodField()
+    exam_score = serializers.IntegerField(read_only=True, allow_null=True)
+    calibrated_probability = serializers.FloatField(read_only=True, allow_null=True)
+    band = serializers.SerializerMethodField()
+    validated_for_triage = serializers.BooleanField(
+        source="model_version.validated_for_triage", read_only=True
+    )
+    triage_evidence = serializers.CharField(source="model_version.triage_reason", read_only=True)
+    marks = RegionMarkSerializer(source="shown_marks", many=True, read_only=True)
+    hidden = serializers.SerializerMethodField()
 
     class Meta:
         model = AIResult
@@ -54,7 +80,14 @@ class AIResultSerializer(serializers.ModelSerializer):
             "model_version",
             "status",
             "probability",
+            "exam_score",
+            "calibrated_probability",
+            "band",
+            "validated_for_triage",
+            "triage_evidence",
             "heatmap_url",
+            "marks",
+            "hidden",
             "error",
             "timings",
             "queued_at",
@@ -63,7 +96,26 @@ class AIResultSerializer(serializers.ModelSerializer):
         ]
 
     def get_heatmap_url(self, result: AIResult) -> str | None:
-        return reverse("api-heatmap-file", args=[result.pk]) if result.heatmap else None
+        return reverse("api-heatmap-file", args=[result.pk]) if result.shows_heatmap else None
+
+    @extend_schema_field(
+        serializers.ChoiceField(choices=["low", "intermediate", "high"], allow_null=True)
+    )
+    def get_band(self, result: AIResult) -> str | None:
+        if result.probability is None:
+            return None
+        return version_band(result.probability, result.model_version)
+
+    @extend_schema_field(serializers.DictField(child=serializers.CharField()))
+    def get_hidden(self, result: AIResult) -> dict[str, str]:
+        """Why the heatmap or the marks are withheld, by part ({} when nothing is)."""
+        version = result.model_version
+        hidden = {}
+        if result.heatmap and not version.shows_heatmaps:
+            hidden["heatmap"] = version.heatmap_reason
+        if result.marks and not version.shows_marks:
+            hidden["marks"] = version.marks_reason
+        return hidden
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -94,7 +146,7 @@ class ImageSerializer(serializers.ModelSerializer):
     def get_dicom_heatmap_url(self, image: Image) -> str | None:
         """The heatmap as a DICOM Secondary Capture, for images that came in as DICOM."""
         result = self.context.get("ai_results", {}).get(image.pk)
-        if not image.is_dicom or result is None or not result.heatmap:
+        if not image.is_dicom or result is None or not result.shows_heatmap:
             return None
         return reverse("api-heatmap-dicom", args=[result.pk])
 
@@ -170,10 +222,13 @@ class CaseSummarySerializer(serializers.ModelSerializer):
             "status",
             "ai_score",
             "risk_band",
+            "ai_orders_worklist",
             "model_version",
             "received_at",
             "is_synthetic",
         ]
+
+    ai_orders_worklist = serializers.BooleanField(read_only=True)
 
     def get_model_version(self, case: Case) -> str | None:
         return str(case.ai_result.model_version) if case.ai_result_id else None

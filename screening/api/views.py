@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from .. import actions, events
 from ..choices import Role
 from ..forms import object_id
-from ..models import AIResult, Case, Image, ModelVersion
+from ..models import Case, Image, ModelVersion
 from ..roles import api_role
 from ..views.manage import request_too_large
 from ..views.pages import dicom_download, private_file
@@ -215,10 +215,10 @@ class HeatmapFileView(BinaryDownloadView):
 
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY, **s.refusals(404)})
     def get(self, request: Request, pk: int) -> FileResponse:
-        result = get_object_or_404(AIResult, pk=pk)
-        if not result.heatmap:
-            raise Http404("No heatmap for this result.")
-        return private_file(result.heatmap)
+        try:
+            return private_file(actions.shown_heatmap(pk).heatmap)
+        except actions.NotFound as error:
+            raise Http404(error.message) from None
 
 
 class StudyAIReportView(BinaryDownloadView):

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from .. import actions, events
 from ..choices import Role
@@ -100,9 +100,13 @@ def model_versions(request: HttpRequest) -> HttpResponse:
     return render(request, "screening/model_versions.html", {"versions": versions})
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
 def activate_model(request: HttpRequest, version_id: int) -> HttpResponse:
+    """GET shows the version's evidence before anything changes; POST activates."""
+    if request.method == "GET":
+        version = get_object_or_404(ModelVersion, pk=version_id)
+        return render(request, "screening/model_activate.html", {"version": version})
     try:
         version = actions.activate_model_version(request.user, version_id)
     except actions.DomainError as error:

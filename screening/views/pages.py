@@ -55,7 +55,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
     states = actions.case_ai_states(list(page.object_list))
     for case in page.object_list:
         case.ai_state = states[case.pk]
-    return render(request, "screening/worklist.html", {"page": page, "form": form})
+    context = {"page": page, "form": form, "active_version": actions.active_model_version()}
+    return render(request, "screening/worklist.html", context)
 
 
 @require_GET
@@ -130,14 +131,25 @@ def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
                 "screening/_decision_buttons.html", context, request
             ),
             "images": {
-                str(image_id): {
-                    "heatmap": reverse("heatmap-file", args=[r.pk]) if r.heatmap else "",
-                    "caption": f"AI {r.probability:.3f}" if r.probability is not None else "",
-                }
-                for image_id, r in results.items()
+                str(image_id): _image_ai_panel(request, r) for image_id, r in results.items()
             },
         }
     )
+
+
+def _image_ai_panel(request: HttpRequest, result: AIResult) -> dict[str, str]:
+    """One film's heatmap URL, marks and caption; heatmap and marks only where the
+    version's evidence lets them be shown."""
+    marks = result.shown_marks
+    return {
+        "heatmap": reverse("heatmap-file", args=[result.pk]) if result.shows_heatmap else "",
+        "marks": render_to_string(
+            "screening/_marks.html", {"image": result.image, "marks": marks}, request
+        )
+        if marks
+        else "",
+        "caption": result.caption,
+    }
 
 
 @require_GET
@@ -161,10 +173,10 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
 def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
-    result = get_object_or_404(AIResult, pk=result_id)
-    if not result.heatmap:
-        raise Http404("No heatmap for this result.")
-    return private_file(result.heatmap)
+    try:
+        return private_file(actions.shown_heatmap(result_id).heatmap)
+    except actions.NotFound as error:
+        raise Http404(error.message) from None
 
 
 @require_GET
@@ -209,9 +221,10 @@ def _read_initial(case: Case) -> dict:
 
 def _ai_recall(case: Case) -> str:
     """The AI's suggestion the decision buttons confirm ('' while there is none)."""
-    if case.ai_result is None or case.ai_result.status != AIStatus.DONE:
-        return ""
-    return Decision.RECALL if case.ai_recommends_recall else Decision.NO_RECALL
+    suggests = case.ai_recommends_recall if case.ai_result else None
+    if suggests is None or case.ai_result.status != AIStatus.DONE:
+        return ""  # no result yet, or a version not validated for triage suggests nothing
+    return Decision.RECALL if suggests else Decision.NO_RECALL
 
 
 def _render_case(

@@ -11,6 +11,9 @@
       img.style.display = toggle && toggle.checked ? "block" : "none";
       img.style.opacity = opacity ? opacity.value / 100 : 0.45;
     });
+    document.querySelectorAll(".panel svg.marks").forEach((svg) => {
+      svg.style.display = toggle && toggle.checked ? "block" : "none";
+    });
   }
 
   function transform(panel) {

@@ -54,6 +54,9 @@
         overlay.className = "heatmap"; overlay.alt = ""; overlay.draggable = false; overlay.src = image.heatmap;
         figure.querySelector(".layers").appendChild(overlay);
       }
+      if (image.marks && !figure.querySelector("svg.marks")) {
+        figure.querySelector(".layers").insertAdjacentHTML("beforeend", image.marks);
+      }
       const caption = figure.querySelector(".ai-caption");
       if (caption && image.caption) caption.textContent = `· ${image.caption}`;
     });

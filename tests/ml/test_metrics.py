@@ -8,7 +8,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ml.metrics import binary_metrics, bootstrap_auc_ci, threshold_for_sensitivity, write_plots
+from ml.metrics import (
+    binary_metrics,
+    bootstrap_auc_ci,
+    confusion_text_colours,
+    threshold_for_sensitivity,
+    write_plots,
+)
 
 
 @pytest.fixture
@@ -70,3 +76,10 @@ def test_plots_are_written_as_png(scores, tmp_path):
     assert len(names) == 3
     for name in names:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confusion_counts_are_white_on_dark_cells_and_black_on_light_ones():
+    assert confusion_text_colours(np.array([[0, 50], [10, 200]])) == [
+        ["black", "black"],
+        ["black", "white"],
+    ]

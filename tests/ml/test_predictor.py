@@ -59,6 +59,17 @@ def test_heat_stays_inside_the_breast(predictor):
     assert pred.heatmap[:, int(0.75 * image.shape[1]) :].max() == 0.0
 
 
+def test_region_marks_are_few_suspicious_and_inside_the_input_image(predictor):
+    image = film((512, 400))  # shrunk to the tiny artifact's 256 px before tiling
+    (pred,) = predictor.predict_images([image])
+    assert pred.scaled_shape == (256, 200)
+    assert len(pred.marks) <= 3
+    for mark in pred.marks:
+        assert 0 <= mark.row < 512 and 0 <= mark.col < 400
+        assert mark.score >= 0.5 and mark.radius > 0
+    assert [m.score for m in pred.marks] == sorted((m.score for m in pred.marks), reverse=True)
+
+
 def test_the_same_image_scores_the_same_alone_and_in_a_batch(predictor):
     a, b = film(seed=1), film(seed=2)
     alone = predictor.predict_images([a])[0].probability

@@ -184,10 +184,13 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
     assert response.status_code == 200, response.text
     sr = pydicom.dcmread(io.BytesIO(response.content))
 
+    # "Probability of cancer" is the version's calibrated probability (its manifest has an
+    # isotonic calibration), never the raw maximum-patch score
     results = {
-        r.image.sop_instance_uid: r.probability
+        r.image.sop_instance_uid: r.calibrated_probability
         for r in AIResult.objects.filter(image__study=study, status=AIStatus.DONE)
     }
+    assert None not in results.values()
     assert len(results) == 4
     groups = measurement_groups(sr)
     by_image = {
@@ -195,7 +198,8 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
     }
     assert by_image == pytest.approx(results, abs=1e-6)
     case_group = next(g for g in groups if len(g["references"]) == 4)
-    assert case_group["score"] == pytest.approx(max(results.values()), abs=1e-6)
+    case_result = AIResult.objects.get(case=study.case, image__isnull=True)
+    assert case_group["score"] == pytest.approx(case_result.calibrated_probability, abs=1e-6)
     assert case_group["versions"] == {version.version}
     originals = {str(ds.SOPInstanceUID) for ds in datasets}
     assert not originals & set(results)  # references are the remapped UIDs

@@ -1,0 +1,79 @@
+"""In headless Chromium: what a reader sees of an AI that has not earned its place, and of
+one that has (issue 12). Checked on the rendered page, not only in the HTML sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from screening.choices import Decision
+from screening.models import AIResult, Read
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.test_reading_flow import choose, log_in, open_case
+from tests.factories import ModelVersionFactory, UserFactory, unvalidated_evidence
+from tests.screening.test_ai_evidence import MARKS, case_scored_by, scored_evidence
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="reader", role="radiologist")
+    version = ModelVersionFactory(is_active=True, evidence=unvalidated_evidence())
+    newest_high = case_scored_by(version, 0.98, hours_ago=1)
+    oldest_low = case_scored_by(version, 0.1, hours_ago=20)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    rows = page.locator("#worklist tr[data-case]")
+    assert [rows.nth(i).get_attribute("data-case") for i in range(2)] == [
+        str(oldest_low.pk),
+        str(newest_high.pk),
+    ]
+    assert "Longest waiting first" in page.inner_text("#worklist-order")
+    badge = page.locator(f'tr[data-case="{newest_high.pk}"] .band')
+    assert badge.inner_text() == "0.98 · not validated"
+    assert "not validated for triage" in (badge.get_attribute("title") or "").lower()
+    page.screenshot(path=str(ARTIFACTS / "evidence-worklist-unvalidated.png"))
+
+    open_case(page, live_server, newest_high)
+    box = page.inner_text("#ai-box")
+    assert "not validated for triage" in box and "makes no recall suggestion" in box
+    assert "Heatmaps hidden" in box and "Region marks hidden" in box
+    assert page.locator("#accept-ai").count() == 0 and page.is_visible("#record-read")
+    assert page.locator(".panel img.heatmap").count() == 0
+    assert page.locator(".panel svg.marks").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "evidence-case-unvalidated.png"))
+
+    choose(page, "4", "1", "b", finding_R="mass", site_R="10")
+    with page.expect_navigation():
+        page.click("#record-read")
+    read = Read.objects.get(case=newest_high)
+    assert read.decision == Decision.RECALL and read.agrees_with_ai is None
+
+
+def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="reader", role="radiologist")
+    version = ModelVersionFactory(is_active=True, evidence=scored_evidence())
+    low = case_scored_by(version, 0.2, hours_ago=20)
+    high = case_scored_by(version, 0.97, hours_ago=1)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    rows = page.locator("#worklist tr[data-case]")
+    assert rows.first.get_attribute("data-case") == str(high.pk)
+    assert page.locator(f'tr[data-case="{high.pk}"] .band').inner_text() == "10/10 · High"
+    assert page.locator(f'tr[data-case="{low.pk}"] .band').inner_text() == "3/10 · Low"
+
+    open_case(page, live_server, high)
+    assert "Estimated chance the films are abnormal: 57 %" in page.inner_text("#ai-box")
+    assert page.is_visible("#accept-ai")
+    marks = page.locator(".panel svg.marks")
+    assert marks.count() == 2
+    circle = marks.first.locator("circle").first.bounding_box()
+    film = page.locator(".panel img.base").first.bounding_box()
+    assert circle and film and circle["width"] > 2
+    # The first mark sits at column 12, row 20 of the film: inside the painted image.
+    assert film["x"] <= circle["x"] + circle["width"] / 2 <= film["x"] + film["width"]
+    page.keyboard.press("h")
+    assert not marks.first.is_visible()
+    page.keyboard.press("h")
+    assert marks.first.is_visible()
+    assert AIResult.objects.filter(case=high, image__isnull=False).first().marks == MARKS
+    page.screenshot(path=str(ARTIFACTS / "evidence-case-validated.png"))
