@@ -73,19 +73,31 @@ def marks_passed(evidence: Evidence) -> bool:
 
 def exam_score(score: float, evidence: Evidence) -> int | None:
     """1..10: how many deciles of validation normal films the score reaches, plus one."""
+    found = exam_scores(np.asarray([score], float), evidence)
+    return None if found is None else int(found[0])
+
+
+def exam_scores(scores: np.ndarray, evidence: Evidence) -> np.ndarray | None:
+    """``exam_score`` for many scores at once (an auditor's export of a million screens)."""
     cuts = _part(evidence, "exam_score").get("cuts")
     if not cuts:
         return None
-    return 1 + int(np.sum(np.asarray(cuts, dtype=float) <= float(score)))
+    return 1 + np.searchsorted(np.asarray(cuts, float), np.asarray(scores, float), side="right")
 
 
 def calibrated_probability(score: float, evidence: Evidence) -> float | None:
     """The share of validation films with this score that were abnormal (isotonic fit)."""
+    found = calibrated_probabilities(np.asarray([score], float), evidence)
+    return None if found is None else float(found[0])
+
+
+def calibrated_probabilities(scores: np.ndarray, evidence: Evidence) -> np.ndarray | None:
+    """``calibrated_probability`` for many scores at once."""
     cal = _part(evidence, "calibration")
     xs, ys = cal.get("scores"), cal.get("probabilities")
     if not xs or not ys or len(xs) != len(ys):
         return None
-    return float(np.interp(float(score), np.asarray(xs, float), np.asarray(ys, float)))
+    return np.interp(np.asarray(scores, float), np.asarray(xs, float), np.asarray(ys, float))
 
 
 def band(score: float, evidence: Evidence) -> str | None:

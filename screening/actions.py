@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import events, inference, pathway
+from . import events, inference, pathway, worklist_pages
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
 from .choices import (
     AIStatus,
@@ -562,9 +562,27 @@ def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> Query
         # Only these statuses have reads, so only their rows need the anti-join.
         .exclude(Q(status__in=pathway.STATUSES_WITH_READS) & Exists(already_read))
         .select_related("patient", "ai_result__model_version")
+        # what a row never shows: large JSON decoded 50 times a page for nothing
+        .defer(
+            "ai_result__timings",
+            "ai_result__marks",
+            "ai_result__model_version__metrics",
+        )
     )
     cases = _filter_band(cases, flt.band)
     return cases.order_by("-triage_priority", "received_at", "pk")
+
+
+def worklist_page(
+    user: AbstractBaseUser, flt: WorklistFilter | None = None, after: str = "", number: str = ""
+) -> worklist_pages.Page:
+    """One page of the worklist: after a cursor (the Next link), else by page number (old
+    links; an OFFSET walk), else the first. Raises ``worklist_pages.BadCursor``."""
+    cases = worklist(user, flt)
+    size = settings.WORKLIST_PAGE_SIZE
+    if after:
+        return worklist_pages.page_after(cases, worklist_pages.Cursor.decode(after), size)
+    return worklist_pages.page_number(cases, number, size)
 
 
 def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:

@@ -1,6 +1,12 @@
-"""Login everywhere but the login page; the API answers 401/403 itself instead of redirecting."""
+"""Login everywhere but the login page (the API answers 401/403 itself instead of
+redirecting), and the session's idle timeout."""
 
+import time
+
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+
+TOUCHED = "_touched"
 
 
 class PagesLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -8,3 +14,25 @@ class PagesLoginRequiredMiddleware(LoginRequiredMiddleware):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class SessionIdleMiddleware:
+    """The 30-minute idle timeout without a database write on every request.
+
+    Saving the session on each request (``SESSION_SAVE_EVERY_REQUEST``) cost a
+    BEGIN/UPDATE/COMMIT per page. Here a signed-in session is re-saved, and so its expiry
+    moved on, only when its last save is ``SESSION_TOUCH_SECONDS`` old: the idle timeout
+    stays the cookie age, give or take that interval.
+    """
+
+    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+        self.get_response = get_response
+
+    def __call__(self, request):  # type: ignore[no-untyped-def]
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        if session is not None and session.session_key and not session.is_empty():
+            now = int(time.time())
+            if now - session.get(TOUCHED, 0) >= settings.SESSION_TOUCH_SECONDS:
+                session[TOUCHED] = now  # marks it modified: SessionMiddleware saves it
+        return response

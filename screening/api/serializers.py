@@ -363,6 +363,18 @@ class WorklistQuerySerializer(serializers.Serializer):
         allow_blank=True,
         help_text="Only cases in this risk band",
     )
+    after = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="The page after this position: the ``next`` link's value",
+    )
+    page = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100_000,
+        help_text="Page number (an OFFSET walk, kept for old clients; follow ``next`` instead)",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

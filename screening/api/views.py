@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlencode
+
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -9,18 +13,20 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.pagination import BasePagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import actions, events
+from .. import actions, events, worklist_pages
 from ..choices import Role
 from ..forms import object_id
 from ..models import Case, Image, ModelVersion
 from ..roles import api_role
 from ..views.manage import request_too_large
 from ..views.pages import dicom_download, private_file
+from ..worklist_pages import BadCursor
 from . import serializers as s
 
 CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version")
@@ -58,10 +64,56 @@ class BinaryDownloadView(APIView):
         return super().perform_content_negotiation(request, force=True)
 
 
+class WorklistPagination(BasePagination):
+    """A keyset page of the worklist (``screening.worklist_pages``): ``next`` starts where
+    this page ends, ``first`` goes back to the top, ``count`` stops at 1,000
+    (``count_capped`` then says there are more)."""
+
+    page: worklist_pages.Page
+    next_link: str | None = None
+    first_link: str | None = None
+
+    def links_from(self, request: Request, filters: dict[str, str]) -> None:
+        base = request.build_absolute_uri(request.path)
+
+        def link(**extra: str) -> str:
+            query = urlencode({**filters, **extra})
+            return f"{base}?{query}" if query else base
+
+        self.next_link = link(after=self.page.next_cursor) if self.page.next_cursor else None
+        self.first_link = None if self.page.is_first else link()
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                "count": self.page.count,
+                "count_capped": self.page.count_capped,
+                "next": self.next_link,
+                "first": self.first_link,
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["count", "count_capped", "next", "first", "results"],
+            "properties": {
+                "count": {"type": "integer", "maximum": worklist_pages.COUNT_CAP},
+                "count_capped": {"type": "boolean"},
+                "next": link,
+                "first": link,
+                "results": schema,
+            },
+        }
+
+
 class CaseViewSet(viewsets.GenericViewSet):
     """Worklist-ordered cases for radiologists; case detail for radiologists and auditors."""
 
     queryset = CASE_QUERYSET
+    pagination_class = WorklistPagination
 
     def get_permissions(self):  # type: ignore[no-untyped-def]
         if self.action == "retrieve":
@@ -82,9 +134,17 @@ class CaseViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         query = s.WorklistQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        flt = actions.WorklistFilter(**query.validated_data)
-        page = self.paginate_queryset(actions.worklist(request.user, flt))
-        return self.get_paginated_response(s.CaseSummarySerializer(page, many=True).data)
+        params = dict(query.validated_data)
+        after, number = params.pop("after", ""), params.pop("page", None)
+        flt = actions.WorklistFilter(**params)
+        try:
+            page = actions.worklist_page(request.user, flt, after, str(number or ""))
+        except BadCursor as error:
+            return Response({"detail": str(error)}, status=HTTPStatus.BAD_REQUEST)
+        self.paginator.page = page
+        self.paginator.links_from(request, {k: v for k, v in params.items() if v})
+        data = s.CaseSummarySerializer(page.object_list, many=True).data
+        return self.get_paginated_response(data)
 
     @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})
     def retrieve(self, request: Request, pk: str) -> Response:

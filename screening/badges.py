@@ -1,0 +1,45 @@
+"""The AI badge a case shows (worklist row, case page): one rule, computed once per case.
+
+Kept in Python rather than template conditionals so a worklist page renders 50 rows
+without 50 nested includes, and so every page words the same state the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .choices import AIStatus
+from .models import Case
+from .templatetags.safe_text import neutralise_bidi
+
+
+@dataclass(frozen=True)
+class Badge:
+    css: str
+    text: str
+    title: str = ""
+
+
+WAITING = {
+    "running": Badge("band-pending band-live", "AI running…"),
+    "queued": Badge("band-pending", "AI queued"),
+}
+PENDING = Badge("band-pending", "AI pending")
+
+
+def ai_badge(case: Case, state: str = "pending") -> Badge:
+    """Failed, waiting (``state`` from ``actions.case_ai_states``), or the score: as a
+    ranking with its band where the version is validated for triage, greyed otherwise."""
+    result = case.ai_result
+    if result is not None and result.status == AIStatus.FAILED:
+        return Badge("band-failed", "AI failed", neutralise_bidi(result.error))
+    if result is None or case.ai_score is None:
+        return WAITING.get(state, PENDING)
+    version = result.model_version
+    exam = result.exam_score
+    score = f"{exam}/10" if exam is not None else f"{case.ai_score:.2f}"
+    if version.validated_for_triage:
+        band = case.risk_band
+        return Badge(f"band-{band}", f"{score} · {band.capitalize()}", case.band_description)
+    reason = f"Not validated for triage: {version.triage_reason}"
+    return Badge("band-unvalidated", f"{score} · not validated", reason)

@@ -1,0 +1,16 @@
+"""``{% ai_badge case as badge %}``: the badge of ``screening.badges`` in a template."""
+
+from __future__ import annotations
+
+from django import template
+
+from ..badges import Badge
+from ..badges import ai_badge as badge_for
+from ..models import Case
+
+register = template.Library()
+
+
+@register.simple_tag
+def ai_badge(case: Case) -> Badge:
+    return badge_for(case, getattr(case, "ai_state", "pending"))

@@ -1,0 +1,127 @@
+"""Pages of the worklist by keyset, so every page costs the same at 100k open cases.
+
+An OFFSET page walks every case before it, and a paginator's ``count(*)`` walks them all;
+both grew with the backlog. A page here starts *after* the last case of the previous one
+(its priority, arrival time and id: the worklist order, which an index holds), and the
+count stops at ``COUNT_CAP`` ("more than 1,000 to read" is what a reader needs).
+
+The cursor in the Next link is opaque (base64 of those three values): no patient data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from .models import Case
+
+COUNT_CAP = 1000
+MAX_PAGE_INDEX = 100_000  # an absurd ?page= stays a valid OFFSET
+
+
+class BadCursor(ValueError):
+    """The ``after`` value is not a cursor this app wrote."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the worklist order: (-priority, arrival, id)."""
+
+    priority: float
+    received_at: dt.datetime
+    pk: int
+
+    @classmethod
+    def after(cls, case: Case) -> Cursor:
+        return cls(case.triage_priority, case.received_at, case.pk)
+
+    def encode(self) -> str:
+        raw = f"{self.priority!r}|{self.received_at.isoformat()}|{self.pk}"
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            priority, received, pk = base64.urlsafe_b64decode(padded).decode().split("|")
+            cursor = cls(float(priority), dt.datetime.fromisoformat(received), int(pk))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise BadCursor("Not a worklist position; start again from the first page.") from None
+        if cursor.received_at.tzinfo is None:
+            raise BadCursor("Not a worklist position; start again from the first page.")
+        return cursor
+
+
+@dataclass
+class Page:
+    """One page of cases, where the next one starts, and the bounded count."""
+
+    object_list: list[Case]
+    next_cursor: str | None
+    count: int
+    count_capped: bool
+    is_first: bool
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.object_list)
+
+    def __len__(self) -> int:
+        return len(self.object_list)
+
+
+def bounded_count(cases: QuerySet[Case], cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many, counting no further than ``cap`` (a LIMITed subquery, not a full walk)."""
+    found = cases.order_by()[: cap + 1].count()
+    return min(found, cap), found > cap
+
+
+def page_number(cases: QuerySet[Case], number: str, size: int) -> Page:
+    """Page ``number`` (1-based; anything else is the first) by OFFSET, for old links."""
+    try:
+        index = min(max(int(number) - 1, 0), MAX_PAGE_INDEX) if number else 0
+    except ValueError:
+        index = 0
+    if index == 0:
+        return page_after(cases, None, size)
+    rows = list(cases[index * size : (index + 1) * size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    count, capped = bounded_count(cases)
+    return Page(
+        object_list=rows,
+        next_cursor=Cursor.after(rows[-1]).encode() if more and rows else None,
+        count=count,
+        count_capped=capped,
+        is_first=False,
+    )
+
+
+def page_after(cases: QuerySet[Case], after: Cursor | None, size: int) -> Page:
+    """The ``size`` cases following ``after`` in worklist order (``cases`` comes ordered
+    by priority descending, then arrival, then id)."""
+    if after is None:
+        rows = list(cases[: size + 1])
+    else:
+        # Same priority, later in arrival order: an index range, not an OR the planner
+        # must sort; then lower priorities, also an index range.
+        tied = cases.filter(
+            triage_priority=after.priority, received_at__gte=after.received_at
+        ).exclude(received_at=after.received_at, pk__lte=after.pk)
+        rows = list(tied[: size + 1])
+        if len(rows) <= size:
+            lower = cases.filter(triage_priority__lt=after.priority)
+            rows += list(lower[: size + 1 - len(rows)])
+    more = len(rows) > size
+    rows = rows[:size]
+    count, capped = bounded_count(cases)
+    return Page(
+        object_list=rows,
+        next_cursor=Cursor.after(rows[-1]).encode() if more and rows else None,
+        count=count,
+        count_capped=capped,
+        is_first=after is None,
+    )
