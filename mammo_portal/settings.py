@@ -223,8 +223,13 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # No inline script or style anywhere: templates load static/js and static/css only, and the
 # report plots are data: images (screening/security_headers.py sets it on every response).
+# img-src blob: is for the case viewer's tool cursors, which Cornerstone3D draws as SVG blobs
+# the page's own script makes (a blob: URL cannot name anything from another origin). Its
+# decoder is a module worker from this origin (worker-src falls back to script-src 'self');
+# the worker script is a static file, answered without this header, so the WebAssembly
+# codecs it compiles need no 'wasm-unsafe-eval' here.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from screening.api import dicomweb
+from screening.api import dicomweb, wado
 from screening.ops import views as ops
 from screening.views import audit, manage, pages, queue, status
 
@@ -38,6 +38,7 @@ urlpatterns = [
     path("models/<int:version_id>/activate/", manage.activate_model, name="model-activate"),
     path("api/", include("screening.api.urls")),
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
+    path("dicomweb/", include(wado.urlpatterns)),
     path("admin/", admin.site.urls),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),

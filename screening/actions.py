@@ -20,7 +20,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import events, inference, pathway, worklist_pages
@@ -40,6 +40,7 @@ from .dicom import DicomHeader
 from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
 from .models import AIResult, Case, Finding, Image, ModelVersion, Patient, Read, Study
 from .roles import person
+from .stored_dicom import StoredInstance
 
 log = logging.getLogger(__name__)
 
@@ -949,3 +950,48 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
         else:
             states[case.pk] = "pending"
     return states
+
+
+# --- Viewer: DICOMweb retrieve and priors ---------------------------------------------
+
+
+def wado_retrieve(
+    actor: AbstractBaseUser,
+    study_uid: str,
+    series_uid: str = "",
+    sop_uid: str = "",
+    audit: bool = True,
+) -> list[StoredInstance]:
+    """The stored instances of a study, a series of it or one instance, for WADO-RS.
+
+    Retrieving a study's DICOM is viewing its case: audited as such (``via="wado-rs"``).
+    """
+    study = (
+        Study.objects.filter(study_instance_uid=study_uid)
+        .exclude(study_instance_uid="")
+        .select_related("case")
+        .first()
+    )
+    if study is None:
+        raise NotFound("No stored study has this Study Instance UID.")
+    images = study.images.exclude(sop_instance_uid="").order_by("pk")
+    if sop_uid:
+        images = images.filter(sop_instance_uid=sop_uid)
+    instances = [StoredInstance.of(image) for image in images]
+    if series_uid:
+        instances = [i for i in instances if i.series_uid == series_uid]
+    if not instances:
+        raise NotFound("No stored instance matches.")
+    if audit:
+        events.case_opened(actor, study.case, via="wado-rs")
+    return instances
+
+
+def priors(case: Case) -> list[Case]:
+    """The same woman's earlier screens (same patient pseudonym), newest first."""
+    dated = Case.objects.annotate(first_study=Min("studies__study_date"))
+    own = dated.get(pk=case.pk).first_study
+    earlier = dated.filter(patient_id=case.patient_id).exclude(pk=case.pk)
+    if own is not None:
+        earlier = earlier.filter(first_study__lt=own)
+    return list(earlier.select_related("patient").order_by("-first_study", "-pk"))

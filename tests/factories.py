@@ -256,3 +256,58 @@ def screen(version, score, decisions, readers, outcome="", received=None):  # ty
     if received is not None:
         Case.objects.filter(pk=case.pk).update(received_at=received)
     return case
+
+
+SCREENING_VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+
+
+def dicom_screen(
+    patient_id: str = "PAT-VIEWER-1",
+    study_date: str = "20240315",
+    size: int = 512,
+    bits: int = 12,
+    seed: int = 300,
+    status: str = CaseStatus.READY,
+) -> Case:
+    """A four-view DICOM screen (RCC, LCC, RMLO, LMLO) stored as an upload stores it; the
+    same ``patient_id`` gives the same woman (pseudonym) across screens."""
+    from pydicom.uid import generate_uid
+
+    from screening.dicom import inspect_dicom
+    from tests.dicom_files import dicom_bytes
+
+    study_uid = generate_uid()
+    checked = [
+        inspect_dicom(
+            dicom_bytes(
+                seed=seed + i, size=size, bits=bits, study_uid=study_uid, laterality=side,
+                view=view, patient_id=patient_id, study_date=study_date,
+                accession=f"ACC-{study_date}-{seed}",
+            )
+        )
+        for i, (side, view) in enumerate(SCREENING_VIEWS)
+    ]  # fmt: skip
+    patient, _ = Patient.objects.get_or_create(pseudonym=checked[0].header.patient_pseudonym)
+    case = CaseFactory(patient=patient, status=status)
+    study = StudyFactory(
+        case=case,
+        source_format=SourceFormat.DICOM,
+        study_instance_uid=checked[0].header.study_uid,
+        study_date=checked[0].header.study_date,
+        accession_number=f"ACC-{study_date}-{seed}",
+    )
+    for item in checked:
+        ImageFactory(
+            study=study,
+            content=item.content,
+            file=ContentFile(item.content, name="image.dcm"),
+            laterality=item.header.laterality,
+            view=item.header.view,
+            width=item.width,
+            height=item.height,
+            bit_depth=item.bit_depth,
+            sop_instance_uid=item.header.sop_uid,
+            sop_class_uid=item.header.sop_class_uid,
+            pixel_spacing_mm=item.header.pixel_spacing_mm,
+        )
+    return case

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, events, pathway
+from .. import actions, events, hanging, pathway
 from ..badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
@@ -298,6 +298,7 @@ def _render_case(
         (image, results.get(image.pk))
         for image in Image.objects.filter(study__case=case).select_related("study")
     ]
+    priors = [_prior(request, prior) for prior in actions.priors(case)]
     me = person(request.user)
     given = actions.given_reads(case)
     reads = actions.visible_reads(request.user, case)
@@ -305,6 +306,9 @@ def _render_case(
     context = {
         "case": case,
         "images": images,
+        "panels": hanging.hang(images),
+        "priors": priors,
+        "compared": priors[0] if priors else None,
         "next_case": actions.next_case(request.user, after=case) if is_reader else None,
         "studies": case.studies.all(),
         "reads": reads,
@@ -318,6 +322,19 @@ def _render_case(
         "arbitration_note": _arbitration_note(case, me, given),
     }
     return render(request, "screening/case_detail.html", context, status=status)
+
+
+def _prior(request: HttpRequest, prior: Case) -> dict:
+    """An earlier screen of the same woman: its films, and of its reads and outcome only
+    what the reading pathway lets this user see (a prior still open stays blind)."""
+    films = Image.objects.filter(study__case=prior).select_related("study")
+    return {
+        "case": prior,
+        "date": min((image.study.study_date for image in films), default=None),
+        "panels": hanging.hang((image, None) for image in films),
+        "reads": actions.visible_reads(request.user, prior),
+        "closed": prior.status == CaseStatus.CLOSED,
+    }
 
 
 def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:

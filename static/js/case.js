@@ -1,59 +1,8 @@
-// Case review: heatmap overlay, zoom and pan, and keyboard shortcuts for the reading room.
+// Case review: the structured read and the reading room's keyboard shortcuts. The films are
+// the viewer's (static/viewer/viewer.js, built from viewer/): its keys are passed to it.
 (function () {
   "use strict";
-  const toggle = document.getElementById("overlay-toggle");
-  const opacity = document.getElementById("overlay-opacity");
   const form = document.getElementById("read-form");
-  const state = new Map();
-
-  function applyOverlay() {
-    document.querySelectorAll(".panel .heatmap").forEach((img) => {
-      img.style.display = toggle && toggle.checked ? "block" : "none";
-      img.style.opacity = opacity ? opacity.value / 100 : 0.45;
-    });
-    document.querySelectorAll(".panel svg.marks").forEach((svg) => {
-      svg.style.display = toggle && toggle.checked ? "block" : "none";
-    });
-  }
-
-  function transform(panel) {
-    const s = state.get(panel);
-    panel.querySelector(".layers").style.transform =
-      `translate(${s.x}px, ${s.y}px) scale(${s.zoom})`;
-  }
-
-  function resetAll() {
-    state.forEach((s, panel) => { s.x = 0; s.y = 0; s.zoom = 1; transform(panel); });
-  }
-
-  document.querySelectorAll(".panel").forEach((panel) => {
-    const stage = panel.querySelector(".stage");
-    state.set(panel, { x: 0, y: 0, zoom: 1 });
-    stage.addEventListener("wheel", (event) => {
-      event.preventDefault();
-      const s = state.get(panel);
-      const factor = event.deltaY < 0 ? 1.15 : 1 / 1.15;
-      s.zoom = Math.min(12, Math.max(1, s.zoom * factor));
-      if (s.zoom === 1) { s.x = 0; s.y = 0; }
-      transform(panel);
-    }, { passive: false });
-    let drag = null;
-    stage.addEventListener("pointerdown", (event) => {
-      const s = state.get(panel);
-      drag = { x: event.clientX - s.x, y: event.clientY - s.y };
-      stage.setPointerCapture(event.pointerId);
-    });
-    stage.addEventListener("pointermove", (event) => {
-      if (!drag) return;
-      const s = state.get(panel);
-      s.x = event.clientX - drag.x; s.y = event.clientY - drag.y;
-      transform(panel);
-    });
-    stage.addEventListener("pointerup", () => { drag = null; });
-    stage.addEventListener("dblclick", () => {
-      const s = state.get(panel); s.x = 0; s.y = 0; s.zoom = 1; transform(panel);
-    });
-  });
 
   // The read: BI-RADS per breast and density as the reader chose them. This script only
   // reads those values and explains; it never sets one.
@@ -184,15 +133,11 @@
     document.addEventListener("ai:arrived", updateSummary);
     updateSummary();
   }
-  if (toggle) toggle.addEventListener("change", applyOverlay);
-  if (opacity) opacity.addEventListener("input", applyOverlay);
-  const resetButton = document.getElementById("reset-view");
-  if (resetButton) resetButton.addEventListener("click", resetAll);
-  document.addEventListener("ai:arrived", applyOverlay);
 
   // Shortcuts work whatever has focus (a select or a radio button included), except while
   // typing in a text field. Captured first, so a focused select never takes the letter.
   const TYPES_NOT_TYPED_IN = ["radio", "checkbox", "range", "button", "submit"];
+  const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c"];
   window.addEventListener("keydown", (event) => {
     const target = event.target;
     const typing = target.tagName === "TEXTAREA" ||
@@ -203,13 +148,10 @@
       a: () => form && accept(),
       o: () => form && openOverride(),
       n: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
-      h: () => { if (toggle) { toggle.checked = !toggle.checked; applyOverlay(); } },
-      r: resetAll,
-    }[key];
+    }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key } }))));
     if (!act) return;
     event.preventDefault();
     event.stopPropagation();
     act();
   }, true);
-  applyOverlay();
 })();

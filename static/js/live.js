@@ -47,7 +47,7 @@
     const buttons = document.getElementById("decision-buttons");
     if (form && buttons) { form.dataset.aiRecall = panel.ai_recall; buttons.innerHTML = panel.decision_buttons; }
     Object.entries(panel.images).forEach(([id, image]) => {
-      const figure = document.querySelector(`.panel[data-image="${id}"]`);
+      const figure = document.querySelector(`.panel.current[data-image="${id}"]`);
       if (!figure) return;
       if (image.heatmap && !figure.querySelector("img.heatmap")) {
         const overlay = document.createElement("img");

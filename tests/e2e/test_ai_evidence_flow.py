@@ -67,7 +67,9 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     marks = page.locator(".panel svg.marks")
     assert marks.count() == 2
     circle = marks.first.locator("circle").first.bounding_box()
-    film = page.locator(".panel img.base").first.bounding_box()
+    # .layers is the painted film's rectangle: the viewer keeps it on the film's corners.
+    page.wait_for_selector('#viewer[data-ready="1"]', state="attached")
+    film = page.locator(".panel .layers").first.bounding_box()
     assert circle and film and circle["width"] > 2
     # The first mark sits at column 12, row 20 of the film: inside the painted image.
     assert film["x"] <= circle["x"] + circle["width"] / 2 <= film["x"] + film["width"]

@@ -246,12 +246,13 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     assert "Awaiting AI" in page.inner_text("#ai-box")
     page.evaluate("window.__marker = 1")
 
-    page.hover(".panel .stage")
+    page.wait_for_selector('#viewer[data-ready="1"]', state="attached")
+    panel = ".panel.current"
+    page.hover(f"{panel} .viewport")
     page.mouse.wheel(0, -300)
-    layers = ".panel .layers"
-    page.wait_for_function(f"document.querySelector('{layers}').style.transform.includes('scale')")
-    zoom = page.eval_on_selector(layers, "l => l.style.transform")
-    assert "scale(1)" not in zoom, zoom
+    page.wait_for_timeout(300)
+    zoom = page.eval_on_selector(panel, "p => p.dataset.zoom")  # the viewer's camera zoom
+    assert float(zoom) > 1, zoom
     choose(page, "2", "1", "c")
     page.fill("#id_reason", "Benign calcifications, stable")
 
@@ -259,7 +260,7 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     page.wait_for_selector("#accept-ai", timeout=10_000)
 
     assert page.evaluate("window.__marker") == 1  # not reloaded
-    assert page.eval_on_selector(layers, "l => l.style.transform") == zoom
+    assert page.eval_on_selector(panel, "p => p.dataset.zoom") == zoom
     assert form_values(page)["right"] == "2" and form_values(page)["left"] == "1"
     assert form_values(page)["density"] == "c"
     assert page.input_value("#id_reason") == "Benign calcifications, stable"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from screening.stored_dicom import StoredInstance
 from tests.factories import (
     ModelVersionFactory,
     UserFactory,
@@ -166,6 +167,23 @@ MATRIX = [
     # A form post is not multipart/related: the admin gets 415, everyone else never gets that far.
     ("dicomweb stow", "post", lambda o: reverse("dicomweb-studies"), api({ADMIN}, ok=415)),
     ("dicomweb qido", "get", lambda o: reverse("dicomweb-studies"), api({ADMIN, AUD})),
+    *[
+        (
+            f"wado {name}",
+            "get",
+            lambda o, name=name: reverse(name, kwargs=o["wado"][name]),
+            api({RAD, ARB, AUD}),
+        )
+        for name in (
+            "wado-study",
+            "wado-study-metadata",
+            "wado-series",
+            "wado-series-metadata",
+            "wado-instance",
+            "wado-instance-metadata",
+            "wado-frames",
+        )
+    ],
     (
         "study ai report",
         "get",
@@ -203,12 +221,29 @@ def objects(db):  # type: ignore[no-untyped-def]
     image = case.studies.get().images.get()
     dicom_study = dicom_case_with_images(images=1, score=0.6).studies.get()
     return {
+        "wado": wado_kwargs(dicom_study),
         "dicom_study": dicom_study,
         "dicom_result": dicom_study.images.get().ai_results.get(),
         "case": case,
         "image": image,
         "heatmap": image.ai_results.get(),
         "model": ModelVersionFactory(),
+    }
+
+
+def wado_kwargs(study) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    instance = StoredInstance.of(study.images.get())
+    uids = {"study": study.study_instance_uid}
+    series = {**uids, "series": instance.series_uid}
+    one = {**series, "instance": instance.image.sop_instance_uid}
+    return {
+        "wado-study": uids,
+        "wado-study-metadata": uids,
+        "wado-series": series,
+        "wado-series-metadata": series,
+        "wado-instance": one,
+        "wado-instance-metadata": one,
+        "wado-frames": {**one, "frames": "1"},
     }
 
 

@@ -1,0 +1,143 @@
+"""Case viewer: time from clicking a case on the worklist to all four views painted, for a
+four-view study of 3328 x 4096 16-bit DICOM films, in headless Chromium on localhost.
+
+    python benchmarks/viewer.py                 # on DATABASE_URL (default SQLite), 7 runs
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/viewer.py
+
+The app runs in a throw-away test database behind Django's threaded live server, with the
+production static set-up (collectstatic, hashed and compressed files served by WhiteNoise)
+and WADO-RS from the same process; the browser is Debian's Chromium without a GPU, as in CI. The time is the page's own clock
+(performance.now() from the navigation the click starts) when the viewer marks the last
+of the four films painted: the page, its scripts, the WADO-RS metadata, the four frames
+(27 MB each, uncompressed) decoded in the worker, and their first render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use")
+os.environ.setdefault("SECURE_HTTPS", "0")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="viewer-bench-media-"))
+os.environ["STATIC_ROOT"] = tempfile.mkdtemp(prefix="viewer-bench-static-")
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.testcases import LiveServerThread  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "bench-password-123"
+ALL_FOUR = "() => document.querySelectorAll('.panel.current[data-loaded=\"1\"]').length === 4"
+
+
+def seed_case():  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from screening.choices import Role
+    from tests.factories import dicom_screen
+
+    reader = get_user_model().objects.create_user("bench-reader", password=PASSWORD)
+    reader.groups.add(Group.objects.get_or_create(name=Role.RADIOLOGIST)[0])
+    return dicom_screen(size=4096, bits=16, patient_id="BENCH-VIEWER")
+
+
+def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(predicate)
+        page.wait_for_timeout(20)
+
+
+def run(url: str, case_id: int, runs: int) -> tuple[list[float], dict]:
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        response = page.goto(f"{url}/accounts/login/")
+        assert response and response.ok, (
+            response.status if response else None,
+            page.content()[:500],
+        )
+        page.fill("#id_username", "bench-reader")
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/worklist/")
+        for _ in range(runs):
+            page.goto(f"{url}/worklist/")
+            page.click(f'tr[data-case="{case_id}"] a')
+            wait(page, ALL_FOUR)
+            times.append(float(page.evaluate("document.getElementById('viewer').dataset.readyMs")))
+        rendering = page.evaluate("window.mammoViewer.describe('.panel.current')")
+        rendering["resources"] = page.evaluate(
+            "performance.getEntriesByType('resource').map(e => [e.name.split('/').slice(-3).join('/'), "
+            "Math.round(e.startTime), Math.round(e.responseStart), Math.round(e.responseEnd)])"
+        )
+        browser.close()
+    return times, rendering
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    setup_test_environment()
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    if connection.vendor == "sqlite":  # a file, so the server's threads share it
+        connection.settings_dict["TEST"]["NAME"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    server = LiveServerThread("127.0.0.1", lambda app: app, port=0)  # WhiteNoise serves static
+    server.daemon = True
+    try:
+        started = time.perf_counter()
+        case = seed_case()
+        seeded = time.perf_counter() - started
+        server.start()
+        server.is_ready.wait()
+        if server.error:
+            raise server.error
+        times, rendering = run(f"http://127.0.0.1:{server.port}", case.pk, args.runs)
+    finally:
+        server.terminate()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    how = "CPU fallback" if rendering["cpu"] else "WebGL (software, no GPU)"
+    print(
+        f"\nClick on a case to all four views painted: 4 x 3328 x 4096 16-bit DICOM "
+        f"(seeded in {seeded:.0f} s), {connection.vendor}, Chromium --disable-gpu, "
+        f"rendering: {how}, {os.cpu_count()} CPU cores\n"
+    )
+    print("| run | ms |\n|---|---|")
+    for i, ms in enumerate(times, 1):
+        print(f"| {i}{' (cold)' if i == 1 else ''} | {ms:.0f} |")
+    if os.environ.get("VIEWER_BENCH_RESOURCES"):
+        for name, start, first_byte, end in rendering["resources"]:
+            print(f"  {name[-60:]:<60} {start:>6} {first_byte:>6} {end:>6}")
+    warm = sorted(times[1:]) or times
+    print(f"\nwarm runs: median {statistics.median(warm):.0f} ms, worst {warm[-1]:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""In headless Chromium without a GPU: the Cornerstone3D viewer on a four-view DICOM screen
+with a prior (issue 14). Checked on what is painted, not only on the HTML sent."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+
+import pydicom
+import pytest
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from screening.choices import CaseStatus, Decision
+from screening.models import AIResult, Read
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.test_reading_flow import choose, log_in
+from tests.e2e.test_robust_csp import RECORD_VIOLATIONS
+from tests.factories import (
+    ModelVersionFactory,
+    UserFactory,
+    case_with_images,
+    dicom_screen,
+    score_case,
+)
+from tests.screening.test_ai_evidence import MARKS, scored_evidence
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+DOCS = ARTIFACTS.parent / "docs"
+SHOTS = DOCS if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else ARTIFACTS
+SPACING_MM = 0.2  # tests.dicom_files writes PixelSpacing 0.2 \ 0.2
+
+
+def screen_with_prior():  # type: ignore[no-untyped-def]
+    dicom_screen(study_date="20220310", seed=400, status=CaseStatus.CLOSED)
+    current = dicom_screen(study_date="20240315", seed=300)
+    score_case(current, 0.9, ModelVersionFactory(is_active=True, evidence=scored_evidence()))
+    AIResult.objects.filter(case=current, image__isnull=False).update(marks=MARKS)
+    return current
+
+
+def open_viewer(page, live_server, case) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
+
+
+def wait_until(page, predicate: str, arg=None, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+    """Poll a JS function from the test: page.wait_for_function evaluates strings inside
+    the page, which its CSP (no unsafe-eval) rightly refuses."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, predicate
+        page.wait_for_timeout(100)
+
+
+def box(page, selector: str) -> dict:  # type: ignore[no-untyped-def]
+    found = page.locator(selector).bounding_box()
+    assert found, selector
+    return found
+
+
+def centre(b: dict) -> tuple[float, float]:
+    return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+
+
+def assert_back_to_back(page, slots=("RCC", "LCC", "RMLO", "LMLO")) -> None:  # type: ignore[no-untyped-def]
+    """The right film's chest wall against its viewport's right edge, the left film's against
+    its left edge, so the two meet in the middle."""
+    for slot in slots:
+        film = box(page, f'.panel.current[data-slot="{slot}"] .layers')
+        viewport = box(page, f'.panel.current[data-slot="{slot}"] .viewport')
+        if slot.startswith("R"):
+            assert abs(film["x"] + film["width"] - (viewport["x"] + viewport["width"])) <= 2, slot
+        else:
+            assert abs(film["x"] - viewport["x"]) <= 2, slot
+
+
+@pytest.fixture
+def reader_on_screen(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="reader", role="radiologist")
+    case = screen_with_prior()
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script(RECORD_VIOLATIONS)
+    log_in(page, live_server, "reader")
+    open_viewer(page, live_server, case)
+    yield page, case
+    assert errors == []
+    if not page.is_closed() and page.evaluate("typeof window.__csp") != "undefined":
+        assert page.evaluate("window.__csp") == []  # W/L, tools, workers, all under the CSP
+
+
+def test_the_four_views_hang_rcc_lcc_over_rmlo_lmlo_with_labels(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    shown = page.eval_on_selector_all(
+        ".panel.current:not([hidden])", "ps => ps.map(p => [p.dataset.slot, p.dataset.loaded])"
+    )
+    assert shown == [["RCC", "1"], ["LCC", "1"], ["RMLO", "1"], ["LMLO", "1"]]
+    rcc, lcc = (
+        box(page, '.panel.current[data-slot="RCC"]'),
+        box(page, '.panel.current[data-slot="LCC"]'),
+    )
+    rmlo, lmlo = (
+        box(page, '.panel.current[data-slot="RMLO"]'),
+        box(page, '.panel.current[data-slot="LMLO"]'),
+    )
+    assert rcc["x"] < lcc["x"] and rcc["y"] == lcc["y"]
+    assert rmlo["x"] == rcc["x"] and rmlo["y"] > rcc["y"] and lmlo["y"] == rmlo["y"]
+    assert_back_to_back(page)
+    labels = page.eval_on_selector_all(
+        ".panel.current:not([hidden]) .vp-label", "ls => ls.map(l => l.textContent)"
+    )
+    assert labels == ["R CC", "L CC", "R MLO", "L MLO"]
+    assert "Current · 2024-03-15" in page.inner_text('.panel.current[data-slot="RCC"] .vp-date')
+    # Each viewport has its own canvas (data-loaded "1" above: its film was rendered).
+    assert page.eval_on_selector_all(".panel.current canvas", "cs => cs.length") >= 4
+    page.screenshot(path=str(SHOTS / "viewer-1-hanging.png"))
+
+    page.keyboard.press("l")
+    assert page.inner_text("#layout-name") == "CC pair"
+    visible = page.eval_on_selector_all(
+        ".panel.current:not([hidden])", "ps => ps.map(p => p.dataset.slot)"
+    )
+    assert visible == ["RCC", "LCC"]
+    for name, slots in (("MLO pair", ["RMLO", "LMLO"]), ("Single view", ["RCC"]), ("4-up", None)):
+        page.keyboard.press("l")
+        assert page.inner_text("#layout-name") == name
+        if slots:
+            assert (
+                page.eval_on_selector_all(
+                    ".panel.current:not([hidden])", "ps => ps.map(p => p.dataset.slot)"
+                )
+                == slots
+            )
+    page.wait_for_timeout(300)
+    assert_back_to_back(page)  # a new layout hangs the films again
+    page.keyboard.press("r")
+    assert_back_to_back(page)  # and so does a reset
+
+
+def test_dragging_changes_window_level_on_the_painted_pixels(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    film = '.panel.current[data-slot="RCC"] .viewport'
+    before = page.locator(film).screenshot()
+    voi = page.get_attribute('.panel.current[data-slot="RCC"]', "data-voi")
+    x, y = centre(box(page, film))
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 80, steps=8)
+    page.mouse.up()
+    wait_until(
+        page,
+        "v => document.querySelector('.panel.current[data-slot=\"RCC\"]').dataset.voi !== v",
+        voi,
+    )
+    assert page.locator(film).screenshot() != before
+
+
+def test_the_prior_hangs_beneath_the_current_with_its_date(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    assert "2022-03-10" in page.inner_text("#priors")
+    assert page.locator(".panel.prior:not([hidden])").count() == 0
+    page.keyboard.press("c")
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.panel.prior')].every(p => p.dataset.loaded === '1')",
+    )
+    current, prior = (
+        box(page, '.panel.current[data-slot="RCC"]'),
+        box(page, '.panel.prior[data-slot="RCC"]'),
+    )
+    assert prior["x"] == current["x"] and prior["y"] > current["y"]
+    assert prior["y"] - (current["y"] + current["height"]) < 10  # directly beneath
+    assert "Prior · 2022-03-10" in page.inner_text('.panel.prior[data-slot="RCC"] .vp-date')
+    page.screenshot(path=str(SHOTS / "viewer-2-prior.png"))
+
+
+def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    heatmap = '.panel.current[data-slot="RCC"] img.heatmap'
+    assert page.is_visible(heatmap) and page.is_visible("#heat-legend")
+    film = box(page, '.panel.current[data-slot="RCC"] .layers')
+    assert film["width"] > 50 and box(page, heatmap) == film
+    mark = page.locator('.panel.current[data-slot="RCC"] svg.marks circle').first.bounding_box()
+    assert mark
+    x, y = centre(mark)
+    assert (
+        film["x"] <= x <= film["x"] + film["width"] and film["y"] <= y <= film["y"] + film["height"]
+    )
+    page.keyboard.press("h")
+    assert not page.is_visible(heatmap) and not page.is_visible(
+        '.panel.current[data-slot="RCC"] svg.marks'
+    )
+    page.keyboard.press("h")
+    assert page.is_visible(heatmap)
+
+
+def test_a_length_measurement_reads_millimetres_from_the_pixel_spacing(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    page.keyboard.press("m")
+    panel = '.panel.current[data-slot="RCC"]'
+    start = page.evaluate(f"window.mammoViewer.imageToPage('{panel}', 100, 100)")
+    end = page.evaluate(f"window.mammoViewer.imageToPage('{panel}', 100, 300)")
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(end["x"], end["y"], steps=10)
+    page.mouse.up()
+    wait_until(page, "p => document.querySelector(`${p} svg text`) !== null", panel)
+    page.wait_for_timeout(500)  # the tool works its statistics out at most every 100 ms
+    text = page.inner_text(f"{panel} .viewport")
+    found = re.search(r"([0-9.]+)\s*mm", text)
+    assert found, text
+    assert float(found.group(1)) == pytest.approx(200 * SPACING_MM, abs=0.3)
+    page.screenshot(path=str(SHOTS / "viewer-3-measure.png"))
+
+
+def test_accept_ai_still_records_the_read_from_the_keyboard(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, case = reader_on_screen
+    choose(page, "4", "1", "b", finding_R="mass", site_R="10")
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    read = Read.objects.get(case=case)
+    assert read.decision == Decision.RECALL and read.agrees_with_ai is True
+
+
+def test_the_probe_reads_the_stored_pixel_value(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    page.keyboard.press("v")
+    panel = '.panel.current[data-slot="RCC"]'
+    point = page.evaluate(f"window.mammoViewer.imageToPage('{panel}', 200, 256)")
+    page.mouse.click(point["x"], point["y"])
+    wait_until(
+        page, "p => /\\d/.test(document.querySelector(`${p} .viewport svg`).textContent)", panel
+    )
+
+
+def test_png_films_are_painted_as_they_are(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="reader", role="radiologist")
+    case = case_with_images(images=2, score=0.9)
+    log_in(browser_page, live_server, "reader")
+    open_viewer(browser_page, live_server, case)
+    panels = browser_page.eval_on_selector_all(
+        ".panel.current", "ps => ps.map(p => [p.dataset.kind, p.dataset.loaded, p.dataset.voi])"
+    )
+    assert panels == [["web", "1", "0,255"], ["web", "1", "0,255"]]
+
+
+def recompress(image, syntax) -> None:  # type: ignore[no-untyped-def]
+    with image.file.open("rb") as handle:
+        ds = pydicom.dcmread(io.BytesIO(handle.read()))
+    ds.compress(syntax, generate_instance_uid=False)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+
+
+def test_jpeg_2000_and_jpeg_ls_films_decode_in_the_browser(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(size=256)
+    films = {f"{i.laterality}{i.view}": i for i in case.studies.get().images.all()}
+    recompress(films["RCC"], JPEG2000Lossless)
+    recompress(films["LCC"], JPEGLSLossless)
+    recompress(films["RMLO"], RLELossless)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.add_init_script(RECORD_VIOLATIONS)
+    log_in(page, live_server, "reader")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url.rsplit("/", 1)[-1]))
+    open_viewer(page, live_server, case)
+    loaded = page.eval_on_selector_all(
+        ".panel.current", "ps => ps.map(p => [p.dataset.slot, p.dataset.loaded])"
+    )
+    assert loaded == [["RCC", "1"], ["LCC", "1"], ["RMLO", "1"], ["LMLO", "1"]]
+    assert {"openjpeg.wasm", "charls.wasm"} <= set(fetched)  # decoded by the worker's codecs
+    assert errors == [] and page.evaluate("window.__csp") == []

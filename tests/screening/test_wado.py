@@ -1,0 +1,147 @@
+"""WADO-RS retrieve (PS3.18 10.4) of the stored, de-identified DICOM, read by dicomweb-client."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from rest_framework.authtoken.models import Token
+
+from screening.choices import AuditAction
+from screening.models import AuditEvent, Image
+from tests.factories import dicom_case_with_images
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(live_server, user) -> DICOMwebClient:  # type: ignore[no-untyped-def]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    session.headers["Connection"] = "close"  # no live-server thread left holding the DB
+    return DICOMwebClient(url=f"{live_server.url}/dicomweb", session=session)
+
+
+def stored(image: Image) -> pydicom.Dataset:
+    with image.file.open("rb") as handle:
+        return pydicom.dcmread(io.BytesIO(handle.read()))
+
+
+def uids(image: Image) -> tuple[str, str, str]:
+    ds = stored(image)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dicomweb_client_retrieves_the_stored_study(live_server, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=2)
+    study = case.studies.get()
+    datasets = client_for(live_server, radiologist).retrieve_study(study.study_instance_uid)
+    assert sorted(str(ds.SOPInstanceUID) for ds in datasets) == sorted(
+        study.images.values_list("sop_instance_uid", flat=True)
+    )
+    first = study.images.order_by("pk").first()
+    got = next(ds for ds in datasets if ds.SOPInstanceUID == first.sop_instance_uid)
+    assert np.array_equal(got.pixel_array, stored(first).pixel_array)
+    assert str(got.PatientName).startswith("DCM-")  # the pseudonym, never a name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dicomweb_client_reads_instance_metadata_without_pixels(live_server, auditor):  # type: ignore[no-untyped-def]
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    study_uid, series_uid, sop_uid = uids(image)
+    meta = client_for(live_server, auditor).retrieve_instance_metadata(
+        study_uid, series_uid, sop_uid
+    )
+    ds = pydicom.Dataset.from_json(meta)
+    assert ds.Rows == image.height and ds.Columns == image.width
+    assert ds.ImageLaterality == image.laterality
+    assert "PixelData" not in ds
+    assert meta["00020010"]["Value"] == [str(stored(image).file_meta.TransferSyntaxUID)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dicomweb_client_retrieves_series_instance_and_frames(live_server, radiologist):  # type: ignore[no-untyped-def]
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    study_uid, series_uid, sop_uid = uids(image)
+    client = client_for(live_server, radiologist)
+    assert len(client.retrieve_series(study_uid, series_uid)) == 1
+    assert client.retrieve_instance(study_uid, series_uid, sop_uid).SOPInstanceUID == sop_uid
+    (frame,) = client.retrieve_instance_frames(study_uid, series_uid, sop_uid, [1])
+    pixels = stored(image).pixel_array
+    assert np.array_equal(np.frombuffer(frame, "<u2").reshape(pixels.shape), pixels)
+
+
+def test_study_metadata_lists_every_instance(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=2)
+    client.force_login(radiologist)
+    answer = client.get(f"/dicomweb/studies/{case.studies.get().study_instance_uid}/metadata")
+    assert answer.status_code == 200
+    assert answer["Content-Type"] == "application/dicom+json"
+    assert len(answer.json()) == 2
+
+
+def test_a_compressed_frame_is_sent_as_stored_to_a_client_taking_any_syntax(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    image = case.studies.get().images.get()
+    ds = stored(image)
+    ds.compress(pydicom.uid.RLELossless, generate_instance_uid=False)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+    client.force_login(radiologist)
+    study_uid, series_uid, sop_uid = uids(image)
+    url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+    as_stored = client.get(
+        url, HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*"
+    )
+    assert (
+        b"Content-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5" in as_stored.content
+    )
+    native = client.get(url)  # no syntax asked: decoded, Explicit VR Little Endian
+    assert b"transfer-syntax=1.2.840.10008.1.2.1\r\n" in native.content
+    assert ds.pixel_array.tobytes() in native.content
+
+
+def test_retrieving_a_study_is_audited_as_viewing_its_case(client, auditor):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    client.force_login(auditor)
+    client.get(f"/dicomweb/studies/{case.studies.get().study_instance_uid}")
+    event = AuditEvent.objects.get(action=AuditAction.CASE_OPENED)
+    assert (event.actor, event.object_id, event.detail) == (
+        auditor,
+        str(case.pk),
+        {"via": "wado-rs"},
+    )
+
+
+@pytest.mark.parametrize("who", ["admin_user", "roleless"])
+def test_roles_that_do_not_view_cases_are_refused(client, request, who):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    client.force_login(request.getfixturevalue(who))
+    answer = client.get(f"/dicomweb/studies/{case.studies.get().study_instance_uid}/metadata")
+    assert answer.status_code == 403
+    assert not AuditEvent.objects.filter(action=AuditAction.CASE_OPENED).exists()
+
+
+def test_an_anonymous_client_is_refused(client):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    answer = client.get(f"/dicomweb/studies/{case.studies.get().study_instance_uid}")
+    assert answer.status_code == 401
+
+
+def test_an_unknown_study_is_404(client, radiologist):  # type: ignore[no-untyped-def]
+    client.force_login(radiologist)
+    assert client.get("/dicomweb/studies/1.2.3/metadata").status_code == 404
+
+
+def test_a_frame_past_the_first_is_404(client, radiologist):  # type: ignore[no-untyped-def]
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    client.force_login(radiologist)
+    study_uid, series_uid, sop_uid = uids(image)
+    base = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/"
+    assert client.get(base + "2").status_code == 404
+    assert client.get(base + "x").status_code == 400

@@ -1,0 +1,590 @@
+// The case page's film viewer, on Cornerstone3D: the screening hanging protocol, window/level
+// on the stored pixels, linked zoom and pan, measurement, the prior beside the current, and
+// the AI heatmap and region marks the server chose to send (nothing else is drawn).
+//
+// Films are panels the page lists (templates/screening/case_detail.html): DICOM films load
+// through WADO-RS (metadata, then the frame at full bit depth); PNG/JPEG films from the
+// role-checked image view, shown as they are. Bundled by viewer/build.mjs into static/viewer/.
+import {
+  cache,
+  Enums,
+  getShouldUseCPURendering,
+  imageLoader,
+  init as initCore,
+  metaData,
+  RenderingEngine,
+  utilities as csUtils,
+} from "@cornerstonejs/core";
+import {
+  addTool,
+  Enums as ToolEnums,
+  init as initTools,
+  LengthTool,
+  MagnifyTool,
+  PanTool,
+  ProbeTool,
+  synchronizers,
+  ToolGroupManager,
+  WindowLevelTool,
+  ZoomTool,
+} from "@cornerstonejs/tools";
+import { init as initDicom, wadors } from "@cornerstonejs/dicom-image-loader";
+
+const { Events, ViewportType } = Enums;
+const { MouseBindings } = ToolEnums;
+const LAYOUTS = [
+  ["four", "4-up"],
+  ["cc", "CC pair"],
+  ["mlo", "MLO pair"],
+  ["single", "Single view"],
+];
+const PAIR_VIEWS = { cc: "CC", mlo: "MLO" };
+const PRIMARY_TOOLS = {
+  w: WindowLevelTool.toolName,
+  p: PanTool.toolName,
+  m: LengthTool.toolName,
+  v: ProbeTool.toolName,
+  g: MagnifyTool.toolName,
+};
+
+const viewer = document.getElementById("viewer");
+const state = { layout: "four", compare: false, active: null, tool: WindowLevelTool.toolName };
+let engine;
+let group;
+const loaded = new Map(); // panel -> Promise of its film shown
+
+const panels = (selector = "") => Array.from(viewer.querySelectorAll(`.panel${selector}`));
+const viewportId = (panel) => `film-${panel.dataset.image}`;
+const viewportOf = (panel) => engine && engine.getViewport(viewportId(panel));
+
+// --- Loading ------------------------------------------------------------------------------
+
+const studyMetadata = new Map(); // study UID -> Promise of DICOM JSON instances
+
+function dicomImageId(panel) {
+  const study = panel.dataset.study;
+  if (!studyMetadata.has(study)) {
+    const url = `${viewer.dataset.dicomweb}/studies/${study}/metadata`;
+    studyMetadata.set(
+      study,
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/dicom+json" } }).then((r) => {
+        if (!r.ok) throw new Error(`metadata ${r.status}`);
+        return r.json();
+      }),
+    );
+  }
+  return studyMetadata.get(study).then((instances) => {
+    const meta = instances.find((m) => m["00080018"].Value[0] === panel.dataset.sop);
+    const series = meta["0020000E"].Value[0];
+    const imageId =
+      `wadors:${location.origin}${viewer.dataset.dicomweb}/studies/${study}` +
+      `/series/${series}/instances/${panel.dataset.sop}/frames/1`;
+    wadors.metaDataManager.add(imageId, meta);
+    return imageId;
+  });
+}
+
+// A mammogram has no ImageOrientationPatient (it is a projection), so the WADO-RS metadata
+// provider marks its plane "default values" and Cornerstone would measure in pixels. The
+// spacing in the file (PixelSpacing, else ImagerPixelSpacing) is real: say so.
+function filmPlane(type, imageId) {
+  if (type !== "imagePlaneModule" || !imageId.startsWith("wadors:")) return undefined;
+  const meta = wadors.metaDataManager.get(imageId);
+  const plane = wadors.metaData.metaDataProvider(type, imageId);
+  const spacing = (meta && (meta["00280030"] || meta["00181164"]) || {}).Value;
+  if (!plane || !spacing || spacing.length < 2) return plane;
+  const [row, column] = spacing.map(Number);
+  return { ...plane, pixelSpacing: [row, column], rowPixelSpacing: row, columnPixelSpacing: column, usingDefaultValues: false };
+}
+
+// A PNG/JPEG film: decoded by the browser, its grey levels shown as they are (0-255). The
+// "web:" loader builds the Cornerstone image from the role-checked image view.
+const webSpacing = new Map(); // imageId -> mm per pixel, where the upload recorded it
+
+function webModules(imageId, rows, columns) {
+  const spacing = webSpacing.get(imageId);
+  const known = Number.isFinite(spacing) && spacing > 0;
+  return {
+    imagePlaneModule: {
+      rows,
+      columns,
+      rowPixelSpacing: known ? spacing : 1,
+      columnPixelSpacing: known ? spacing : 1,
+      pixelSpacing: known ? [spacing, spacing] : [1, 1],
+      rowCosines: [1, 0, 0],
+      columnCosines: [0, 1, 0],
+      imageOrientationPatient: [1, 0, 0, 0, 1, 0],
+      imagePositionPatient: [0, 0, 0],
+      frameOfReferenceUID: imageId,
+      usingDefaultValues: !known,
+    },
+    imagePixelModule: {
+      samplesPerPixel: 1,
+      photometricInterpretation: "MONOCHROME2",
+      rows,
+      columns,
+      bitsAllocated: 8,
+      bitsStored: 8,
+      highBit: 7,
+      pixelRepresentation: 0,
+    },
+    generalSeriesModule: { modality: "MG" },
+    modalityLutModule: { rescaleSlope: 1, rescaleIntercept: 0 },
+    voiLutModule: { windowCenter: [127.5], windowWidth: [256] },
+  };
+}
+
+async function loadWebImage(imageId) {
+  const response = await fetch(imageId.slice("web:".length), { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`image ${response.status}`);
+  const bitmap = await createImageBitmap(await response.blob());
+  const { width, height } = bitmap;
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const grey = new Uint8Array(width * height);
+  let min = 255;
+  let max = 0;
+  for (let i = 0; i < grey.length; i++) {
+    const value = rgba[i * 4];
+    grey[i] = value;
+    if (value < min) min = value;
+    if (value > max) max = value;
+  }
+  Object.entries(webModules(imageId, height, width)).forEach(([type, metadata]) =>
+    csUtils.genericMetadataProvider.add(imageId, { type, metadata }),
+  );
+  const voxelManager = csUtils.VoxelManager.createImageVoxelManager({
+    width,
+    height,
+    numberOfComponents: 1,
+    scalarData: grey,
+    id: imageId,
+  });
+  const plane = webModules(imageId, height, width).imagePlaneModule;
+  return {
+    imageId,
+    intercept: 0,
+    slope: 1,
+    windowCenter: 127.5,
+    windowWidth: 256,
+    color: false,
+    numberOfComponents: 1,
+    minPixelValue: min,
+    maxPixelValue: max,
+    rows: height,
+    columns: width,
+    height,
+    width,
+    columnPixelSpacing: plane.columnPixelSpacing,
+    rowPixelSpacing: plane.rowPixelSpacing,
+    FrameOfReferenceUID: imageId,
+    invert: false,
+    getPixelData: () => voxelManager.getScalarData(),
+    voxelManager,
+    sizeInBytes: grey.byteLength,
+  };
+}
+
+function webImageId(panel) {
+  const imageId = `web:${panel.dataset.src}`;
+  webSpacing.set(imageId, Number(panel.dataset.spacing));
+  return imageId;
+}
+
+function show(panel) {
+  if (loaded.has(panel)) return loaded.get(panel);
+  const promise = (async () => {
+    const imageId = await (panel.dataset.kind === "dicom" ? dicomImageId(panel) : webImageId(panel));
+    panel.dataset.imageId = imageId;
+    const viewport = viewportOf(panel);
+    await viewport.setStack([imageId]);
+    if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+    pairSyncs.forEach((sync) => sync.setEnabled(false));
+    try {
+      hangBackToBack(panel, viewport, imageId);
+    } finally {
+      pairSyncs.forEach((sync) => sync.setEnabled(true));
+    }
+    const painted = new Promise((resolve) =>
+      panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
+    );
+    viewport.render();
+    await painted;
+    panel.dataset.loaded = "1";
+    fillPresets();
+  })().catch((error) => {
+    panel.dataset.loaded = "error";
+    panel.querySelector(".vp-error").textContent = `This film could not be shown (${error.message}).`;
+  });
+  loaded.set(panel, promise);
+  return promise;
+}
+
+// --- Hanging protocol ---------------------------------------------------------------------
+
+// Back to back: a right film with its chest wall on the right, a left film on the left, so
+// the chest walls meet in the middle. The header's PatientOrientation says where the
+// columns run; without it the chest wall is the edge with the tissue on it.
+function hangBackToBack(panel, viewport, imageId) {
+  const side = panel.dataset.side;
+  if (side !== "R" && side !== "L") return;
+  const orientation = metaData.get("generalImageModule", imageId)?.patientOrientation;
+  let wallOnRight;
+  const rows = Array.isArray(orientation) ? String(orientation[0] || "") : "";
+  if (rows.includes("P") || rows.includes("A")) {
+    wallOnRight = rows.includes("P");
+  } else {
+    wallOnRight = tissueOnRight(imageId);
+  }
+  if (wallOnRight === undefined) return;
+  panel.dataset.flip = String(side === "R" ? !wallOnRight : wallOnRight);
+  hang(panel, viewport);
+}
+
+// Turn the film as decided and slide it to the viewport's inner edge (a right film to the
+// right edge, a left film to the left), so the pair's chest walls meet; kept as the camera
+// that zoom and pan are measured from, and applied again after reset or a new layout.
+function hang(panel, viewport) {
+  if (panel.dataset.flip === undefined) return;
+  viewport.setCamera({ flipHorizontal: panel.dataset.flip === "true" }, true);
+  const imageId = panel.dataset.imageId;
+  const plane = metaData.get("imagePlaneModule", imageId);
+  const width = viewport.canvas.clientWidth;
+  if (!plane || !width) return;
+  const corner = (col, row) => viewport.worldToCanvas(csUtils.imageToWorldCoords(imageId, [col, row]))[0];
+  const [x0, x1] = [corner(0, 0), corner(plane.columns, plane.rows)];
+  const shift = panel.dataset.side === "R" ? width - Math.max(x0, x1) : -Math.min(x0, x1);
+  if (Math.abs(shift) < 1) return;
+  const [a, b] = [viewport.canvasToWorld([0, 0]), viewport.canvasToWorld([shift, 0])];
+  const camera = viewport.getCamera();
+  const moved = (point) => point.map((value, i) => value + a[i] - b[i]);
+  viewport.setCamera({ focalPoint: moved(camera.focalPoint), position: moved(camera.position) }, true);
+}
+
+function tissueOnRight(imageId) {
+  const image = cache.getImage(imageId);
+  if (!image) return undefined;
+  const pixels = image.getPixelData();
+  const { columns, rows } = image;
+  const band = Math.max(1, Math.floor(columns / 10));
+  let left = 0;
+  let right = 0;
+  for (let y = 0; y < rows; y += 4) {
+    for (let x = 0; x < band; x++) {
+      left += pixels[y * columns + x];
+      right += pixels[y * columns + columns - 1 - x];
+    }
+  }
+  const monochrome1 = metaData.get("imagePixelModule", imageId)?.photometricInterpretation === "MONOCHROME1";
+  return monochrome1 ? right < left : right > left;
+}
+
+function visiblePanels() {
+  const current = panels(".current");
+  let shown;
+  if (state.layout === "single") {
+    shown = [state.active && state.active.classList.contains("current") ? state.active : current[0]];
+  } else if (PAIR_VIEWS[state.layout]) {
+    shown = current.filter((p) => p.dataset.view === PAIR_VIEWS[state.layout]);
+    if (!shown.length) shown = current.slice(0, 2);
+  } else {
+    shown = current;
+  }
+  if (state.compare) {
+    const prior = panels(".prior").filter((p) => p.dataset.case === viewer.dataset.compareCase);
+    shown = shown.flatMap((p) => [p, ...prior.filter((q) => q.dataset.slot && q.dataset.slot === p.dataset.slot)]);
+  }
+  return shown.filter(Boolean);
+}
+
+function applyLayout() {
+  const shown = new Set(visiblePanels());
+  panels().forEach((panel) => {
+    panel.hidden = !shown.has(panel);
+  });
+  viewer.dataset.layout = state.layout;
+  viewer.classList.toggle("comparing", state.compare);
+  const name = LAYOUTS.find(([key]) => key === state.layout)[1];
+  document.getElementById("layout-name").textContent = name + (state.compare ? ", with prior" : "");
+  viewer.dataset.columns = shown.size > 1 ? "2" : "1";
+  requestAnimationFrame(() => {
+    engine.resize(true, false);
+    shown.forEach((panel) => show(panel));
+    // Once the new grid is laid out (and the resize observer has run), hang again.
+    requestAnimationFrame(() => rehang([...shown]));
+  });
+}
+
+function cycleLayout() {
+  const index = LAYOUTS.findIndex(([key]) => key === state.layout);
+  state.layout = LAYOUTS[(index + 1) % LAYOUTS.length][0];
+  applyLayout();
+}
+
+function toggleCompare() {
+  if (!viewer.dataset.compareCase) return;
+  state.compare = !state.compare;
+  const button = document.getElementById("compare-prior");
+  if (button) button.setAttribute("aria-pressed", String(state.compare));
+  applyLayout();
+}
+
+// --- AI overlay: the heatmap and marks sit on the film, following zoom, pan and flip ----
+
+function placeOverlay(panel) {
+  const layers = panel.querySelector(".layers");
+  const viewport = viewportOf(panel);
+  const imageId = panel.dataset.imageId;
+  if (!layers || !viewport || !imageId || panel.hidden) return;
+  const plane = metaData.get("imagePlaneModule", imageId);
+  if (!plane) return;
+  const corner = (col, row) => viewport.worldToCanvas(csUtils.imageToWorldCoords(imageId, [col, row]));
+  const [x0, y0] = corner(0, 0);
+  const [x1, y1] = corner(plane.columns, plane.rows);
+  layers.style.left = `${Math.min(x0, x1)}px`;
+  layers.style.top = `${Math.min(y0, y1)}px`;
+  layers.style.width = `${Math.abs(x1 - x0)}px`;
+  layers.style.height = `${Math.abs(y1 - y0)}px`;
+  layers.classList.toggle("flipped", x1 < x0);
+  panel.dataset.zoom = viewport.getZoom().toFixed(3);
+  const voi = viewport.getProperties().voiRange;
+  if (voi) panel.dataset.voi = `${Math.round(voi.lower)},${Math.round(voi.upper)}`;
+}
+
+function applyOverlay() {
+  const toggle = document.getElementById("overlay-toggle");
+  const opacity = document.getElementById("overlay-opacity");
+  const on = !toggle || toggle.checked;
+  panels(".current").forEach((panel) => {
+    panel.querySelectorAll("img.heatmap").forEach((img) => {
+      img.style.display = on ? "block" : "none";
+      img.style.opacity = opacity ? opacity.value / 100 : 0.5;
+    });
+    panel.querySelectorAll("svg.marks").forEach((svg) => {
+      svg.style.display = on ? "block" : "none";
+    });
+  });
+  const legend = document.getElementById("heat-legend");
+  if (legend) legend.hidden = !on || !viewer.querySelector("img.heatmap");
+}
+
+// --- Window/level presets from the files ------------------------------------------------
+
+function fillPresets() {
+  const select = document.getElementById("voi-preset");
+  if (!select) return;
+  const seen = new Set(Array.from(select.options).map((o) => o.value));
+  panels(".current").forEach((panel) => {
+    const imageId = panel.dataset.imageId;
+    if (!imageId || panel.dataset.kind !== "dicom") return;
+    const voi = metaData.get("voiLutModule", imageId) || {};
+    (voi.windowCenter || []).forEach((center, i) => {
+      const width = (voi.windowWidth || [])[i];
+      if (width === undefined) return;
+      const value = `${center}/${width}`;
+      if (seen.has(value)) return;
+      seen.add(value);
+      select.add(new Option(`File window ${i + 1}: C ${center} W ${width}`, value));
+    });
+  });
+}
+
+function applyPreset(value) {
+  const targets = state.layout === "single" ? visiblePanels() : panels(".current");
+  targets.forEach((panel) => {
+    const viewport = viewportOf(panel);
+    const image = panel.dataset.imageId && cache.getImage(panel.dataset.imageId);
+    if (!viewport || !image) return;
+    let range;
+    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
+    else if (value === "file") {
+      viewport.resetProperties();
+      if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+      viewport.render();
+      return;
+    } else {
+      const [center, width] = value.split("/").map(Number);
+      range = csUtils.windowLevel.toLowHighRange(width, center);
+    }
+    viewport.setProperties({ voiRange: range });
+    viewport.render();
+  });
+}
+
+function invert() {
+  panels(":not([hidden])").forEach((panel) => {
+    const viewport = viewportOf(panel);
+    if (!viewport || !panel.dataset.imageId) return;
+    viewport.setProperties({ invert: !viewport.getProperties().invert });
+    viewport.render();
+  });
+}
+
+function resetView() {
+  rehang(panels());
+}
+
+function useTool(name) {
+  if (!PRIMARY_TOOLS_BY_NAME.has(name)) return;
+  group.setToolPassive(state.tool);
+  group.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+  state.tool = name;
+  viewer.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === name)));
+  viewer.dataset.tool = name;
+}
+const PRIMARY_TOOLS_BY_NAME = new Set(Object.values(PRIMARY_TOOLS));
+
+// --- Setup --------------------------------------------------------------------------------
+
+function setUpTools() {
+  [WindowLevelTool, PanTool, ZoomTool, LengthTool, ProbeTool, MagnifyTool].forEach((tool) => addTool(tool));
+  group = ToolGroupManager.createToolGroup("films");
+  [WindowLevelTool, PanTool, ZoomTool, LengthTool, ProbeTool, MagnifyTool].forEach((tool) => group.addTool(tool.toolName));
+  group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+  group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+  group.setToolActive(ZoomTool.toolName, {
+    bindings: [{ mouseButton: MouseBindings.Secondary }, { mouseButton: MouseBindings.Wheel }],
+  });
+  [LengthTool, ProbeTool, MagnifyTool].forEach((tool) => group.setToolPassive(tool.toolName));
+}
+
+const pairSyncs = [];
+
+// Hang films again (after a reset or a new layout) with the pairs unlinked, so one film's
+// new camera is not copied onto its partner half-way.
+function rehang(targets) {
+  pairSyncs.forEach((sync) => sync.setEnabled(false));
+  try {
+    targets.forEach((panel) => {
+      const viewport = viewportOf(panel);
+      if (!viewport || panel.dataset.loaded !== "1") return;
+      viewport.resetCamera();
+      hang(panel, viewport);
+    });
+  } finally {
+    pairSyncs.forEach((sync) => sync.setEnabled(true));
+  }
+  targets.forEach((panel) => viewportOf(panel)?.render());
+}
+
+function linkPairs() {
+  // Zoom and pan move a pair together: RCC with LCC, RMLO with LMLO (and the prior's pairs).
+  const pairs = new Map();
+  panels().forEach((panel) => {
+    if (!panel.dataset.view) return;
+    const key = `${panel.classList.contains("prior") ? panel.dataset.case : "current"}-${panel.dataset.view}`;
+    if (!pairs.has(key)) pairs.set(key, []);
+    pairs.get(key).push(panel);
+  });
+  pairs.forEach((members, key) => {
+    if (members.length < 2) return;
+    const sync = synchronizers.createZoomPanSynchronizer(`pair-${key}`);
+    pairSyncs.push(sync);
+    members.forEach((panel) => sync.add({ renderingEngineId: engine.id, viewportId: viewportId(panel) }));
+  });
+}
+
+async function start() {
+  await initCore();
+  initTools();
+  initDicom({ maxWebWorkers: Math.min(4, navigator.hardwareConcurrency || 1) });
+  metaData.addProvider(filmPlane, 10000);
+  imageLoader.registerImageLoader("web", (imageId) => ({ promise: loadWebImage(imageId) }));
+  engine = new RenderingEngine("films");
+  engine.setViewports(
+    panels().map((panel) => ({
+      viewportId: viewportId(panel),
+      type: ViewportType.STACK,
+      element: panel.querySelector(".viewport"),
+      defaultOptions: { background: [0, 0, 0] },
+    })),
+  );
+  setUpTools();
+  panels().forEach((panel) => {
+    group.addViewport(viewportId(panel), engine.id);
+    const element = panel.querySelector(".viewport");
+    element.addEventListener(Events.IMAGE_RENDERED, () => placeOverlay(panel));
+    element.addEventListener("contextmenu", (event) => event.preventDefault());
+    element.addEventListener("pointerdown", () => {
+      state.active = panel;
+      panels().forEach((p) => p.classList.toggle("active", p === panel));
+    });
+  });
+  linkPairs();
+  new ResizeObserver(() => engine.resize(true, true)).observe(document.getElementById("hanging"));
+  applyLayout();
+  applyOverlay();
+  await Promise.all(visiblePanels().map((panel) => show(panel)));
+  viewer.dataset.readyMs = String(Math.round(performance.now())); // from the navigation's start
+  viewer.dataset.ready = "1";
+}
+
+function handleKey(key) {
+  if (PRIMARY_TOOLS[key]) return useTool(PRIMARY_TOOLS[key]);
+  const actions = {
+    h: () => {
+      const toggle = document.getElementById("overlay-toggle");
+      if (toggle) {
+        toggle.checked = !toggle.checked;
+        applyOverlay();
+      }
+    },
+    r: resetView,
+    l: cycleLayout,
+    i: invert,
+    c: toggleCompare,
+  };
+  if (actions[key]) actions[key]();
+}
+
+if (viewer) {
+  document.addEventListener("viewer:key", (event) => handleKey(event.detail.key));
+  document.addEventListener("ai:arrived", () => {
+    applyOverlay();
+    panels(".current").forEach(placeOverlay);
+  });
+  viewer.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-key]");
+    if (button) handleKey(button.dataset.key);
+  });
+  const opacity = document.getElementById("overlay-opacity");
+  if (opacity) opacity.addEventListener("input", applyOverlay);
+  const toggle = document.getElementById("overlay-toggle");
+  if (toggle) toggle.addEventListener("change", applyOverlay);
+  const preset = document.getElementById("voi-preset");
+  if (preset) preset.addEventListener("change", () => applyPreset(preset.value));
+  // Test and benchmark hook: where an image pixel of a panel is on the page, and how the
+  // film is rendered (GPU or the CPU fallback).
+  window.mammoViewer = {
+    describe(selector) {
+      const panel = viewer.querySelector(selector);
+      const viewport = viewportOf(panel);
+      const data = viewport.getImageData();
+      return {
+        cpu: getShouldUseCPURendering(),
+        hasPixelSpacing: data.hasPixelSpacing,
+        spacing: Array.from(data.spacing),
+        plane: metaData.get("imagePlaneModule", panel.dataset.imageId),
+      };
+    },
+    imageToPage(selector, col, row) {
+      const panel = viewer.querySelector(selector);
+      const viewport = viewportOf(panel);
+      const [x, y] = viewport.worldToCanvas(csUtils.imageToWorldCoords(panel.dataset.imageId, [col, row]));
+      const box = panel.querySelector(".viewport").getBoundingClientRect();
+      return { x: box.left + x, y: box.top + y };
+    },
+  };
+  start().catch((error) => {
+    viewer.dataset.ready = "error";
+    const note = document.getElementById("viewer-error");
+    if (note) {
+      note.hidden = false;
+      note.textContent = `The viewer could not start: ${error.message}`;
+    }
+  });
+}
