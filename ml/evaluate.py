@@ -178,7 +178,9 @@ def _grid(a: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     im = Image.fromarray(np.asarray(a, dtype=np.float32))
-    return np.asarray(im.resize((HEAT_GRID, HEAT_GRID), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(
+        im.resize((HEAT_GRID, HEAT_GRID), Image.Resampling.BILINEAR), dtype=np.float32
+    )
 
 
 def _inside(circles: Sequence[tuple[float, float, float]], rc: tuple[int, int]) -> bool:

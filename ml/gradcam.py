@@ -155,7 +155,7 @@ def _resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
     if h.shape == shape:
         return h
-    im = Image.fromarray(h).resize((shape[1], shape[0]), Image.BILINEAR)
+    im = Image.fromarray(h).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(im), 0.0, 1.0)
 
 

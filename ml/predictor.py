@@ -75,7 +75,7 @@ def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if img.shape == shape:
         return img
     im = Image.fromarray(img.astype(np.float32))
-    return np.asarray(im.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(im.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def scale_factor(

@@ -18,7 +18,7 @@ from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
@@ -31,8 +31,7 @@ from rest_framework.authtoken.models import Token
 from . import events
 from .choices import Role
 from .models import TokenExpiry
-from .roles import User as AnyUser
-from .roles import has_role
+from .roles import AnyUser, has_role
 
 # --- Roles --------------------------------------------------------------------------
 
@@ -60,9 +59,7 @@ def stored_access(user_id: int | None) -> Access:
     return Access(frozenset(roles), user.is_active)
 
 
-def record_access_change(
-    actor: AbstractBaseUser, user: AbstractBaseUser, before: Access | None
-) -> None:
+def record_access_change(actor: User, user: User, before: Access | None) -> None:
     """After an account was saved: refuse a change to one's own roles, let ``is_staff`` follow
     the admin role, and audit what changed (``before`` is None for a new account).
 
@@ -100,7 +97,7 @@ def token_expired(token: Token) -> bool:
     return token_expires_at(token) <= timezone.now()
 
 
-def issue_token(actor: AbstractBaseUser, user: AbstractBaseUser, days: int) -> IssuedToken:
+def issue_token(actor: User, user: User, days: int) -> IssuedToken:
     """A new token for ``user``, valid ``days`` days; a token they held is replaced."""
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
         raise ValueError(f"A token is valid for 1 to {settings.API_TOKEN_MAX_DAYS} days.")
@@ -113,7 +110,7 @@ def issue_token(actor: AbstractBaseUser, user: AbstractBaseUser, days: int) -> I
     return IssuedToken(token.key, expires_at)
 
 
-def revoke_token(actor: AbstractBaseUser, user: AbstractBaseUser) -> bool:
+def revoke_token(actor: User, user: User) -> bool:
     with transaction.atomic():
         revoked = Token.objects.filter(user=user).delete()[0] > 0
         if revoked:
@@ -131,7 +128,7 @@ class LoginThrottleBackend(AxesStandaloneBackend):
     cannot be tried over the network: it is left to the next backend.
     """
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,
@@ -169,7 +166,7 @@ def is_locked(attempt: AccessAttempt) -> bool:
     return recent and attempt.failures_since_start >= settings.AXES_FAILURE_LIMIT
 
 
-def unlock_accounts(actor: AbstractBaseUser, attempts: QuerySet[AccessAttempt]) -> int:
+def unlock_accounts(actor: User, attempts: QuerySet[AccessAttempt]) -> int:
     """Clear every failed sign-in recorded for these attempts' usernames, from any address."""
     usernames = sorted({u for u in attempts.values_list("username", flat=True) if u})
     with transaction.atomic():
@@ -179,7 +176,7 @@ def unlock_accounts(actor: AbstractBaseUser, attempts: QuerySet[AccessAttempt]) 
     return len(usernames)
 
 
-def unlock_addresses(actor: AbstractBaseUser, attempts: QuerySet[AccessAttempt]) -> int:
+def unlock_addresses(actor: User, attempts: QuerySet[AccessAttempt]) -> int:
     """Clear every failed sign-in recorded from these attempts' addresses, for any username."""
     addresses = sorted({a for a in attempts.values_list("ip_address", flat=True) if a})
     with transaction.atomic():

@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 class DomainError(Exception):
     """A refusal the user can act on; ``status`` is the HTTP status it maps to."""
 
-    status = HTTPStatus.BAD_REQUEST
+    status: int = HTTPStatus.BAD_REQUEST
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -64,8 +65,13 @@ class Conflict(DomainError):
 
 
 class UploadedFile(Protocol):
-    name: str
-    size: int
+    """What an upload needs of a file: Django's uploads and test files both fit."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def size(self) -> int | None: ...
 
     def read(self) -> bytes: ...
 
@@ -132,9 +138,7 @@ class UploadAccepted:
     studies: list[Study] = field(default_factory=list)
 
 
-def upload_study(
-    actor: AbstractBaseUser, spec: StudySpec, files: list[UploadedFile]
-) -> UploadAccepted:
+def upload_study(actor: User, spec: StudySpec, files: Sequence[UploadedFile]) -> UploadAccepted:
     """Store every file of an upload, or none of them.
 
     All-or-nothing on purpose: a screening study read with a view missing is worse
@@ -176,7 +180,7 @@ def upload_study(
 
 
 def _inspect_all(
-    files: list[UploadedFile], dicom_only: bool = False
+    files: Sequence[UploadedFile], dicom_only: bool = False
 ) -> tuple[list[InspectedImage], list[FileResult]]:
     inspected: list[InspectedImage] = []
     results: list[FileResult] = []
@@ -220,7 +224,7 @@ def _inspect_all(
 
 
 def _check_new_instance(
-    header: DicomHeader, files: list[UploadedFile], seen_uids: dict[str, int]
+    header: DicomHeader, files: Sequence[UploadedFile], seen_uids: dict[str, int]
 ) -> None:
     """A SOP instance is stored once: a second copy is a 409, like a duplicate image."""
     if header.sop_uid in seen_uids:
@@ -254,7 +258,7 @@ def _refuse_mixed_formats(inspected: list[InspectedImage], results: list[FileRes
             inspected.remove(image)
 
 
-def _refuse(actor: AbstractBaseUser, results: list[FileResult], rejected: list[FileResult]) -> None:
+def _refuse(actor: User, results: list[FileResult], rejected: list[FileResult]) -> None:
     for result in results:
         if result.accepted:
             result.accepted, result.code, result.status = False, "not_stored", HTTPStatus.OK
@@ -270,9 +274,9 @@ def _refuse(actor: AbstractBaseUser, results: list[FileResult], rejected: list[F
 
 
 def _store(
-    actor: AbstractBaseUser,
+    actor: User,
     spec: StudySpec,
-    files: list[UploadedFile],
+    files: Sequence[UploadedFile],
     inspected: list[InspectedImage],
     results: list[FileResult],
 ) -> UploadAccepted:
@@ -290,7 +294,8 @@ def _store(
                 images = []
                 for index in group:
                     row = _image_row(study, files[index].name or "", inspected[index])
-                    written.append(row.file.name)
+                    if row.file.name:
+                        written.append(row.file.name)
                     row.save()
                     images.append(row)
                     results[index].image_id, results[index].message = row.pk, "Stored."
@@ -460,7 +465,7 @@ class DicomExport:
     content: bytes
 
 
-def export_study_report(actor: AbstractBaseUser, study_id: int) -> DicomExport:
+def export_study_report(actor: User, study_id: int) -> DicomExport:
     """A study's AI result as a DICOM Structured Report, for the PACS.
 
     Refused (and audited) unless the study came in as DICOM, whose instances the report
@@ -493,7 +498,7 @@ def shown_heatmap(result_id: int) -> AIResult:
     return result
 
 
-def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExport:
+def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
     """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
     from . import dicom_export
 
@@ -504,30 +509,31 @@ def export_heatmap_capture(actor: AbstractBaseUser, result_id: int) -> DicomExpo
     )
     if result is None:
         raise NotFound("No such image result.")
-    _exportable(actor, result.image.study, result)
+    image = result.scored_image
+    _exportable(actor, image.study, result)
     if not result.heatmap:
-        _refuse_export(actor, result.image.study, "No heatmap was stored for this image.")
+        _refuse_export(actor, image.study, "No heatmap was stored for this image.")
     if not result.shows_heatmap:
         reason = f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
-        _refuse_export(actor, result.image.study, reason)
-    content = dicom_export.heatmap_capture(result.image, result)
-    events.dicom_exported(actor, result.image.study, "sc", result)
+        _refuse_export(actor, image.study, reason)
+    content = dicom_export.heatmap_capture(image, result)
+    events.dicom_exported(actor, image.study, "sc", result)
     return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)
 
 
-def _exportable(actor: AbstractBaseUser, study: Study, result: AIResult | None) -> AIResult:
+def _exportable(actor: User, study: Study, result: AIResult | None) -> AIResult:
     if not study.is_dicom:
         _refuse_export(
             actor, study, "This study was not uploaded as DICOM: there is nothing to reference."
         )
     if result is None or result.status != AIStatus.DONE or result.probability is None:
         _refuse_export(actor, study, "There is no finished AI result to export yet.", Conflict)
-    return result  # type: ignore[return-value]
+    return result
 
 
 def _refuse_export(
-    actor: AbstractBaseUser, study: Study, reason: str, error: type[DomainError] = NotFound
-) -> None:
+    actor: User, study: Study, reason: str, error: type[DomainError] = NotFound
+) -> NoReturn:
     events.dicom_export_refused(actor, study, reason)
     raise error(reason)
 
@@ -542,7 +548,7 @@ class WorklistFilter:
     include_awaiting_ai: bool = True
 
 
-def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> QuerySet[Case]:
+def worklist(user: User, flt: WorklistFilter | None = None) -> QuerySet[Case]:
     """Cases this reader can act on: highest AI risk first, then longest waiting.
 
     The reading pathway decides which reads the user's roles give; a case they already
@@ -575,7 +581,7 @@ def worklist(user: AbstractBaseUser, flt: WorklistFilter | None = None) -> Query
 
 
 def worklist_page(
-    user: AbstractBaseUser, flt: WorklistFilter | None = None, after: str = "", number: str = ""
+    user: User, flt: WorklistFilter | None = None, after: str = "", number: str = ""
 ) -> worklist_pages.Page:
     """One page of the worklist: after a cursor (the Next link), else by page number (old
     links; an OFFSET walk), else the first. Raises ``worklist_pages.BadCursor``."""
@@ -590,7 +596,7 @@ def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:
     return cases.filter(risk_band=band) if band else cases
 
 
-def next_case(user: AbstractBaseUser, after: Case | None = None) -> Case | None:
+def next_case(user: User, after: Case | None = None) -> Case | None:
     cases = worklist(user)
     if after is not None:
         cases = cases.exclude(pk=after.pk)
@@ -636,7 +642,7 @@ class ReadInput:
         )
 
 
-def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read:
+def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
     """Record a read exactly as given and move the case along the reading pathway.
 
     The case row is locked so two readers deciding at once cannot both win: the
@@ -670,7 +676,7 @@ def submit_read(reader: AbstractBaseUser, case_id: int, data: ReadInput) -> Read
     return read
 
 
-def visible_reads(user: AbstractBaseUser, case: Case) -> list[Read]:
+def visible_reads(user: User, case: Case) -> list[Read]:
     """The case's reads this user may see (the pathway's blind-reading rule), oldest first."""
     reads = list(
         case.reads.select_related("reader").prefetch_related("findings").order_by("created_at")
@@ -698,9 +704,7 @@ def _given(read: Read) -> pathway.GivenRead:
     return pathway.GivenRead(read.kind, read.reader_id, read.decision)
 
 
-def _read_role(
-    reader: AbstractBaseUser, case: Case, earlier: list[pathway.GivenRead], data: ReadInput
-) -> str:
+def _read_role(reader: User, case: Case, earlier: list[pathway.GivenRead], data: ReadInput) -> str:
     try:
         return pathway.read_role(person(reader), case.status, earlier, data.stated_kind)
     except pathway.ReadNotAllowed as refusal:
@@ -711,9 +715,7 @@ def _read_role(
         raise error from None
 
 
-def _create_read(
-    reader: AbstractBaseUser, case: Case, kind: str, data: ReadInput, resolved: Resolved
-) -> Read:
+def _create_read(reader: User, case: Case, kind: str, data: ReadInput, resolved: Resolved) -> Read:
     ai_result = case.ai_result if case.ai_score is not None else None
     ai_recall = case.ai_recommends_recall
     agrees = None if ai_recall is None else (resolved.decision == Decision.RECALL) == ai_recall
@@ -756,9 +758,7 @@ def _advance(case: Case, reads: list[pathway.GivenRead]) -> None:
 # --- Outcomes -----------------------------------------------------------------------
 
 
-def record_outcome(
-    actor: AbstractBaseUser, accession_number: str, outcome: str, source: str
-) -> Case:
+def record_outcome(actor: User, accession_number: str, outcome: str, source: str) -> Case:
     """Attach the screen's outcome (biopsy or follow-up) to the case of a study.
 
     Outcomes arrive weeks after the reads, keyed by the hospital's accession number; they
@@ -788,7 +788,7 @@ def record_outcome(
 # --- Model versions -----------------------------------------------------------------
 
 
-def activate_model_version(actor: AbstractBaseUser, model_version_id: int) -> ModelVersion:
+def activate_model_version(actor: User | None, model_version_id: int) -> ModelVersion:
     """Make one model version the one that triages; exactly one is ever active."""
     with transaction.atomic():
         target = ModelVersion.objects.select_for_update().filter(pk=model_version_id).first()
@@ -831,7 +831,7 @@ def request_inference(study: Study) -> list[int]:
 
 
 def register_model_version(
-    actor: AbstractBaseUser | None, artifact: str, activate: bool = False
+    actor: User | None, artifact: str, activate: bool = False
 ) -> ModelVersion:
     """Record a trained artifact as a model version, after verifying its checksum."""
     from ml.artifacts import ArtifactError, verify_checksum
@@ -870,9 +870,7 @@ def register_model_version(
     return version
 
 
-def load_model_evidence(
-    actor: AbstractBaseUser | None, version: ModelVersion, evidence: dict
-) -> ModelVersion:
+def load_model_evidence(actor: User | None, version: ModelVersion, evidence: dict) -> ModelVersion:
     """Take a re-evaluated manifest's evidence for the same model file (same checksum).
 
     What the worklist, bands and heatmaps show follows at once: every case this version's
@@ -885,8 +883,10 @@ def load_model_evidence(
         shown = Case.objects.filter(ai_result__model_version=version).select_related("ai_result")
         changed = []
         for case in shown.iterator(chunk_size=2000):
-            case.ai_result.model_version = version
-            case.show_ai_result(case.ai_result)
+            result = case.ai_result
+            assert result is not None  # the filter joins through it
+            result.model_version = version
+            case.show_ai_result(result)
             changed.append(case)
         Case.objects.bulk_update(changed, ["triage_priority", "risk_band"], batch_size=1000)
         events.model_evidence_loaded(actor, version)
@@ -898,7 +898,7 @@ def load_model_evidence(
     return version
 
 
-def retry_ai_result(actor: AbstractBaseUser, result_id: int) -> AIResult:
+def retry_ai_result(actor: User, result_id: int) -> AIResult:
     result = AIResult.objects.filter(pk=result_id).select_related("image").first()
     if result is None:
         raise NotFound("No such AI result.")
@@ -920,7 +920,7 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
         image__isnull=False,
         status=AIStatus.DONE,
     ).select_related("model_version", "image")
-    return {r.image_id: r for r in results}
+    return {r.image_id: r for r in results if r.image_id is not None}
 
 
 def case_ai_states(cases: list[Case]) -> dict[int, str]:
@@ -941,7 +941,7 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
             in_flight[case_id].add(status)
     states = {}
     for case in cases:
-        if case.ai_result_id:
+        if case.ai_result is not None:
             states[case.pk] = case.ai_result.status
         elif AIStatus.RUNNING in in_flight[case.pk]:
             states[case.pk] = AIStatus.RUNNING.value
@@ -956,7 +956,7 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
 
 
 def wado_retrieve(
-    actor: AbstractBaseUser,
+    actor: User,
     study_uid: str,
     series_uid: str = "",
     sop_uid: str = "",

@@ -35,16 +35,17 @@ from .models import (
     Read,
     Study,
 )
+from .roles import signed_in
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -54,7 +55,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action", "outcome"]
     search_fields = ["actor_name", "object_id"]
 
-    def get_actions(self, request):  # type: ignore[no-untyped-def]
+    def get_actions(self, request):
         return {}
 
 
@@ -103,7 +104,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = ["activate"]
 
     @admin.action(description="Activate for triage")
-    def activate(self, request, queryset):  # type: ignore[no-untyped-def]
+    def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one model version.", messages.ERROR)
             return
@@ -199,7 +200,7 @@ class AccountAdmin(AdminRoleModelAdmin, UserAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        accounts.record_access_change(request.user, form.instance, form.access_before)
+        accounts.record_access_change(signed_in(request), form.instance, form.access_before)
 
     def user_change_password(
         self, request: HttpRequest, id: str, form_url: str = ""
@@ -267,7 +268,7 @@ class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
         context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form}
         if form.is_valid():
             issued = accounts.issue_token(
-                request.user, form.cleaned_data["user"], form.cleaned_data["days"]
+                signed_in(request), form.cleaned_data["user"], form.cleaned_data["days"]
             )
             context.update(
                 title="API token issued", issued=issued, holder=form.cleaned_data["user"]
@@ -277,11 +278,11 @@ class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
         return TemplateResponse(request, "screening/token_issue.html", context)
 
     def delete_model(self, request: HttpRequest, obj: ApiToken) -> None:
-        accounts.revoke_token(request.user, obj.user)
+        accounts.revoke_token(signed_in(request), obj.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset.select_related("user"):
-            accounts.revoke_token(request.user, token.user)
+            accounts.revoke_token(signed_in(request), token.user)
 
 
 @admin.register(AccessAttempt)
@@ -307,10 +308,10 @@ class SignInLockoutAdmin(AdminRoleModelAdmin):
 
     @admin.action(description="Unlock these accounts (from every address)")
     def unlock_accounts(self, request: HttpRequest, queryset: Any) -> None:
-        count = accounts.unlock_accounts(request.user, queryset)
+        count = accounts.unlock_accounts(signed_in(request), queryset)
         self.message_user(request, f"{count} account(s) unlocked.")
 
     @admin.action(description="Unlock these addresses (for every account)")
     def unlock_addresses(self, request: HttpRequest, queryset: Any) -> None:
-        count = accounts.unlock_addresses(request.user, queryset)
+        count = accounts.unlock_addresses(signed_in(request), queryset)
         self.message_user(request, f"{count} address(es) unlocked.")

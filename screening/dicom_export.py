@@ -85,7 +85,9 @@ def _scores(result: AIResult) -> list[Any]:
 
     version = result.model_version
     calibrated = result.calibrated_probability
-    found = [_probability(calibrated if calibrated is not None else result.probability, version)]
+    probability = calibrated if calibrated is not None else result.probability
+    assert probability is not None  # export refuses a result without a score
+    found = [_probability(probability, version)]
     if result.exam_score is not None:
         found.append(
             hd.sr.Measurement(
@@ -231,7 +233,9 @@ def heatmap_capture(image: Image, result: AIResult) -> bytes:
     source = _source(image, with_pixels=True)
     gray = dicom.rendition(source).astype(np.float32)
     with result.heatmap.open("rb") as handle, PILImage.open(io.BytesIO(handle.read())) as heat:
-        rgba = heat.convert("RGBA").resize((gray.shape[1], gray.shape[0]), PILImage.BILINEAR)
+        rgba = heat.convert("RGBA").resize(
+            (gray.shape[1], gray.shape[0]), PILImage.Resampling.BILINEAR
+        )
         heat_pixels = np.asarray(rgba, dtype=np.float32)
     alpha = heat_pixels[..., 3:4] / 255.0
     blended = gray[..., None] * (1.0 - alpha) + heat_pixels[..., :3] * alpha

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from .choices import AuditAction, AuditOutcome
 from .models import AIResult, AuditEvent, Case, ModelVersion, Read, Study
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 
 def _record(
@@ -37,7 +36,7 @@ def _record(
     )
 
 
-def login_succeeded(user: AbstractBaseUser) -> AuditEvent:
+def login_succeeded(user: User) -> AuditEvent:
     return _record(user, AuditAction.LOGIN)
 
 
@@ -175,7 +174,7 @@ def upload_request_refused(
 
 def roles_changed(
     actor: Actor,
-    user: AbstractBaseUser,
+    user: User,
     before: dict[str, Any],
     after: dict[str, Any],
     created: bool = False,
@@ -194,14 +193,12 @@ def roles_changed(
     )
 
 
-def password_set(actor: Actor, user: AbstractBaseUser) -> AuditEvent:
+def password_set(actor: Actor, user: User) -> AuditEvent:
     """An admin set someone's password: they could now sign in as that person."""
     return _record(actor, AuditAction.PASSWORD_SET, user, user_id=user.pk)
 
 
-def token_issued(
-    actor: Actor, user: AbstractBaseUser, expires_at: Any, replaced: bool
-) -> AuditEvent:
+def token_issued(actor: Actor, user: User, expires_at: Any, replaced: bool) -> AuditEvent:
     """Never the key itself: only whose token, until when, and whether one was replaced."""
     return _record(
         actor,
@@ -213,7 +210,7 @@ def token_issued(
     )
 
 
-def token_revoked(actor: Actor, user: AbstractBaseUser) -> AuditEvent:
+def token_revoked(actor: Actor, user: User) -> AuditEvent:
     return _record(actor, AuditAction.TOKEN_REVOKED, user, user_id=user.pk)
 
 

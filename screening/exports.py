@@ -172,7 +172,7 @@ def readers_table(report: reporting.Report) -> Table:
 
 def workflow_table(report: reporting.Report) -> Table:
     w = report.workflow
-    body = [
+    body: list[list[Any]] = [
         ["cases", w.cases],
         ["open_cases", w.open_cases],
         ["closed_cases", w.closed],

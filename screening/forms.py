@@ -30,13 +30,13 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs):
         kwargs.setdefault(
             "widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.dcm,application/dicom"})
         )
         super().__init__(*args, **kwargs)
 
-    def clean(self, data, initial=None):  # type: ignore[no-untyped-def]
+    def clean(self, data, initial=None):
         # Files are checked one by one in the upload action, which reports each.
         if isinstance(data, list | tuple):
             return list(data)
@@ -63,7 +63,8 @@ class UploadForm(forms.Form):
     birth_year = forms.IntegerField(min_value=1900, max_value=2100, required=False)
     study_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     modality = forms.ChoiceField(choices=Modality.choices, initial=Modality.MG)
-    files = MultipleFileField(required=False)
+    # A declared field: the form's metaclass moves it out of the class attribute it shadows.
+    files = MultipleFileField(required=False)  # type: ignore[assignment]
 
 
 def _choose(choices: list[tuple], prompt: str = "— choose —") -> list[tuple]:
@@ -95,7 +96,7 @@ class ReadForm(forms.Form):
     )
     opened = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for breast in Breast:
             side = breast.label.lower()
@@ -137,8 +138,9 @@ class ReadForm(forms.Form):
             if data.get(f"finding_{breast}")
         )
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        data = super().clean()
+    def clean(self):
+        super().clean()
+        data = self.cleaned_data
         for breast in Breast:
             if data.get(f"finding_{breast}") and not data.get(f"site_{breast}"):
                 side = breast.label.lower()
@@ -228,8 +230,9 @@ class ReportFilterForm(forms.Form):
         required=False,
     )
 
-    def clean(self):  # type: ignore[no-untyped-def]
-        data = super().clean()
+    def clean(self):
+        super().clean()
+        data = self.cleaned_data
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise forms.ValidationError("The start date is after the end date.")
         return data

@@ -75,20 +75,29 @@ class InspectedImage:
     dicom: DicomHeader | None = None  # DICOM only; ``content`` is then the de-identified file
 
 
-def inspect_image(name: str, size: int, content_reader) -> InspectedImage:  # noqa: ANN001
+def _too_large() -> FileRejected:
+    limit_mb = settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)
+    return FileRejected(
+        "too_large",
+        f"File is larger than the {limit_mb} MB limit.",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
+def inspect_image(name: str, size: int | None, content_reader) -> InspectedImage:  # noqa: ANN001
     """Read, hash and fully decode one uploaded file, or raise FileRejected.
+
+    ``size`` is the upload's declared size, checked before reading; a file that declares
+    none (Django's uploads always do) is measured once read.
 
     For DICOM the original bytes only live in memory here: what is returned (and
     hashed, and later stored) is the de-identified file.
     """
-    if size > settings.UPLOAD_MAX_FILE_BYTES:
-        limit_mb = settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)
-        raise FileRejected(
-            "too_large",
-            f"File is larger than the {limit_mb} MB limit.",
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        )
+    if size is not None and size > settings.UPLOAD_MAX_FILE_BYTES:
+        raise _too_large()
     content = content_reader()
+    if size is None and len(content) > settings.UPLOAD_MAX_FILE_BYTES:
+        raise _too_large()
     if not content:
         raise FileRejected("empty", "File is empty.")
     from . import dicom  # imports FileRejected from this module

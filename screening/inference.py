@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -33,6 +33,9 @@ from PIL import Image as PILImage
 
 from .choices import AIStatus, CaseStatus
 from .models import AIResult, Case, Image, ModelVersion, Study
+
+if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
+    from ml.predictor import ImagePrediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +83,10 @@ def dispatch(study_id: int, model_version_id: int) -> bool:
 # --- The worker's job ---------------------------------------------------------------
 
 
-_predictors: dict[tuple[int, str], Any] = {}
+_predictors: dict[tuple[int, str], Predictor] = {}
 
 
-def predictor_for(version: ModelVersion) -> Any:
+def predictor_for(version: ModelVersion) -> Predictor:
     """One loaded model per worker process and model version, verified on first use."""
     key = (version.pk, version.checksum)
     if key not in _predictors:
@@ -166,12 +169,12 @@ def claim(
     return claimed
 
 
-def _score_claimed(predictor: Any, claimed: list[AIResult], outcome: StudyOutcome) -> None:
+def _score_claimed(predictor: Predictor, claimed: list[AIResult], outcome: StudyOutcome) -> None:
     readable: list[tuple[AIResult, np.ndarray, float]] = []
     for result in claimed:
         start = time.perf_counter()
         try:
-            readable.append((result, read_pixels(result.image), time.perf_counter() - start))
+            readable.append((result, read_pixels(result.scored_image), time.perf_counter() - start))
         except PermanentFailure as error:
             fail(result, str(error))
             outcome.failed += 1
@@ -180,7 +183,7 @@ def _score_claimed(predictor: Any, claimed: list[AIResult], outcome: StudyOutcom
     try:
         predictions = predictor.predict_images(
             [pixels for _, pixels, _ in readable],
-            pixel_spacing_mm=[result.image.pixel_spacing_mm for result, _, _ in readable],
+            pixel_spacing_mm=[result.scored_image.pixel_spacing_mm for result, _, _ in readable],
         )
     except Exception as error:  # a model error is permanent for these inputs
         log.exception("Inference failed for %d images", len(readable))
@@ -244,7 +247,7 @@ def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
 
 
 def store(
-    result: AIResult, pixels: np.ndarray, prediction: Any, decode_s: float, batch: int
+    result: AIResult, pixels: np.ndarray, prediction: ImagePrediction, decode_s: float, batch: int
 ) -> None:
     """Write the heatmap and the score once, while this job still holds the result.
 
@@ -414,8 +417,9 @@ def retry_result(result: AIResult) -> None:
     AIResult.objects.filter(pk=result.pk, status=AIStatus.FAILED).update(
         status=AIStatus.QUEUED, attempts=0, error="", task_id="", dispatched_at=None
     )
-    if result.image_id:
-        transaction.on_commit(lambda: dispatch(result.image.study_id, result.model_version_id))
+    if result.image is not None:
+        study_id = result.image.study_id
+        transaction.on_commit(lambda: dispatch(study_id, result.model_version_id))
 
 
 def rescore_open_cases(model_version_id: int) -> int:

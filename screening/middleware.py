@@ -10,7 +10,7 @@ TOUCHED = "_touched"
 
 
 class PagesLoginRequiredMiddleware(LoginRequiredMiddleware):
-    def process_view(self, request, view_func, view_args, view_kwargs):  # type: ignore[no-untyped-def]
+    def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
@@ -25,10 +25,10 @@ class SessionIdleMiddleware:
     stays the cookie age, give or take that interval.
     """
 
-    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+    def __init__(self, get_response):
         self.get_response = get_response
 
-    def __call__(self, request):  # type: ignore[no-untyped-def]
+    def __call__(self, request):
         response = self.get_response(request)
         session = getattr(request, "session", None)
         if session is not None and session.session_key and not session.is_empty():

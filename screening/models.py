@@ -370,6 +370,13 @@ class AIResult(models.Model):
         return f"AI result {self.pk}"
 
     @property
+    def scored_image(self) -> Image:
+        """The image of an image result; asking a case result (no image) for it is a bug."""
+        if self.image is None:
+            raise ValueError(f"{self} is a case result: it has no image.")
+        return self.image
+
+    @property
     def exam_score(self) -> int | None:
         """1-10: the decile of the version's normal validation films this score falls in."""
         if self.probability is None:
@@ -464,10 +471,10 @@ class Finding(models.Model):
 
 
 class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):  # type: ignore[no-untyped-def]
+    def update(self, **kwargs):
         raise PermissionDenied("The audit trail is append-only.")
 
-    def delete(self):  # type: ignore[no-untyped-def]
+    def delete(self):
         raise PermissionDenied("The audit trail is append-only.")
 
 
@@ -499,12 +506,12 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.actor_name or 'anonymous'} {self.action} {self.object_type} {self.object_id}"
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args, **kwargs):
         if self.pk is not None:
             raise PermissionDenied("The audit trail is append-only.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args, **kwargs):
         raise PermissionDenied("The audit trail is append-only.")
 
 

@@ -46,7 +46,7 @@ def _figure(
     import matplotlib.pyplot as plt
     from cycler import cycler
 
-    style = {**STYLE, "axes.prop_cycle": cycler(color=COLOURS)}
+    style: dict[Any, Any] = {**STYLE, "axes.prop_cycle": cycler(color=COLOURS)}
     with matplotlib.rc_context(style):
         # Fixed margins: tight_layout would cost a second render for every figure.
         fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)

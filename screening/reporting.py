@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -162,6 +163,7 @@ def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[Cas
     }
     version = flt.model_version
     if version is not None:
+        chosen: Iterable[tuple[int, float | None]]
         if scores is None:
             chosen = (
                 _scores(cases).filter(model_version=version).values_list("case_id", "probability")
@@ -170,6 +172,8 @@ def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[Cas
             chosen = scores.get(version.pk, {}).items()
         scored = []
         for case_id, probability in chosen:
+            if probability is None:  # a finished result always has one
+                continue
             row = rows[case_id]
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
@@ -237,13 +241,15 @@ def version_scores(flt: ReportFilter) -> VersionScores:
     found: VersionScores = {}
     rows = _scores(_cases(flt)).values_list("model_version_id", "case_id", "probability")
     for version_id, case_id, probability in rows:
+        if probability is None:  # a finished result always has one
+            continue
         found.setdefault(version_id, {})[case_id] = probability
     return found
 
 
 # --- The rows as arrays -------------------------------------------------------------
 
-KIND_CODES = {ReadKind.FIRST: 0, ReadKind.SECOND: 1, ReadKind.ARBITRATION: 2}
+KIND_CODES: dict[str, int] = {ReadKind.FIRST: 0, ReadKind.SECOND: 1, ReadKind.ARBITRATION: 2}
 
 
 @dataclass

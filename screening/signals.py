@@ -7,15 +7,15 @@ from . import events
 
 
 @receiver(user_logged_in)
-def _logged_in(sender, request, user, **kwargs):  # type: ignore[no-untyped-def]
+def _logged_in(sender, request, user, **kwargs):
     events.login_succeeded(user)
 
 
 @receiver(user_logged_out)
-def _logged_out(sender, request, user, **kwargs):  # type: ignore[no-untyped-def]
+def _logged_out(sender, request, user, **kwargs):
     events.logged_out(user)
 
 
 @receiver(user_login_failed)
-def _login_failed(sender, credentials, request=None, **kwargs):  # type: ignore[no-untyped-def]
+def _login_failed(sender, credentials, request=None, **kwargs):
     events.login_failed(str(credentials.get("username", "")))

@@ -21,7 +21,7 @@ TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
     retry_backoff_max=300,
     max_retries=5,
 )
-def score_study_task(self, study_id: int, model_version_id: int) -> dict:  # type: ignore[no-untyped-def]
+def score_study_task(self, study_id: int, model_version_id: int) -> dict:
     outcome = inference.score_study(study_id, model_version_id, task_id=self.request.id or "")
     return outcome.__dict__
 

@@ -66,7 +66,7 @@ class Page:
     count_capped: bool
     is_first: bool
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self.object_list)
 
     def __len__(self) -> int:

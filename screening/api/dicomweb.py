@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -33,7 +33,7 @@ from .. import actions, events
 from ..choices import Role
 from ..dicom import PART10_MAGIC, is_part10
 from ..models import Study
-from ..roles import api_role
+from ..roles import AuthenticatedRequest, api_role
 from ..views.manage import request_too_large
 from .serializers import ErrorSerializer
 
@@ -42,6 +42,15 @@ QIDO_LIMIT = 100  # results per page, whatever limit asks for
 QIDO_MAX_NUMBER = 999_999_999  # limit and offset: far past any archive, inside SQL's bigint
 QIDO_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 WHOLE_NUMBER = {"type": "integer", "minimum": 0, "maximum": QIDO_MAX_NUMBER}
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _InstanceCount(TypedDict):
+        instances: int
+
+    # A study as the search returns it: with its number of instances.
+    CountedStudy = WithAnnotations[Study, _InstanceCount]
 
 
 def _refusals(*statuses: int) -> dict:
@@ -323,7 +332,7 @@ class StudiesView(APIView):
 
     renderer_classes = [DicomJSONRenderer, JSONRenderer]
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self):
         if self.request.method == "POST":
             return [api_role(Role.ADMIN)()]
         return [api_role(Role.ADMIN, Role.AUDITOR)()]
@@ -342,7 +351,7 @@ class StudiesView(APIView):
             **_refusals(401, 403, 411, 413, 415, 501),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         too_big = request_too_large(request._request)
         try:
             if too_big:
@@ -417,7 +426,7 @@ def _whole_number(params: QueryDict, name: str, default: int) -> int:
     return int(value)
 
 
-def _search(params: Any) -> QuerySet[Study]:
+def _search(params: Any) -> QuerySet[CountedStudy]:
     studies = (
         Study.objects.filter(~Q(study_instance_uid=""))
         .select_related("case__patient")
@@ -445,7 +454,7 @@ def _qido_date(value: str) -> dt.date:
         raise ValueError(f"StudyDate {value!r} is not YYYYMMDD.") from None
 
 
-def _study_json(study: Study) -> dict[str, Any]:
+def _study_json(study: CountedStudy) -> dict[str, Any]:
     """The study-level attributes of PS3.18 Table 10.6.3-3 this archive holds."""
     return {
         "00080020": _element("DA", study.study_date.strftime("%Y%m%d")),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
@@ -61,7 +63,7 @@ class AIResultSerializer(serializers.ModelSerializer):
     version's normal validation films), the calibrated probability, the band, and heatmap
     and marks only where they passed their tests (else the reason they are hidden)."""
 
-    model_version = serializers.StringRelatedField()
+    model_version: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
     heatmap_url = serializers.SerializerMethodField()
     exam_score = serializers.IntegerField(read_only=True, allow_null=True)
     calibrated_probability = serializers.FloatField(read_only=True, allow_null=True)
@@ -187,7 +189,7 @@ class FindingSerializer(serializers.ModelSerializer):
 
 
 class ReadSerializer(serializers.ModelSerializer):
-    reader = serializers.StringRelatedField()
+    reader: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
     findings = FindingSerializer(many=True, read_only=True)
 
     class Meta:
@@ -210,7 +212,7 @@ class ReadSerializer(serializers.ModelSerializer):
 
 
 class CaseSummarySerializer(serializers.ModelSerializer):
-    patient = serializers.StringRelatedField()
+    patient: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
     risk_band = serializers.CharField(read_only=True)
     model_version = serializers.SerializerMethodField()
 
@@ -231,7 +233,7 @@ class CaseSummarySerializer(serializers.ModelSerializer):
     ai_orders_worklist = serializers.BooleanField(read_only=True)
 
     def get_model_version(self, case: Case) -> str | None:
-        return str(case.ai_result.model_version) if case.ai_result_id else None
+        return str(case.ai_result.model_version) if case.ai_result is not None else None
 
 
 class CaseDetailSerializer(CaseSummarySerializer):
@@ -257,7 +259,7 @@ class CaseDetailSerializer(CaseSummarySerializer):
 
     @extend_schema_field(ReadSerializer(many=True))
     def get_reads(self, case: Case) -> list[dict]:
-        return ReadSerializer(self.context["visible_reads"], many=True).data
+        return list(ReadSerializer(self.context["visible_reads"], many=True).data)
 
     @extend_schema_field(serializers.ChoiceField(choices=Decision.choices, allow_blank=True))
     def get_final_decision(self, case: Case) -> str:
@@ -270,7 +272,7 @@ class CaseDetailSerializer(CaseSummarySerializer):
 
     def get_studies(self, case: Case) -> list[dict]:
         studies = case.studies.prefetch_related("images")
-        return StudySerializer(studies, many=True, context=self.context).data
+        return list(StudySerializer(studies, many=True, context=self.context).data)
 
     def get_case_ai_result(self, case: Case) -> dict | None:
         return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
@@ -313,7 +315,8 @@ class ReadCreateSerializer(serializers.Serializer):
 class OutcomeSerializer(serializers.Serializer):
     accession_number = serializers.CharField(max_length=64)
     outcome = serializers.ChoiceField(choices=Outcome.choices)
-    source = serializers.ChoiceField(choices=OutcomeSource.choices)
+    # A declared field: the serializer's metaclass moves it out of Field.source, which it shadows.
+    source = serializers.ChoiceField(choices=OutcomeSource.choices)  # type: ignore[assignment]
 
 
 class StudyUploadSerializer(serializers.Serializer):

@@ -23,7 +23,7 @@ from .. import actions, events, worklist_pages
 from ..choices import Role
 from ..forms import object_id
 from ..models import Case, Image, ModelVersion
-from ..roles import api_role
+from ..roles import AuthenticatedRequest, api_role
 from ..views.manage import request_too_large
 from ..views.pages import dicom_download, private_file
 from ..worklist_pages import BadCursor
@@ -60,7 +60,7 @@ class BinaryDownloadView(APIView):
     """A file download. The body is the file whatever the ``Accept`` header asks for, and a
     refusal is JSON: content negotiation never turns a download into a 406."""
 
-    def perform_content_negotiation(self, request: Request, force: bool = False):  # type: ignore[no-untyped-def]
+    def perform_content_negotiation(self, request: Request, force: bool = False):
         return super().perform_content_negotiation(request, force=True)
 
 
@@ -115,12 +115,12 @@ class CaseViewSet(viewsets.GenericViewSet):
     queryset = CASE_QUERYSET
     pagination_class = WorklistPagination
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self):
         if self.action == "retrieve":
             return [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)()]
         return [api_role(Role.RADIOLOGIST, Role.ARBITRATOR)()]
 
-    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+    def get_serializer_class(self):
         if self.action == "retrieve":
             return s.CaseDetailSerializer
         if self.action == "reads":
@@ -131,7 +131,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         parameters=[s.WorklistQuerySerializer],
         responses={200: s.CaseSummarySerializer(many=True), **s.refusals(400, 404)},
     )
-    def list(self, request: Request) -> Response:
+    def list(self, request: AuthenticatedRequest) -> Response:
         query = s.WorklistQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
@@ -141,13 +141,15 @@ class CaseViewSet(viewsets.GenericViewSet):
             page = actions.worklist_page(request.user, flt, after, str(number or ""))
         except BadCursor as error:
             return Response({"detail": str(error)}, status=HTTPStatus.BAD_REQUEST)
-        self.paginator.page = page
-        self.paginator.links_from(request, {k: v for k, v in params.items() if v})
+        paginator = self.paginator
+        assert isinstance(paginator, WorklistPagination)
+        paginator.page = page
+        paginator.links_from(request, {k: v for k, v in params.items() if v})
         data = s.CaseSummarySerializer(page.object_list, many=True).data
         return self.get_paginated_response(data)
 
     @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: AuthenticatedRequest, pk: str) -> Response:
         case = get_object_or_404(CASE_QUERYSET, pk=_id(pk, "case"))
         events.case_opened(request.user, case, via="api")
         context = {
@@ -162,7 +164,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         responses={201: s.ReadSerializer, **s.refusals(400, 404, 409)},
     )
     @action(detail=True, methods=["post"])
-    def reads(self, request: Request, pk: str) -> Response:
+    def reads(self, request: AuthenticatedRequest, pk: str) -> Response:
         case_id = _id(pk, "case")
         serializer = s.ReadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -195,7 +197,7 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
     serializer_class = s.StudyUploadSerializer
 
     @extend_schema(request={"multipart/form-data": s.StudyUploadRequestSerializer})
-    def create(self, request: Request) -> Response:
+    def create(self, request: AuthenticatedRequest) -> Response:
         too_big = request_too_large(request._request)
         if too_big:
             events.upload_request_refused(
@@ -215,7 +217,7 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
         try:
             accepted = actions.upload_study(request.user, spec, request.FILES.getlist("files"))
         except actions.UploadRefused as refusal:
-            body = {
+            body: dict[str, Any] = {
                 "detail": refusal.message,
                 "study_id": None,
                 "case_id": None,
@@ -239,7 +241,7 @@ class OutcomeView(APIView):
     @extend_schema(
         request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer, **s.refusals(400, 404)}
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = s.OutcomeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -289,7 +291,7 @@ class StudyAIReportView(BinaryDownloadView):
     @extend_schema(
         responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
     )
-    def get(self, request: Request, pk: int) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
             return dicom_download(actions.export_study_report(request.user, pk))
         except actions.DomainError as error:
@@ -304,7 +306,7 @@ class HeatmapDicomView(BinaryDownloadView):
     @extend_schema(
         responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
     )
-    def get(self, request: Request, pk: int) -> HttpResponse:
+    def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
             return dicom_download(actions.export_heatmap_capture(request.user, pk))
         except actions.DomainError as error:
@@ -318,14 +320,14 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
     serializer_class = s.ModelVersionSerializer
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self):
         if self.action == "activate":
             return [api_role(Role.ADMIN)()]
         return [api_role(Role.ADMIN, Role.AUDITOR)()]
 
     @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404)})
     @action(detail=True, methods=["post"])
-    def activate(self, request: Request, pk: str) -> Response:
+    def activate(self, request: AuthenticatedRequest, pk: str) -> Response:
         version_id = _id(pk, "model version")
         try:
             version = actions.activate_model_version(request.user, version_id)

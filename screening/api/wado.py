@@ -17,7 +17,7 @@ one by one (the viewer fetches one per film).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -27,14 +27,15 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import JSONRenderer
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import actions
 from ..choices import Role
-from ..roles import api_role
+from ..roles import AuthenticatedRequest, api_role
 from .dicomweb import DICOM_MEDIA_TYPE, DicomJSONRenderer, _refusals
 
 WADO_ROLES = (Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
@@ -59,11 +60,14 @@ class OwnNegotiation(BaseContentNegotiation):
     """Accept is negotiated by each view: DRF's negotiation knows only the JSON renderers
     and would refuse a client asking for multipart DICOM."""
 
-    def select_parser(self, request: Request, parsers: list) -> Any:
-        return parsers[0] if parsers else None
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> Any:
+        return next(iter(parsers), None)
 
-    def select_renderer(self, request: Request, renderers: list, format_suffix: Any = None) -> Any:
-        return renderers[0], renderers[0].media_type
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: Any = None
+    ) -> Any:
+        renderer = list(renderers)[0]
+        return renderer, renderer.media_type
 
 
 class WadoSchema(AutoSchema):
@@ -94,7 +98,9 @@ class RetrieveView(WadoView):
             **_refusals(401, 403, 404, 406),
         }
     )
-    def get(self, request: Request, study: str, series: str = "", instance: str = "") -> Any:
+    def get(
+        self, request: AuthenticatedRequest, study: str, series: str = "", instance: str = ""
+    ) -> Any:
         if not accepts(request, "multipart/related", DICOM_MEDIA_TYPE):
             return not_acceptable(f'multipart/related; type="{DICOM_MEDIA_TYPE}"')
         try:
@@ -122,7 +128,9 @@ class MetadataView(WadoView):
             **_refusals(401, 403, 404),
         }
     )
-    def get(self, request: Request, study: str, series: str = "", instance: str = "") -> Any:
+    def get(
+        self, request: AuthenticatedRequest, study: str, series: str = "", instance: str = ""
+    ) -> Any:
         try:
             instances = actions.wado_retrieve(request.user, study, series, instance)
         except actions.DomainError as error:
@@ -143,7 +151,9 @@ class FramesView(WadoView):
             **_refusals(400, 401, 403, 404, 406),
         }
     )
-    def get(self, request: Request, study: str, series: str, instance: str, frames: str) -> Any:
+    def get(
+        self, request: AuthenticatedRequest, study: str, series: str, instance: str, frames: str
+    ) -> Any:
         try:
             numbers = _frame_numbers(frames)
             found = actions.wado_retrieve(request.user, study, series, instance, audit=False)
@@ -157,15 +167,17 @@ class FramesView(WadoView):
         native = not accepts_any_syntax(request)
         if native and not accepts(request, "multipart/related", OCTET_STREAM):
             return not_acceptable(f"multipart/related; type={OCTET_STREAM}; transfer-syntax=*")
-        instance = found[0]
+        found_instance = found[0]
         boundary = secrets.token_hex(16)
-        stored = instance.native_pixels()
+        stored = found_instance.native_pixels()
         if stored:  # streamed from the file as it lies: no copy of a 27 MB frame in memory
             syntax, media = EXPLICIT_LITTLE, OCTET_STREAM
-            body: Any = _parts([(_frame_type(media, syntax), instance.chunks(*stored))], boundary)
+            body: Any = _parts(
+                [(_frame_type(media, syntax), found_instance.chunks(*stored))], boundary
+            )
             response: Any = StreamingHttpResponse(body)
         else:
-            syntax, pixels = instance.frame(native=native)
+            syntax, pixels = found_instance.frame(native=native)
             media = FRAME_MEDIA_TYPES.get(syntax, OCTET_STREAM)
             response = HttpResponse(
                 b"".join(_parts([(_frame_type(media, syntax), pixels)], boundary))

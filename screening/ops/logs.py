@@ -47,12 +47,14 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.request_id = incoming_request_id(request.headers.get("X-Request-ID"))  # type: ignore[attr-defined]
+        request_id = incoming_request_id(request.headers.get("X-Request-ID"))
+        # Read back by the log lines of this request (request_fields).
+        request.request_id = request_id  # type: ignore[attr-defined]
         token = _request.set(request)
         start = time.perf_counter()
         try:
             response = self.get_response(request)
-            response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+            response["X-Request-ID"] = request_id
             _log_access(request, response, time.perf_counter() - start)
             return response
         finally:
@@ -111,7 +113,7 @@ def context(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     request = _request.get() or getattr(record, "request", None)
     if isinstance(request, HttpRequest) and hasattr(request, "request_id"):
-        fields["request_id"] = request.request_id  # type: ignore[attr-defined]
+        fields["request_id"] = request.request_id
         user_id = _loaded_user_id(request)
         if user_id is not None:
             fields["user_id"] = user_id
@@ -127,7 +129,7 @@ def context(record: logging.LogRecord) -> dict[str, Any]:
 
 def safe_message(record: logging.LogRecord) -> str:
     """The line's message, with the path and query string of Django's own lines removed."""
-    if record.name == "django.request" and record.args:
+    if record.name == "django.request" and isinstance(record.args, tuple) and record.args:
         return str(record.args[0])  # "Not Found", "Bad Request", "Internal Server Error"
     if record.name == "django.server" and isinstance(record.args, tuple) and record.args:
         method = str(record.args[0]).split(" ", 1)[0]

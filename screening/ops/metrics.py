@@ -14,8 +14,9 @@ import ipaddress
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -82,7 +83,7 @@ def may_scrape(request: HttpRequest) -> bool:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
-    if getattr(address, "ipv4_mapped", None):
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return any(address in ipaddress.ip_network(net, strict=False) for net in _allowed())
 
@@ -197,7 +198,7 @@ def failure_reason(error: str) -> str:
 def _ai_failures() -> list[Metric]:
     failed = AIResult.objects.filter(image__isnull=False, status=AIStatus.FAILED)
     since = timezone.now() - WINDOW
-    families = []
+    families: list[Metric] = []
     for name, rows, help_text in (
         ("mammo_ai_failed_results", failed, "Failed image AI results (until retried)."),
         (
@@ -234,7 +235,7 @@ def _cases_open() -> list[Metric]:
         .order_by()
     }
     for status in READABLE_STATUSES:
-        row = figures.get(status, {"n": 0, "first": None})
+        row: Mapping[str, Any] = figures.get(status, {"n": 0, "first": None})
         open_cases.add_metric([status], row["n"])
         age = (now - row["first"]).total_seconds() if row["first"] else 0.0
         oldest.add_metric([status], max(age, 0.0))

@@ -15,13 +15,13 @@ from .. import actions, events
 from ..choices import Role
 from ..forms import UploadForm
 from ..models import ModelVersion, Study
-from ..roles import role_required
+from ..roles import AuthenticatedHttpRequest, role_required
 from .pages import paginate
 
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "screening/upload.html", {"form": UploadForm()})
     too_big = request_too_large(request)
@@ -102,7 +102,7 @@ def model_versions(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
-def activate_model(request: HttpRequest, version_id: int) -> HttpResponse:
+def activate_model(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
     """GET shows the version's evidence before anything changes; POST activates."""
     if request.method == "GET":
         version = get_object_or_404(ModelVersion, pk=version_id)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,7 +25,7 @@ from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..imaging import FileRejected, display_png
 from ..models import AIResult, Case, Image
-from ..roles import has_role, person, role_required
+from ..roles import AuthenticatedHttpRequest, has_role, person, role_required
 from ..templatetags.safe_text import neutralise_bidi
 from ..worklist_pages import BadCursor
 from .refusals import conflict_page
@@ -55,7 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required(*READERS)
-def worklist(request: HttpRequest) -> HttpResponse:
+def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorklistFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
     flt = actions.WorklistFilter(status=data.get("status", ""), band=data.get("band", ""))
@@ -137,7 +138,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
-def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
+def case_detail(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
     case = _case_or_404(case_id)
     events.case_opened(request.user, case, via="page")
     return _render_case(request, case, ReadForm(initial=_read_initial(case)))
@@ -145,7 +146,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
 
 @require_POST
 @role_required(*READERS)
-def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
+def case_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
     case = _case_or_404(case_id)
     form = ReadForm(request.POST)
     if not form.is_valid():
@@ -217,7 +218,7 @@ def _image_ai_panel(request: HttpRequest, result: AIResult) -> dict[str, str]:
 
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
-def image_file(request: HttpRequest, image_id: int) -> HttpResponse:
+def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
     image = get_object_or_404(Image, pk=image_id)
     if image.bit_depth <= 8 and not image.is_dicom:
         return private_file(image.file)
@@ -244,7 +245,7 @@ def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
 
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
-def study_ai_report(request: HttpRequest, study_id: int) -> HttpResponse:
+def study_ai_report(request: AuthenticatedHttpRequest, study_id: int) -> HttpResponse:
     """The study's AI result as a DICOM SR; same roles as viewing the case."""
     try:
         export = actions.export_study_report(request.user, study_id)
@@ -255,7 +256,7 @@ def study_ai_report(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
-def heatmap_dicom(request: HttpRequest, result_id: int) -> HttpResponse:
+def heatmap_dicom(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
     """One image's heatmap overlay as a DICOM Secondary Capture."""
     try:
         export = actions.export_heatmap_capture(request.user, result_id)
@@ -285,13 +286,13 @@ def _read_initial(case: Case) -> dict:
 def _ai_recall(case: Case) -> str:
     """The AI's suggestion the decision buttons confirm ('' while there is none)."""
     suggests = case.ai_recommends_recall if case.ai_result else None
-    if suggests is None or case.ai_result.status != AIStatus.DONE:
+    if suggests is None or case.ai_result is None or case.ai_result.status != AIStatus.DONE:
         return ""  # no result yet, or a version not validated for triage suggests nothing
     return Decision.RECALL if suggests else Decision.NO_RECALL
 
 
 def _render_case(
-    request: HttpRequest, case: Case, form: ReadForm, status: int = HTTPStatus.OK
+    request: AuthenticatedHttpRequest, case: Case, form: ReadForm, status: int = HTTPStatus.OK
 ) -> HttpResponse:
     results = actions.case_ai_results(case)
     images = [
@@ -324,7 +325,7 @@ def _render_case(
     return render(request, "screening/case_detail.html", context, status=status)
 
 
-def _prior(request: HttpRequest, prior: Case) -> dict:
+def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:
     """An earlier screen of the same woman: its films, and of its reads and outcome only
     what the reading pathway lets this user see (a prior still open stays blind)."""
     films = Image.objects.filter(study__case=prior).select_related("study")
@@ -343,12 +344,12 @@ def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
     return pathway.waiting_for_arbitration_note(actions.eligible_arbitrators(case))
 
 
-def paginate(request: HttpRequest, items, per_page: int = 50):  # type: ignore[no-untyped-def]
+def paginate(request: HttpRequest, items, per_page: int = 50):
     """The requested page of a query set or list; out-of-range pages give the last one."""
     return Paginator(items, per_page).get_page(request.GET.get("page"))
 
 
-def private_file(field) -> FileResponse:  # type: ignore[no-untyped-def]
+def private_file(field) -> FileResponse:
     """Stream a stored file to a checked user; media is never served publicly."""
     try:
         handle = field.open("rb")

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import actions, workers
 from ..choices import AIStatus, Role
 from ..models import AIResult, ModelVersion
-from ..roles import role_required
+from ..roles import AuthenticatedHttpRequest, role_required
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @role_required(Role.ADMIN)
-def retry(request: HttpRequest, result_id: int) -> HttpResponse:
+def retry(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
     try:
         actions.retry_ai_result(request.user, result_id)
     except actions.DomainError as error:

@@ -18,7 +18,7 @@ from ..roles import role_required
 def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
     case = get_object_or_404(Case.objects.select_related("ai_result"), pk=case_id)
     images = AIResult.objects.filter(case=case, image__isnull=False)
-    if case.ai_result_id:
+    if case.ai_result is not None:
         images = images.filter(model_version_id=case.ai_result.model_version_id)
     return JsonResponse(
         {
@@ -35,8 +35,9 @@ def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
 def worklist_ai_status(request: HttpRequest) -> JsonResponse:
     """Status and AI state of the cases on the reader's current page (ids in the query)."""
     given = [i for i in request.GET.get("ids", "").split(",") if i][:200]
-    ids = [object_id(i.strip()) for i in given]
-    if any(i is None for i in ids):
+    found = [object_id(i.strip()) for i in given]
+    ids = [i for i in found if i is not None]
+    if len(ids) != len(found):
         return JsonResponse({"error": "ids must be whole numbers from 1"}, status=400)
     cases = list(Case.objects.filter(pk__in=ids).select_related("ai_result"))
     states = actions.case_ai_states(cases)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import secrets
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from PIL import Image as PILImage
 
@@ -38,11 +39,11 @@ ADMIN_PERMISSIONS = [
 class Command(BaseCommand):
     help = "Create one demo user per role (and a second and third radiologist) and synthetic demo cases."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--cases", type=int, default=12, help="Synthetic demo cases to create")
         parser.add_argument("--size", type=int, default=1024, help="Film height in pixels")
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         credentials = [self._user(name, role) for name, role in DEMO_USERS]
         self._model()
         created = self._cases(options["cases"], options["size"], credentials)

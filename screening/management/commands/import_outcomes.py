@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from screening import actions
 from screening.management.users import admin_named
@@ -20,11 +21,11 @@ class Command(BaseCommand):
         "a bad row is reported by its line number and the others are still recorded."
     )
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("csv_file", type=Path)
         parser.add_argument("--as-user", default="admin", help="Admin the outcomes are recorded as")
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["csv_file"]
         user = admin_named(options["as_user"])
         try:

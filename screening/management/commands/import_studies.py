@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from screening import actions, events
 from screening.choices import Outcome
@@ -22,13 +23,13 @@ class Command(BaseCommand):
         "per woman with her two films and the recorded outcome."
     )
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("folder", type=Path)
         parser.add_argument("--mini-mias", action="store_true")
         parser.add_argument("--limit", type=int, default=0, help="Import at most this many studies")
         parser.add_argument("--as-user", default="admin", help="Admin the uploads are recorded as")
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         folder: Path = options["folder"]
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a folder.")
@@ -48,7 +49,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Imported {stored} studies; {refused} refused."))
 
 
-def _import(user, spec: actions.StudySpec, files: list) -> None:  # type: ignore[no-untyped-def]
+def _import(user, spec: actions.StudySpec, files: list) -> None:
     """Store a study; an outcome it arrives with is audited as any recorded outcome is.
 
     Not one transaction with the upload: a refused upload audits its refusal, which a
@@ -90,7 +91,7 @@ def _mini_mias_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]
     groups = []
     for patient, names in sorted(patients.items()):
         paths = [folder / "images" / n for n in names if (folder / "images" / n).exists()]
-        outcome = Outcome.NORMAL
+        outcome: str = Outcome.NORMAL
         for n in names:
             outcome = _worse(outcome, severity[n])
         spec = actions.StudySpec(
@@ -103,5 +104,5 @@ def _mini_mias_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]
 
 
 def _worse(a: str, b: str) -> str:
-    order = [Outcome.NORMAL, Outcome.BENIGN, Outcome.MALIGNANT]
+    order: list[str] = [Outcome.NORMAL, Outcome.BENIGN, Outcome.MALIGNANT]
     return max(a, b, key=order.index)

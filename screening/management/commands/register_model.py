@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from screening import actions
 
@@ -10,11 +12,11 @@ from screening import actions
 class Command(BaseCommand):
     help = "Verify an artifact's checksum and register it; --activate makes it triage."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("artifact")
         parser.add_argument("--activate", action="store_true")
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             version = actions.register_model_version(None, options["artifact"], options["activate"])
         except actions.DomainError as error:
