@@ -136,6 +136,30 @@ class TrainConfig:
 
 
 @dataclass
+class CrossValConfig:
+    """Grouped cross-validation of one training recipe over every film (see ``ml.crossval``).
+
+    Each fold trains ``train`` from scratch; its validation women are drawn from its own
+    training women, so no choice ever sees the test fold.
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    recipe: str = ""  # a short description for the report
+    folds: int = 5
+    repeats: int = 1
+    seed: int = 0  # fold assignment of the first repeat; repeat r uses seed + r
+    val_fraction: float = 0.2  # of each fold's training women, stratified by abnormal
+    # A second stage: the first stage's best model mines ``train.hard_negatives_per_film``
+    # normal tiles of every training film, which join the training set for this many epochs.
+    hard_negative_epochs: int = 0
+    aggregation: Literal["max", "mean_top3"] = "max"
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class WholeImageConfig:
     """How a whole film is scored from patches (see ``ml.predictor``)."""
 

@@ -87,6 +87,33 @@ def ddsm_tfrecord_labels(paths: Sequence[str | Path]) -> np.ndarray:
     return np.fromiter(ds.as_numpy_iterator(), dtype=np.int32)
 
 
+def as_uint8_patches(images: np.ndarray, source: str = "patches") -> np.ndarray:
+    """Patches as uint8 0..255, the coding every model here learnt; refuse what is ambiguous.
+
+    A float file in 0..1 cast straight to uint8 becomes all zeros and still trains (on black
+    patches), so it is scaled by 255 instead. Values outside 0..255 (a 12-bit film, or
+    standardised pixels) have no single right mapping and are refused rather than clipped.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == np.bool_ or not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"{source}: expected numeric pixels, got dtype {images.dtype}")
+    if images.size == 0:
+        return images.astype(np.uint8)
+    if not np.isfinite(images).all():
+        raise ValueError(f"{source}: pixels include NaN or infinity")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(
+            f"{source}: pixel values span {lo:g}..{hi:g}; expected 0..255 (or 0..1 floats). "
+            "Rescale the file to 8 bits before training on it."
+        )
+    if np.issubdtype(images.dtype, np.floating) and hi <= 1.0:
+        images = images * 255.0
+    return np.rint(images).astype(np.uint8)
+
+
 def load_ddsm_npy(data_path: str | Path, labels_path: str | Path | None = None):
     """The seed's ``*_data.npy`` / ``*_labels.npy`` pair as (uint8 N x 299 x 299, labels)."""
     data_path = Path(data_path)
@@ -96,8 +123,7 @@ def load_ddsm_npy(data_path: str | Path, labels_path: str | Path | None = None):
     labels = np.load(labels_path).astype(np.int32).reshape(-1)
     if images.ndim == 4:
         images = images[..., 0]
-    if images.dtype != np.uint8:
-        images = np.clip(images, 0, 255).astype(np.uint8)
+    images = as_uint8_patches(images, str(data_path))
     if len(images) != len(labels):
         raise ValueError(f"{data_path}: {len(images)} images but {len(labels)} labels")
     return images, labels
@@ -332,6 +358,11 @@ class PatchSet:
     def patients(self) -> np.ndarray:
         return np.array([patient_of(r) for r in self.refnums])
 
+    def of_patients(self, patients: Iterable[int]) -> PatchSet:
+        """The patches of these women only."""
+        keep = np.isin(self.patients, np.asarray(sorted(set(patients))))
+        return PatchSet(self.images[keep], self.labels[keep], list(np.asarray(self.refnums)[keep]))
+
 
 def _integral(mask: np.ndarray) -> np.ndarray:
     ii = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
@@ -435,6 +466,46 @@ def extract_mias_patches(
     return PatchSet(arr, np.asarray(labels, dtype=np.int32), refs)
 
 
+def mias_film_patches(root: str | Path, config: PatchConfig | None = None) -> PatchSet:
+    """Patches of every film, each film cut with its own seed.
+
+    So a film's patches do not depend on which other films share its set, and one
+    extraction serves every fold of a cross-validation.
+    """
+    config = config or PatchConfig()
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    refs: list[str] = []
+    for film in read_mias(root):
+        p, lab = film_patches(film, config, np.random.default_rng([config.seed, film.number]))
+        images.extend(p)
+        labels.extend(lab)
+        refs.extend([film.refnum] * len(p))
+    size = config.patch_size
+    arr = np.stack(images) if images else np.zeros((0, size, size), dtype=np.uint8)
+    return PatchSet(arr, np.asarray(labels, dtype=np.int32), refs)
+
+
+def hold_out_patients(
+    films: Sequence[MiasFilm], patients: Iterable[int], fraction: float, seed: int = 0
+) -> dict[str, list[int]]:
+    """Split ``patients`` into train and val women, stratified by any abnormal film."""
+    chosen = set(patients)
+    abnormal: dict[int, bool] = {}
+    for film in films:
+        if film.patient in chosen:
+            abnormal[film.patient] = abnormal.get(film.patient, False) or bool(film.findings)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[int]] = {"train": [], "val": []}
+    for flag in (False, True):
+        group = np.array(sorted(p for p, a in abnormal.items() if a == flag))
+        rng.shuffle(group)
+        n_val = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
+        out["val"].extend(int(p) for p in group[:n_val])
+        out["train"].extend(int(p) for p in group[n_val:])
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def mias_split_patches(
     root: str | Path,
     patch_config: PatchConfig | None = None,
@@ -505,6 +576,7 @@ def make_dataset(
 
     if isinstance(source, tuple):
         images, labels = source
+        images = as_uint8_patches(images)
         ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, dtype=np.int32)))
         n = len(labels)
     else:

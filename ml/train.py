@@ -140,29 +140,53 @@ def load_training_data(cfg: TrainConfig) -> TrainingData:
 
 def add_hard_negatives(data: TrainingData, cfg: TrainConfig) -> TrainingData:
     """Add each training film's highest-scoring normal tiles (by an earlier model) as normals."""
-    from ml.data import NORMAL, normal_grid_tiles, read_mias
     from ml.predictor import Predictor
 
+    if cfg.hard_negatives_from is None:
+        raise ValueError(
+            "hard negatives need an artifact to mine them with (--hard-negatives-from)"
+        )
     predictor = Predictor.load(cfg.hard_negatives_from)
-    train_patients = set(data.split["train"])
+    return with_hard_negatives(data, cfg, predictor, cfg.hard_negatives_from)
+
+
+def mine_hard_negatives(
+    predictor: Any, root: str | Path, patients: set[int], per_film: int
+) -> np.ndarray:
+    """The ``per_film`` normal grid tiles each film of ``patients`` that ``predictor`` scores
+    highest: the tiles that make whole films look abnormal."""
+    from ml.data import normal_grid_tiles, read_mias
+
     mined: list[np.ndarray] = []
-    for film in read_mias(cfg.data):
-        if film.patient not in train_patients:
+    for film in read_mias(root):
+        if film.patient not in patients:
             continue
         tiles = normal_grid_tiles(film, predictor.whole_image)  # the tiles it would score
         if len(tiles) == 0:
             continue
         scores = predictor.predict_patches(tiles)
-        mined.extend(tiles[np.argsort(scores)[::-1][: cfg.hard_negatives_per_film]])
+        mined.extend(tiles[np.argsort(scores)[::-1][:per_film]])
+    size = predictor.whole_image.patch_size
+    return np.stack(mined) if mined else np.zeros((0, size, size), np.uint8)
+
+
+def with_hard_negatives(
+    data: TrainingData, cfg: TrainConfig, predictor: Any, source: str
+) -> TrainingData:
+    """``data`` with hard negatives of its training films (only) added as normal patches."""
+    from ml.data import NORMAL
+
+    extra = mine_hard_negatives(
+        predictor, cfg.data, set(data.split["train"]), cfg.hard_negatives_per_film
+    )
     images, labels = data.train
-    extra = np.stack(mined)
     data.train = (
         np.concatenate([images, extra]),
         np.concatenate([labels, np.full(len(extra), NORMAL, labels.dtype)]),
     )
     data.train_labels = data.train[1]
     data.description["hard_negatives"] = {
-        "from": str(cfg.hard_negatives_from),
+        "from": source,
         "per_film": cfg.hard_negatives_per_film,
         "added": int(len(extra)),
         "source": "highest-scoring normal grid tiles of the training films only",
@@ -181,10 +205,13 @@ def fit(
     class_weight: dict[int, float] | None,
     initial_epoch: int = 0,
     film_auc: Any = None,
+    best_so_far: float | None = None,
 ) -> dict[str, list[float]]:
-    """Adam + binary cross-entropy, checkpoint on best validation AUC, early stopping.
+    """Adam + binary cross-entropy, checkpoint on best exact validation AUC, early stopping.
 
     With ``film_auc`` (see ``validation_film_auc_callback``) both watch validation films.
+    ``best_so_far`` carries an earlier stage's best figure, so a later stage only replaces
+    the checkpoint with something better.
     """
     import keras
 
@@ -194,13 +221,19 @@ def fit(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
         run_eagerly=cfg.run_eagerly,
     )
     callbacks = [
-        *film_callback,  # first, so the callbacks below see its figure
+        # first, so the callbacks below see their figures
+        validation_patch_auc_callback(val_ds),
+        *film_callback,
         keras.callbacks.ModelCheckpoint(
-            out / CHECKPOINT, monitor=monitor, mode="max", save_best_only=True
+            out / CHECKPOINT,
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
         ),
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode="max", patience=cfg.patience, restore_best_weights=True
@@ -209,7 +242,6 @@ def fit(
     ]
     history = model.fit(
         train_ds,
-        validation_data=val_ds,
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=cfg.steps_per_epoch,
@@ -220,6 +252,40 @@ def fit(
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
+def exact_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """scikit-learn's ROC AUC, NaN with one class: every distinct score is its own threshold."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def validation_patch_auc_callback(val_ds: Any) -> Any:
+    """A callback setting ``val_loss``, ``val_accuracy`` and an exact ``val_auc`` per epoch.
+
+    ``keras.metrics.AUC`` bins scores at 200 thresholds: once a model's scores crowd above
+    0.995 they share one bin and it reads 0.5 whatever their order, so checkpoints chosen
+    on it were chosen by chance. One pass over the validation patches gives the exact
+    figure, and the loss and accuracy with it (fit gets no ``validation_data``).
+    """
+    import keras
+
+    class ValidationPatchAUC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            ys, ps = [], []
+            for x, y in val_ds:
+                ps.append(np.asarray(self.model(x, training=False), np.float64).reshape(-1))
+                ys.append(np.asarray(y).reshape(-1))
+            y_all, p_all = np.concatenate(ys), np.concatenate(ps)
+            q = np.clip(p_all, 1e-7, 1 - 1e-7)
+            if logs is not None:
+                logs["val_loss"] = float(-np.mean(y_all * np.log(q) + (1 - y_all) * np.log(1 - q)))
+                logs["val_accuracy"] = float(np.mean((p_all >= 0.5) == (y_all == 1)))
+                logs["val_auc"] = exact_auc(y_all, p_all)
+
+    return ValidationPatchAUC()
+
+
 def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) -> Any:
     """A callback adding ``val_film_auc``: validation films scored as the app scores them.
 
@@ -228,7 +294,6 @@ def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) 
     on the films themselves selects for what the worklist needs.
     """
     import keras
-    from sklearn.metrics import roc_auc_score
 
     from ml.config import WholeImageConfig
     from ml.data import breast_mask, read_mias, to_target
@@ -253,7 +318,7 @@ def validation_film_auc_callback(cfg: TrainConfig, split: dict[str, list[int]]) 
                 float(patch_probabilities(self.model, model_input(ft, size, method), 32).max())
                 for ft in tiles
             ]
-            auc = float(roc_auc_score(labels, scores))
+            auc = exact_auc(labels, np.asarray(scores))
             if logs is not None:
                 logs["val_film_auc"] = auc
             if cfg.verbose:
@@ -279,18 +344,36 @@ def run(cfg: TrainConfig) -> Path:
     """Train, pick the threshold on validation, evaluate on test, write the artifact."""
     import keras
 
-    from ml.data import class_weights, make_dataset, to_target
-    from ml.models import PREPROCESSING, set_base_trainable
-
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     keras.utils.set_random_seed(cfg.seed)
     started = time.time()
-
     data = load_training_data(cfg)
+    best, history = train_model(cfg, data, out, initial_model(cfg))
+    return finalise(cfg, best, data, history, time.time() - started)
+
+
+def train_model(
+    cfg: TrainConfig,
+    data: TrainingData,
+    out: Path,
+    model: Any,
+    initial_epoch: int = 0,
+    best_so_far: float | None = None,
+) -> tuple[Any, dict[str, list[float]]]:
+    """Fit ``model`` on ``data.train`` (then fine-tune), return the best checkpoint and history.
+
+    ``initial_epoch`` and ``best_so_far`` let a second stage (after hard-negative mining)
+    continue the first one's history and only replace its checkpoint with a better one.
+    """
+    import keras
+
+    from ml.data import class_weights, make_dataset, to_target
+    from ml.models import PREPROCESSING, set_base_trainable
+
     method = PREPROCESSING[cfg.model.arch]
-    common = {
+    common: dict[str, Any] = {
         "target": cfg.target,
         "preprocessing": method,
         "input_size": cfg.model.input_size,
@@ -300,7 +383,7 @@ def run(cfg: TrainConfig) -> Path:
         data.train,
         augment=cfg.augment,
         shuffle=True,
-        seed=cfg.seed,
+        seed=cfg.seed + initial_epoch,
         repeat=cfg.steps_per_epoch is not None,
         **common,
     )
@@ -312,9 +395,18 @@ def run(cfg: TrainConfig) -> Path:
         if cfg.select_on == "films" and data.split
         else None
     )
-    model = initial_model(cfg)
     history = fit(
-        model, train_ds, val_ds, cfg, out, cfg.epochs, cfg.learning_rate, weights, film_auc=film_auc
+        model,
+        train_ds,
+        val_ds,
+        cfg,
+        out,
+        cfg.epochs,
+        cfg.learning_rate,
+        weights,
+        initial_epoch=initial_epoch,
+        film_auc=film_auc,
+        best_so_far=best_so_far,
     )
     if cfg.fine_tune_epochs and cfg.model.arch != "custom_cnn":
         set_base_trainable(model, True)
@@ -327,14 +419,23 @@ def run(cfg: TrainConfig) -> Path:
             cfg.fine_tune_epochs,
             cfg.fine_tune_learning_rate,
             weights,
-            initial_epoch=len(history["loss"]),
+            initial_epoch=initial_epoch + len(history["loss"]),
             film_auc=film_auc,
+            best_so_far=best_figure(history, film_auc is not None, best_so_far),
         )
         for k, v in more.items():
             history.setdefault(k, []).extend(v)
     ckpt = out / CHECKPOINT
     best = keras.saving.load_model(ckpt, compile=False) if ckpt.is_file() else model
-    return finalise(cfg, best, data, history, time.time() - started)
+    return best, history
+
+
+def best_figure(history: dict[str, list[float]], films: bool, before: float | None) -> float | None:
+    """The best selection figure so far (validation film or patch AUC), NaNs skipped."""
+    values = [v for v in history.get("val_film_auc" if films else "val_auc", []) if v == v]
+    if before is not None:
+        values.append(before)
+    return max(values) if values else None
 
 
 def initial_model(cfg: TrainConfig) -> Any:
@@ -372,7 +473,7 @@ def finalise(
     from ml.artifacts import MODEL_CARD, MODEL_FILE, Manifest, save_artifact, write_manifest
     from ml.evaluate import evaluate_patches, film_level, model_card
     from ml.metrics import plot_history
-    from ml.models import GRADCAM_LAYER, PREPROCESSING
+    from ml.models import PREPROCESSING
 
     out = Path(cfg.out_dir)
     started = time.time() - (train_seconds or 0.0)
@@ -405,20 +506,7 @@ def finalise(
         threshold=patch["threshold"],
         metrics=metrics,
         sha256="",
-        preprocessing={
-            "method": method,
-            "channels": "grayscale replicated to 3 channels as pixel values",
-            "intensity": "0..255 (see ml.predictor.to_0_255)",
-            "internal_size": cfg.model.internal_size,
-            "gradcam_layer": GRADCAM_LAYER[cfg.model.arch],
-            "patch_size": cfg.model.input_size,
-            "stride": cfg.model.input_size // 2,
-            "pixel_spacing_mm": 0.2,
-            "default_long_side": 1024,
-            "min_breast_fraction": 0.2,
-            "aggregation": "max",
-            "batch_size": 16,
-        },
+        preprocessing=inference_settings(cfg),
         training_data=data.description,
         model_file=MODEL_FILE,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -445,6 +533,26 @@ def finalise(
     (out / MODEL_CARD).write_text(model_card(manifest, history))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return out
+
+
+def inference_settings(cfg: TrainConfig, aggregation: str = "max") -> dict[str, Any]:
+    """The manifest's ``preprocessing``: how the app turns a film into this model's input."""
+    from ml.models import GRADCAM_LAYER, PREPROCESSING
+
+    return {
+        "method": PREPROCESSING[cfg.model.arch],
+        "channels": "grayscale replicated to 3 channels as pixel values",
+        "intensity": "0..255 (see ml.predictor.to_0_255)",
+        "internal_size": cfg.model.internal_size,
+        "gradcam_layer": GRADCAM_LAYER[cfg.model.arch],
+        "patch_size": cfg.model.input_size,
+        "stride": cfg.model.input_size // 2,
+        "pixel_spacing_mm": 0.2,
+        "default_long_side": 1024,
+        "min_breast_fraction": 0.2,
+        "aggregation": aggregation,
+        "batch_size": 16,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -15,8 +15,10 @@ from ml.data import (
     extract_mias_patches,
     film_patches,
     find_ddsm_files,
+    hold_out_patients,
     load_ddsm_npy,
     make_dataset,
+    mias_film_patches,
     normal_grid_tiles,
     patient_folds,
     patient_of,
@@ -82,6 +84,33 @@ def test_npy_pairs_are_read_as_uint8_patches(ddsm_dir: Path):
     images, labels = load_ddsm_npy(ddsm_dir / "test10_data.npy")
     assert images.shape == (10, 299, 299) and images.dtype == np.uint8
     assert labels.tolist() == [0, 1, 2, 3, 4] * 2
+
+
+def test_float_npy_in_0_1_is_scaled_to_0_255_not_cast_to_zeros(tmp_path: Path):
+    images = np.linspace(0.0, 1.0, 2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8, 1)
+    np.save(tmp_path / "cv2_data.npy", images)
+    np.save(tmp_path / "cv2_labels.npy", np.array([0, 1]))
+    loaded, _ = load_ddsm_npy(tmp_path / "cv2_data.npy")
+    assert loaded.dtype == np.uint8
+    assert loaded.min() == 0 and loaded.max() == 255
+    np.testing.assert_array_equal(loaded, np.rint(images[..., 0] * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (0.0, 4095.0)])
+def test_npy_pixels_outside_0_255_are_refused_not_clipped(tmp_path: Path, low, high):
+    np.save(tmp_path / "test2_data.npy", np.array([[[low, high]]] * 2, np.float32))
+    np.save(tmp_path / "test2_labels.npy", np.array([0, 1]))
+    with pytest.raises(ValueError, match="expected 0..255"):
+        load_ddsm_npy(tmp_path / "test2_data.npy")
+
+
+def test_pipeline_reads_float_0_1_patches_as_their_0_255_values():
+    as_float = np.full((2, 16, 16), 1.0, np.float32)
+    ds = make_dataset(
+        (as_float, np.array([0, 1])), target="abnormal", preprocessing="scale_0_1", input_size=16
+    )
+    x, _ = next(iter(ds))
+    np.testing.assert_allclose(x.numpy(), 1.0, atol=1e-6)  # white stays white
 
 
 def test_pipeline_replicates_grayscale_and_preprocesses():
@@ -185,6 +214,25 @@ def test_patient_folds_are_disjoint_and_cover_every_woman(tmp_path: Path):
     folds = patient_folds(films, 4)
     assert sorted(sum(folds, [])) == list(range(1, 21))
     assert all(len(f) == 5 for f in folds)
+
+
+def test_held_out_validation_women_come_only_from_the_given_women(mini_mias_like: Path):
+    films = read_mias(mini_mias_like)
+    split = hold_out_patients(films, [1, 2, 3, 4, 5], 0.5, seed=0)
+    assert sorted(split["train"] + split["val"]) == [1, 2, 3, 4, 5]
+    assert not set(split["train"]) & set(split["val"])
+    abnormal = {f.patient for f in films if f.findings}
+    assert set(split["val"]) & abnormal and set(split["val"]) - abnormal  # both kinds
+
+
+def test_patches_of_every_film_are_reproducible_per_woman(mini_mias_like: Path):
+    cfg = PatchConfig(patch_size=64, lesion_crops=2, jitter=8, normal_tiles_per_film=3)
+    every = mias_film_patches(mini_mias_like, cfg)
+    assert set(every.patients.tolist()) == set(range(1, 7))
+    again = mias_film_patches(mini_mias_like, cfg).of_patients([2])
+    mine = every.of_patients([2])
+    assert set(mine.refnums) == {"mdb003", "mdb004"}
+    np.testing.assert_array_equal(mine.images, again.images)
 
 
 @needs_mias
