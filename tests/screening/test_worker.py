@@ -229,10 +229,12 @@ def test_a_worker_child_killed_mid_task_reruns_and_writes_once(
 ):  # type: ignore[no-untyped-def]
     worker, _ = redis_worker
     study = upload(admin_user, "W-2", seeds=(3, 4, 5))
+    # Killed once the job holds all three results (it claims them one row at a time: a kill
+    # between two claims would leave a result that rightly runs only once).
     wait_for(
-        lambda: AIResult.objects.filter(image__study=study, status=AIStatus.RUNNING).exists(),
+        lambda: AIResult.objects.filter(image__study=study, status=AIStatus.RUNNING).count() == 3,
         60,
-        "the task to start",
+        "the task to claim every image",
     )
     worker.kill_child()
     wait_until_scored(study, worker)
