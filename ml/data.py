@@ -453,17 +453,7 @@ def extract_mias_patches(
     """The project's patch extraction: 299 x 299 patches in the seed's coding."""
     config = config or PatchConfig()
     rng = np.random.default_rng(config.seed if seed is None else seed)
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    refs: list[str] = []
-    for film in films:
-        p, lab = film_patches(film, config, rng)
-        images.extend(p)
-        labels.extend(lab)
-        refs.extend([film.refnum] * len(p))
-    size = config.patch_size
-    arr = np.stack(images) if images else np.zeros((0, size, size), dtype=np.uint8)
-    return PatchSet(arr, np.asarray(labels, dtype=np.int32), refs)
+    return _patch_set(((film, rng) for film in films), config)
 
 
 def mias_film_patches(root: str | Path, config: PatchConfig | None = None) -> PatchSet:
@@ -473,11 +463,21 @@ def mias_film_patches(root: str | Path, config: PatchConfig | None = None) -> Pa
     extraction serves every fold of a cross-validation.
     """
     config = config or PatchConfig()
+    own_seeds = (
+        (film, np.random.default_rng([config.seed, film.number])) for film in read_mias(root)
+    )
+    return _patch_set(own_seeds, config)
+
+
+def _patch_set(
+    cuts: Iterable[tuple[MiasFilm, np.random.Generator]], config: PatchConfig
+) -> PatchSet:
+    """Every film's patches, cut with its generator, stacked in film order."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     refs: list[str] = []
-    for film in read_mias(root):
-        p, lab = film_patches(film, config, np.random.default_rng([config.seed, film.number]))
+    for film, rng in cuts:
+        p, lab = film_patches(film, config, rng)
         images.extend(p)
         labels.extend(lab)
         refs.extend([film.refnum] * len(p))

@@ -492,10 +492,12 @@ def shown_heatmap(result_id: int) -> AIResult:
     if result is None or not result.heatmap:
         raise NotFound("No heatmap for this result.")
     if not result.shows_heatmap:
-        raise NotFound(
-            f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
-        )
+        raise NotFound(_heatmap_hidden(result))
     return result
+
+
+def _heatmap_hidden(result: AIResult) -> str:
+    return f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
 
 
 def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
@@ -514,8 +516,7 @@ def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
     if not result.heatmap:
         _refuse_export(actor, image.study, "No heatmap was stored for this image.")
     if not result.shows_heatmap:
-        reason = f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
-        _refuse_export(actor, image.study, reason)
+        _refuse_export(actor, image.study, _heatmap_hidden(result))
     content = dicom_export.heatmap_capture(image, result)
     events.dicom_exported(actor, image.study, "sc", result)
     return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)

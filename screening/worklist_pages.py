@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -66,7 +67,8 @@ class Page:
     count_capped: bool
     is_first: bool
 
-    def __iter__(self):
+    # Iterable like Django's paginator page, which the worklist's callers were written for.
+    def __iter__(self) -> Iterator[Case]:
         return iter(self.object_list)
 
     def __len__(self) -> int:
@@ -87,17 +89,7 @@ def page_number(cases: QuerySet[Case], number: str, size: int) -> Page:
         index = 0
     if index == 0:
         return page_after(cases, None, size)
-    rows = list(cases[index * size : (index + 1) * size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    count, capped = bounded_count(cases)
-    return Page(
-        object_list=rows,
-        next_cursor=Cursor.after(rows[-1]).encode() if more and rows else None,
-        count=count,
-        count_capped=capped,
-        is_first=False,
-    )
+    return _page(cases, list(cases[index * size : (index + 1) * size + 1]), size, first=False)
 
 
 def page_after(cases: QuerySet[Case], after: Cursor | None, size: int) -> Page:
@@ -115,13 +107,17 @@ def page_after(cases: QuerySet[Case], after: Cursor | None, size: int) -> Page:
         if len(rows) <= size:
             lower = cases.filter(triage_priority__lt=after.priority)
             rows += list(lower[: size + 1 - len(rows)])
-    more = len(rows) > size
-    rows = rows[:size]
+    return _page(cases, rows, size, first=after is None)
+
+
+def _page(cases: QuerySet[Case], rows: list[Case], size: int, first: bool) -> Page:
+    """The page of ``rows`` fetched one past ``size``: that extra row says a next exists."""
+    shown = rows[:size]
     count, capped = bounded_count(cases)
     return Page(
-        object_list=rows,
-        next_cursor=Cursor.after(rows[-1]).encode() if more and rows else None,
+        object_list=shown,
+        next_cursor=Cursor.after(shown[-1]).encode() if len(rows) > size and shown else None,
         count=count,
         count_capped=capped,
-        is_first=after is None,
+        is_first=first,
     )

@@ -25,6 +25,14 @@ from pydicom.uid import (
 
 from ml.synthetic import MAX_12BIT, generate_film
 
+# The GE files of the shared vendor headers (shared/data/dicom-mg-headers): real headers
+# around 1 x 2 or 4 x 4 placeholder pixels.
+GE_VENDOR_FILES = (
+    "MG-Im-GE_Seno_1_ForPresentation.dcm",
+    "MG-Im-GE_Seno_2_ForPresentation.dcm",
+    "MG-Im-GE_Seno_1_ForProcessing.dcm",
+    "MG-Im-GE-SenDS-scaled.dcm",
+)
 MG_FOR_PRESENTATION = UID("1.2.840.10008.5.1.4.1.1.1.2")
 
 # What a real hospital file says about the woman, the staff and the place: all of it must go.

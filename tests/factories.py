@@ -188,6 +188,24 @@ def case_with_images(images: int = 2, score: float | None = None, **case_kwargs)
     return case
 
 
+def stored_dicom_image(study: Study, item, **extra) -> Image:  # type: ignore[no-untyped-def]
+    """An image row for a checked DICOM file (``screening.dicom.inspect_dicom``), stored
+    de-identified as an upload stores it."""
+    return ImageFactory(
+        study=study,
+        content=item.content,
+        file=ContentFile(item.content, name="image.dcm"),
+        laterality=item.header.laterality,
+        view=item.header.view,
+        width=item.width,
+        height=item.height,
+        bit_depth=item.bit_depth,
+        sop_instance_uid=item.header.sop_uid,
+        sop_class_uid=item.header.sop_class_uid,
+        **extra,
+    )
+
+
 def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
     """A case whose study came in as DICOM: stored de-identified, as an upload stores it."""
     from pydicom.uid import generate_uid
@@ -208,18 +226,7 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
         study_instance_uid=checked[0].header.study_uid,
     )
     for item in checked:
-        ImageFactory(
-            study=study,
-            content=item.content,
-            file=ContentFile(item.content, name="image.dcm"),
-            laterality=item.header.laterality,
-            view=item.header.view,
-            width=item.width,
-            height=item.height,
-            bit_depth=item.bit_depth,
-            sop_instance_uid=item.header.sop_uid,
-            sop_class_uid=item.header.sop_class_uid,
-        )
+        stored_dicom_image(study, item)
     if score is not None:
         score_case(case, score)
     return case
@@ -297,17 +304,5 @@ def dicom_screen(
         accession_number=f"ACC-{study_date}-{seed}",
     )
     for item in checked:
-        ImageFactory(
-            study=study,
-            content=item.content,
-            file=ContentFile(item.content, name="image.dcm"),
-            laterality=item.header.laterality,
-            view=item.header.view,
-            width=item.width,
-            height=item.height,
-            bit_depth=item.bit_depth,
-            sop_instance_uid=item.header.sop_uid,
-            sop_class_uid=item.header.sop_class_uid,
-            pixel_spacing_mm=item.header.pixel_spacing_mm,
-        )
+        stored_dicom_image(study, item, pixel_spacing_mm=item.header.pixel_spacing_mm)
     return case

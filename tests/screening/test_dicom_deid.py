@@ -18,6 +18,7 @@ from screening.dicom import KEPT, KEPT_IN_ITEMS
 from screening.models import AuditEvent, Image, Patient, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (
+    GE_VENDOR_FILES,
     IDENTITY,
     NESTED_IDENTITY,
     dicom_bytes,
@@ -228,15 +229,7 @@ def test_the_refusal_message_never_quotes_a_header_value(admin_api):  # type: ig
         assert value not in response.content.decode()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "MG-Im-GE_Seno_1_ForPresentation.dcm",
-        "MG-Im-GE_Seno_2_ForPresentation.dcm",
-        "MG-Im-GE_Seno_1_ForProcessing.dcm",
-        "MG-Im-GE-SenDS-scaled.dcm",
-    ],
-)
+@pytest.mark.parametrize("name", GE_VENDOR_FILES)
 def test_real_vendor_files_are_stored_without_their_identifiers(admin_api, name):  # type: ignore[no-untyped-def]
     path = HEADERS / name
     if not path.exists():

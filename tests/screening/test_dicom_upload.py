@@ -27,6 +27,7 @@ from screening.imaging import FileRejected
 from screening.models import AuditEvent, Case, Image, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (
+    GE_VENDOR_FILES,
     dicom_bytes,
     stored_pixels,
     with_film_pixels,
@@ -362,15 +363,7 @@ def test_a_film_that_is_not_numbers_is_never_rendered_to_be_scored():  # type: i
     assert refusal.value.code == "blank_image"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "MG-Im-GE_Seno_1_ForPresentation.dcm",
-        "MG-Im-GE_Seno_2_ForPresentation.dcm",
-        "MG-Im-GE_Seno_1_ForProcessing.dcm",
-        "MG-Im-GE-SenDS-scaled.dcm",
-    ],
-)
+@pytest.mark.parametrize("name", GE_VENDOR_FILES)
 def test_real_vendor_stub_pixels_are_refused_as_blank(admin_api, media_root, name):  # type: ignore[no-untyped-def]
     """The vendor test files carry 1 x 2 or 4 x 4 placeholders: nothing a reader could read."""
     path = HEADERS / name
