@@ -51,7 +51,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from benchmarks._films import study_files  # noqa: E402
-from screening import actions, inference  # noqa: E402
+from screening import actions  # noqa: E402
+from screening.ai import inference  # noqa: E402
 from screening.models import AIResult  # noqa: E402
 
 STAGES = ("decode", "preprocess", "predict", "gradcam", "write")

@@ -21,7 +21,7 @@ from django.test import Client  # noqa: E402
 
 # benchmarks.worklist sets Django up on import, before the models below are imported.
 from benchmarks.worklist import measure, print_table, throwaway_database, user_with_role  # noqa: E402
-from screening import reporting  # noqa: E402
+from screening.audit import reporting  # noqa: E402
 from screening.choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, Role  # noqa: E402
 from screening.models import AIResult, Case, ModelVersion, Patient, Read  # noqa: E402
 

@@ -75,7 +75,8 @@ from benchmarks._films import study_files  # noqa: E402
 
 # benchmarks.worklist sets Django up on import, after the environment above.
 from benchmarks.worklist import throwaway_database  # noqa: E402
-from screening import actions, inference  # noqa: E402
+from screening import actions  # noqa: E402
+from screening.ai import inference  # noqa: E402
 from screening.choices import AIStatus  # noqa: E402
 from screening.models import AIResult, ModelVersion, Study  # noqa: E402
 

@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from screening.api import dicomweb, wado
+from screening.ai.views import queue, status
+from screening.audit import views as audit
+from screening.intake import views as manage
+from screening.interop import dicomweb, wado
 from screening.ops import views as ops
-from screening.views import audit, manage, pages, queue, status
+from screening.reading import views as pages
 
 urlpatterns = [
     path("", pages.home, name="home"),

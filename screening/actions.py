@@ -24,8 +24,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import events, inference, pathway, worklist_pages
-from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
+from . import events
+from .ai import inference
 from .choices import (
     AIStatus,
     Architecture,
@@ -37,11 +37,13 @@ from .choices import (
     ReadKind,
     SourceFormat,
 )
-from .dicom import DicomHeader
-from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
+from .intake.dicom import DicomHeader
+from .intake.imaging import FileRejected, InspectedImage, inspect_image, view_from_name
+from .interop.stored_dicom import StoredInstance
 from .models import AIResult, Case, Finding, Image, ModelVersion, Patient, Read, Study
+from .reading import pathway, worklist_pages
+from .reading.assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
 from .roles import person
-from .stored_dicom import StoredInstance
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +473,7 @@ def export_study_report(actor: User, study_id: int) -> DicomExport:
     Refused (and audited) unless the study came in as DICOM, whose instances the report
     must reference, and its case has a finished AI result.
     """
-    from . import dicom_export
+    from .interop import dicom_export
 
     study = (
         Study.objects.select_related("case__ai_result__model_version").filter(pk=study_id).first()
@@ -502,7 +504,7 @@ def _heatmap_hidden(result: AIResult) -> str:
 
 def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
     """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
-    from . import dicom_export
+    from .interop import dicom_export
 
     result = (
         AIResult.objects.select_related("image__study", "model_version")
@@ -809,7 +811,7 @@ def activate_model_version(actor: User | None, model_version_id: int) -> ModelVe
 
 
 def _fan_out_rescore(model_version_id: int) -> None:
-    from .tasks import rescore_open_cases_task
+    from .ai.tasks import rescore_open_cases_task
 
     try:
         rescore_open_cases_task.delay(model_version_id)

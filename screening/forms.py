@@ -6,7 +6,6 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.signing import BadSignature, Signer
 
-from .assessment import FindingInput
 from .choices import (
     AuditAction,
     BiRads,
@@ -23,6 +22,7 @@ from .choices import (
     Role,
 )
 from .models import ModelVersion
+from .reading.assessment import FindingInput
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -13,7 +13,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from .choices import Role
-from .pathway import Person
+from .reading.pathway import Person
 
 AnyUser = User | AnonymousUser
 

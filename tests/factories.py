@@ -13,11 +13,12 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from ml.synthetic import generate_film
-from screening import actions, pathway
+from screening import actions
 from screening.actions import ReadInput
-from screening.assessment import FindingInput
 from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
+from screening.reading import pathway
+from screening.reading.assessment import FindingInput
 
 
 def png_bytes(seed: int = 0, size: int = 64, bit16: bool = False) -> bytes:
@@ -210,7 +211,7 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
     """A case whose study came in as DICOM: stored de-identified, as an upload stores it."""
     from pydicom.uid import generate_uid
 
-    from screening.dicom import inspect_dicom
+    from screening.intake.dicom import inspect_dicom
     from tests.dicom_files import dicom_bytes
 
     study_uid = generate_uid()
@@ -280,7 +281,7 @@ def dicom_screen(
     same ``patient_id`` gives the same woman (pseudonym) across screens."""
     from pydicom.uid import generate_uid
 
-    from screening.dicom import inspect_dicom
+    from screening.intake.dicom import inspect_dicom
     from tests.dicom_files import dicom_bytes
 
     study_uid = generate_uid()

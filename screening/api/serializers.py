@@ -6,9 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from .. import pathway
 from ..actions import ReadInput
-from ..assessment import FindingInput
 from ..choices import (
     AIStatus,
     BiRads,
@@ -26,6 +24,8 @@ from ..choices import (
     RiskBand,
 )
 from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study, version_band
+from ..reading import pathway
+from ..reading.assessment import FindingInput
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

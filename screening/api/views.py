@@ -19,14 +19,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import actions, events, worklist_pages
+from .. import actions, events
 from ..choices import Role
 from ..forms import object_id
+from ..intake.views import request_too_large
 from ..models import Case, Image, ModelVersion
+from ..reading import worklist_pages
+from ..reading.views import dicom_download, private_file
+from ..reading.worklist_pages import BadCursor
 from ..roles import AuthenticatedRequest, api_role
-from ..views.manage import request_too_large
-from ..views.pages import dicom_download, private_file
-from ..worklist_pages import BadCursor
 from . import serializers as s
 
 CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version")

@@ -16,8 +16,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from .. import workers
-from ..inference import artifact_dir
+from ..ai import workers
+from ..ai.inference import artifact_dir
 from ..models import ModelVersion
 
 # Broker and worker answers are waited for this long: a probe must answer within seconds.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import template
 
-from ..badges import Badge
-from ..badges import ai_badge as badge_for
+from ..ai.badges import Badge
+from ..ai.badges import ai_badge as badge_for
 from ..models import Case
 
 register = template.Library()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
-from ..stats import Interval, Proportion
+from ..audit.stats import Interval, Proportion
 
 register = template.Library()
 NONE = "—"

@@ -240,7 +240,7 @@ def test_marks_are_drawn_in_the_stored_images_pixels(client, radiologist, valida
 
 
 def test_the_pipeline_stores_region_marks_in_the_stored_images_pixels(admin_user, active_model):  # type: ignore[no-untyped-def]
-    from screening import inference
+    from screening.ai import inference
     from tests.screening.test_inference import upload
 
     study = upload(admin_user)

@@ -14,7 +14,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from pydicom.uid import generate_uid
 
-from screening.dicom import KEPT, KEPT_IN_ITEMS
+from screening.intake.dicom import KEPT, KEPT_IN_ITEMS
 from screening.models import AuditEvent, Image, Patient, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (

@@ -13,7 +13,8 @@ from django.urls import reverse
 from pydicom.uid import generate_uid
 from rest_framework.authtoken.models import Token
 
-from screening import actions, inference
+from screening import actions
+from screening.ai import inference
 from screening.choices import AIStatus, AuditAction, AuditOutcome
 from screening.models import AIResult, AuditEvent, Image, Study
 from tests.factories import case_with_images, dicom_case_with_images

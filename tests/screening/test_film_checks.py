@@ -10,8 +10,8 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from ml.synthetic import generate_film
-from screening import dicom
-from screening.imaging import FileRejected, inspect_image, refuse_blank
+from screening.intake import dicom
+from screening.intake.imaging import FileRejected, inspect_image, refuse_blank
 from tests.conftest import SHARED
 from tests.dicom_files import dicom_bytes
 
@@ -79,7 +79,7 @@ def test_pillow_never_loads_truncated_images():  # type: ignore[no-untyped-def]
     import ml.data  # noqa: F401
     import ml.gradcam  # noqa: F401
     import ml.predictor  # noqa: F401
-    import screening.inference  # noqa: F401
+    import screening.ai.inference  # noqa: F401
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 

@@ -8,7 +8,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from screening import actions, inference
+from screening import actions
+from screening.ai import inference
 from screening.choices import AIStatus, CaseStatus, RiskBand
 from screening.models import AIResult, Case, Image, ModelVersion, Study
 from tests.factories import png_bytes

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from screening.ai.tasks import rescore_open_cases_task
 from screening.ops.logs import JsonFormatter, PlainFormatter
-from screening.tasks import rescore_open_cases_task
 from tests.factories import ModelVersionFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def test_only_database_ids_ride_along_from_extra(json_lines):  # type: ignore[no
 def test_worker_lines_carry_the_task_id_and_its_primary_keys(db, json_lines):  # type: ignore[no-untyped-def]
     version = ModelVersionFactory()
     rescore_open_cases_task.apply(args=[version.pk], task_id="task-abc-123")
-    line = next(li for li in lines(json_lines) if li["logger"] == "screening.inference")
+    line = next(li for li in lines(json_lines) if li["logger"] == "screening.ai.inference")
     assert line["task_id"] == "task-abc-123"
     assert line["task"] == "screening.rescore_open_cases"
     assert line["task_args"] == [version.pk]

@@ -29,12 +29,13 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from screening import actions, pathway
+from screening import actions
 from screening.actions import DomainError, ReadInput
-from screening.assessment import FindingInput
 from screening.choices import CaseStatus, Decision, ReadKind, Role
 from screening.models import Case, Read
-from screening.pathway import GivenRead, Person, ReadNotAllowed
+from screening.reading import pathway
+from screening.reading.assessment import FindingInput
+from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
 from tests.factories import UserFactory, case_with_images
 
 KINDS = [ReadKind.FIRST, ReadKind.SECOND, ReadKind.ARBITRATION]

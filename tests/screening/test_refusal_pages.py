@@ -11,7 +11,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.views import defaults
 
-from screening.views.refusals import conflict_page
+from screening.http import conflict_page
 from tests.factories import case_with_images
 
 # Markers from base.html that Django's bare error pages lack.

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score, roc_auc_score
 
-from screening import actions, reporting
+from screening import actions
 from screening.actions import ReadInput
+from screening.audit import reporting
 from screening.choices import CaseStatus, Outcome, ReadKind
 from screening.models import Case
 from tests.factories import ModelVersionFactory, N, R, UserFactory, screen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from screening.stored_dicom import StoredInstance
+from screening.interop.stored_dicom import StoredInstance
 from tests.factories import (
     ModelVersionFactory,
     UserFactory,

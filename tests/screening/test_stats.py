@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from screening import stats
+from screening.audit import stats
 
 
 def test_kappa_matches_a_hand_computed_table():  # type: ignore[no-untyped-def]

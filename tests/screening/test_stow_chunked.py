@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from screening.api.dicomweb import MultipartError, StudiesView, decode_chunked, part10
+from screening.interop.dicomweb import MultipartError, StudiesView, decode_chunked, part10
 from screening.models import Image, Study
 from tests.dicom_files import dataset, dicom_bytes
 from tests.screening.test_dicomweb import CONTENT_TYPE, URL, related

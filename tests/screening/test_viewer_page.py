@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from screening.hanging import hang
+from screening.reading.hanging import hang
 from tests.factories import (
     ImageFactory,
     StudyFactory,

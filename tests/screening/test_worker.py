@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
-from screening import actions, inference
+from screening import actions
+from screening.ai import inference
 from screening.choices import AIStatus, CaseStatus
 from screening.models import AIResult, Case, ModelVersion, Study
 from tests.factories import ImageFactory, StudyFactory, png_bytes

@@ -10,9 +10,10 @@ from django.contrib.sessions.models import Session
 from django.urls import reverse
 from django.utils import timezone
 
-from screening import actions, worklist_pages
+from screening import actions
 from screening.choices import CaseStatus
 from screening.models import Case
+from screening.reading import worklist_pages
 from tests.factories import ModelVersionFactory, case_with_images, score_case, unvalidated_evidence
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Image
+from ..models import Image
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", EXPLICIT_LITTLE})

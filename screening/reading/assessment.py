@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .choices import (
+from ..choices import (
     BIRADS_CONCERN_ORDER,
     BIRADS_FOR_DECISION,
     BIRADS_NEEDING_FINDINGS,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .choices import Laterality, View
-from .models import AIResult, Image
+from ..choices import Laterality, View
+from ..models import AIResult, Image
 
 SLOTS = ("RCC", "LCC", "RMLO", "LMLO")
 SIDES = {Laterality.RIGHT.value, Laterality.LEFT.value}

@@ -30,12 +30,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import actions, events
+from ..api.serializers import ErrorSerializer
 from ..choices import Role
-from ..dicom import PART10_MAGIC, is_part10
+from ..intake.dicom import PART10_MAGIC, is_part10
+from ..intake.views import request_too_large
 from ..models import Study
 from ..roles import AuthenticatedRequest, api_role
-from ..views.manage import request_too_large
-from .serializers import ErrorSerializer
 
 DICOM_MEDIA_TYPE = "application/dicom"
 QIDO_LIMIT = 100  # results per page, whatever limit asks for

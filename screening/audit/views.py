@@ -15,13 +15,14 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .. import events, exports, plots, reporting
+from .. import events
 from ..choices import Role
 from ..forms import AuditTrailFilterForm, ReportFilterForm
 from ..models import AuditEvent
+from ..reading.views import paginate
 from ..roles import role_required
 from ..templatetags.safe_text import neutralise_bidi
-from .pages import paginate
+from . import exports, plots, reporting
 
 AUDIT_VIEWERS = (Role.AUDITOR, Role.ADMIN)
 

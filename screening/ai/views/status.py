@@ -6,11 +6,11 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from .. import actions
-from ..choices import Role
-from ..forms import object_id
-from ..models import AIResult, Case
-from ..roles import role_required
+from ... import actions
+from ...choices import Role
+from ...forms import object_id
+from ...models import AIResult, Case
+from ...roles import role_required
 
 
 @require_GET

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from .choices import CaseStatus, ReadKind, Role
+from ..choices import CaseStatus, ReadKind, Role
 
 # The read each open status waits for.
 KIND_FOR_STATUS = {

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from . import dicom
-from .models import AIResult, Image, ModelVersion, Study, version_band
+from ..intake import dicom
+from ..models import AIResult, Image, ModelVersion, Study, version_band
 
 MANUFACTURER = "Mammo Portal"
 RESEARCH_NOTICE = (

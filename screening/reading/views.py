@@ -19,16 +19,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, events, hanging, pathway
-from ..badges import ai_badge
+from .. import actions, events
+from ..ai.badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
-from ..imaging import FileRejected, display_png
+from ..http import conflict_page
+from ..intake.imaging import FileRejected, display_png
 from ..models import AIResult, Case, Image
 from ..roles import AuthenticatedHttpRequest, has_role, person, role_required
 from ..templatetags.safe_text import neutralise_bidi
-from ..worklist_pages import BadCursor
-from .refusals import conflict_page
+from . import hanging, pathway
+from .worklist_pages import BadCursor
 
 READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
 # Images and heatmaps are patient data: never kept in a browser's or a proxy's cache.

@@ -15,8 +15,8 @@ from .. import actions, events
 from ..choices import Role
 from ..forms import UploadForm
 from ..models import ModelVersion, Study
+from ..reading.views import paginate
 from ..roles import AuthenticatedHttpRequest, role_required
-from .pages import paginate
 
 
 @require_http_methods(["GET", "POST"])

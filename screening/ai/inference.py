@@ -31,8 +31,8 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from .choices import AIStatus, CaseStatus
-from .models import AIResult, Case, Image, ModelVersion, Study
+from ..choices import AIStatus, CaseStatus
+from ..models import AIResult, Case, Image, ModelVersion, Study
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
     from ml.predictor import ImagePrediction, Predictor
@@ -202,7 +202,7 @@ def read_pixels(image: Image) -> np.ndarray:
     DICOM goes through ``dicom.rendition``, the same 8-bit image the reader is shown
     (see that function for the normalisation and why).
     """
-    from . import dicom, imaging
+    from ..intake import dicom, imaging
 
     try:
         with image.file.open("rb") as handle:
@@ -232,7 +232,7 @@ def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
     such) or a film with nothing on it would get a confident-looking low score, where the
     reader must see that the AI could not judge. Upload refuses both; this guards what was
     stored before it did."""
-    from . import imaging
+    from ..intake import imaging
 
     height, width = pixels.shape[:2]
     least = settings.AI_MIN_IMAGE_SIDE
@@ -424,7 +424,7 @@ def retry_result(result: AIResult) -> None:
 
 def rescore_open_cases(model_version_id: int) -> int:
     """Queue every open case's images for a newly activated version; old results stay."""
-    from .choices import READABLE_STATUSES
+    from ..choices import READABLE_STATUSES
 
     studies = Study.objects.filter(case__status__in=READABLE_STATUSES).values_list("pk", flat=True)
     count = 0

@@ -24,9 +24,10 @@ from django.utils import timezone
 
 from ml import evidence
 
-from . import pathway, stats
-from .choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
-from .models import AIResult, Case, ModelVersion, Read, version_band
+from ..choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
+from ..models import AIResult, Case, ModelVersion, Read, version_band
+from ..reading import pathway
+from . import stats
 
 AI = "AI"
 FIRST, SECOND, ARBITRATION, FINAL = "First reader", "Second reader", "Arbitration", "Final decision"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .choices import AIStatus
-from .models import Case
-from .templatetags.safe_text import neutralise_bidi
+from ..choices import AIStatus
+from ..models import Case
+from ..templatetags.safe_text import neutralise_bidi
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, workers
-from ..choices import AIStatus, Role
-from ..models import AIResult, ModelVersion
-from ..roles import AuthenticatedHttpRequest, role_required
+from ... import actions
+from ...choices import AIStatus, Role
+from ...models import AIResult, ModelVersion
+from ...roles import AuthenticatedHttpRequest, role_required
+from .. import workers
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-from .choices import Laterality, View
+from ..choices import Laterality, View
 from .imaging import FileRejected, refuse_blank
 
 PART10_MAGIC = b"DICM"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from .models import Case
+from ..models import Case
 
 COUNT_CAP = 1000
 MAX_PAGE_INDEX = 100_000  # an absurd ?page= stays a valid OFFSET

@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
-from .choices import Laterality, SourceFormat, View
+from ..choices import Laterality, SourceFormat, View
 
 if TYPE_CHECKING:
     from .dicom import DicomHeader
@@ -100,7 +100,7 @@ def inspect_image(name: str, size: int | None, content_reader) -> InspectedImage
         raise _too_large()
     if not content:
         raise FileRejected("empty", "File is empty.")
-    from . import dicom  # imports FileRejected from this module
+    from . import dicom
 
     if dicom.is_part10(content):
         checked = dicom.inspect_dicom(content)

@@ -15,9 +15,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from ..choices import ReadKind
+from ..models import AuditEvent
 from . import reporting, stats
-from .choices import ReadKind
-from .models import AuditEvent
 
 Table = tuple[list[str], list[list[Any]]]
 

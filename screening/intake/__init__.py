@@ -1,0 +1,6 @@
+"""Intake: upload checks, DICOM ingest and de-identification, and the upload verb.
+
+A film comes in through the upload page, the API or STOW-RS; ``imaging`` and ``dicom``
+check and decode it, ``dicom.deidentify`` strips what identifies the woman, and
+``actions.upload_study`` files it as a study and case and queues its AI work.
+"""
