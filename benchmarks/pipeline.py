@@ -51,8 +51,9 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from benchmarks._films import study_files  # noqa: E402
-from screening import actions  # noqa: E402
+from screening.ai import actions as ai_actions  # noqa: E402
 from screening.ai import inference  # noqa: E402
+from screening.intake import actions as intake_actions  # noqa: E402
 from screening.models import AIResult  # noqa: E402
 
 STAGES = ("decode", "preprocess", "predict", "gradcam", "write")
@@ -93,16 +94,16 @@ def build_artifact(arch: str, size: int, out: Path) -> Path:
 
 
 def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) -> dict:  # type: ignore[no-untyped-def]
-    version = actions.register_model_version(admin, str(artifact), activate=True)
+    version = ai_actions.register_model_version(admin, str(artifact), activate=True)
     inference._predictors.clear()
     wall, counted = 0.0, []
     for index in range(studies + 1):
-        spec = actions.StudySpec(
+        spec = intake_actions.StudySpec(
             accession_number=f"BENCH-{label}-{index}",
             patient_pseudonym=f"BENCH-{label}-{index}",
             synthetic=True,
         )
-        study = actions.upload_study(admin, spec, study_files(first_seed + index)).study
+        study = intake_actions.upload_study(admin, spec, study_files(first_seed + index)).study
         start = time.perf_counter()
         inference.score_study(study.pk, version.pk, task_id=f"bench-{study.pk}")
         elapsed = time.perf_counter() - start

@@ -75,9 +75,10 @@ from benchmarks._films import study_files  # noqa: E402
 
 # benchmarks.worklist sets Django up on import, after the environment above.
 from benchmarks.worklist import throwaway_database  # noqa: E402
-from screening import actions  # noqa: E402
+from screening.ai import actions as ai_actions  # noqa: E402
 from screening.ai import inference  # noqa: E402
 from screening.choices import AIStatus  # noqa: E402
+from screening.intake import actions as intake_actions  # noqa: E402
 from screening.models import AIResult, ModelVersion, Study  # noqa: E402
 
 SHIPPED = REPO / "models" / "custom_cnn-mias-abnormal-v1"
@@ -108,10 +109,10 @@ def cores() -> int:
 
 
 def upload(admin, label: str, seed: int) -> Study:  # type: ignore[no-untyped-def]
-    spec = actions.StudySpec(
+    spec = intake_actions.StudySpec(
         accession_number=f"SCALE-{label}", patient_pseudonym=f"SCALE-{label}", synthetic=True
     )
-    return actions.upload_study(admin, spec, study_files(seed)).study
+    return intake_actions.upload_study(admin, spec, study_files(seed)).study
 
 
 def image_results(version: ModelVersion, studies: list[Study]):  # type: ignore[no-untyped-def]
@@ -367,7 +368,7 @@ def main() -> int:
                     cursor.execute("SHOW server_version")
                     pg_version = cursor.fetchone()[0]
                 admin = get_user_model().objects.create_user("bench-admin", password=None)
-                version = actions.register_model_version(admin, str(SHIPPED), activate=True)
+                version = ai_actions.register_model_version(admin, str(SHIPPED), activate=True)
                 print(
                     f"Database {connection.settings_dict['NAME']} (PostgreSQL {pg_version}), "
                     f"Redis on port {redis.port}; uploading {max(args.workers)} warm-up + "

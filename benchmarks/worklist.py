@@ -145,7 +145,7 @@ def seed(count: int, reader) -> None:  # type: ignore[no-untyped-def]
 
 def cursor_of_page(reader, number: int) -> str:  # type: ignore[no-untyped-def]
     """The ``after`` value a reader holds on reaching page ``number`` by Next links."""
-    from screening.actions import worklist_page
+    from screening.reading.queries import worklist_page
 
     page = worklist_page(reader)
     for _ in range(number - 2):
@@ -213,7 +213,7 @@ def main() -> None:
         seed(args.cases, reader)
         seeded = time.perf_counter() - started
         if args.explain:
-            from screening.actions import worklist
+            from screening.reading.queries import worklist
 
             print(worklist(reader)[:50].query)
             print(worklist(reader)[:50].explain(analyze=True))

@@ -21,7 +21,8 @@ from django.template.response import TemplateResponse
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from . import accounts, actions, events
+from . import accounts, events
+from .ai import actions as ai_actions
 from .choices import Role
 from .models import (
     AIResult,
@@ -108,7 +109,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one model version.", messages.ERROR)
             return
-        version = actions.activate_model_version(request.user, queryset.get().pk)
+        version = ai_actions.activate_model_version(request.user, queryset.get().pk)
         self.message_user(request, f"{version} is now active.")
 
 

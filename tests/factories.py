@@ -13,11 +13,11 @@ from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from ml.synthetic import generate_film
-from screening import actions
-from screening.actions import ReadInput
 from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
+from screening.reading import actions as reading_actions
 from screening.reading import pathway
+from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
 
 
@@ -250,7 +250,7 @@ def read_input(recall: bool, kind: str = ReadKind.FIRST) -> ReadInput:
 def read_case(reader, case_id: int, recall: bool):  # type: ignore[no-untyped-def]
     """Read a case through the real verb, stating the read it waits for (as the page does)."""
     kind = pathway.expected_kind(Case.objects.get(pk=case_id).status)
-    return actions.submit_read(reader, case_id, read_input(recall, kind))
+    return reading_actions.submit_read(reader, case_id, read_input(recall, kind))
 
 
 def screen(version, score, decisions, readers, outcome="", received=None):  # type: ignore[no-untyped-def]

@@ -28,7 +28,7 @@ PENDING = Badge("band-pending", "AI pending")
 
 
 def ai_badge(case: Case, state: str = "pending") -> Badge:
-    """Failed, waiting (``state`` from ``actions.case_ai_states``), or the score: as a
+    """Failed, waiting (``state`` from ``queries.case_ai_states``), or the score: as a
     ranking with its band where the version is validated for triage, greyed otherwise."""
     result = case.ai_result
     if result is not None and result.status == AIStatus.FAILED:

@@ -6,7 +6,8 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from ..actions import ReadInput
+from screening.reading.actions import ReadInput
+
 from ..choices import (
     AIStatus,
     BiRads,

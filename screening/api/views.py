@@ -19,11 +19,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import actions, events
+from .. import errors, events
+from ..ai import actions as ai_actions
+from ..ai import queries as ai_queries
+from ..audit import actions as audit_actions
 from ..choices import Role
 from ..forms import object_id
+from ..intake import actions as intake_actions
 from ..intake.views import request_too_large
+from ..interop import actions as interop_actions
 from ..models import Case, Image, ModelVersion
+from ..reading import actions as reading_actions
+from ..reading import queries as reading_queries
 from ..reading import worklist_pages
 from ..reading.views import dicom_download, private_file
 from ..reading.worklist_pages import BadCursor
@@ -33,7 +40,7 @@ from . import serializers as s
 CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version")
 
 
-def _error(error: actions.DomainError) -> Response:
+def _error(error: errors.DomainError) -> Response:
     return Response({"detail": error.message}, status=error.status)
 
 
@@ -137,9 +144,9 @@ class CaseViewSet(viewsets.GenericViewSet):
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
         after, number = params.pop("after", ""), params.pop("page", None)
-        flt = actions.WorklistFilter(**params)
+        flt = reading_queries.WorklistFilter(**params)
         try:
-            page = actions.worklist_page(request.user, flt, after, str(number or ""))
+            page = reading_queries.worklist_page(request.user, flt, after, str(number or ""))
         except BadCursor as error:
             return Response({"detail": str(error)}, status=HTTPStatus.BAD_REQUEST)
         paginator = self.paginator
@@ -155,8 +162,8 @@ class CaseViewSet(viewsets.GenericViewSet):
         events.case_opened(request.user, case, via="api")
         context = {
             "request": request,
-            "ai_results": actions.case_ai_results(case),
-            "visible_reads": actions.visible_reads(request.user, case),
+            "ai_results": ai_queries.case_ai_results(case),
+            "visible_reads": reading_queries.visible_reads(request.user, case),
         }
         return Response(s.CaseDetailSerializer(case, context=context).data)
 
@@ -170,8 +177,8 @@ class CaseViewSet(viewsets.GenericViewSet):
         serializer = s.ReadCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            read = actions.submit_read(request.user, case_id, serializer.read_input())
-        except actions.DomainError as error:
+            read = reading_actions.submit_read(request.user, case_id, serializer.read_input())
+        except errors.DomainError as error:
             return _error(error)
         return Response(s.ReadSerializer(read).data, status=status.HTTP_201_CREATED)
 
@@ -214,10 +221,12 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
                 request.user, "invalid_fields", status.HTTP_400_BAD_REQUEST, list(meta.errors)
             )
             meta.is_valid(raise_exception=True)  # DRF's own 400 with the field errors
-        spec = actions.StudySpec(**meta.validated_data)
+        spec = intake_actions.StudySpec(**meta.validated_data)
         try:
-            accepted = actions.upload_study(request.user, spec, request.FILES.getlist("files"))
-        except actions.UploadRefused as refusal:
+            accepted = intake_actions.upload_study(
+                request.user, spec, request.FILES.getlist("files")
+            )
+        except intake_actions.UploadRefused as refusal:
             body: dict[str, Any] = {
                 "detail": refusal.message,
                 "study_id": None,
@@ -247,10 +256,10 @@ class OutcomeView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            actions.record_outcome(
+            audit_actions.record_outcome(
                 request.user, data["accession_number"], data["outcome"], data["source"]
             )
-        except actions.DomainError as error:
+        except errors.DomainError as error:
             return _error(error)
         return Response(serializer.data)
 
@@ -279,8 +288,8 @@ class HeatmapFileView(BinaryDownloadView):
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY, **s.refusals(404)})
     def get(self, request: Request, pk: int) -> FileResponse:
         try:
-            return private_file(actions.shown_heatmap(pk).heatmap)
-        except actions.NotFound as error:
+            return private_file(ai_queries.shown_heatmap(pk).heatmap)
+        except errors.NotFound as error:
             raise Http404(error.message) from None
 
 
@@ -294,8 +303,8 @@ class StudyAIReportView(BinaryDownloadView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
-            return dicom_download(actions.export_study_report(request.user, pk))
-        except actions.DomainError as error:
+            return dicom_download(interop_actions.export_study_report(request.user, pk))
+        except errors.DomainError as error:
             return _error(error)
 
 
@@ -309,8 +318,8 @@ class HeatmapDicomView(BinaryDownloadView):
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
-            return dicom_download(actions.export_heatmap_capture(request.user, pk))
-        except actions.DomainError as error:
+            return dicom_download(interop_actions.export_heatmap_capture(request.user, pk))
+        except errors.DomainError as error:
             return _error(error)
 
 
@@ -331,7 +340,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def activate(self, request: AuthenticatedRequest, pk: str) -> Response:
         version_id = _id(pk, "model version")
         try:
-            version = actions.activate_model_version(request.user, version_id)
-        except actions.DomainError as error:
+            version = ai_actions.activate_model_version(request.user, version_id)
+        except errors.DomainError as error:
             return _error(error)
         return Response(s.ModelVersionSerializer(version).data)

@@ -11,12 +11,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import actions, events
+from .. import errors, events
+from ..ai import actions as ai_actions
 from ..choices import Role
 from ..forms import UploadForm
 from ..models import ModelVersion, Study
 from ..reading.views import paginate
 from ..roles import AuthenticatedHttpRequest, role_required
+from . import actions
 
 
 @require_http_methods(["GET", "POST"])
@@ -108,8 +110,8 @@ def activate_model(request: AuthenticatedHttpRequest, version_id: int) -> HttpRe
         version = get_object_or_404(ModelVersion, pk=version_id)
         return render(request, "screening/model_activate.html", {"version": version})
     try:
-        version = actions.activate_model_version(request.user, version_id)
-    except actions.DomainError as error:
+        version = ai_actions.activate_model_version(request.user, version_id)
+    except errors.DomainError as error:
         messages.error(request, error.message)
         return redirect("model-versions")
     messages.success(request, f"{version} is now the active model.")

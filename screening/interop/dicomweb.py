@@ -29,9 +29,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import actions, events
+from .. import events
 from ..api.serializers import ErrorSerializer
 from ..choices import Role
+from ..intake import actions as intake_actions
 from ..intake.dicom import PART10_MAGIC, is_part10
 from ..intake.views import request_too_large
 from ..models import Study
@@ -293,7 +294,7 @@ def _element(vr: str, *values: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
 
-def _stored(accepted: actions.UploadAccepted) -> dict[str, Any]:
+def _stored(accepted: intake_actions.UploadAccepted) -> dict[str, Any]:
     from ..models import Image
 
     images = Image.objects.filter(pk__in=[r.image_id for r in accepted.results])
@@ -311,7 +312,7 @@ def _stored(accepted: actions.UploadAccepted) -> dict[str, Any]:
     }
 
 
-def _failed(results: list[actions.FileResult]) -> dict[str, Any]:
+def _failed(results: list[intake_actions.FileResult]) -> dict[str, Any]:
     items = []
     for result in results:
         reason = FAILURE_REASONS.get(result.code)
@@ -369,10 +370,10 @@ class StudiesView(APIView):
             for i, part in enumerate(parts)
         ]
         try:
-            accepted = actions.upload_study(
-                request.user, actions.StudySpec(accession_number="", dicom_only=True), files
+            accepted = intake_actions.upload_study(
+                request.user, intake_actions.StudySpec(accession_number="", dicom_only=True), files
             )
-        except actions.UploadRefused as refusal:
+        except intake_actions.UploadRefused as refusal:
             response = Response(_failed(refusal.results), status=refusal.status)
             # Error Comment is an LO (64 characters): the whole reason goes in a Warning
             # header, as PS3.18 8.4.4 allows.

@@ -33,9 +33,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import actions
+from .. import errors
 from ..choices import Role
 from ..roles import AuthenticatedRequest, api_role
+from . import actions
 from .dicomweb import DICOM_MEDIA_TYPE, DicomJSONRenderer, _refusals
 
 WADO_ROLES = (Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
@@ -83,7 +84,7 @@ class WadoView(APIView):
     content_negotiation_class = OwnNegotiation
     permission_classes = [api_role(*WADO_ROLES)]
 
-    def refused(self, error: actions.DomainError) -> Response:
+    def refused(self, error: errors.DomainError) -> Response:
         return Response({"detail": error.message}, status=error.status)
 
 
@@ -105,7 +106,7 @@ class RetrieveView(WadoView):
             return not_acceptable(f'multipart/related; type="{DICOM_MEDIA_TYPE}"')
         try:
             instances = actions.wado_retrieve(request.user, study, series, instance)
-        except actions.DomainError as error:
+        except errors.DomainError as error:
             return self.refused(error)
         boundary = secrets.token_hex(16)
         response = StreamingHttpResponse(
@@ -133,7 +134,7 @@ class MetadataView(WadoView):
     ) -> Any:
         try:
             instances = actions.wado_retrieve(request.user, study, series, instance)
-        except actions.DomainError as error:
+        except errors.DomainError as error:
             return self.refused(error)
         response = Response([i.metadata() for i in instances])
         response["Cache-Control"] = NO_STORE
@@ -157,7 +158,7 @@ class FramesView(WadoView):
         try:
             numbers = _frame_numbers(frames)
             found = actions.wado_retrieve(request.user, study, series, instance, audit=False)
-        except actions.DomainError as error:
+        except errors.DomainError as error:
             return self.refused(error)
         if numbers != [1]:
             return Response(
@@ -207,9 +208,9 @@ def _frame_numbers(text: str) -> list[int]:
     try:
         numbers = [int(n) for n in text.split(",")]
     except ValueError:
-        raise actions.DomainError("Frame numbers are whole numbers from 1.") from None
+        raise errors.DomainError("Frame numbers are whole numbers from 1.") from None
     if not numbers or min(numbers) < 1:
-        raise actions.DomainError("Frame numbers are whole numbers from 1.")
+        raise errors.DomainError("Frame numbers are whole numbers from 1.")
     return numbers
 
 

@@ -19,16 +19,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, events
+from .. import errors, events
+from ..ai import actions as ai_actions
+from ..ai import queries as ai_queries
 from ..ai.badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..http import conflict_page
 from ..intake.imaging import FileRejected, display_png
+from ..interop import actions as interop_actions
 from ..models import AIResult, Case, Image
 from ..roles import AuthenticatedHttpRequest, has_role, person, role_required
 from ..templatetags.safe_text import neutralise_bidi
-from . import hanging, pathway
+from . import actions, hanging, pathway, queries
 from .worklist_pages import BadCursor
 
 READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
@@ -60,19 +63,19 @@ def home(request: HttpRequest) -> HttpResponse:
 def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorklistFilterForm(request.GET or None)
     data = form.cleaned_data if form.is_valid() else {}
-    flt = actions.WorklistFilter(status=data.get("status", ""), band=data.get("band", ""))
+    flt = queries.WorklistFilter(status=data.get("status", ""), band=data.get("band", ""))
     try:
-        page = actions.worklist_page(
+        page = queries.worklist_page(
             request.user, flt, request.GET.get("after", ""), request.GET.get("page", "")
         )
     except BadCursor as error:
         messages.warning(request, str(error))
-        page = actions.worklist_page(request.user, flt)
+        page = queries.worklist_page(request.user, flt)
     context = {
         "page": page,
         "rows": worklist_rows(page.object_list),
         "form": form,
-        "active_version": actions.active_model_version(),
+        "active_version": ai_actions.active_model_version(),
         "filters": urlencode({k: v for k, v in data.items() if v}),
     }
     return render(request, "screening/worklist.html", context)
@@ -80,7 +83,7 @@ def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 def worklist_rows(cases: list[Case]) -> list[dict[str, Any]]:
     """What each row shows, computed once here so the template only prints it."""
-    states = actions.case_ai_states(cases)
+    states = ai_queries.case_ai_states(cases)
     template = reverse("case-detail", args=[0]).replace("/0/", "/{}/")
     now = timezone.now()
     return [
@@ -165,10 +168,10 @@ def case_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
     )
     try:
         read = actions.submit_read(request.user, case.pk, read_input)
-    except actions.Conflict as conflict:
+    except errors.Conflict as conflict:
         back = reverse("case-detail", args=[case.pk])
         return conflict_page(request, conflict.message, back, f"Reopen case {case.pk}")
-    except actions.DomainError as error:
+    except errors.DomainError as error:
         form.add_error(None, error.message)
         return _render_case(request, _case_or_404(case_id), form, status=error.status)
     messages.success(
@@ -185,7 +188,7 @@ def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
     """The AI parts of the case page, so a result that arrives is shown without a reload
     (a reload would lose the reader's zoom and the categories they chose)."""
     case = _case_or_404(case_id)
-    results = actions.case_ai_results(case)
+    results = ai_queries.case_ai_results(case)
     context = {"case": case, "ai_recall": _ai_recall(case)}
     return JsonResponse(
         {
@@ -239,8 +242,8 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
 @role_required(*CLINICAL_VIEWERS)
 def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
     try:
-        return private_file(actions.shown_heatmap(result_id).heatmap)
-    except actions.NotFound as error:
+        return private_file(ai_queries.shown_heatmap(result_id).heatmap)
+    except errors.NotFound as error:
         raise Http404(error.message) from None
 
 
@@ -249,8 +252,8 @@ def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
 def study_ai_report(request: AuthenticatedHttpRequest, study_id: int) -> HttpResponse:
     """The study's AI result as a DICOM SR; same roles as viewing the case."""
     try:
-        export = actions.export_study_report(request.user, study_id)
-    except actions.DomainError as error:
+        export = interop_actions.export_study_report(request.user, study_id)
+    except errors.DomainError as error:
         return HttpResponse(error.message, status=error.status, content_type="text/plain")
     return dicom_download(export)
 
@@ -260,13 +263,13 @@ def study_ai_report(request: AuthenticatedHttpRequest, study_id: int) -> HttpRes
 def heatmap_dicom(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
     """One image's heatmap overlay as a DICOM Secondary Capture."""
     try:
-        export = actions.export_heatmap_capture(request.user, result_id)
-    except actions.DomainError as error:
+        export = interop_actions.export_heatmap_capture(request.user, result_id)
+    except errors.DomainError as error:
         return HttpResponse(error.message, status=error.status, content_type="text/plain")
     return dicom_download(export)
 
 
-def dicom_download(export: actions.DicomExport) -> HttpResponse:
+def dicom_download(export: interop_actions.DicomExport) -> HttpResponse:
     response = HttpResponse(export.content, content_type="application/dicom")
     response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     response["Cache-Control"] = NO_STORE
@@ -295,15 +298,15 @@ def _ai_recall(case: Case) -> str:
 def _render_case(
     request: AuthenticatedHttpRequest, case: Case, form: ReadForm, status: int = HTTPStatus.OK
 ) -> HttpResponse:
-    results = actions.case_ai_results(case)
+    results = ai_queries.case_ai_results(case)
     images = [
         (image, results.get(image.pk))
         for image in Image.objects.filter(study__case=case).select_related("study")
     ]
-    priors = [_prior(request, prior) for prior in actions.priors(case)]
+    priors = [_prior(request, prior) for prior in queries.priors(case)]
     me = person(request.user)
-    given = actions.given_reads(case)
-    reads = actions.visible_reads(request.user, case)
+    given = queries.given_reads(case)
+    reads = queries.visible_reads(request.user, case)
     is_reader = bool(me.roles & pathway.READER_ROLES)
     context = {
         "case": case,
@@ -311,7 +314,7 @@ def _render_case(
         "panels": hanging.hang(images),
         "priors": priors,
         "compared": priors[0] if priors else None,
-        "next_case": actions.next_case(request.user, after=case) if is_reader else None,
+        "next_case": queries.next_case(request.user, after=case) if is_reader else None,
         "studies": case.studies.all(),
         "reads": reads,
         "my_reads": [read for read in reads if read.reader_id == me.id],
@@ -334,7 +337,7 @@ def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:
         "case": prior,
         "date": min((image.study.study_date for image in films), default=None),
         "panels": hanging.hang((image, None) for image in films),
-        "reads": actions.visible_reads(request.user, prior),
+        "reads": queries.visible_reads(request.user, prior),
         "closed": prior.status == CaseStatus.CLOSED,
     }
 
@@ -342,7 +345,7 @@ def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:
 def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
     if case.status != CaseStatus.ARBITRATION or not pathway.has_read(me, given):
         return ""
-    return pathway.waiting_for_arbitration_note(actions.eligible_arbitrators(case))
+    return pathway.waiting_for_arbitration_note(queries.eligible_arbitrators(case))
 
 
 def paginate(request: HttpRequest, items, per_page: int = 50):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from screening import actions
+from screening.ai import actions as ai_actions
 from tests.ml.conftest import tiny_artifact  # noqa: F401  (a session fixture shared with ml tests)
 
 
 @pytest.fixture
 def active_model(db, tiny_artifact):  # type: ignore[no-untyped-def]  # noqa: F811
-    return actions.register_model_version(None, str(tiny_artifact), activate=True)
+    return ai_actions.register_model_version(None, str(tiny_artifact), activate=True)

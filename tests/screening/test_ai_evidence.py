@@ -16,9 +16,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from screening import actions
+from screening.ai import actions as ai_actions
 from screening.choices import AuditAction
 from screening.models import AIResult, AuditEvent, Case, Image, ModelVersion
+from screening.reading import queries as reading_queries
 from tests.factories import (
     ModelVersionFactory,
     case_with_images,
@@ -74,7 +75,11 @@ def test_an_unvalidated_version_leaves_the_worklist_in_waiting_order(
     high_new = case_scored_by(unvalidated, 0.97, hours_ago=1)
     low_old = case_scored_by(unvalidated, 0.2, hours_ago=9)
     mid = case_scored_by(unvalidated, 0.6, hours_ago=4)
-    assert [c.pk for c in actions.worklist(radiologist)] == [low_old.pk, mid.pk, high_new.pk]
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [
+        low_old.pk,
+        mid.pk,
+        high_new.pk,
+    ]
     client.force_login(radiologist)
     page = client.get(reverse("worklist")).content.decode()
     assert "Longest waiting first" in page and "not validated for triage" in page
@@ -90,7 +95,7 @@ def test_a_validated_version_orders_by_risk_and_shows_exam_score_and_band(
 ):  # type: ignore[no-untyped-def]
     low_old = case_scored_by(validated, 0.2, hours_ago=9)
     high_new = case_scored_by(validated, 0.97, hours_ago=1)
-    assert [c.pk for c in actions.worklist(radiologist)] == [high_new.pk, low_old.pk]
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [high_new.pk, low_old.pk]
     client.force_login(radiologist)
     page = client.get(reverse("worklist")).content.decode()
     assert "Highest AI risk first" in page
@@ -216,17 +221,17 @@ def test_reregistering_with_new_evidence_reorders_its_cases_and_is_audited(
     db, tiny_artifact, tmp_path, radiologist
 ):  # type: ignore[no-untyped-def]
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
-    version = actions.register_model_version(None, str(artifact), activate=True)
+    version = ai_actions.register_model_version(None, str(artifact), activate=True)
     assert not version.validated_for_triage  # the tiny test artifact has no evidence
     old = case_scored_by(version, 0.2, hours_ago=9)
     new = case_scored_by(version, 0.9, hours_ago=1)
-    assert [c.pk for c in actions.worklist(radiologist)] == [old.pk, new.pk]
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [old.pk, new.pk]
     manifest = json.loads((artifact / "manifest.json").read_text())
     manifest["evidence"] = validated_evidence(manifest["threshold"])
     (artifact / "manifest.json").write_text(json.dumps(manifest))
-    version = actions.register_model_version(None, str(artifact))
+    version = ai_actions.register_model_version(None, str(artifact))
     assert version.validated_for_triage
-    assert [c.pk for c in actions.worklist(radiologist)] == [new.pk, old.pk]
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [new.pk, old.pk]
     events = AuditEvent.objects.filter(action=AuditAction.MODEL_EVIDENCE_LOADED)
     assert [e.detail["validated_for_triage"] for e in events.order_by("pk")] == [False, True]
 

@@ -7,10 +7,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 
-from screening import actions
-from screening.actions import ReadInput
+from screening.ai import actions as ai_actions
 from screening.choices import AuditAction, AuditOutcome, Decision
 from screening.models import AuditEvent
+from screening.reading import actions as reading_actions
+from screening.reading.actions import ReadInput
 from tests.conftest import requires_postgres
 from tests.factories import ModelVersionFactory, case_with_images
 
@@ -37,7 +38,7 @@ def test_opening_a_case_through_the_api_is_recorded(api, radiologist):  # type: 
 
 def test_a_read_is_recorded_with_its_decision(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
-    read = actions.submit_read(
+    read = reading_actions.submit_read(
         radiologist, case.pk, ReadInput(kind="first", decision=Decision.RECALL, birads=5)
     )
     event = only(AuditAction.READ_RECORDED)
@@ -47,7 +48,7 @@ def test_a_read_is_recorded_with_its_decision(radiologist):  # type: ignore[no-u
 def test_model_activation_is_recorded_with_the_previous_version(admin_user):  # type: ignore[no-untyped-def]
     old = ModelVersionFactory(is_active=True)
     new = ModelVersionFactory()
-    actions.activate_model_version(admin_user, new.pk)
+    ai_actions.activate_model_version(admin_user, new.pk)
     old.refresh_from_db()
     assert not old.is_active
     event = only(AuditAction.MODEL_ACTIVATED)

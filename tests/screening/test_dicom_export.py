@@ -13,7 +13,7 @@ from django.urls import reverse
 from pydicom.uid import generate_uid
 from rest_framework.authtoken.models import Token
 
-from screening import actions
+from screening.ai import actions as ai_actions
 from screening.ai import inference
 from screening.choices import AIStatus, AuditAction, AuditOutcome
 from screening.models import AIResult, AuditEvent, Image, Study
@@ -170,10 +170,10 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
     datasets = four_views(generate_uid(), seed=60)
     client_for(live_server, admin_user).store_instances(datasets)
     study = Study.objects.get()
-    version = actions.register_model_version(
+    version = ai_actions.register_model_version(
         None, str(settings.DEFAULT_MODEL_ARTIFACT), activate=True
     )
-    actions.request_inference(study)
+    ai_actions.request_inference(study)
     outcome = inference.score_study(study.pk, version.pk, task_id="round-trip")
     assert (outcome.scored, outcome.failed) == (4, 0)
 

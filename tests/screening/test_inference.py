@@ -8,17 +8,18 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from screening import actions
+from screening.ai import actions as ai_actions
 from screening.ai import inference
 from screening.choices import AIStatus, CaseStatus, RiskBand
+from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, Image, ModelVersion, Study
 from tests.factories import png_bytes
 
 
 def upload(admin, accession: str = "ACC-1", seeds=(1, 2)) -> Study:  # type: ignore[no-untyped-def]
     files = [SimpleUploadedFile(f"L_CC_{s}.png", png_bytes(seed=s, size=256)) for s in seeds]
-    spec = actions.StudySpec(accession_number=accession, patient_pseudonym=f"P-{accession}")
-    return actions.upload_study(admin, spec, files).study
+    spec = intake_actions.StudySpec(accession_number=accession, patient_pseudonym=f"P-{accession}")
+    return intake_actions.upload_study(admin, spec, files).study
 
 
 def test_an_upload_queues_one_job_per_study_after_commit(
@@ -158,7 +159,7 @@ def test_activating_a_new_version_rescores_open_cases_and_keeps_old_results(
         input_size=64,
         threshold=0.3,
     )
-    actions.activate_model_version(admin_user, newer.pk)
+    ai_actions.activate_model_version(admin_user, newer.pk)
     assert inference.rescore_open_cases(newer.pk) == 1
     inference.score_study(study.pk, newer.pk)
     case = Case.objects.get(pk=study.case_id)
@@ -176,7 +177,7 @@ def test_an_admin_retry_gives_a_failed_result_fresh_attempts(
     )
     result = AIResult.objects.get(image__study=study)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        actions.retry_ai_result(admin_user, result.pk)
+        ai_actions.retry_ai_result(admin_user, result.pk)
     result.refresh_from_db()
     assert (result.status, result.attempts, len(callbacks)) == (AIStatus.QUEUED, 0, 1)
     assert Image.objects.count() == 1

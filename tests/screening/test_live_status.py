@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from screening import actions
+from screening.ai import queries as ai_queries
 from screening.choices import AIStatus, AuditAction, CaseStatus
 from screening.models import AIResult, AuditEvent
 from tests.factories import ModelVersionFactory, case_with_images
@@ -30,7 +30,7 @@ def test_states_show_work_in_flight_before_a_case_result_exists(db):  # type: ig
     scored = case_with_images(images=1, score=0.8)
     in_flight(queued, version, AIStatus.QUEUED, AIStatus.QUEUED)
     in_flight(running, version, AIStatus.DONE, AIStatus.RUNNING)
-    states = actions.case_ai_states([nothing, queued, running, scored])
+    states = ai_queries.case_ai_states([nothing, queued, running, scored])
     assert states == {
         nothing.pk: "pending",
         queued.pk: "queued",

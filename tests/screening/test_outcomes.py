@@ -8,7 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from screening import actions
+from screening import errors
+from screening.audit import actions as audit_actions
 from screening.choices import AuditAction, Outcome, OutcomeSource
 from screening.models import AuditEvent
 from tests.factories import case_with_images
@@ -20,8 +21,10 @@ def accession_of(case) -> str:  # type: ignore[no-untyped-def]
 
 def test_an_outcome_is_recorded_and_a_correction_keeps_the_old_one(admin_user):  # type: ignore[no-untyped-def]
     case = case_with_images(images=1)
-    actions.record_outcome(admin_user, accession_of(case), Outcome.BENIGN, OutcomeSource.BIOPSY)
-    actions.record_outcome(
+    audit_actions.record_outcome(
+        admin_user, accession_of(case), Outcome.BENIGN, OutcomeSource.BIOPSY
+    )
+    audit_actions.record_outcome(
         admin_user, accession_of(case), Outcome.MALIGNANT, OutcomeSource.FOLLOW_UP
     )
     case.refresh_from_db()
@@ -49,8 +52,8 @@ def test_bad_outcomes_are_refused_and_nothing_changes(
     admin_user, accession, outcome, source, message
 ):  # type: ignore[no-untyped-def]
     case = case_with_images(images=1)
-    with pytest.raises(actions.DomainError, match=message):
-        actions.record_outcome(admin_user, accession or accession_of(case), outcome, source)
+    with pytest.raises(errors.DomainError, match=message):
+        audit_actions.record_outcome(admin_user, accession or accession_of(case), outcome, source)
     case.refresh_from_db()
     assert case.outcome == ""
     assert not AuditEvent.objects.filter(action=AuditAction.OUTCOME_RECORDED).exists()

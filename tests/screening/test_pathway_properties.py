@@ -29,11 +29,12 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from screening import actions
-from screening.actions import DomainError, ReadInput
 from screening.choices import CaseStatus, Decision, ReadKind, Role
+from screening.errors import DomainError
 from screening.models import Case, Read
+from screening.reading import actions as reading_actions
 from screening.reading import pathway
+from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
 from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
 from tests.factories import UserFactory, case_with_images
@@ -409,7 +410,7 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                     assert got == refusal, response.content
             else:
                 try:
-                    actions.submit_read(
+                    reading_actions.submit_read(
                         who.user,  # type: ignore[arg-type]
                         self.case.pk,
                         structured(recall, stated, who.username),

@@ -11,10 +11,11 @@ from django.db import connection
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from screening import actions
-from screening.actions import Conflict, DomainError, ReadInput
 from screening.choices import AuditAction, CaseStatus, Decision, ReadKind
+from screening.errors import Conflict, DomainError
 from screening.models import AuditEvent, Read
+from screening.reading import actions as reading_actions
+from screening.reading.actions import ReadInput
 from tests.conftest import requires_postgres
 from tests.factories import UserFactory, case_with_images, read_case, read_input
 
@@ -28,7 +29,7 @@ def second(read: ReadInput) -> ReadInput:
 
 def test_accepting_a_high_risk_ai_records_agreement(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
-    read = actions.submit_read(radiologist, case.pk, RECALL)
+    read = reading_actions.submit_read(radiologist, case.pk, RECALL)
     case.refresh_from_db()
     assert (read.kind, read.agrees_with_ai, case.status) == (
         ReadKind.FIRST,
@@ -40,7 +41,7 @@ def test_accepting_a_high_risk_ai_records_agreement(radiologist):  # type: ignor
 
 def test_the_stored_read_is_exactly_the_read_given(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
-    read = actions.submit_read(radiologist, case.pk, RECALL)
+    read = reading_actions.submit_read(radiologist, case.pk, RECALL)
     read.refresh_from_db()
     assert (read.birads_right, read.birads_left, read.density) == (4, 1, "b")
     assert (read.decision, read.birads) == (Decision.RECALL, 4)
@@ -56,7 +57,7 @@ def test_the_stored_read_is_exactly_the_read_given(radiologist):  # type: ignore
 def test_the_decision_is_derived_from_the_most_concerning_breast(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
     data = ReadInput(kind=ReadKind.FIRST, birads_right=2, birads_left=0, density="c")
-    read = actions.submit_read(radiologist, case.pk, data)
+    read = reading_actions.submit_read(radiologist, case.pk, data)
     assert (read.decision, read.birads) == (Decision.RECALL, 0)
 
 
@@ -64,7 +65,7 @@ def test_a_decision_that_does_not_fit_the_categories_is_refused(radiologist):  #
     case = case_with_images(score=0.9)
     given = ReadInput(**{**RECALL.__dict__, "decision": Decision.NO_RECALL, "reason": "x"})
     with pytest.raises(DomainError, match="mean recall, not no recall"):
-        actions.submit_read(radiologist, case.pk, given)
+        reading_actions.submit_read(radiologist, case.pk, given)
     assert not Read.objects.exists()
 
 
@@ -72,27 +73,27 @@ def test_a_recalled_breast_must_name_its_finding(radiologist):  # type: ignore[n
     case = case_with_images()
     data = ReadInput(kind=ReadKind.FIRST, birads_right=4, birads_left=1, density="a")
     with pytest.raises(DomainError, match="record what you saw"):
-        actions.submit_read(radiologist, case.pk, data)
+        reading_actions.submit_read(radiologist, case.pk, data)
 
 
 def test_a_structured_read_needs_the_density(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
     data = ReadInput(kind=ReadKind.FIRST, birads_right=1, birads_left=1)
     with pytest.raises(DomainError, match="density"):
-        actions.submit_read(radiologist, case.pk, data)
+        reading_actions.submit_read(radiologist, case.pk, data)
 
 
 def test_overriding_the_ai_needs_a_reason(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
     silent = ReadInput(**{**NO_RECALL.__dict__, "reason": ""})
     with pytest.raises(DomainError, match="reason is required"):
-        actions.submit_read(radiologist, case.pk, silent)
+        reading_actions.submit_read(radiologist, case.pk, silent)
     assert not Read.objects.exists()
 
 
 def test_an_override_with_a_reason_is_recorded_as_disagreement(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.1)
-    read = actions.submit_read(radiologist, case.pk, RECALL)
+    read = reading_actions.submit_read(radiologist, case.pk, RECALL)
     assert read.agrees_with_ai is False
     event = AuditEvent.objects.get(action=AuditAction.READ_RECORDED)
     assert event.detail["overrode_ai"] is True
@@ -101,7 +102,7 @@ def test_an_override_with_a_reason_is_recorded_as_disagreement(radiologist):  # 
 
 def test_a_read_without_ai_has_no_agreement_flag(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(status=CaseStatus.AWAITING_AI)
-    read = actions.submit_read(radiologist, case.pk, NO_RECALL)
+    read = reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
     assert read.agrees_with_ai is None and read.ai_result is None
 
 
@@ -110,36 +111,36 @@ def test_a_whole_case_birads_must_fit_the_decision(radiologist, decision, birads
     case = case_with_images()
     data = ReadInput(kind=ReadKind.FIRST, decision=decision, birads=birads)
     with pytest.raises(DomainError, match="does not fit"):
-        actions.submit_read(radiologist, case.pk, data)
+        reading_actions.submit_read(radiologist, case.pk, data)
 
 
 def test_a_read_must_say_which_read_it_is(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
     unstated = ReadInput(**{**NO_RECALL.__dict__, "kind": ""})
     with pytest.raises(DomainError, match="State which read"):
-        actions.submit_read(radiologist, case.pk, unstated)
+        reading_actions.submit_read(radiologist, case.pk, unstated)
 
 
 def test_the_first_reader_cannot_give_the_second_read(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
+    reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
     with pytest.raises(Conflict, match="independent"):
-        actions.submit_read(radiologist, case.pk, second(NO_RECALL))
+        reading_actions.submit_read(radiologist, case.pk, second(NO_RECALL))
 
 
 def test_a_first_read_given_after_someone_else_read_first_is_refused(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images()
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
+    reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
     with pytest.raises(Conflict, match="another reader got there first"):
-        actions.submit_read(radiologist2, case.pk, NO_RECALL)
+        reading_actions.submit_read(radiologist2, case.pk, NO_RECALL)
     case.refresh_from_db()
     assert case.status == CaseStatus.FIRST_READ_DONE and Read.objects.count() == 1
 
 
 def test_agreeing_second_read_closes_the_case(radiologist, radiologist2):  # type: ignore[no-untyped-def]
     case = case_with_images()
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
-    read = actions.submit_read(radiologist2, case.pk, second(NO_RECALL))
+    reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
+    read = reading_actions.submit_read(radiologist2, case.pk, second(NO_RECALL))
     case.refresh_from_db()
     assert read.kind == ReadKind.SECOND
     assert (case.status, case.final_decision) == (CaseStatus.CLOSED, Decision.NO_RECALL)
@@ -187,7 +188,7 @@ def test_a_closed_case_takes_no_more_reads(radiologist, radiologist2):  # type: 
     read_case(radiologist, case.pk, False)
     read_case(radiologist2, case.pk, False)
     with pytest.raises(Conflict, match="closed"):
-        actions.submit_read(UserFactory(role="radiologist"), case.pk, second(NO_RECALL))
+        reading_actions.submit_read(UserFactory(role="radiologist"), case.pk, second(NO_RECALL))
     assert AuditEvent.objects.filter(action=AuditAction.READ_CONFLICT).count() == 1
 
 
@@ -208,7 +209,7 @@ def test_a_stale_page_gets_a_conflict_page_not_an_overwrite(client, radiologist,
     client.force_login(radiologist2)
     page = client.get(reverse("case-detail", args=[case.pk]))
     stale_form = page.context["form"].initial
-    actions.submit_read(radiologist, case.pk, NO_RECALL)
+    reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
     response = client.post(
         reverse("case-read", args=[case.pk]), page_read(stale_form, decision="no_recall")
     )
@@ -332,7 +333,7 @@ def test_two_readers_deciding_at_once_one_wins_the_other_gets_a_conflict(role_gr
     def decide(reader) -> None:  # type: ignore[no-untyped-def]
         barrier.wait()
         try:
-            actions.submit_read(reader, case.pk, NO_RECALL)
+            reading_actions.submit_read(reader, case.pk, NO_RECALL)
             outcomes.append("ok")
         except Conflict:
             outcomes.append("conflict")

@@ -9,11 +9,11 @@ import pytest
 from django.utils import timezone
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score, roc_auc_score
 
-from screening import actions
-from screening.actions import ReadInput
 from screening.audit import reporting
 from screening.choices import CaseStatus, Outcome, ReadKind
 from screening.models import Case
+from screening.reading import actions as reading_actions
+from screening.reading.actions import ReadInput
 from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
 
 
@@ -216,7 +216,7 @@ def test_filters_by_the_density_a_reader_recorded(readers):  # type: ignore[no-u
     dense_read = ReadInput(
         kind="first", birads_right=1, birads_left=2, density="d", reason="Benign calcifications"
     )
-    actions.submit_read(readers[1], dense.pk, dense_read)
+    reading_actions.submit_read(readers[1], dense.pk, dense_read)
 
     def ids(**kwargs):  # type: ignore[no-untyped-def]
         return [r.case_id for r in reporting.case_rows(reporting.ReportFilter(version, **kwargs))]

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from screening import actions, events
+from screening import events
 from screening.choices import AIStatus, ReadKind
 from screening.models import AIResult, Image
+from screening.reading import actions as reading_actions
 from screening.templatetags.safe_text import neutralise_bidi
 from tests.factories import case_with_images, dicom_case_with_images, read_input
 
@@ -107,7 +108,7 @@ def test_neutralise_bidi_shows_every_control_and_keeps_other_text():  # type: ig
 
 def test_a_reason_with_a_right_to_left_override_shows_neutralised(client, radiologist, case):  # type: ignore[no-untyped-def]
     data = replace(read_input(recall=True, kind=ReadKind.FIRST), reason=f"mass {RLO}llacer on{RLO}")
-    actions.submit_read(radiologist, case.pk, data)
+    reading_actions.submit_read(radiologist, case.pk, data)
     client.force_login(radiologist)
     html = client.get(reverse("case-detail", args=[case.pk])).content.decode()
     assert RLO not in html

@@ -21,9 +21,10 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
-from screening import actions
+from screening.ai import actions as ai_actions
 from screening.ai import inference
 from screening.choices import AIStatus, CaseStatus
+from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, ModelVersion, Study
 from tests.factories import ImageFactory, StudyFactory, png_bytes
 
@@ -199,8 +200,8 @@ def redis_worker(tmp_path, shared_media, point_app_at) -> Iterator[tuple[Worker,
 
 def upload(admin, accession: str, seeds=(1, 2)) -> Study:  # type: ignore[no-untyped-def]
     files = [SimpleUploadedFile(f"R_MLO_{s}.png", png_bytes(seed=s, size=256)) for s in seeds]
-    spec = actions.StudySpec(accession_number=accession, patient_pseudonym=f"P-{accession}")
-    return actions.upload_study(admin, spec, files).study
+    spec = intake_actions.StudySpec(accession_number=accession, patient_pseudonym=f"P-{accession}")
+    return intake_actions.upload_study(admin, spec, files).study
 
 
 def wait_until_scored(study: Study, worker: Worker, seconds: float = 180) -> Case:
@@ -293,7 +294,7 @@ def test_activating_a_new_version_rescores_and_keeps_old_results(
         input_size=64,
         threshold=0.3,
     )
-    actions.activate_model_version(admin_user, newer.pk)
+    ai_actions.activate_model_version(admin_user, newer.pk)
     wait_for(
         lambda: Case.objects.get(pk=study.case_id).ai_result.model_version_id == newer.pk,
         120,

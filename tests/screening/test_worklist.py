@@ -7,10 +7,10 @@ import datetime as dt
 from django.urls import reverse
 from django.utils import timezone
 
-from screening import actions
-from screening.actions import WorklistFilter
 from screening.choices import AIStatus, CaseStatus, RiskBand
 from screening.models import Case
+from screening.reading import queries as reading_queries
+from screening.reading.queries import WorklistFilter
 from tests.factories import (
     ModelVersionFactory,
     UserFactory,
@@ -33,7 +33,7 @@ def test_it_orders_by_risk_then_waiting_time_with_pending_last(radiologist):  # 
     high_new = received(case_with_images(score=0.9), 1)
     high_old = received(case_with_images(score=0.9), 5)
     mid = received(case_with_images(score=0.5), 2)
-    order = list(actions.worklist(radiologist).values_list("pk", flat=True))
+    order = list(reading_queries.worklist(radiologist).values_list("pk", flat=True))
     assert order == [high_old.pk, high_new.pk, mid.pk, low.pk, pending_old.pk]
 
 
@@ -42,20 +42,22 @@ def test_it_hides_closed_cases_and_my_own_first_reads(radiologist, radiologist2)
     read_case(radiologist, mine.pk, recall=True)
     closed = case_with_images(score=0.7, status=CaseStatus.CLOSED)
     open_case = case_with_images(score=0.2)
-    assert list(actions.worklist(radiologist)) == [open_case]
+    assert list(reading_queries.worklist(radiologist)) == [open_case]
     # The other radiologist sees the case for its second read.
-    assert set(actions.worklist(radiologist2)) == {mine, open_case}
-    assert closed not in actions.worklist(radiologist2)
+    assert set(reading_queries.worklist(radiologist2)) == {mine, open_case}
+    assert closed not in reading_queries.worklist(radiologist2)
 
 
 def test_it_filters_by_risk_band_and_status(radiologist):  # type: ignore[no-untyped-def]
     high = case_with_images(score=0.9)
     low = case_with_images(score=0.05)
     pending = case_with_images(status=CaseStatus.AWAITING_AI)
-    assert list(actions.worklist(radiologist, WorklistFilter(band="high"))) == [high]
-    assert list(actions.worklist(radiologist, WorklistFilter(band="low"))) == [low]
-    assert list(actions.worklist(radiologist, WorklistFilter(band="pending"))) == [pending]
-    assert list(actions.worklist(radiologist, WorklistFilter(status="awaiting_ai"))) == [pending]
+    assert list(reading_queries.worklist(radiologist, WorklistFilter(band="high"))) == [high]
+    assert list(reading_queries.worklist(radiologist, WorklistFilter(band="low"))) == [low]
+    assert list(reading_queries.worklist(radiologist, WorklistFilter(band="pending"))) == [pending]
+    assert list(reading_queries.worklist(radiologist, WorklistFilter(status="awaiting_ai"))) == [
+        pending
+    ]
 
 
 def test_bands_follow_the_threshold_of_the_version_that_scored_the_case(radiologist):  # type: ignore[no-untyped-def]
@@ -70,7 +72,7 @@ def test_bands_follow_the_threshold_of_the_version_that_scored_the_case(radiolog
     failed.save()
 
     def band(name: str) -> list[Case]:
-        return list(actions.worklist(radiologist, WorklistFilter(band=name)))
+        return list(reading_queries.worklist(radiologist, WorklistFilter(band=name)))
 
     assert band("high") == [cases[0.85]]
     assert band("intermediate") == [cases[0.5]]  # 0.4 <= 0.5 < 0.8
@@ -114,9 +116,9 @@ def test_disagreeing_readers_never_see_their_case_for_arbitration(radiologist, r
     read_case(radiologist, case.pk, recall=True)
     read_case(radiologist2, case.pk, recall=False)
     third = UserFactory(role="radiologist")
-    assert case not in actions.worklist(radiologist)
-    assert case not in actions.worklist(radiologist2)
-    assert case in actions.worklist(third)
+    assert case not in reading_queries.worklist(radiologist)
+    assert case not in reading_queries.worklist(radiologist2)
+    assert case in reading_queries.worklist(third)
 
 
 def test_a_granted_arbitrator_sees_only_cases_awaiting_arbitration(radiologist, radiologist2):  # type: ignore[no-untyped-def]
@@ -125,4 +127,4 @@ def test_a_granted_arbitrator_sees_only_cases_awaiting_arbitration(radiologist, 
     read_case(radiologist2, disputed.pk, recall=False)
     case_with_images(score=0.9)  # waits for a first read: a radiologist's, not theirs
     arbitrator = UserFactory(role="arbitrator")
-    assert list(actions.worklist(arbitrator)) == [disputed]
+    assert list(reading_queries.worklist(arbitrator)) == [disputed]

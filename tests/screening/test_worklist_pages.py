@@ -10,9 +10,9 @@ from django.contrib.sessions.models import Session
 from django.urls import reverse
 from django.utils import timezone
 
-from screening import actions
 from screening.choices import CaseStatus
 from screening.models import Case
+from screening.reading import queries as reading_queries
 from screening.reading import worklist_pages
 from tests.factories import ModelVersionFactory, case_with_images, score_case, unvalidated_evidence
 
@@ -37,7 +37,11 @@ def seeded(scores: list[float | None], same_time: bool = False) -> list[Case]:
 def walk(user, size: int) -> list[int]:  # type: ignore[no-untyped-def]
     seen, after = [], ""
     while True:
-        page = actions.worklist_page(user, after=after) if after else actions.worklist_page(user)
+        page = (
+            reading_queries.worklist_page(user, after=after)
+            if after
+            else reading_queries.worklist_page(user)
+        )
         seen += [c.pk for c in page.object_list]
         assert len(page.object_list) <= size
         if not page.next_cursor:
@@ -50,7 +54,7 @@ def test_following_next_visits_every_case_once_in_worklist_order(radiologist, se
     settings.WORKLIST_PAGE_SIZE = 3
     # ties on score (0.5 three times) and on pending (-1), with and without equal arrival times
     seeded([0.5, 0.9, None, 0.5, 0.1, None, 0.5, 0.7, None, 0.3, 0.5], same_time)
-    expected = list(actions.worklist(radiologist).values_list("pk", flat=True))
+    expected = list(reading_queries.worklist(radiologist).values_list("pk", flat=True))
     assert walk(radiologist, 3) == expected
     assert len(expected) == 11
 
@@ -71,8 +75,8 @@ def test_an_unvalidated_version_pages_by_waiting_time(radiologist, settings):  #
 def test_the_count_stops_at_its_cap(radiologist, monkeypatch):  # type: ignore[no-untyped-def]
     seeded([0.1, 0.2, 0.3, 0.4, 0.5])
     monkeypatch.setattr(worklist_pages, "COUNT_CAP", 3)
-    assert worklist_pages.bounded_count(actions.worklist(radiologist), 3) == (3, True)
-    assert worklist_pages.bounded_count(actions.worklist(radiologist), 5) == (5, False)
+    assert worklist_pages.bounded_count(reading_queries.worklist(radiologist), 3) == (3, True)
+    assert worklist_pages.bounded_count(reading_queries.worklist(radiologist), 5) == (5, False)
 
 
 def test_the_page_links_next_and_first_and_says_more_than(client, radiologist, settings):  # type: ignore[no-untyped-def]

@@ -14,10 +14,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from ... import actions
+from ... import errors
 from ...choices import AIStatus, Role
 from ...models import AIResult, ModelVersion
 from ...roles import AuthenticatedHttpRequest, role_required
+from .. import actions as ai_actions
 from .. import workers
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ def queue(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ADMIN)
 def retry(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
     try:
-        actions.retry_ai_result(request.user, result_id)
-    except actions.DomainError as error:
+        ai_actions.retry_ai_result(request.user, result_id)
+    except errors.DomainError as error:
         messages.error(request, error.message)
     else:
         messages.success(request, f"AI result {result_id} queued again.")

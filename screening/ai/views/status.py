@@ -6,11 +6,11 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from ... import actions
 from ...choices import Role
 from ...forms import object_id
 from ...models import AIResult, Case
 from ...roles import role_required
+from .. import queries as ai_queries
 
 
 @require_GET
@@ -24,7 +24,7 @@ def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
         {
             "case": case.pk,
             "status": case.status,
-            "ai_status": actions.case_ai_states([case])[case.pk],
+            "ai_status": ai_queries.case_ai_states([case])[case.pk],
             "images": {str(r.image_id): r.status for r in images.only("image_id", "status")},
         }
     )
@@ -40,5 +40,5 @@ def worklist_ai_status(request: HttpRequest) -> JsonResponse:
     if len(ids) != len(found):
         return JsonResponse({"error": "ids must be whole numbers from 1"}, status=400)
     cases = list(Case.objects.filter(pk__in=ids).select_related("ai_result"))
-    states = actions.case_ai_states(cases)
+    states = ai_queries.case_ai_states(cases)
     return JsonResponse({str(c.pk): f"{c.status}:{states[c.pk]}" for c in cases})

@@ -16,9 +16,11 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from ml.synthetic import screening_study
-from screening import actions
 from screening.choices import Role
 from screening.models import Case, ModelVersion
+
+from ...ai import actions as ai_actions
+from ...intake import actions as intake_actions
 
 DEMO_USERS = [
     ("radiologist", Role.RADIOLOGIST),
@@ -76,7 +78,7 @@ class Command(BaseCommand):
             self.stderr.write(f"No model artifact at {artifact}: demo cases stay awaiting AI.")
             return
         first = not ModelVersion.objects.filter(is_active=True).exists()
-        version = actions.register_model_version(None, str(artifact), activate=first)
+        version = ai_actions.register_model_version(None, str(artifact), activate=first)
         self.stdout.write(f"Model: {version} ({'active' if version.is_active else 'registered'}).")
 
     def _cases(self, count: int, size: int, credentials: list) -> int:
@@ -89,13 +91,13 @@ class Command(BaseCommand):
                 seed=number, malignant=number % 4 == 0, height=size, width=width
             )
             files = [_png(film.pixels, f"{film.laterality}_{film.view}.png") for film in films]
-            spec = actions.StudySpec(
+            spec = intake_actions.StudySpec(
                 accession_number=f"DEMO-{number:04d}",
                 patient_pseudonym=f"SYN-{number:04d}",
                 synthetic=True,
             )
             with transaction.atomic():
-                actions.upload_study(admin, spec, files)
+                intake_actions.upload_study(admin, spec, files)
             self.stdout.write(f"  demo case {number}/{count}")
         return count
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from screening import actions
 from screening.management.users import admin_named
+
+from ... import errors
+from ...audit import actions as audit_actions
 
 COLUMNS = {"accession_number", "outcome", "source"}
 
@@ -38,11 +40,11 @@ class Command(BaseCommand):
         recorded = refused = 0
         for line, row in enumerate(rows, start=2):
             try:
-                actions.record_outcome(
+                audit_actions.record_outcome(
                     user, row["accession_number"] or "", row["outcome"] or "", row["source"] or ""
                 )
                 recorded += 1
-            except actions.DomainError as error:
+            except errors.DomainError as error:
                 refused += 1
                 self.stderr.write(f"line {line}: {error.message}")
         self.stdout.write(self.style.SUCCESS(f"Recorded {recorded} outcomes; {refused} refused."))

@@ -9,9 +9,11 @@ from typing import Any
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from screening import actions, events
+from screening import events
 from screening.choices import Outcome
 from screening.management.users import admin_named
+
+from ...intake import actions as intake_actions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 
@@ -43,36 +45,36 @@ class Command(BaseCommand):
             try:
                 _import(user, spec, files)
                 stored += 1
-            except actions.UploadRefused as refusal:
+            except intake_actions.UploadRefused as refusal:
                 refused += 1
                 self.stderr.write(f"{spec.accession_number}: {refusal.message}")
         self.stdout.write(self.style.SUCCESS(f"Imported {stored} studies; {refused} refused."))
 
 
-def _import(user, spec: actions.StudySpec, files: list) -> None:
+def _import(user, spec: intake_actions.StudySpec, files: list) -> None:
     """Store a study; an outcome it arrives with is audited as any recorded outcome is.
 
     Not one transaction with the upload: a refused upload audits its refusal, which a
     rolled-back transaction would take with it.
     """
-    accepted = actions.upload_study(user, spec, files)
+    accepted = intake_actions.upload_study(user, spec, files)
     if spec.outcome:
         events.outcome_recorded(user, accepted.study.case, previous="")
 
 
-def _folder_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]]:
+def _folder_groups(folder: Path) -> list[tuple[intake_actions.StudySpec, list[Path]]]:
     groups = []
     for study_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         paths = sorted(p for p in study_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if paths:
-            spec = actions.StudySpec(
+            spec = intake_actions.StudySpec(
                 accession_number=study_dir.name, patient_pseudonym=f"IMP-{study_dir.name}"
             )
             groups.append((spec, paths))
     return groups
 
 
-def _mini_mias_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]]:
+def _mini_mias_groups(folder: Path) -> list[tuple[intake_actions.StudySpec, list[Path]]]:
     """One case per woman: film N belongs to patient (N+1)//2 (see the data set's README)."""
     labels = folder / "labels.csv"
     if not labels.exists():
@@ -94,7 +96,7 @@ def _mini_mias_groups(folder: Path) -> list[tuple[actions.StudySpec, list[Path]]
         outcome: str = Outcome.NORMAL
         for n in names:
             outcome = _worse(outcome, severity[n])
-        spec = actions.StudySpec(
+        spec = intake_actions.StudySpec(
             accession_number=f"MIAS-{patient:03d}",
             patient_pseudonym=f"MIAS-{patient:03d}",
             outcome=outcome,

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from screening import actions
+from ... import errors
+from ...ai import actions as ai_actions
 
 
 class Command(BaseCommand):
@@ -18,8 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            version = actions.register_model_version(None, options["artifact"], options["activate"])
-        except actions.DomainError as error:
+            version = ai_actions.register_model_version(
+                None, options["artifact"], options["activate"]
+            )
+        except errors.DomainError as error:
             raise CommandError(error.message) from None
         state = "active" if version.is_active else "inactive"
         self.stdout.write(self.style.SUCCESS(f"Registered {version} ({state})."))

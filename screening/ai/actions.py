@@ -1,0 +1,145 @@
+"""The AI verbs: register, evidence and activate model versions, queue a study, retry a result.
+
+Each verb authorises nothing (callers do), writes its rows and audit event in one
+transaction and sends Celery work only after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from .. import events
+from ..choices import AIStatus, Architecture
+from ..errors import Conflict, DomainError, NotFound
+from ..models import AIResult, Case, ModelVersion, Study
+from . import inference
+
+log = logging.getLogger(__name__)
+
+
+def activate_model_version(actor: User | None, model_version_id: int) -> ModelVersion:
+    """Make one model version the one that triages; exactly one is ever active."""
+    with transaction.atomic():
+        target = ModelVersion.objects.select_for_update().filter(pk=model_version_id).first()
+        if target is None:
+            raise NotFound("No such model version.")
+        previous = ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).first()
+        if previous is not None:
+            previous.is_active = False
+            previous.save(update_fields=["is_active"])
+        target.is_active = True
+        target.activated_at = timezone.now()
+        target.save(update_fields=["is_active", "activated_at"])
+        events.model_activated(actor, target, previous.pk if previous else None)
+        transaction.on_commit(lambda: _fan_out_rescore(target.pk))
+    log.info("Model version %s activated (previous %s)", target.pk, previous and previous.pk)
+    return target
+
+
+def _fan_out_rescore(model_version_id: int) -> None:
+    from .tasks import rescore_open_cases_task
+
+    try:
+        rescore_open_cases_task.delay(model_version_id)
+    except Exception:  # broker down: the admin can activate again, nothing is lost
+        log.warning(
+            "Broker unavailable: re-scoring for model version %s not queued", model_version_id
+        )
+
+
+def active_model_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def request_inference(study: Study) -> list[int]:
+    """Queue a study for the active model, if there is one; the job is sent after commit."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None:
+        return []
+    return inference.queue_study(study.pk, active.pk)
+
+
+def register_model_version(
+    actor: User | None, artifact: str, activate: bool = False
+) -> ModelVersion:
+    """Record a trained artifact as a model version, after verifying its checksum."""
+    from ml.artifacts import ArtifactError, verify_checksum
+
+    path = Path(artifact).resolve()
+    try:
+        manifest = verify_checksum(path)
+    except ArtifactError as error:
+        raise DomainError(f"Artifact refused: {error}") from None
+    if manifest.architecture not in Architecture.values:
+        raise DomainError(f"Unknown architecture {manifest.architecture!r}.")
+    try:
+        stored_path = str(path.relative_to(settings.BASE_DIR))
+    except ValueError:
+        stored_path = str(path)
+    version, created = ModelVersion.objects.get_or_create(
+        architecture=manifest.architecture,
+        version=manifest.version,
+        defaults={
+            "artifact_path": stored_path,
+            "checksum": manifest.sha256,
+            "input_size": manifest.input_size,
+            "threshold": manifest.threshold,
+            "metrics": manifest.metrics,
+            "evidence": manifest.evidence,
+        },
+    )
+    if not created and version.checksum != manifest.sha256:
+        raise Conflict(f"{version} is already registered with a different checksum.")
+    if created:
+        events.model_evidence_loaded(actor, version)
+    elif version.evidence != manifest.evidence:
+        version = load_model_evidence(actor, version, manifest.evidence)
+    if activate and not version.is_active:
+        version = activate_model_version(actor, version.pk)
+    return version
+
+
+def load_model_evidence(actor: User | None, version: ModelVersion, evidence: dict) -> ModelVersion:
+    """Take a re-evaluated manifest's evidence for the same model file (same checksum).
+
+    What the worklist, bands and heatmaps show follows at once: every case this version's
+    result is shown on gets its worklist key and band again.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        version.evidence = evidence
+        version.save(update_fields=["evidence"])
+        shown = Case.objects.filter(ai_result__model_version=version).select_related("ai_result")
+        changed = []
+        for case in shown.iterator(chunk_size=2000):
+            result = case.ai_result
+            assert result is not None  # the filter joins through it
+            result.model_version = version
+            case.show_ai_result(result)
+            changed.append(case)
+        Case.objects.bulk_update(changed, ["triage_priority", "risk_band"], batch_size=1000)
+        events.model_evidence_loaded(actor, version)
+    log.info(
+        "Model version %s: evidence loaded (validated for triage: %s)",
+        version.pk,
+        version.validated_for_triage,
+    )
+    return version
+
+
+def retry_ai_result(actor: User, result_id: int) -> AIResult:
+    result = AIResult.objects.filter(pk=result_id).select_related("image").first()
+    if result is None:
+        raise NotFound("No such AI result.")
+    if result.status != AIStatus.FAILED:
+        raise Conflict("Only a failed result can be retried.")
+    with transaction.atomic():
+        inference.retry_result(result)
+        events.ai_retried(actor, result)
+    return result

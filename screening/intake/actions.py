@@ -1,0 +1,421 @@
+"""The intake verb: check, de-identify and file uploaded films as a study and case.
+
+Shared by the upload page, the API, STOW-RS and the import command. It authorises nothing
+(callers do), writes its rows and audit event in one transaction and queues the AI work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import events
+from ..ai.actions import request_inference
+from ..choices import CaseStatus, Modality, SourceFormat
+from ..errors import DomainError
+from ..models import Case, Image, Patient, Study
+from .dicom import DicomHeader
+from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
+
+log = logging.getLogger(__name__)
+
+
+class UploadedFile(Protocol):
+    """What an upload needs of a file: Django's uploads and test files both fit."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def size(self) -> int | None: ...
+
+    def read(self) -> bytes: ...
+
+
+@dataclass
+class FileResult:
+    position: int
+    name: str
+    accepted: bool
+    message: str
+    code: str = "accepted"
+    status: int = HTTPStatus.CREATED
+    image_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "accepted": self.accepted,
+            "code": self.code,
+            "message": self.message,
+            "status": self.status,
+            "image_id": self.image_id,
+        }
+
+
+@dataclass
+class StudySpec:
+    """Where an upload goes: a new study (and case) or an existing one."""
+
+    accession_number: str
+    new_study: bool = True
+    patient_pseudonym: str = ""
+    study_date: dt.date | None = None
+    modality: str = Modality.MG
+    birth_year: int | None = None
+    synthetic: bool = False
+    outcome: str = ""
+    dicom_only: bool = False  # STOW-RS: a part that is not DICOM is refused
+
+
+@dataclass
+class UploadRefused(DomainError):
+    """The whole upload was refused; ``results`` says why for each file."""
+
+    message: str
+    results: list[FileResult] = field(default_factory=list)
+    status: int = HTTPStatus.BAD_REQUEST
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.message)
+
+
+class ConcurrentUpload(UploadRefused):
+    """Another upload committed the same study or image first."""
+
+
+@dataclass
+class UploadAccepted:
+    study: Study  # the first (for PNG/JPEG the only) study stored
+    results: list[FileResult]
+    studies: list[Study] = field(default_factory=list)
+
+
+def upload_study(actor: User, spec: StudySpec, files: Sequence[UploadedFile]) -> UploadAccepted:
+    """Store every file of an upload, or none of them.
+
+    All-or-nothing on purpose: a screening study read with a view missing is worse
+    than a study not yet uploaded, so one bad file refuses the whole upload and the
+    per-file results tell the admin exactly what to fix.
+
+    DICOM files are grouped into studies by their StudyInstanceUID (one upload may hold
+    several, all stored or none); accession number, date, laterality and view come from
+    the header, and a study already stored under the same UID is added to.
+    """
+    if not files or len(files) > settings.UPLOAD_MAX_FILES:
+        code = "no_files" if not files else "too_many_files"
+        events.upload_rejected(actor, [{"position": -1, "code": code, "status": 400}])
+        if not files:
+            raise UploadRefused("No files were uploaded.")
+        raise UploadRefused(
+            f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
+        )
+    inspected, results = _inspect_all(files, spec.dicom_only)
+    rejected = [r for r in results if not r.accepted]
+    if rejected:
+        _refuse(actor, results, rejected)
+    try:
+        try:
+            return _store(actor, spec, files, inspected, results)
+        except ConcurrentUpload:
+            if not any(image.dicom for image in inspected):
+                raise
+            # A PACS pushes a study's instances in parallel requests: whichever created
+            # the study first, the others add to it. A second clash is a real duplicate.
+            return _store(actor, spec, files, inspected, results)
+    except UploadRefused as refusal:
+        for result in results:
+            result.accepted, result.code, result.status = False, "not_stored", refusal.status
+            result.message = "Valid, but not stored: " + refusal.message
+        refusal.results = results
+        events.upload_rejected(actor, [{"position": -1, "code": "study", "status": refusal.status}])
+        raise
+
+
+def _inspect_all(
+    files: Sequence[UploadedFile], dicom_only: bool = False
+) -> tuple[list[InspectedImage], list[FileResult]]:
+    inspected: list[InspectedImage] = []
+    results: list[FileResult] = []
+    seen: dict[str, int] = {}
+    seen_uids: dict[str, int] = {}
+    for position, upload in enumerate(files):
+        name = upload.name or f"file {position + 1}"
+        try:
+            image = inspect_image(name, upload.size, upload.read)
+            if dicom_only and image.dicom is None:
+                raise FileRejected("not_dicom", "Not a DICOM file: only DICOM is accepted here.")
+            if image.dicom is not None:
+                _check_new_instance(image.dicom, files, seen_uids)
+            if image.sha256 in seen:
+                raise FileRejected(
+                    "duplicate",
+                    f"Same content as {files[seen[image.sha256]].name} in this upload.",
+                    HTTPStatus.CONFLICT,
+                )
+            existing = Image.objects.filter(sha256=image.sha256).values_list("study_id", flat=True)
+            if existing:
+                raise FileRejected(
+                    "duplicate",
+                    f"This image is already stored (study {existing[0]}).",
+                    HTTPStatus.CONFLICT,
+                )
+        except FileRejected as rejection:
+            results.append(
+                FileResult(
+                    position, name, False, rejection.message, rejection.code, rejection.status
+                )
+            )
+            continue
+        seen[image.sha256] = position
+        if image.dicom is not None:
+            seen_uids[image.dicom.sop_uid] = position
+        inspected.append(image)
+        results.append(FileResult(position, name, True, "Ready to store."))
+    _refuse_mixed_formats(inspected, results)
+    return inspected, results
+
+
+def _check_new_instance(
+    header: DicomHeader, files: Sequence[UploadedFile], seen_uids: dict[str, int]
+) -> None:
+    """A SOP instance is stored once: a second copy is a 409, like a duplicate image."""
+    if header.sop_uid in seen_uids:
+        raise FileRejected(
+            "duplicate",
+            f"Same SOPInstanceUID as {files[seen_uids[header.sop_uid]].name} in this upload.",
+            HTTPStatus.CONFLICT,
+        )
+    existing = Image.objects.filter(sop_instance_uid=header.sop_uid).values_list(
+        "study_id", flat=True
+    )
+    if existing:
+        raise FileRejected(
+            "duplicate",
+            f"An image with this SOPInstanceUID is already stored (study {existing[0]}).",
+            HTTPStatus.CONFLICT,
+        )
+
+
+def _refuse_mixed_formats(inspected: list[InspectedImage], results: list[FileResult]) -> None:
+    """DICOM takes its study from the header, PNG/JPEG from the form: never both at once."""
+    formats = {image.dicom is not None for image in inspected}
+    if len(formats) < 2:
+        return
+    accepted = [r for r in results if r.accepted]
+    for result, image in zip(accepted, list(inspected), strict=True):
+        if image.dicom is None:
+            result.accepted, result.code = False, "mixed_formats"
+            result.status = HTTPStatus.BAD_REQUEST
+            result.message = "PNG/JPEG cannot be uploaded together with DICOM; upload it apart."
+            inspected.remove(image)
+
+
+def _refuse(actor: User, results: list[FileResult], rejected: list[FileResult]) -> None:
+    for result in results:
+        if result.accepted:
+            result.accepted, result.code, result.status = False, "not_stored", HTTPStatus.OK
+            result.message = "Valid, but not stored because another file was refused."
+    statuses = {r.status for r in rejected}
+    status = statuses.pop() if len(statuses) == 1 else HTTPStatus.BAD_REQUEST
+    events.upload_rejected(
+        actor, [{"position": r.position, "code": r.code, "status": r.status} for r in rejected]
+    )
+    log.info("Upload refused: %d of %d files rejected", len(rejected), len(results))
+    names = ", ".join(f"{r.name} ({r.message})" for r in rejected)
+    raise UploadRefused(f"Upload refused, nothing was stored. Rejected: {names}", results, status)
+
+
+def _store(
+    actor: User,
+    spec: StudySpec,
+    files: Sequence[UploadedFile],
+    inspected: list[InspectedImage],
+    results: list[FileResult],
+) -> UploadAccepted:
+    written: list[str] = []
+    studies: list[Study] = []
+    try:
+        with transaction.atomic():
+            groups = _study_groups(inspected)
+            for group in groups:
+                header = inspected[group[0]].dicom
+                if header is None:
+                    study = _study_for(spec, inspected[group[0]].source_format)
+                else:
+                    study = _dicom_study_for(spec, header, several=len(groups) > 1)
+                images = []
+                for index in group:
+                    row = _image_row(study, files[index].name or "", inspected[index])
+                    if row.file.name:
+                        written.append(row.file.name)
+                    row.save()
+                    images.append(row)
+                    results[index].image_id, results[index].message = row.pk, "Stored."
+                events.study_uploaded(actor, study, [i.pk for i in images])
+                request_inference(study)
+                studies.append(study)
+    except IntegrityError:
+        _delete_files(written)
+        raise ConcurrentUpload(
+            "Another upload stored the same study or image at the same moment; nothing was "
+            "stored from this one.",
+            results,
+            HTTPStatus.CONFLICT,
+        ) from None
+    except BaseException:
+        _delete_files(written)
+        raise
+    for study in studies:
+        log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
+    return UploadAccepted(study=studies[0], results=results, studies=studies)
+
+
+def _study_groups(inspected: list[InspectedImage]) -> list[list[int]]:
+    """Indexes of the files of each study: DICOM by StudyInstanceUID, else all together."""
+    groups: dict[str, list[int]] = {}
+    for index, image in enumerate(inspected):
+        key = image.dicom.study_uid if image.dicom is not None else ""
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _image_row(study: Study, name: str, image: InspectedImage) -> Image:
+    laterality, view = view_from_name(name)
+    header = image.dicom
+    row = Image(
+        study=study,
+        laterality=header.laterality if header and header.laterality else laterality,
+        view=header.view if header and header.view else view,
+        width=image.width,
+        height=image.height,
+        bit_depth=image.bit_depth,
+        sha256=image.sha256,
+    )
+    if header is not None:
+        row.sop_instance_uid = header.sop_uid
+        row.sop_class_uid = header.sop_class_uid
+        row.pixel_spacing_mm = header.pixel_spacing_mm
+        row.burned_in_annotation = header.burned_in_annotation
+    row.file.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
+    return row
+
+
+def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Study:
+    """The study a DICOM file belongs to: found by its (remapped) UID, or created.
+
+    The accession number and date come from the header; the form's are a fallback for
+    a single study whose header has none. The patient is the header's pseudonym, the
+    same one written into the stored file.
+
+    A PACS pushes a study's instances in parallel: another request may commit the study
+    between our lookup and our insert. The insert is tried under a savepoint; if it
+    clashes (the accession number or UID is taken by then) the committed study is looked
+    up again and added to, so every instance is stored however the requests interleave.
+    """
+    study = _locked_study(header.study_uid)
+    if study is None:
+        try:
+            with transaction.atomic():
+                return _study_for(
+                    _dicom_spec(spec, header, several),
+                    SourceFormat.DICOM,
+                    study_instance_uid=header.study_uid,
+                )
+        except (IntegrityError, UploadRefused):
+            # PostgreSQL's unique index made our insert wait for the other transaction;
+            # at READ COMMITTED this new query sees what it committed.
+            study = _locked_study(header.study_uid)
+            if study is None:
+                raise
+    _check_can_add(study)
+    return study
+
+
+def _locked_study(study_uid: str) -> Study | None:
+    return (
+        Study.objects.select_for_update()
+        .select_related("case")
+        .filter(study_instance_uid=study_uid)
+        .first()
+    )
+
+
+def _dicom_spec(spec: StudySpec, header: DicomHeader, several: bool) -> StudySpec:
+    accession = header.accession_number or ("" if several else spec.accession_number.strip())
+    if not accession:
+        accession = "DCM-" + hashlib.sha256(header.study_uid.encode()).hexdigest()[:12].upper()
+    fields = {
+        "accession_number": accession,
+        "patient_pseudonym": header.patient_pseudonym,
+        "birth_year": header.birth_year,
+        "study_date": header.study_date or (None if several else spec.study_date),
+        "modality": Modality.MG,  # checked in the header
+    }
+    return StudySpec(**{**spec.__dict__, **fields, "new_study": True})
+
+
+def _check_can_add(study: Study) -> None:
+    if study.case.reads.exists() or study.case.status == CaseStatus.CLOSED:
+        raise UploadRefused(
+            "This case is already being read; images can no longer be added.",
+            status=HTTPStatus.CONFLICT,
+        )
+
+
+def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = "") -> Study:
+    accession = spec.accession_number.strip()
+    if not accession:
+        raise UploadRefused("An accession number is required.")
+    if not spec.new_study:
+        study = (
+            Study.objects.select_for_update()
+            .select_related("case")
+            .filter(accession_number=accession)
+            .first()
+        )
+        if study is None:
+            raise UploadRefused(
+                "Unknown accession number: no such study.", status=HTTPStatus.NOT_FOUND
+            )
+        _check_can_add(study)
+        return study
+    if Study.objects.filter(accession_number=accession).exists():
+        raise UploadRefused(
+            "A study with this accession number already exists; add to it instead.",
+            status=HTTPStatus.CONFLICT,
+        )
+    if not spec.patient_pseudonym.strip():
+        raise UploadRefused("A patient pseudonym is required for a new study.")
+    patient, _ = Patient.objects.get_or_create(
+        pseudonym=spec.patient_pseudonym.strip(), defaults={"birth_year": spec.birth_year}
+    )
+    case = Case.objects.create(patient=patient, is_synthetic=spec.synthetic, outcome=spec.outcome)
+    return Study.objects.create(
+        case=case,
+        accession_number=accession,
+        modality=spec.modality,
+        study_date=spec.study_date or timezone.localdate(),
+        source_format=SourceFormat.SYNTHETIC if spec.synthetic else source_format,
+        study_instance_uid=study_instance_uid,
+    )
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.exception("Could not remove orphan file %s", name)

@@ -1,0 +1,112 @@
+"""The interop verbs: DICOM SR and SC exports to a PACS, and the WADO-RS retrieve.
+
+Each verb authorises nothing (callers do) and audits what it gives out or refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+from django.contrib.auth.models import User
+
+from .. import events
+from ..ai.queries import case_ai_results, heatmap_hidden
+from ..choices import AIStatus
+from ..errors import Conflict, DomainError, NotFound
+from ..models import AIResult, Study
+from . import dicom_export
+from .stored_dicom import StoredInstance
+
+
+@dataclass(frozen=True)
+class DicomExport:
+    filename: str  # database ids only: never an accession number or a name
+    content: bytes
+
+
+def export_study_report(actor: User, study_id: int) -> DicomExport:
+    """A study's AI result as a DICOM Structured Report, for the PACS.
+
+    Refused (and audited) unless the study came in as DICOM, whose instances the report
+    must reference, and its case has a finished AI result.
+    """
+    study = (
+        Study.objects.select_related("case__ai_result__model_version").filter(pk=study_id).first()
+    )
+    if study is None:
+        raise NotFound("No such study.")
+    case_result = _exportable(actor, study, study.case.ai_result)
+    results = case_ai_results(study.case)
+    content = dicom_export.study_report(study, case_result, results)
+    events.dicom_exported(actor, study, "sr", case_result)
+    return DicomExport(f"ai-report-study-{study.pk}.dcm", content)
+
+
+def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
+    """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
+    result = (
+        AIResult.objects.select_related("image__study", "model_version")
+        .filter(pk=result_id, image__isnull=False)
+        .first()
+    )
+    if result is None:
+        raise NotFound("No such image result.")
+    image = result.scored_image
+    _exportable(actor, image.study, result)
+    if not result.heatmap:
+        _refuse_export(actor, image.study, "No heatmap was stored for this image.")
+    if not result.shows_heatmap:
+        _refuse_export(actor, image.study, heatmap_hidden(result))
+    content = dicom_export.heatmap_capture(image, result)
+    events.dicom_exported(actor, image.study, "sc", result)
+    return DicomExport(f"ai-heatmap-image-{result.image_id}.dcm", content)
+
+
+def _exportable(actor: User, study: Study, result: AIResult | None) -> AIResult:
+    if not study.is_dicom:
+        _refuse_export(
+            actor, study, "This study was not uploaded as DICOM: there is nothing to reference."
+        )
+    if result is None or result.status != AIStatus.DONE or result.probability is None:
+        _refuse_export(actor, study, "There is no finished AI result to export yet.", Conflict)
+    return result
+
+
+def _refuse_export(
+    actor: User, study: Study, reason: str, error: type[DomainError] = NotFound
+) -> NoReturn:
+    events.dicom_export_refused(actor, study, reason)
+    raise error(reason)
+
+
+def wado_retrieve(
+    actor: User,
+    study_uid: str,
+    series_uid: str = "",
+    sop_uid: str = "",
+    audit: bool = True,
+) -> list[StoredInstance]:
+    """The stored instances of a study, a series of it or one instance, for WADO-RS.
+
+    Retrieving a study's DICOM is viewing its case: audited as such (``via="wado-rs"``).
+    """
+    study = (
+        Study.objects.filter(study_instance_uid=study_uid)
+        .exclude(study_instance_uid="")
+        .select_related("case")
+        .first()
+    )
+    if study is None:
+        raise NotFound("No stored study has this Study Instance UID.")
+    images = study.images.exclude(sop_instance_uid="").order_by("pk")
+    if sop_uid:
+        images = images.filter(sop_instance_uid=sop_uid)
+    instances = [StoredInstance.of(image) for image in images]
+    if series_uid:
+        instances = [i for i in instances if i.series_uid == series_uid]
+    if not instances:
+        raise NotFound("No stored instance matches.")
+    if audit:
+        events.case_opened(actor, study.case, via="wado-rs")
+    return instances

@@ -1,0 +1,116 @@
+"""What a reader is given: the worklist and its pages, the next case, the reads a user may
+see (the pathway's blind-reading rule), who could arbitrate, and a woman's priors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
+
+from ..choices import CaseStatus, ReadKind
+from ..models import Case, Read
+from ..roles import person
+from . import pathway, worklist_pages
+
+
+@dataclass(frozen=True)
+class WorklistFilter:
+    status: str = ""
+    band: str = ""
+    include_awaiting_ai: bool = True
+
+
+def worklist(user: User, flt: WorklistFilter | None = None) -> QuerySet[Case]:
+    """Cases this reader can act on: highest AI risk first, then longest waiting.
+
+    The reading pathway decides which reads the user's roles give; a case they already
+    read never comes back to them (independent second read, independent arbitration).
+    Cases still awaiting AI stay readable so an AI outage never stops screening.
+    """
+    flt = flt or WorklistFilter()
+    statuses = [
+        s
+        for s in pathway.statuses_read_by(person(user))
+        if flt.include_awaiting_ai or s != CaseStatus.AWAITING_AI
+    ]
+    if flt.status:
+        statuses = [s for s in statuses if s == flt.status]
+    already_read = Read.objects.filter(case=OuterRef("pk"), reader=user)
+    cases = (
+        Case.objects.filter(status__in=statuses)
+        # Only these statuses have reads, so only their rows need the anti-join.
+        .exclude(Q(status__in=pathway.STATUSES_WITH_READS) & Exists(already_read))
+        .select_related("patient", "ai_result__model_version")
+        # what a row never shows: large JSON decoded 50 times a page for nothing
+        .defer(
+            "ai_result__timings",
+            "ai_result__marks",
+            "ai_result__model_version__metrics",
+        )
+    )
+    cases = _filter_band(cases, flt.band)
+    return cases.order_by("-triage_priority", "received_at", "pk")
+
+
+def worklist_page(
+    user: User, flt: WorklistFilter | None = None, after: str = "", number: str = ""
+) -> worklist_pages.Page:
+    """One page of the worklist: after a cursor (the Next link), else by page number (old
+    links; an OFFSET walk), else the first. Raises ``worklist_pages.BadCursor``."""
+    cases = worklist(user, flt)
+    size = settings.WORKLIST_PAGE_SIZE
+    if after:
+        return worklist_pages.page_after(cases, worklist_pages.Cursor.decode(after), size)
+    return worklist_pages.page_number(cases, number, size)
+
+
+def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:
+    return cases.filter(risk_band=band) if band else cases
+
+
+def next_case(user: User, after: Case | None = None) -> Case | None:
+    cases = worklist(user)
+    if after is not None:
+        cases = cases.exclude(pk=after.pk)
+    return cases.first()
+
+
+def visible_reads(user: User, case: Case) -> list[Read]:
+    """The case's reads this user may see (the pathway's blind-reading rule), oldest first."""
+    reads = list(
+        case.reads.select_related("reader").prefetch_related("findings").order_by("created_at")
+    )
+    shown = pathway.visible_reads(person(user), case.status, [given(r) for r in reads])
+    shown_readers = {(read.kind, read.reader_id) for read in shown}
+    return [read for read in reads if (read.kind, read.reader_id) in shown_readers]
+
+
+def eligible_arbitrators(case: Case) -> int:
+    """How many users could arbitrate this case: readers by role who gave neither read."""
+    users = get_user_model().objects.filter(
+        is_active=True, groups__name__in=pathway.ROLES_FOR_KIND[ReadKind.ARBITRATION]
+    )
+    return users.exclude(reads__case=case).distinct().count()
+
+
+def given_reads(case: Case) -> list[pathway.GivenRead]:
+    """The case's reads as the pathway sees them, oldest first."""
+    rows = case.reads.order_by("created_at", "pk").values_list("kind", "reader_id", "decision")
+    return [pathway.GivenRead(kind, reader_id, decision) for kind, reader_id, decision in rows]
+
+
+def given(read: Read) -> pathway.GivenRead:
+    return pathway.GivenRead(read.kind, read.reader_id, read.decision)
+
+
+def priors(case: Case) -> list[Case]:
+    """The same woman's earlier screens (same patient pseudonym), newest first."""
+    dated = Case.objects.annotate(first_study=Min("studies__study_date"))
+    own = dated.get(pk=case.pk).first_study
+    earlier = dated.filter(patient_id=case.patient_id).exclude(pk=case.pk)
+    if own is not None:
+        earlier = earlier.filter(first_study__lt=own)
+    return list(earlier.select_related("patient").order_by("-first_study", "-pk"))
