@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -32,6 +33,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from ..choices import AIStatus, CaseStatus
+from ..intake import dicom, films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
@@ -40,6 +42,9 @@ if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# The Celery task that runs ``score_study`` (``tasks.score_study_task``), sent by name so
+# this module, which the tasks wrap, never imports them.
+SCORE_STUDY_TASK = "screening.score_study"
 
 
 class PermanentFailure(Exception):
@@ -67,10 +72,8 @@ def queue_study(study_id: int, model_version_id: int) -> list[int]:
 def dispatch(study_id: int, model_version_id: int) -> bool:
     """Send a study's job to the broker; when the broker is down the rows stay queued
     with no dispatch time, and the sweep sends them once it is back."""
-    from .tasks import score_study_task
-
     try:
-        score_study_task.apply_async(args=[study_id, model_version_id], retry=False)
+        current_app.send_task(SCORE_STUDY_TASK, args=[study_id, model_version_id], retry=False)
     except Exception:  # kombu raises several connection error types
         log.warning("Broker unavailable: study %s stays queued for the sweep", study_id)
         return False
@@ -202,8 +205,6 @@ def read_pixels(image: Image) -> np.ndarray:
     DICOM goes through ``dicom.rendition``, the same 8-bit image the reader is shown
     (see that function for the normalisation and why).
     """
-    from ..intake import dicom, imaging
-
     try:
         with image.file.open("rb") as handle:
             content = handle.read()
@@ -216,7 +217,7 @@ def read_pixels(image: Image) -> np.ndarray:
         shown = imaging.display_pixels(content)
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
-    except imaging.FileRejected as refusal:  # a rendition that is not numbers
+    except films.FileRejected as refusal:  # a rendition that is not numbers
         raise PermanentFailure(refusal.message) from None
     except Exception as error:  # Pillow and pydicom raise many types on corrupt data
         raise PermanentFailure(
@@ -232,8 +233,6 @@ def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
     such) or a film with nothing on it would get a confident-looking low score, where the
     reader must see that the AI could not judge. Upload refuses both; this guards what was
     stored before it did."""
-    from ..intake import imaging
-
     height, width = pixels.shape[:2]
     least = settings.AI_MIN_IMAGE_SIDE
     if min(height, width) < least:
@@ -241,8 +240,8 @@ def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
             f"Image is {width}×{height} pixels: too small to score (at least {least} each side)."
         )
     try:
-        imaging.refuse_blank(shown)
-    except imaging.FileRejected as refusal:
+        films.refuse_blank(shown)
+    except films.FileRejected as refusal:
         raise PermanentFailure(refusal.message) from None
 
 

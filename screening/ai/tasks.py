@@ -13,7 +13,7 @@ TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 @shared_task(
     bind=True,
-    name="screening.score_study",
+    name=inference.SCORE_STUDY_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=TRANSIENT,

@@ -27,7 +27,8 @@ from ..choices import CaseStatus, Modality, SourceFormat
 from ..errors import DomainError
 from ..models import Case, Image, Patient, Study
 from .dicom import DicomHeader
-from .imaging import FileRejected, InspectedImage, inspect_image, view_from_name
+from .films import FileRejected
+from .imaging import InspectedImage, inspect_image, view_from_name
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from ..choices import Laterality, View
-from .imaging import FileRejected, refuse_blank
+from .films import FileRejected, refuse_blank
 
 PART10_MAGIC = b"DICM"
 MAMMOGRAPHY = "MG"

@@ -2,8 +2,8 @@
 
 Everything Pillow can raise is caught here, at upload, by forcing a full decode (and, for
 PNG, a check of every chunk up to IEND), so a bad file never reaches the database, the
-storage or a worker. DICOM files are handed to ``screening.dicom``, which checks, decodes
-and de-identifies them. Either way a film with nothing on it is refused (``refuse_blank``).
+storage or a worker. DICOM files are handed to ``dicom``, which checks, decodes
+and de-identifies them. Either way a film with nothing on it is refused (``films.refuse_blank``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -23,9 +22,9 @@ from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
 from ..choices import Laterality, SourceFormat, View
-
-if TYPE_CHECKING:
-    from .dicom import DicomHeader
+from . import dicom
+from .dicom import DicomHeader
+from .films import FileRejected, refuse_blank
 
 ACCEPTED_FORMATS = {"PNG": SourceFormat.PNG, "JPEG": SourceFormat.JPEG}
 BIT_DEPTH_BY_MODE = {
@@ -45,22 +44,8 @@ BIT_DEPTH_BY_MODE = {
 # worker reads). Refused: "1" (bilevel: a mask, not a film), "P"/"PA" (palette indices,
 # not intensities), "CMYK" (the first plane is cyan ink), and modes no film is stored in.
 GREY_FIRST_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"})
-# A film shows something (see ``refuse_blank``): grey levels of its 8-bit rendition.
-MIN_GREY_LEVELS = 16
-MIN_SPREAD = 16
-SPREAD_PERCENTILES = (0.01, 0.99)
 # "L_CC", "RMLO", "left-cc" ... in a file name tell laterality and view when known.
 VIEW_IN_NAME = re.compile(r"(?<![a-z])(l|r|left|right)[-_ ]?(cc|mlo)(?![a-z])", re.IGNORECASE)
-
-
-class FileRejected(Exception):
-    """A file that cannot be accepted; ``code`` is stable, ``message`` is for people."""
-
-    def __init__(self, code: str, message: str, status: int = HTTPStatus.BAD_REQUEST):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -100,8 +85,6 @@ def inspect_image(name: str, size: int | None, content_reader) -> InspectedImage
         raise _too_large()
     if not content:
         raise FileRejected("empty", "File is empty.")
-    from . import dicom
-
     if dicom.is_part10(content):
         checked = dicom.inspect_dicom(content)
         return InspectedImage(
@@ -214,43 +197,6 @@ def _as_shown(plane: np.ndarray) -> np.ndarray:
     return scaled.round().astype(np.uint8)
 
 
-def refuse_blank(pixels: np.ndarray) -> None:
-    """Refuse an 8-bit rendition with nothing on it: it must never be shown as a film or
-    get a (reassuring) score.
-
-    The rule, on the grey levels a reader would see (0-255): the image must show at least
-    ``MIN_GREY_LEVELS`` (16) different levels, and the middle 98% of its pixels (1st to 99th
-    percentile) must span at least ``MIN_SPREAD`` (16) levels, about 6% of the range.
-    Percentiles, not the minimum and maximum, so that a blank film with a burned-in label
-    or a few hot pixels is still blank; a breast covers far more than 1% of any
-    mammogram. Real films are nowhere near the line: the 258 mini-MIAS films span at least
-    163 levels and show at least 198, synthetic films (``ml.synthetic``, any size from 32
-    rows) at least 137 and 74; a constant image spans 0 and shows 1.
-    """
-    counts = np.bincount(np.asarray(pixels, np.uint8).ravel(), minlength=256)
-    levels = int(np.count_nonzero(counts))
-    if levels == 1:
-        raise FileRejected(
-            "blank_image",
-            "Image is blank: every pixel shows the same grey level, so there is nothing to "
-            "read or score.",
-        )
-    if levels < MIN_GREY_LEVELS:
-        raise FileRejected(
-            "blank_image",
-            f"Image shows only {levels} grey levels (a film shows at least "
-            f"{MIN_GREY_LEVELS}), so there is nothing to read or score.",
-        )
-    cumulative = np.cumsum(counts) / counts.sum()
-    low, high = (int(np.searchsorted(cumulative, q)) for q in SPREAD_PERCENTILES)
-    if high - low < MIN_SPREAD:
-        raise FileRejected(
-            "blank_image",
-            f"Image is almost blank: 98% of its pixels lie within {high - low} grey levels "
-            f"(a film spans at least {MIN_SPREAD}), so there is nothing to read or score.",
-        )
-
-
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
@@ -278,8 +224,6 @@ def display_png(content: bytes) -> bytes:
 
 def display_pixels(content: bytes) -> np.ndarray:
     """The stored file as the 8-bit grayscale a reader sees, whatever its format."""
-    from . import dicom
-
     if dicom.is_part10(content):
         return dicom.rendition_of(content)
     with PILImage.open(io.BytesIO(content)) as img:

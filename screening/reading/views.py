@@ -26,7 +26,8 @@ from ..ai.badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..http import conflict_page
-from ..intake.imaging import FileRejected, display_png
+from ..intake.films import FileRejected
+from ..intake.imaging import display_png
 from ..interop import actions as interop_actions
 from ..models import AIResult, Case, Image
 from ..roles import AuthenticatedHttpRequest, has_role, person, role_required

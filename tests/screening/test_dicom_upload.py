@@ -24,7 +24,7 @@ from pydicom.uid import (
 from screening.ai import inference
 from screening.choices import AuditAction, Laterality, SourceFormat, View
 from screening.intake import dicom
-from screening.intake.imaging import FileRejected
+from screening.intake.films import FileRejected
 from screening.models import AuditEvent, Case, Image, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (
@@ -494,7 +494,7 @@ def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  #
     """Random byte flips in the header: every outcome is a clean FileRejected or a file."""
     import random
 
-    from screening.intake.imaging import FileRejected, inspect_image
+    from screening.intake.imaging import inspect_image
 
     original = dicom_bytes(size=32)
     rng = random.Random(6)

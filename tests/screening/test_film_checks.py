@@ -1,4 +1,4 @@
-"""The blank-film rule (``imaging.refuse_blank``): real films always pass, blanks never do."""
+"""The blank-film rule (``films.refuse_blank``): real films always pass, blanks never do."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from PIL import ImageFile
 
 from ml.synthetic import generate_film
 from screening.intake import dicom
-from screening.intake.imaging import FileRejected, inspect_image, refuse_blank
+from screening.intake.films import FileRejected, refuse_blank
+from screening.intake.imaging import inspect_image
 from tests.conftest import SHARED
 from tests.dicom_files import dicom_bytes
 
