@@ -121,7 +121,7 @@ def image_results(version: ModelVersion, studies: list[Study]):  # type: ignore[
 
 def reset(version: ModelVersion) -> None:
     """Every image result back to queued, as if just uploaded and never sent."""
-    AIResult.objects.filter(model_version=version, image__isnull=False).update(
+    AIResult.for_images.filter(model_version=version).update(
         status=AIStatus.QUEUED,
         task_id="",
         attempts=0,

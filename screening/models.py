@@ -319,8 +319,31 @@ def heatmap_upload_path(instance: AIResult, filename: str) -> str:
     return f"heatmaps/{instance.model_version_id}/{instance.image_id}.png"
 
 
+class ImageResults(models.Manager["AIResult"]):
+    """``AIResult.for_images``: per-image results, one model version's verdict on one film."""
+
+    @staticmethod
+    def condition(via: str = "") -> Q:
+        """What makes a result an image's, seen from a relation (``via="results__"``)."""
+        return Q(**{f"{via}image__isnull": False})
+
+    def get_queryset(self) -> models.QuerySet[AIResult]:
+        return super().get_queryset().filter(self.condition())
+
+
+class CaseResults(models.Manager["AIResult"]):
+    """``AIResult.for_cases``: per-case results, the maximum over a case's images."""
+
+    def get_queryset(self) -> models.QuerySet[AIResult]:
+        return super().get_queryset().filter(image__isnull=True)
+
+
 class AIResult(models.Model):
-    """One model version's verdict on one image, or on a whole case (image empty)."""
+    """One model version's verdict on one image, or on a whole case (image empty).
+
+    ``for_images`` and ``for_cases`` say which; ``objects`` (the default, for relations and
+    the admin) holds both.
+    """
 
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, related_name="results"
@@ -345,6 +368,10 @@ class AIResult(models.Model):
     # Per-image results: the most suspicious regions (ml.marks.RegionMark.to_dict, in the
     # stored image's pixels), shown only where the version's marks passed their test.
     marks = models.JSONField(default=list, blank=True)
+
+    objects = models.Manager()
+    for_images = ImageResults()
+    for_cases = CaseResults()
 
     class Meta:
         indexes = [models.Index(fields=["status", "queued_at"], name="airesult_status_queued")]

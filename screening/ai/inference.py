@@ -313,9 +313,7 @@ def aggregate_case(case_id: int, model_version_id: int) -> AIResult | None:
     """
     with transaction.atomic():
         case = Case.objects.select_for_update().get(pk=case_id)
-        images = AIResult.objects.filter(
-            case_id=case_id, model_version_id=model_version_id, image__isnull=False
-        )
+        images = AIResult.for_images.filter(case_id=case_id, model_version_id=model_version_id)
         expected = Image.objects.filter(study__case_id=case_id).count()
         statuses = list(images.values_list("status", flat=True))
         if len(statuses) < expected or any(
@@ -330,10 +328,9 @@ def aggregate_case(case_id: int, model_version_id: int) -> AIResult | None:
             "finished_at": timezone.now(),
             "error": f"{failed} of {len(statuses)} images could not be scored." if failed else "",
         }
-        case_result, created = AIResult.objects.get_or_create(
+        case_result, created = AIResult.for_cases.get_or_create(
             case_id=case_id,
             model_version_id=model_version_id,
-            image__isnull=True,
             defaults={**values, "image": None},
         )
         unchanged = all(
@@ -382,7 +379,7 @@ def sweep(
     )
     if running is not None:
         back += _requeue_orphans(running, asked_at or now)
-    waiting = AIResult.objects.filter(image__isnull=False, status=AIStatus.QUEUED).filter(
+    waiting = AIResult.for_images.filter(status=AIStatus.QUEUED).filter(
         Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=lost)
     )
     jobs = set(waiting.values_list("image__study_id", "model_version_id"))

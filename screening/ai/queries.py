@@ -11,10 +11,9 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
     """The shown model version's finished result for each image of the case."""
     if case.ai_result is None:
         return {}
-    results = AIResult.objects.filter(
+    results = AIResult.for_images.filter(
         case=case,
         model_version_id=case.ai_result.model_version_id,
-        image__isnull=False,
         status=AIStatus.DONE,
     ).select_related("model_version", "image")
     return {r.image_id: r for r in results if r.image_id is not None}
@@ -29,9 +28,8 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
     waiting = [c.pk for c in cases if c.ai_result_id is None]
     in_flight: dict[int, set[str]] = {pk: set() for pk in waiting}
     if waiting:
-        rows = AIResult.objects.filter(
+        rows = AIResult.for_images.filter(
             case_id__in=waiting,
-            image__isnull=False,
             status__in=[AIStatus.QUEUED, AIStatus.RUNNING],
         ).values_list("case_id", "status")
         for case_id, status in rows.distinct():

@@ -231,7 +231,7 @@ def _cases(flt: ReportFilter) -> QuerySet[Case]:
 
 
 def _scores(cases: QuerySet[Case]) -> QuerySet[AIResult]:
-    return AIResult.objects.filter(image__isnull=True, status=AIStatus.DONE, case__in=cases)
+    return AIResult.for_cases.filter(status=AIStatus.DONE, case__in=cases)
 
 
 VersionScores = dict[int, dict[int, float]]

@@ -46,8 +46,8 @@ def export_study_report(actor: User, study_id: int) -> DicomExport:
 def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
     """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
     result = (
-        AIResult.objects.select_related("image__study", "model_version")
-        .filter(pk=result_id, image__isnull=False)
+        AIResult.for_images.select_related("image__study", "model_version")
+        .filter(pk=result_id)
         .first()
     )
     if result is None:

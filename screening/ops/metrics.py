@@ -137,7 +137,7 @@ def _ai_queue() -> list[Metric]:
         "Age of the oldest queued result (since queued) and running one (since claimed).",
         labels=["queue", "status"],
     )
-    rows = AIResult.objects.filter(image__isnull=False)
+    rows = AIResult.for_images.all()
     for status, since in ((AIStatus.QUEUED, "queued_at"), (AIStatus.RUNNING, "started_at")):
         figures = rows.filter(status=status).aggregate(n=Count("pk"), first=Min(since))
         age = (now - figures["first"]).total_seconds() if figures["first"] else 0.0
@@ -149,7 +149,7 @@ def _ai_queue() -> list[Metric]:
 def _ai_recent() -> list[Metric]:
     """Results finished in the last hour: how many, and how long each stage took."""
     since = timezone.now() - WINDOW
-    recent = AIResult.objects.filter(image__isnull=False, finished_at__gte=since)
+    recent = AIResult.for_images.filter(finished_at__gte=since)
     finished = GaugeMetricFamily(
         "mammo_ai_results_finished_last_hour",
         "Image AI results finished in the last hour, by model version and outcome.",
@@ -196,7 +196,7 @@ def failure_reason(error: str) -> str:
 
 
 def _ai_failures() -> list[Metric]:
-    failed = AIResult.objects.filter(image__isnull=False, status=AIStatus.FAILED)
+    failed = AIResult.for_images.filter(status=AIStatus.FAILED)
     since = timezone.now() - WINDOW
     families: list[Metric] = []
     for name, rows, help_text in (

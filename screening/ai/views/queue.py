@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @role_required(Role.ADMIN)
 def queue(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    per_image = AIResult.objects.filter(image__isnull=False)
+    per_image = AIResult.for_images.all()
     counts = per_image.aggregate(
         **{status: Count("pk", filter=Q(status=status)) for status in AIStatus.values},
         last_hour=Count(
@@ -40,7 +40,10 @@ def queue(request: HttpRequest) -> HttpResponse:
     )
     versions = ModelVersion.objects.annotate(
         **{
-            status: Count("results", filter=Q(results__status=status, results__image__isnull=False))
+            status: Count(
+                "results",
+                filter=Q(results__status=status) & AIResult.for_images.condition("results__"),
+            )
             for status in AIStatus.values
         }
     ).order_by("-is_active", "-created_at")

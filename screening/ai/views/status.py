@@ -17,7 +17,7 @@ from .. import queries as ai_queries
 @role_required(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
     case = get_object_or_404(Case.objects.select_related("ai_result"), pk=case_id)
-    images = AIResult.objects.filter(case=case, image__isnull=False)
+    images = AIResult.for_images.filter(case=case)
     if case.ai_result is not None:
         images = images.filter(model_version_id=case.ai_result.model_version_id)
     return JsonResponse(
