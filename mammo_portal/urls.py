@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from screening.ai.views import queue, status
+from screening.ai.views import evidence, queue, status, versions
 from screening.audit import views as audit
 from screening.intake import views as manage
 from screening.interop import dicomweb, wado
+from screening.interop import views as exports
 from screening.ops import views as ops
 from screening.reading import views as pages
 
@@ -27,9 +28,9 @@ urlpatterns = [
     path("queue/", queue.queue, name="ai-queue"),
     path("ai-results/<int:result_id>/retry/", queue.retry, name="ai-retry"),
     path("images/<int:image_id>/file/", pages.image_file, name="image-file"),
-    path("ai-results/<int:result_id>/heatmap/", pages.heatmap_file, name="heatmap-file"),
-    path("ai-results/<int:result_id>/heatmap.dcm", pages.heatmap_dicom, name="heatmap-dicom"),
-    path("studies/<int:study_id>/ai-report.dcm", pages.study_ai_report, name="study-ai-report"),
+    path("ai-results/<int:result_id>/heatmap/", evidence.heatmap_file, name="heatmap-file"),
+    path("ai-results/<int:result_id>/heatmap.dcm", exports.heatmap_dicom, name="heatmap-dicom"),
+    path("studies/<int:study_id>/ai-report.dcm", exports.study_ai_report, name="study-ai-report"),
     path("audit/", audit.audit_trail, name="audit-trail"),
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),
@@ -37,8 +38,8 @@ urlpatterns = [
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),
-    path("models/", manage.model_versions, name="model-versions"),
-    path("models/<int:version_id>/activate/", manage.activate_model, name="model-activate"),
+    path("models/", versions.model_versions, name="model-versions"),
+    path("models/<int:version_id>/activate/", versions.activate_model, name="model-activate"),
     path("api/", include("screening.api.urls")),
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("dicomweb/", include(wado.urlpatterns)),

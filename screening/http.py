@@ -1,11 +1,36 @@
-"""Refusal pages that keep the site's layout, so a refused reader still has navigation."""
+"""What pages and the API share over HTTP: paging, private files and downloads, the request
+size refusal, and refusal pages that keep the site's layout (a refused reader still has
+navigation)."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Protocol
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+
+# Images and heatmaps are patient data: never kept in a browser's or a proxy's cache.
+NO_STORE = "private, no-store"
+# What a stored file is, by the extension the upload gave it (never the uploaded name).
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "dcm": "application/dicom",
+}
+
+
+class Download(Protocol):
+    """A file made for the user to save (``interop.actions.DicomExport``)."""
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def content(self) -> bytes: ...
 
 
 def conflict_page(
@@ -22,3 +47,41 @@ def conflict_page(
     """
     context = {"title": title, "message": message, "back_url": back_url, "back_label": back_label}
     return render(request, "409.html", context, status=HTTPStatus.CONFLICT)
+
+
+def paginate(request: HttpRequest, items, per_page: int = 50):
+    """The requested page of a query set or list; out-of-range pages give the last one."""
+    return Paginator(items, per_page).get_page(request.GET.get("page"))
+
+
+def private_file(field) -> FileResponse:
+    """Stream a stored file to a checked user; media is never served publicly."""
+    try:
+        handle = field.open("rb")
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    suffix = field.name.rsplit(".", 1)[-1].lower()
+    response = FileResponse(
+        handle, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream")
+    )
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+def dicom_download(export: Download) -> HttpResponse:
+    response = HttpResponse(export.content, content_type="application/dicom")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+def request_too_large(request: HttpRequest) -> str:
+    """Refuse an oversized body from its declared length, before it is parsed."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.UPLOAD_MAX_REQUEST_BYTES:
+        limit_mb = settings.UPLOAD_MAX_REQUEST_BYTES // (1024 * 1024)
+        return f"The upload is larger than the {limit_mb} MB limit for one request; nothing was stored."
+    return ""

@@ -15,6 +15,10 @@ from rest_framework.request import Request
 from .choices import Role
 from .reading.pathway import Person
 
+# Who reads cases, and who may view one (its films, heatmaps and exports).
+READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
+CLINICAL_VIEWERS = (*READERS, Role.AUDITOR)
+
 AnyUser = User | AnonymousUser
 
 

@@ -25,14 +25,13 @@ from ..ai import queries as ai_queries
 from ..audit import actions as audit_actions
 from ..choices import Role
 from ..forms import object_id
+from ..http import dicom_download, private_file, request_too_large
 from ..intake import actions as intake_actions
-from ..intake.views import request_too_large
 from ..interop import actions as interop_actions
 from ..models import Case, Image, ModelVersion
 from ..reading import actions as reading_actions
 from ..reading import queries as reading_queries
 from ..reading import worklist_pages
-from ..reading.views import dicom_download, private_file
 from ..reading.worklist_pages import BadCursor
 from ..roles import AuthenticatedRequest, api_role
 from . import serializers as s

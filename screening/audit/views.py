@@ -18,8 +18,8 @@ from django.views.decorators.http import require_GET
 from .. import events
 from ..choices import Role
 from ..forms import AuditTrailFilterForm, ReportFilterForm
+from ..http import paginate
 from ..models import AuditEvent
-from ..reading.views import paginate
 from ..roles import role_required
 from ..templatetags.safe_text import neutralise_bidi
 from . import exports, plots, reporting

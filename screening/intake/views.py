@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .. import errors, events
-from ..ai import actions as ai_actions
+from .. import events
 from ..choices import Role
 from ..forms import UploadForm
-from ..models import ModelVersion, Study
-from ..reading.views import paginate
+from ..http import paginate, request_too_large
+from ..models import Study
 from ..roles import AuthenticatedHttpRequest, role_required
 from . import actions
 
@@ -59,18 +57,6 @@ def upload(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "screening/upload.html", context, status=HTTPStatus.CREATED)
 
 
-def request_too_large(request: HttpRequest) -> str:
-    """Refuse an oversized body from its declared length, before it is parsed."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.UPLOAD_MAX_REQUEST_BYTES:
-        limit_mb = settings.UPLOAD_MAX_REQUEST_BYTES // (1024 * 1024)
-        return f"The upload is larger than the {limit_mb} MB limit for one request; nothing was stored."
-    return ""
-
-
 def spec_from(data: dict) -> actions.StudySpec:
     return actions.StudySpec(
         accession_number=data["accession_number"],
@@ -92,27 +78,3 @@ def study_list(request: HttpRequest) -> HttpResponse:
     )
     page = paginate(request, studies)
     return render(request, "screening/study_list.html", {"page": page})
-
-
-@require_GET
-@role_required(Role.ADMIN, Role.AUDITOR)
-def model_versions(request: HttpRequest) -> HttpResponse:
-    """Auditors see which versions exist and which triages, read-only; admins activate."""
-    versions = ModelVersion.objects.order_by("-is_active", "-created_at")
-    return render(request, "screening/model_versions.html", {"versions": versions})
-
-
-@require_http_methods(["GET", "POST"])
-@role_required(Role.ADMIN)
-def activate_model(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
-    """GET shows the version's evidence before anything changes; POST activates."""
-    if request.method == "GET":
-        version = get_object_or_404(ModelVersion, pk=version_id)
-        return render(request, "screening/model_activate.html", {"version": version})
-    try:
-        version = ai_actions.activate_model_version(request.user, version_id)
-    except errors.DomainError as error:
-        messages.error(request, error.message)
-        return redirect("model-versions")
-    messages.success(request, f"{version} is now the active model.")
-    return redirect("model-versions")

@@ -32,9 +32,9 @@ from rest_framework.views import APIView
 from .. import events
 from ..api.serializers import ErrorSerializer
 from ..choices import Role
+from ..http import request_too_large
 from ..intake import actions as intake_actions
 from ..intake.dicom import PART10_MAGIC, is_part10
-from ..intake.views import request_too_large
 from ..models import Study
 from ..roles import AuthenticatedRequest, api_role
 

@@ -10,8 +10,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -25,27 +24,21 @@ from ..ai import queries as ai_queries
 from ..ai.badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
-from ..http import conflict_page
+from ..http import NO_STORE, conflict_page, paginate, private_file
 from ..intake.films import FileRejected
 from ..intake.imaging import display_png
-from ..interop import actions as interop_actions
 from ..models import AIResult, Case, Image
-from ..roles import AuthenticatedHttpRequest, has_role, person, role_required
+from ..roles import (
+    CLINICAL_VIEWERS,
+    READERS,
+    AuthenticatedHttpRequest,
+    has_role,
+    person,
+    role_required,
+)
 from ..templatetags.safe_text import neutralise_bidi
 from . import actions, hanging, pathway, queries
 from .worklist_pages import BadCursor
-
-READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
-# Images and heatmaps are patient data: never kept in a browser's or a proxy's cache.
-NO_STORE = "private, no-store"
-# What a stored file is, by the extension the upload gave it (never the uploaded name).
-MEDIA_TYPES = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "dcm": "application/dicom",
-}
-CLINICAL_VIEWERS = (*READERS, Role.AUDITOR)
 
 
 @require_GET
@@ -239,44 +232,6 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
     return response
 
 
-@require_GET
-@role_required(*CLINICAL_VIEWERS)
-def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
-    try:
-        return private_file(ai_queries.shown_heatmap(result_id).heatmap)
-    except errors.NotFound as error:
-        raise Http404(error.message) from None
-
-
-@require_GET
-@role_required(*CLINICAL_VIEWERS)
-def study_ai_report(request: AuthenticatedHttpRequest, study_id: int) -> HttpResponse:
-    """The study's AI result as a DICOM SR; same roles as viewing the case."""
-    try:
-        export = interop_actions.export_study_report(request.user, study_id)
-    except errors.DomainError as error:
-        return HttpResponse(error.message, status=error.status, content_type="text/plain")
-    return dicom_download(export)
-
-
-@require_GET
-@role_required(*CLINICAL_VIEWERS)
-def heatmap_dicom(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
-    """One image's heatmap overlay as a DICOM Secondary Capture."""
-    try:
-        export = interop_actions.export_heatmap_capture(request.user, result_id)
-    except errors.DomainError as error:
-        return HttpResponse(error.message, status=error.status, content_type="text/plain")
-    return dicom_download(export)
-
-
-def dicom_download(export: interop_actions.DicomExport) -> HttpResponse:
-    response = HttpResponse(export.content, content_type="application/dicom")
-    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-    response["Cache-Control"] = NO_STORE
-    return response
-
-
 def _case_or_404(case_id: int) -> Case:
     return get_object_or_404(
         Case.objects.select_related("patient", "ai_result__model_version"), pk=case_id
@@ -347,22 +302,3 @@ def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
     if case.status != CaseStatus.ARBITRATION or not pathway.has_read(me, given):
         return ""
     return pathway.waiting_for_arbitration_note(queries.eligible_arbitrators(case))
-
-
-def paginate(request: HttpRequest, items, per_page: int = 50):
-    """The requested page of a query set or list; out-of-range pages give the last one."""
-    return Paginator(items, per_page).get_page(request.GET.get("page"))
-
-
-def private_file(field) -> FileResponse:
-    """Stream a stored file to a checked user; media is never served publicly."""
-    try:
-        handle = field.open("rb")
-    except FileNotFoundError:
-        raise Http404("The stored file is missing.") from None
-    suffix = field.name.rsplit(".", 1)[-1].lower()
-    response = FileResponse(
-        handle, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream")
-    )
-    response["Cache-Control"] = NO_STORE
-    return response

@@ -1,0 +1,38 @@
+"""The model versions page and activation (evidence first, then the switch)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from ... import errors
+from ...choices import Role
+from ...models import ModelVersion
+from ...roles import AuthenticatedHttpRequest, role_required
+from .. import actions as ai_actions
+
+
+@require_GET
+@role_required(Role.ADMIN, Role.AUDITOR)
+def model_versions(request: HttpRequest) -> HttpResponse:
+    """Auditors see which versions exist and which triages, read-only; admins activate."""
+    versions = ModelVersion.objects.order_by("-is_active", "-created_at")
+    return render(request, "screening/model_versions.html", {"versions": versions})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def activate_model(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
+    """GET shows the version's evidence before anything changes; POST activates."""
+    if request.method == "GET":
+        version = get_object_or_404(ModelVersion, pk=version_id)
+        return render(request, "screening/model_activate.html", {"version": version})
+    try:
+        version = ai_actions.activate_model_version(request.user, version_id)
+    except errors.DomainError as error:
+        messages.error(request, error.message)
+        return redirect("model-versions")
+    messages.success(request, f"{version} is now the active model.")
+    return redirect("model-versions")

@@ -1,0 +1,33 @@
+"""The export pages: a study's AI result as a DICOM SR, a heatmap as a DICOM SC."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.views.decorators.http import require_GET
+
+from .. import errors
+from ..http import dicom_download
+from ..roles import CLINICAL_VIEWERS, AuthenticatedHttpRequest, role_required
+from . import actions as interop_actions
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def study_ai_report(request: AuthenticatedHttpRequest, study_id: int) -> HttpResponse:
+    """The study's AI result as a DICOM SR; same roles as viewing the case."""
+    try:
+        export = interop_actions.export_study_report(request.user, study_id)
+    except errors.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def heatmap_dicom(request: AuthenticatedHttpRequest, result_id: int) -> HttpResponse:
+    """One image's heatmap overlay as a DICOM Secondary Capture."""
+    try:
+        export = interop_actions.export_heatmap_capture(request.user, result_id)
+    except errors.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
