@@ -5,7 +5,7 @@
 
 Each study is four synthetic 12-bit films (1024 x 832, as the demo cases) uploaded through
 the real upload action into a throw-away database; the worker's own function
-(``screening.inference.score_study``) then decodes, tiles, predicts, runs Grad-CAM and writes
+(``screening.ai.inference.score_study``) then decodes, tiles, predicts, runs Grad-CAM and writes
 the heatmap and score, exactly as the Celery task does (the broker adds milliseconds, not
 seconds). The first study per architecture warms up (model load, graph tracing) and is not
 counted. Weights are random for the three architectures (speed does not depend on them);

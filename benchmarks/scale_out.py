@@ -14,7 +14,7 @@ Each round, for N workers: every result goes back to *queued*; N separate
 ``celery -A mammo_portal worker -Q inference -c 1 --without-gossip --without-mingle``
 processes start; each scores one warm-up study first (model load, checksum, first compiled
 call: reported as warm-up, not timed), sent one at a time so each cold worker takes one;
-then every study's job is sent (``screening.inference.dispatch``, as the upload and the
+then every study's job is sent (``screening.ai.inference.dispatch``, as the upload and the
 sweep do) and the round lasts from the first send to the last result written
 (``AIResult.finished_at``). The workers are stopped after each round.
 

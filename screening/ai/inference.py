@@ -1,6 +1,6 @@
 """The AI pipeline's plain functions: queue, claim, score, explain, store, aggregate, sweep.
 
-Celery tasks (``screening.tasks``) are thin wrappers over these, so every step runs and
+Celery tasks (``screening.ai.tasks``) are thin wrappers over these, so every step runs and
 is tested without a broker too. One job scores one study: its images share a case score,
 and the predictor batches all of their patches into one model call.
 

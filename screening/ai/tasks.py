@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers taking primary keys, over ``screening.inference``."""
+"""Celery tasks: thin wrappers taking primary keys, over ``screening.ai.inference``."""
 
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from screening.reading.actions import ReadInput
-
 from ..choices import (
     AIStatus,
     BiRads,
@@ -26,6 +24,7 @@ from ..choices import (
 )
 from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study, version_band
 from ..reading import pathway
+from ..reading.actions import ReadInput
 from ..reading.assessment import FindingInput
 
 

@@ -34,7 +34,7 @@ CASE_QUERYSET = Case.objects.select_related("patient", "ai_result__model_version
 
 
 class WorklistPagination(BasePagination):
-    """A keyset page of the worklist (``screening.worklist_pages``): ``next`` starts where
+    """A keyset page of the worklist (``worklist_pages``): ``next`` starts where
     this page ends, ``first`` goes back to the top, ``count`` stops at 1,000
     (``count_capped`` then says there are more)."""
 

@@ -1,4 +1,4 @@
-"""``{% ai_badge case as badge %}``: the badge of ``screening.badges`` in a template."""
+"""``{% ai_badge case as badge %}``: the badge of ``screening.ai.badges`` in a template."""
 
 from __future__ import annotations
 
