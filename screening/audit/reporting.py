@@ -2,7 +2,7 @@
 
 One pass of two queries builds a row per case (the chosen model version's score, each
 read, the final decision, the outcome); every figure is then computed from those rows
-by ``screening.stats``, so the dashboard, the CSV exports and the tests all see the same
+by ``screening.audit.stats``, so the dashboard, the CSV exports and the tests all see the same
 numbers. Read-only: nothing here writes to the database.
 """
 

@@ -1,7 +1,7 @@
 """A stored, de-identified DICOM instance as DICOMweb retrieves it: its bytes, its
 metadata (DICOM JSON) and its frame's pixel data.
 
-The stored file is the one the upload checked and de-identified (``screening.dicom``):
+The stored file is the one the upload checked and de-identified (``screening.intake.dicom``):
 nothing here reads anything but that file, so retrieve can give out nothing the
 de-identification removed.
 """

@@ -43,8 +43,8 @@ WINDOW = timedelta(hours=1)
 QUANTILES = (0.5, 0.95, 1.0)
 # Timings entries that are counts, not seconds.
 NOT_SECONDS = frozenset({"batch_images", "patches"})
-# A failed result's error text, by the words that say why (messages of screening.inference
-# and screening.imaging); the first match names the reason.
+# A failed result's error text, by the words that say why (messages of screening.ai.inference
+# and screening.intake's film checks); the first match names the reason.
 FAILURE_REASONS = (
     ("artifact", ("model artifact", "registered checksum")),
     ("gave_up", ("gave up after",)),
