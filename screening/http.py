@@ -4,11 +4,14 @@ navigation)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -49,18 +52,20 @@ def conflict_page(
     return render(request, "409.html", context, status=HTTPStatus.CONFLICT)
 
 
-def paginate(request: HttpRequest, items, per_page: int = 50):
+def paginate(
+    request: HttpRequest, items: Sequence[Any] | QuerySet[Any], per_page: int = 50
+) -> Page:
     """The requested page of a query set or list; out-of-range pages give the last one."""
     return Paginator(items, per_page).get_page(request.GET.get("page"))
 
 
-def private_file(field) -> FileResponse:
+def private_file(field: FieldFile) -> FileResponse:
     """Stream a stored file to a checked user; media is never served publicly."""
     try:
         handle = field.open("rb")
     except FileNotFoundError:
         raise Http404("The stored file is missing.") from None
-    suffix = field.name.rsplit(".", 1)[-1].lower()
+    suffix = (field.name or "").rsplit(".", 1)[-1].lower()
     response = FileResponse(
         handle, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream")
     )
