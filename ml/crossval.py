@@ -29,14 +29,8 @@ from typing import Any
 import numpy as np
 
 from ml.config import CrossValConfig, TrainConfig, mias_dir
-from ml.train import (
-    TrainingData,
-    best_figure,
-    cache_dir,
-    exact_auc,
-    train_model,
-    with_hard_negatives,
-)
+from ml.train import best_figure, exact_auc, train_model
+from ml.training_data import TrainingData, cache_dir, with_hard_negatives
 
 OOF_FIELDS = ("repeat", "fold", "refnum", "patient", "label", "score", "max", "mean_top3", "tiles")
 
