@@ -49,6 +49,14 @@ def to_target(labels: np.ndarray | Sequence[int], target: str) -> np.ndarray:
     raise ValueError(f"unknown target {target!r}")
 
 
+def lesions_for_target(film: MiasFilm, target: str) -> list[MiasFinding]:
+    """The film's located findings that are positives for ``target`` (what a map should find)."""
+    found = [f for f in film.findings if f.has_location]
+    if target == "malignant":
+        found = [f for f in found if f.label in (MALIGNANT_CALC, MALIGNANT_MASS)]
+    return found
+
+
 def class_weights(y: np.ndarray) -> dict[int, float]:
     """Balanced weights n / (2 n_c), the scikit-learn 'balanced' rule for two classes."""
     y = np.asarray(y).astype(int)
@@ -181,6 +189,11 @@ class MiasFinding:
         """(row, column) in image array coordinates: the README's row = height - y."""
         assert self.x is not None and self.y is not None
         return film_height - self.y, self.x
+
+    def circle(self, film_height: int = MIAS_FILM_SIZE) -> tuple[int, int, int]:
+        """(row, column, radius) of a located finding, in image array coordinates."""
+        assert self.radius is not None
+        return (*self.centre_rc(film_height), self.radius)
 
 
 @dataclass

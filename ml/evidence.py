@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ml.metrics import bootstrap_auc_ci, threshold_for_sensitivity
+
 SCHEMA = 1
 
 TRIAGE_MIN_AUC_CI_LOWER = 0.5
@@ -149,8 +151,6 @@ def film_auc_evidence(
     method: str = "held-out test split, 95 % CI by bootstrap over women",
 ) -> dict[str, Any]:
     """Film AUC with a CI that resamples women, since a woman's two films are not independent."""
-    from ml.metrics import bootstrap_auc_ci
-
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
     both = len(np.unique(y)) == 2
@@ -242,8 +242,6 @@ def band_evidence(
     Where the model separates the classes poorly the two cuts cross; then intermediate
     takes the lower and high the higher, so the bands stay ordered.
     """
-    from ml.metrics import threshold_for_sensitivity
-
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
     at_sens = threshold_for_sensitivity(y, p, BAND_SENSITIVITY)
