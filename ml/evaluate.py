@@ -12,6 +12,9 @@ On mini-MIAS it also measures what the app may show (``ml.evidence``): film AUC 
 over women, calibration, exam-score deciles and bands fitted on the validation women, the
 heat-map randomisation test against a brightest-spot baseline, and the FROC of the region
 marks. ``--write-evidence`` records them in the artifact's manifest and model card.
+
+This module is the command only: the figures are ``ml.evaluation``'s, the evidence
+``ml.evidence_measurement``'s, the held-out films ``ml.selection``'s.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """What the measurements allow the app to show: the manifest's ``evidence`` block.
 
 A model's raw maximum-patch probability reads like a risk ("0.98") and its Grad-CAM map
-like a finding, but on real films neither need be evidence. ``ml.evaluate`` measures each
-claim on held-out films and records it here; the app shows a figure only when the claim
-it would make has passed. An artifact without the block (an older one) passes nothing.
+like a finding, but on real films neither need be evidence. ``ml.evidence_measurement``
+(``python -m ml.evaluate --write-evidence``) measures each claim on held-out films and
+records it in the manifest; the app shows a figure only when the claim it would make has
+passed. An artifact without the block (an older one) passes nothing.
 
 The functions the app calls (``exam_score``, ``calibrated_probability``, ``band``,
 ``band_description``, ``triage_validated``, ``heatmap_passed``, ``marks_passed``) are pure

@@ -7,6 +7,10 @@ The run directory holds ``config.json``, ``model.keras``, ``history.csv``, ``met
 plots, ``manifest.json`` and ``MODEL_CARD.md``. Training sees only the training split; the
 best epoch is chosen on validation AUC; the threshold is chosen on validation; the test
 split is touched once, at the end.
+
+This module is the command only (``--finalise RUN_DIR`` finishes a stopped run, ``--kfold K``
+runs one per patient fold): the run is ``ml.runs``', the loop ``ml.trainer``'s, the data
+``ml.training_data``'s.
 """
 
 from __future__ import annotations
