@@ -7,6 +7,7 @@ truncated file is refused before Keras ever parses it.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -19,6 +20,7 @@ from ml.config import REPO_ROOT
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.keras"
 MODEL_CARD = "MODEL_CARD.md"
+HISTORY_FILE = "history.csv"  # the training run's epochs, kept beside the model
 
 DEFAULT_ARTIFACT: Path = REPO_ROOT / "models" / "custom_cnn-mias-abnormal-v1"
 
@@ -147,3 +149,10 @@ def load_model(artifact_dir: str | Path) -> tuple[Any, Manifest]:
     except Exception as exc:  # Keras raises many types on a corrupt file
         raise ArtifactError(f"cannot load {path}: {exc}") from exc
     return model, manifest
+
+
+def read_history(out: str | Path) -> dict[str, list[float]]:
+    """The per-epoch figures of the run that made this artifact (its ``history.csv``)."""
+    with open(Path(out) / HISTORY_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}

@@ -28,23 +28,29 @@ from typing import Any
 
 import numpy as np
 
+from ml.artifacts import Manifest, save_artifact
 from ml.config import CrossValConfig, TrainConfig, mias_dir
-from ml.train import (
-    TrainingData,
-    best_figure,
-    cache_dir,
-    exact_auc,
-    train_model,
-    with_hard_negatives,
+from ml.data import (
+    PatchSet,
+    hold_out_patients,
+    mias_film_patches,
+    patient_folds,
+    read_mias,
+    to_target,
 )
+from ml.metrics import bootstrap_auc_ci
+from ml.models import build_model
+from ml.predictor import Predictor
+from ml.runs import inference_settings
+from ml.train import parse_args as train_args
+from ml.trainer import CHECKPOINT, best_figure, exact_auc, train_model
+from ml.training_data import TrainingData, cache_dir, with_hard_negatives
 
 OOF_FIELDS = ("repeat", "fold", "refnum", "patient", "label", "score", "max", "mean_top3", "tiles")
 
 
 def load_film_patches(cfg: TrainConfig, cache_root: Path | None = None) -> Any:
     """Every film's training patches, extracted once per patch recipe and cached."""
-    from ml.data import PatchSet, mias_film_patches
-
     labels = Path(cfg.data) / "labels.csv"
     stamp = [str(labels.resolve()), labels.stat().st_size, labels.stat().st_mtime_ns]
     blob = json.dumps([dataclasses.asdict(cfg.patches), stamp, "per-film seeds"], sort_keys=True)
@@ -80,10 +86,6 @@ def fold_data(
 
 def fold_predictor(model: Any, cfg: TrainConfig, aggregation: str, note: str) -> Any:
     """A ``Predictor`` around an in-memory fold model, with the app's inference settings."""
-    from ml.artifacts import Manifest
-    from ml.predictor import Predictor
-    from ml.train import inference_settings
-
     manifest = Manifest(
         architecture=cfg.model.arch,
         version="0.0.0-cv",
@@ -101,8 +103,6 @@ def fold_predictor(model: Any, cfg: TrainConfig, aggregation: str, note: str) ->
 def train_fold(cv: CrossValConfig, data: TrainingData, out: Path) -> tuple[Any, dict[str, Any]]:
     """Train one fold's model from scratch, with the optional in-fold hard-negative stage."""
     import keras
-
-    from ml.models import build_model
 
     cfg = copy.deepcopy(cv.train)
     cfg.out_dir = str(out)
@@ -162,8 +162,6 @@ def pooled_auc(rows: list[dict[str, Any]], key: str, n_boot: int, seed: int = 0)
     With repeats, the figure is the mean of each repeat's pooled AUC, and a bootstrap draw
     of women recomputes that mean, so a woman counts once however often she was scored.
     """
-    from ml.metrics import bootstrap_auc_ci
-
     repeats = sorted({r["repeat"] for r in rows})
     y = np.array([r["label"] for r in rows])
     p = np.array([r[key] for r in rows], dtype=float)
@@ -188,8 +186,6 @@ def pooled_auc(rows: list[dict[str, Any]], key: str, n_boot: int, seed: int = 0)
 
 def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
     """Train and score every fold of every repeat; write ``crossval.json`` and ``oof.csv``."""
-    from ml.data import hold_out_patients, patient_folds, read_mias, to_target
-
     cfg = cv.train
     root = Path(cfg.out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -250,9 +246,6 @@ def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
 
 def _save_fold(model: Any, predictor: Any, out: Path, figures: dict[str, Any]) -> None:
     """The fold's model as an artifact (re-scorable later), its checkpoint removed."""
-    from ml.artifacts import save_artifact
-    from ml.train import CHECKPOINT
-
     predictor.manifest.metrics = {"crossval_fold": figures}
     save_artifact(model, out, predictor.manifest, "# Cross-validation fold model\n")
     (out / CHECKPOINT).unlink(missing_ok=True)
@@ -311,8 +304,6 @@ def summary_line(summary: dict[str, Any], name: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> CrossValConfig:
     """Cross-validation options; every other option is ``python -m ml.train``'s."""
-    from ml.train import parse_args as train_args
-
     p = argparse.ArgumentParser(prog="python -m ml.crossval", description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="run folder: runs/<name>")
     p.add_argument("--recipe", default="", help="short description for the report")

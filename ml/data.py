@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.config import PatchConfig, SplitConfig, WholeImageConfig
+from ml.breast import breast_mask
+from ml.config import PatchConfig, SplitConfig
+from ml.models import preprocess
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -45,6 +47,14 @@ def to_target(labels: np.ndarray | Sequence[int], target: str) -> np.ndarray:
     if target == "malignant":
         return np.isin(labels, (MALIGNANT_CALC, MALIGNANT_MASS)).astype(np.int32)
     raise ValueError(f"unknown target {target!r}")
+
+
+def lesions_for_target(film: MiasFilm, target: str) -> list[MiasFinding]:
+    """The film's located findings that are positives for ``target`` (what a map should find)."""
+    found = [f for f in film.findings if f.has_location]
+    if target == "malignant":
+        found = [f for f in found if f.label in (MALIGNANT_CALC, MALIGNANT_MASS)]
+    return found
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
@@ -180,6 +190,11 @@ class MiasFinding:
         assert self.x is not None and self.y is not None
         return film_height - self.y, self.x
 
+    def circle(self, film_height: int = MIAS_FILM_SIZE) -> tuple[int, int, int]:
+        """(row, column, radius) of a located finding, in image array coordinates."""
+        assert self.radius is not None
+        return (*self.centre_rc(film_height), self.radius)
+
 
 @dataclass
 class MiasFilm:
@@ -296,40 +311,6 @@ def patient_folds(films: Sequence[MiasFilm], k: int, seed: int = 0) -> list[list
     return [sorted(f) for f in folds]
 
 
-def breast_mask(image: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Boolean mask of the breast: the largest bright connected region, holes filled.
-
-    Worked out on a 4x reduced copy (fast, and film labels or scratches are small), then
-    brought back to full size. The threshold defaults to a low fraction of the image range
-    so dense and fatty breasts both fall inside it.
-    """
-    from scipy import ndimage
-
-    img = np.asarray(image, dtype=np.float32)
-    h, w = img.shape
-    f = 4 if min(h, w) >= 64 else 1
-    small = img[: h - h % f or h, : w - w % f or w]
-    if f > 1:
-        small = small.reshape(small.shape[0] // f, f, small.shape[1] // f, f).mean(axis=(1, 3))
-    lo, hi = float(np.percentile(small, 1)), float(small.max())
-    if threshold is None:
-        threshold = lo + 0.08 * (hi - lo)
-    fg = small > threshold
-    fg = ndimage.binary_opening(fg, iterations=2)
-    labels, n = ndimage.label(fg)
-    if n == 0:
-        return np.zeros((h, w), dtype=bool)
-    sizes = ndimage.sum(fg, labels, index=range(1, n + 1))
-    mask = labels == (int(np.argmax(sizes)) + 1)
-    mask = ndimage.binary_fill_holes(mask)
-    if f > 1:
-        mask = np.kron(mask, np.ones((f, f), dtype=bool))
-        full = np.zeros((h, w), dtype=bool)
-        full[: mask.shape[0], : mask.shape[1]] = mask
-        mask = full
-    return mask
-
-
 def crop(image: np.ndarray, centre_rc: tuple[int, int], size: int) -> np.ndarray:
     """A size x size crop centred on (row, col), zero-padded where it leaves the film."""
     r0 = int(centre_rc[0]) - size // 2
@@ -386,25 +367,6 @@ def clear_of_lesions(
         if math.hypot(lr - nr, lc - nc) < rad + margin:
             return False
     return True
-
-
-def normal_grid_tiles(film: MiasFilm, whole: WholeImageConfig) -> np.ndarray:
-    """The tiles whole-film scoring (``ml.predictor.tile_image``) looks at, minus lesion ones.
-
-    The pool hard negatives are mined from: the tiles of normal tissue a model scores
-    highest are the ones that make whole films look abnormal.
-    """
-    from ml.predictor import tile_image, to_0_255
-
-    size = whole.patch_size
-    empty = np.zeros((0, size, size), np.uint8)
-    if any(not f.has_location for f in film.findings):
-        return empty
-    image = to_0_255(film.load())
-    tiles, boxes = tile_image(image, breast_mask(image), whole)
-    lesions = [(*f.centre_rc(image.shape[0]), f.radius or 0) for f in film.findings]
-    keep = np.array([clear_of_lesions(lesions, r0, c0, size) for r0, c0, _, _ in boxes])
-    return tiles[keep].astype(np.uint8) if keep.any() else empty
 
 
 def film_patches(
@@ -571,8 +533,6 @@ def make_dataset(
     ``source`` yields uint8 ``[H, W]`` or ``[H, W, 1]`` images with five-class labels.
     """
     import tensorflow as tf
-
-    from ml.models import preprocess
 
     if isinstance(source, tuple):
         images, labels = source

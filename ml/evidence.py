@@ -1,9 +1,10 @@
 """What the measurements allow the app to show: the manifest's ``evidence`` block.
 
 A model's raw maximum-patch probability reads like a risk ("0.98") and its Grad-CAM map
-like a finding, but on real films neither need be evidence. ``ml.evaluate`` measures each
-claim on held-out films and records it here; the app shows a figure only when the claim
-it would make has passed. An artifact without the block (an older one) passes nothing.
+like a finding, but on real films neither need be evidence. ``ml.evidence_measurement``
+(``python -m ml.evaluate --write-evidence``) measures each claim on held-out films and
+records it in the manifest; the app shows a figure only when the claim it would make has
+passed. An artifact without the block (an older one) passes nothing.
 
 The functions the app calls (``exam_score``, ``calibrated_probability``, ``band``,
 ``band_description``, ``triage_validated``, ``heatmap_passed``, ``marks_passed``) are pure
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from ml.metrics import bootstrap_auc_ci, threshold_for_sensitivity
 
 SCHEMA = 1
 
@@ -149,8 +152,6 @@ def film_auc_evidence(
     method: str = "held-out test split, 95 % CI by bootstrap over women",
 ) -> dict[str, Any]:
     """Film AUC with a CI that resamples women, since a woman's two films are not independent."""
-    from ml.metrics import bootstrap_auc_ci
-
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
     both = len(np.unique(y)) == 2
@@ -242,8 +243,6 @@ def band_evidence(
     Where the model separates the classes poorly the two cuts cross; then intermediate
     takes the lower and high the higher, so the bands stay ordered.
     """
-    from ml.metrics import threshold_for_sensitivity
-
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
     at_sens = threshold_for_sensitivity(y, p, BAND_SENSITIVITY)

@@ -191,7 +191,7 @@ class Predictor:
         pixel_spacing_mm: list[float | None] | None = None,
     ) -> list[ImagePrediction]:
         """Score and explain whole images of any size (see the module docstring)."""
-        from ml.data import breast_mask
+        from ml.breast import breast_mask
 
         cfg = self.whole_image
         spacings = pixel_spacing_mm or [None] * len(images)

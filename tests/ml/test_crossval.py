@@ -27,7 +27,7 @@ def saturated_model_and_data():  # type: ignore[no-untyped-def]
 def test_validation_auc_ranks_saturated_scores_exactly():
     import keras
 
-    from ml.train import validation_patch_auc_callback
+    from ml.trainer import validation_patch_auc_callback
 
     model, val_ds, scores, y = saturated_model_and_data()
     binned = keras.metrics.AUC()  # what checkpoints used to watch: 200 thresholds

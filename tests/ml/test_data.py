@@ -3,11 +3,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ml.breast import breast_mask
 from ml.config import PatchConfig, SplitConfig, WholeImageConfig, mias_dir
 from ml.data import (
     MiasFilm,
     MiasFinding,
-    breast_mask,
     class_weights,
     crop,
     ddsm_tfrecord_dataset,
@@ -19,7 +19,6 @@ from ml.data import (
     load_ddsm_npy,
     make_dataset,
     mias_film_patches,
-    normal_grid_tiles,
     patient_folds,
     patient_of,
     read_mias,
@@ -27,6 +26,7 @@ from ml.data import (
     stratified_patient_split,
     to_target,
 )
+from ml.training_data import normal_grid_tiles
 from tests.ml.conftest import needs_mias
 
 

@@ -199,7 +199,7 @@ def test_an_untrained_model_fails_the_randomisation_test_against_itself(
     tiny_artifact, mini_mias_like
 ):
     from ml.data import read_mias
-    from ml.evaluate import heatmap_evidence, score_films
+    from ml.evidence_measurement import heatmap_evidence, score_films
     from ml.predictor import Predictor
 
     predictor = Predictor.load(tiny_artifact)
@@ -216,7 +216,7 @@ def test_an_untrained_model_fails_the_randomisation_test_against_itself(
 
 
 def test_reinitialised_weights_differ_from_the_model_and_leave_it_untouched(tiny_artifact):
-    from ml.evaluate import reinitialised
+    from ml.evidence_measurement import reinitialised
     from ml.predictor import Predictor
 
     model = Predictor.load(tiny_artifact).model
@@ -234,7 +234,7 @@ def test_auto_split_evaluates_every_film_of_a_folder_the_artifact_was_not_traine
     mini_mias_like,
 ):
     from ml.data import read_mias
-    from ml.evaluate import select_films
+    from ml.selection import select_films
 
     shipped = load_manifest(DEFAULT_ARTIFACT)  # lists women 1..161 of the real mini-MIAS
     all_films = read_mias(mini_mias_like)
@@ -261,7 +261,7 @@ def test_asking_for_the_test_split_of_a_foreign_folder_is_a_usage_error(
 def test_auto_split_takes_the_artifacts_test_women_on_its_own_folder():
     from ml.config import mias_dir
     from ml.data import read_mias
-    from ml.evaluate import select_films
+    from ml.selection import select_films
 
     shipped = load_manifest(DEFAULT_ARTIFACT)
     chosen = select_films(shipped, read_mias(mias_dir()), "auto")
@@ -273,7 +273,8 @@ def test_auto_split_takes_the_artifacts_test_women_on_its_own_folder():
 def test_evaluate_writes_an_evidence_block_the_app_can_read(
     tiny_artifact, mini_mias_like, tmp_path
 ):
-    from ml.evaluate import evaluate_artifact, write_evidence
+    from ml.evaluation import evaluate_artifact
+    from ml.evidence_measurement import write_evidence
 
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
     result = evaluate_artifact(artifact, mini_mias_like, tmp_path / "out", n_boot=20)
@@ -319,7 +320,7 @@ def ddsm_manifest(**extra) -> Manifest:  # type: ignore[no-untyped-def]
 
 
 def test_a_ddsm_model_card_describes_ddsm_not_mini_mias():
-    from ml.evaluate import model_card
+    from ml.model_card import model_card
 
     card = model_card(ddsm_manifest())
     assert "mini-MIAS" not in card
@@ -327,7 +328,7 @@ def test_a_ddsm_model_card_describes_ddsm_not_mini_mias():
 
 
 def test_the_card_renders_evidence_verdicts_and_attempts():
-    from ml.evaluate import model_card
+    from ml.model_card import model_card
 
     evidence = {
         "schema": 1,
@@ -368,7 +369,7 @@ def test_the_card_renders_evidence_verdicts_and_attempts():
 
 
 def test_re_rendering_a_card_keeps_its_hand_written_lineage():
-    from ml.evaluate import kept_notes
+    from ml.model_card import kept_notes
 
     card = "## Training\n- 10 epochs.\n- Lineage: v1 was\n  trained first.\n\n## Figures\n"
     assert kept_notes(card) == ["- Lineage: v1 was", "  trained first."]

@@ -58,7 +58,7 @@ def test_preprocessing_methods_match_keras_applications():
 @pytest.mark.parametrize("arch", ["custom_cnn", "vgg16", "resnet50v2"])
 def test_a_few_training_steps_write_a_complete_run_directory(arch, ddsm_dir: Path, tmp_path):
     from ml.artifacts import load_manifest, verify_checksum
-    from ml.train import run
+    from ml.runs import run
 
     cfg = TrainConfig(
         model=ModelConfig(arch, input_size=32),

@@ -38,7 +38,7 @@ def test_k_fold_splits_keep_each_woman_in_one_set_and_test_each_once(mini_mias_l
 
 
 def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like, tmp_path):
-    from ml.train import run
+    from ml.runs import run
 
     out = run(tiny_run(mini_mias_like, tmp_path / "run"))
     metrics = json.loads((out / "metrics.json").read_text())
@@ -55,7 +55,7 @@ def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like,
 
 
 def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_like, tmp_path):
-    from ml.train import run
+    from ml.runs import run
 
     first = run(tiny_run(mini_mias_like, tmp_path / "first"))
     second = run(

@@ -1,0 +1,397 @@
+"""The artifact's MODEL_CARD.md, rendered from its manifest alone so it cannot drift.
+
+Every figure on the card (data, split, patch and film results, the evidence verdicts, the
+attempts, training, limitations) is read from ``manifest.json``; hand-written lineage notes
+survive a re-render (``kept_notes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ml.evidence import band_description
+
+
+def format_auc(m: dict[str, Any]) -> str:
+    """An AUC with its 95 % CI, as the card and the evaluate command print it."""
+    lo, hi = m.get("auc_ci95", [float("nan")] * 2)
+    return f"{m['auc']:.3f} (95% CI {lo:.3f}–{hi:.3f})"
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {m['threshold']:.3f} | {m['sensitivity']:.3f} | {m['specificity']:.3f} "
+        f"| {m['precision']:.3f} | {m['f1']:.3f} | {m['accuracy']:.3f} | {m['confusion_matrix']} |"
+    )
+
+
+_TABLE_HEAD = [
+    "| operating point | threshold | sensitivity | specificity | precision | F1 | "
+    "accuracy | confusion [[TN, FP], [FN, TP]] |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def _model_section(manifest: Any) -> list[str]:
+    pre = manifest.preprocessing
+    resized = (
+        f", resized inside the model to {pre['internal_size']}×{pre['internal_size']}"
+        if pre.get("internal_size")
+        else ""
+    )
+    target = (
+        "(any finding: label ≠ 0)."
+        if manifest.target == "abnormal"
+        else "(malignant: label 3 or 4)."
+    )
+    return [
+        "## Model",
+        f"- Architecture: `{manifest.architecture}` (ml/models.py), one sigmoid output.",
+        f"- Input: {manifest.input_size}×{manifest.input_size}×3, grayscale replicated to three "
+        f"channels, preprocessing `{pre.get('method')}`{resized}.",
+        f"- Target: `{manifest.target}` {target}",
+        f"- Created {manifest.created}; sha256 of the model file `{manifest.sha256}`.",
+    ]
+
+
+def _mias_data(td: dict[str, Any]) -> list[str]:
+    p = td["patches"]
+    lines = [
+        f"- Split by patient ({td['split_unit']}): {td['patients']} women in train / "
+        f"validation / test (split seed {td['split']['seed']}).",
+        f"- Patches {p['patch_size']}×{p['patch_size']} at the films' native 0.2 mm scale: "
+        f"{p['lesion_crops']} crops per annotated lesion with up to ±{p['jitter']} px "
+        f"jitter, {p['normal_tiles_per_film']} normal tiles per film from inside the breast "
+        f"(≥{p['min_breast_fraction']:.0%} breast, clear of lesions). Films whose finding "
+        "has no coordinates give no patches.",
+        "- Patch counts (labels normal, benign calc, benign mass, malignant calc, malignant "
+        "mass): "
+        + "; ".join(f"{k} {v['total']} {v['by_label']}" for k, v in td["patch_counts"].items())
+        + ".",
+    ]
+    if hard := td.get("hard_negatives"):
+        lines.append(
+            f"- Hard negatives: {hard['added']} more normal training patches, the "
+            f"{hard['per_film']} normal grid tiles per training film that `{hard['from']}` "
+            "scored highest (validation and test sets untouched)."
+        )
+    return lines
+
+
+def _ddsm_data(td: dict[str, Any]) -> list[str]:
+    records = td.get("train_records", [])
+    return [
+        f"- Training: {td.get('train_count', 'n/a')} patches from {len(records)} TFRecord "
+        f"file(s) ({', '.join(records)}); validation `{td.get('validation')}`, test "
+        f"`{td.get('test')}` (the data set's own split, by patch: the Kaggle files do not "
+        "say which woman a patch comes from).",
+    ]
+
+
+def _data_section(td: dict[str, Any]) -> list[str]:
+    lines = ["## Data and split", f"- {td.get('source', 'unknown source')}."]
+    if td.get("path"):
+        lines.append(f"- Read from `{td['path']}` (layout `{td.get('layout', 'unknown')}`).")
+    if td.get("layout") == "mini-mias":
+        lines += _mias_data(td)
+    elif td.get("layout") == "ddsm":
+        lines += _ddsm_data(td)
+    return lines
+
+
+def _patch_section(patch: dict[str, Any]) -> list[str]:
+    if not patch:
+        return []
+    t = patch["test"]
+    return [
+        "## Patch-level results (test split, never seen in training or model selection)",
+        f"- AUC {format_auc(t)}; bootstrap resamples whole {patch['bootstrap_unit']}s.",
+        f"- Validation AUC {format_auc(patch['validation'])}.",
+        f"- Threshold {patch['threshold']:.3f}, chosen on validation patches for "
+        f"sensitivity ≥ {patch['target_sensitivity']:.2f} (a screening choice).",
+        "",
+        *_TABLE_HEAD,
+        _row("validation-chosen", t["at_threshold"]),
+        _row("0.5", t["at_0_5"]),
+    ]
+
+
+def _image_section(image: dict[str, Any] | None, pre: dict[str, Any]) -> list[str]:
+    if not image:
+        return []
+    t = image["test"]
+    loc = t["localisation"]
+    return [
+        "## Whole-film results (test-split films)",
+        f"- {image['test_films']} films; image score = {image['aggregation']} of the "
+        f"patch probabilities over a {pre.get('patch_size')} px grid, stride "
+        f"{pre.get('stride')} px, inside the breast.",
+        f"- AUC {format_auc(t)} (bootstrap over women); validation films AUC "
+        f"{image['validation']['auc']:.3f}.",
+        f"- Threshold {image['threshold']:.3f} chosen on validation films.",
+        "",
+        *_TABLE_HEAD,
+        _row("validation-chosen", t["at_threshold"]),
+        _row("0.5", t["at_0_5"]),
+        "",
+        f"- Seconds per 1024×1024 film on the training CPU (2 cores, score and Grad-CAM): "
+        f"{t['seconds_per_film']:.2f}.",
+        f"- Localisation: on {loc['films']} test films with an annotated lesion the "
+        f"heatmap peak fell inside a lesion circle in {loc['peak_in_lesion']:.0%} of films; "
+        f"a random point inside the breast would in {loc['random_point_in_lesion']:.0%}.",
+    ]
+
+
+def _training_section(
+    manifest: Any, history: dict[str, list[float]] | None, notes: Sequence[str]
+) -> list[str]:
+    if not history or "val_auc" not in history:
+        return []
+    td, m = manifest.training_data, manifest.metrics
+    key = "val_film_auc" if "val_film_auc" in history else "val_auc"
+    what = "whole-film AUC" if key == "val_film_auc" else "patch AUC"
+    best = int(np.argmax(history[key]))
+    training = td.get("training", {})
+    start = training.get("init_from")
+    lines = [
+        "## Training",
+        f"- {len(history[key])} epochs, best validation {what} "
+        f"{history[key][best]:.3f} at epoch {best + 1}"
+        + (f" (continued from `{start}`)" if start else "")
+        + "; Adam "
+        f"(learning rate {training.get('learning_rate', 'n/a')}), binary "
+        "cross-entropy, balanced class weights, flips/rotations/brightness/contrast "
+        f"augmentation, best epoch kept by validation {what}.",
+    ]
+    if "train_seconds" in m:
+        lines.append(f"- Training time: {m['train_seconds']:.0f} s on a shared 2-core CPU.")
+    return lines + list(notes)
+
+
+def _verdict(ok: bool, yes: str, no: str) -> str:
+    return f"**{yes}**" if ok else f"**{no}**"
+
+
+def _evidence_scores(ev: dict[str, Any]) -> list[str]:
+    lines = []
+    if fa := ev.get("film_auc"):
+        lo, hi = fa["ci95"]
+        lines.append(
+            f"- Film AUC {fa['auc']:.3f} (95 % CI {lo:.3f}–{hi:.3f}) on {fa['films']} films "
+            f"of {fa['women']} women; {fa['method']}."
+        )
+    if tr := ev.get("triage"):
+        ok = _verdict(tr["validated"], "validated", "not validated")
+        lines.append(f"- Score for ranking cases (triage): {ok}. {tr['reason']}")
+    if cal := ev.get("calibration"):
+        pairs = ", ".join(
+            f"{s:.3f} → {p:.2f}" for s, p in zip(cal["scores"], cal["probabilities"], strict=True)
+        )
+        lines.append(
+            f"- Calibration ({cal['method']}, fitted on {cal['films']} validation films; "
+            f"score → share abnormal, linear between points): {pairs}."
+        )
+    if es := ev.get("exam_score"):
+        cuts = ", ".join(f"{c:.3f}" for c in es["cuts"])
+        lines.append(
+            f"- Exam score 1–10: one plus the number of deciles of {es['normal_films']} "
+            f"validation normal films the score reaches; decile cuts {cuts}."
+        )
+    return lines
+
+
+def _evidence_bands(bands: dict[str, Any]) -> list[str]:
+    if not bands:
+        return []
+    ev = {"bands": bands}
+    return [
+        "",
+        f"Bands, fitted on {bands['films']} validation films (figures are for a score at or "
+        "above the band's start):",
+        "",
+        "| band | from score | sensitivity | specificity | on validation films |",
+        "|---|---|---|---|---|",
+        f"| low | — | — | — | {band_description('low', ev)} |",
+        f"| intermediate | {bands['intermediate_from']:.3f} | "
+        f"{bands['intermediate']['sensitivity']:.2f} | "
+        f"{bands['intermediate']['specificity']:.2f} | {band_description('intermediate', ev)} |",
+        f"| high | {bands['high_from']:.3f} | {bands['high']['sensitivity']:.2f} | "
+        f"{bands['high']['specificity']:.2f} | {band_description('high', ev)} |",
+    ]
+
+
+def _evidence_heatmap(hm: dict[str, Any]) -> list[str]:
+    if not hm:
+        return []
+    rw = hm["random_weights"]
+    lines = [
+        "",
+        f"Heat-map randomisation test (Adebayo et al. 2018) on {hm['films']} films with an "
+        "annotated lesion: share of films whose heat-map peak lies inside a lesion circle, "
+        "and the rank correlation (inside the breast) of each map with the trained one.",
+        "",
+        "| map | peak inside a lesion | rank correlation with trained map |",
+        "|---|---|---|",
+        f"| trained model (Grad-CAM × patch probability) | {_pct(hm['trained_peak_in_lesion'])} "
+        "| 1 |",
+        f"| brightest spot of the smoothed film (baseline) | "
+        f"{_pct(hm['baseline_peak_in_lesion'])} | — |",
+        f"| random point in the breast (expected) | {_pct(hm['random_point_in_lesion'])} | — |",
+    ]
+    lines += [
+        f"| same network, random weights, seed {s} | {_pct(p)} | {c:.2f} |"
+        for s, p, c in zip(rw["seeds"], rw["peak_in_lesion"], rw["rank_correlation"], strict=True)
+    ]
+    ok = _verdict(hm["passed"], "passed", "failed")
+    return lines + ["", f"- Heat map as localisation: {ok}. {hm['reason']}"]
+
+
+def _evidence_marks(mk: dict[str, Any]) -> list[str]:
+    if not mk:
+        return []
+    fr = mk["froc"]
+    base = mk.get("baseline_froc", {})
+    lines = [
+        "",
+        f"Region marks (at most {mk['max_per_image']} per image; a hit when the mark's centre "
+        f"lies inside a lesion circle) on {mk['films']} films with {mk['lesions']} lesions:",
+        "",
+        "| marks | sensitivity at 0.5 false marks / image | at 1 false mark / image |",
+        "|---|---|---|",
+        f"| model | {_pct(fr['sensitivity_at_0_5_fp'])} | {_pct(fr['sensitivity_at_1_fp'])} |",
+    ]
+    if base:
+        lines.append(
+            f"| brightest spots (baseline) | {_pct(base['sensitivity_at_0_5_fp'])} | "
+            f"{_pct(base['sensitivity_at_1_fp'])} |"
+        )
+    ok = _verdict(mk["passed"], "passed", "failed")
+    return lines + ["", f"- Region marks: {ok}. {mk['reason']}"]
+
+
+def _evidence_section(ev: dict[str, Any]) -> list[str]:
+    if not ev:
+        return []
+    return [
+        "## Evidence (what the app may show)",
+        f"- Measured {ev.get('computed_at', '')} by `python -m ml.evaluate --write-evidence` on "
+        f"{ev.get('data', 'unrecorded data')}. The app shows a figure only where its verdict "
+        "below has passed (ml/evidence.py holds the rules).",
+        *_evidence_scores(ev),
+        *_evidence_bands(ev.get("bands", {})),
+        *_evidence_heatmap(ev.get("heatmap", {})),
+        *_evidence_marks(ev.get("marks", {})),
+    ]
+
+
+def _attempts_section(attempts: Sequence[dict[str, Any]]) -> list[str]:
+    if not attempts:
+        return []
+    lines = [
+        "## Attempts",
+        "Recipes tried for this target, with their cross-validated film AUC:",
+        "",
+        "| recipe | film AUC (95 % CI) | folds × repeats | notes |",
+        "|---|---|---|---|",
+    ]
+    for a in attempts:
+        lo, hi = a.get("ci95", [float("nan")] * 2)
+        lines.append(
+            f"| {a.get('recipe', '')} | {a.get('film_auc', float('nan')):.3f} "
+            f"({lo:.3f}–{hi:.3f}) | {a.get('folds', '')} × {a.get('repeats', '')} "
+            f"| {a.get('notes', '')} |"
+        )
+    return lines
+
+
+def _figures_section(
+    patch: dict[str, Any], image: dict[str, Any] | None, history: Any
+) -> list[str]:
+    plots = list(patch.get("test", {}).get("plots", []))
+    if image:
+        plots += image["test"].get("plots", [])
+    if not plots and not history:
+        return []
+    names = (["training_curves.png"] if history else []) + plots
+    return ["## Figures", "", *[f"![{name}]({name})" for name in names]]
+
+
+def _limitations_section(td: dict[str, Any]) -> list[str]:
+    layout = td.get("layout")
+    if layout == "mini-mias":
+        data = [
+            "- mini-MIAS is small (a few hundred patches from fewer than a hundred women for "
+            "training), digitised film from the 1990s, and the test split is a few dozen women:",
+            "  the confidence intervals are wide and the figures do not transfer to digital",
+            "  mammography, other populations or other scanners.",
+            "- Normal tiles are drawn from inside the breast, lesion crops are centred on",
+            "  annotated lesions: the patch task is easier than finding a lesion in a whole film.",
+        ]
+    elif layout == "ddsm":
+        data = [
+            "- The Kaggle DDSM patches are 299×299 crops of digitised film (CBIS-DDSM): patch",
+            "  figures say nothing about finding a lesion in a whole film, and the files carry",
+            "  no patient identity, so the split is by patch and the CIs are optimistic.",
+            "- Film from the 1990s: the figures do not transfer to digital mammography, other",
+            "  populations or other scanners.",
+        ]
+    else:
+        data = ["- The training data are described only as above; judge transfer accordingly."]
+    return [
+        "## Limitations",
+        *data,
+        "- Trained on a CPU at reduced internal resolution; not comparable to GPU-trained",
+        "  VGG16/ResNet50V2 figures on DDSM.",
+    ]
+
+
+def model_card(
+    manifest: Any, history: dict[str, list[float]] | None = None, notes: Sequence[str] = ()
+) -> str:
+    """The artifact's MODEL_CARD.md, rendered from its manifest alone so it cannot drift.
+
+    ``notes`` are hand-written lines kept under Training (e.g. the artifact's lineage).
+    """
+    m = manifest.metrics
+    td = manifest.training_data
+    evidence = getattr(manifest, "evidence", None) or {}
+    sections = [
+        [
+            f"# Model card: {manifest.architecture}, target `{manifest.target}`, "
+            f"v{manifest.version}",
+            "",
+            "**For research only. Not a medical device and not for clinical use.** It has not been",
+            "validated on any population, and its figures come from a small public film data set.",
+        ],
+        _model_section(manifest),
+        _data_section(td),
+        _patch_section(m.get("patch", {})),
+        _image_section(m.get("image"), manifest.preprocessing),
+        _evidence_section(evidence),
+        _attempts_section(evidence.get("attempts", [])),
+        _training_section(manifest, history, notes),
+        _figures_section(m.get("patch", {}), m.get("image"), history),
+        _limitations_section(td),
+    ]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
+
+
+def kept_notes(card: str) -> list[str]:
+    """Hand-written "- Lineage:" bullets of an existing card, kept when it is re-rendered."""
+    lines = card.splitlines()
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith("- Lineage:"):
+            kept.append(line)
+            for cont in lines[i + 1 :]:
+                if not cont.startswith("  "):
+                    break
+                kept.append(cont)
+    return kept
