@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import events, inference, pathway, worklist_pages
+from . import events, inference, pathway, previews, worklist_pages
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
 from .choices import (
     AIStatus,
@@ -315,6 +315,7 @@ def _store(
         raise
     for study in studies:
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
+    previews.warm(image for study in studies for image in study.images.all())
     return UploadAccepted(study=studies[0], results=results, studies=studies)
 
 

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import actions, events, hanging, pathway
+from .. import actions, events, hanging, pathway, previews
 from ..badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
@@ -230,6 +230,23 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
     except FileRejected as refusal:  # stored before upload refused such films (e.g. blank)
         raise Http404(f"This image cannot be shown. {refusal.message}") from None
     response = HttpResponse(content, content_type="image/png")
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def image_preview(request: HttpRequest, image_id: int) -> HttpResponseBase:
+    """The film's small picture the case page paints at once (``screening.previews``);
+    the same roles as the film itself, and kept out of shared caches as it is."""
+    image = get_object_or_404(Image, pk=image_id)
+    try:
+        content = previews.preview(image)
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    except FileRejected as refusal:
+        raise Http404(f"This image cannot be shown. {refusal.message}") from None
+    response = HttpResponse(content, content_type="image/jpeg")
     response["Cache-Control"] = NO_STORE
     return response
 
