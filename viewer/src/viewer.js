@@ -203,20 +203,23 @@ function show(panel) {
     const imageId = await (panel.dataset.kind === "dicom" ? dicomImageId(panel) : webImageId(panel));
     panel.dataset.imageId = imageId;
     const viewport = viewportOf(panel);
-    await viewport.setStack([imageId]);
-    performance.mark(`film-loaded-${panel.dataset.image}`); // fetched, decoded, on its texture
-    if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
-    pairSyncs.forEach((sync) => sync.setEnabled(false));
+    // Unlinked from its partner until it is hung and painted: the new stack's camera and
+    // the turn are this film's own, and copying them would render the partner again (a
+    // whole film's render in software WebGL) once per film loaded.
+    unlinkPairs();
     try {
+      await viewport.setStack([imageId]);
+      performance.mark(`film-loaded-${panel.dataset.image}`); // fetched, decoded, on its texture
+      if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
       hangBackToBack(panel, viewport, imageId);
+      const painted = new Promise((resolve) =>
+        panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
+      );
+      viewport.render();
+      await painted;
     } finally {
-      pairSyncs.forEach((sync) => sync.setEnabled(true));
+      relinkPairs();
     }
-    const painted = new Promise((resolve) =>
-      panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
-    );
-    viewport.render();
-    await painted;
     performance.mark(`film-painted-${panel.dataset.image}`);
     panel.dataset.loaded = "1";
     fillPresets();
@@ -457,11 +460,22 @@ function setUpTools() {
 }
 
 const pairSyncs = [];
+let unlinked = 0; // films being loaded or hung again: the pairs stay unlinked until none is
+
+function unlinkPairs() {
+  unlinked += 1;
+  pairSyncs.forEach((sync) => sync.setEnabled(false));
+}
+
+function relinkPairs() {
+  unlinked -= 1;
+  if (unlinked === 0) pairSyncs.forEach((sync) => sync.setEnabled(true));
+}
 
 // Hang films again (after a reset or a new layout) with the pairs unlinked, so one film's
 // new camera is not copied onto its partner half-way.
 function rehang(targets) {
-  pairSyncs.forEach((sync) => sync.setEnabled(false));
+  unlinkPairs();
   try {
     targets.forEach((panel) => {
       const viewport = viewportOf(panel);
@@ -470,7 +484,7 @@ function rehang(targets) {
       hang(panel, viewport);
     });
   } finally {
-    pairSyncs.forEach((sync) => sync.setEnabled(true));
+    relinkPairs();
   }
   targets.forEach((panel) => viewportOf(panel)?.render());
 }
