@@ -10,8 +10,10 @@ so, which spares the browser a byte-by-byte search of a 27 MB frame for the boun
 any DICOMweb client (OHIF, ``dicomweb-client``) can.
 
 Who may retrieve, and what is audited, is the same as viewing a case: radiologists,
-arbitrators and auditors; each study, series, instance or metadata retrieve is one
-"case opened" audit event (``via="wado-rs"``). A frame is bare pixel bytes a client can
+arbitrators and auditors; a study, series, instance or metadata retrieve is a
+"case opened" audit event (``via="wado-rs"``), once per viewing: not again where the same
+user's opening of the case was recorded in the last ten minutes, as the case page records
+it before its viewer asks (``events.case_opened_over_dicomweb``). A frame is bare pixel bytes a client can
 only use with the metadata it was audited for, so frames are role-checked but not audited
 one by one (the viewer fetches one per film).
 """

@@ -185,3 +185,37 @@ def test_a_compressed_frame_travels_bare_as_stored_or_decoded(client, radiologis
         decoded["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
     )
     assert decoded.content == ds.pixel_array.tobytes()
+
+
+def test_the_case_pages_own_retrieve_is_not_a_second_opening(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    study_uid = case.studies.get().study_instance_uid
+    client.force_login(radiologist)
+    assert client.get(f"/cases/{case.pk}/").status_code == 200
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")  # what the page's viewer asks
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")
+    opened = AuditEvent.objects.filter(action=AuditAction.CASE_OPENED)
+    assert [e.detail for e in opened] == [{"via": "page"}]
+
+
+def test_each_viewing_over_dicomweb_is_recorded_once_and_a_later_one_again(  # type: ignore[no-untyped-def]
+    client, radiologist, auditor, monkeypatch
+):
+    from datetime import timedelta
+
+    from screening import events
+
+    case = dicom_case_with_images(images=1)
+    study_uid = case.studies.get().study_instance_uid
+    for user in (radiologist, auditor):  # one viewing each: another's event is no excuse
+        client.force_login(user)
+        client.get(f"/dicomweb/studies/{study_uid}/metadata")
+        client.get(f"/dicomweb/studies/{study_uid}", HTTP_ACCEPT="multipart/related")
+    opened = AuditEvent.objects.filter(action=AuditAction.CASE_OPENED).order_by("pk")
+    assert [(e.actor, e.detail["via"]) for e in opened] == [
+        (radiologist, "wado-rs"),
+        (auditor, "wado-rs"),
+    ]
+    monkeypatch.setattr(events, "SAME_VIEWING", timedelta(0))  # the viewing is long past
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")
+    assert AuditEvent.objects.filter(action=AuditAction.CASE_OPENED, actor=auditor).count() == 2
