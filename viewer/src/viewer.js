@@ -63,8 +63,7 @@ const viewportOf = (panel) => engine && engine.getViewport(viewportId(panel));
 
 const studyMetadata = new Map(); // study UID -> Promise of DICOM JSON instances
 
-function dicomImageId(panel) {
-  const study = panel.dataset.study;
+function metadataOf(study) {
   if (!studyMetadata.has(study)) {
     const url = `${viewer.dataset.dicomweb}/studies/${study}/metadata`;
     studyMetadata.set(
@@ -75,7 +74,12 @@ function dicomImageId(panel) {
       }),
     );
   }
-  return studyMetadata.get(study).then((instances) => {
+  return studyMetadata.get(study);
+}
+
+function dicomImageId(panel) {
+  const study = panel.dataset.study;
+  return metadataOf(study).then((instances) => {
     const meta = instances.find((m) => m["00080018"].Value[0] === panel.dataset.sop);
     const series = meta["0020000E"].Value[0];
     const imageId =
@@ -506,7 +510,24 @@ function linkPairs() {
   });
 }
 
+// The films' previews (server-rendered, in the page) are painted before the viewer's
+// start-up (WebGL, workers, tools) holds the page's thread: the case page's first image
+// within 300 ms (issue 16). The current study's metadata is asked for meanwhile; the wait
+// ends after at most PREVIEW_WAIT_MS, so a slow preview never holds the full films back.
+const PREVIEW_WAIT_MS = 300;
+
+function previewsPainted() {
+  const previews = panels(".current").map((panel) => panel.querySelector("img.preview"));
+  const decoded = Promise.allSettled(previews.filter(Boolean).map((img) => img.decode()));
+  const limit = new Promise((resolve) => setTimeout(resolve, PREVIEW_WAIT_MS));
+  return Promise.race([decoded, limit]).then(
+    () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))),
+  );
+}
+
 async function start() {
+  panels(".current[data-kind='dicom']").forEach((panel) => metadataOf(panel.dataset.study).catch(() => {}));
+  await previewsPainted();
   await initCore({ rendering: { webGlContextCount: 1 } });
   initTools();
   initDicom({
