@@ -314,3 +314,46 @@ def test_the_previews_are_painted_hung_until_the_full_films_replace_them(live_se
     assert not page.locator('.panel.current[data-slot="RCC"] img.preview').is_visible()
     assert not page.locator('.panel.current[data-slot="RCC"] .vp-preview').is_visible()
     assert_back_to_back(page)
+
+
+def grey_mean(shot: bytes) -> float:
+    from PIL import Image as PILImage
+
+    grey = PILImage.open(io.BytesIO(shot)).convert("L")
+    pixels = list(grey.getdata())
+    return sum(pixels) / len(pixels)
+
+
+@pytest.mark.parametrize("voi", ["lut", "window"])
+def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(
+    live_server, browser_page, voi
+):  # type: ignore[no-untyped-def]
+    """A file's VOI LUT table (or window) is applied in the browser: the full film, as first
+    shown, looks as the server's rendition (the preview, what the AI scores) looks."""
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300, voi=voi)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    held: list = []  # type: ignore[type-arg]
+    page.route("**/frames/1", lambda route: held.append(route))
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    viewport = page.locator('.panel.current[data-slot="RCC"] .viewport')
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.panel.current img.preview')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+    )
+    preview = grey_mean(viewport.screenshot())
+    for route in held:
+        route.continue_()
+    page.unroute("**/frames/1")
+    wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
+    full = grey_mean(viewport.screenshot())
+    assert abs(full - preview) < 4, (voi, full, preview)
+    if voi == "lut":  # a window from the list replaces the table; "as the file says" restores it
+        page.select_option("#voi-preset", "full")
+        page.wait_for_timeout(300)
+        assert abs(grey_mean(viewport.screenshot()) - preview) > 4
+        page.select_option("#voi-preset", "file")
+        page.wait_for_timeout(300)
+        assert abs(grey_mean(viewport.screenshot()) - preview) < 4

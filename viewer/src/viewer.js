@@ -103,6 +103,63 @@ function filmPlane(type, imageId) {
   return { ...plane, pixelSpacing: [row, column], rowPixelSpacing: row, columnPixelSpacing: column, usingDefaultValues: false };
 }
 
+// The file's VOI LUT (the first table of its VOI LUT Sequence), where it has one: what the
+// server's rendition applies (screening.dicom.rendition, what the AI scores), so the reader
+// first sees the film as the file says to show it. Cornerstone's GPU path applies a window
+// (LINEAR, LINEAR_EXACT or SIGMOID, from the file's VOI LUT Function) but not a table, so
+// the table becomes a grey colour map over its input range: input first + i shows as
+// entry i / (2^bits - 1), as PS3.3 C.11.2 says, inputs outside it as the first or last entry.
+function fileVoiLut(imageId) {
+  const meta = wadors.metaDataManager.get(imageId) || {};
+  const item = ((meta["00283010"] || {}).Value || [])[0];
+  const descriptor = item && (item["00283002"] || {}).Value;
+  const data = item && item["00283006"];
+  if (!descriptor || descriptor.length < 3 || !data) return null;
+  const entries = Number(descriptor[0]) || 65536;
+  let first = Number(descriptor[1]);
+  const signed = ((meta["00280103"] || {}).Value || [0])[0] === 1;
+  if (signed && first > 32767) first -= 65536;
+  const bits = Number(descriptor[2]);
+  let values = data.Value;
+  if (!values && data.InlineBinary) {
+    const bytes = Uint8Array.from(atob(data.InlineBinary), (c) => c.charCodeAt(0));
+    values = bytes.length === entries ? bytes : new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
+  }
+  if (!values || values.length < entries || !(bits >= 1 && bits <= 16)) return null;
+  return { first, entries, top: 2 ** bits - 1, values };
+}
+
+const LUT_POINTS = 1024; // a 4096-entry table drawn through 1024 of its points, in order
+
+function applyFileVoiLut(panel, viewport, imageId) {
+  const lut = fileVoiLut(imageId);
+  if (!lut) return;
+  const inverted = viewport.getProperties().invert; // MONOCHROME1: dense tissue stays bright
+  const last = lut.entries - 1;
+  const step = Math.max(1, Math.floor(lut.entries / LUT_POINTS));
+  const points = [];
+  for (let i = 0; i <= last; i += Math.min(step, last - i || 1)) {
+    const grey = lut.values[i] / lut.top;
+    const shown = inverted ? 1 - grey : grey;
+    points.push(last ? i / last : 0, shown, shown, shown);
+    if (i === last) break;
+  }
+  const name = `file-voi-lut-${panel.dataset.image}`;
+  csUtils.colormap.registerColormap({ Name: name, ColorSpace: "RGB", RGBPoints: points });
+  viewport.setProperties({ voiRange: { lower: lut.first, upper: lut.first + last } });
+  viewport.setProperties({ colormap: { name } });
+  panel.dataset.voiLut = name;
+}
+
+// Back from the file's table to a straight grey ramp (a window chosen from the list).
+function linearGrey(panel, viewport) {
+  const [dark, light] = viewport.getProperties().invert ? [1, 0] : [0, 1];
+  const name = `linear-grey-${dark}`;
+  csUtils.colormap.registerColormap({ Name: name, ColorSpace: "RGB", RGBPoints: [0, dark, dark, dark, 1, light, light, light] });
+  viewport.setProperties({ colormap: { name } });
+  delete panel.dataset.voiLut;
+}
+
 // A PNG/JPEG film: decoded by the browser, its grey levels shown as they are (0-255). The
 // "web:" loader builds the Cornerstone image from the role-checked image view.
 const webSpacing = new Map(); // imageId -> mm per pixel, where the upload recorded it
@@ -215,6 +272,7 @@ function show(panel) {
       await viewport.setStack([imageId]);
       performance.mark(`film-loaded-${panel.dataset.image}`); // fetched, decoded, on its texture
       if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+      else applyFileVoiLut(panel, viewport, imageId);
       hangBackToBack(panel, viewport, imageId);
       const painted = new Promise((resolve) =>
         panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
@@ -411,13 +469,16 @@ function applyPreset(value) {
     const image = panel.dataset.imageId && cache.getImage(panel.dataset.imageId);
     if (!viewport || !image) return;
     let range;
-    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
-    else if (value === "file") {
+    if (value === "file") {
       viewport.resetProperties();
       if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+      else applyFileVoiLut(panel, viewport, panel.dataset.imageId);
       viewport.render();
       return;
-    } else {
+    }
+    if (panel.dataset.voiLut) linearGrey(panel, viewport); // a window replaces the file's table
+    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
+    else {
       const [center, width] = value.split("/").map(Number);
       range = csUtils.windowLevel.toLowHighRange(width, center);
     }
