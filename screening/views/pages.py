@@ -326,7 +326,7 @@ def _render_case(
         "images": images,
         "panels": hanging.hang(images),
         "priors": priors,
-        "compared": priors[0] if priors else None,
+        "compared": _compared(request, priors),
         "next_case": actions.next_case(request.user, after=case) if is_reader else None,
         "studies": case.studies.all(),
         "reads": reads,
@@ -340,6 +340,14 @@ def _render_case(
         "arbitration_note": _arbitration_note(case, me, given),
     }
     return render(request, "screening/case_detail.html", context, status=status)
+
+
+def _compared(request: AuthenticatedHttpRequest, priors: list[dict]) -> dict | None:
+    """The prior hung beside the current films: the one the reader picked from the list
+    (``?prior=<case id>``, one of this woman's earlier screens), else the latest."""
+    chosen = request.GET.get("prior", "")
+    picked = [p for p in priors if chosen.isdigit() and p["case"].pk == int(chosen)]
+    return next(iter(picked or priors), None)
 
 
 def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:
