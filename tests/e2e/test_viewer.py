@@ -324,14 +324,18 @@ def grey_mean(shot: bytes) -> float:
     return sum(pixels) / len(pixels)
 
 
-@pytest.mark.parametrize("voi", ["lut", "window"])
-def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(
-    live_server, browser_page, voi
-):  # type: ignore[no-untyped-def]
-    """A file's VOI LUT table (or window) is applied in the browser: the full film, as first
-    shown, looks as the server's rendition (the preview, what the AI scores) looks."""
+@pytest.mark.parametrize(
+    ("voi", "photometric"),
+    [("lut", "MONOCHROME2"), ("window", "MONOCHROME2"), ("lut", "MONOCHROME1")],
+)
+def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(  # type: ignore[no-untyped-def]
+    live_server, browser_page, voi, photometric
+):
+    """A file's VOI LUT table (or window) is applied in the browser, MONOCHROME1 shown
+    inverted: the full film, as first shown, looks as the server's rendition (the preview,
+    what the AI scores) looks."""
     UserFactory(username="reader", role="radiologist")
-    case = dicom_screen(seed=300, voi=voi)
+    case = dicom_screen(seed=300, voi=voi, photometric=photometric)
     page = browser_page
     log_in(page, live_server, "reader")
     held: list = []  # type: ignore[type-arg]
