@@ -1,5 +1,6 @@
-"""Case viewer: time from clicking a case on the worklist to all four views painted, for a
-four-view study of 3328 x 4096 16-bit DICOM films, in headless Chromium on localhost.
+"""Case viewer: time from clicking a case on the worklist to its first film painted (the
+preview, issue 16) and to all four views painted by the viewer at full bit depth (issue 14),
+for a four-view study of 3328 x 4096 16-bit DICOM films, in headless Chromium on localhost.
 
     python benchmarks/viewer.py                 # on DATABASE_URL (default SQLite), 7 runs
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/viewer.py
@@ -9,7 +10,10 @@ production static set-up (collectstatic, hashed and compressed files served by W
 and WADO-RS from the same process; the browser is Debian's Chromium without a GPU, as in CI. The time is the page's own clock
 (performance.now() from the navigation the click starts) when the viewer marks the last
 of the four films painted: the page, its scripts, the WADO-RS metadata, the four frames
-(27 MB each, uncompressed) decoded in the worker, and their first render.
+(27 MB each, uncompressed) decoded in the worker, and their first render. The first image
+is the earliest paint of a film's preview (``screening/intake/previews.py``, made when the study
+is stored, as an upload does), by the Element Timing API on the same clock; "four
+previews" is the latest of the four.
 """
 
 from __future__ import annotations
@@ -44,6 +48,19 @@ from django.test.utils import setup_test_environment  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "bench-password-123"
 ALL_FOUR = "() => document.querySelectorAll('.panel.current[data-loaded=\"1\"]').length === 4"
+# The previews' paint times (Element Timing: the page's clock, from the navigation's start).
+PREVIEW_PAINTS = """() => new Promise((resolve) => {
+  const found = [];
+  const observer = new PerformanceObserver((list) => found.push(...list.getEntries()));
+  observer.observe({ type: "element", buffered: true });
+  setTimeout(() => {
+    observer.disconnect();
+    resolve(found.filter((e) => e.identifier === "film-preview").map((e) => e.renderTime));
+  }, 100);
+})"""
+# When each film was on its texture and when it was painted (the viewer's marks).
+FILM_MARKS = """() => performance.getEntriesByType("mark")
+  .filter((m) => m.name.startsWith("film-")).map((m) => [m.name, m.startTime])"""
 
 
 def seed_case():  # type: ignore[no-untyped-def]
@@ -54,8 +71,12 @@ def seed_case():  # type: ignore[no-untyped-def]
     from tests.factories import dicom_screen
 
     reader = get_user_model().objects.create_user("bench-reader", password=PASSWORD)
+    from screening.intake import previews
+
     reader.groups.add(Group.objects.get_or_create(name=Role.RADIOLOGIST)[0])
-    return dicom_screen(size=4096, bits=16, patient_id="BENCH-VIEWER")
+    case = dicom_screen(size=4096, bits=16, patient_id="BENCH-VIEWER")
+    previews.warm(case.studies.get().images.all())  # as an upload does
+    return case
 
 
 def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -66,7 +87,7 @@ def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-
         page.wait_for_timeout(20)
 
 
-def run(url: str, case_id: int, runs: int) -> tuple[list[float], dict]:
+def run(url: str, case_id: int, runs: int) -> tuple[list[dict[str, float]], dict]:
     from playwright.sync_api import sync_playwright
 
     times = []
@@ -88,7 +109,19 @@ def run(url: str, case_id: int, runs: int) -> tuple[list[float], dict]:
             page.goto(f"{url}/worklist/")
             page.click(f'tr[data-case="{case_id}"] a')
             wait(page, ALL_FOUR)
-            times.append(float(page.evaluate("document.getElementById('viewer').dataset.readyMs")))
+            previews = page.evaluate(PREVIEW_PAINTS)
+            marks = page.evaluate(FILM_MARKS)
+            loaded = [ms for name, ms in marks if name.startswith("film-loaded-")]
+            times.append(
+                {
+                    "first_image": min(previews) if previews else float("nan"),
+                    "four_previews": max(previews) if len(previews) == 4 else float("nan"),
+                    "on_texture": max(loaded) if loaded else float("nan"),
+                    "four_views": float(
+                        page.evaluate("document.getElementById('viewer').dataset.readyMs")
+                    ),
+                }
+            )
         rendering = page.evaluate("window.mammoViewer.describe('.panel.current')")
         rendering["resources"] = page.evaluate(
             "performance.getEntriesByType('resource').map(e => [e.name.split('/').slice(-3).join('/'), "
@@ -129,14 +162,25 @@ def main() -> None:
         f"(seeded in {seeded:.0f} s), {connection.vendor}, Chromium --disable-gpu, "
         f"rendering: {how}, {os.cpu_count()} CPU cores\n"
     )
-    print("| run | ms |\n|---|---|")
-    for i, ms in enumerate(times, 1):
-        print(f"| {i}{' (cold)' if i == 1 else ''} | {ms:.0f} |")
+    columns = ("first_image", "four_previews", "on_texture", "four_views")
+    print(
+        "| run | first image painted (preview) | four previews painted "
+        "| four films decoded, on their textures | four views painted |\n|---|---|---|---|---|"
+    )
+    for i, row in enumerate(times, 1):
+        cells = " | ".join(f"{row[c]:.0f}" for c in columns)
+        print(f"| {i}{' (cold)' if i == 1 else ''} | {cells} |")
     if os.environ.get("VIEWER_BENCH_RESOURCES"):
         for name, start, first_byte, end in rendering["resources"]:
             print(f"  {name[-60:]:<60} {start:>6} {first_byte:>6} {end:>6}")
-    warm = sorted(times[1:]) or times
-    print(f"\nwarm runs: median {statistics.median(warm):.0f} ms, worst {warm[-1]:.0f} ms")
+    warm = times[1:] or times
+    print("\nwarm runs (ms):")
+    for column in columns:
+        values = sorted(row[column] for row in warm)
+        print(
+            f"  {column.replace('_', ' '):<14} median {statistics.median(values):.0f}, "
+            f"worst {values[-1]:.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ urlpatterns = [
     path("queue/", queue.queue, name="ai-queue"),
     path("ai-results/<int:result_id>/retry/", queue.retry, name="ai-retry"),
     path("images/<int:image_id>/file/", pages.image_file, name="image-file"),
+    path("images/<int:image_id>/preview/", pages.image_preview, name="image-preview"),
     path("ai-results/<int:result_id>/heatmap/", evidence.heatmap_file, name="heatmap-file"),
     path("ai-results/<int:result_id>/heatmap.dcm", exports.heatmap_dicom, name="heatmap-dicom"),
     path("studies/<int:study_id>/ai-report.dcm", exports.study_ai_report, name="study-ai-report"),

@@ -6,9 +6,11 @@ objects are named by their database ids.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.utils import timezone
 
 from .choices import AuditAction, AuditOutcome
 from .models import AIResult, AuditEvent, Case, ModelVersion, Read, Study
@@ -55,6 +57,31 @@ def logged_out(user: Actor) -> AuditEvent:
 
 def case_opened(user: Actor, case: Case, via: str) -> AuditEvent:
     return _record(user, AuditAction.CASE_OPENED, case, via=via)
+
+
+# Retrieving a case's DICOM over WADO-RS is viewing it; the case page's own viewer fetches
+# the metadata of a case the page has just recorded as opened, and a DICOMweb client
+# fetches study, series and metadata one after another. One viewing is one event.
+SAME_VIEWING = dt.timedelta(minutes=10)
+
+
+def case_opened_over_dicomweb(user: Actor, case: Case) -> AuditEvent | None:
+    """A "case opened" event (``via="wado-rs"``) unless this user's opening of this case
+    was recorded within ``SAME_VIEWING`` (by any way: page, API or WADO-RS), which already
+    says who saw it and when. A prior compared on the case page is its own case, so
+    retrieving it is recorded. Decided here from the trail itself, never from anything a
+    client sends, so no request can leave a viewing unrecorded."""
+    if user is not None and user.is_authenticated:
+        recent = AuditEvent.objects.filter(
+            actor=user,
+            action=AuditAction.CASE_OPENED,
+            object_type=case._meta.model_name,
+            object_id=str(case.pk),
+            created_at__gte=timezone.now() - SAME_VIEWING,
+        )
+        if recent.exists():
+            return None
+    return case_opened(user, case, via="wado-rs")
 
 
 def read_recorded(user: Actor, read: Read) -> AuditEvent:

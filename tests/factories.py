@@ -276,9 +276,13 @@ def dicom_screen(
     bits: int = 12,
     seed: int = 300,
     status: str = CaseStatus.READY,
+    voi: str = "window",
+    photometric: str = "MONOCHROME2",
 ) -> Case:
     """A four-view DICOM screen (RCC, LCC, RMLO, LMLO) stored as an upload stores it; the
-    same ``patient_id`` gives the same woman (pseudonym) across screens."""
+    same ``patient_id`` gives the same woman (pseudonym) across screens; ``voi`` is the
+    films' VOI ("window", "lut": a VOI LUT table, or None) and ``photometric`` their
+    Photometric Interpretation."""
     from pydicom.uid import generate_uid
 
     from screening.intake.dicom import inspect_dicom
@@ -290,7 +294,7 @@ def dicom_screen(
             dicom_bytes(
                 seed=seed + i, size=size, bits=bits, study_uid=study_uid, laterality=side,
                 view=view, patient_id=patient_id, study_date=study_date,
-                accession=f"ACC-{study_date}-{seed}",
+                accession=f"ACC-{study_date}-{seed}", voi=voi, photometric=photometric,
             )
         )
         for i, (side, view) in enumerate(SCREENING_VIEWS)

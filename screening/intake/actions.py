@@ -26,6 +26,7 @@ from ..ai.actions import request_inference
 from ..choices import CaseStatus, Modality, SourceFormat
 from ..errors import DomainError
 from ..models import Case, Image, Patient, Study
+from . import previews
 from .dicom import DicomHeader
 from .films import FileRejected
 from .imaging import InspectedImage, inspect_image, view_from_name
@@ -281,6 +282,7 @@ def _store(
         raise
     for study in studies:
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
+    previews.warm(image for study in studies for image in study.images.all())
     return UploadAccepted(study=studies[0], results=results, studies=studies)
 
 

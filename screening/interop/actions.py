@@ -89,7 +89,8 @@ def wado_retrieve(
 ) -> list[StoredInstance]:
     """The stored instances of a study, a series of it or one instance, for WADO-RS.
 
-    Retrieving a study's DICOM is viewing its case: audited as such (``via="wado-rs"``).
+    Retrieving a study's DICOM is viewing its case: audited as such (``via="wado-rs"``),
+    once per viewing (``events.case_opened_over_dicomweb``).
     """
     study = (
         Study.objects.filter(study_instance_uid=study_uid)
@@ -108,5 +109,5 @@ def wado_retrieve(
     if not instances:
         raise NotFound("No stored instance matches.")
     if audit:
-        events.case_opened(actor, study.case, via="wado-rs")
+        events.case_opened_over_dicomweb(actor, study.case)
     return instances

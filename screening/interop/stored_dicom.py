@@ -74,7 +74,7 @@ class StoredInstance:
         length = int.from_bytes(head[size_at : size_at + 4], "little")
         return (start + header, length) if length != 0xFFFFFFFF else None
 
-    def chunks(self, offset: int, length: int, size: int = 1 << 20) -> Iterator[bytes]:
+    def chunks(self, offset: int, length: int, size: int = 1 << 23) -> Iterator[bytes]:
         with self.image.file.open("rb") as handle:
             handle.seek(offset)
             while length > 0:

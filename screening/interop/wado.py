@@ -4,12 +4,16 @@ Study, series and instance retrieve answer ``multipart/related; type="applicatio
 metadata answers DICOM JSON without the pixel data; frames answer the pixel data of a frame
 as stored (``transfer-syntax=*``) or, for a client that asks for
 ``application/octet-stream`` without naming a syntax, decoded to Explicit VR Little Endian
-(the PS3.18 default). The case page's viewer loads its films through these endpoints, and
+(the PS3.18 default); as one ``multipart/related`` part, or as the bare single-part payload
+(PS3.18 8.7.3.5) to a client whose Accept names no multipart type: the case viewer asks
+so, which spares the browser a byte-by-byte search of a 27 MB frame for the boundary. The case page's viewer loads its films through these endpoints, and
 any DICOMweb client (OHIF, ``dicomweb-client``) can.
 
 Who may retrieve, and what is audited, is the same as viewing a case: radiologists,
-arbitrators and auditors; each study, series, instance or metadata retrieve is one
-"case opened" audit event (``via="wado-rs"``). A frame is bare pixel bytes a client can
+arbitrators and auditors; a study, series, instance or metadata retrieve is a
+"case opened" audit event (``via="wado-rs"``), once per viewing: not again where the same
+user's opening of the case was recorded in the last ten minutes, as the case page records
+it before its viewer asks (``events.case_opened_over_dicomweb``). A frame is bare pixel bytes a client can
 only use with the metadata it was audited for, so frames are role-checked but not audited
 one by one (the viewer fetches one per film).
 """
@@ -170,20 +174,27 @@ class FramesView(WadoView):
             return not_acceptable(f"multipart/related; type={OCTET_STREAM}; transfer-syntax=*")
         found_instance = found[0]
         boundary = secrets.token_hex(16)
+        single = single_part(request)
         stored = found_instance.native_pixels()
         if stored:  # streamed from the file as it lies: no copy of a 27 MB frame in memory
             syntax, media = EXPLICIT_LITTLE, OCTET_STREAM
-            body: Any = _parts(
-                [(_frame_type(media, syntax), found_instance.chunks(*stored))], boundary
+            pixels: Any = found_instance.chunks(*stored)
+            response: Any = StreamingHttpResponse(
+                pixels if single else _parts([(_frame_type(media, syntax), pixels)], boundary)
             )
-            response: Any = StreamingHttpResponse(body)
+            if single:
+                response["Content-Length"] = str(stored[1])
         else:
-            syntax, pixels = found_instance.frame(native=native)
+            syntax, data = found_instance.frame(native=native)
             media = FRAME_MEDIA_TYPES.get(syntax, OCTET_STREAM)
             response = HttpResponse(
-                b"".join(_parts([(_frame_type(media, syntax), pixels)], boundary))
+                data if single else b"".join(_parts([(_frame_type(media, syntax), data)], boundary))
             )
-        response["Content-Type"] = f"multipart/related; type={media}; boundary={boundary}"
+        response["Content-Type"] = (
+            _frame_type(media, syntax)
+            if single
+            else f"multipart/related; type={media}; boundary={boundary}"
+        )
         response["Cache-Control"] = NO_STORE
         return response
 
@@ -241,6 +252,13 @@ def accepts(request: Request, media: str, part_type: str) -> bool:
 def accepts_any_syntax(request: Request) -> bool:
     """Whether the client takes frames in the stored syntax (``transfer-syntax=*``)."""
     return any(e.get("transfer-syntax") == "*" for e in _accept_ranges(request))
+
+
+def single_part(request: Request) -> bool:
+    """Whether the client asked for the bare payload: no Accept range is multipart (or any
+    type), so it cannot be expecting a multipart answer (PS3.18 8.7.3.5, single part)."""
+    ranges = [e["media"] for e in _accept_ranges(request)]
+    return not any(m in ("*/*", "multipart/*", "multipart/related") for m in ranges)
 
 
 def not_acceptable(offered: str) -> Response:

@@ -25,6 +25,7 @@ from ..ai.badges import ai_badge
 from ..choices import AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..http import NO_STORE, conflict_page, paginate, private_file
+from ..intake import previews
 from ..intake.films import FileRejected
 from ..intake.imaging import display_png
 from ..models import AIResult, Case, Image
@@ -232,6 +233,23 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
     return response
 
 
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def image_preview(request: HttpRequest, image_id: int) -> HttpResponseBase:
+    """The film's small picture the case page paints at once (``screening.intake.previews``);
+    the same roles as the film itself, and kept out of shared caches as it is."""
+    image = get_object_or_404(Image, pk=image_id)
+    try:
+        content = previews.preview(image)
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    except FileRejected as refusal:
+        raise Http404(f"This image cannot be shown. {refusal.message}") from None
+    response = HttpResponse(content, content_type="image/jpeg")
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
 def _case_or_404(case_id: int) -> Case:
     return get_object_or_404(
         Case.objects.select_related("patient", "ai_result__model_version"), pk=case_id
@@ -269,7 +287,7 @@ def _render_case(
         "images": images,
         "panels": hanging.hang(images),
         "priors": priors,
-        "compared": priors[0] if priors else None,
+        "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,
         "studies": case.studies.all(),
         "reads": reads,
@@ -283,6 +301,14 @@ def _render_case(
         "arbitration_note": _arbitration_note(case, me, given),
     }
     return render(request, "screening/case_detail.html", context, status=status)
+
+
+def _compared(request: AuthenticatedHttpRequest, priors: list[dict]) -> dict | None:
+    """The prior hung beside the current films: the one the reader picked from the list
+    (``?prior=<case id>``, one of this woman's earlier screens), else the latest."""
+    chosen = request.GET.get("prior", "")
+    picked = [p for p in priors if chosen.isdigit() and p["case"].pk == int(chosen)]
+    return next(iter(picked or priors), None)
 
 
 def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:

@@ -277,3 +277,87 @@ def test_jpeg_2000_and_jpeg_ls_films_decode_in_the_browser(live_server, browser_
     assert loaded == [["RCC", "1"], ["LCC", "1"], ["RMLO", "1"], ["LMLO", "1"]]
     assert {"openjpeg.wasm", "charls.wasm"} <= set(fetched)  # decoded by the worker's codecs
     assert errors == [] and page.evaluate("window.__csp") == []
+
+
+def test_the_previews_are_painted_hung_until_the_full_films_replace_them(live_server, browser_page):  # type: ignore[no-untyped-def]
+    """Issue 16: each film's preview is on screen before the viewer has a frame, its chest
+    wall towards the middle as the full film will hang, and gone once the film is shown."""
+    from PIL import Image as PILImage
+
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    held: list = []  # type: ignore[type-arg]
+    page.route("**/frames/1", lambda route: held.append(route))  # no frame reaches it yet
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    wait_until(page, "() => document.querySelectorAll('.panel.current img.preview').length === 4")
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.panel.current img.preview')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+    )
+    assert page.eval_on_selector_all(".panel.current[data-loaded]", "ps => ps.length") == 0
+    for slot in ("RCC", "LCC", "RMLO", "LMLO"):
+        panel = f'.panel.current[data-slot="{slot}"]'
+        assert page.locator(f"{panel} .vp-preview").is_visible()
+        shot = PILImage.open(io.BytesIO(page.locator(f"{panel} .viewport").screenshot()))
+        grey = shot.convert("L")
+        half = grey.width // 2
+        left = sum(grey.crop((0, 0, half, grey.height)).getdata())
+        right = sum(grey.crop((half, 0, grey.width, grey.height)).getdata())
+        assert (right > left) if slot.startswith("R") else (left > right), slot
+    for route in held:
+        route.continue_()
+    page.unroute("**/frames/1")
+    wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
+    assert not page.locator('.panel.current[data-slot="RCC"] img.preview').is_visible()
+    assert not page.locator('.panel.current[data-slot="RCC"] .vp-preview').is_visible()
+    assert_back_to_back(page)
+
+
+def grey_mean(shot: bytes) -> float:
+    from PIL import Image as PILImage
+
+    grey = PILImage.open(io.BytesIO(shot)).convert("L")
+    pixels = list(grey.getdata())
+    return sum(pixels) / len(pixels)
+
+
+@pytest.mark.parametrize(
+    ("voi", "photometric"),
+    [("lut", "MONOCHROME2"), ("window", "MONOCHROME2"), ("lut", "MONOCHROME1")],
+)
+def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(  # type: ignore[no-untyped-def]
+    live_server, browser_page, voi, photometric
+):
+    """A file's VOI LUT table (or window) is applied in the browser, MONOCHROME1 shown
+    inverted: the full film, as first shown, looks as the server's rendition (the preview,
+    what the AI scores) looks."""
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300, voi=voi, photometric=photometric)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    held: list = []  # type: ignore[type-arg]
+    page.route("**/frames/1", lambda route: held.append(route))
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    viewport = page.locator('.panel.current[data-slot="RCC"] .viewport')
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.panel.current img.preview')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+    )
+    preview = grey_mean(viewport.screenshot())
+    for route in held:
+        route.continue_()
+    page.unroute("**/frames/1")
+    wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
+    full = grey_mean(viewport.screenshot())
+    assert abs(full - preview) < 4, (voi, full, preview)
+    if voi == "lut":  # a window from the list replaces the table; "as the file says" restores it
+        page.select_option("#voi-preset", "full")
+        page.wait_for_timeout(300)
+        assert abs(grey_mean(viewport.screenshot()) - preview) > 4
+        page.select_option("#voi-preset", "file")
+        page.wait_for_timeout(300)
+        assert abs(grey_mean(viewport.screenshot()) - preview) < 4

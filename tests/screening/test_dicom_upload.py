@@ -406,7 +406,9 @@ def test_a_duplicate_sop_instance_uid_is_a_conflict(admin_api, media_root):  # t
     assert response.json()["files"][0]["code"] == "duplicate"
     assert "SOPInstanceUID" in response.json()["files"][0]["message"]
     assert Image.objects.count() == 1 and Study.objects.count() == 1
-    assert len(stored_files(media_root)) == 1
+    # The first upload's file and its preview (screening.intake.previews); nothing of the second.
+    assert sorted(p.parent.name for p in stored_files(media_root))[-1] == "previews"
+    assert len(stored_files(media_root)) == 2
 
 
 def test_the_same_sop_instance_twice_in_one_upload_is_a_conflict(admin_api, media_root):  # type: ignore[no-untyped-def]

@@ -68,6 +68,12 @@ MATRIX = [
         page({RAD, ARB, AUD}),
     ),
     (
+        "image preview",
+        "get",
+        lambda o: reverse("image-preview", args=[o["image"].pk]),
+        page({RAD, ARB, AUD}),
+    ),
+    (
         "heatmap file",
         "get",
         lambda o: reverse("heatmap-file", args=[o["heatmap"].pk]),

@@ -91,3 +91,26 @@ def test_a_closed_prior_shows_its_reads_and_final_decision(client, radiologist, 
     listed = priors_section(client.get(reverse("case-detail", args=[current.pk])).content.decode())
     assert "final decision no recall" in listed
     assert "First read" in listed and "Second read" in listed
+
+
+def test_every_prior_is_listed_with_its_date_and_the_reader_picks_which_hangs(client, radiologist):  # type: ignore[no-untyped-def]
+    oldest = dicom_screen(study_date="20200310", seed=500, size=128)
+    latest = dicom_screen(study_date="20220310", seed=400, size=128)
+    current = dicom_screen(study_date="20240315", seed=300, size=128)
+    client.force_login(radiologist)
+    url = reverse("case-detail", args=[current.pk])
+    html = client.get(url).content.decode()
+    listed = priors_section(html)
+    assert listed.index("2022-03-10") < listed.index("2020-03-10")  # newest first
+    assert f'data-compare-case="{latest.pk}"' in html  # the latest hangs unless one is picked
+    assert f'href="?prior={oldest.pk}"' in listed and f'href="?prior={latest.pk}"' not in listed
+    picked = client.get(url, {"prior": oldest.pk}).content.decode()
+    assert f'data-compare-case="{oldest.pk}"' in picked
+    assert set(re.findall(r'class="panel prior[^"]*"[^>]*data-case="(\d+)"', picked)) == {
+        str(oldest.pk)
+    }
+    assert f'href="?prior={latest.pk}"' in priors_section(picked)
+    # Not one of this woman's priors (the current case itself, nonsense): the latest hangs.
+    for other in (current.pk, "x"):
+        shown = client.get(url, {"prior": other}).content.decode()
+        assert f'data-compare-case="{latest.pk}"' in shown

@@ -145,3 +145,77 @@ def test_a_frame_past_the_first_is_404(client, radiologist):  # type: ignore[no-
     base = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/"
     assert client.get(base + "2").status_code == 404
     assert client.get(base + "x").status_code == 400
+
+
+def test_a_client_naming_no_multipart_type_gets_the_bare_frame(client, radiologist):  # type: ignore[no-untyped-def]
+    # PS3.18 single part: the case viewer asks so, and reads the pixels with no boundary.
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    client.force_login(radiologist)
+    study_uid, series_uid, sop_uid = uids(image)
+    url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+    answer = client.get(url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    assert answer.status_code == 200
+    assert answer["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    body = b"".join(answer.streaming_content)
+    assert body == stored(image).PixelData
+    assert int(answer["Content-Length"]) == len(body)
+    multipart = client.get(
+        url, HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*"
+    )
+    assert multipart["Content-Type"].startswith("multipart/related; type=application/octet-stream")
+
+
+def test_a_compressed_frame_travels_bare_as_stored_or_decoded(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    image = case.studies.get().images.get()
+    ds = stored(image)
+    ds.compress(pydicom.uid.RLELossless, generate_instance_uid=False)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+    client.force_login(radiologist)
+    study_uid, series_uid, sop_uid = uids(image)
+    url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+    as_stored = client.get(url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    assert as_stored["Content-Type"] == "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"
+    fragments = next(pydicom.encaps.generate_fragmented_frames(ds.PixelData, number_of_frames=1))
+    assert as_stored.content == b"".join(fragments)
+    decoded = client.get(url, HTTP_ACCEPT="application/octet-stream")
+    assert (
+        decoded["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    )
+    assert decoded.content == ds.pixel_array.tobytes()
+
+
+def test_the_case_pages_own_retrieve_is_not_a_second_opening(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    study_uid = case.studies.get().study_instance_uid
+    client.force_login(radiologist)
+    assert client.get(f"/cases/{case.pk}/").status_code == 200
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")  # what the page's viewer asks
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")
+    opened = AuditEvent.objects.filter(action=AuditAction.CASE_OPENED)
+    assert [e.detail for e in opened] == [{"via": "page"}]
+
+
+def test_each_viewing_over_dicomweb_is_recorded_once_and_a_later_one_again(  # type: ignore[no-untyped-def]
+    client, radiologist, auditor, monkeypatch
+):
+    from datetime import timedelta
+
+    from screening import events
+
+    case = dicom_case_with_images(images=1)
+    study_uid = case.studies.get().study_instance_uid
+    for user in (radiologist, auditor):  # one viewing each: another's event is no excuse
+        client.force_login(user)
+        client.get(f"/dicomweb/studies/{study_uid}/metadata")
+        client.get(f"/dicomweb/studies/{study_uid}", HTTP_ACCEPT="multipart/related")
+    opened = AuditEvent.objects.filter(action=AuditAction.CASE_OPENED).order_by("pk")
+    assert [(e.actor, e.detail["via"]) for e in opened] == [
+        (radiologist, "wado-rs"),
+        (auditor, "wado-rs"),
+    ]
+    monkeypatch.setattr(events, "SAME_VIEWING", timedelta(0))  # the viewing is long past
+    client.get(f"/dicomweb/studies/{study_uid}/metadata")
+    assert AuditEvent.objects.filter(action=AuditAction.CASE_OPENED, actor=auditor).count() == 2

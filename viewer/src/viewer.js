@@ -47,6 +47,8 @@ const PRIMARY_TOOLS = {
   g: MagnifyTool.toolName,
 };
 
+const FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*";
+
 const viewer = document.getElementById("viewer");
 const state = { layout: "four", compare: false, active: null, tool: WindowLevelTool.toolName };
 let engine;
@@ -61,8 +63,7 @@ const viewportOf = (panel) => engine && engine.getViewport(viewportId(panel));
 
 const studyMetadata = new Map(); // study UID -> Promise of DICOM JSON instances
 
-function dicomImageId(panel) {
-  const study = panel.dataset.study;
+function metadataOf(study) {
   if (!studyMetadata.has(study)) {
     const url = `${viewer.dataset.dicomweb}/studies/${study}/metadata`;
     studyMetadata.set(
@@ -73,7 +74,12 @@ function dicomImageId(panel) {
       }),
     );
   }
-  return studyMetadata.get(study).then((instances) => {
+  return studyMetadata.get(study);
+}
+
+function dicomImageId(panel) {
+  const study = panel.dataset.study;
+  return metadataOf(study).then((instances) => {
     const meta = instances.find((m) => m["00080018"].Value[0] === panel.dataset.sop);
     const series = meta["0020000E"].Value[0];
     const imageId =
@@ -95,6 +101,63 @@ function filmPlane(type, imageId) {
   if (!plane || !spacing || spacing.length < 2) return plane;
   const [row, column] = spacing.map(Number);
   return { ...plane, pixelSpacing: [row, column], rowPixelSpacing: row, columnPixelSpacing: column, usingDefaultValues: false };
+}
+
+// The file's VOI LUT (the first table of its VOI LUT Sequence), where it has one: what the
+// server's rendition applies (screening.dicom.rendition, what the AI scores), so the reader
+// first sees the film as the file says to show it. Cornerstone's GPU path applies a window
+// (LINEAR, LINEAR_EXACT or SIGMOID, from the file's VOI LUT Function) but not a table, so
+// the table becomes a grey colour map over its input range: input first + i shows as
+// entry i / (2^bits - 1), as PS3.3 C.11.2 says, inputs outside it as the first or last entry.
+function fileVoiLut(imageId) {
+  const meta = wadors.metaDataManager.get(imageId) || {};
+  const item = ((meta["00283010"] || {}).Value || [])[0];
+  const descriptor = item && (item["00283002"] || {}).Value;
+  const data = item && item["00283006"];
+  if (!descriptor || descriptor.length < 3 || !data) return null;
+  const entries = Number(descriptor[0]) || 65536;
+  let first = Number(descriptor[1]);
+  const signed = ((meta["00280103"] || {}).Value || [0])[0] === 1;
+  if (signed && first > 32767) first -= 65536;
+  const bits = Number(descriptor[2]);
+  let values = data.Value;
+  if (!values && data.InlineBinary) {
+    const bytes = Uint8Array.from(atob(data.InlineBinary), (c) => c.charCodeAt(0));
+    values = bytes.length === entries ? bytes : new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
+  }
+  if (!values || values.length < entries || !(bits >= 1 && bits <= 16)) return null;
+  return { first, entries, top: 2 ** bits - 1, values };
+}
+
+const LUT_POINTS = 1024; // a 4096-entry table drawn through 1024 of its points, in order
+
+function applyFileVoiLut(panel, viewport, imageId) {
+  const lut = fileVoiLut(imageId);
+  if (!lut) return;
+  const inverted = viewport.getProperties().invert; // MONOCHROME1: dense tissue stays bright
+  const last = lut.entries - 1;
+  const step = Math.max(1, Math.floor(lut.entries / LUT_POINTS));
+  const points = [];
+  for (let i = 0; i <= last; i += Math.min(step, last - i || 1)) {
+    const grey = lut.values[i] / lut.top;
+    const shown = inverted ? 1 - grey : grey;
+    points.push(last ? i / last : 0, shown, shown, shown);
+    if (i === last) break;
+  }
+  const name = `file-voi-lut-${panel.dataset.image}`;
+  csUtils.colormap.registerColormap({ Name: name, ColorSpace: "RGB", RGBPoints: points });
+  viewport.setProperties({ voiRange: { lower: lut.first, upper: lut.first + last } });
+  viewport.setProperties({ colormap: { name } });
+  panel.dataset.voiLut = name;
+}
+
+// Back from the file's table to a straight grey ramp (a window chosen from the list).
+function linearGrey(panel, viewport) {
+  const [dark, light] = viewport.getProperties().invert ? [1, 0] : [0, 1];
+  const name = `linear-grey-${dark}`;
+  csUtils.colormap.registerColormap({ Name: name, ColorSpace: "RGB", RGBPoints: [0, dark, dark, dark, 1, light, light, light] });
+  viewport.setProperties({ colormap: { name } });
+  delete panel.dataset.voiLut;
 }
 
 // A PNG/JPEG film: decoded by the browser, its grey levels shown as they are (0-255). The
@@ -201,19 +264,25 @@ function show(panel) {
     const imageId = await (panel.dataset.kind === "dicom" ? dicomImageId(panel) : webImageId(panel));
     panel.dataset.imageId = imageId;
     const viewport = viewportOf(panel);
-    await viewport.setStack([imageId]);
-    if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
-    pairSyncs.forEach((sync) => sync.setEnabled(false));
+    // Unlinked from its partner until it is hung and painted: the new stack's camera and
+    // the turn are this film's own, and copying them would render the partner again (a
+    // whole film's render in software WebGL) once per film loaded.
+    unlinkPairs();
     try {
+      await viewport.setStack([imageId]);
+      performance.mark(`film-loaded-${panel.dataset.image}`); // fetched, decoded, on its texture
+      if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+      else applyFileVoiLut(panel, viewport, imageId);
       hangBackToBack(panel, viewport, imageId);
+      const painted = new Promise((resolve) =>
+        panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
+      );
+      viewport.render();
+      await painted;
     } finally {
-      pairSyncs.forEach((sync) => sync.setEnabled(true));
+      relinkPairs();
     }
-    const painted = new Promise((resolve) =>
-      panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
-    );
-    viewport.render();
-    await painted;
+    performance.mark(`film-painted-${panel.dataset.image}`);
     panel.dataset.loaded = "1";
     fillPresets();
   })().catch((error) => {
@@ -400,13 +469,16 @@ function applyPreset(value) {
     const image = panel.dataset.imageId && cache.getImage(panel.dataset.imageId);
     if (!viewport || !image) return;
     let range;
-    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
-    else if (value === "file") {
+    if (value === "file") {
       viewport.resetProperties();
       if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+      else applyFileVoiLut(panel, viewport, panel.dataset.imageId);
       viewport.render();
       return;
-    } else {
+    }
+    if (panel.dataset.voiLut) linearGrey(panel, viewport); // a window replaces the file's table
+    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
+    else {
       const [center, width] = value.split("/").map(Number);
       range = csUtils.windowLevel.toLowHighRange(width, center);
     }
@@ -453,11 +525,22 @@ function setUpTools() {
 }
 
 const pairSyncs = [];
+let unlinked = 0; // films being loaded or hung again: the pairs stay unlinked until none is
+
+function unlinkPairs() {
+  unlinked += 1;
+  pairSyncs.forEach((sync) => sync.setEnabled(false));
+}
+
+function relinkPairs() {
+  unlinked -= 1;
+  if (unlinked === 0) pairSyncs.forEach((sync) => sync.setEnabled(true));
+}
 
 // Hang films again (after a reset or a new layout) with the pairs unlinked, so one film's
 // new camera is not copied onto its partner half-way.
 function rehang(targets) {
-  pairSyncs.forEach((sync) => sync.setEnabled(false));
+  unlinkPairs();
   try {
     targets.forEach((panel) => {
       const viewport = viewportOf(panel);
@@ -466,7 +549,7 @@ function rehang(targets) {
       hang(panel, viewport);
     });
   } finally {
-    pairSyncs.forEach((sync) => sync.setEnabled(true));
+    relinkPairs();
   }
   targets.forEach((panel) => viewportOf(panel)?.render());
 }
@@ -488,10 +571,33 @@ function linkPairs() {
   });
 }
 
+// The films' previews (server-rendered, in the page) are painted before the viewer's
+// start-up (WebGL, workers, tools) holds the page's thread: the case page's first image
+// within 300 ms (issue 16). The current study's metadata is asked for meanwhile; the wait
+// ends after at most PREVIEW_WAIT_MS, so a slow preview never holds the full films back.
+const PREVIEW_WAIT_MS = 300;
+
+function previewsPainted() {
+  const previews = panels(".current").map((panel) => panel.querySelector("img.preview"));
+  const decoded = Promise.allSettled(previews.filter(Boolean).map((img) => img.decode()));
+  const limit = new Promise((resolve) => setTimeout(resolve, PREVIEW_WAIT_MS));
+  return Promise.race([decoded, limit]).then(
+    () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))),
+  );
+}
+
 async function start() {
-  await initCore();
+  panels(".current[data-kind='dicom']").forEach((panel) => metadataOf(panel.dataset.study).catch(() => {}));
+  await previewsPainted();
+  await initCore({ rendering: { webGlContextCount: 1 } });
   initTools();
-  initDicom({ maxWebWorkers: Math.min(4, navigator.hardwareConcurrency || 1) });
+  initDicom({
+    maxWebWorkers: Math.min(4, navigator.hardwareConcurrency || 1),
+    // The frame as one bare payload (PS3.18 single part) in whatever syntax it is stored:
+    // the loader's multipart parser searches a whole 27 MB frame byte by byte for the
+    // closing boundary and then copies it, about 0.1 s of the page's thread per film.
+    beforeSend: () => ({ Accept: FRAME_ACCEPT }),
+  });
   metaData.addProvider(filmPlane, 10000);
   imageLoader.registerImageLoader("web", (imageId) => ({ promise: loadWebImage(imageId) }));
   engine = new RenderingEngine("films");
