@@ -190,7 +190,7 @@ def case_with_images(images: int = 2, score: float | None = None, **case_kwargs)
 
 
 def stored_dicom_image(study: Study, item, **extra) -> Image:  # type: ignore[no-untyped-def]
-    """An image row for a checked DICOM file (``screening.dicom.inspect_dicom``), stored
+    """An image row for a checked DICOM file (``screening.intake.dicom.inspect_dicom``), stored
     de-identified as an upload stores it."""
     return ImageFactory(
         study=study,

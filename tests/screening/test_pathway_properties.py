@@ -1,4 +1,4 @@
-"""Property-based tests of the reading pathway (screening/pathway.py).
+"""Property-based tests of the reading pathway (screening/reading/pathway.py).
 
 Pure level: random sequences of read attempts by a pool of people (radiologists, an
 arbitrator-only user, an auditor, an admin), each stating some kind of read, are applied

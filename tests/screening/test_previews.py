@@ -12,10 +12,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
-from screening.imaging import display_pixels
 
 from screening.intake import previews
 from screening.intake.dicom import inspect_dicom
+from screening.intake.imaging import display_pixels
 from screening.models import Image
 from tests.dicom_files import dicom_bytes
 from tests.factories import StudyFactory, stored_dicom_image
