@@ -175,9 +175,17 @@ class Predictor:
         """Probabilities and Grad-CAM maps for 0..255 grayscale patches (N, S, S)."""
         from ml.gradcam import predict_and_gradcam
 
-        x = self._model_input(np.asarray(patches, dtype=np.float32))
+        size = self.manifest.input_size
+        gray = np.asarray(patches, dtype=np.float32)
+        if gray.shape[1:3] != (size, size):
+            gray = np.stack([_resize(p, (size, size)) for p in gray])
+        # channels and preprocessing (``model_input``) happen inside the compiled pass
         return predict_and_gradcam(
-            self.model, x, self.gradcam_layer, batch_size=self.whole_image.batch_size
+            self.model,
+            gray,
+            self.gradcam_layer,
+            batch_size=self.whole_image.batch_size,
+            preprocessing=self.method,
         )
 
     def predict_patches(self, patches: np.ndarray) -> np.ndarray:
