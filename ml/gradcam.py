@@ -13,6 +13,7 @@ Rendering (``render_overlay``, ``render_heatmap_png``) is separate and needs no 
 
 from __future__ import annotations
 
+import functools
 import io
 import weakref
 from typing import Any
@@ -201,6 +202,26 @@ def _colourise(heatmap: np.ndarray, cmap: str) -> np.ndarray:
     return matplotlib.colormaps[cmap](heatmap)[..., :3]
 
 
+@functools.cache
+def _colour_table(cmap: str) -> np.ndarray:
+    """The colormap's lookup table as bytes: (N, 3) uint8, each entry rounded once."""
+    import matplotlib
+
+    colormap = matplotlib.colormaps[cmap]
+    return (colormap(np.arange(colormap.N))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _colour_bytes(heat: np.ndarray, cmap: str) -> np.ndarray:
+    """``(_colourise(heat) * 255).round()`` as uint8 for finite heat in [0, 1], the same
+    bytes: matplotlib indexes its table by ``int(x * N)`` (x = 1 takes the last entry), so
+    the rounding is done on the table instead of on every pixel's float64 RGBA."""
+    table = _colour_table(cmap)
+    n = len(table)
+    index = heat * np.float32(n)
+    index[index == n] = n - 1
+    return table[index.astype(np.intp)]
+
+
 def render_overlay(
     image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet"
 ) -> bytes:
@@ -236,7 +257,10 @@ def render_heatmap_png(
 
     heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)
     rgba = np.empty((*heat.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = (_colourise(heat, cmap) * 255).round().astype(np.uint8)
+    if np.isfinite(heat).all():
+        rgba[..., :3] = _colour_bytes(heat, cmap)
+    else:  # matplotlib's "bad" colour for NaN
+        rgba[..., :3] = (_colourise(heat, cmap) * 255).round().astype(np.uint8)
     rgba[..., 3] = (heat * max_alpha * 255).round().astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgba).save(buf, format="PNG", compress_level=compress_level)

@@ -128,8 +128,8 @@ def tile_image(
         pmask = np.zeros((ph, pw), bool)
         pmask[:h, :w] = mask
         img, mask = padded, pmask
-    ii = np.zeros((ph + 1, pw + 1), np.int64)
-    ii[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    ii = np.zeros((ph + 1, pw + 1), np.int32)  # a count of pixels: int32 to 46k x 46k
+    ii[1:, 1:] = mask.astype(np.int32).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     boxes, fractions = [], []
     for r in grid_positions(ph, p, config.stride):
         for c in grid_positions(pw, p, config.stride):
