@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import io
+import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -119,6 +121,25 @@ def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
+def iter_predict_and_gradcam(
+    model: Any,
+    images: np.ndarray,
+    layer_name: str | None = None,
+    batch_size: int = 16,
+    preprocessing: str | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """``predict_and_gradcam`` batch by batch: (probabilities, maps, seconds) per batch, so a
+    caller can use the first images' maps while the model works on the next batch."""
+    layer_name = layer_name or default_layer(model)
+    fn = _compiled_fn(model, layer_name, preprocessing)
+    images = np.asarray(images, dtype=np.float32)
+    for i in range(0, len(images), batch_size):
+        start = time.perf_counter()
+        p, c = fn(images[i : i + batch_size])
+        probs, cams = p.numpy().astype(np.float32), c.numpy()
+        yield probs, cams, time.perf_counter() - start
+
+
 def predict_and_gradcam(
     model: Any,
     images: np.ndarray,
@@ -132,17 +153,11 @@ def predict_and_gradcam(
     with ``preprocessing`` (the manifest's method), 0..255 grayscale patches (N, H, W)
     that the compiled function replicates to three channels and preprocesses itself.
     """
-    layer_name = layer_name or default_layer(model)
-    fn = _compiled_fn(model, layer_name, preprocessing)
     images = np.asarray(images, dtype=np.float32)
-    probs, cams = [], []
-    for i in range(0, len(images), batch_size):
-        p, c = fn(images[i : i + batch_size])
-        probs.append(p.numpy())
-        cams.append(c.numpy())
-    if not probs:
+    batches = list(iter_predict_and_gradcam(model, images, layer_name, batch_size, preprocessing))
+    if not batches:
         return np.zeros((0,), np.float32), np.zeros((0, *images.shape[1:3]), np.float32)
-    return np.concatenate(probs).astype(np.float32), np.concatenate(cams)
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def gradcam(model: Any, images: np.ndarray, layer_name: str | None = None) -> np.ndarray:

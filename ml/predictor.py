@@ -27,6 +27,7 @@ and recorded in the manifest's ``evidence`` block (``ml.evidence``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,18 +172,22 @@ class Predictor:
     def _model_input(self, patches: np.ndarray) -> np.ndarray:
         return model_input(patches, self.manifest.input_size, self.method)
 
-    def explain_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and Grad-CAM maps for 0..255 grayscale patches (N, S, S)."""
-        from ml.gradcam import predict_and_gradcam
-
+    def _model_ready(self, patches: np.ndarray) -> np.ndarray:
+        """Patches at the model's input size, still 0..255 grayscale: channels and
+        preprocessing (``model_input``) happen inside the compiled pass."""
         size = self.manifest.input_size
         gray = np.asarray(patches, dtype=np.float32)
         if gray.shape[1:3] != (size, size):
             gray = np.stack([_resize(p, (size, size)) for p in gray])
-        # channels and preprocessing (``model_input``) happen inside the compiled pass
+        return gray
+
+    def explain_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and Grad-CAM maps for 0..255 grayscale patches (N, S, S)."""
+        from ml.gradcam import predict_and_gradcam
+
         return predict_and_gradcam(
             self.model,
-            gray,
+            self._model_ready(patches),
             self.gradcam_layer,
             batch_size=self.whole_image.batch_size,
             preprocessing=self.method,
@@ -199,7 +204,18 @@ class Predictor:
         pixel_spacing_mm: list[float | None] | None = None,
     ) -> list[ImagePrediction]:
         """Score and explain whole images of any size (see the module docstring)."""
+        return list(self.iter_predictions(images, pixel_spacing_mm))
+
+    def iter_predictions(
+        self,
+        images: list[np.ndarray],
+        pixel_spacing_mm: list[float | None] | None = None,
+    ) -> Iterator[ImagePrediction]:
+        """``predict_images`` one image at a time, in order, each as soon as the last batch
+        holding its patches is through: a worker stores the first films while the model
+        scores the next. All images' patches still go through the model in shared batches."""
         from ml.data import breast_mask
+        from ml.gradcam import iter_predict_and_gradcam
 
         cfg = self.whole_image
         spacings = pixel_spacing_mm or [None] * len(images)
@@ -218,21 +234,30 @@ class Predictor:
             prepared.append(
                 (img.shape, scaled_shape, mask, patches, boxes, time.perf_counter() - t0)
             )
+        if not prepared:
+            return
 
-        all_patches = np.concatenate([p[3] for p in prepared])
-        t0 = time.perf_counter()
-        probs, cams = self.explain_patches(all_patches)
-        t_pass = time.perf_counter() - t0
-        n_total = len(all_patches)
-
-        results = []
-        offset = 0
+        batches = iter_predict_and_gradcam(
+            self.model,
+            self._model_ready(np.concatenate([p[3] for p in prepared])),
+            self.gradcam_layer,
+            batch_size=cfg.batch_size,
+            preprocessing=self.method,
+        )
+        probs: list[np.ndarray] = []  # per batch, not yet handed to an image
+        cams: list[np.ndarray] = []
+        pass_s: list[np.ndarray] = []  # each patch's share of its batch's seconds
         for shape, scaled_shape, mask, patches, boxes, t_pre in prepared:
-            t0 = time.perf_counter()
             n = len(patches)
-            p = probs[offset : offset + n]
-            c = cams[offset : offset + n]
-            offset += n
+            while sum(len(b) for b in probs) < n:
+                prob, cam, seconds = next(batches)
+                probs.append(prob)
+                cams.append(cam)
+                pass_s.append(np.full(len(prob), seconds / len(prob)))
+            p_all, c_all, s_all = (np.concatenate(x) for x in (probs, cams, pass_s))
+            p, c, predict_s = p_all[:n], c_all[:n], float(s_all[:n].sum())
+            probs, cams, pass_s = [p_all[n:]], [c_all[n:]], [s_all[n:]]
+            t0 = time.perf_counter()
             if cfg.aggregation == "mean_top3":
                 score = float(np.mean(np.sort(p)[-3:]))
             else:
@@ -247,22 +272,19 @@ class Predictor:
             heat = heat[: scaled_shape[0], : scaled_shape[1]] * mask
             heat = np.clip(_resize(heat, shape), 0.0, 1.0).astype(np.float32)
             marks = region_marks(boxes, p, heat, shape, scaled_shape)
-            share = n / n_total
-            results.append(
-                ImagePrediction(
-                    probability=score,
-                    heatmap=heat,
-                    timings={
-                        "preprocess": t_pre,
-                        # one compiled pass yields probabilities and Grad-CAM together;
-                        # "predict" is this image's share of it, "gradcam" the map assembly
-                        "predict": t_pass * share,
-                        "gradcam": time.perf_counter() - t0,
-                    },
-                    patch_boxes=boxes,
-                    patch_probabilities=p,
-                    marks=marks,
-                    scaled_shape=scaled_shape,
-                )
+            yield ImagePrediction(
+                probability=score,
+                heatmap=heat,
+                timings={
+                    "preprocess": t_pre,
+                    # one compiled pass yields probabilities and Grad-CAM together;
+                    # "predict" is this image's share of it (its patches' share of each
+                    # batch they were in), "gradcam" the map assembly
+                    "predict": predict_s,
+                    "gradcam": time.perf_counter() - t0,
+                },
+                patch_boxes=boxes,
+                patch_probabilities=p,
+                marks=marks,
+                scaled_shape=scaled_shape,
             )
-        return results

@@ -181,25 +181,26 @@ def _score_claimed(predictor: Predictor, claimed: list[AIResult], outcome: Study
             outcome.failed += 1
     if not readable:
         return
-    try:
-        predictions = predictor.predict_images(
-            [pixels for _, pixels, _ in readable],
-            pixel_spacing_mm=[result.scored_image.pixel_spacing_mm for result, _, _ in readable],
-        )
-    except Exception as error:  # a model error is permanent for these inputs
-        log.exception("Inference failed for %d images", len(readable))
-        for result, _, _ in readable:
-            fail(result, f"Inference error: {type(error).__name__}: {error}")
-        outcome.failed += len(readable)
-        return
-    # PNG encoding and file writes run on the writer threads; rows are written here, in
-    # order, as each file lands
+    # Each film's heatmap PNG is encoded and written on the writer threads as soon as the
+    # model is through its patches, while the model scores the next films; the rows are
+    # written here, in order, once every file has landed.
     pending = []
-    for (result, _, decode_s), prediction in zip(readable, predictions, strict=True):
+    predictions = predictor.iter_predictions(
+        [pixels for _, pixels, _ in readable],
+        pixel_spacing_mm=[result.scored_image.pixel_spacing_mm for result, _, _ in readable],
+    )
+    for done, (result, _, decode_s) in enumerate(readable):
+        try:
+            prediction = next(predictions)
+        except Exception as error:  # a model error is permanent for these inputs
+            log.exception("Inference failed for %d images", len(readable) - done)
+            for failed, _, _ in readable[done:]:
+                fail(failed, f"Inference error: {type(error).__name__}: {error}")
+            outcome.failed += len(readable) - done
+            break
         if _held(result).exists():
-            pending.append(
-                (result, prediction, decode_s, _writer().submit(write_heatmap, result, prediction))
-            )
+            written = _writer().submit(write_heatmap, result, prediction)
+            pending.append((result, prediction, decode_s, written))
         else:
             log.warning("AI result %s is no longer held by this job; not written", result.pk)
         outcome.scored += 1

@@ -85,3 +85,22 @@ def test_one_pass_equals_two_passes_on_the_shipped_model_from_grayscale_patches(
     assert (ref_cams.max(axis=(1, 2)) > 0.99).all()
     np.testing.assert_allclose(probs, ref_probs, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cams, ref_cams, atol=1e-3)
+
+
+def test_streamed_predictions_equal_each_film_scored_alone(tiny_artifact):
+    """The worker takes each film as soon as the batches holding its patches are through;
+    a batch shared by two films must not mix their numbers up."""
+    from ml.predictor import Predictor
+
+    predictor = Predictor.load(tiny_artifact)
+    rng = np.random.default_rng(6)
+    films = [rng.integers(0, 200, shape).astype(np.uint8) for shape in ((300, 260), (90, 80))]
+    streamed = list(predictor.iter_predictions(films))
+    assert len(streamed[0].patch_boxes) % predictor.whole_image.batch_size != 0  # a shared batch
+    assert len(streamed) == 2
+    for film, a in zip(films, streamed, strict=True):
+        (alone,) = predictor.predict_images([film])
+        assert a.probability == pytest.approx(alone.probability, abs=1e-5)
+        np.testing.assert_allclose(a.heatmap, alone.heatmap, atol=1e-4)
+        assert np.array_equal(a.patch_boxes, alone.patch_boxes)
+        assert a.timings["predict"] > 0
