@@ -172,10 +172,11 @@ def claim(
 
 def _score_claimed(predictor: Predictor, claimed: list[AIResult], outcome: StudyOutcome) -> None:
     readable: list[tuple[AIResult, np.ndarray, float]] = []
-    for result in claimed:
-        start = time.perf_counter()
+    # films decoded side by side on the worker's threads (zlib and pydicom release the GIL)
+    decoding = [_writer().submit(_timed_read, result.scored_image) for result in claimed]
+    for result, decoded in zip(claimed, decoding, strict=True):
         try:
-            readable.append((result, read_pixels(result.scored_image), time.perf_counter() - start))
+            readable.append((result, *decoded.result()))
         except PermanentFailure as error:
             fail(result, str(error))
             outcome.failed += 1
@@ -207,6 +208,11 @@ def _score_claimed(predictor: Predictor, claimed: list[AIResult], outcome: Study
     for result, prediction, decode_s, written in pending:
         name, write_s = written.result()
         record(result, prediction, name, decode_s, write_s, len(readable))
+
+
+def _timed_read(image: Image) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    return read_pixels(image), time.perf_counter() - start
 
 
 def read_pixels(image: Image) -> np.ndarray:
@@ -265,8 +271,9 @@ _writers: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _writer() -> ThreadPoolExecutor:
-    """This process's heatmap writers, made on first use after any fork (a prefork worker's
-    child must not inherit its parent's threads: they do not survive a fork)."""
+    """This process's threads for decoding films and writing heatmaps, made on first use
+    after any fork (a prefork worker's child must not inherit its parent's threads: they do
+    not survive a fork)."""
     global _writers
     if _writers is None or _writers[0] != os.getpid():
         pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="heatmap-writer")
