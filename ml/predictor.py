@@ -244,19 +244,23 @@ class Predictor:
             batch_size=cfg.batch_size,
             preprocessing=self.method,
         )
-        probs: list[np.ndarray] = []  # per batch, not yet handed to an image
-        cams: list[np.ndarray] = []
-        pass_s: list[np.ndarray] = []  # each patch's share of its batch's seconds
+        queue: list[tuple[np.ndarray, np.ndarray, float]] = []  # batch rows not yet handed out
         for shape, scaled_shape, mask, patches, boxes, t_pre in prepared:
-            n = len(patches)
-            while sum(len(b) for b in probs) < n:
-                prob, cam, seconds = next(batches)
-                probs.append(prob)
-                cams.append(cam)
-                pass_s.append(np.full(len(prob), seconds / len(prob)))
-            p_all, c_all, s_all = (np.concatenate(x) for x in (probs, cams, pass_s))
-            p, c, predict_s = p_all[:n], c_all[:n], float(s_all[:n].sum())
-            probs, cams, pass_s = [p_all[n:]], [c_all[n:]], [s_all[n:]]
+            n, taken = len(patches), []
+            while n:  # this film's rows, as views of the batches (no copy of the maps)
+                if not queue:
+                    prob, cam, seconds = next(batches)
+                    queue.append((prob, cam, seconds / len(prob)))
+                prob, cam, per_patch = queue[0]
+                k = min(n, len(prob))
+                taken.append((prob[:k], cam[:k], per_patch * k))
+                queue[0] = (prob[k:], cam[k:], per_patch)
+                if k == len(prob):
+                    queue.pop(0)
+                n -= k
+            p = np.concatenate([t[0] for t in taken])
+            c = [cam for t in taken for cam in t[1]]
+            predict_s = sum(t[2] for t in taken)
             t0 = time.perf_counter()
             if cfg.aggregation == "mean_top3":
                 score = float(np.mean(np.sort(p)[-3:]))
