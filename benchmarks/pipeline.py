@@ -13,9 +13,9 @@ the shipped row uses the trained artifact under ``models/``.
 
 Columns: images per second (wall time of ``score_study`` over all counted images), the
 pipeline's patches per second against the bare model's (``predict_on_batch`` on batches of
-16 preprocessed patches, the same model in the same process, timed just before and just
-after the counted studies and averaged, so machine load hits both alike) with the target
-ratio of 0.8, and the mean seconds per image of each stage as stored in
+16 preprocessed patches, the same model in the same process, timed for 2 s before each
+counted study and after the last and averaged, so machine load hits both alike; the range
+shows how much the load moved meanwhile) with the target ratio of 0.8, and the mean seconds per image of each stage as stored in
 ``AIResult.timings``: decode (read the stored file), preprocess (intensity, scale, breast
 mask, tiling), predict and Grad-CAM (one compiled pass gives both; "predict" is the image's
 share of it, "gradcam" the heatmap assembly), write (render and store the heatmap PNG, on
@@ -121,9 +121,9 @@ def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) ->
         uploaded.append(actions.upload_study(admin, spec, study_files(first_seed + index)).study)
     bare = []
     for index, study in enumerate(uploaded):
-        if index == 1:  # after the warm-up study: the model is loaded
+        if index >= 1:  # after the warm-up study (the model is loaded), before each study
             predictor = inference.predictor_for(version)
-            bare.append(bare_patches_per_s(predictor.model, predictor.manifest.input_size))
+            bare.append(bare_patches_per_s(predictor.model, predictor.manifest.input_size, 2.0))
         start = time.perf_counter()
         inference.score_study(study.pk, version.pk, task_id=f"bench-{study.pk}")
         elapsed = time.perf_counter() - start
@@ -132,7 +132,7 @@ def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) ->
             continue
         wall += elapsed
         counted += list(AIResult.objects.filter(image__study=study, model_version=version))
-    bare.append(bare_patches_per_s(predictor.model, predictor.manifest.input_size))
+    bare.append(bare_patches_per_s(predictor.model, predictor.manifest.input_size, 2.0))
     failed = [r for r in counted if r.status != "done"]
     if failed:
         raise SystemExit(f"{label}: {len(failed)} images not scored: {failed[0].error}")
