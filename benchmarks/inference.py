@@ -6,8 +6,11 @@
 Columns: parameters, artifact size (the saved .keras file), images per second at batch 1
 and 16 (``predict_on_batch``, the worker's path) and at batch 1 through ``model.predict``
 (what a naive worker would do), Grad-CAM seconds per image with tf-keras-vis (one image a
-call) and with the fast compiled path (batch 16), and peak resident memory. Each
-architecture runs in its own process so its peak memory is its own. Weights are random
+call) and with the fast compiled path (batch 16), forward + Grad-CAM in forward passes
+(the fast path's time over ``predict_on_batch``'s on the same batch of 16, the two calls
+alternated so machine load hits both alike; target <= 1.2), ``model.predict``'s slowdown
+at batch 1 against ``predict_on_batch``, and peak resident memory. Each architecture runs
+in its own process so its peak memory is its own. Weights are random
 (``weights=None``): speed does not depend on them.
 """
 
@@ -35,6 +38,18 @@ def _rate(fn, n_images: int, repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return n_images * repeats / (time.perf_counter() - start)
+
+
+def _alternated(fn_a, fn_b, rounds: int) -> float:
+    """Seconds of ``fn_a`` over seconds of ``fn_b``, calls alternated after a warm-up each."""
+    fn_a(), fn_b()
+    spent = [0.0, 0.0]
+    for _ in range(rounds):
+        for i, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            fn()
+            spent[i] += time.perf_counter() - start
+    return spent[0] / spent[1]
 
 
 def measure(arch: str, size: int, repeats: int, artifact: str | None = None) -> dict:
@@ -68,6 +83,10 @@ def measure(arch: str, size: int, repeats: int, artifact: str | None = None) -> 
     row["ips_predict_b1"] = _rate(lambda: model.predict(x1, verbose=0), 1, repeats * 4)
     row["gradcam_tfkv_s"] = 1 / _rate(lambda: gradcam_reference(model, x1), 1, repeats)
     row["gradcam_fast_s"] = 1 / _rate(lambda: predict_and_gradcam(model, x16), 16, repeats)
+    row["cam_passes"] = _alternated(
+        lambda: predict_and_gradcam(model, x16), lambda: model.predict_on_batch(x16), repeats * 2
+    )
+    row["predict_slowdown"] = row["ips_b1"] / row["ips_predict_b1"]
     if artifact:
         from ml.config import mias_dir
         from ml.predictor import Predictor
@@ -89,16 +108,16 @@ def measure(arch: str, size: int, repeats: int, artifact: str | None = None) -> 
 def table(rows: list[dict]) -> str:
     head = (
         f"| {'model':<20} | {'px':>4} | {'params':>10} | {'file MB':>7} | {'img/s b1':>8} | "
-        f"{'img/s b16':>9} | {'predict() b1':>12} | {'CAM tfkv s':>10} | {'CAM fast s':>10} | "
-        f"{'peak MB':>7} |"
+        f"{'img/s b16':>9} | {'predict() b1':>12} | {'predict() x':>11} | {'CAM tfkv s':>10} | "
+        f"{'CAM fast s':>10} | {'fwd+CAM passes':>14} | {'peak MB':>7} |"
     )
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     for r in rows:
         lines.append(
             f"| {r['arch']:<20} | {r['size']:>4} | {r['params']:>10,} | {r['artifact_mb']:>7.1f} | "
             f"{r['ips_b1']:>8.2f} | {r['ips_b16']:>9.2f} | {r['ips_predict_b1']:>12.2f} | "
-            f"{r['gradcam_tfkv_s']:>10.3f} | {r['gradcam_fast_s']:>10.3f} | "
-            f"{r['peak_rss_mb']:>7.0f} |"
+            f"{r['predict_slowdown']:>11.1f} | {r['gradcam_tfkv_s']:>10.3f} | "
+            f"{r['gradcam_fast_s']:>10.3f} | {r['cam_passes']:>14.2f} | {r['peak_rss_mb']:>7.0f} |"
         )
     films = [r for r in rows if "seconds_per_film" in r]
     for r in films:

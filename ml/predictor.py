@@ -10,7 +10,7 @@ How a whole image is scored (the patch-classifier recipe of the literature):
    known pixel spacing the image is resampled to it; without one, an image whose longer side
    exceeds ``default_long_side`` (1024) is shrunk to it, and a smaller image is taken to be
    at training scale already (a mini-MIAS film, or a single patch).
-3. The breast is found (``ml.data.breast_mask``); ``patch_size`` patches on a grid of step
+3. The breast is found (``ml.breast.breast_mask``); ``patch_size`` patches on a grid of step
    ``stride`` are scored when at least ``min_breast_fraction`` of them is breast.
 4. Image probability = the maximum patch probability (``aggregation``).
 5. Heatmap: each patch's Grad-CAM map, multiplied by that patch's probability, is laid
@@ -27,6 +27,7 @@ and recorded in the manifest's ``evidence`` block (``ml.evidence``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,8 @@ def tile_image(
         pmask = np.zeros((ph, pw), bool)
         pmask[:h, :w] = mask
         img, mask = padded, pmask
-    ii = np.zeros((ph + 1, pw + 1), np.int64)
-    ii[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    ii = np.zeros((ph + 1, pw + 1), np.int32)  # a count of pixels: int32 to 46k x 46k
+    ii[1:, 1:] = mask.astype(np.int32).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     boxes, fractions = [], []
     for r in grid_positions(ph, p, config.stride):
         for c in grid_positions(pw, p, config.stride):
@@ -171,13 +172,25 @@ class Predictor:
     def _model_input(self, patches: np.ndarray) -> np.ndarray:
         return model_input(patches, self.manifest.input_size, self.method)
 
+    def _model_ready(self, patches: np.ndarray) -> np.ndarray:
+        """Patches at the model's input size, still 0..255 grayscale: channels and
+        preprocessing (``model_input``) happen inside the compiled pass."""
+        size = self.manifest.input_size
+        gray = np.asarray(patches, dtype=np.float32)
+        if gray.shape[1:3] != (size, size):
+            gray = np.stack([_resize(p, (size, size)) for p in gray])
+        return gray
+
     def explain_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and Grad-CAM maps for 0..255 grayscale patches (N, S, S)."""
         from ml.gradcam import predict_and_gradcam
 
-        x = self._model_input(np.asarray(patches, dtype=np.float32))
         return predict_and_gradcam(
-            self.model, x, self.gradcam_layer, batch_size=self.whole_image.batch_size
+            self.model,
+            self._model_ready(patches),
+            self.gradcam_layer,
+            batch_size=self.whole_image.batch_size,
+            preprocessing=self.method,
         )
 
     def predict_patches(self, patches: np.ndarray) -> np.ndarray:
@@ -191,7 +204,18 @@ class Predictor:
         pixel_spacing_mm: list[float | None] | None = None,
     ) -> list[ImagePrediction]:
         """Score and explain whole images of any size (see the module docstring)."""
+        return list(self.iter_predictions(images, pixel_spacing_mm))
+
+    def iter_predictions(
+        self,
+        images: list[np.ndarray],
+        pixel_spacing_mm: list[float | None] | None = None,
+    ) -> Iterator[ImagePrediction]:
+        """``predict_images`` one image at a time, in order, each as soon as the last batch
+        holding its patches is through: a worker stores the first films while the model
+        scores the next. All images' patches still go through the model in shared batches."""
         from ml.breast import breast_mask
+        from ml.gradcam import iter_predict_and_gradcam
 
         cfg = self.whole_image
         spacings = pixel_spacing_mm or [None] * len(images)
@@ -210,21 +234,34 @@ class Predictor:
             prepared.append(
                 (img.shape, scaled_shape, mask, patches, boxes, time.perf_counter() - t0)
             )
+        if not prepared:
+            return
 
-        all_patches = np.concatenate([p[3] for p in prepared])
-        t0 = time.perf_counter()
-        probs, cams = self.explain_patches(all_patches)
-        t_pass = time.perf_counter() - t0
-        n_total = len(all_patches)
-
-        results = []
-        offset = 0
+        batches = iter_predict_and_gradcam(
+            self.model,
+            self._model_ready(np.concatenate([p[3] for p in prepared])),
+            self.gradcam_layer,
+            batch_size=cfg.batch_size,
+            preprocessing=self.method,
+        )
+        queue: list[tuple[np.ndarray, np.ndarray, float]] = []  # batch rows not yet handed out
         for shape, scaled_shape, mask, patches, boxes, t_pre in prepared:
+            n, taken = len(patches), []
+            while n:  # this film's rows, as views of the batches (no copy of the maps)
+                if not queue:
+                    prob, cam, seconds = next(batches)
+                    queue.append((prob, cam, seconds / len(prob)))
+                prob, cam, per_patch = queue[0]
+                k = min(n, len(prob))
+                taken.append((prob[:k], cam[:k], per_patch * k))
+                queue[0] = (prob[k:], cam[k:], per_patch)
+                if k == len(prob):
+                    queue.pop(0)
+                n -= k
+            p = np.concatenate([t[0] for t in taken])
+            c = [cam for t in taken for cam in t[1]]
+            predict_s = sum(t[2] for t in taken)
             t0 = time.perf_counter()
-            n = len(patches)
-            p = probs[offset : offset + n]
-            c = cams[offset : offset + n]
-            offset += n
             if cfg.aggregation == "mean_top3":
                 score = float(np.mean(np.sort(p)[-3:]))
             else:
@@ -239,22 +276,19 @@ class Predictor:
             heat = heat[: scaled_shape[0], : scaled_shape[1]] * mask
             heat = np.clip(_resize(heat, shape), 0.0, 1.0).astype(np.float32)
             marks = region_marks(boxes, p, heat, shape, scaled_shape)
-            share = n / n_total
-            results.append(
-                ImagePrediction(
-                    probability=score,
-                    heatmap=heat,
-                    timings={
-                        "preprocess": t_pre,
-                        # one compiled pass yields probabilities and Grad-CAM together;
-                        # "predict" is this image's share of it, "gradcam" the map assembly
-                        "predict": t_pass * share,
-                        "gradcam": time.perf_counter() - t0,
-                    },
-                    patch_boxes=boxes,
-                    patch_probabilities=p,
-                    marks=marks,
-                    scaled_shape=scaled_shape,
-                )
+            yield ImagePrediction(
+                probability=score,
+                heatmap=heat,
+                timings={
+                    "preprocess": t_pre,
+                    # one compiled pass yields probabilities and Grad-CAM together;
+                    # "predict" is this image's share of it (its patches' share of each
+                    # batch they were in), "gradcam" the map assembly
+                    "predict": predict_s,
+                    "gradcam": time.perf_counter() - t0,
+                },
+                patch_boxes=boxes,
+                patch_probabilities=p,
+                marks=marks,
+                scaled_shape=scaled_shape,
             )
-        return results

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -174,29 +175,47 @@ def claim(
 
 def _score_claimed(predictor: Predictor, claimed: list[AIResult], outcome: StudyOutcome) -> None:
     readable: list[tuple[AIResult, np.ndarray, float]] = []
-    for result in claimed:
-        start = time.perf_counter()
+    # films decoded side by side on the worker's threads (zlib and pydicom release the GIL)
+    decoding = [_writer().submit(_timed_read, result.scored_image) for result in claimed]
+    for result, decoded in zip(claimed, decoding, strict=True):
         try:
-            readable.append((result, read_pixels(result.scored_image), time.perf_counter() - start))
+            readable.append((result, *decoded.result()))
         except PermanentFailure as error:
             fail(result, str(error))
             outcome.failed += 1
     if not readable:
         return
-    try:
-        predictions = predictor.predict_images(
-            [pixels for _, pixels, _ in readable],
-            pixel_spacing_mm=[result.scored_image.pixel_spacing_mm for result, _, _ in readable],
-        )
-    except Exception as error:  # a model error is permanent for these inputs
-        log.exception("Inference failed for %d images", len(readable))
-        for result, _, _ in readable:
-            fail(result, f"Inference error: {type(error).__name__}: {error}")
-        outcome.failed += len(readable)
-        return
-    for (result, pixels, decode_s), prediction in zip(readable, predictions, strict=True):
-        store(result, pixels, prediction, decode_s, len(readable))
+    # Each film's heatmap PNG is encoded and written on the writer threads as soon as the
+    # model is through its patches, while the model scores the next films; the rows are
+    # written here, in order, once every file has landed.
+    pending = []
+    predictions = predictor.iter_predictions(
+        [pixels for _, pixels, _ in readable],
+        pixel_spacing_mm=[result.scored_image.pixel_spacing_mm for result, _, _ in readable],
+    )
+    for done, (result, _, decode_s) in enumerate(readable):
+        try:
+            prediction = next(predictions)
+        except Exception as error:  # a model error is permanent for these inputs
+            log.exception("Inference failed for %d images", len(readable) - done)
+            for failed, _, _ in readable[done:]:
+                fail(failed, f"Inference error: {type(error).__name__}: {error}")
+            outcome.failed += len(readable) - done
+            break
+        if _held(result).exists():
+            written = _writer().submit(write_heatmap, result, prediction)
+            pending.append((result, prediction, decode_s, written))
+        else:
+            log.warning("AI result %s is no longer held by this job; not written", result.pk)
         outcome.scored += 1
+    for result, prediction, decode_s, written in pending:
+        name, write_s = written.result()
+        record(result, prediction, name, decode_s, write_s, len(readable))
+
+
+def _timed_read(image: Image) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    return read_pixels(image), time.perf_counter() - start
 
 
 def read_pixels(image: Image) -> np.ndarray:
@@ -208,13 +227,14 @@ def read_pixels(image: Image) -> np.ndarray:
     try:
         with image.file.open("rb") as handle:
             content = handle.read()
+        # decoded once: the reader's rendition comes from the same pixels
         if dicom.is_part10(content):
-            pixels = dicom.rendition_of(content)
+            pixels = shown = dicom.rendition_of(content)
         else:
             with PILImage.open(io.BytesIO(content)) as img:
                 img.load()
                 pixels = np.asarray(img)
-        shown = imaging.display_pixels(content)
+            shown = imaging.stretch_to_8bit(pixels)
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
     except films.FileRejected as refusal:  # a rendition that is not numbers
@@ -245,35 +265,66 @@ def _check_scorable(pixels: np.ndarray, shown: np.ndarray) -> None:
         raise PermanentFailure(refusal.message) from None
 
 
-def store(
-    result: AIResult, pixels: np.ndarray, prediction: ImagePrediction, decode_s: float, batch: int
-) -> None:
-    """Write the heatmap and the score once, while this job still holds the result.
+WRITER_THREADS = 2
+_writers: tuple[int, ThreadPoolExecutor] | None = None
 
-    A job whose result was taken back (its worker was thought dead and another job now
-    holds it) writes nothing, so a result is never written twice.
+
+def _writer() -> ThreadPoolExecutor:
+    """This process's threads for decoding films and writing heatmaps, made on first use
+    after any fork (a prefork worker's child must not inherit its parent's threads: they do
+    not survive a fork)."""
+    global _writers
+    if _writers is None or _writers[0] != os.getpid():
+        pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="heatmap-writer")
+        _writers = (os.getpid(), pool)
+    return _writers[1]
+
+
+def _held(result: AIResult) -> QuerySet[AIResult]:
+    """The result's row while this job still holds it (running, under this job's id)."""
+    return AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING, task_id=result.task_id)
+
+
+def write_heatmap(result: AIResult, prediction: ImagePrediction) -> tuple[str, float]:
+    """Render the heatmap PNG and store its file: the stored name and the seconds it took.
+
+    Runs on a writer thread (no database access), so encoding overlaps the other images'
+    writes; PNG encoding and zlib release the GIL.
     """
     from ml.gradcam import render_heatmap_png
 
-    held = AIResult.objects.filter(pk=result.pk, status=AIStatus.RUNNING, task_id=result.task_id)
-    if not held.exists():
-        log.warning("AI result %s is no longer held by this job; not written", result.pk)
-        return
     start = time.perf_counter()
     png = render_heatmap_png(prediction.heatmap)
     name = f"heatmaps/{result.model_version_id}/{result.image_id}.png"
     saved = _replace_file(result.heatmap.storage, name, png)
+    return saved, time.perf_counter() - start
+
+
+def record(
+    result: AIResult,
+    prediction: ImagePrediction,
+    heatmap: str,
+    decode_s: float,
+    write_s: float,
+    batch: int,
+) -> None:
+    """Write the score once, while this job still holds the result.
+
+    The file was written only after the same check; a job whose result was taken back in
+    between (its worker was thought dead and another job now holds it) updates nothing, so
+    a result is never written twice.
+    """
     timings = {
         "decode": round(decode_s, 4),
         **{k: round(v, 4) for k, v in prediction.timings.items()},
-        "write": round(time.perf_counter() - start, 4),
+        "write": round(write_s, 4),
         "batch_images": batch,
         "patches": len(getattr(prediction, "patch_boxes", ())),
     }
-    held.update(
+    _held(result).update(
         status=AIStatus.DONE,
         probability=float(prediction.probability),
-        heatmap=saved,
+        heatmap=heatmap,
         marks=[mark.to_dict() for mark in prediction.marks],
         timings=timings,
         finished_at=timezone.now(),

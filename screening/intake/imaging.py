@@ -228,6 +228,12 @@ def display_pixels(content: bytes) -> np.ndarray:
         return dicom.rendition_of(content)
     with PILImage.open(io.BytesIO(content)) as img:
         pixels = np.asarray(img)
+    return stretch_to_8bit(pixels)
+
+
+def stretch_to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """Decoded PNG/JPEG pixels as a reader sees them: the first channel, its own range
+    stretched to 0-255 (split out so the worker decodes a stored file once)."""
     if pixels.ndim == 3:
         pixels = pixels[..., 0]
     lo, hi = float(pixels.min()), float(pixels.max())
