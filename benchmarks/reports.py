@@ -3,7 +3,8 @@ outcomes in a throw-away test database, then prints p50/p95 server time of the d
 the discordant list and the CSV exports.
 
     python benchmarks/reports.py               # 100k screens, on DATABASE_URL (default SQLite)
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/reports.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/reports.py \
+        --screens 1000000                      # the issue's scale (seeded in about 5 minutes)
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from screening.models import AIResult, Case, ModelVersion, Patient, Read  # noqa
 CANCER_RATE = 0.008  # about 8 per 1000 screens
 OUTCOME_KNOWN = 0.7  # the rest still awaiting follow-up
 ORM_SEEDED = 100_000  # on PostgreSQL, larger runs copy these in SQL
+TARGET_MS = 1000  # issue 16, at a million screens
+TARGETED = {
+    "dashboard, recomputed",
+    "dashboard, one reader, what-if",
+    "dashboard, last 7 days",
+    "discordant cases page 1",
+    "export performance CSV",
+    "export case-level CSV",
+}
 
 
 def seed(count: int, readers: list) -> None:  # type: ignore[type-arg]
@@ -193,25 +203,36 @@ def main() -> None:
         client = Client()
         client.force_login(auditor)
         rows = [("build_report (no page, no plots)", *_time_report(args.runs))]
+        # Every figure recomputed: the cache (REPORT_CACHE_SECONDS) is never in front.
         urls = [
-            ("dashboard, recomputed", "/reports/?refresh=1"),
-            ("dashboard, cached", "/reports/"),
+            ("dashboard, recomputed", "/reports/?refresh=1", args.runs),
+            ("dashboard, kept figures", "/reports/", args.runs),
             (
                 "dashboard, one reader, what-if",
                 f"/reports/?reader={readers[0].pk}&threshold=0.5&refresh=1",
+                args.runs,
             ),
-            ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}&refresh=1"),
-            ("discordant cases page 1", "/reports/discordant/"),
-            ("export performance CSV", "/reports/export/performance/"),
-            ("export case-level CSV", "/reports/export/cases/"),
-            ("audit trail page 1", "/audit/"),
+            ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}&refresh=1", args.runs),
+            ("discordant cases page 1", "/reports/discordant/", args.runs),
+            ("export performance CSV", "/reports/export/performance/", args.runs),
+            # Every case as a row: seconds per 100k screens, so timed once at scale.
+            (
+                "export case-level CSV",
+                "/reports/export/cases/",
+                1 if args.screens > 200_000 else args.runs,
+            ),
+            ("audit trail page 1", "/audit/", args.runs),
         ]
-        rows += [(name, *measure(client, url, args.runs)) for name, url in urls]
+        rows += [(name, *measure(client, url, runs)) for name, url, runs in urls]
         print_table(
             f"Auditor report latency, {args.screens:,} closed screens on {connection.vendor} "
             f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client",
             rows,
         )
+        print(f"\nTarget: under {TARGET_MS} ms at 1,000,000 screens, without a cache in front")
+        for name, _, p95 in rows:
+            if name in TARGETED:
+                print(f"  {name}: p95 {p95:.0f} ms, {'met' if p95 < TARGET_MS else 'missed'}")
 
 
 def _time_report(runs: int) -> tuple[float, float]:

@@ -41,6 +41,7 @@ class CaseData:
     received_us: np.ndarray  # microseconds since the epoch (UTC)
     closed: np.ndarray  # closed by the reading pathway
     hours: np.ndarray  # upload to final decision; NaN while open
+    closed_us: np.ndarray  # when closed, as ``received_us``; -1: not closed
     cancer: np.ndarray
     score: np.ndarray  # the chosen version's case score; NaN where it has none
     recall: np.ndarray
@@ -180,6 +181,7 @@ def _rows(clauses: list[str], params: list[Any], version: ModelVersion | None) -
         case_id=np.array([row[0] for row in rows], np.int64),
         received_us=np.array([_epoch_us(row[1]) for row in rows], np.int64),
         closed=np.array([row[3] == CaseStatus.CLOSED for row in rows], bool),
+        closed_us=np.array([_epoch_us(row[2]) if row[2] else -1 for row in rows], np.int64),
         hours=np.array(
             [
                 (row[2] - row[1]).total_seconds() / 3600
@@ -200,6 +202,27 @@ def _rows(clauses: list[str], params: list[Any], version: ModelVersion | None) -
         & column("seen_version_id", lambda v: v is not None and v == version_id, bool),
         agrees=column("agrees", _code, np.int8),
     )
+
+
+def case_text(
+    clauses: list[str], params: list[Any], case_ids: list[int] | None = None
+) -> dict[int, tuple[str, str, str]]:
+    """Pseudonym, status and outcome of the filter's cases (or of ``case_ids`` among them),
+    by case: the text a case export needs beside the columns, in one plain query."""
+    where = list(clauses)
+    values = list(params)
+    if case_ids is not None:
+        where.append(f"screening_case.id IN ({', '.join(['%s'] * len(case_ids))})")
+        values += case_ids
+    sql = (
+        "SELECT screening_case.id, screening_patient.pseudonym, screening_case.status,"  # noqa: S608
+        " screening_case.outcome FROM screening_case JOIN screening_patient"
+        " ON screening_patient.id = screening_case.patient_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
 # --- Packed (PostgreSQL) --------------------------------------------------------------
@@ -229,19 +252,21 @@ def _case_sql(clauses: list[str]) -> str:
 
 
 def _scores_sql(clauses: list[str]) -> str:
-    """A version's finished case scores, by case: an index-only walk of ``airesult_scores``
-    (no join with the cases unless the filter narrows them)."""
+    """A version's finished case scores, by case: the whole version's from its index
+    (``airesult_scores``), or those of the filter's cases through a join."""
     c = "screening_case"
-    narrowed = (
-        f" AND result.case_id IN (SELECT id FROM {c} WHERE {' AND '.join(clauses)})"  # noqa: S608
-        if clauses
-        else ""
+    result = (
+        "result.model_version_id = %s AND result.image_id IS NULL"
+        f" AND result.status = '{AIStatus.DONE}' AND result.probability IS NOT NULL"
     )
+    values = "int8send(result.case_id::int8) || float8send(result.probability)"
+    if not clauses:
+        return (
+            f"SELECT string_agg({values}, ''::bytea) FROM screening_airesult result WHERE {result}"  # noqa: S608
+        )
     return (
-        "SELECT string_agg(int8send(result.case_id::int8) || float8send(result.probability),"  # noqa: S608
-        " ''::bytea) FROM screening_airesult result WHERE result.model_version_id = %s"
-        f" AND result.image_id IS NULL AND result.status = '{AIStatus.DONE}'"
-        f" AND result.probability IS NOT NULL{narrowed}"
+        f"SELECT string_agg({values}, ''::bytea) FROM {c} JOIN screening_airesult result"  # noqa: S608
+        f" ON result.case_id = {c}.id AND {result} WHERE {' AND '.join(clauses)}"
     )
 
 
@@ -283,6 +308,13 @@ def align(case_ids: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarr
     found = np.full(len(case_ids), np.nan)
     if not len(case_ids) or not len(ids):
         return found
+    if len(ids) == len(case_ids) and np.array_equal(ids, case_ids):  # every case, same order
+        return values.astype(float)
+    if np.all(case_ids[1:] > case_ids[:-1]):  # already in id order, as a fresh table is
+        at = np.searchsorted(case_ids, ids).clip(max=len(case_ids) - 1)
+        hit = case_ids[at] == ids
+        found[at[hit]] = values[hit]
+        return found
     order = np.argsort(case_ids)
     at = np.searchsorted(case_ids, ids, sorter=order).clip(max=len(case_ids) - 1)
     hit = case_ids[order[at]] == ids
@@ -301,25 +333,31 @@ def _packed(clauses: list[str], params: list[Any], version: ModelVersion | None)
         (_scores_sql(clauses), [version_id, *params], SCORE_LAYOUT) if version is not None else None
     )
     raw, scored = _both((_case_sql(clauses), params, RECORD_LAYOUT), scores)
-    codes = raw["codes"].astype(np.int64)
+    n = len(raw)
+    codes = raw["codes"].astype(np.uint16)  # 16 bits used; narrow arrays decode fastest
 
     def code(shift: int) -> np.ndarray:
-        return (((codes >> shift) & 3) - 1).astype(np.int8)
+        return ((codes >> np.uint16(shift)) & np.uint16(3)).astype(np.int8) - np.int8(1)
 
     case_ids = raw["case_id"].astype(np.int64)
     received = raw["received"].astype(np.int64) + PG_EPOCH_US
-    closed = ((codes >> 2) & 1).astype(bool)
-    decided = closed & ((codes >> 3) & 1).astype(bool)
-    hours = np.full(len(raw), np.nan)
-    hours[decided] = (raw["decided"][decided] + PG_EPOCH_US - received[decided]) / 1e6 / 3600
-    all_seconds = raw["seconds"].astype(np.uint64)
-    timed = np.stack(
+    closed = (codes & np.uint16(4)).astype(bool)
+    has_closed_at = (codes & np.uint16(8)).astype(bool)
+    closed_us = np.where(has_closed_at, raw["decided"].astype(np.int64) + PG_EPOCH_US, -1)
+    decided = np.flatnonzero(closed & has_closed_at)
+    hours = np.full(n, np.nan)
+    hours[decided] = (closed_us[decided] - received[decided]) / 1e6 / 3600
+    both_seconds = raw["seconds"].astype(np.uint64)
+    seconds = np.empty((3, n))
+    for i, timed in enumerate(
         [
-            all_seconds & np.uint64(NO_SECONDS),
-            all_seconds >> np.uint64(32),
+            both_seconds & np.uint64(NO_SECONDS),
+            both_seconds >> np.uint64(32),
             raw["seconds3"].astype(np.uint64),
         ]
-    )
+    ):
+        seconds[i] = timed
+        seconds[i, timed == NO_SECONDS] = np.nan
     readers, seen = raw["readers"].astype(np.uint64), raw["seen"].astype(np.uint64)
     agrees = np.stack([code(10 + 2 * i) for i in range(3)])
     return CaseData(
@@ -327,15 +365,16 @@ def _packed(clauses: list[str], params: list[Any], version: ModelVersion | None)
         received_us=received,
         closed=closed,
         hours=hours,
+        closed_us=closed_us,
         cancer=code(0),
         score=(
             align(case_ids, scored["case_id"].astype(np.int64), scored["score"].astype(float))
             if scored is not None
-            else np.full(len(raw), np.nan)
+            else np.full(n, np.nan)
         ),
         recall=np.stack([code(4 + 2 * i) for i in range(3)]),
         reader=np.stack([_unpack(readers, i) for i in range(3)]),
-        seconds=np.where(timed == NO_SECONDS, np.nan, timed.astype(float)),
+        seconds=seconds,
         # Overrides count only reads shown this version's result: what the reader overruled.
         shown=(agrees >= 0) & np.stack([_unpack(seen, i) == version_id for i in range(3)]),
         agrees=agrees,

@@ -455,13 +455,6 @@ def _in_band(data: report_data.CaseData, flt: ReportFilter) -> np.ndarray:
     return version_bands(data.score, flt.model_version) == flt.band
 
 
-def case_ids(flt: ReportFilter) -> list[int]:
-    """Every case of the filter, oldest first."""
-    data = report_data.case_data(*flt.where(), flt.model_version)
-    data = data.take(_in_band(data, flt)).in_received_order()
-    return data.case_id.tolist()
-
-
 def build_report(
     flt: ReportFilter, what_if: float | None = None, bootstrap: bool | None = None
 ) -> Report:
@@ -471,6 +464,7 @@ def build_report(
     c = chosen.columns
     judged = c.judged
     roc = stats.roc(c.score[judged], c.cancer[judged] == 1, bootstrap=bootstrap)
+    by_reader = ByReader(c)
     return Report(
         filter=flt,
         cases=len(c.ai),
@@ -492,8 +486,8 @@ def build_report(
             (FINAL, stats.performance(c.final, c.cancer)),
         ],
         roc=roc,
-        reader_points=_reader_points(c, judged),
-        readers=reader_stats(c),
+        reader_points=_reader_points(c, judged, by_reader),
+        readers=reader_stats(c, by_reader),
         workflow=workflow(c),
         trend=trend(c),
         thresholds=ThresholdCounts(c).at_each(THRESHOLD_STEPS),
@@ -554,57 +548,87 @@ class ThresholdCounts:
         return [self.at(t) for t in thresholds]
 
 
-def _reader_points(c: Columns, judged: np.ndarray) -> list[tuple[str, stats.Performance]]:
+def _reader_points(
+    c: Columns, judged: np.ndarray, by_reader: ByReader
+) -> list[tuple[str, stats.Performance]]:
     """Each reader's and the final decision's operating point on the AI-scored cases."""
     points = [(FINAL, stats.performance(c.final[judged], c.cancer[judged]))]
-    by_reader = ByReader(c)
-    tables = by_reader.performance_tables(judged[c.read_case])
+    tables = by_reader.performance_tables(judged_only=True)
     for reader_id, name in sorted(c.reader_names.items(), key=lambda item: item[1]):
         points.append((name, stats.performance_of(tables[by_reader.index[reader_id]])))
     return points
 
 
 class ByReader:
-    """Per-reader tables of the reads, each from one ``bincount`` over all of them."""
+    """Every read counted by reader and by what the figures ask of it, in one ``bincount``:
+    the read's kind, decision, whether it was shown this AI, whether it agreed, and its case's
+    AI decision, final decision and outcome. Each per-reader table is a sum over that cube."""
+
+    # Axes after the reader's: kind, recall, shown, agrees, AI, final, cancer (codes + 1).
+    SHAPE = (3, 3, 2, 3, 3, 3, 3)
 
     def __init__(self, c: Columns):
-        self.c = c
         ids = np.array(sorted(c.reader_names), np.int64)
         self.index = {int(reader_id): i for i, reader_id in enumerate(ids)}
-        self.readers = len(ids)
-        known = np.isin(c.read_reader, ids)
-        self.reader = np.where(known, np.searchsorted(ids, c.read_reader), self.readers)
+        readers = len(ids)
+        self.reader = self._indices(c.read_reader, ids)
+        key = self.reader
+        case = c.read_case
+        for values, size in zip(
+            [
+                c.read_kind,
+                c.read_recall + 1,
+                c.read_shown,
+                c.read_agrees + 1,
+                c.ai[case] + 1,
+                c.final[case] + 1,
+                c.cancer[case] + 1,
+            ],
+            self.SHAPE,
+            strict=True,
+        ):
+            key = key * size + values
+        cells = (readers + 1) * int(np.prod(self.SHAPE))
+        self.cube = np.bincount(key, minlength=cells).reshape(readers + 1, *self.SHAPE)[:readers]
 
-    def count(
-        self, mask: np.ndarray | None = None, key: np.ndarray | None = None, keys: int = 1
-    ) -> np.ndarray:
-        """Counts by reader (and by ``key`` in 0..keys-1) of the reads in ``mask``."""
-        mask = np.ones(len(self.reader), bool) if mask is None else mask
-        code = self.reader[mask] * keys + (0 if key is None else key[mask])
-        found = np.bincount(code, minlength=(self.readers + 1) * keys)
-        return found.reshape(self.readers + 1, keys)[: self.readers]
+    @staticmethod
+    def _indices(reader_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Each read's reader as 0..len(ids)-1, or len(ids) for one without a name."""
+        top = int(reader_ids.max(initial=0))
+        if top < 1 << 24:  # user ids: a lookup table is one gather
+            lookup = np.full(top + 1, len(ids))
+            lookup[ids[ids <= top]] = np.flatnonzero(ids <= top)
+            return lookup[reader_ids]
+        at = np.searchsorted(ids, reader_ids).clip(max=max(len(ids) - 1, 0))
+        known = ids[at] == reader_ids if len(ids) else np.zeros(len(at), bool)
+        return np.where(known, at, len(ids))
 
-    def performance_tables(self, mask: np.ndarray) -> np.ndarray:
-        c = self.c
-        key = 3 * (c.read_recall + 1) + (c.cancer[c.read_case] + 1)
-        return self.count(mask, key, 9).reshape(-1, 3, 3)
+    def performance_tables(self, judged_only: bool = False) -> np.ndarray:
+        """(reader, recall, cancer); ``judged_only``: cases the AI scored with an outcome."""
+        cube = self.cube
+        if judged_only:
+            cube = cube.copy()
+            cube[:, :, :, :, :, 0] = 0  # no AI score
+            cube[..., 0] = 0  # no outcome
+        return cube.sum(axis=(1, 3, 4, 5, 6))
 
-    def agreement_tables(self, other: np.ndarray) -> np.ndarray:
-        """Each reader's decisions against ``other`` (per case) on the cases both decided."""
-        theirs = other[self.c.read_case]
-        both = (theirs >= 0) & (self.c.read_recall >= 0)
-        return self.count(both, 2 * theirs + self.c.read_recall, 4)
+    def agreement_tables(self, axis: int) -> np.ndarray:
+        """Each reader's decision against the case's AI (axis 5) or final decision (axis 6),
+        as ``stats.agreement_of`` tables: (theirs no/yes) x (reader no/yes)."""
+        other = [a for a in range(1, 8) if a not in (2, axis)]
+        table = self.cube.sum(axis=tuple(other))[:, 1:, 1:]  # (reader, recall, theirs)
+        return table.transpose(0, 2, 1).reshape(len(table), 4)
 
 
-def reader_stats(c: Columns) -> list[ReaderStats]:
+def reader_stats(c: Columns, by_reader: ByReader | None = None) -> list[ReaderStats]:
     """Per reader: reads, time, overrides of the AI they were shown, agreement, performance."""
-    by_reader = ByReader(c)
-    reads = by_reader.count()[:, 0]
-    by_kind = by_reader.count(None, c.read_kind, 3)
-    shown = by_reader.count(c.read_shown)[:, 0]
-    overrides = by_reader.count(c.read_shown & (c.read_agrees == 0), c.read_recall + 1, 3)
-    vs_ai, vs_final = by_reader.agreement_tables(c.ai), by_reader.agreement_tables(c.final)
-    performance = by_reader.performance_tables(np.ones(len(c.read_case), bool))
+    by_reader = by_reader or ByReader(c)
+    cube = by_reader.cube
+    by_kind = cube.sum(axis=(2, 3, 4, 5, 6, 7))
+    shown = cube[:, :, :, 1]  # (reader, kind, recall, agrees, ...)
+    overrides = shown[:, :, :, 1].sum(axis=(1, 3, 4, 5))  # agrees == no, by recall
+    vs_ai, vs_final = by_reader.agreement_tables(5), by_reader.agreement_tables(6)
+    performance = by_reader.performance_tables()
     timed = ~np.isnan(c.read_seconds)
     result = []
     for reader_id, name in c.reader_names.items():
@@ -614,10 +638,10 @@ def reader_stats(c: Columns) -> list[ReaderStats]:
             ReaderStats(
                 reader_id=reader_id,
                 reader=name,
-                reads=int(reads[i]),
+                reads=int(by_kind[i].sum()),
                 by_kind={k: int(by_kind[i, code]) for k, code in KIND_CODES.items()},
                 median_seconds=stats.median(seconds),
-                shown_ai=int(shown[i]),
+                shown_ai=int(shown[i].sum()),
                 overrode_recall=int(overrides[i, 1]),
                 overrode_no_recall=int(overrides[i, 2]),
                 vs_ai=stats.agreement_of(vs_ai[i]),
@@ -649,15 +673,22 @@ def workflow(c: Columns) -> Workflow:
 
 def trend(c: Columns) -> list[TrendPoint]:
     """Week by week (Monday of the week received): volume, recall, arbitration, AI agreement."""
-    weeks, week = np.unique(c.week, return_inverse=True)
+    if not len(c.week):
+        return []
+    # Weeks as 0, 1, ... from the first: counted by bincount, without sorting the cases.
+    first = c.week.min()
+    week = (c.week - first).astype(np.int64) // 7
+    every_week = np.bincount(week)
+    present = np.flatnonzero(every_week)
+    weeks = first + 7 * present
 
     def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(week[mask], minlength=len(weeks))
+        return np.bincount(week[mask], minlength=len(every_week))[present]
 
     def rate(successes: np.ndarray, n: np.ndarray, i: int) -> float | None:
         return stats.Proportion(int(successes[i]), int(n[i])).value
 
-    received, closed = count(np.ones(len(week), bool)), count(c.closed)
+    received, closed = every_week[present], count(c.closed)
     screens, recalls = count(c.final >= 0), count(c.final == 1)
     double = c.second >= 0
     double_read, arbitrated = count(double), count(double & (c.first != c.second))
@@ -758,6 +789,57 @@ def discordant_ids(flt: ReportFilter, direction: str = "") -> list[int]:
     ids = chosen.data.case_id[chosen.in_band][found]
     received = chosen.data.received_us[chosen.in_band][found]
     return ids[np.lexsort((ids, received))].tolist()
+
+
+@dataclass
+class CaseList:
+    """The case-level rows behind the figures, as columns, oldest first: what the case CSV
+    exports, a million rows without a Python object per case."""
+
+    data: report_data.CaseData
+    columns: Columns
+    patient: list[str]
+    status: list[str]
+    outcome: list[str]
+    exam: np.ndarray | None
+    calibrated: np.ndarray | None
+    band: np.ndarray
+
+
+def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
+    """Every case of the filter; ``discordant_in``: only the discordant ones, in that
+    direction ("" for both)."""
+    chosen = select(flt)
+    data, c = chosen.data.take(chosen.in_band), chosen.columns
+    keep = np.ones(len(data), bool)
+    if discordant_in is not None:
+        keep = discordant_mask(c.ai, c.human, discordant_in)
+    keep = np.flatnonzero(keep)
+    keep = keep[np.lexsort((data.case_id[keep], data.received_us[keep]))]
+    data = data.take(keep)
+    columns = Columns.of(data, flt.model_version)
+    few = len(data) <= 10_000  # a list of ids is then quicker than the whole filter
+    text = report_data.case_text(*flt.where(), data.case_id.tolist() if few else None)
+    ordered = [text[case_id] for case_id in data.case_id.tolist()]
+    version = flt.model_version
+    scored = ~np.isnan(data.score)
+    exam = calibrated = None
+    if version is not None:
+        exam = evidence.exam_scores(data.score, version.evidence)
+        calibrated = evidence.calibrated_probabilities(data.score, version.evidence)
+        band = version_bands(data.score, version)
+    else:
+        band = np.full(len(data), RiskBand.PENDING.value, dtype=object)
+    return CaseList(
+        data=data,
+        columns=columns,
+        patient=[row[0] for row in ordered],
+        status=[row[1] for row in ordered],
+        outcome=[row[2] for row in ordered],
+        exam=None if exam is None else np.where(scored, exam, 0),
+        calibrated=calibrated,
+        band=band,
+    )
 
 
 def rows_of(flt: ReportFilter, case_ids: list[int], chunk: int = 5000) -> Iterator[CaseRow]:

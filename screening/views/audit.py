@@ -93,11 +93,10 @@ def discordant(request: HttpRequest) -> HttpResponse:
 def export_report(request: HttpRequest, table: str) -> HttpResponse:
     """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
     _, flt, data = _report_filter(request)
-    if table == "cases":  # the rows alone: no figures to compute
-        content = exports.case_table(reporting.rows_of(flt, reporting.case_ids(flt)))
-    elif table == "discordant":
-        found = reporting.discordant_ids(flt, data.get("direction", ""))
-        content = exports.case_table(reporting.rows_of(flt, found))
+    rows = table in ("cases", "discordant")  # the rows alone: no figures to compute
+    if rows:
+        direction = data.get("direction", "") if table == "discordant" else None
+        content = exports.case_table(reporting.case_list(flt, direction))
     elif table in exports.REPORT_TABLES:
         content = exports.REPORT_TABLES[table](
             reporting.build_report(flt, what_if=data.get("threshold"))
@@ -105,7 +104,7 @@ def export_report(request: HttpRequest, table: str) -> HttpResponse:
     else:
         raise Http404("No such table.")
     events.exported(request.user, table, len(content[1]), flt.as_detail())
-    return _csv_response(table, exports.to_csv(content))
+    return _csv_response(table, exports.to_csv(content, defused=rows))
 
 
 def _audit_events(request: HttpRequest) -> tuple[AuditTrailFilterForm, QuerySet[AuditEvent], dict]:

@@ -14,7 +14,15 @@ from screening.actions import ReadInput
 from screening.choices import Outcome
 from screening.models import Case, density_bit
 from tests.conftest import requires_postgres
-from tests.factories import ModelVersionFactory, N, R, UserFactory, score_case, screen
+from tests.factories import (
+    ModelVersionFactory,
+    N,
+    R,
+    UserFactory,
+    read_case,
+    score_case,
+    screen,
+)
 
 
 @pytest.fixture
@@ -48,8 +56,10 @@ def _mixed_screens(readers):  # type: ignore[no-untyped-def]
     screen(version, 0.2, [N, R, N], readers, outcome=Outcome.NORMAL)
     screen(version, None, [R], readers[1:2])
     screen(version, 0.6, [], [], outcome=Outcome.BENIGN)
-    case = screen(version, 0.4, [N, N], readers[1:])
-    score_case(case, 0.7, other)
+    case = screen(version, 0.4, [], [])
+    score_case(case, 0.7, other)  # the case now shows the other version's score
+    for reader in readers[1:]:
+        read_case(reader, case.pk, N)
     return version
 
 
@@ -122,3 +132,41 @@ def test_the_roc_curve_is_scikit_learns_point_for_point():  # type: ignore[no-un
         ours = stats.roc_curve(scores[truth], scores[~truth])
         np.testing.assert_array_equal(ours[0], fpr)
         np.testing.assert_array_equal(ours[1], tpr)
+
+
+def test_the_case_export_says_what_each_case_row_says(client, auditor, readers):  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    version = _mixed_screens(readers)
+    client.force_login(auditor)
+    content = client.get("/reports/export/cases/").content.decode()
+    exported = list(csv.reader(io.StringIO(content)))[1:]
+
+    def flag(value):  # type: ignore[no-untyped-def]
+        return "" if value is None else ("recall" if value else "no_recall")
+
+    expected = []
+    for r in reporting.case_rows(reporting.ReportFilter(version)):
+        reads = []
+        for kind in ("first", "second", "arbitration"):
+            read = r.reads.get(kind)
+            reads += [read.reader if read else "", flag(read.recall if read else None)]
+        expected.append(
+            [
+                str(r.case_id),
+                r.patient,
+                r.received_at.isoformat(),
+                r.closed_at.isoformat() if r.closed_at else "",
+                r.status,
+                "" if r.ai_score is None else f"{r.ai_score:.4f}",
+                "" if r.ai_exam_score is None else str(r.ai_exam_score),
+                "" if r.ai_calibrated is None else f"{r.ai_calibrated:.4f}",
+                flag(r.ai_recall),
+                r.band,
+                *reads,
+                flag(r.final),
+                r.outcome,
+            ]
+        )
+    assert exported == expected
