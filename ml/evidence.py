@@ -105,14 +105,24 @@ def calibrated_probabilities(scores: np.ndarray, evidence: Evidence) -> np.ndarr
 
 def band(score: float, evidence: Evidence) -> str | None:
     """ "low", "intermediate" or "high" by the validation cuts; None without them."""
+    found = bands(np.asarray([score], float), evidence)
+    return None if found is None else str(found[0])
+
+
+def bands(scores: np.ndarray, evidence: Evidence) -> np.ndarray | None:
+    """``band`` for many scores at once."""
     b = _part(evidence, "bands")
     if "intermediate_from" not in b or "high_from" not in b:
         return None
-    if score >= b["high_from"]:
-        return "high"
-    if score >= b["intermediate_from"]:
-        return "intermediate"
-    return "low"
+    return cut_bands(np.asarray(scores, float), b["intermediate_from"], b["high_from"])
+
+
+def cut_bands(scores: np.ndarray, intermediate_from: float, high_from: float) -> np.ndarray:
+    """High at or above ``high_from``, else intermediate at or above ``intermediate_from``,
+    else low."""
+    return np.where(
+        scores >= high_from, "high", np.where(scores >= intermediate_from, "intermediate", "low")
+    )
 
 
 def band_description(name: str, evidence: Evidence) -> str:

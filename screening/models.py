@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -46,6 +47,36 @@ class Patient(models.Model):
         return self.pseudonym
 
 
+def _read_reader() -> models.ForeignKey:
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        editable=False,
+    )
+
+
+def _seen_version() -> models.ForeignKey:
+    """The version whose case result the reader was shown (None: none shown)."""
+    return models.ForeignKey(
+        "ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        editable=False,
+    )
+
+
+def density_bit(density: str) -> int:
+    """A density's bit in ``Case.read_densities`` (0 for none recorded)."""
+    return 1 << Density.values.index(density) if density else 0
+
+
 class Case(models.Model):
     """One screening episode of a patient, moving through double reading."""
 
@@ -77,6 +108,27 @@ class Case(models.Model):
         max_length=12, choices=RiskBand.choices, default=RiskBand.PENDING, editable=False
     )
 
+    # Each read's gist, kept on the case by the read verb (``note_read``), so the auditor's
+    # figures over a million screens are one pass over this table, not a join with the
+    # reads. The reads themselves stay the record; these columns only summarise them.
+    first_reader = _read_reader()
+    first_recall = models.BooleanField(null=True, blank=True, editable=False)
+    first_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    first_seen_version = _seen_version()
+    first_agrees = models.BooleanField(null=True, blank=True, editable=False)
+    second_reader = _read_reader()
+    second_recall = models.BooleanField(null=True, blank=True, editable=False)
+    second_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    second_seen_version = _seen_version()
+    second_agrees = models.BooleanField(null=True, blank=True, editable=False)
+    arbitration_reader = _read_reader()
+    arbitration_recall = models.BooleanField(null=True, blank=True, editable=False)
+    arbitration_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    arbitration_seen_version = _seen_version()
+    arbitration_agrees = models.BooleanField(null=True, blank=True, editable=False)
+    # The ACR densities its readers recorded, one bit each (``density_bit``).
+    read_densities = models.PositiveSmallIntegerField(default=0, editable=False)
+
     class Meta:
         indexes = [
             # Only open cases, already in worklist order: the first page is a short index
@@ -94,6 +146,8 @@ class Case(models.Model):
                 condition=Q(status__in=READABLE_STATUSES),
                 name="worklist_open_band_order",
             ),
+            # The auditor's date filters.
+            models.Index(fields=["received_at"], name="case_received"),
         ]
 
     def __str__(self) -> str:
@@ -105,6 +159,22 @@ class Case(models.Model):
         self.ai_score = result.probability if result is not None else None
         self.triage_priority = triage_priority(result)
         self.risk_band = band_of(result)
+
+    def note_read(self, read: Read) -> list[str]:
+        """Copy a new read's gist into its kind's columns; returns the fields to save."""
+        kind = read.kind
+        setattr(self, f"{kind}_reader_id", read.reader_id)
+        setattr(self, f"{kind}_recall", read.decision == Decision.RECALL)
+        setattr(self, f"{kind}_seconds", read.seconds_taken)
+        seen = read.ai_result.model_version_id if read.ai_result is not None else None
+        setattr(self, f"{kind}_seen_version_id", seen)
+        setattr(self, f"{kind}_agrees", read.agrees_with_ai)
+        self.read_densities |= density_bit(read.density)
+        return [
+            *(f"{kind}_{part}" for part in ("reader", "recall", "seconds", "seen_version")),
+            f"{kind}_agrees",
+            "read_densities",
+        ]
 
     @property
     def ai_recommends_recall(self) -> bool | None:
@@ -147,17 +217,28 @@ def band_of(result: AIResult | None) -> str:
 
 def version_band(score: float | None, version: ModelVersion) -> str:
     """The band at the version's validated operating points, or its threshold without."""
-    validated = evidence.band(score, version.evidence) if score is not None else None
-    return validated or score_band(score, version.threshold)
+    if score is None:
+        return RiskBand.PENDING
+    return str(version_bands(np.asarray([score], float), version)[0])
+
+
+def version_bands(scores: np.ndarray, version: ModelVersion) -> np.ndarray:
+    """``version_band`` for many scores at once (NaN: pending)."""
+    found = evidence.bands(scores, version.evidence)
+    if found is None:
+        found = score_bands(scores, version.threshold)
+    return np.where(np.isnan(scores), RiskBand.PENDING.value, found).astype(object)
 
 
 def score_band(score: float | None, threshold: float) -> str:
     """High at or above the version's threshold, intermediate from half of it, else low."""
     if score is None:
         return RiskBand.PENDING
-    if score >= threshold:
-        return RiskBand.HIGH
-    return RiskBand.INTERMEDIATE if score >= threshold / 2 else RiskBand.LOW
+    return str(score_bands(np.asarray([score], float), threshold)[0])
+
+
+def score_bands(scores: np.ndarray, threshold: float) -> np.ndarray:
+    return evidence.cut_bands(scores, threshold / 2, threshold)
 
 
 class Study(models.Model):
@@ -374,7 +455,16 @@ class AIResult(models.Model):
     for_cases = CaseResults()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "queued_at"], name="airesult_status_queued")]
+        indexes = [
+            models.Index(fields=["status", "queued_at"], name="airesult_status_queued"),
+            # A version's case scores for the auditor's figures, walked without the table.
+            models.Index(
+                fields=["model_version", "case"],
+                include=["probability"],
+                condition=Q(image__isnull=True, status=AIStatus.DONE),
+                name="airesult_scores",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["image", "model_version"],

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,9 @@ from django.utils import timezone
 from ml import evidence
 
 from ..choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
-from ..models import AIResult, Case, ModelVersion, Read, version_band
+from ..models import AIResult, Case, ModelVersion, Read, version_bands
 from ..reading import pathway
-from . import stats
+from . import report_data, stats
 
 AI = "AI"
 FIRST, SECOND, ARBITRATION, FINAL = "First reader", "Second reader", "Arbitration", "Final decision"
@@ -50,6 +50,10 @@ class ReportFilter:
     band: str = ""
     # ACR density as a reader of the case recorded it (structured reads only).
     density: str = ""
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The filter on the cases as SQL (the band applies later: it needs the scores)."""
+        return report_data.where(self.date_from, self.date_to, self.reader_id, self.density)
 
     def as_detail(self) -> dict[str, Any]:
         """The filter for an audit event: ids and dates only."""
@@ -143,12 +147,16 @@ def in_band(rows: list[CaseRow], band: str) -> list[CaseRow]:
     return [r for r in rows if r.band == band] if band else rows
 
 
-def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[CaseRow]:
+def all_rows(
+    flt: ReportFilter, scores: VersionScores | None = None, case_ids: list[int] | None = None
+) -> list[CaseRow]:
     """As ``case_rows``, before the band filter (a band belongs to one version).
 
     ``scores``, when the caller already fetched every version's (``version_scores``),
-    saves querying the chosen version's again."""
+    saves querying the chosen version's again; ``case_ids`` narrows to those cases."""
     cases = _cases(flt)
+    if case_ids is not None:
+        cases = cases.filter(pk__in=case_ids)
     rows = {
         c["pk"]: CaseRow(
             case_id=c["pk"],
@@ -178,8 +186,10 @@ def all_rows(flt: ReportFilter, scores: VersionScores | None = None) -> list[Cas
             row = rows[case_id]
             row.ai_score = probability
             row.ai_recall = probability >= version.threshold
-            row.band = version_band(probability, version)
             scored.append(row)
+        bands = version_bands(np.array([row.ai_score for row in scored], float), version)
+        for row, band in zip(scored, bands, strict=True):
+            row.band = band
         _add_exam_scores(scored, version)
     reads = list(
         Read.objects.filter(case__in=cases).values_list(
@@ -216,18 +226,7 @@ def _add_exam_scores(rows: list[CaseRow], version: ModelVersion) -> None:
 
 
 def _cases(flt: ReportFilter) -> QuerySet[Case]:
-    cases = Case.objects.all()
-    if flt.date_from:
-        cases = cases.filter(received_at__date__gte=flt.date_from)
-    if flt.date_to:
-        cases = cases.filter(received_at__date__lte=flt.date_to)
-    if flt.density:
-        cases = cases.filter(Exists(Read.objects.filter(case=OuterRef("pk"), density=flt.density)))
-    if flt.reader_id:
-        cases = cases.filter(
-            Exists(Read.objects.filter(case=OuterRef("pk"), reader_id=flt.reader_id))
-        )
-    return cases
+    return report_data.filtered_cases(*flt.where())
 
 
 def _scores(cases: QuerySet[Case]) -> QuerySet[AIResult]:
@@ -255,10 +254,10 @@ KIND_CODES: dict[str, int] = {ReadKind.FIRST: 0, ReadKind.SECOND: 1, ReadKind.AR
 
 @dataclass
 class Columns:
-    """The case rows as NumPy arrays (decisions as ``stats.codes``), and their reads flattened.
+    """The cases as NumPy arrays (decisions as ``stats.codes``), and their reads flattened.
 
-    Built once per report; every figure is then a few vectorised operations, so a report
-    over 100 000 screens costs seconds, not minutes.
+    Built once per report from ``report_data.CaseData``; every figure is then a few
+    vectorised operations, so a report over a million screens costs well under a second.
     """
 
     score: np.ndarray
@@ -266,6 +265,7 @@ class Columns:
     first: np.ndarray
     second: np.ndarray
     final: np.ndarray
+    human: np.ndarray
     cancer: np.ndarray
     closed: np.ndarray
     hours_to_decision: np.ndarray
@@ -280,44 +280,35 @@ class Columns:
     reader_names: dict[int, str]
 
     @classmethod
-    def of(cls, rows: list[CaseRow], version: ModelVersion | None) -> Columns:
-        version_id = version.pk if version is not None else None
-        reads = [(i, read) for i, row in enumerate(rows) for read in row.reads.values()]
+    def of(cls, data: report_data.CaseData, version: ModelVersion | None) -> Columns:
+        present = data.recall >= 0
+        kinds, cases = np.nonzero(present)
+        reader_ids = data.reader[present]
+        final, human = _pathway_codes(data.closed, data.recall)
+        day = data.day
         return cls(
-            score=np.array([np.nan if r.ai_score is None else r.ai_score for r in rows], float),
-            ai=stats.codes(r.ai_recall for r in rows),
-            first=stats.codes(r.first_decision for r in rows),
-            second=stats.codes(r.second_decision for r in rows),
-            final=stats.codes(r.final for r in rows),
-            cancer=stats.codes(r.cancer for r in rows),
-            closed=np.array([r.status == CaseStatus.CLOSED for r in rows], bool),
-            hours_to_decision=np.array(
-                [
-                    (r.closed_at - r.received_at).total_seconds() / 3600
-                    if r.status == CaseStatus.CLOSED and r.closed_at
-                    else np.nan
-                    for r in rows
-                ],
-                float,
-            ),
-            week=np.array([_monday(r.received_at) for r in rows], "datetime64[D]"),
-            read_case=np.array([i for i, _ in reads], int),
-            read_reader=np.array([r.reader_id for _, r in reads], int),
-            read_kind=np.array([KIND_CODES[r.kind] for _, r in reads], np.int8),
-            read_recall=stats.codes(r.recall for _, r in reads),
-            read_seconds=np.array(
-                [np.nan if r.seconds is None else r.seconds for _, r in reads], float
-            ),
+            score=data.score,
+            ai=stats.decisions_at(data.score, version.threshold)
+            if version is not None
+            else np.full(len(data), -1, np.int8),
+            first=data.recall[0],
+            second=data.recall[1],
+            final=final,
+            human=human,
+            cancer=data.cancer,
+            closed=data.closed,
+            hours_to_decision=data.hours,
+            # The Monday of the (UTC) day received; the epoch's day 0 was a Thursday.
+            week=(day - (day + 3) % 7).astype("datetime64[D]"),
+            read_case=cases,
+            read_reader=reader_ids,
+            read_kind=kinds.astype(np.int8),
+            read_recall=data.recall[present],
+            read_seconds=data.seconds[present],
             # Overrides count only reads shown this version's result: what the reader overruled.
-            read_shown=np.array(
-                [
-                    r.agrees_with_ai is not None and r.seen_version_id == version_id
-                    for _, r in reads
-                ],
-                bool,
-            ),
-            read_agrees=stats.codes(r.agrees_with_ai for _, r in reads),
-            reader_names={r.reader_id: r.reader for _, r in reads},
+            read_shown=data.shown[present],
+            read_agrees=data.agrees[present],
+            reader_names=_reader_names(np.unique(reader_ids)),
         )
 
     @property
@@ -326,9 +317,42 @@ class Columns:
         return ~np.isnan(self.score) & (self.cancer >= 0)
 
 
-def _monday(moment: dt.datetime) -> dt.date:
-    day = moment.date()
-    return day - dt.timedelta(days=day.weekday())
+def _reader_names(reader_ids: np.ndarray) -> dict[int, str]:
+    user = get_user_model()
+    return dict(
+        user.objects.filter(pk__in=reader_ids.tolist()).values_list("pk", user.USERNAME_FIELD)
+    )
+
+
+def _pathway_codes(closed: np.ndarray, recall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The final decision and the readers' word of every case, as codes.
+
+    Both depend only on whether the case closed and on its three reads' decisions: 54
+    combinations, each decided once by ``CaseRow`` (and so by the reading pathway)."""
+    combination = closed.astype(np.int64) * 27 + (recall[0] + 1) * 9 + (recall[1] + 1) * 3
+    combination += recall[2] + 1
+    final, human = _PATHWAY_TABLE
+    return final[combination], human[combination]
+
+
+def _pathway_table() -> tuple[np.ndarray, np.ndarray]:
+    final, human = [], []
+    for closed in (False, True):
+        for decisions in np.ndindex(3, 3, 3):
+            row = CaseRow(0, "", timezone.now(), None, "", "")
+            row.status = CaseStatus.CLOSED if closed else CaseStatus.READY
+            for kind, code in zip(KIND_CODES, decisions, strict=True):
+                if code:  # 0: no such read, 1: no recall, 2: recall
+                    row.reads[kind] = ReadRow(kind, 0, "", code == 2, None, None, None)
+            try:
+                final.append(row.final)
+            except KeyError:  # a second read without a first: the pathway never gets here
+                final.append(None)
+            human.append(row.human if final[-1] is not None or not closed else None)
+    return stats.codes(final), stats.codes(human)
+
+
+_PATHWAY_TABLE = _pathway_table()
 
 
 # --- Figures ------------------------------------------------------------------------
@@ -388,7 +412,6 @@ class WhatIf:
 @dataclass
 class Report:
     filter: ReportFilter
-    rows: list[CaseRow]
     cases: int
     computed_at: dt.datetime
     scored: int
@@ -405,17 +428,47 @@ class Report:
     versions: list[VersionSummary]
 
 
-def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
-    scores = version_scores(flt)
-    unbanded = all_rows(flt, scores)
-    every = Columns.of(unbanded, flt.model_version)
-    rows = in_band(unbanded, flt.band)
-    c = Columns.of(rows, flt.model_version) if flt.band else every
+@dataclass
+class Selection:
+    """The filter's cases as columns: all of them (``every``, what versions are compared
+    on) and those in the band (``columns``, what the figures are about)."""
+
+    data: report_data.CaseData
+    every: Columns
+    in_band: np.ndarray
+    columns: Columns
+
+
+def select(flt: ReportFilter) -> Selection:
+    data = report_data.case_data(*flt.where(), flt.model_version)
+    every = Columns.of(data, flt.model_version)
+    if not flt.band:
+        return Selection(data, every, np.ones(len(data), bool), every)
+    in_band = _in_band(data, flt)
+    return Selection(data, every, in_band, Columns.of(data.take(in_band), flt.model_version))
+
+
+def _in_band(data: report_data.CaseData, flt: ReportFilter) -> np.ndarray:
+    if not flt.band:
+        return np.ones(len(data), bool)
+    if flt.model_version is None:
+        return np.full(len(data), flt.band == RiskBand.PENDING)
+    return version_bands(data.score, flt.model_version) == flt.band
+
+
+def build_report(
+    flt: ReportFilter, what_if: float | None = None, bootstrap: bool | None = None
+) -> Report:
+    """Every figure of the dashboard. ``bootstrap``: the AUC interval by the bootstrap
+    whatever the number of screens (None: where it is quick, see ``stats.roc``)."""
+    chosen = select(flt)
+    c = chosen.columns
     judged = c.judged
+    roc = stats.roc(c.score[judged], c.cancer[judged] == 1, bootstrap=bootstrap)
+    by_reader = ByReader(c)
     return Report(
         filter=flt,
-        rows=rows,
-        cases=len(rows),
+        cases=len(c.ai),
         computed_at=timezone.now(),
         scored=int((c.ai >= 0).sum()),
         with_outcome=int((c.cancer >= 0).sum()),
@@ -433,92 +486,187 @@ def build_report(flt: ReportFilter, what_if: float | None = None) -> Report:
             (SECOND, stats.performance(c.second, c.cancer)),
             (FINAL, stats.performance(c.final, c.cancer)),
         ],
-        roc=stats.roc(c.score[judged], c.cancer[judged] == 1),
-        reader_points=_reader_points(c, judged),
-        readers=reader_stats(c),
+        roc=roc,
+        reader_points=_reader_points(c, judged, by_reader),
+        readers=reader_stats(c, by_reader),
         workflow=workflow(c),
         trend=trend(c),
-        thresholds=[_what_if(c, t) for t in THRESHOLD_STEPS],
-        what_if=_what_if(c, what_if) if what_if is not None else None,
-        versions=version_summaries(scores, unbanded, every),
+        thresholds=ThresholdCounts(c).at_each(THRESHOLD_STEPS),
+        what_if=ThresholdCounts(c).at(what_if) if what_if is not None else None,
+        # DeLong's interval does not depend on the resamples: the chosen version's own
+        # ROC serves its row of the comparison when the band filter leaves every case in.
+        versions=version_summaries(
+            flt, chosen, bootstrap, roc if roc.ci_method == stats.DELONG and not flt.band else None
+        ),
     )
 
 
-def dashboard_report(flt: ReportFilter, what_if: float | None, refresh: bool = False) -> Report:
-    """``build_report`` kept for ``REPORT_CACHE_SECONDS``: a year of screens takes seconds to
-    sum up, and auditors move between filters and back. The page says when the figures were
-    computed and offers to recompute; exports always compute afresh. The case rows are not
-    kept (the page shows figures only)."""
+def dashboard_report(
+    flt: ReportFilter, what_if: float | None, refresh: bool = False, bootstrap: bool | None = None
+) -> Report:
+    """``build_report`` kept for ``REPORT_CACHE_SECONDS``: auditors move between filters and
+    back. The page says when the figures were computed and offers to recompute; exports
+    always compute afresh."""
     key = (
         "report:"
         + hashlib.sha256(
-            json.dumps([flt.as_detail(), what_if], sort_keys=True).encode()
+            json.dumps([flt.as_detail(), what_if, bootstrap], sort_keys=True).encode()
         ).hexdigest()
     )
     report = None if refresh else cache.get(key)
     if report is None:
-        report = replace(build_report(flt, what_if), rows=[])
+        report = build_report(flt, what_if, bootstrap)
         cache.set(key, report, settings.REPORT_CACHE_SECONDS)
     return report
 
 
-def _what_if(c: Columns, threshold: float) -> WhatIf:
-    return WhatIf(threshold, stats.performance(stats.decisions_at(c.score, threshold), c.cancer))
+class ThresholdCounts:
+    """The AI's performance at any threshold, from its scores sorted once per outcome."""
+
+    def __init__(self, c: Columns):
+        scored = ~np.isnan(c.score)
+        self.sorted = {code: np.sort(c.score[scored & (c.cancer == code)]) for code in (-1, 0, 1)}
+
+    def at(self, threshold: float) -> WhatIf:
+        below = {
+            code: int(np.searchsorted(scores, threshold, side="left"))
+            for code, scores in self.sorted.items()
+        }
+        above = {code: len(self.sorted[code]) - below[code] for code in below}
+        return WhatIf(
+            threshold,
+            stats.Performance(
+                screens=sum(len(scores) for scores in self.sorted.values()),
+                recalls=sum(above.values()),
+                tp=above[1],
+                fp=above[0],
+                fn=below[1],
+                tn=below[0],
+            ),
+        )
+
+    def at_each(self, thresholds: list[float]) -> list[WhatIf]:
+        return [self.at(t) for t in thresholds]
 
 
-def _reader_points(c: Columns, judged: np.ndarray) -> list[tuple[str, stats.Performance]]:
+def _reader_points(
+    c: Columns, judged: np.ndarray, by_reader: ByReader
+) -> list[tuple[str, stats.Performance]]:
     """Each reader's and the final decision's operating point on the AI-scored cases."""
     points = [(FINAL, stats.performance(c.final[judged], c.cancer[judged]))]
-    on_judged = judged[c.read_case]
+    tables = by_reader.performance_tables(judged_only=True)
     for reader_id, name in sorted(c.reader_names.items(), key=lambda item: item[1]):
-        mine = on_judged & (c.read_reader == reader_id)
-        points.append((name, stats.performance(c.read_recall[mine], c.cancer[c.read_case[mine]])))
+        points.append((name, stats.performance_of(tables[by_reader.index[reader_id]])))
     return points
 
 
-def reader_stats(c: Columns) -> list[ReaderStats]:
+class ByReader:
+    """Every read counted by reader and by what the figures ask of it, in one ``bincount``:
+    the read's kind, decision, whether it was shown this AI, whether it agreed, and its case's
+    AI decision, final decision and outcome. Each per-reader table is a sum over that cube."""
+
+    # Axes after the reader's: kind, recall, shown, agrees, AI, final, cancer (codes + 1).
+    SHAPE = (3, 3, 2, 3, 3, 3, 3)
+
+    def __init__(self, c: Columns):
+        ids = np.array(sorted(c.reader_names), np.int64)
+        self.index = {int(reader_id): i for i, reader_id in enumerate(ids)}
+        readers = len(ids)
+        self.reader = self._indices(c.read_reader, ids)
+        key = self.reader
+        case = c.read_case
+        for values, size in zip(
+            [
+                c.read_kind,
+                c.read_recall + 1,
+                c.read_shown,
+                c.read_agrees + 1,
+                c.ai[case] + 1,
+                c.final[case] + 1,
+                c.cancer[case] + 1,
+            ],
+            self.SHAPE,
+            strict=True,
+        ):
+            key = key * size + values
+        cells = (readers + 1) * int(np.prod(self.SHAPE))
+        self.cube = np.bincount(key, minlength=cells).reshape(readers + 1, *self.SHAPE)[:readers]
+
+    @staticmethod
+    def _indices(reader_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Each read's reader as 0..len(ids)-1, or len(ids) for one without a name."""
+        top = int(reader_ids.max(initial=0))
+        if top < 1 << 24:  # user ids: a lookup table is one gather
+            lookup = np.full(top + 1, len(ids))
+            lookup[ids[ids <= top]] = np.flatnonzero(ids <= top)
+            return lookup[reader_ids]
+        at = np.searchsorted(ids, reader_ids).clip(max=max(len(ids) - 1, 0))
+        known = ids[at] == reader_ids if len(ids) else np.zeros(len(at), bool)
+        return np.where(known, at, len(ids))
+
+    def performance_tables(self, judged_only: bool = False) -> np.ndarray:
+        """(reader, recall, cancer); ``judged_only``: cases the AI scored with an outcome."""
+        cube = self.cube
+        if judged_only:
+            cube = cube.copy()
+            cube[:, :, :, :, :, 0] = 0  # no AI score
+            cube[..., 0] = 0  # no outcome
+        return cube.sum(axis=(1, 3, 4, 5, 6))
+
+    def agreement_tables(self, axis: int) -> np.ndarray:
+        """Each reader's decision against the case's AI (axis 5) or final decision (axis 6),
+        as ``stats.agreement_of`` tables: (theirs no/yes) x (reader no/yes)."""
+        other = [a for a in range(1, 8) if a not in (2, axis)]
+        table = self.cube.sum(axis=tuple(other))[:, 1:, 1:]  # (reader, recall, theirs)
+        return table.transpose(0, 2, 1).reshape(len(table), 4)
+
+
+def reader_stats(c: Columns, by_reader: ByReader | None = None) -> list[ReaderStats]:
     """Per reader: reads, time, overrides of the AI they were shown, agreement, performance."""
+    by_reader = by_reader or ByReader(c)
+    cube = by_reader.cube
+    by_kind = cube.sum(axis=(2, 3, 4, 5, 6, 7))
+    shown = cube[:, :, :, 1]  # (reader, kind, recall, agrees, ...)
+    overrides = shown[:, :, :, 1].sum(axis=(1, 3, 4, 5))  # agrees == no, by recall
+    vs_ai, vs_final = by_reader.agreement_tables(5), by_reader.agreement_tables(6)
+    performance = by_reader.performance_tables()
+    timed = ~np.isnan(c.read_seconds)
     result = []
     for reader_id, name in c.reader_names.items():
-        mine = c.read_reader == reader_id
-        cases, recalls = c.read_case[mine], c.read_recall[mine]
-        overrides = mine & c.read_shown & (c.read_agrees == 0)
-        seconds = c.read_seconds[mine]
+        i = by_reader.index[reader_id]
+        seconds = c.read_seconds[timed & (by_reader.reader == i)]
         result.append(
             ReaderStats(
                 reader_id=reader_id,
                 reader=name,
-                reads=int(mine.sum()),
-                by_kind={
-                    k: int((c.read_kind[mine] == code).sum()) for k, code in KIND_CODES.items()
-                },
-                median_seconds=stats.median(seconds[~np.isnan(seconds)]),
-                shown_ai=int((mine & c.read_shown).sum()),
-                overrode_recall=int((overrides & (c.read_recall == 0)).sum()),
-                overrode_no_recall=int((overrides & (c.read_recall == 1)).sum()),
-                vs_ai=stats.agreement(c.ai[cases], recalls),
-                vs_final=stats.agreement(c.final[cases], recalls),
-                performance=stats.performance(recalls, c.cancer[cases]),
+                reads=int(by_kind[i].sum()),
+                by_kind={k: int(by_kind[i, code]) for k, code in KIND_CODES.items()},
+                median_seconds=stats.median(seconds),
+                shown_ai=int(shown[i].sum()),
+                overrode_recall=int(overrides[i, 1]),
+                overrode_no_recall=int(overrides[i, 2]),
+                vs_ai=stats.agreement_of(vs_ai[i]),
+                vs_final=stats.agreement_of(vs_final[i]),
+                performance=stats.performance_of(performance[i]),
             )
         )
     return sorted(result, key=lambda s: s.reader)
 
 
-def workflow(c: Columns, cases: np.ndarray | None = None) -> Workflow:
-    """Volumes, arbitration and timings, over all cases or the ``cases`` mask."""
-    cases = np.ones(len(c.ai), bool) if cases is None else cases
-    double = cases & (c.second >= 0)
-    reads = cases[c.read_case] & ~np.isnan(c.read_seconds)
-    hours = c.hours_to_decision[cases & c.closed]
+def workflow(c: Columns) -> Workflow:
+    """Volumes, arbitration and timings over all the cases."""
+    double = c.second >= 0
+    seconds = c.read_seconds[~np.isnan(c.read_seconds)]
+    hours = c.hours_to_decision[c.closed]
     hours = hours[~np.isnan(hours)]
-    closed = int((cases & c.closed).sum())
+    closed = int(c.closed.sum())
     return Workflow(
-        cases=int(cases.sum()),
-        open_cases=int(cases.sum()) - closed,
+        cases=len(c.ai),
+        open_cases=len(c.ai) - closed,
         closed=closed,
         double_read=int(double.sum()),
         arbitrated=int((double & (c.first != c.second)).sum()),
-        median_seconds_to_read=stats.median(c.read_seconds[reads]),
+        median_seconds_to_read=stats.median(seconds),
         median_hours_to_decision=stats.median(hours),
         p90_hours_to_decision=stats.percentile(hours, 90),
     )
@@ -526,21 +674,38 @@ def workflow(c: Columns, cases: np.ndarray | None = None) -> Workflow:
 
 def trend(c: Columns) -> list[TrendPoint]:
     """Week by week (Monday of the week received): volume, recall, arbitration, AI agreement."""
-    points = []
-    for week in np.unique(c.week):
-        cases = c.week == week
-        flow = workflow(c, cases)
-        points.append(
-            TrendPoint(
-                week=week.astype(dt.date),
-                received=flow.cases,
-                closed=flow.closed,
-                recall_rate=stats.performance(c.final[cases], c.cancer[cases]).recall_rate.value,
-                arbitration_rate=flow.arbitration_rate.value,
-                ai_agreement=stats.agreement(c.ai[cases], c.final[cases]).percent,
-            )
+    if not len(c.week):
+        return []
+    # Weeks as 0, 1, ... from the first: counted by bincount, without sorting the cases.
+    first = c.week.min()
+    week = (c.week - first).astype(np.int64) // 7
+    every_week = np.bincount(week)
+    present = np.flatnonzero(every_week)
+    weeks = first + 7 * present
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(week[mask], minlength=len(every_week))[present]
+
+    def rate(successes: np.ndarray, n: np.ndarray, i: int) -> float | None:
+        return stats.Proportion(int(successes[i]), int(n[i])).value
+
+    received, closed = every_week[present], count(c.closed)
+    screens, recalls = count(c.final >= 0), count(c.final == 1)
+    double = c.second >= 0
+    double_read, arbitrated = count(double), count(double & (c.first != c.second))
+    both = (c.ai >= 0) & (c.final >= 0)
+    paired, agreed = count(both), count(both & (c.ai == c.final))
+    return [
+        TrendPoint(
+            week=monday.astype(dt.date),
+            received=int(received[i]),
+            closed=int(closed[i]),
+            recall_rate=rate(recalls, screens, i),
+            arbitration_rate=rate(arbitrated, double_read, i),
+            ai_agreement=rate(agreed, paired, i),
         )
-    return points
+        for i, monday in enumerate(weeks)
+    ]
 
 
 # --- Comparing versions -------------------------------------------------------------
@@ -556,21 +721,40 @@ class VersionSummary:
 
 
 def version_summaries(
-    scores: VersionScores, rows: list[CaseRow], base: Columns
+    flt: ReportFilter,
+    chosen: Selection,
+    bootstrap: bool | None = None,
+    chosen_roc: stats.Roc | None = None,
 ) -> list[VersionSummary]:
-    """Every version with results on ``rows`` (``base`` their columns), side by side; the
-    band filter, being one version's, does not apply here."""
+    """Every version with results on the filter's cases, side by side; the band filter,
+    being one version's, does not apply here."""
+    base, data = chosen.every, chosen.data
+    with_results = AIResult.for_cases.filter(
+        model_version=OuterRef("pk"),
+        status=AIStatus.DONE,
+        probability__isnull=False,
+    )
+    if flt.where()[0]:
+        with_results = with_results.filter(case__in=_cases(flt))
     summaries = []
-    for version in ModelVersion.objects.filter(pk__in=scores).order_by("-created_at"):
-        by_case = scores[version.pk]
-        score = np.array([by_case.get(r.case_id, np.nan) for r in rows], float)
+    for version in ModelVersion.objects.filter(Exists(with_results)).order_by("-created_at"):
+        if flt.model_version is not None and version.pk == flt.model_version.pk:
+            score = data.score
+        else:
+            score = report_data.version_scores(*flt.where(), version.pk, data.case_id)
         judged = ~np.isnan(score) & (base.cancer >= 0)
         ai = stats.decisions_at(score, version.threshold)
+        if chosen_roc is not None and score is data.score:
+            roc = chosen_roc
+        else:
+            roc = stats.roc(
+                score[judged], base.cancer[judged] == 1, n_boot=300, bootstrap=bootstrap
+            )
         summaries.append(
             VersionSummary(
                 version=version,
                 scored=int((ai >= 0).sum()),
-                roc=stats.roc(score[judged], base.cancer[judged] == 1, n_boot=300),
+                roc=roc,
                 performance=stats.performance(ai, base.cancer),
                 vs_final=stats.agreement(ai, base.final),
             )
@@ -578,19 +762,93 @@ def version_summaries(
     return summaries
 
 
-def discordant(rows: list[CaseRow], direction: str = "") -> list[CaseRow]:
-    """Cases where the AI and the readers' word differ; ``direction`` narrows to
-    ``ai_recall`` (AI recall, readers no) or ``reader_recall`` (the reverse)."""
-    found = [
-        r
-        for r in rows
-        if r.ai_recall is not None and r.human is not None and r.ai_recall != r.human
-    ]
+def discordant_mask(ai: np.ndarray, human: np.ndarray, direction: str = "") -> np.ndarray:
+    """Where the AI and the readers' word differ; ``direction`` narrows to ``ai_recall``
+    (AI recall, readers no) or ``reader_recall`` (the reverse)."""
+    found = (ai >= 0) & (human >= 0) & (ai != human)
     if direction == "ai_recall":
-        return [r for r in found if r.ai_recall]
+        return found & (ai == 1)
     if direction == "reader_recall":
-        return [r for r in found if not r.ai_recall]
+        return found & (ai == 0)
     return found
+
+
+def discordant(rows: list[CaseRow], direction: str = "") -> list[CaseRow]:
+    """The rows of cases where the AI and the readers' word differ (``discordant_mask``)."""
+    mask = discordant_mask(
+        stats.codes(r.ai_recall for r in rows), stats.codes(r.human for r in rows), direction
+    )
+    return [rows[i] for i in np.flatnonzero(mask)]
+
+
+def discordant_ids(flt: ReportFilter, direction: str = "") -> list[int]:
+    """The discordant cases of the filter, oldest first, without building their rows."""
+    chosen = select(flt)
+    c = chosen.columns
+    found = discordant_mask(c.ai, c.human, direction)
+    ids = chosen.data.case_id[chosen.in_band][found]
+    received = chosen.data.received_us[chosen.in_band][found]
+    return ids[np.lexsort((ids, received))].tolist()
+
+
+@dataclass
+class CaseList:
+    """The case-level rows behind the figures, as columns, oldest first: what the case CSV
+    exports, a million rows without a Python object per case."""
+
+    data: report_data.CaseData
+    columns: Columns
+    patient: list[str]
+    status: list[str]
+    outcome: list[str]
+    exam: np.ndarray | None
+    calibrated: np.ndarray | None
+    band: np.ndarray
+
+
+def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
+    """Every case of the filter; ``discordant_in``: only the discordant ones, in that
+    direction ("" for both)."""
+    chosen = select(flt)
+    data, c = chosen.data.take(chosen.in_band), chosen.columns
+    keep = np.ones(len(data), bool)
+    if discordant_in is not None:
+        keep = discordant_mask(c.ai, c.human, discordant_in)
+    keep = np.flatnonzero(keep)
+    keep = keep[np.lexsort((data.case_id[keep], data.received_us[keep]))]
+    data = data.take(keep)
+    columns = Columns.of(data, flt.model_version)
+    few = len(data) <= 10_000  # a list of ids is then quicker than the whole filter
+    text = report_data.case_text(*flt.where(), data.case_id.tolist() if few else None)
+    ordered = [text[case_id] for case_id in data.case_id.tolist()]
+    version = flt.model_version
+    scored = ~np.isnan(data.score)
+    exam = calibrated = None
+    if version is not None:
+        exam = evidence.exam_scores(data.score, version.evidence)
+        calibrated = evidence.calibrated_probabilities(data.score, version.evidence)
+        band = version_bands(data.score, version)
+    else:
+        band = np.full(len(data), RiskBand.PENDING.value, dtype=object)
+    return CaseList(
+        data=data,
+        columns=columns,
+        patient=[row[0] for row in ordered],
+        status=[row[1] for row in ordered],
+        outcome=[row[2] for row in ordered],
+        exam=None if exam is None else np.where(scored, exam, 0),
+        calibrated=calibrated,
+        band=band,
+    )
+
+
+def rows_of(flt: ReportFilter, case_ids: list[int], chunk: int = 5000) -> Iterator[CaseRow]:
+    """The rows of these cases (a page of a list, or every case for an export), in the
+    order given, built ``chunk`` cases at a time."""
+    for start in range(0, len(case_ids), chunk):
+        some = case_ids[start : start + chunk]
+        found = {row.case_id: row for row in all_rows(flt, case_ids=some)}
+        yield from (found[i] for i in some if i in found)
 
 
 def default_version() -> ModelVersion | None:

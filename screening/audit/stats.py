@@ -61,13 +61,19 @@ def agreement(a: Decisions, b: Decisions) -> Agreement:
     if len(a) != len(b):
         raise ValueError("Both raters must be given the same cases.")
     both = (a >= 0) & (b >= 0)
-    x, y = a[both], b[both]
-    n = int(both.sum())
+    return agreement_of(np.bincount(2 * a[both] + b[both], minlength=4))
+
+
+def agreement_of(table: Sequence[int] | np.ndarray) -> Agreement:
+    """``agreement`` from the 2 x 2 table of both raters' decisions, as counts of
+    (no, no), (no, yes), (yes, no), (yes, yes): many pairs of raters from one ``bincount``."""
+    no_no, no_yes, yes_no, yes_yes = (int(count) for count in table)
+    n = no_no + no_yes + yes_no + yes_yes
     if n == 0:
         return Agreement(0, 0, None, None, None)
-    agreed = int((x == y).sum())
+    agreed = no_no + yes_yes
     po = agreed / n
-    a_yes, b_yes = float(x.mean()), float(y.mean())
+    a_yes, b_yes = (yes_no + yes_yes) / n, (no_yes + yes_yes) / n
     pe = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
     if math.isclose(pe, 1.0):
         return Agreement(n, agreed, po, None, None)
@@ -155,21 +161,32 @@ def performance(decisions: Decisions, outcomes: Decisions) -> Performance:
     d, o = codes(decisions), codes(outcomes)
     if len(d) != len(o):
         raise ValueError("Decisions and outcomes must cover the same cases.")
-    recall, no_recall = d == 1, d == 0
-    cancer, clear = o == 1, o == 0
+    return performance_of(np.bincount(3 * (d + 1) + (o + 1), minlength=9).reshape(3, 3))
+
+
+def performance_of(table: np.ndarray) -> Performance:
+    """``performance`` from the 3 x 3 table of decisions (none, no recall, recall) down and
+    outcomes (unknown, no cancer, cancer) across."""
     return Performance(
-        screens=int((d >= 0).sum()),
-        recalls=int(recall.sum()),
-        tp=int((recall & cancer).sum()),
-        fp=int((recall & clear).sum()),
-        fn=int((no_recall & cancer).sum()),
-        tn=int((no_recall & clear).sum()),
+        screens=int(table[1:].sum()),
+        recalls=int(table[2].sum()),
+        tp=int(table[2, 2]),
+        fp=int(table[2, 1]),
+        fn=int(table[1, 2]),
+        tn=int(table[1, 1]),
     )
+
+
+# Above this many score draws (resamples x scores) the AUC's interval is DeLong's, not the
+# bootstrap's: 1000 resamples of a million screens take tens of seconds.
+BOOTSTRAP_MAX_DRAWS = 20_000_000
+BOOTSTRAP, DELONG = "bootstrap", "DeLong"
 
 
 @dataclass(frozen=True)
 class Roc:
-    """The ROC curve of a score against known outcomes, with the AUC's bootstrap 95 % CI."""
+    """The ROC curve of a score against known outcomes, with the AUC's 95 % CI and how the
+    interval was found (``BOOTSTRAP`` or ``DELONG``)."""
 
     n: int
     positives: int
@@ -177,35 +194,88 @@ class Roc:
     tpr: list[float]
     auc: float | None
     auc_ci: Interval | None
+    ci_method: str = BOOTSTRAP
 
 
 def roc(
-    scores: Sequence[float], outcomes: Sequence[bool], n_boot: int = 1000, seed: int = 0
+    scores: Sequence[float] | np.ndarray,
+    outcomes: Sequence[bool] | np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    bootstrap: bool | None = None,
 ) -> Roc:
-    """ROC and AUC; None where a class is missing (no AUC exists without both)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    """ROC and AUC; None where a class is missing (no AUC exists without both).
 
+    The interval is the stratified bootstrap's where that is quick (``BOOTSTRAP_MAX_DRAWS``)
+    or asked for (``bootstrap=True``), else DeLong's: the same AUC, an interval from its
+    exact variance estimate, in one sort."""
     y = np.asarray(outcomes, dtype=bool)
     p = np.asarray(scores, dtype=float)
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
         return Roc(len(y), positives, [], [], None, None)
-    fpr, tpr, _ = roc_curve(y, p)
-    ci = bootstrap_auc_ci(p[y], p[~y], n_boot, seed)
-    return Roc(len(y), positives, fpr.tolist(), tpr.tolist(), float(roc_auc_score(y, p)), ci)
+    fpr, tpr = roc_curve(p[y], p[~y])
+    ranked = _RankedScores(p[y], p[~y])
+    auc = ranked.auc_ranked(np.ones(positives), np.ones(len(y) - positives))
+    if bootstrap is None:
+        bootstrap = n_boot * len(y) <= BOOTSTRAP_MAX_DRAWS
+    if bootstrap:
+        ci, method = bootstrap_auc_ci(p[y], p[~y], n_boot, seed), BOOTSTRAP
+    else:
+        ci, method = delong_auc_ci(p[y], p[~y], ranked), DELONG
+    return Roc(len(y), positives, fpr.tolist(), tpr.tolist(), auc, ci, method)
+
+
+def roc_curve(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct score, highest first, keeping only
+    the corners (scikit-learn's ``roc_curve`` with ``drop_intermediate``, point for point),
+    from sorted values rather than a stable argsort: a tenth of the time on a million."""
+    thresholds = np.unique(np.concatenate([positives, negatives]))[::-1]
+    tps = len(positives) - np.searchsorted(np.sort(positives), thresholds, side="left")
+    fps = len(negatives) - np.searchsorted(np.sort(negatives), thresholds, side="left")
+    if len(fps) > 2:
+        corners = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps = fps[corners], tps[corners]
+    fps, tps = np.r_[0, fps], np.r_[0, tps]
+    return fps / fps[-1], tps / tps[-1]
+
+
+def delong_auc_ci(
+    positives: np.ndarray, negatives: np.ndarray, ranked: _RankedScores | None = None
+) -> Interval:
+    """95 % interval of the AUC from DeLong's (1988) variance: each case's share of the
+    pairs it wins (ties half), the variance of those shares within each class.
+    ``ranked``: the same scores already ranked."""
+    ranked = ranked or _RankedScores(positives, negatives)
+    n_pos, n_neg = len(positives), len(negatives)
+    wins_pos = (ranked.left + 0.5 * (ranked.right - ranked.left)) / n_neg
+    sorted_pos = np.sort(positives)
+    below = np.searchsorted(sorted_pos, negatives, side="left")
+    upto = np.searchsorted(sorted_pos, negatives, side="right")
+    wins_neg = ((n_pos - upto) + 0.5 * (upto - below)) / n_pos
+    auc = float(wins_pos.mean())
+    variance = 0.0
+    if n_pos > 1:
+        variance += float(wins_pos.var(ddof=1)) / n_pos
+    if n_neg > 1:
+        variance += float(wins_neg.var(ddof=1)) / n_neg
+    half = Z95 * math.sqrt(variance)
+    return Interval(max(0.0, auc - half), min(1.0, auc + half))
 
 
 class _RankedScores:
     """The negatives sorted once, and where each positive falls among them."""
 
     def __init__(self, positives: np.ndarray, negatives: np.ndarray):
-        self.order = np.argsort(negatives, kind="stable")
-        ranked = negatives[self.order]
+        self.negatives = negatives
+        ranked = np.sort(negatives)
         self.left = np.searchsorted(ranked, positives, side="left")
         self.right = np.searchsorted(ranked, positives, side="right")
 
     def auc(self, pos_weights: np.ndarray, neg_weights: np.ndarray) -> float:
-        return self.auc_ranked(pos_weights, neg_weights[self.order])
+        # Only weights given by position need the permutation; a sort of values is faster.
+        order = np.argsort(self.negatives, kind="stable")
+        return self.auc_ranked(pos_weights, neg_weights[order])
 
     def auc_ranked(self, pos_weights: np.ndarray, ranked_neg_weights: np.ndarray) -> float:
         """As ``auc``, with the negatives' weights already in ranked order."""
@@ -252,7 +322,10 @@ def bootstrap_auc_ci(
 def decisions_at(scores: Sequence[float | None] | np.ndarray, threshold: float) -> np.ndarray:
     """What the AI would have said at ``threshold`` (recall at or above it, as in the app),
     as codes; a missing score (None or NaN) is no decision."""
-    values = np.array([np.nan if s is None else s for s in scores], dtype=float)
+    if isinstance(scores, np.ndarray) and scores.dtype.kind == "f":
+        values = scores
+    else:
+        values = np.array([np.nan if s is None else s for s in scores], dtype=float)
     decided = ~np.isnan(values)
     result = np.full(len(values), -1, dtype=np.int8)
     result[decided] = values[decided] >= threshold

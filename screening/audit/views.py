@@ -47,6 +47,7 @@ def _query(request: HttpRequest) -> str:
     params = request.GET.copy()
     params.pop("page", None)
     params.pop("refresh", None)
+    params.pop("bootstrap", None)
     return params.urlencode()
 
 
@@ -55,7 +56,9 @@ def _query(request: HttpRequest) -> str:
 def dashboard(request: HttpRequest) -> HttpResponse:
     form, flt, data = _report_filter(request)
     refresh = request.GET.get("refresh") == "1"
-    report = reporting.dashboard_report(flt, data.get("threshold"), refresh=refresh)
+    # The AUC's interval by the bootstrap whatever it costs, when the auditor asks for it.
+    bootstrap = True if request.GET.get("bootstrap") == "1" else None
+    report = reporting.dashboard_report(flt, data.get("threshold"), refresh, bootstrap)
     context: dict[str, Any] = {
         "form": form,
         "report": report,
@@ -73,12 +76,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @role_required(Role.AUDITOR)
 def discordant(request: HttpRequest) -> HttpResponse:
     form, flt, data = _report_filter(request)
-    rows = reporting.discordant(reporting.case_rows(flt), data.get("direction", ""))
+    found = reporting.discordant_ids(flt, data.get("direction", ""))
+    page = paginate(request, found)
+    page.object_list = list(reporting.rows_of(flt, list(page.object_list)))
     context = {
         "form": form,
         "version": flt.model_version,
-        "page": paginate(request, rows),
-        "count": len(rows),
+        "page": page,
+        "count": len(found),
         "query": _query(request),
     }
     return render(request, "screening/audit_discordant.html", context)
@@ -89,11 +94,10 @@ def discordant(request: HttpRequest) -> HttpResponse:
 def export_report(request: HttpRequest, table: str) -> HttpResponse:
     """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
     _, flt, data = _report_filter(request)
-    if table in ("cases", "discordant"):  # the rows alone: no figures to compute
-        rows = reporting.case_rows(flt)
-        if table == "discordant":
-            rows = reporting.discordant(rows, data.get("direction", ""))
-        content = exports.case_table(rows)
+    rows = table in ("cases", "discordant")  # the rows alone: no figures to compute
+    if rows:
+        direction = data.get("direction", "") if table == "discordant" else None
+        content = exports.case_table(reporting.case_list(flt, direction))
     elif table in exports.REPORT_TABLES:
         content = exports.REPORT_TABLES[table](
             reporting.build_report(flt, what_if=data.get("threshold"))
@@ -101,7 +105,7 @@ def export_report(request: HttpRequest, table: str) -> HttpResponse:
     else:
         raise Http404("No such table.")
     events.exported(request.user, table, len(content[1]), flt.as_detail())
-    return _csv_response(table, exports.to_csv(content))
+    return _csv_response(table, exports.to_csv(content, defused=rows))
 
 
 def _audit_events(request: HttpRequest) -> tuple[AuditTrailFilterForm, QuerySet[AuditEvent], dict]:

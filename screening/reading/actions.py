@@ -7,6 +7,7 @@ module locks the case, checks the reader's role and writes the read and its audi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -85,7 +86,7 @@ def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
             earlier = given_reads(case)
             kind = _read_role(reader, case, earlier, data)
             read = _create_read(reader, case, kind, data, resolved)
-            _advance(case, [*earlier, given(read)])
+            _advance(case, [*earlier, given(read)], case.note_read(read))
             events.read_recorded(reader, read)
     except Conflict as conflict:
         case = Case.objects.filter(pk=case_id).first()
@@ -138,10 +139,11 @@ def _create_read(reader: User, case: Case, kind: str, data: ReadInput, resolved:
         raise Conflict("Another reader recorded this read first; nothing was saved.") from None
 
 
-def _advance(case: Case, reads: list[pathway.GivenRead]) -> None:
+def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = ()) -> None:
+    """Move the case along the pathway; ``noted``: read columns already set on it."""
     after = pathway.after_read(reads)
     case.status = after.status
     if after.status == CaseStatus.CLOSED:
         case.final_decision = after.final_decision
         case.closed_at = timezone.now()
-    case.save(update_fields=["status", "final_decision", "closed_at"])
+    case.save(update_fields=["status", "final_decision", "closed_at", *noted])
