@@ -12,6 +12,7 @@ from typing import Any
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
 from pydicom.uid import generate_uid
 
 from screening.intake.dicom import KEPT, KEPT_IN_ITEMS
@@ -115,13 +116,32 @@ def original_values(contents: list[bytes]) -> set[str]:
     return values
 
 
+def stored_files(media_root: str) -> tuple[list[Path], list[Path]]:
+    """The stored DICOM files and the case page's previews made from them (every file)."""
+    files = [p for p in Path(media_root).rglob("*") if p.is_file()]
+    previews = [p for p in files if p.parent.name == "previews"]
+    return [p for p in files if p not in previews], previews
+
+
+def assert_previews_carry_no_text(previews: list[Path], secrets: set[str], films: int) -> None:
+    """A preview is pixels only: a JPEG with no metadata, none of the originals' values."""
+    assert len(previews) == films
+    for path in previews:
+        raw = path.read_bytes()
+        assert not any(value.encode() in raw for value in secrets), path.name
+        with PILImage.open(path) as picture:
+            assert picture.format == "JPEG"
+            assert not set(picture.info) & {"exif", "comment", "xmp", "icc_profile"}, picture.info
+
+
 def test_no_identifying_attribute_survives_in_any_stored_file(admin_api, media_root):  # type: ignore[no-untyped-def]
     contents = originals()
     response = upload(admin_api, contents)
     assert response.status_code == 201, response.json()
-    stored = [p for p in Path(media_root).rglob("*") if p.is_file()]
+    stored, previews = stored_files(media_root)
     assert len(stored) == 4
     secrets = original_values(contents) | {"ACC-DCM-1"}  # the accession stays in the database only
+    assert_previews_carry_no_text(previews, secrets, films=4)
     pseudonym = Patient.objects.get().pseudonym
     for path in stored:
         raw = path.read_bytes()
@@ -162,7 +182,9 @@ def test_identifiers_inside_sequence_items_and_explanations_do_not_survive(admin
     assert originals_[0].ViewCodeSequence[0].PatientName == NESTED_IDENTITY["item_patient_name"]
     assert originals_[0].WindowCenterWidthExplanation == NESTED_IDENTITY["window_explanation"]
     assert upload(admin_api, contents).status_code == 201
-    for path in (p for p in Path(media_root).rglob("*") if p.is_file()):
+    stored, previews = stored_files(media_root)
+    assert_previews_carry_no_text(previews, set(NESTED_IDENTITY.values()), films=2)
+    for path in stored:
         raw = path.read_bytes()
         for value in NESTED_IDENTITY.values():
             assert value.encode() not in raw, (path.name, value)
