@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -45,6 +47,19 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return self.pseudonym
+
+
+# The columns of each read's gist on its case (``Case.note_read`` writes them).
+READ_GIST_COLUMNS = frozenset(
+    [
+        *(
+            f"{kind}_{part}"
+            for kind in ("first", "second", "arbitration")
+            for part in ("reader_id", "recall", "seconds", "seen_version_id", "agrees")
+        ),
+        "read_densities",
+    ]
+)
 
 
 def _read_reader() -> models.ForeignKey:
@@ -152,6 +167,18 @@ class Case(models.Model):
 
     def __str__(self) -> str:
         return f"Case {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A save of the whole row leaves the reads' gist as stored: only the read verb
+        writes it (``note_read``, naming its columns), so a stale copy of a case saved
+        elsewhere cannot rewrite who read it and what they decided in the auditor's figures."""
+        if kwargs.get("update_fields") is None and not self._state.adding and self.pk:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.attname not in READ_GIST_COLUMNS
+            ]
+        super().save(*args, **kwargs)
 
     def show_ai_result(self, result: AIResult | None) -> None:
         """Point the case at the case-level result readers see (None: AI pending)."""

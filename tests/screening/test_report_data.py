@@ -49,6 +49,26 @@ def test_a_read_leaves_its_gist_on_the_case(readers):  # type: ignore[no-untyped
     assert case.second_reader_id is None and case.second_recall is None
 
 
+def test_saving_a_stale_copy_of_the_case_leaves_the_read_gist_as_the_read_gave_it(readers):  # type: ignore[no-untyped-def]
+    version = ModelVersionFactory(threshold=0.5, is_active=True)
+    case = screen(version, 0.8, [], [])
+    stale = Case.objects.get(pk=case.pk)  # loaded before the read, as another request might
+    first = ReadInput(
+        kind="first", decision="recall", birads=0, density="b", seconds_taken=30, reason="mass"
+    )
+    actions.submit_read(readers[0], case.pk, first)
+    stale.outcome = Outcome.BENIGN
+    stale.save()  # the whole row, from before the read
+    case.refresh_from_db()
+    assert case.outcome == Outcome.BENIGN  # the save itself landed
+    assert (case.first_reader_id, case.first_recall, case.first_seconds) == (
+        readers[0].pk,
+        True,
+        30,
+    )
+    assert case.read_densities == density_bit("b")
+
+
 def _mixed_screens(readers):  # type: ignore[no-untyped-def]
     version = ModelVersionFactory(threshold=0.5, is_active=True)
     other = ModelVersionFactory(threshold=0.3)
