@@ -62,9 +62,11 @@ READ_GIST_COLUMNS = frozenset(
 )
 
 
-def _read_reader() -> models.ForeignKey:
+def _read_link(to: str) -> models.ForeignKey:
+    """A read's gist column pointing at ``to`` (who read; the version shown), kept by
+    ``Case.note_read`` only, never edited, and never an index of its own."""
     return models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+        to,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -72,19 +74,15 @@ def _read_reader() -> models.ForeignKey:
         db_index=False,
         editable=False,
     )
+
+
+def _read_reader() -> models.ForeignKey:
+    return _read_link(settings.AUTH_USER_MODEL)
 
 
 def _seen_version() -> models.ForeignKey:
     """The version whose case result the reader was shown (None: none shown)."""
-    return models.ForeignKey(
-        "ModelVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        db_index=False,
-        editable=False,
-    )
+    return _read_link("ModelVersion")
 
 
 def density_bit(density: str) -> int:

@@ -84,7 +84,8 @@ def test_study_metadata_lists_every_instance(client, radiologist):  # type: igno
     assert len(answer.json()) == 2
 
 
-def test_a_compressed_frame_is_sent_as_stored_to_a_client_taking_any_syntax(client, radiologist):  # type: ignore[no-untyped-def]
+def rle_stored_frame() -> tuple[str, pydicom.Dataset]:
+    """A one-film DICOM case whose stored file is RLE Lossless: its frame URL and file."""
     case = dicom_case_with_images(images=1)
     image = case.studies.get().images.get()
     ds = stored(image)
@@ -92,9 +93,13 @@ def test_a_compressed_frame_is_sent_as_stored_to_a_client_taking_any_syntax(clie
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
-    client.force_login(radiologist)
     study_uid, series_uid, sop_uid = uids(image)
-    url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+    return f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1", ds
+
+
+def test_a_compressed_frame_is_sent_as_stored_to_a_client_taking_any_syntax(client, radiologist):  # type: ignore[no-untyped-def]
+    url, ds = rle_stored_frame()
+    client.force_login(radiologist)
     as_stored = client.get(
         url, HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*"
     )
@@ -166,16 +171,8 @@ def test_a_client_naming_no_multipart_type_gets_the_bare_frame(client, radiologi
 
 
 def test_a_compressed_frame_travels_bare_as_stored_or_decoded(client, radiologist):  # type: ignore[no-untyped-def]
-    case = dicom_case_with_images(images=1)
-    image = case.studies.get().images.get()
-    ds = stored(image)
-    ds.compress(pydicom.uid.RLELossless, generate_instance_uid=False)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+    url, ds = rle_stored_frame()
     client.force_login(radiologist)
-    study_uid, series_uid, sop_uid = uids(image)
-    url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
     as_stored = client.get(url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
     assert as_stored["Content-Type"] == "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"
     fragments = next(pydicom.encaps.generate_fragmented_frames(ds.PixelData, number_of_frames=1))
