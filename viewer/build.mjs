@@ -47,10 +47,36 @@ const STYLE_BY_CSSOM = [
   [/drawingSvg[\\/]setAttributesIfNecessary\.js$/, "svgNode.setAttribute(key, newValue);", "if (key === 'style') svgNode.style.cssText = newValue; else svgNode.setAttribute(key, newValue);"],
 ];
 
+// The fetched frame goes to the decoder worker *transferred*, not copied: the loader computes
+// a transfer list and never passes it, so Comlink structured-clones the 27 MB frame on the
+// page's thread. Nothing on the page reads the fetched bytes after handing them to the worker
+// (the viewer asks for whole frames, neither streamed nor by byte range), and the frame is
+// transferred only where it is its buffer's whole content.
+const SEND_FROM = "return webWorkerManager.executeTask('dicomImageLoader', 'decodeTask', {";
+const SEND_TO =
+  "const whole = pixelData && pixelData.buffer && pixelData.byteOffset === 0 && pixelData.byteLength === pixelData.buffer.byteLength;\n" +
+  "    const send = (args) => (whole ? transfer(args, [pixelData.buffer]) : args);\n" +
+  "    return webWorkerManager.executeTask('dicomImageLoader', 'decodeTask', send({";
+const SEND_CLOSE_FROM = "        decodeConfig,\n    }, {";
+const SEND_CLOSE_TO = "        decodeConfig,\n    }), {";
+
 // The page bundle never decodes: the decoders live in the worker only.
 const pageOnly = {
   name: "page",
   setup(b) {
+    b.onLoad({ filter: /imageLoader[\\/]decodeImageFrame\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes(SEND_FROM) || !source.includes(SEND_CLOSE_FROM)) {
+        throw new Error(`${args.path}: the transfer patch no longer applies`);
+      }
+      return {
+        contents:
+          "import { transfer } from 'comlink';\n" +
+          source.replace(SEND_FROM, SEND_TO).replace(SEND_CLOSE_FROM, SEND_CLOSE_TO),
+        loader: "js",
+        resolveDir: dirname(args.path),
+      };
+    });
     for (const [filter, from, to] of STYLE_BY_CSSOM) {
       b.onLoad({ filter }, (args) => {
         const source = readFileSync(args.path, "utf8");
@@ -70,10 +96,32 @@ const pageOnly = {
   },
 };
 
+// The decoded frame goes back to the page *transferred*, not copied: Comlink structured-clones
+// a return value unless told otherwise, which costs the page's thread a 27 MB copy per film.
+// The worker keeps no reference to a frame it has returned. A patch whose text is gone fails
+// the build.
+const TRANSFER_FROM = "return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options, callbackFn);";
+const TRANSFER_TO =
+  "return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options, callbackFn)" +
+  ".then((frame) => frame && frame.pixelData && frame.pixelData.buffer ? transfer(frame, [frame.pixelData.buffer]) : frame);";
+
 // The worker: codec URLs point at the copied .wasm files; HTJ2K is not bundled.
 const workerCodecs = {
   name: "worker-codecs",
   setup(b) {
+    b.onLoad({ filter: /esm[\\/]decodeImageFrameWorker\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes(TRANSFER_FROM) || !source.includes("import { expose } from 'comlink';")) {
+        throw new Error(`${args.path}: the transfer patch no longer applies`);
+      }
+      return {
+        contents: source
+          .replace("import { expose } from 'comlink';", "import { expose, transfer } from 'comlink';")
+          .replace(TRANSFER_FROM, TRANSFER_TO),
+        loader: "js",
+        resolveDir: dirname(args.path),
+      };
+    });
     b.onLoad({ filter: /shared[\\/]decoders[\\/]decode[A-Za-z0-9]+\.js$/ }, (args) => {
       if (args.path.endsWith("decodeHTJ2K.js")) {
         return {
