@@ -13,7 +13,6 @@ work that never reached the broker or was stranded by a dead worker.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -31,10 +30,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from ..choices import AIStatus, CaseStatus
-from ..intake import dicom, films, imaging
+from ..intake import films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
@@ -226,15 +224,7 @@ def read_pixels(image: Image) -> np.ndarray:
     """
     try:
         with image.file.open("rb") as handle:
-            content = handle.read()
-        # decoded once: the reader's rendition comes from the same pixels
-        if dicom.is_part10(content):
-            pixels = shown = dicom.rendition_of(content)
-        else:
-            with PILImage.open(io.BytesIO(content)) as img:
-                img.load()
-                pixels = np.asarray(img)
-            shown = imaging.stretch_to_8bit(pixels)
+            pixels, shown = imaging.pixels_and_rendition(handle.read())
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
     except films.FileRejected as refusal:  # a rendition that is not numbers

@@ -224,16 +224,24 @@ def display_png(content: bytes) -> bytes:
 
 def display_pixels(content: bytes) -> np.ndarray:
     """The stored file as the 8-bit grayscale a reader sees, whatever its format."""
+    return pixels_and_rendition(content)[1]
+
+
+def pixels_and_rendition(content: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The stored file decoded once: the pixels the model scores (a PNG/JPEG as stored, a
+    DICOM through its VOI) and the 8-bit grayscale a reader sees (the same for DICOM)."""
     if dicom.is_part10(content):
-        return dicom.rendition_of(content)
+        shown = dicom.rendition_of(content)
+        return shown, shown
     with PILImage.open(io.BytesIO(content)) as img:
+        img.load()
         pixels = np.asarray(img)
-    return stretch_to_8bit(pixels)
+    return pixels, stretch_to_8bit(pixels)
 
 
 def stretch_to_8bit(pixels: np.ndarray) -> np.ndarray:
     """Decoded PNG/JPEG pixels as a reader sees them: the first channel, its own range
-    stretched to 0-255 (split out so the worker decodes a stored file once)."""
+    stretched to 0-255."""
     if pixels.ndim == 3:
         pixels = pixels[..., 0]
     lo, hi = float(pixels.min()), float(pixels.max())

@@ -75,7 +75,6 @@ def chest_wall_on_right(content: bytes, shown: np.ndarray) -> bool:
     (viewer/src/viewer.js, hangBackToBack): the header's PatientOrientation where its row
     direction says (P: columns run towards the back), else the edge the tissue touches
     (the brighter tenth of the rendition, in which dense tissue is bright)."""
-
     if dicom.is_part10(content):
         import pydicom
 
