@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,13 +147,9 @@ def in_band(rows: list[CaseRow], band: str) -> list[CaseRow]:
     return [r for r in rows if r.band == band] if band else rows
 
 
-def all_rows(
-    flt: ReportFilter, scores: VersionScores | None = None, case_ids: list[int] | None = None
-) -> list[CaseRow]:
-    """As ``case_rows``, before the band filter (a band belongs to one version).
-
-    ``scores``, when the caller already fetched every version's (``version_scores``),
-    saves querying the chosen version's again; ``case_ids`` narrows to those cases."""
+def all_rows(flt: ReportFilter, case_ids: list[int] | None = None) -> list[CaseRow]:
+    """As ``case_rows``, before the band filter (a band belongs to one version);
+    ``case_ids`` narrows to those cases."""
     cases = _cases(flt)
     if case_ids is not None:
         cases = cases.filter(pk__in=case_ids)
@@ -172,13 +168,7 @@ def all_rows(
     }
     version = flt.model_version
     if version is not None:
-        chosen: Iterable[tuple[int, float | None]]
-        if scores is None:
-            chosen = (
-                _scores(cases).filter(model_version=version).values_list("case_id", "probability")
-            )
-        else:
-            chosen = scores.get(version.pk, {}).items()
+        chosen = _scores(cases).filter(model_version=version).values_list("case_id", "probability")
         scored = []
         for case_id, probability in chosen:
             if probability is None:  # a finished result always has one
@@ -231,20 +221,6 @@ def _cases(flt: ReportFilter) -> QuerySet[Case]:
 
 def _scores(cases: QuerySet[Case]) -> QuerySet[AIResult]:
     return AIResult.for_cases.filter(status=AIStatus.DONE, case__in=cases)
-
-
-VersionScores = dict[int, dict[int, float]]
-
-
-def version_scores(flt: ReportFilter) -> VersionScores:
-    """Every version's finished case scores on the filter's cases, in one query."""
-    found: VersionScores = {}
-    rows = _scores(_cases(flt)).values_list("model_version_id", "case_id", "probability")
-    for version_id, case_id, probability in rows:
-        if probability is None:  # a finished result always has one
-            continue
-        found.setdefault(version_id, {})[case_id] = probability
-    return found
 
 
 # --- The rows as arrays -------------------------------------------------------------
