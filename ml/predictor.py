@@ -244,23 +244,9 @@ class Predictor:
             batch_size=cfg.batch_size,
             preprocessing=self.method,
         )
-        queue: list[tuple[np.ndarray, np.ndarray, float]] = []  # batch rows not yet handed out
+        queue: list[_BatchRows] = []  # batch rows not yet handed out
         for shape, scaled_shape, mask, patches, boxes, t_pre in prepared:
-            n, taken = len(patches), []
-            while n:  # this film's rows, as views of the batches (no copy of the maps)
-                if not queue:
-                    prob, cam, seconds = next(batches)
-                    queue.append((prob, cam, seconds / len(prob)))
-                prob, cam, per_patch = queue[0]
-                k = min(n, len(prob))
-                taken.append((prob[:k], cam[:k], per_patch * k))
-                queue[0] = (prob[k:], cam[k:], per_patch)
-                if k == len(prob):
-                    queue.pop(0)
-                n -= k
-            p = np.concatenate([t[0] for t in taken])
-            c = [cam for t in taken for cam in t[1]]
-            predict_s = sum(t[2] for t in taken)
+            p, c, predict_s = _take_rows(queue, batches, len(patches))
             t0 = time.perf_counter()
             if cfg.aggregation == "mean_top3":
                 score = float(np.mean(np.sort(p)[-3:]))
@@ -292,3 +278,29 @@ class Predictor:
                 marks=marks,
                 scaled_shape=scaled_shape,
             )
+
+
+# Rows of one batch not yet handed out: probabilities, maps, model seconds per patch.
+_BatchRows = tuple[np.ndarray, np.ndarray, float]
+
+
+def _take_rows(
+    queue: list[_BatchRows], batches: Iterator[tuple[np.ndarray, np.ndarray, float]], n: int
+) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """The next ``n`` patches' probabilities, maps (views of the batches, no copy) and
+    model seconds, drawing batches as needed; what is left of the last stays queued."""
+    taken = []
+    while n:
+        if not queue:
+            prob, cam, seconds = next(batches)
+            queue.append((prob, cam, seconds / len(prob)))
+        prob, cam, per_patch = queue[0]
+        k = min(n, len(prob))
+        taken.append((prob[:k], cam[:k], per_patch * k))
+        queue[0] = (prob[k:], cam[k:], per_patch)
+        if k == len(prob):
+            queue.pop(0)
+        n -= k
+    probabilities = np.concatenate([t[0] for t in taken])
+    maps = [cam for t in taken for cam in t[1]]
+    return probabilities, maps, sum(t[2] for t in taken)
