@@ -74,6 +74,21 @@ def marks_passed(evidence: Evidence) -> bool:
     return bool(_part(evidence, "marks").get("passed", False))
 
 
+def target(evidence: Evidence) -> str:
+    """What the score was trained to find: "malignant", or "abnormal" (benign findings too).
+
+    Anything not stated as malignant counts as abnormal, so no score is ever called a
+    probability of cancer unless its version was trained and calibrated against cancers.
+    """
+    return "malignant" if evidence and evidence.get("target") == "malignant" else "abnormal"
+
+
+def calibration_shown(evidence: Evidence) -> bool:
+    """May a calibrated probability be shown? Only from a fit on validation films, never on
+    the films a version's AUC is reported on (``calibration.fitted_on == "validation"``)."""
+    return _part(evidence, "calibration").get("fitted_on") == "validation"
+
+
 def exam_score(score: float, evidence: Evidence) -> int | None:
     """1..10: how many deciles of validation normal films the score reaches, plus one."""
     found = exam_scores(np.asarray([score], float), evidence)
