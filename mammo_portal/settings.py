@@ -360,9 +360,9 @@ LOGGING = {
 # The worker logs through LOGGING too (one format); it writes to stderr, not --logfile.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# /metrics answers these addresses (the connection's, never X-Forwarded-For; networks in
-# CIDR notation) or a scraper sending "Authorization: Bearer METRICS_TOKEN".
-METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+# /metrics, and which readiness check failed and why, answer only a scraper or probe sending
+# "Authorization: Bearer METRICS_TOKEN"; with no token set, nobody. No address is trusted
+# instead: behind a reverse proxy on the same host, everyone arrives from loopback.
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 # The shipped research model the app uses out of the box.

@@ -214,10 +214,11 @@ MATRIX = [
         lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
         api({RAD, ARB, AUD}),
     ),
-    # Probes and the scraper need no login; no model version is active here, so not ready.
+    # Probes need no login (no model version is active here, so not ready); the scraper needs
+    # the metrics token, which no role's session stands in for.
     ("healthz", "get", lambda o: reverse("healthz"), dict.fromkeys(ROLES, 200)),
     ("readyz", "get", lambda o: reverse("readyz"), dict.fromkeys(ROLES, 503)),
-    ("metrics", "get", lambda o: reverse("metrics"), dict.fromkeys(ROLES, 200)),
+    ("metrics", "get", lambda o: reverse("metrics"), dict.fromkeys(ROLES, 403)),
 ]
 
 
