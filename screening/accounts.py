@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
-from axes.helpers import get_cool_off, get_failure_limit
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
@@ -21,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet, Sum
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -119,10 +121,93 @@ def revoke_token(actor: User, user: User) -> bool:
 
 
 # --- Sign-in lockouts (django-axes) ---------------------------------------------------
+#
+# Failures are counted per pair (user name, address): someone guessing a colleague's password
+# from elsewhere locks only their own pair, and colleagues behind one address are not locked by
+# one guesser there. After LOGIN_FAILURE_LIMIT failures the pair is locked for
+# LOGIN_LOCKOUT_MINUTES; each failure after a lockout has ended locks it again for twice as long
+# as the last time, up to LOGIN_LOCKOUT_MAX_MINUTES. Tries while locked are refused unchecked
+# and neither count nor extend the wait. A pair's failures are forgotten after a success, or
+# LOGIN_FAILURE_MEMORY_HOURS after the last one.
+
+
+@dataclass(frozen=True)
+class PairStanding:
+    failures: int
+    last_failure: dt.datetime | None
+
+    @property
+    def locked_until(self) -> dt.datetime | None:
+        delay = lockout_delay(self.failures)
+        if delay is None or self.last_failure is None:
+            return None
+        return self.last_failure + delay
+
+    def locked(self) -> bool:
+        until = self.locked_until
+        return until is not None and until > timezone.now()
+
+
+def lockout_delay(failures: int) -> dt.timedelta | None:
+    """None below the limit; at it the base wait, doubled for each failure since, capped."""
+    limit = settings.AXES_FAILURE_LIMIT
+    if failures < limit:
+        return None
+    cap = settings.LOGIN_LOCKOUT_MAX_MINUTES
+    minutes = settings.LOGIN_LOCKOUT_MINUTES * 2 ** min(failures - limit, 32)
+    return dt.timedelta(minutes=min(minutes, max(cap, settings.LOGIN_LOCKOUT_MINUTES)))
+
+
+def pair_standing(username: str | None, address: str | None) -> PairStanding:
+    """The failures remembered for one (user name, address) pair, over every user agent."""
+    since = timezone.now() - dt.timedelta(hours=settings.LOGIN_FAILURE_MEMORY_HOURS)
+    rows = AccessAttempt.objects.filter(
+        username=username, ip_address=address, attempt_time__gt=since
+    )
+    figures = rows.aggregate(failures=Sum("failures_since_start"), last=Max("attempt_time"))
+    return PairStanding(figures["failures"] or 0, figures["last"])
+
+
+def _standing_of(request: HttpRequest, credentials: Any = None) -> PairStanding:
+    username = get_client_username(request, credentials)
+    return pair_standing(username, getattr(request, "axes_ip_address", None))
+
+
+class PairLockoutHandler(AxesDatabaseHandler):
+    """axes' database handler, deciding a lockout from the pair's failures and its growing wait
+    instead of a fixed window (``AXES_HANDLER``)."""
+
+    def get_failures(self, request: HttpRequest, credentials: Any = None) -> int:
+        """The pair's failures while they count against it: below the limit, or while locked.
+        Once a lockout is over they count nothing, until the next failure locks it again."""
+        standing = _standing_of(request, credentials)
+        if standing.failures < settings.AXES_FAILURE_LIMIT or standing.locked():
+            return standing.failures
+        return 0
+
+    def clean_expired_user_attempts(
+        self, request: HttpRequest | None = None, credentials: Any = None
+    ) -> int:
+        """Forget failures after the memory window, never at one pair's wait: axes would
+        clear every pair's record at the wait of whichever pair is signing in."""
+        since = timezone.now() - dt.timedelta(hours=settings.LOGIN_FAILURE_MEMORY_HOURS)
+        return AccessAttempt.objects.filter(attempt_time__lte=since).delete()[0]
+
+
+def lockout_cool_off(request: HttpRequest | None = None) -> dt.timedelta:
+    """``AXES_COOLOFF_TIME``: the current wait of this request's pair (the base wait without
+    one), for anything in axes that asks."""
+    if request is not None:
+        delay = lockout_delay(
+            _standing_of(request, getattr(request, "axes_credentials", None)).failures
+        )
+        if delay is not None:
+            return delay
+    return dt.timedelta(minutes=settings.LOGIN_LOCKOUT_MINUTES)
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):
-    """Refuses a sign-in while its account or its address is locked out.
+    """Refuses a sign-in while its (user name, address) pair is locked out.
 
     A sign-in without a request (a shell, a management command) comes from no address and
     cannot be tried over the network: it is left to the next backend.
@@ -144,26 +229,28 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 def _audit_lockout(
     sender: Any, request: HttpRequest, username: str | None, ip_address: str | None, **kwargs: Any
 ) -> None:
-    """Audit the failure that locked the account or the address, once: later refused tries
-    are already audited as failed logins."""
+    """Audit the failure that locked the pair, once per lockout: tries refused while it is
+    locked are not counted (axes leaves ``axes_failures_since_start`` unset for them) and are
+    audited as failed logins already."""
     failures = getattr(request, "axes_failures_since_start", None)
-    if failures == get_failure_limit(request, getattr(request, "axes_credentials", None)):
+    if failures is not None and failures >= settings.AXES_FAILURE_LIMIT:
         events.login_locked_out(username or "", ip_address or "", failures)
 
 
 def lockout_response(
     request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
 ) -> HttpResponse:
-    """The page a locked-out sign-in gets (429), in the site's layout."""
-    cool_off = get_cool_off(request)
-    minutes = int(cool_off.total_seconds() // 60) if cool_off else None
+    """The page a locked-out sign-in gets (429), in the site's layout, with the wait left."""
+    until = _standing_of(request, credentials).locked_until
+    seconds = (until - timezone.now()).total_seconds() if until else 0
+    minutes = max(1, math.ceil(seconds / 60)) if until else None
     return render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
 
 
-def is_locked(attempt: AccessAttempt) -> bool:
-    cool_off = get_cool_off()
-    recent = cool_off is None or attempt.attempt_time > timezone.now() - cool_off
-    return recent and attempt.failures_since_start >= settings.AXES_FAILURE_LIMIT
+def locked_until(attempt: AccessAttempt) -> dt.datetime | None:
+    """When the pair of this recorded attempt may sign in again, if it is locked now."""
+    standing = pair_standing(attempt.username, attempt.ip_address)
+    return standing.locked_until if standing.locked() else None
 
 
 def unlock_accounts(actor: User, attempts: QuerySet[AccessAttempt]) -> int:
@@ -186,13 +273,38 @@ def unlock_addresses(actor: User, attempts: QuerySet[AccessAttempt]) -> int:
     return len(addresses)
 
 
-def forwarded_client_address(request: HttpRequest) -> str | None:
-    """Behind the TLS proxy every request comes from the proxy: lock the address it saw (the
-    last hop it added to X-Forwarded-For), or one lockout would shut everyone out."""
-    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    for candidate in (hops[-1], request.META.get("REMOTE_ADDR", "")):
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            continue
-    return None
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted_proxy(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return any(
+        address in ipaddress.ip_network(net, strict=False) for net in settings.TRUSTED_PROXIES
+    )
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address a sign-in is locked by (``AXES_CLIENT_IP_CALLABLE``): the connection's own,
+    unless it is one of ``TRUSTED_PROXIES``; then the first address in ``X-Forwarded-For``,
+    read from the right, that is not one of them. A client writes what it likes on the left
+    of that header; each proxy of ours appends the address it saw."""
+    remote = _ip(request.META.get("REMOTE_ADDR", ""))
+    if remote is None:
+        return None
+    seen = remote
+    if _trusted_proxy(remote):
+        hops = [h for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        for hop in reversed(hops):
+            address = _ip(hop)
+            if address is None:
+                break
+            seen = address
+            if not _trusted_proxy(address):
+                break
+    return str(seen)

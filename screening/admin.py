@@ -288,18 +288,24 @@ class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
 
 @admin.register(AccessAttempt)
 class SignInLockoutAdmin(AdminRoleModelAdmin):
-    """Failed sign-ins by account and address; unlocking clears them, audited."""
+    """Failed sign-ins by (account, address) pair; unlocking clears them, audited."""
 
-    list_display = ("username", "ip_address", "failures_since_start", "locked", "attempt_time")
+    list_display = (
+        "username",
+        "ip_address",
+        "failures_since_start",
+        "locked_until",
+        "attempt_time",
+    )
     fields = list_display
     readonly_fields = list_display
     search_fields = ("username", "ip_address")
     ordering = ("-attempt_time",)
     actions = ["unlock_accounts", "unlock_addresses"]
 
-    @admin.display(boolean=True, description="Locked")
-    def locked(self, attempt: AccessAttempt) -> bool:
-        return accounts.is_locked(attempt)
+    @admin.display(description="Locked until")
+    def locked_until(self, attempt: AccessAttempt) -> Any:
+        return accounts.locked_until(attempt) or "—"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -85,8 +85,8 @@ def test_healthz_answers_ok_without_touching_the_database(client):  # type: igno
 
 def test_probes_answer_an_address_that_sign_ins_have_locked_out(client, settings, db):  # type: ignore[no-untyped-def]
     settings.AXES_FAILURE_LIMIT = 2
-    for name in ("ghost1", "ghost2", "ghost3"):
-        client.post(reverse("login"), {"username": name, "password": "x"}, REMOTE_ADDR="10.0.0.5")
+    for _ in range(3):
+        client.post(reverse("login"), {"username": "a", "password": "x"}, REMOTE_ADDR="10.0.0.5")
     assert (
         client.post(
             reverse("login"), {"username": "a", "password": "b"}, REMOTE_ADDR="10.0.0.5"
