@@ -3,6 +3,11 @@
 The admin role manages accounts in the Django admin, but the app never offers what would
 let an admin step outside the role model: superuser status, Django permissions, their own
 roles. ``is_staff`` (entry to the Django admin) follows the admin role.
+
+Two people for clinical power: a reading or admin role an admin gives (or holds an account
+whose password an admin set) waits for a second admin (``PendingRole``), and a token an admin
+issues for someone else has no key until its holder confirms it (``PendingToken``). The
+command line, the install-time path, gives roles at once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max, QuerySet, Sum
@@ -31,9 +36,10 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from . import events
-from .choices import Role
-from .models import TokenExpiry
-from .roles import AnyUser, has_role
+from .choices import SECOND_ADMIN_ROLES, PendingReason, Role
+from .errors import Conflict
+from .models import PendingRole, PendingToken, TokenExpiry
+from .roles import AnyUser, has_role, pending_roles_of
 
 # --- Roles --------------------------------------------------------------------------
 
@@ -61,23 +67,96 @@ def stored_access(user_id: int | None) -> Access:
     return Access(frozenset(roles), user.is_active)
 
 
-def record_access_change(actor: User, user: User, before: Access | None) -> None:
+def record_access_change(actor: User | None, user: User, before: Access | None) -> None:
     """After an account was saved: refuse a change to one's own roles, let ``is_staff`` follow
-    the admin role, and audit what changed (``before`` is None for a new account).
+    the admin role, hold the reading and admin roles an admin gave for a second admin, and
+    audit what changed (``before`` is None for a new account; ``actor`` None: the command line).
 
     Call inside the transaction that saved the account, so a refusal undoes the save.
     """
     after = stored_access(user.pk)
     created = before is None
     before = before or Access(frozenset(), False)
-    if actor.pk == user.pk and after.roles != before.roles:
+    if actor is not None and actor.pk == user.pk and after.roles != before.roles:
         raise PermissionDenied("You cannot change your own roles.")
     staff = Role.ADMIN in after.roles or user.is_superuser
     if user.is_staff != staff:
         get_user_model().objects.filter(pk=user.pk).update(is_staff=staff)
         user.is_staff = staff
+    if actor is not None:
+        _hold(actor, user, after.roles - before.roles, PendingReason.GRANTED)
+    PendingRole.objects.filter(user=user).exclude(role__in=after.roles).delete()
     if created or after != before:
-        events.roles_changed(actor, user, before.as_dict(), after.as_dict(), created=created)
+        events.roles_changed(
+            actor,
+            user,
+            before.as_dict(),
+            after.as_dict(),
+            created=created,
+            pending=pending_roles_of(user),
+        )
+
+
+def record_password_set(actor: User, user: User) -> None:
+    """An admin set someone else's password and could now sign in as them: the account's
+    reading and admin roles wait for a second admin again."""
+    if actor.pk != user.pk:
+        _hold(actor, user, stored_access(user.pk).roles, PendingReason.PASSWORD_SET)
+    events.password_set(actor, user)
+
+
+def _hold(actor: User, user: User, roles: frozenset[str], reason: str) -> None:
+    for role in sorted(set(roles) & set(SECOND_ADMIN_ROLES)):
+        PendingRole.objects.update_or_create(
+            user=user,
+            role=role,
+            defaults={"granted_by": actor, "granted_at": timezone.now(), "reason": reason},
+        )
+
+
+def cannot_confirm(actor: User | None, pending: PendingRole) -> str | None:
+    """Why ``actor`` may not confirm this role (None: they may; the command line always may)."""
+    if actor is None:
+        return None
+    if not manages_accounts(actor):
+        return "Only an admin confirms roles."
+    if actor.pk == pending.user_id:
+        return "Nobody confirms their own role."
+    if actor.pk == pending.granted_by_id:
+        return f"You gave {pending.user} the {pending.role} role: another admin must confirm it."
+    return None
+
+
+def confirm_roles(actor: User | None, pending: QuerySet[PendingRole]) -> tuple[int, list[str]]:
+    """Put these held roles in force where ``actor`` is a second person; each one audited.
+    Returns how many were confirmed and why the others were not."""
+    confirmed, refused = 0, []
+    for row in pending.select_related("user"):
+        why = cannot_confirm(actor, row)
+        if why:
+            refused.append(why)
+            continue
+        with transaction.atomic():
+            # Claimed by its deletion: two admins confirming at once confirm it once.
+            if PendingRole.objects.filter(pk=row.pk).delete()[0]:
+                events.role_confirmed(actor, row.user, row.role, row.granted_by_id, row.reason)
+                confirmed += 1
+    return confirmed, refused
+
+
+def refuse_roles(actor: User, pending: QuerySet[PendingRole]) -> tuple[int, list[str]]:
+    """Take these held roles away (any admin but the account holder); each one audited."""
+    refused, skipped = 0, []
+    for row in pending.select_related("user"):
+        if actor.pk == row.user_id or not manages_accounts(actor):
+            skipped.append("Nobody changes their own roles.")
+            continue
+        with transaction.atomic():
+            if PendingRole.objects.filter(pk=row.pk).delete()[0]:
+                row.user.groups.remove(*Group.objects.filter(name=row.role))
+                events.role_refused(actor, row.user, row.role, row.granted_by_id)
+                refused += 1
+    return refused, skipped
 
 
 # --- API tokens ---------------------------------------------------------------------
@@ -85,8 +164,16 @@ def record_access_change(actor: User, user: User, before: Access | None) -> None
 
 @dataclass(frozen=True)
 class IssuedToken:
-    key: str  # shown to the admin once, never logged or audited
+    key: str  # shown once to whoever will use it, never logged or audited
     expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class OfferedToken:
+    """A token issued for someone else: it has no key until they confirm it."""
+
+    holder: User
+    days: int
 
 
 def token_expires_at(token: Token) -> dt.datetime:
@@ -99,17 +186,56 @@ def token_expired(token: Token) -> bool:
     return token_expires_at(token) <= timezone.now()
 
 
-def issue_token(actor: User, user: User, days: int) -> IssuedToken:
-    """A new token for ``user``, valid ``days`` days; a token they held is replaced."""
+def issue_token(actor: User, user: User, days: int) -> IssuedToken | OfferedToken:
+    """An admin's own token at once (replacing theirs); for anyone else an offer their holder
+    confirms (``confirm_token``), their current token working until then."""
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
         raise ValueError(f"A token is valid for 1 to {settings.API_TOKEN_MAX_DAYS} days.")
     with transaction.atomic():
-        replaced = Token.objects.filter(user=user).delete()[0] > 0
-        token = Token.objects.create(user=user)
-        expires_at = timezone.now() + dt.timedelta(days=days)
-        TokenExpiry.objects.create(token=token, expires_at=expires_at, issued_by=actor)
-        events.token_issued(actor, user, expires_at, replaced)
-    return IssuedToken(token.key, expires_at)
+        if actor.pk == user.pk:
+            issued, replaced = _new_token(user, days, issued_by=actor)
+            events.token_issued(actor, user, issued.expires_at, replaced)
+            return issued
+        replaced = PendingToken.objects.filter(user=user).delete()[0] > 0
+        PendingToken.objects.create(user=user, issued_by=actor, issued_at=timezone.now(), days=days)
+        events.token_issued(actor, user, None, replaced, pending=True)
+    return OfferedToken(user, days)
+
+
+def _new_token(user: User, days: int, issued_by: User | None) -> tuple[IssuedToken, bool]:
+    replaced = Token.objects.filter(user=user).delete()[0] > 0
+    token = Token.objects.create(user=user)
+    expires_at = timezone.now() + dt.timedelta(days=days)
+    TokenExpiry.objects.create(token=token, expires_at=expires_at, issued_by=issued_by)
+    return IssuedToken(token.key, expires_at), replaced
+
+
+def token_offer(user: AnyUser) -> PendingToken | None:
+    if not user.is_authenticated:
+        return None
+    return PendingToken.objects.select_related("issued_by").filter(user_id=user.pk).first()
+
+
+def confirm_token(user: User) -> IssuedToken:
+    """The holder, signed in themselves, takes the token offered to them: its key is made
+    now and shown to them once; the token they held stops working."""
+    with transaction.atomic():
+        offer = PendingToken.objects.select_for_update().filter(user=user).first()
+        if offer is None or not PendingToken.objects.filter(pk=offer.pk).delete()[0]:
+            raise Conflict("No API token is waiting for you to confirm.")
+        issued, replaced = _new_token(user, offer.days, issued_by=offer.issued_by)
+        events.token_confirmed(user, offer.issued_by_id, issued.expires_at, replaced)
+    return issued
+
+
+def refuse_token(user: User) -> bool:
+    """The holder turns down a token offered to them; the one they hold keeps working."""
+    with transaction.atomic():
+        offer = PendingToken.objects.filter(user=user).first()
+        if offer is None or not PendingToken.objects.filter(pk=offer.pk).delete()[0]:
+            return False
+        events.token_refused(user, offer.issued_by_id)
+    return True
 
 
 def revoke_token(actor: User, user: User) -> bool:
@@ -118,6 +244,12 @@ def revoke_token(actor: User, user: User) -> bool:
         if revoked:
             events.token_revoked(actor, user)
     return revoked
+
+
+def current_token(user: User) -> tuple[Token, dt.datetime] | None:
+    """The token this user holds and its expiry (never shown: only that it exists)."""
+    token = Token.objects.filter(user=user).first()
+    return (token, token_expires_at(token)) if token is not None else None
 
 
 # --- Sign-in lockouts (django-axes) ---------------------------------------------------

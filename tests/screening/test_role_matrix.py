@@ -47,6 +47,7 @@ MATRIX = [
         lambda o: reverse("login"),
         {ANON: 200, RAD: 302, ARB: 302, ADMIN: 302, AUD: 302, NONE: 302},
     ),
+    ("account", "get", lambda o: reverse("account"), page({RAD, ARB, ADMIN, AUD, NONE})),
     ("worklist", "get", lambda o: reverse("worklist"), page({RAD, ARB})),
     ("case list", "get", lambda o: reverse("case-list"), page({AUD})),
     (
