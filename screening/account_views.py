@@ -6,7 +6,10 @@ by a second admin; nothing on this page grants anything the holder did not alrea
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -44,7 +47,7 @@ def account(request: HttpRequest) -> HttpResponse:
     return HttpResponseBadRequest("Say confirm, refuse or revoke.")
 
 
-def _summary(user) -> dict:  # type: ignore[no-untyped-def]
+def _summary(user: User) -> dict[str, Any]:
     return {
         "roles": sorted(roles_of(user)),
         "pending_roles": pending_roles_of(user),
