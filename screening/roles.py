@@ -7,8 +7,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -63,6 +65,14 @@ def pending_roles_of(user: AnyUser) -> list[str]:
     if not user.is_authenticated:
         return []
     return sorted(PendingRole.objects.filter(user_id=user.pk).values_list("role", flat=True))
+
+
+def holders(*roles: str) -> QuerySet[User]:
+    """Active users holding one of ``roles`` in force (not waiting for a second admin): the
+    query twin of ``has_role``."""
+    waiting = PendingRole.objects.filter(user=OuterRef(OuterRef("pk"))).values("role")
+    held = Group.objects.filter(user=OuterRef("pk"), name__in=roles).exclude(name__in=waiting)
+    return get_user_model().objects.filter(Exists(held), is_active=True)
 
 
 def person(user: User) -> Person:

@@ -225,3 +225,21 @@ def test_a_forged_header_cannot_spread_one_guesser_over_many_pairs(client, radio
         )
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"192.0.2.7"}
     assert sign_in(client, "rad1", GOOD, address="192.0.2.7").status_code == 429
+
+
+def test_behind_a_trusted_proxy_one_clients_lockout_spares_another(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+
+    def through_proxy(client_address: str, password: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            reverse("login"),
+            {"username": "rad1", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=client_address,
+        )
+
+    for _ in range(3):
+        through_proxy("198.51.100.66", "wrong")
+    assert through_proxy("198.51.100.66", GOOD).status_code == 429
+    assert through_proxy("203.0.113.9", GOOD).status_code == 302
+    assert AccessAttempt.objects.get().ip_address == "198.51.100.66"

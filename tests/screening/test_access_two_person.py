@@ -19,8 +19,9 @@ from rest_framework.authtoken.models import Token
 from screening import accounts
 from screening.choices import AuditAction, Role
 from screening.models import AuditEvent, PendingRole, PendingToken, TokenExpiry
+from screening.reading import queries
 from screening.roles import roles_of
-from tests.factories import UserFactory
+from tests.factories import UserFactory, case_with_images
 
 PASSWORD = "a-long-enough-passphrase-9"
 API_URL = "/api/cases/"
@@ -195,6 +196,15 @@ def test_a_pending_admin_role_shows_no_admin_pages(account_admin):  # type: igno
     as_admin9 = signed_in_as("admin9")
     assert as_admin9.get(reverse("admin:auth_user_changelist")).status_code == 403
     assert as_admin9.get(reverse("upload")).status_code == 403
+
+
+def test_a_reader_whose_role_waits_is_not_counted_as_an_arbitrator(account_admin, second_admin):  # type: ignore[no-untyped-def]
+    case = case_with_images(images=1)
+    UserFactory(role=Role.ARBITRATOR, username="arb1")
+    create_account(logged_in(account_admin), "arb9", Role.ARBITRATOR)
+    assert queries.eligible_arbitrators(case) == 1
+    confirm_in_admin(logged_in(second_admin), PendingRole.objects.get().user)
+    assert queries.eligible_arbitrators(case) == 2
 
 
 # --- Tokens ---------------------------------------------------------------------------
