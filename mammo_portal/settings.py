@@ -4,6 +4,7 @@ Defaults run the app on a fresh clone (SQLite, a filesystem broker); production
 names PostgreSQL and Redis through ``DATABASE_URL`` and ``CELERY_BROKER_URL``.
 """
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -110,6 +111,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "screening.context_processors.roles",
+                "screening.context_processors.account_notices",
             ],
         },
     },
@@ -160,23 +162,40 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT failed sign-ins in a row an
-# account, and separately an address, is locked for LOGIN_LOCKOUT_MINUTES (each further
-# failure restarts the wait); admins unlock in the Django admin. Both are audited.
+# Sign-in throttling (django-axes), by the pair (user name, address): after
+# LOGIN_FAILURE_LIMIT failed sign-ins the pair is locked for LOGIN_LOCKOUT_MINUTES, and each
+# failure after a lockout ends locks it again for twice as long, up to LOGIN_LOCKOUT_MAX_MINUTES
+# (screening.accounts). Nobody locks a colleague out from another address; admins unlock in
+# the Django admin. Both are audited.
 AUTHENTICATION_BACKENDS = [
     "screening.accounts.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10)
-AXES_COOLOFF_TIME = envint("LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours, as axes reads a float
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+LOGIN_LOCKOUT_MINUTES = envint("LOGIN_LOCKOUT_MINUTES", 15)
+LOGIN_LOCKOUT_MAX_MINUTES = envint("LOGIN_LOCKOUT_MAX_MINUTES", 24 * 60)
+LOGIN_FAILURE_MEMORY_HOURS = envint("LOGIN_FAILURE_MEMORY_HOURS", 48)
+AXES_HANDLER = "screening.accounts.PairLockoutHandler"
+AXES_COOLOFF_TIME = "screening.accounts.lockout_cool_off"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "screening.accounts.lockout_response"
 AXES_ENABLE_ADMIN = False  # screening.admin unlocks, with an audit event
 AXES_DISABLE_ACCESS_LOG = True  # sign-ins are in the audit trail already
 AXES_VERBOSE = False
-if envbool("BEHIND_TLS_PROXY", False):
-    AXES_CLIENT_IP_CALLABLE = "screening.accounts.forwarded_client_address"
+# The address a sign-in is locked by: the connection's, or behind one of these proxies
+# (addresses or CIDR networks) the one it names in X-Forwarded-For; never a header from anyone
+# else. BEHIND_TLS_PROXY alone trusts a proxy on this host.
+TRUSTED_PROXIES = envlist(
+    "TRUSTED_PROXIES", "127.0.0.1,::1" if envbool("BEHIND_TLS_PROXY", False) else ""
+)
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address.") from _error
+AXES_CLIENT_IP_CALLABLE = "screening.accounts.client_address"
 # API tokens: admins issue them for 1 to API_TOKEN_MAX_DAYS days; a token made outside the
 # admin expires API_TOKEN_DAYS after it was created.
 API_TOKEN_DAYS = envint("API_TOKEN_DAYS", 90)
@@ -360,9 +379,9 @@ LOGGING = {
 # The worker logs through LOGGING too (one format); it writes to stderr, not --logfile.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# /metrics answers these addresses (the connection's, never X-Forwarded-For; networks in
-# CIDR notation) or a scraper sending "Authorization: Bearer METRICS_TOKEN".
-METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+# /metrics, and which readiness check failed and why, answer only a scraper or probe sending
+# "Authorization: Bearer METRICS_TOKEN"; with no token set, nobody. No address is trusted
+# instead: behind a reverse proxy on the same host, everyone arrives from loopback.
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
 
 # The shipped research model the app uses out of the box.

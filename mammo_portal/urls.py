@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from screening import account_views
 from screening.ai.views import evidence, queue, status, versions
 from screening.audit import views as audit
 from screening.intake import views as manage
@@ -18,6 +19,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", account_views.account, name="account"),
     path("worklist/", pages.worklist, name="worklist"),
     path("cases/", pages.case_list, name="case-list"),
     path("cases/<int:case_id>/", pages.case_detail, name="case-detail"),

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from . import accounts, events
+from . import accounts
 from .ai import actions as ai_actions
 from .choices import Role
 from .models import (
@@ -33,6 +33,8 @@ from .models import (
     Image,
     ModelVersion,
     Patient,
+    PendingRole,
+    PendingToken,
     Read,
     Study,
 )
@@ -170,11 +172,13 @@ class AccountAdmin(AdminRoleModelAdmin, UserAdmin):
     filter_horizontal = ()
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        return super().get_queryset(request).prefetch_related("groups")
+        return super().get_queryset(request).prefetch_related("groups", "pending_roles")
 
     @admin.display(description="Roles")
     def roles(self, user: Any) -> str:
-        return ", ".join(sorted(g.name for g in user.groups.all() if g.name in Role.values))
+        waiting = {p.role for p in user.pending_roles.all()}
+        held = sorted(g.name for g in user.groups.all() if g.name in Role.values)
+        return ", ".join(f"{r} (awaits a second admin)" if r in waiting else r for r in held)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A superuser's password set by an admin would hand that admin everything.
@@ -192,7 +196,11 @@ class AccountAdmin(AdminRoleModelAdmin, UserAdmin):
             kwargs["queryset"] = Group.objects.filter(name__in=Role.values).order_by("name")
             kwargs["widget"] = forms.CheckboxSelectMultiple
             kwargs["label"] = "Roles"
-            kwargs["help_text"] = "What the person may do; nobody can change their own roles."
+            kwargs["help_text"] = (
+                "What the person may do; nobody can change their own roles. A radiologist, "
+                "arbitrator or admin role you give works once another admin confirms it "
+                "(under Pending roles)."
+            )
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -213,14 +221,17 @@ class AccountAdmin(AdminRoleModelAdmin, UserAdmin):
             if user is not None:
                 user.refresh_from_db(fields=["password"])
                 if user.password != before:
-                    events.password_set(request.user, user)
+                    accounts.record_password_set(signed_in(request), user)
         return response
 
 
 class IssueTokenForm(forms.Form):
     user = forms.ModelChoiceField(
         queryset=User.objects.filter(is_active=True).order_by("username"),
-        help_text="A token this person already holds stops working.",
+        help_text=(
+            "For yourself, the key is shown now. For anyone else, no key exists until they "
+            "sign in and confirm it (they see it then); their current token works until then."
+        ),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -272,7 +283,10 @@ class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
                 signed_in(request), form.cleaned_data["user"], form.cleaned_data["days"]
             )
             context.update(
-                title="API token issued", issued=issued, holder=form.cleaned_data["user"]
+                title="API token issued",
+                holder=form.cleaned_data["user"],
+                issued=issued if isinstance(issued, accounts.IssuedToken) else None,
+                offered=issued if isinstance(issued, accounts.OfferedToken) else None,
             )
             return TemplateResponse(request, "screening/token_issued.html", context)
         context["title"] = "Issue an API token"
@@ -288,18 +302,24 @@ class ApiTokenAdmin(AdminRoleModelAdmin, TokenAdmin):
 
 @admin.register(AccessAttempt)
 class SignInLockoutAdmin(AdminRoleModelAdmin):
-    """Failed sign-ins by account and address; unlocking clears them, audited."""
+    """Failed sign-ins by (account, address) pair; unlocking clears them, audited."""
 
-    list_display = ("username", "ip_address", "failures_since_start", "locked", "attempt_time")
+    list_display = (
+        "username",
+        "ip_address",
+        "failures_since_start",
+        "locked_until",
+        "attempt_time",
+    )
     fields = list_display
     readonly_fields = list_display
     search_fields = ("username", "ip_address")
     ordering = ("-attempt_time",)
     actions = ["unlock_accounts", "unlock_addresses"]
 
-    @admin.display(boolean=True, description="Locked")
-    def locked(self, attempt: AccessAttempt) -> bool:
-        return accounts.is_locked(attempt)
+    @admin.display(description="Locked until")
+    def locked_until(self, attempt: AccessAttempt) -> Any:
+        return accounts.locked_until(attempt) or "—"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -316,3 +336,56 @@ class SignInLockoutAdmin(AdminRoleModelAdmin):
     def unlock_addresses(self, request: HttpRequest, queryset: Any) -> None:
         count = accounts.unlock_addresses(signed_in(request), queryset)
         self.message_user(request, f"{count} address(es) unlocked.")
+
+
+@admin.register(PendingRole)
+class PendingRoleAdmin(AdminRoleModelAdmin):
+    """Roles an admin gave (or held by an account whose password an admin set) that work only
+    once another admin confirms them; confirming and refusing are audited."""
+
+    list_display = ("user", "role", "reason", "granted_by", "granted_at")
+    fields = list_display
+    readonly_fields = list_display
+    list_filter = ("role", "reason")
+    actions = ["confirm", "refuse"]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("user", "granted_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Confirm these roles (you did not give them)")
+    def confirm(self, request: HttpRequest, queryset: Any) -> None:
+        confirmed, refused = accounts.confirm_roles(signed_in(request), queryset)
+        self.message_user(request, f"{confirmed} role(s) confirmed.")
+        for why in sorted(set(refused)):
+            self.message_user(request, why, messages.ERROR)
+
+    @admin.action(description="Refuse these roles (they are taken away)")
+    def refuse(self, request: HttpRequest, queryset: Any) -> None:
+        refused, skipped = accounts.refuse_roles(signed_in(request), queryset)
+        self.message_user(request, f"{refused} role(s) refused and taken away.")
+        for why in sorted(set(skipped)):
+            self.message_user(request, why, messages.ERROR)
+
+
+@admin.register(PendingToken)
+class PendingTokenAdmin(AdminRoleModelAdmin):
+    """Tokens issued for someone else that wait for their holder; nothing here has a key."""
+
+    list_display = ("user", "issued_by", "issued_at", "days")
+    fields = list_display
+    readonly_fields = list_display
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("user", "issued_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

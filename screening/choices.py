@@ -11,6 +11,17 @@ class Role(models.TextChoices):
     ARBITRATOR = "arbitrator", "Arbitrator"
 
 
+# Roles an admin's grant alone does not give: reading (clinical power) and the admin role,
+# which confirms them (or one admin could make a second and confirm their own grants with it).
+# A second admin confirms each (screening.accounts); the command line gives them at once.
+SECOND_ADMIN_ROLES = (Role.RADIOLOGIST, Role.ARBITRATOR, Role.ADMIN)
+
+
+class PendingReason(models.TextChoices):
+    GRANTED = "granted", "Granted by an admin"
+    PASSWORD_SET = "password_set", "Password set by an admin"
+
+
 class CaseStatus(models.TextChoices):
     AWAITING_AI = "awaiting_ai", "Awaiting AI"
     READY = "ready", "Ready to read"
@@ -219,6 +230,10 @@ class AuditAction(models.TextChoices):
     TOKEN_REVOKED = "token_revoked", "API token revoked"
     LOGIN_LOCKED_OUT = "login_locked_out", "Sign-in locked out"
     LOGIN_UNLOCKED = "login_unlocked", "Sign-in unlocked"
+    ROLE_CONFIRMED = "role_confirmed", "Role confirmed by a second admin"
+    ROLE_REFUSED = "role_refused", "Role refused by a second admin"
+    TOKEN_CONFIRMED = "token_confirmed", "API token confirmed by its holder"
+    TOKEN_REFUSED = "token_refused", "API token refused by its holder"
 
 
 class AuditOutcome(models.TextChoices):

@@ -199,24 +199,60 @@ def upload_request_refused(
     return upload_rejected(actor, [rejection])
 
 
+# What a change made without a request (a management command) is recorded as done by.
+COMMAND_LINE = "command line"
+
+
 def roles_changed(
     actor: Actor,
     user: User,
     before: dict[str, Any],
     after: dict[str, Any],
     created: bool = False,
+    pending: list[str] | None = None,
 ) -> AuditEvent:
-    """Whose roles (or active flag) changed, from what to what: ids and role names only."""
+    """Whose roles (or active flag) changed, from what to what, and which of the roles after
+    wait for a second admin: ids and role names only."""
     return _record(
         actor,
         AuditAction.ROLES_CHANGED,
         user,
+        actor_name="" if actor is not None else COMMAND_LINE,
         user_id=user.pk,
         roles_before=sorted(before["roles"]),
         roles_after=sorted(after["roles"]),
+        roles_pending=sorted(pending or []),
         active_before=before["active"],
         active_after=after["active"],
         created=created,
+    )
+
+
+def role_confirmed(
+    actor: Actor, user: User, role: str, granted_by_id: int | None, reason: str
+) -> AuditEvent:
+    """A second admin (or the command line) put in force a role another admin gave."""
+    return _record(
+        actor,
+        AuditAction.ROLE_CONFIRMED,
+        user,
+        actor_name="" if actor is not None else COMMAND_LINE,
+        user_id=user.pk,
+        role=role,
+        granted_by_id=granted_by_id,
+        reason=reason,
+    )
+
+
+def role_refused(actor: Actor, user: User, role: str, granted_by_id: int | None) -> AuditEvent:
+    """A role that waited for a second admin was taken away instead."""
+    return _record(
+        actor,
+        AuditAction.ROLE_REFUSED,
+        user,
+        user_id=user.pk,
+        role=role,
+        granted_by_id=granted_by_id,
     )
 
 
@@ -225,15 +261,40 @@ def password_set(actor: Actor, user: User) -> AuditEvent:
     return _record(actor, AuditAction.PASSWORD_SET, user, user_id=user.pk)
 
 
-def token_issued(actor: Actor, user: User, expires_at: Any, replaced: bool) -> AuditEvent:
-    """Never the key itself: only whose token, until when, and whether one was replaced."""
+def token_issued(
+    actor: Actor, user: User, expires_at: Any, replaced: bool, pending: bool = False
+) -> AuditEvent:
+    """Never the key itself: only whose token, until when, whether one was replaced, and
+    whether it waits for its holder to confirm it (then it has no key, nor an expiry, yet)."""
     return _record(
         actor,
         AuditAction.TOKEN_ISSUED,
         user,
         user_id=user.pk,
+        expires_at=expires_at.isoformat() if expires_at is not None else None,
+        replaced=replaced,
+        pending=pending,
+    )
+
+
+def token_confirmed(
+    holder: User, issued_by_id: int | None, expires_at: Any, replaced: bool
+) -> AuditEvent:
+    """The holder took a token an admin issued for them; its key was made then."""
+    return _record(
+        holder,
+        AuditAction.TOKEN_CONFIRMED,
+        holder,
+        user_id=holder.pk,
+        issued_by_id=issued_by_id,
         expires_at=expires_at.isoformat(),
         replaced=replaced,
+    )
+
+
+def token_refused(holder: User, issued_by_id: int | None) -> AuditEvent:
+    return _record(
+        holder, AuditAction.TOKEN_REFUSED, holder, user_id=holder.pk, issued_by_id=issued_by_id
     )
 
 

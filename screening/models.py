@@ -31,8 +31,10 @@ from .choices import (
     Modality,
     Outcome,
     OutcomeSource,
+    PendingReason,
     ReadKind,
     RiskBand,
+    Role,
     SourceFormat,
     View,
 )
@@ -677,6 +679,55 @@ class TokenExpiry(models.Model):
 
     def __str__(self) -> str:
         return f"token of user {self.token.user_id} expires {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class PendingRole(models.Model):
+    """A role the account holds (its group) that gives nothing yet: an admin granted it, or
+    set the account's password while it held it, and a second admin has not confirmed it.
+
+    The group alone, without this row, is a role in force: the command line (``bootstrap_demo``,
+    ``confirm_roles``) is the install-time path and needs no second person.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pending_roles"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    granted_at = models.DateTimeField()
+    reason = models.CharField(max_length=20, choices=PendingReason.choices)
+
+    class Meta:
+        ordering = ["granted_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role"], name="pending_role_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} of user {self.user_id}, awaiting a second admin"
+
+
+class PendingToken(models.Model):
+    """An API token an admin issued for someone else: no key exists until its holder signs in
+    and confirms it (the key is then shown to them once), so the admin never holds it. The
+    holder's current token works until then."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="pending_token",
+    )
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    issued_at = models.DateTimeField()
+    days = models.PositiveSmallIntegerField()
+
+    def __str__(self) -> str:
+        return f"API token for user {self.user_id}, awaiting its holder"
 
 
 class ApiToken(TokenProxy):

@@ -1,4 +1,5 @@
-"""Role checks shared by every page and API endpoint: a user's roles are their groups."""
+"""Role checks shared by every page and API endpoint: a user's roles are their groups, less
+any a second admin has yet to confirm (``models.PendingRole``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Group, User
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from .choices import Role
+from .models import PendingRole
 from .reading.pathway import Person
 
 # Who reads cases, and who may view one (its films, heatmaps and exports).
@@ -48,10 +52,27 @@ def roles_of(user: AnyUser) -> frozenset[str]:
         return frozenset()
     cached = getattr(user, "_screening_roles", None)
     if cached is None:
-        cached = frozenset(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
+        pending = PendingRole.objects.filter(user_id=user.pk).values("role")
+        held = user.groups.filter(name__in=Role.values).exclude(name__in=pending)
+        cached = frozenset(held.values_list("name", flat=True))
         # Cached on the user object, which lives as long as the request.
         user._screening_roles = cached  # type: ignore[attr-defined]
     return cached
+
+
+def pending_roles_of(user: AnyUser) -> list[str]:
+    """The roles this user holds that a second admin has yet to confirm."""
+    if not user.is_authenticated:
+        return []
+    return sorted(PendingRole.objects.filter(user_id=user.pk).values_list("role", flat=True))
+
+
+def holders(*roles: str) -> QuerySet[User]:
+    """Active users holding one of ``roles`` in force (not waiting for a second admin): the
+    query twin of ``has_role``."""
+    waiting = PendingRole.objects.filter(user=OuterRef(OuterRef("pk"))).values("role")
+    held = Group.objects.filter(user=OuterRef("pk"), name__in=roles).exclude(name__in=waiting)
+    return get_user_model().objects.filter(Exists(held), is_active=True)
 
 
 def person(user: User) -> Person:

@@ -9,8 +9,6 @@ from the database at scrape time (the source of truth), correct from any process
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 import time
 from collections import defaultdict
@@ -19,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, Min, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -70,27 +67,6 @@ class RequestMetricsMiddleware:
             time.perf_counter() - start
         )
         return response
-
-
-def may_scrape(request: HttpRequest) -> bool:
-    """A scraper at an allowed address (the connection's own, never a forwarded header),
-    or one presenting ``METRICS_TOKEN`` as a bearer token."""
-    token = settings.METRICS_TOKEN
-    presented = request.headers.get("Authorization", "")
-    if token and hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
-        return True
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in ipaddress.ip_network(net, strict=False) for net in _allowed())
-
-
-def _allowed() -> list[str]:
-    value = settings.METRICS_ALLOWED_IPS
-    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
 
 
 def exposition(accept: str | None) -> tuple[bytes, str]:

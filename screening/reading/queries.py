@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
 from ..choices import CaseStatus, ReadKind
 from ..models import Case, Read
-from ..roles import person
+from ..roles import holders, person
 from . import pathway, worklist_pages
 
 
@@ -90,9 +89,7 @@ def visible_reads(user: User, case: Case) -> list[Read]:
 
 def eligible_arbitrators(case: Case) -> int:
     """How many users could arbitrate this case: readers by role who gave neither read."""
-    users = get_user_model().objects.filter(
-        is_active=True, groups__name__in=pathway.ROLES_FOR_KIND[ReadKind.ARBITRATION]
-    )
+    users = holders(*pathway.ROLES_FOR_KIND[ReadKind.ARBITRATION])
     return users.exclude(reads__case=case).distinct().count()
 
 

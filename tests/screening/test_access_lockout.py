@@ -1,4 +1,5 @@
-"""Sign-in throttling: repeated failures lock the account and the address; admins unlock."""
+"""Sign-in throttling: repeated failures lock the pair (account, address), for longer each time;
+admins unlock. Nobody can lock a colleague out from another address."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ GOOD = "correct-horse-battery"
 @pytest.fixture(autouse=True)
 def low_limits(settings):  # type: ignore[no-untyped-def]
     settings.AXES_FAILURE_LIMIT = 3
-    settings.AXES_COOLOFF_TIME = 0.25  # hours: 15 minutes
+    settings.LOGIN_LOCKOUT_MINUTES = 15
+    settings.LOGIN_LOCKOUT_MAX_MINUTES = 120
 
 
 def sign_in(client, username: str, password: str, address: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
@@ -41,9 +43,18 @@ def test_repeated_wrong_passwords_lock_the_account_with_a_clear_page(client, rad
     assert locked.status_code == 429
     assert "Sign-in locked" in locked.content.decode()
     assert "15 minutes" in locked.content.decode()
-    # The right password from another address does not get in while the account is locked.
-    assert sign_in(client, "rad1", GOOD, address="10.0.0.2").status_code == 429
+    # The right password from the same address does not get in while the pair is locked.
+    assert sign_in(client, "rad1", GOOD).status_code == 429
     assert not signed_in(client)
+
+
+def test_an_account_locked_from_one_address_still_signs_in_from_another(client, radiologist):  # type: ignore[no-untyped-def]
+    """Someone guessing a colleague's password elsewhere cannot lock the colleague out."""
+    for _ in range(5):
+        sign_in(client, "rad1", "wrong", address="10.6.6.6")
+    assert sign_in(client, "rad1", GOOD, address="10.6.6.6").status_code == 429
+    assert sign_in(client, "rad1", GOOD, address="10.0.0.2").status_code == 302
+    assert signed_in(client)
 
 
 def test_failures_and_the_lockout_are_audited(client, radiologist):  # type: ignore[no-untyped-def]
@@ -55,17 +66,75 @@ def test_failures_and_the_lockout_are_audited(client, radiologist):  # type: ign
     assert lockout.detail == {"ip_address": "10.0.0.1", "failures": 3}
 
 
-def test_failures_from_one_address_lock_it_for_every_account(client, radiologist):  # type: ignore[no-untyped-def]
+def test_failures_from_one_address_do_not_lock_other_accounts_there(client, radiologist):  # type: ignore[no-untyped-def]
+    """Colleagues behind one address (a ward's proxy) are not locked by one guesser."""
     for name in ("ghost1", "ghost2", "ghost3"):
-        sign_in(client, name, "guess")
+        for _ in range(3):
+            sign_in(client, name, "guess")
+    assert sign_in(client, "ghost1", "guess").status_code == 429
+    assert sign_in(client, "rad1", GOOD).status_code == 302
+
+
+def ago(minutes: float) -> None:
+    """Move every recorded failure ``minutes`` into the past."""
+    AccessAttempt.objects.update(attempt_time=timezone.now() - dt.timedelta(minutes=minutes))
+
+
+def test_each_further_lockout_of_the_pair_lasts_twice_as_long(client, radiologist):  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        sign_in(client, "rad1", "wrong")
+    ago(16)
+    # The first lockout is over; one more wrong try locks the pair again, for 30 minutes.
+    assert sign_in(client, "rad1", "wrong").status_code == 429
+    ago(16)
     assert sign_in(client, "rad1", GOOD).status_code == 429
-    assert sign_in(client, "rad1", GOOD, address="10.0.0.9").status_code == 302
+    ago(31)
+    assert sign_in(client, "rad1", "wrong").status_code == 429  # and now for 60
+    ago(45)
+    locked = sign_in(client, "rad1", GOOD)
+    assert locked.status_code == 429
+    assert "15 minutes" in locked.content.decode()  # what is left of the hour
+    ago(61)
+    assert sign_in(client, "rad1", GOOD).status_code == 302
+
+
+def test_the_delay_stops_growing_at_its_cap(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.LOGIN_LOCKOUT_MAX_MINUTES = 30
+    for _ in range(3):
+        sign_in(client, "rad1", "wrong")
+    for _ in range(4):
+        ago(31)
+        assert sign_in(client, "rad1", "wrong").status_code == 429
+    ago(31)
+    assert sign_in(client, "rad1", GOOD).status_code == 302
+
+
+def test_tries_while_locked_neither_count_nor_extend_the_lockout(client, radiologist):  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        sign_in(client, "rad1", "wrong")
+    ago(10)
+    before = AccessAttempt.objects.values_list("failures_since_start", "attempt_time").get()
+    for _ in range(5):
+        assert sign_in(client, "rad1", "wrong").status_code == 429
+    assert AccessAttempt.objects.values_list("failures_since_start", "attempt_time").get() == before
+    ago(16)
+    assert sign_in(client, "rad1", GOOD).status_code == 302
+
+
+def test_every_lockout_is_audited_once(client, radiologist):  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        sign_in(client, "rad1", "wrong")
+    ago(16)
+    sign_in(client, "rad1", "wrong")
+    sign_in(client, "rad1", "wrong")
+    failures = AuditEvent.objects.filter(action=AuditAction.LOGIN_LOCKED_OUT).order_by("pk")
+    assert [e.detail["failures"] for e in failures] == [3, 4]
 
 
 def test_a_lockout_ends_after_the_cool_off(client, radiologist):  # type: ignore[no-untyped-def]
     for _ in range(3):
         sign_in(client, "rad1", "wrong")
-    AccessAttempt.objects.update(attempt_time=timezone.now() - dt.timedelta(minutes=16))
+    ago(16)
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
@@ -92,7 +161,8 @@ def test_an_admin_unlocks_an_account_and_it_is_audited(client, radiologist, admi
 
 def test_an_admin_unlocks_an_address(client, admin_user):  # type: ignore[no-untyped-def]
     for name in ("ghost1", "ghost2", "ghost3"):
-        sign_in(client, name, "guess", address="10.0.0.7")
+        for _ in range(3):
+            sign_in(client, name, "guess", address="10.0.0.7")
     accounts.unlock_addresses(admin_user, AccessAttempt.objects.filter(username="ghost1"))
     assert not AccessAttempt.objects.filter(ip_address="10.0.0.7").exists()
     event = AuditEvent.objects.get(action=AuditAction.LOGIN_UNLOCKED)
@@ -120,10 +190,56 @@ def test_a_sign_in_without_a_request_is_not_throttled(radiologist):  # type: ign
     assert authenticate(username="rad1", password=GOOD) == radiologist
 
 
-def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw():  # type: ignore[no-untyped-def]
-    request = RequestFactory().get(
-        "/", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9", REMOTE_ADDR="10.0.0.254"
-    )
-    assert accounts.forwarded_client_address(request) == "203.0.113.9"
-    garbled = RequestFactory().get("/", HTTP_X_FORWARDED_FOR="nonsense", REMOTE_ADDR="10.0.0.254")
-    assert accounts.forwarded_client_address(garbled) == "10.0.0.254"
+def address_of(remote: str, forwarded: str | None = None) -> str | None:
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+    return accounts.client_address(RequestFactory().get("/", REMOTE_ADDR=remote, **extra))
+
+
+def test_x_forwarded_for_is_ignored_unless_the_connection_is_a_trusted_proxy(settings):  # type: ignore[no-untyped-def]
+    settings.TRUSTED_PROXIES = ["10.0.0.254"]
+    assert address_of("192.0.2.7", "203.0.113.9") == "192.0.2.7"
+    assert address_of("127.0.0.1", "203.0.113.9") == "127.0.0.1"
+    settings.TRUSTED_PROXIES = []
+    assert address_of("10.0.0.254", "203.0.113.9") == "10.0.0.254"
+
+
+def test_behind_a_trusted_proxy_the_address_is_the_one_it_saw(settings):  # type: ignore[no-untyped-def]
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24", "::1"]
+    # A client may write anything on the left; the proxy appends the address it saw.
+    assert address_of("10.0.0.254", "6.6.6.6, 203.0.113.9") == "203.0.113.9"
+    # Two proxies of ours: the first one that is not ours, read from the right.
+    assert address_of("::1", "6.6.6.6, 203.0.113.9, 10.0.0.3") == "203.0.113.9"
+    assert address_of("10.0.0.254", "nonsense") == "10.0.0.254"
+    assert address_of("10.0.0.254") == "10.0.0.254"
+    assert address_of("::ffff:10.0.0.254", "203.0.113.9") == "203.0.113.9"
+
+
+def test_a_forged_header_cannot_spread_one_guesser_over_many_pairs(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.TRUSTED_PROXIES = ["10.0.0.254"]
+    for n in range(3):
+        client.post(
+            reverse("login"),
+            {"username": "rad1", "password": "wrong"},
+            REMOTE_ADDR="192.0.2.7",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        )
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"192.0.2.7"}
+    assert sign_in(client, "rad1", GOOD, address="192.0.2.7").status_code == 429
+
+
+def test_behind_a_trusted_proxy_one_clients_lockout_spares_another(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+
+    def through_proxy(client_address: str, password: str):  # type: ignore[no-untyped-def]
+        return client.post(
+            reverse("login"),
+            {"username": "rad1", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=client_address,
+        )
+
+    for _ in range(3):
+        through_proxy("198.51.100.66", "wrong")
+    assert through_proxy("198.51.100.66", GOOD).status_code == 429
+    assert through_proxy("203.0.113.9", GOOD).status_code == 302
+    assert AccessAttempt.objects.get().ip_address == "198.51.100.66"

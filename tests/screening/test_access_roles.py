@@ -70,6 +70,7 @@ def test_granting_a_role_is_audited_with_ids_and_role_names(client, account_admi
         "user_id": roleless.pk,
         "roles_before": [],
         "roles_after": [Role.RADIOLOGIST],
+        "roles_pending": [Role.RADIOLOGIST],
         "active_before": True,
         "active_after": True,
         "created": False,

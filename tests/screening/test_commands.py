@@ -5,11 +5,12 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from screening.choices import CaseStatus, Outcome, Role, SourceFormat
-from screening.models import AuditEvent, Case, Image, Study
+from screening.models import AuditEvent, Case, Image, PendingRole, Study
+from screening.roles import roles_of
 from tests.conftest import SHARED
 
 
@@ -80,3 +81,14 @@ def test_import_studies_imports_each_sub_folder_as_a_study(tmp_path, admin_user)
     assert "Imported 2 studies; 1 refused" in output
     assert Study.objects.get(accession_number="ACC-A").images.count() == 2
     assert not Study.objects.filter(accession_number="ACC-C").exists()
+
+
+@pytest.mark.django_db
+def test_bootstrap_demo_users_act_at_once_and_their_roles_are_audited():  # type: ignore[no-untyped-def]
+    """The install-time path: no second admin exists yet to confirm anything."""
+    run("bootstrap_demo", "--cases", "0", "--size", "96")
+    radiologist = get_user_model().objects.get(username="radiologist")
+    assert roles_of(radiologist) == {"radiologist"} and not PendingRole.objects.exists()
+    granted = AuditEvent.objects.filter(action="roles_changed", actor_name="command line")
+    assert granted.count() == 5
+    assert granted.get(object_id=str(radiologist.pk)).detail["roles_after"] == ["radiologist"]

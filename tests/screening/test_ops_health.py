@@ -1,4 +1,5 @@
-"""/healthz and /readyz: no login, no data; readiness names the check that failed."""
+"""/healthz and /readyz: no login, no data; readiness names the check that failed to whoever
+presents the operations token (``METRICS_TOKEN``), and only ready or not to anyone else."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from screening.ops import health
 from tests.factories import ModelVersionFactory
 
 CHECKS = {"database", "broker", "storage", "inference_workers", "model_artifact"}
+TOKEN = "a-long-operations-token"
+
+
+@pytest.fixture(autouse=True)
+def ops_token(settings):  # type: ignore[no-untyped-def]
+    settings.METRICS_TOKEN = TOKEN
 
 
 @pytest.fixture
@@ -61,7 +68,7 @@ def ready(filesystem_broker, active_artifact):  # type: ignore[no-untyped-def]
 
 
 def readyz(client, query: str = ""):  # type: ignore[no-untyped-def]
-    response = client.get(reverse("readyz") + query)
+    response = client.get(reverse("readyz") + query, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     return response, response.json()
 
 
@@ -78,8 +85,8 @@ def test_healthz_answers_ok_without_touching_the_database(client):  # type: igno
 
 def test_probes_answer_an_address_that_sign_ins_have_locked_out(client, settings, db):  # type: ignore[no-untyped-def]
     settings.AXES_FAILURE_LIMIT = 2
-    for name in ("ghost1", "ghost2", "ghost3"):
-        client.post(reverse("login"), {"username": name, "password": "x"}, REMOTE_ADDR="10.0.0.5")
+    for _ in range(3):
+        client.post(reverse("login"), {"username": "a", "password": "x"}, REMOTE_ADDR="10.0.0.5")
     assert (
         client.post(
             reverse("login"), {"username": "a", "password": "b"}, REMOTE_ADDR="10.0.0.5"
@@ -234,7 +241,7 @@ def test_readiness_answers_name_no_path_host_or_id(client, ready, settings, tmp_
     (tmp_path / "a-file").write_text("")
     settings.MEDIA_ROOT = tmp_path / "a-file" / "media"
     point_app_at("redis://127.0.0.1:1/0", {})
-    response = client.get(reverse("readyz"))
+    response, _ = readyz(client)
     assert response.status_code == 503
     assert not re.search(r"[/\\\d]|127|redis", response.content.decode())
 
@@ -249,3 +256,20 @@ def test_readyz_runs_only_the_checks_asked_for(client, ready, settings, tmp_path
 def test_readyz_refuses_an_unknown_check(client, ready):  # type: ignore[no-untyped-def]
     response = client.get(reverse("readyz"), {"check": "everything"})
     assert response.status_code == 400
+
+
+def test_without_the_token_readiness_says_only_ready_or_not(client, ready, settings, tmp_path):  # type: ignore[no-untyped-def]
+    """A probe needs the status code; which part failed, and why, is for the operator."""
+    assert client.get(reverse("readyz")).json() == {"status": "ok"}
+    shutil.rmtree(tmp_path / "model")
+    for credentials in ({}, {"HTTP_AUTHORIZATION": "Bearer a-guess"}, {"REMOTE_ADDR": "::1"}):
+        response = client.get(reverse("readyz"), **credentials)
+        assert response.status_code == 503
+        assert response.json() == {"status": "failed"}
+
+
+def test_without_a_configured_token_nobody_sees_the_checks(client, ready, settings):  # type: ignore[no-untyped-def]
+    settings.METRICS_TOKEN = None
+    for header in ("Bearer ", "Bearer None", ""):
+        response = client.get(reverse("readyz"), HTTP_AUTHORIZATION=header)
+        assert response.json() == {"status": "ok"}

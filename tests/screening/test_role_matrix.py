@@ -47,6 +47,7 @@ MATRIX = [
         lambda o: reverse("login"),
         {ANON: 200, RAD: 302, ARB: 302, ADMIN: 302, AUD: 302, NONE: 302},
     ),
+    ("account", "get", lambda o: reverse("account"), page({RAD, ARB, ADMIN, AUD, NONE})),
     ("worklist", "get", lambda o: reverse("worklist"), page({RAD, ARB})),
     ("case list", "get", lambda o: reverse("case-list"), page({AUD})),
     (
@@ -214,10 +215,11 @@ MATRIX = [
         lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
         api({RAD, ARB, AUD}),
     ),
-    # Probes and the scraper need no login; no model version is active here, so not ready.
+    # Probes need no login (no model version is active here, so not ready); the scraper needs
+    # the metrics token, which no role's session stands in for.
     ("healthz", "get", lambda o: reverse("healthz"), dict.fromkeys(ROLES, 200)),
     ("readyz", "get", lambda o: reverse("readyz"), dict.fromkeys(ROLES, 503)),
-    ("metrics", "get", lambda o: reverse("metrics"), dict.fromkeys(ROLES, 200)),
+    ("metrics", "get", lambda o: reverse("metrics"), dict.fromkeys(ROLES, 403)),
 ]
 
 

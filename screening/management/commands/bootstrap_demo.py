@@ -19,6 +19,7 @@ from ml.synthetic import screening_study
 from screening.choices import Role
 from screening.models import Case, ModelVersion
 
+from ... import accounts
 from ...ai import actions as ai_actions
 from ...intake import actions as intake_actions
 
@@ -55,13 +56,17 @@ class Command(BaseCommand):
             self.stdout.write(f"  {role:<12} {name:<14} {password}")
 
     def _user(self, name: str, role: str) -> tuple[str, str, str]:
+        """The command line is the install-time path: its roles act at once (no second
+        admin to confirm them), and each change is audited as done from the command line."""
         user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(username=name)
+        user, created = user_model.objects.get_or_create(username=name)
+        before = None if created else accounts.stored_access(user.pk)
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.is_staff = role == Role.ADMIN
         user.save()
         user.groups.add(Group.objects.get(name=role))
+        accounts.record_access_change(None, user, before)
         if role == Role.ADMIN:
             user.user_permissions.add(
                 *Permission.objects.filter(
