@@ -246,7 +246,7 @@ def _evidence_bands(bands: dict[str, Any]) -> list[str]:
     ev = {"bands": bands}
     return [
         "",
-        f"Bands, {_fitted_on(bands)} (figures are for a score at or above the band's start):",
+        f"Bands, {_fitted_on(bands)}; the figures are for a score at or above the band's start:",
         "",
         "| band | from score | sensitivity | specificity | on validation films |",
         "|---|---|---|---|---|",
