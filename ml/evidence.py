@@ -37,7 +37,7 @@ class Gates:
     AUC 0.75); a heat map must beat, by a paired test, both the brightest point of the
     film and the best of ten re-initialised copies of the network, and must change when
     the weights do (Adebayo et al. 2018); marks must beat the brightest spots the same
-    way. A site may make a gate stricter (``MAMMO_*`` settings), never looser.
+    way. A site may make a gate stricter (the ``AI_*`` gate settings), never looser.
     """
 
     triage_min_auc: float = 0.75
