@@ -7,6 +7,7 @@ names PostgreSQL and Redis through ``DATABASE_URL`` and ``CELERY_BROKER_URL``.
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -274,7 +275,7 @@ AI_GATE_SETTINGS = {
 }
 
 
-def _gate_setting(field: str) -> float:
+def _gate_setting(field: str) -> Any:  # an int or a float, as the floor's field is
     floor = getattr(FLOOR, field)
     read = envint if isinstance(floor, int) else envfloat
     return read(AI_GATE_SETTINGS[field], floor)

@@ -250,7 +250,7 @@ def heatmap_gate(evidence: Evidence, gates: Gates = FLOOR) -> Verdict:
     a paired test, so that one film's luck or one lucky seed decides nothing."""
     rule = heatmap_rule(gates)
     hm = _part(evidence, "heatmap")
-    rw = hm.get("random_weights") if isinstance(hm.get("random_weights"), Mapping) else {}
+    rw = _part(hm, "random_weights")
     trained = _hits(hm.get("trained_hits"))
     n = len(trained) if trained is not None else None
     baseline = _hits(hm.get("baseline_hits"), n)
@@ -308,7 +308,7 @@ def marks_gate(evidence: Evidence, gates: Gates = FLOOR) -> Verdict:
     brightest-spot baseline's, paired, as for the heat map."""
     rule = marks_rule(gates)
     mk = _part(evidence, "marks")
-    found = mk.get("found_at_1_fp") if isinstance(mk.get("found_at_1_fp"), Mapping) else {}
+    found = _part(mk, "found_at_1_fp")
     model = _hits(found.get("model"))
     baseline = _hits(found.get("baseline"), len(model) if model is not None else None)
     if not mk:

@@ -12,6 +12,7 @@ from django.db.models import Q
 from rest_framework.authtoken.models import TokenProxy
 
 from ml import evidence
+from ml.evidence import Verdict
 
 from .choices import (
     READABLE_STATUSES,
@@ -405,7 +406,7 @@ class ModelVersion(models.Model):
         return _reason(evidence.marks_gate(self.evidence, settings.AI_GATES))
 
     @property
-    def gates(self) -> list[evidence.Verdict]:
+    def gates(self) -> list[Verdict]:
         """Every gate with its rule, the figures it was judged on and the outcome."""
         return evidence.gates_verdicts(self.evidence, settings.AI_GATES)
 
@@ -425,7 +426,7 @@ class ModelVersion(models.Model):
         return [self.band_description(band) for band in ("high", "intermediate", "low")]
 
 
-def _reason(verdict: evidence.Verdict) -> str:
+def _reason(verdict: Verdict) -> str:
     return f"{verdict.figures}. {verdict.reason}"
 
 

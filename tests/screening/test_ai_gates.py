@@ -116,3 +116,31 @@ def test_the_models_page_shows_the_sites_stricter_rule(client, auditor, settings
     assert "Film AUC at least 0.90" in page and "on at least 150 abnormal films" in page
     assert "the AUC is below 0.90; 120 abnormal films are too few to tell (150 needed)" in page
     assert not version.validated_for_triage
+
+
+def test_re_registering_after_a_site_tightens_a_gate_puts_its_cases_in_waiting_order(
+    tiny_artifact, tmp_path, radiologist, settings
+):  # type: ignore[no-untyped-def]
+    import json
+    import shutil
+    from pathlib import Path
+
+    from screening.ai import actions as ai_actions
+    from screening.reading import queries as reading_queries
+    from tests.screening.test_ai_evidence import case_scored_by
+
+    artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["evidence"] = validated_evidence(manifest["threshold"])
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    version = ai_actions.register_model_version(None, str(artifact), activate=True)
+    old = case_scored_by(version, 0.2, hours_ago=9)
+    new = case_scored_by(version, 0.9, hours_ago=1)
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [new.pk, old.pk]
+    settings.AI_GATES = Gates(triage_min_auc=0.9)  # the site restarts with a stricter gate
+    ai_actions.register_model_version(None, str(artifact))  # as scripts/run does at start
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [old.pk, new.pk]
+    settings.AI_GATES = Gates()
+    assert ai_actions.rekey_under_site_gates(version) == 2
+    assert [c.pk for c in reading_queries.worklist(radiologist)] == [new.pk, old.pk]
+    assert ai_actions.rekey_under_site_gates(version) == 0  # nothing on the wrong side
