@@ -8,15 +8,18 @@ records the figures in the manifest; the app judges those figures against its si
 can make a gate stricter and a stored "passed" flag is never taken on trust. An artifact
 without the figures a gate needs (an older one) passes nothing.
 
-The functions the app calls are pure NumPy (SciPy for the exact binomial test) and never
-import TensorFlow; the fitting functions import scikit-learn lazily.
+The functions the app calls are pure NumPy and Python (the exact binomial test is summed in
+integers) and never import TensorFlow or SciPy; the fitting functions import scikit-learn
+lazily.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -118,14 +121,15 @@ def one_sided_p(wins: int, losses: int) -> float:
 
     ``wins``: films only the first method gets right, ``losses``: films only the second
     does. Under "neither is better" each discordant film is a fair coin, so the p-value is
-    P(X >= wins) for X ~ Binomial(wins + losses, 1/2); 1 when no film is discordant.
+    P(X >= wins) for X ~ Binomial(wins + losses, 1/2); 1 when no film is discordant. The
+    same figure as ``scipy.stats.binomtest(wins, n, 0.5, alternative="greater")`` (a test
+    holds them equal), summed in integers so the web process need not import SciPy.
     """
     n = int(wins) + int(losses)
     if n == 0:
         return 1.0
-    from scipy.stats import binomtest
-
-    return float(binomtest(int(wins), n, 0.5, alternative="greater").pvalue)
+    tail = sum(math.comb(n, k) for k in range(int(wins), n + 1))
+    return float(Fraction(tail, 2**n))
 
 
 def paired_test(first: Sequence[Any], second: Sequence[Any]) -> dict[str, Any]:

@@ -152,7 +152,10 @@ def test_the_paired_test_is_the_exact_one_sided_binomial_on_discordant_films():
     assert one_sided_p(0, 0) == 1.0
     assert one_sided_p(1, 0) == pytest.approx(0.5)
     assert one_sided_p(5, 0) == pytest.approx(1 / 32)
-    assert one_sided_p(10, 2) == pytest.approx(binomtest(10, 12, alternative="greater").pvalue)
+    for n in range(1, 61):
+        for wins in range(n + 1):
+            expected = binomtest(wins, n, 0.5, alternative="greater").pvalue
+            assert one_sided_p(wins, n - wins) == pytest.approx(expected, rel=1e-9, abs=1e-15)
     # concordant films carry no information: only the discordant ones count
     test = paired_test([1, 1, 0, 0, 1], [1, 0, 0, 1, 0])
     assert (test["wins"], test["losses"]) == (2, 1)
@@ -339,7 +342,12 @@ def test_an_artifact_without_evidence_shows_nothing(evidence):
 def test_the_app_side_never_imports_tensorflow_or_scikit_learn():
     code = (
         "import sys, ml.evidence, ml.marks; "
-        "print('tensorflow' in sys.modules or 'sklearn' in sys.modules)"
+        "h = lambda n, k: [1] * k + [0] * (n - k); "
+        "ev = {'heatmap': {'trained_hits': h(30, 20), 'baseline_hits': h(30, 4), "
+        "'random_weights': {'hits': [h(30, 3)] * 10, 'rank_correlation': [0.1] * 10}}, "
+        "'marks': {'found_at_1_fp': {'model': h(31, 25), 'baseline': h(31, 5)}}}; "
+        "assert ml.evidence.heatmap_passed(ev) and ml.evidence.marks_passed(ev); "
+        "print(any(m in sys.modules for m in ('tensorflow', 'sklearn', 'scipy.stats')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
