@@ -144,3 +144,22 @@ def test_re_registering_after_a_site_tightens_a_gate_puts_its_cases_in_waiting_o
     assert ai_actions.rekey_under_site_gates(version) == 2
     assert [c.pk for c in reading_queries.worklist(radiologist)] == [new.pk, old.pk]
     assert ai_actions.rekey_under_site_gates(version) == 0  # nothing on the wrong side
+
+
+def test_the_api_lists_each_versions_gates_judged_under_the_sites_settings(  # type: ignore[no-untyped-def]
+    api, auditor, settings
+):
+    good = ModelVersionFactory(evidence=validated_evidence())
+    bad = ModelVersionFactory(evidence=unvalidated_evidence())
+    api.force_authenticate(auditor)
+    rows = {row["id"]: row for row in api.get("/api/model-versions/").json()["results"]}
+    assert [g["passed"] for g in rows[good.pk]["gates"]] == [True, True, True]
+    assert rows[good.pk]["shows_heatmaps"] is True and rows[good.pk]["shows_marks"] is True
+    triage = rows[bad.pk]["gates"][0]
+    assert triage["name"].startswith("Triage") and triage["passed"] is False
+    assert "17 abnormal films are too few to tell" in triage["reason"]
+    assert "17 of them abnormal" in triage["figures"] and "at least 30" in triage["rule"]
+    assert rows[bad.pk]["validated_for_triage"] is False
+    settings.AI_GATES = Gates(triage_min_auc=0.9)
+    row = next(r for r in api.get("/api/model-versions/").json()["results"] if r["id"] == good.pk)
+    assert row["validated_for_triage"] is False and not row["gates"][0]["passed"]
