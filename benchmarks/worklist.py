@@ -47,8 +47,17 @@ from screening.models import (  # noqa: E402
 # A version validated for triage, with exam-score deciles and bands: the worklist then
 # orders by score and each row shows "7/10 · High", the heavier of the two renderings.
 VALIDATED = {
-    "schema": 1,
-    "film_auc": {"auc": 0.86, "ci95": [0.8, 0.91], "films": 400, "women": 200, "method": "-"},
+    "schema": 2,
+    "film_auc": {
+        "auc": 0.86,
+        "ci95": [0.8, 0.91],
+        "films": 400,
+        "abnormal_films": 120,
+        "normal_films": 280,
+        "women": 200,
+        "held_out": True,
+        "method": "-",
+    },
     "triage": {"validated": True, "reason": "benchmark"},
     "exam_score": {"normal_films": 200, "cuts": [0.1 * i for i in range(1, 10)]},
     "calibration": {"method": "isotonic", "films": 400, "scores": [0, 1], "probabilities": [0, 1]},

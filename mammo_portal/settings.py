@@ -8,9 +8,12 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from ml.evidence import FLOOR, Gates
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MAMMO_VAR_DIR", BASE_DIR / "var"))
@@ -27,6 +30,11 @@ def envbool(name: str, default: bool) -> bool:
 def envint(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 def envlist(name: str, default: str) -> list[str]:
@@ -272,6 +280,35 @@ DICOM_DEID_KEY = envsecret("DICOM_DEID_KEY") or SECRET_KEY
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
 # Smaller images are not scored (the AI result fails with the reason): no mammogram is this small.
 AI_MIN_IMAGE_SIDE = envint("AI_MIN_IMAGE_SIDE", 32)
+# The evidence gates (ml/evidence.py): what a version's recorded figures must reach before its
+# score ranks cases, its heat maps or its marks are shown. Unset, each is the floor a
+# clinician would accept; a site may make a gate stricter, never looser.
+AI_GATE_SETTINGS = {
+    "triage_min_auc": "AI_TRIAGE_MIN_AUC",
+    "triage_min_auc_lower": "AI_TRIAGE_MIN_AUC_LOWER",
+    "triage_min_abnormal_films": "AI_TRIAGE_MIN_ABNORMAL_FILMS",
+    "heatmap_min_seeds": "AI_HEATMAP_MIN_SEEDS",
+    "heatmap_max_median_correlation": "AI_HEATMAP_MAX_CORRELATION",
+    "marks_min_sensitivity": "AI_MARKS_MIN_SENSITIVITY",
+    "max_p": "AI_GATE_MAX_P",
+}
+
+
+def _gate_setting(field: str) -> Any:  # an int or a float, as the floor's field is
+    floor = getattr(FLOOR, field)
+    read = envint if isinstance(floor, int) else envfloat
+    return read(AI_GATE_SETTINGS[field], floor)
+
+
+AI_GATES = Gates(**{field: _gate_setting(field) for field in AI_GATE_SETTINGS})
+if _looser := AI_GATES.looser_than(FLOOR):
+    raise ImproperlyConfigured(
+        "A site may make an AI gate stricter, never looser: "
+        + "; ".join(
+            f"{AI_GATE_SETTINGS[f]}={getattr(AI_GATES, f)} is looser than {getattr(FLOOR, f)}"
+            for f in _looser
+        )
+    )
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
 

@@ -9,9 +9,12 @@ artifact was trained on, only its test patients are evaluated; on any other mini
 folder every film is (``--split auto``, the default).
 
 On mini-MIAS it also measures what the app may show (``ml.evidence``): film AUC with a CI
-over women, calibration, exam-score deciles and bands fitted on the validation women, the
-heat-map randomisation test against a brightest-spot baseline, and the FROC of the region
-marks. ``--write-evidence`` records them in the artifact's manifest and model card.
+over women, calibration, exam-score deciles and bands fitted on the validation women (only
+on the artifact's own folder with the test split: anywhere else the validation women are
+not apart from the films the AUC is reported on, so nothing is fitted, and it says why),
+the heat-map randomisation test against a brightest-spot baseline and ten random copies,
+and the FROC of the region marks, each with its per-film hits and its verdict under the
+default gates. ``--write-evidence`` records them in the artifact's manifest and model card.
 
 This module is the command only: the figures are ``ml.evaluation``'s, the evidence
 ``ml.evidence_measurement``'s, the held-out films ``ml.selection``'s.
@@ -50,10 +53,13 @@ def _print_evidence(ev: dict[str, Any], seconds: float) -> None:
     print(f"  triage: {ev['triage']['reason']}")
     print(f"  heat map: {hm['reason']}")
     print(f"  marks: {mk['reason']}")
-    b = ev["bands"]
-    print(
-        f"  bands: intermediate from {b['intermediate_from']:.3f}, high from {b['high_from']:.3f}"
-    )
+    if b := ev.get("bands"):
+        print(
+            f"  bands (fitted on {b['films']} validation films): intermediate from "
+            f"{b['intermediate_from']:.3f}, high from {b['high_from']:.3f}"
+        )
+    else:
+        print(f"  calibration, exam score, bands: {ev['calibration_not_fitted']}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,11 @@
 """Measure what the app may show, on scored films: the manifest's ``evidence`` block.
 
-Film AUC with a CI over women, calibration, exam-score deciles and bands (fitted on the
-validation women), the heat-map randomisation test against a brightest-spot baseline
-(Adebayo et al. 2018) and the FROC of the region marks. The verdicts and the rules behind
-them are ``ml.evidence``'s; ``write_evidence`` records the block in an artifact.
+Film AUC with a CI over women and its abnormal-film count, calibration, exam-score deciles
+and bands (fitted on validation women only, never on the films the AUC is reported on), the
+heat-map randomisation test against a brightest-spot baseline (Adebayo et al. 2018) and the
+FROC of the region marks. Per-film (and per-lesion) hits are recorded so that the app can
+recompute the paired tests under its own gates. The gates are ``ml.evidence``'s;
+``write_evidence`` records the block in an artifact.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from ml.evidence import (
     calibration_evidence,
     exam_score_evidence,
     film_auc_evidence,
-    heatmap_verdict,
-    marks_verdict,
+    heatmap_gate,
+    marks_gate,
     rank_correlation,
-    triage_verdict,
+    triage_gate,
 )
 from ml.marks import (
     MAX_MARKS,
     brightest_point_marks,
     froc,
     froc_steps,
+    lesions_found,
     region_marks,
     sensitivity_at,
 )
@@ -43,7 +46,7 @@ from ml.predictor import Predictor
 from ml.selection import FilmSelection
 
 HEAT_GRID = 64  # maps are compared on a 64 x 64 grid: fine enough, cheap to rank
-RANDOM_SEEDS = (1, 2, 3)
+RANDOM_SEEDS = tuple(range(1, 11))  # the heat-map gate needs at least ten
 
 
 @dataclass
@@ -152,7 +155,7 @@ def randomisation_test(
     The same tiling and Grad-CAM run with re-initialised weights; a map that localises as
     well, or ranks the breast's pixels the same way, reflects the image and not training.
     """
-    peaks, correlations = [], []
+    peaks, correlations, all_hits = [], [], []
     for seed in seeds:
         random_predictor = Predictor(reinitialised(predictor.model, seed), predictor.manifest)
         hits, corr = [], []
@@ -164,63 +167,87 @@ def randomisation_test(
                 corr.append(rank_correlation(rec.heat, _grid(pred.heatmap), rec.mask))
         peaks.append(float(np.mean(hits)) if hits else float("nan"))
         correlations.append(float(np.mean(corr)) if corr else float("nan"))
-    return {"seeds": list(seeds), "peak_in_lesion": peaks, "rank_correlation": correlations}
+        all_hits.append([int(h) for h in hits])
+    return {
+        "seeds": list(seeds),
+        "peak_in_lesion": peaks,
+        "rank_correlation": correlations,
+        "hits": all_hits,
+    }
+
+
+def _baseline_hit(r: FilmRecord) -> bool:
+    return bool(r.baseline) and inside_circles(r.lesions, (r.baseline[0].row, r.baseline[0].col))
 
 
 def heatmap_evidence(
     predictor: Any, records: Sequence[FilmRecord], seeds: Sequence[int] = RANDOM_SEEDS
 ) -> dict[str, Any]:
-    """Trained map against the brightest-spot baseline, a random point and random weights."""
+    """Trained map against the brightest-spot baseline, a random point and random weights,
+    with each film's hit recorded for the paired tests (``ml.evidence.heatmap_gate``)."""
     lesion = [r for r in records if r.lesions]
     random_weights = randomisation_test(predictor, lesion, seeds)
+    trained = [int(inside_circles(r.lesions, r.peak)) for r in lesion]
+    baseline = [int(_baseline_hit(r)) for r in lesion]
 
-    def share(hit: Any) -> float:
-        return float(np.mean([hit(r) for r in lesion])) if lesion else float("nan")
+    def share(hits: Sequence[float]) -> float:
+        return float(np.mean(hits)) if len(hits) else float("nan")
 
-    trained = share(lambda r: inside_circles(r.lesions, r.peak))
-    baseline = share(
-        lambda r: (
-            bool(r.baseline) and inside_circles(r.lesions, (r.baseline[0].row, r.baseline[0].col))
-        )
-    )
-    passed, reason = heatmap_verdict(
-        trained, baseline, random_weights["peak_in_lesion"], random_weights["rank_correlation"]
-    )
-    return {
-        "passed": passed,
-        "reason": reason,
+    block: dict[str, Any] = {
         "films": len(lesion),
-        "trained_peak_in_lesion": trained,
-        "baseline_peak_in_lesion": baseline,
-        "random_point_in_lesion": share(lambda r: r.lesion_share),
+        "film_refs": [r.film.refnum for r in lesion],
+        "trained_hits": trained,
+        "baseline_hits": baseline,
+        "trained_peak_in_lesion": share(trained),
+        "baseline_peak_in_lesion": share(baseline),
+        "random_point_in_lesion": share([r.lesion_share for r in lesion]),
         "random_weights": random_weights,
     }
+    verdict = heatmap_gate({"heatmap": block})
+    return {"passed": verdict.passed, "reason": f"{verdict.figures}. {verdict.reason}"} | block
 
 
 def marks_evidence(records: Sequence[FilmRecord]) -> dict[str, Any]:
-    """FROC of the model's marks against the brightest-spot marks, on the same films."""
+    """FROC of the model's marks against the brightest-spot marks, on the same films, with
+    each lesion's find at one false mark per image recorded for the paired test."""
     usable = [r for r in records if r.usable]
     lesions = [r.lesions for r in usable]
-    points = froc([r.marks[:MAX_MARKS] for r in usable], lesions)
-    base = froc([r.baseline[:MAX_MARKS] for r in usable], lesions)
-    at_1 = sensitivity_at(points, 1.0)
-    base_at_1 = sensitivity_at(base, 1.0)
-    passed, reason = marks_verdict(at_1, base_at_1)
-    return {
-        "passed": passed,
-        "reason": reason,
+    model = [r.marks[:MAX_MARKS] for r in usable]
+    brightest = [r.baseline[:MAX_MARKS] for r in usable]
+    points = froc(model, lesions)
+    base = froc(brightest, lesions)
+    block: dict[str, Any] = {
         "films": len(usable),
         "lesions": sum(len(ls) for ls in lesions),
         "max_per_image": MAX_MARKS,
         "froc": {
             "sensitivity_at_0_5_fp": sensitivity_at(points, 0.5),
-            "sensitivity_at_1_fp": at_1,
+            "sensitivity_at_1_fp": sensitivity_at(points, 1.0),
             "points": [[float(f), float(s)] for f, s in froc_steps(points)],
         },
         "baseline_froc": {
             "sensitivity_at_0_5_fp": sensitivity_at(base, 0.5),
-            "sensitivity_at_1_fp": base_at_1,
+            "sensitivity_at_1_fp": sensitivity_at(base, 1.0),
         },
+        "found_at_1_fp": {
+            "model": [int(f) for f in lesions_found(model, lesions, 1.0)],
+            "baseline": [int(f) for f in lesions_found(brightest, lesions, 1.0)],
+        },
+    }
+    verdict = marks_gate({"marks": block})
+    return {"passed": verdict.passed, "reason": f"{verdict.figures}. {verdict.reason}"} | block
+
+
+def fitted_evidence(records: Sequence[FilmRecord], target: str) -> dict[str, Any]:
+    """Calibration, exam-score deciles and bands on validation films, each saying so."""
+    y = to_target([r.film.label for r in records], target)
+    p = np.array([r.probability for r in records])
+    on = {"fitted_on": "validation", "women": len({r.film.patient for r in records})}
+    positives = "abnormal films" if target == "abnormal" else "cancers"
+    return {
+        "calibration": calibration_evidence(y, p) | on,
+        "exam_score": exam_score_evidence(y, p) | on,
+        "bands": band_evidence(y, p, positives) | on,
     }
 
 
@@ -236,27 +263,27 @@ def build_evidence(
     target = predictor.manifest.target
     by_ref = {r.film.refnum: r for r in records}
     tested = [by_ref[f.refnum] for f in selection.evaluate]
-    fitted = [by_ref[f.refnum] for f in selection.fit]
     y_t = to_target([r.film.label for r in tested], target)
     p_t = np.array([r.probability for r in tested])
     groups = np.array([r.film.patient for r in tested])
-    film_auc = film_auc_evidence(y_t, p_t, groups, n_boot, selection.method)
-    y_f = to_target([r.film.label for r in fitted], target)
-    p_f = np.array([r.probability for r in fitted])
-    positives = "abnormal films" if target == "abnormal" else "cancers"
+    film_auc = film_auc_evidence(y_t, p_t, groups, n_boot, selection.method, selection.held_out)
+    triage = triage_gate({"film_auc": film_auc})
     lesion = [r for r in records if r.lesions][:max_lesion_films]
-    return {
+    evidence: dict[str, Any] = {
         "schema": SCHEMA,
         "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": target,
         "data": selection.description,
         "film_auc": film_auc,
-        "triage": triage_verdict(film_auc, held_out=selection.held_out),
-        "calibration": calibration_evidence(y_f, p_f),
-        "exam_score": exam_score_evidence(y_f, p_f),
-        "bands": band_evidence(y_f, p_f, positives),
-        "heatmap": heatmap_evidence(predictor, lesion, seeds),
-        "marks": marks_evidence(records),
+        "triage": {"validated": triage.passed, "reason": f"{triage.figures}. {triage.reason}"},
     }
+    if fit := selection.calibration_films:
+        evidence |= fitted_evidence([by_ref[f.refnum] for f in fit], target)
+    else:
+        evidence["calibration_not_fitted"] = selection.no_calibration_reason
+    evidence["heatmap"] = heatmap_evidence(predictor, lesion, seeds)
+    evidence["marks"] = marks_evidence(records)
+    return evidence
 
 
 def write_evidence(artifact: str | Path, evidence: dict[str, Any]) -> None:

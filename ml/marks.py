@@ -206,3 +206,32 @@ def sensitivity_at(points: Sequence[tuple[float, float]], false_per_image: float
     """Best lesion sensitivity reached with at most ``false_per_image`` false marks."""
     ok = [s for f, s in points if f <= false_per_image + 1e-12]
     return float(max(ok)) if ok else 0.0
+
+
+def lesions_found(
+    marks: Sequence[Sequence[RegionMark]],
+    lesions: Sequence[Sequence[Circle]],
+    false_per_image: float,
+) -> list[bool]:
+    """Which lesions (in order, image by image) the marks find at ``sensitivity_at``'s
+    operating point: the lowest score threshold with at most ``false_per_image`` false
+    marks per image. Recorded so two markers can be compared lesion by lesion."""
+    n_images = len(marks)
+    flat = [
+        (m.score, i, _hits(m, lesions[i])) for i, per_image in enumerate(marks) for m in per_image
+    ]
+    flat.sort(key=lambda t: -t[0])
+    found: set[tuple[int, int]] = set()
+    taken: set[tuple[int, int]] = set()
+    false = 0
+    for k, (score, image, hit) in enumerate(flat):
+        if hit:
+            taken.update((image, j) for j in hit)
+        else:
+            false += 1
+        if k + 1 < len(flat) and flat[k + 1][0] == score:
+            continue  # one threshold admits all marks of equal score together
+        if false / max(n_images, 1) > false_per_image + 1e-12:
+            break
+        found = set(taken)
+    return [(i, j) in found for i, per_image in enumerate(lesions) for j in range(len(per_image))]

@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ml.evidence import band_description
+from ml.evidence import (
+    band_description,
+    heatmap_gate,
+    heatmap_rule,
+    marks_gate,
+    marks_rule,
+    triage_gate,
+    triage_rule,
+)
 
 
 def format_auc(m: dict[str, Any]) -> str:
@@ -179,30 +187,55 @@ def _verdict(ok: bool, yes: str, no: str) -> str:
     return f"**{yes}**" if ok else f"**{no}**"
 
 
+def _fitted_on(part: dict[str, Any]) -> str:
+    """Which films a fitted figure rests on, as the evidence records it."""
+    if part.get("fitted_on") == "validation":
+        women = f" of {part['women']} women" if "women" in part else ""
+        return (
+            f"fitted on {part['films']} validation films{women} (none of them among the films "
+            "the AUC is reported on)"
+        )
+    return f"fitted on {part.get('films', 'an unrecorded number of')} films (which ones unrecorded)"
+
+
 def _evidence_scores(ev: dict[str, Any]) -> list[str]:
     lines = []
     if fa := ev.get("film_auc"):
         lo, hi = fa["ci95"]
+        abnormal = (
+            f", {fa['abnormal_films']} abnormal and {fa['normal_films']} normal"
+            if "abnormal_films" in fa
+            else ""
+        )
         lines.append(
             f"- Film AUC {fa['auc']:.3f} (95 % CI {lo:.3f}–{hi:.3f}) on {fa['films']} films "
-            f"of {fa['women']} women; {fa['method']}."
+            f"of {fa['women']} women{abnormal}; {fa['method']}."
         )
-    if tr := ev.get("triage"):
-        ok = _verdict(tr["validated"], "validated", "not validated")
-        lines.append(f"- Score for ranking cases (triage): {ok}. {tr['reason']}")
+    if "triage" in ev or "film_auc" in ev:
+        tr = triage_gate(ev)
+        ok = _verdict(tr.passed, "validated", "not validated")
+        lines.append(
+            f"- Score for ranking cases (triage): {ok}. Rule: {triage_rule()} "
+            f"Measured: {tr.figures}. {tr.reason}"
+        )
+    if reason := ev.get("calibration_not_fitted"):
+        lines.append(f"- {reason}")
     if cal := ev.get("calibration"):
         pairs = ", ".join(
             f"{s:.3f} → {p:.2f}" for s, p in zip(cal["scores"], cal["probabilities"], strict=True)
         )
         lines.append(
-            f"- Calibration ({cal['method']}, fitted on {cal['films']} validation films; "
-            f"score → share abnormal, linear between points): {pairs}."
+            f"- Calibration ({cal['method']}, {_fitted_on(cal)}; score → share abnormal, "
+            f"linear between points): {pairs}."
         )
     if es := ev.get("exam_score"):
         cuts = ", ".join(f"{c:.3f}" for c in es["cuts"])
+        where = _fitted_on({"films": es["normal_films"], **es}).replace(
+            "validation films", "validation normal films"
+        )
         lines.append(
-            f"- Exam score 1–10: one plus the number of deciles of {es['normal_films']} "
-            f"validation normal films the score reaches; decile cuts {cuts}."
+            f"- Exam score 1–10: one plus the number of deciles of the normal films the score "
+            f"reaches, {where}; decile cuts {cuts}."
         )
     return lines
 
@@ -213,8 +246,7 @@ def _evidence_bands(bands: dict[str, Any]) -> list[str]:
     ev = {"bands": bands}
     return [
         "",
-        f"Bands, fitted on {bands['films']} validation films (figures are for a score at or "
-        "above the band's start):",
+        f"Bands, {_fitted_on(bands)}; the figures are for a score at or above the band's start:",
         "",
         "| band | from score | sensitivity | specificity | on validation films |",
         "|---|---|---|---|---|",
@@ -235,7 +267,8 @@ def _evidence_heatmap(hm: dict[str, Any]) -> list[str]:
         "",
         f"Heat-map randomisation test (Adebayo et al. 2018) on {hm['films']} films with an "
         "annotated lesion: share of films whose heat-map peak lies inside a lesion circle, "
-        "and the rank correlation (inside the breast) of each map with the trained one.",
+        "and the rank correlation (inside the breast) of each map with the trained one."
+        + (f" Films: {', '.join(hm['film_refs'])}." if hm.get("film_refs") else ""),
         "",
         "| map | peak inside a lesion | rank correlation with trained map |",
         "|---|---|---|",
@@ -249,8 +282,13 @@ def _evidence_heatmap(hm: dict[str, Any]) -> list[str]:
         f"| same network, random weights, seed {s} | {_pct(p)} | {c:.2f} |"
         for s, p, c in zip(rw["seeds"], rw["peak_in_lesion"], rw["rank_correlation"], strict=True)
     ]
-    ok = _verdict(hm["passed"], "passed", "failed")
-    return lines + ["", f"- Heat map as localisation: {ok}. {hm['reason']}"]
+    verdict = heatmap_gate({"heatmap": hm})
+    ok = _verdict(verdict.passed, "passed", "failed")
+    return lines + [
+        "",
+        f"- Heat map as localisation: {ok}. Rule: {heatmap_rule()} Measured: "
+        f"{verdict.figures}. {verdict.reason}",
+    ]
 
 
 def _evidence_marks(mk: dict[str, Any]) -> list[str]:
@@ -272,8 +310,12 @@ def _evidence_marks(mk: dict[str, Any]) -> list[str]:
             f"| brightest spots (baseline) | {_pct(base['sensitivity_at_0_5_fp'])} | "
             f"{_pct(base['sensitivity_at_1_fp'])} |"
         )
-    ok = _verdict(mk["passed"], "passed", "failed")
-    return lines + ["", f"- Region marks: {ok}. {mk['reason']}"]
+    verdict = marks_gate({"marks": mk})
+    ok = _verdict(verdict.passed, "passed", "failed")
+    return lines + [
+        "",
+        f"- Region marks: {ok}. Rule: {marks_rule()} Measured: {verdict.figures}. {verdict.reason}",
+    ]
 
 
 def _evidence_section(ev: dict[str, Any]) -> list[str]:
@@ -282,8 +324,10 @@ def _evidence_section(ev: dict[str, Any]) -> list[str]:
     return [
         "## Evidence (what the app may show)",
         f"- Measured {ev.get('computed_at', '')} by `python -m ml.evaluate --write-evidence` on "
-        f"{ev.get('data', 'unrecorded data')}. The app shows a figure only where its verdict "
-        "below has passed (ml/evidence.py holds the rules).",
+        f"{ev.get('data', 'unrecorded data')}. The app judges the recorded figures against "
+        "its site's gates (ml/evidence.py holds the rules; the verdicts below are under the "
+        "default gates, a site may only make them stricter) and shows a figure only where "
+        "its gate passes.",
         *_evidence_scores(ev),
         *_evidence_bands(ev.get("bands", {})),
         *_evidence_heatmap(ev.get("heatmap", {})),

@@ -1,8 +1,10 @@
 """Which films an artifact is measured on, so a held-out figure is held out.
 
 On the mini-MIAS folder the artifact was trained on, its test women are the held-out films
-and its validation women are where calibration and bands are fitted; on any other folder
-every film is unseen. Judged from the manifest's patient lists, not from the path.
+and its validation women are where calibration, exam-score deciles and bands are fitted; on
+any other folder every film is unseen, and none is set apart for fitting, so nothing is
+fitted there (a fit on the films an AUC is reported on would describe those films, not the
+next woman's). Judged from the manifest's patient lists, not from the path.
 """
 
 from __future__ import annotations
@@ -31,6 +33,31 @@ class FilmSelection:
     def scored(self) -> list[Any]:
         seen = {f.refnum for f in self.evaluate}
         return list(self.evaluate) + [f for f in self.fit if f.refnum not in seen]
+
+    @property
+    def calibration_films(self) -> list[Any]:
+        """The validation films calibration, deciles and bands may be fitted on: none of
+        their women is among those the AUC is reported on."""
+        evaluated = {f.patient for f in self.evaluate}
+        return [f for f in self.fit if f.patient not in evaluated]
+
+    @property
+    def no_calibration_reason(self) -> str:
+        """Why nothing is fitted ('' when the validation films allow a fit)."""
+        if self.calibration_films:
+            return ""
+        if not self.fit:
+            return (
+                "Calibration, exam-score deciles and bands are not fitted: this folder is not "
+                "the one the artifact was trained on, so it has no validation women set apart "
+                "from the films the AUC is reported on, and a fit on those same films would "
+                "describe them, not the next woman's."
+            )
+        return (
+            "Calibration, exam-score deciles and bands are not fitted: the validation women "
+            f"are among the films the AUC is reported on (--split {self.split}), and a fit "
+            "on those same films would describe them, not the next woman's; use --split test."
+        )
 
 
 def trained_on(manifest: Any, films: Sequence[Any]) -> bool:
@@ -72,13 +99,13 @@ def select_films(manifest: Any, films: Sequence[Any], split: str = "auto") -> Fi
         return FilmSelection(
             split,
             films,
-            films,
+            [],
             held_out=True,
             method="all films of a folder the artifact was not trained on, "
             "95 % CI by bootstrap over women",
             description=f"mini-MIAS-layout folder, all {len(films)} films of {_women(films)} "
-            "women, none used in training; calibration, exam score and bands fitted on the "
-            "same films",
+            "women, none used in training; film AUC, heat map and marks on all of them; no "
+            "calibration, exam score or bands (no validation films apart from these)",
         )
     val = [f for f in films if f.patient in set(td["val_patients"])]
     test = [f for f in films if f.patient in set(td["test_patients"])]
@@ -99,7 +126,11 @@ def select_films(manifest: Any, films: Sequence[Any], split: str = "auto") -> Fi
         description=f"{source}, the artifact's {_women(val)} validation and {_women(test)} "
         f"test women ({len(val)} and {len(test)} films); film AUC on "
         + {"test": "the test women", "val": "the validation women", "all": "all films"}[split]
-        + ", calibration, exam score and bands fitted on the validation women, heat map "
-        "and marks on "
+        + (
+            ", calibration, exam score and bands fitted on the validation women"
+            if split == "test"
+            else ", no calibration, exam score or bands (the validation women are among them)"
+        )
+        + ", heat map and marks on "
         + {"test": "both", "val": "the validation women", "all": "all films"}[split],
     )

@@ -12,6 +12,7 @@ from django.db.models import Q
 from rest_framework.authtoken.models import TokenProxy
 
 from ml import evidence
+from ml.evidence import Verdict
 
 from .choices import (
     READABLE_STATUSES,
@@ -379,29 +380,37 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.get_architecture_display()} {self.version}"
 
+    # The three questions every surface asks. Each judges the recorded figures against
+    # this site's gates (settings.AI_GATES) on every ask, never a stored "passed" flag, and
+    # is False when a figure it needs is missing.
     @property
     def validated_for_triage(self) -> bool:
-        return evidence.triage_validated(self.evidence)
+        return evidence.triage_gate(self.evidence, settings.AI_GATES).passed
 
     @property
     def triage_reason(self) -> str:
-        return _reason(self.evidence, "triage", "No film-level evidence recorded for it.")
+        return _reason(evidence.triage_gate(self.evidence, settings.AI_GATES))
 
     @property
     def shows_heatmaps(self) -> bool:
-        return evidence.heatmap_passed(self.evidence)
+        return evidence.heatmap_gate(self.evidence, settings.AI_GATES).passed
 
     @property
     def heatmap_reason(self) -> str:
-        return _reason(self.evidence, "heatmap", "No randomisation test recorded for it.")
+        return _reason(evidence.heatmap_gate(self.evidence, settings.AI_GATES))
 
     @property
     def shows_marks(self) -> bool:
-        return evidence.marks_passed(self.evidence)
+        return evidence.marks_gate(self.evidence, settings.AI_GATES).passed
 
     @property
     def marks_reason(self) -> str:
-        return _reason(self.evidence, "marks", "No region-mark evaluation recorded for it.")
+        return _reason(evidence.marks_gate(self.evidence, settings.AI_GATES))
+
+    @property
+    def gates(self) -> list[Verdict]:
+        """Every gate with its rule, the figures it was judged on and the outcome."""
+        return evidence.gates_verdicts(self.evidence, settings.AI_GATES)
 
     @property
     def film_auc(self) -> dict | None:
@@ -419,8 +428,8 @@ class ModelVersion(models.Model):
         return [self.band_description(band) for band in ("high", "intermediate", "low")]
 
 
-def _reason(found: dict, part: str, missing: str) -> str:
-    return (found.get(part) or {}).get("reason") or missing
+def _reason(verdict: Verdict) -> str:
+    return f"{verdict.figures}. {verdict.reason}"
 
 
 def heatmap_upload_path(instance: AIResult, filename: str) -> str:

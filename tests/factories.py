@@ -100,16 +100,56 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     evidence = factory.LazyAttribute(lambda version: validated_evidence(version.threshold))
 
 
-def validated_evidence(threshold: float = 0.5) -> dict:
-    """Evidence of a version that passed every test (ml.evidence), bands cut as the legacy
-    threshold did: intermediate from half the threshold, high from the threshold."""
+def hits(n: int, first: int, shift: int = 0) -> list[int]:
+    """A per-film hit vector: ``first`` hits, rolled by ``shift`` films."""
+    return np.roll([1] * first + [0] * (n - first), shift).tolist()
+
+
+def heatmap_figures(trained: int, baseline: int, best_copy: int, correlation: float) -> dict:
+    """A heat-map block as ml.evaluate records it: 30 lesion films, ten random copies."""
+    n = 30
+    copies = [hits(n, best_copy, 3 * seed) for seed in range(10)]
     return {
-        "schema": 1,
+        "films": n,
+        "trained_hits": hits(n, trained),
+        "baseline_hits": hits(n, baseline),
+        "trained_peak_in_lesion": trained / n,
+        "baseline_peak_in_lesion": baseline / n,
+        "random_point_in_lesion": 0.04,
+        "random_weights": {
+            "seeds": list(range(1, 11)),
+            "hits": copies,
+            "peak_in_lesion": [best_copy / n] * 10,
+            "rank_correlation": [correlation] * 10,
+        },
+    }
+
+
+def marks_figures(model: int, baseline: int) -> dict:
+    """A marks block with its per-lesion finds at one false mark per image (31 lesions)."""
+    return {
+        "films": 80,
+        "lesions": 31,
+        "max_per_image": 3,
+        "froc": {"sensitivity_at_0_5_fp": model / 62, "sensitivity_at_1_fp": model / 31},
+        "found_at_1_fp": {"model": hits(31, model), "baseline": hits(31, baseline)},
+    }
+
+
+def validated_evidence(threshold: float = 0.5) -> dict:
+    """Evidence of a version whose figures pass every gate (ml.evidence), bands cut as the
+    legacy threshold did: intermediate from half the threshold, high from the threshold."""
+    return {
+        "schema": 2,
+        "target": "abnormal",
         "film_auc": {
             "auc": 0.86,
             "ci95": [0.79, 0.92],
             "films": 400,
+            "abnormal_films": 120,
+            "normal_films": 280,
             "women": 200,
+            "held_out": True,
             "method": "test fixture",
         },
         "triage": {"validated": True, "reason": "Film AUC 0.86 (95 % CI 0.79-0.92)."},
@@ -120,29 +160,32 @@ def validated_evidence(threshold: float = 0.5) -> dict:
             "intermediate": {"sensitivity": 0.9, "specificity": 0.5},
             "high": {"sensitivity": 0.7, "specificity": 0.9},
         },
-        "heatmap": {"passed": True, "reason": "Passed the randomisation test."},
-        "marks": {"passed": True, "reason": "0.72 of lesions at 1 false mark per image."},
+        "heatmap": {"passed": True, "reason": "Passed."}
+        | heatmap_figures(trained=20, baseline=4, best_copy=3, correlation=0.1),
+        "marks": {"passed": True, "reason": "Passed."} | marks_figures(model=25, baseline=5),
     }
 
 
 def unvalidated_evidence() -> dict:
-    """Evidence of a version whose film AUC interval includes chance and whose heatmap
-    failed the randomisation test (like the shipped mini-MIAS model)."""
+    """Evidence of a version whose film AUC interval includes chance and whose heatmap and
+    marks fail their paired tests (like the shipped mini-MIAS model)."""
     return {
-        "schema": 1,
+        "schema": 2,
+        "target": "abnormal",
         "film_auc": {
             "auc": 0.61,
             "ci95": [0.45, 0.77],
             "films": 50,
+            "abnormal_films": 17,
+            "normal_films": 33,
             "women": 25,
+            "held_out": True,
             "method": "test fixture",
         },
-        "triage": {
-            "validated": False,
-            "reason": "Film AUC 0.61 (95 % CI 0.45-0.77): the lower bound is not above 0.5.",
-        },
-        "heatmap": {"passed": False, "reason": "Random weights localise as well (0.19 vs 0.17)."},
-        "marks": {"passed": False, "reason": "0.21 of lesions at 1 false mark per image."},
+        "triage": {"validated": False, "reason": "Film AUC 0.61 (95 % CI 0.45-0.77)."},
+        "heatmap": {"passed": False, "reason": "Failed."}
+        | heatmap_figures(trained=7, baseline=6, best_copy=7, correlation=0.6),
+        "marks": {"passed": False, "reason": "Failed."} | marks_figures(model=8, baseline=4),
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .. import events
@@ -100,6 +101,8 @@ def register_model_version(
         events.model_evidence_loaded(actor, version)
     elif version.evidence != manifest.evidence:
         version = load_model_evidence(actor, version, manifest.evidence)
+    else:
+        rekey_under_site_gates(version)
     if activate and not version.is_active:
         version = activate_model_version(actor, version.pk)
     return version
@@ -115,15 +118,7 @@ def load_model_evidence(actor: User | None, version: ModelVersion, evidence: dic
         version = ModelVersion.objects.select_for_update().get(pk=version.pk)
         version.evidence = evidence
         version.save(update_fields=["evidence"])
-        shown = Case.objects.filter(ai_result__model_version=version).select_related("ai_result")
-        changed = []
-        for case in shown.iterator(chunk_size=2000):
-            result = case.ai_result
-            assert result is not None  # the filter joins through it
-            result.model_version = version
-            case.show_ai_result(result)
-            changed.append(case)
-        Case.objects.bulk_update(changed, ["triage_priority", "risk_band"], batch_size=1000)
+        _rekey(version, Case.objects.filter(ai_result__model_version=version))
         events.model_evidence_loaded(actor, version)
     log.info(
         "Model version %s: evidence loaded (validated for triage: %s)",
@@ -131,6 +126,40 @@ def load_model_evidence(actor: User | None, version: ModelVersion, evidence: dic
         version.validated_for_triage,
     )
     return version
+
+
+def rekey_under_site_gates(version: ModelVersion) -> int:
+    """Key again the cases whose worklist key another gate setting gave them.
+
+    The gates are judged on every ask, but a case's worklist key is stored: after a site
+    tightens a gate (and restarts, which re-registers), cases a version ordered by score
+    must fall back to waiting order. Only the cases on the wrong side are touched.
+    """
+    shown = Case.objects.filter(
+        ai_result__model_version=version, ai_result__probability__isnull=False
+    )
+    if version.validated_for_triage:
+        stale = shown.filter(triage_priority__lt=0)
+    else:
+        stale = shown.filter(triage_priority__gte=0)
+    with transaction.atomic():
+        count = _rekey(version, stale)
+    if count:
+        log.info("Model version %s: %s cases keyed again under the site's gates", version.pk, count)
+    return count
+
+
+def _rekey(version: ModelVersion, cases: QuerySet[Case]) -> int:
+    """Give each case shown this version's result its worklist key and band again."""
+    changed = []
+    for case in cases.select_related("ai_result").iterator(chunk_size=2000):
+        result = case.ai_result
+        assert result is not None  # the filter joins through it
+        result.model_version = version
+        case.show_ai_result(result)
+        changed.append(case)
+    Case.objects.bulk_update(changed, ["triage_priority", "risk_band"], batch_size=1000)
+    return len(changed)
 
 
 def retry_ai_result(actor: User, result_id: int) -> AIResult:

@@ -28,6 +28,16 @@ from ..reading.actions import ReadInput
 from ..reading.assessment import FindingInput
 
 
+class GateSerializer(serializers.Serializer):
+    """One evidence gate judged under this site's settings (ml.evidence)."""
+
+    name = serializers.CharField()
+    passed = serializers.BooleanField()
+    rule = serializers.CharField()
+    figures = serializers.CharField()
+    reason = serializers.CharField()
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
@@ -41,12 +51,18 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "metrics",
             "evidence",
             "validated_for_triage",
+            "shows_heatmaps",
+            "shows_marks",
+            "gates",
             "is_active",
             "created_at",
             "activated_at",
         ]
 
     validated_for_triage = serializers.BooleanField(read_only=True)
+    shows_heatmaps = serializers.BooleanField(read_only=True)
+    shows_marks = serializers.BooleanField(read_only=True)
+    gates = GateSerializer(many=True, read_only=True)
 
 
 class RegionMarkSerializer(serializers.Serializer):

@@ -79,3 +79,30 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     assert marks.first.is_visible()
     assert AIResult.objects.filter(case=high, image__isnull=False).first().marks == MARKS
     page.screenshot(path=str(ARTIFACTS / "evidence-case-validated.png"))
+
+
+def test_the_models_page_shows_each_gate_with_its_figures_and_verdict(live_server, browser_page):  # type: ignore[no-untyped-def]
+    UserFactory(username="auditor", role="auditor")
+    good = ModelVersionFactory(is_active=True, evidence=scored_evidence())
+    bad = ModelVersionFactory(evidence=unvalidated_evidence())
+    page = browser_page
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "auditor")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    page.goto(f"{live_server.url}/models/")
+    for version, verdict in ((good, "Passed"), (bad, "Failed")):
+        rows = page.locator(f"#gates-{version.pk} tbody tr")
+        assert rows.count() == 3
+        names = [rows.nth(i).locator(".gate-name").inner_text() for i in range(3)]
+        assert [n.split(":")[0] for n in names] == ["Triage", "Heat map", "Region marks"]
+        for i in range(3):
+            assert rows.nth(i).locator(".gate-verdict").inner_text().startswith(verdict)
+            assert rows.nth(i).locator(".gate-rule").is_visible()
+    bad_triage = page.locator(f"#gates-{bad.pk} tbody tr").first
+    assert "17 of them abnormal" in bad_triage.locator(".gate-figures").inner_text()
+    assert "at least 30 abnormal films" in bad_triage.locator(".gate-rule").inner_text()
+    assert "too few to tell" in bad_triage.locator(".gate-verdict").inner_text()
+    page.locator("#gates").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "models-gates.png"), full_page=True)

@@ -9,22 +9,27 @@ import pytest
 
 from ml.artifacts import DEFAULT_ARTIFACT, Manifest, load_manifest, verify_checksum
 from ml.evidence import (
-    HEATMAP_MAX_RANDOM_RANK_CORRELATION,
+    FLOOR,
+    Gates,
     band,
     band_description,
     band_evidence,
     calibrated_probability,
     calibration_evidence,
+    calibration_shown,
     exam_score,
     exam_score_evidence,
     film_auc_evidence,
+    heatmap_gate,
     heatmap_passed,
-    heatmap_verdict,
+    marks_gate,
     marks_passed,
-    marks_verdict,
+    one_sided_p,
+    paired_test,
     rank_correlation,
+    target,
+    triage_gate,
     triage_validated,
-    triage_verdict,
 )
 from tests.ml.conftest import needs_mias
 
@@ -41,27 +46,224 @@ def films(n_women: int = 60, separation: float = 0.0, seed: int = 0):  # type: i
 # --------------------------------------------------------------------------- triage
 
 
+def scored_films(auc: float, abnormal: int, normal: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """One film per woman; abnormal films score higher by the shift that gives ``auc``
+    between two unit normals (AUC = Phi(shift / sqrt 2))."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    shift = np.sqrt(2) * norm.ppf(auc)
+    y = np.r_[np.ones(abnormal, int), np.zeros(normal, int)]
+    p = rng.normal(0.0, 1.0, len(y)) + shift * y
+    return y, p, np.arange(len(y))
+
+
+def triage_on(auc: float, abnormal: int, normal: int, seed: int = 0, gates: Gates = FLOOR):  # type: ignore[no-untyped-def]
+    y, p, groups = scored_films(auc, abnormal, normal, seed)
+    fa = film_auc_evidence(y, p, groups, n_boot=400)
+    return fa, triage_gate({"film_auc": fa}, gates)
+
+
 def test_a_score_that_ranks_perfectly_is_validated_for_triage():
     y, _, groups = films()
     fa = film_auc_evidence(y, y + 0.01 * np.arange(len(y)) / len(y), groups, n_boot=200)
-    verdict = triage_verdict(fa)
     assert fa["auc"] == pytest.approx(1.0) and fa["women"] == 60 and fa["films"] == 120
-    assert verdict["validated"] is True
+    assert fa["abnormal_films"] == int(y.sum()) >= 30 and fa["held_out"] is True
+    assert triage_gate({"film_auc": fa}).passed is True
+
+
+def test_auc_0_58_on_1000_films_fails_triage_though_its_interval_clears_chance():
+    fa, verdict = triage_on(0.58, abnormal=500, normal=500, seed=1)
+    assert 0.55 < fa["auc"] < 0.61 and fa["ci95"][0] > 0.5 and fa["films"] == 1000
+    assert verdict.passed is False
+    assert "the AUC is below 0.75" in verdict.reason
+    assert "may be chance" not in verdict.reason and "too few" not in verdict.reason
+
+
+def test_auc_0_80_on_29_abnormal_films_fails_triage_as_too_few():
+    fa, verdict = triage_on(0.80, abnormal=29, normal=120, seed=2)
+    assert fa["auc"] >= 0.75 and fa["ci95"][0] > 0.5 and fa["abnormal_films"] == 29
+    assert verdict.passed is False
+    assert verdict.reason == "Not met: 29 abnormal films are too few to tell (30 needed)."
+
+
+def test_auc_0_80_with_its_lower_bound_above_half_on_40_abnormal_films_passes_triage():
+    fa, verdict = triage_on(0.80, abnormal=40, normal=120, seed=3)
+    assert fa["auc"] >= 0.75 and fa["ci95"][0] > 0.5 and fa["abnormal_films"] == 40
+    assert verdict.passed is True and triage_validated({"film_auc": fa})
+    assert "40 of them abnormal" in verdict.figures and "held-out" in verdict.figures
 
 
 def test_a_random_score_is_not_validated_and_the_reason_gives_the_figures():
     y, p, groups = films(separation=0.0)
     fa = film_auc_evidence(y, p, groups, n_boot=200)
-    verdict = triage_verdict(fa)
+    verdict = triage_gate({"film_auc": fa})
     assert fa["ci95"][0] <= 0.5
-    assert verdict["validated"] is False
-    assert f"{fa['auc']:.2f}" in verdict["reason"] and "120" in verdict["reason"]
+    assert verdict.passed is False and "may be chance" in verdict.reason
+    assert f"{fa['auc']:.2f}" in verdict.figures and "120" in verdict.figures
 
 
 def test_films_used_in_training_never_validate_the_score():
     y, _, groups = films()
-    fa = film_auc_evidence(y, y.astype(float), groups, n_boot=50)
-    assert triage_verdict(fa, held_out=False)["validated"] is False
+    fa = film_auc_evidence(y, y.astype(float), groups, n_boot=50, held_out=False)
+    verdict = triage_gate({"film_auc": fa})
+    assert verdict.passed is False and "used in training" in verdict.reason
+
+
+def test_a_site_can_make_the_triage_gate_stricter():
+    fa, verdict = triage_on(0.80, abnormal=40, normal=120, seed=3)
+    assert verdict.passed
+    assert not triage_gate({"film_auc": fa}, Gates(triage_min_auc=0.9)).passed
+    assert not triage_gate({"film_auc": fa}, Gates(triage_min_abnormal_films=41)).passed
+
+
+def test_settings_looser_than_the_floor_are_named():
+    assert Gates().looser_than(FLOOR) == []
+    assert Gates(triage_min_auc=0.9, max_p=0.01).looser_than(FLOOR) == []
+    loose = Gates(triage_min_auc=0.6, heatmap_max_median_correlation=0.7, max_p=0.1)
+    assert loose.looser_than(FLOOR) == [
+        "triage_min_auc",
+        "heatmap_max_median_correlation",
+        "max_p",
+    ]
+
+
+def test_older_evidence_without_the_counts_fails_every_gate_and_says_why():
+    shipped_v1 = load_manifest(DEFAULT_ARTIFACT).evidence | {
+        "film_auc": {"auc": 0.9, "ci95": [0.8, 0.95], "films": 400, "women": 200, "method": "m"},
+        "triage": {"validated": True, "reason": "stored flag"},
+        "heatmap": {"passed": True, "reason": "stored flag"},
+        "marks": {"passed": True, "reason": "stored flag"},
+    }
+    for gate in (triage_gate, heatmap_gate, marks_gate):
+        verdict = gate(shipped_v1)
+        assert verdict.passed is False
+        assert (
+            "measured before this rule" in verdict.reason and "--write-evidence" in verdict.reason
+        )
+
+
+# --------------------------------------------------------------------------- paired tests
+
+
+def test_the_paired_test_is_the_exact_one_sided_binomial_on_discordant_films():
+    from scipy.stats import binomtest
+
+    assert one_sided_p(0, 0) == 1.0
+    assert one_sided_p(1, 0) == pytest.approx(0.5)
+    assert one_sided_p(5, 0) == pytest.approx(1 / 32)
+    for n in range(1, 61):
+        for wins in range(n + 1):
+            expected = binomtest(wins, n, 0.5, alternative="greater").pvalue
+            assert one_sided_p(wins, n - wins) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    # concordant films carry no information: only the discordant ones count
+    test = paired_test([1, 1, 0, 0, 1], [1, 0, 0, 1, 0])
+    assert (test["wins"], test["losses"]) == (2, 1)
+
+
+def heatmap_block(trained, baseline, copies, correlations):  # type: ignore[no-untyped-def]
+    return {
+        "heatmap": {
+            "films": len(trained),
+            "trained_hits": list(trained),
+            "baseline_hits": list(baseline),
+            "random_weights": {
+                "seeds": list(range(1, len(copies) + 1)),
+                "hits": [list(c) for c in copies],
+                "rank_correlation": list(correlations),
+            },
+        }
+    }
+
+
+def hits(n: int, first: int) -> list[int]:
+    """``first`` hits on the first films, then misses."""
+    return [1] * first + [0] * (n - first)
+
+
+def test_a_clearly_better_synthetic_map_passes_the_heatmap_gate():
+    n = 30
+    trained = hits(n, 20)
+    baseline = hits(n, 4)
+    copies = [np.roll(hits(n, 3), 3 * i).tolist() for i in range(10)]
+    verdict = heatmap_gate(heatmap_block(trained, baseline, copies, [0.1] * 9 + [0.8]))
+    assert verdict.passed is True, verdict.reason
+    assert "inside it on 20" in verdict.figures and "median rank correlation" in verdict.figures
+
+
+def test_a_map_that_beats_the_baseline_by_one_film_fails():
+    n = 23
+    copies = [[0] * n for _ in range(10)]
+    # 12 of 23 lesion peaks against 11 of 23 for the brightest point; far above random copies
+    verdict = heatmap_gate(heatmap_block(hits(n, 12), hits(n, 11), copies, [0.0] * 10))
+    assert verdict.passed is False
+    assert verdict.reason == "Not met: it is not shown to beat the brightest point of the film."
+    assert "1 films only the map, 0 only the point, p = 0.500" in verdict.figures
+    # the shipped map's margin in issue 21: 4 of 23 against 3 of 23
+    assert not heatmap_gate(heatmap_block(hits(n, 4), hits(n, 3), copies, [0.0] * 10)).passed
+
+
+def test_the_heatmap_gate_needs_ten_random_copies_and_a_low_median_correlation():
+    n = 30
+    trained, baseline = hits(n, 20), hits(n, 4)
+    three = [hits(n, 0)] * 3
+    verdict = heatmap_gate(heatmap_block(trained, baseline, three, [0.1] * 3))
+    assert not verdict.passed and "only 3 random copies (10 needed)" in verdict.reason
+    ten = [hits(n, 0)] * 10
+    # the median seed decides, not which seeds happened to be drawn
+    verdict = heatmap_gate(heatmap_block(trained, baseline, ten, [0.6] * 6 + [0.0] * 4))
+    assert not verdict.passed and "barely changes" in verdict.reason
+    verdict = heatmap_gate(heatmap_block(trained, baseline, ten, [0.6] * 4 + [0.0] * 6))
+    assert verdict.passed
+
+
+def test_a_map_no_better_than_its_best_random_copy_fails():
+    n = 30
+    trained, baseline = hits(n, 20), hits(n, 4)
+    copies = [hits(n, 2)] * 9 + [hits(n, 19)]
+    verdict = heatmap_gate(heatmap_block(trained, baseline, copies, [0.1] * 10))
+    assert not verdict.passed
+    assert verdict.reason == "Not met: it is not shown to beat a network with random weights."
+    assert "seed 10" in verdict.figures
+
+
+def test_a_site_can_ask_for_more_random_copies_and_a_smaller_p():
+    n = 30
+    block = heatmap_block(hits(n, 20), hits(n, 4), [hits(n, 3)] * 10, [0.1] * 10)
+    assert heatmap_gate(block).passed
+    assert not heatmap_gate(block, Gates(heatmap_min_seeds=20)).passed
+    assert not heatmap_gate(block, Gates(max_p=1e-6)).passed
+
+
+def marks_block(model, baseline):  # type: ignore[no-untyped-def]
+    return {"marks": {"found_at_1_fp": {"model": list(model), "baseline": list(baseline)}}}
+
+
+def test_marks_pass_only_by_the_paired_test_against_the_brightest_spots():
+    n = 31
+    assert marks_gate(marks_block(hits(n, 25), hits(n, 5))).passed
+    one_better = marks_gate(marks_block(hits(n, 17), hits(n, 16)))
+    assert not one_better.passed
+    assert one_better.reason == "Not met: not shown to beat the brightest spots of the film."
+    few = marks_gate(marks_block(hits(n, 8), hits(n, 0)))
+    assert not few.passed and "fewer than 50 % of lesions found" in few.reason
+
+
+def test_lesions_found_agree_with_the_froc_sensitivity():
+    from ml.marks import RegionMark, froc, lesions_found, sensitivity_at
+
+    rng = np.random.default_rng(4)
+    lesions = [[(50.0, 50.0, 10.0)] if i % 2 else [] for i in range(20)]
+    marks = [
+        [RegionMark(int(r), int(c), 5, float(s)) for r, c, s in rng.uniform(30, 70, (3, 3))]
+        for _ in range(20)
+    ]
+    marks = [[RegionMark(m.row, m.col, 5, rng.random()) for m in ms] for ms in marks]
+    points = froc(marks, lesions)
+    for fpi in (0.25, 0.5, 1.0, 2.0):
+        found = lesions_found(marks, lesions, fpi)
+        assert len(found) == 10
+        assert np.mean(found) == pytest.approx(sensitivity_at(points, fpi))
 
 
 # --------------------------------------------------------------------------- scores
@@ -131,6 +333,7 @@ def test_an_artifact_without_evidence_shows_nothing(evidence):
     assert triage_validated(evidence) is False
     assert heatmap_passed(evidence) is False
     assert marks_passed(evidence) is False
+    assert calibration_shown(evidence) is False and target(evidence) == "abnormal"
     assert exam_score(0.9, evidence) is None
     assert calibrated_probability(0.9, evidence) is None
     assert band(0.9, evidence) is None
@@ -139,45 +342,18 @@ def test_an_artifact_without_evidence_shows_nothing(evidence):
 def test_the_app_side_never_imports_tensorflow_or_scikit_learn():
     code = (
         "import sys, ml.evidence, ml.marks; "
-        "print('tensorflow' in sys.modules or 'sklearn' in sys.modules)"
+        "h = lambda n, k: [1] * k + [0] * (n - k); "
+        "ev = {'heatmap': {'trained_hits': h(30, 20), 'baseline_hits': h(30, 4), "
+        "'random_weights': {'hits': [h(30, 3)] * 10, 'rank_correlation': [0.1] * 10}}, "
+        "'marks': {'found_at_1_fp': {'model': h(31, 25), 'baseline': h(31, 5)}}}; "
+        "assert ml.evidence.heatmap_passed(ev) and ml.evidence.marks_passed(ev); "
+        "print(any(m in sys.modules for m in ('tensorflow', 'sklearn', 'scipy.stats')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-# --------------------------------------------------------------------------- verdicts
-
-
-def test_a_heatmap_that_beats_baseline_and_random_weights_and_changes_passes():
-    passed, reason = heatmap_verdict(0.6, 0.3, [0.1, 0.2, 0.15], [0.1, 0.2, 0.0])
-    assert passed
-    assert "60 %" in reason and "30 %" in reason and "20 %" in reason
-
-
-@pytest.mark.parametrize(
-    "trained, baseline, random_peaks, correlations",
-    [
-        (0.6, 0.7, [0.1], [0.1]),  # the brightest spot does better
-        (0.6, 0.3, [0.1, 0.6], [0.1, 0.1]),  # a random-weight network does as well
-        (0.6, 0.3, [0.1], [HEATMAP_MAX_RANDOM_RANK_CORRELATION + 0.1]),  # map barely changes
-        # one near-empty random map (correlation 0) must not average the others away
-        (0.6, 0.3, [0.1, 0.1, 0.0], [0.58, 0.62, 0.0]),
-    ],
-)
-def test_a_heatmap_fails_unless_it_beats_every_comparison(
-    trained, baseline, random_peaks, correlations
-):
-    passed, reason = heatmap_verdict(trained, baseline, random_peaks, correlations)
-    assert not passed
-    assert "not shown" in reason
-
-
-def test_marks_pass_only_above_half_the_lesions_and_the_baseline():
-    assert marks_verdict(0.6, 0.4)[0]
-    passed, reason = marks_verdict(0.4, 0.1)
-    assert not passed and "40 %" in reason and "10 %" in reason
-    passed, reason = marks_verdict(0.6, 0.7)
-    assert not passed and "baseline" in reason
+# --------------------------------------------------------------------------- maps
 
 
 def test_rank_correlation_is_one_for_a_monotone_copy_and_zero_for_a_flat_map():
@@ -213,6 +389,10 @@ def test_an_untrained_model_fails_the_randomisation_test_against_itself(
     assert hm["baseline_peak_in_lesion"] == 1.0
     assert hm["random_weights"]["seeds"] == [1, 2, 3]
     assert all(-1.0 <= c <= 1.0 for c in hm["random_weights"]["rank_correlation"])
+    # each film's hit is kept, so the app can recompute the paired tests
+    assert len(hm["trained_hits"]) == len(hm["baseline_hits"]) == 4
+    assert [len(h) for h in hm["random_weights"]["hits"]] == [4, 4, 4]
+    assert "only 3 random copies (10 needed)" in hm["reason"]
 
 
 def test_reinitialised_weights_differ_from_the_model_and_leave_it_untouched(tiny_artifact):
@@ -270,27 +450,54 @@ def test_auto_split_takes_the_artifacts_test_women_on_its_own_folder():
     assert {f.patient for f in chosen.fit} == set(shipped.training_data["val_patients"])
 
 
-def test_evaluate_writes_an_evidence_block_the_app_can_read(
-    tiny_artifact, mini_mias_like, tmp_path
+@needs_mias
+def test_on_its_own_folder_calibration_is_fitted_on_validation_women_apart_from_the_auc():
+    from ml.config import mias_dir
+    from ml.data import read_mias
+    from ml.selection import select_films
+
+    shipped = load_manifest(DEFAULT_ARTIFACT)
+    films = read_mias(mias_dir())
+    test = select_films(shipped, films, "test")
+    fit_women = {f.patient for f in test.calibration_films}
+    assert fit_women == set(shipped.training_data["val_patients"])
+    assert not fit_women & {f.patient for f in test.evaluate}
+    for split in ("val", "all"):  # the AUC's films include the validation women
+        chosen = select_films(shipped, films, split)
+        assert chosen.calibration_films == [] and "--split test" in chosen.no_calibration_reason
+
+
+def test_a_random_weight_model_on_a_foreign_folder_fails_every_gate_and_fits_nothing(
+    tiny_artifact, mini_mias_like, tmp_path, capsys
 ):
-    from ml.evaluation import evaluate_artifact
-    from ml.evidence_measurement import write_evidence
+    from ml.evaluate import main
 
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
-    result = evaluate_artifact(artifact, mini_mias_like, tmp_path / "out", n_boot=20)
-    assert result["split"] == "all" and result["films"] == 12
-    write_evidence(artifact, result["evidence"])
+    main(
+        ["--artifact", str(artifact), "--data", str(mini_mias_like), "--out", str(tmp_path)]
+        + ["--bootstrap", "20", "--write-evidence"]
+    )
+    printed = capsys.readouterr().out
     ev = verify_checksum(artifact).evidence  # the model file, and its checksum, unchanged
-    assert set(ev) >= {
-        "schema", "computed_at", "data", "film_auc", "triage", "calibration",
-        "exam_score", "bands", "heatmap", "marks",
-    }  # fmt: skip
-    assert ev["schema"] == 1 and len(ev["exam_score"]["cuts"]) == 9
-    assert ev["marks"]["max_per_image"] == 3 and ev["marks"]["lesions"] == 4
-    assert isinstance(exam_score(0.5, ev), int)
+    assert ev["schema"] == 2 and ev["target"] == "abnormal"
+    # every film of a folder it was not trained on: no validation films apart from them
+    assert ev["film_auc"]["films"] == 12 and ev["film_auc"]["held_out"] is True
+    assert not {"calibration", "exam_score", "bands"} & set(ev)
+    reason = ev["calibration_not_fitted"]
+    assert "not fitted" in reason and "same films" in reason and reason in printed
+    assert not calibration_shown(ev) and exam_score(0.5, ev) is None and band(0.5, ev) is None
+    assert ev["film_auc"]["abnormal_films"] == 4 and ev["marks"]["lesions"] == 4
+    hm = ev["heatmap"]
+    assert hm["random_weights"]["seeds"] == list(range(1, 11)) and len(hm["film_refs"]) == 4
+    assert all(len(h) == 4 for h in hm["random_weights"]["hits"])
+    assert len(ev["marks"]["found_at_1_fp"]["model"]) == 4
+    for gate in (triage_gate, heatmap_gate, marks_gate):
+        verdict = gate(ev)
+        assert verdict.passed is False and verdict.reason.startswith("Not met:")
     json.dumps(ev, allow_nan=False)  # strict JSON: no NaN reaches the app
     card = (artifact / "MODEL_CARD.md").read_text()
     assert "## Evidence" in card and "randomisation test" in card
+    assert reason in card and "Calibration (" not in card and "Bands, fitted" not in card
 
 
 # --------------------------------------------------------------------------- model card
@@ -331,14 +538,16 @@ def test_the_card_renders_evidence_verdicts_and_attempts():
     from ml.model_card import model_card
 
     evidence = {
-        "schema": 1,
+        "schema": 2,
         "computed_at": "2026-12-01T00:00:00Z",
         "data": "test films",
-        "film_auc": {"auc": 0.6, "ci95": [0.45, 0.75], "films": 50, "women": 25, "method": "m"},
+        "film_auc": {"auc": 0.6, "ci95": [0.45, 0.75], "films": 50, "women": 25, "method": "m",
+                     "abnormal_films": 17, "normal_films": 33, "held_out": True},
         "triage": {"validated": False, "reason": "CI includes 0.5."},
         "calibration": {"method": "isotonic", "films": 38, "scores": [0.1, 0.9],
-                        "probabilities": [0.2, 0.5]},
-        "exam_score": {"normal_films": 25, "cuts": [0.1 * i for i in range(1, 10)]},
+                        "probabilities": [0.2, 0.5], "fitted_on": "validation", "women": 19},
+        "exam_score": {"normal_films": 25, "cuts": [0.1 * i for i in range(1, 10)],
+                       "fitted_on": "validation", "women": 19},
         "bands": {"films": 38, "intermediate_from": 0.5, "high_from": 0.9,
                   "intermediate": {"sensitivity": 0.9, "specificity": 0.3},
                   "high": {"sensitivity": 0.4, "specificity": 0.9}},
@@ -357,15 +566,22 @@ def test_the_card_renders_evidence_verdicts_and_attempts():
     card = model_card(ddsm_manifest(evidence=evidence))
     assert "## Evidence" in card and "## Attempts" in card
     for text in (
-        "0.600 (95 % CI 0.450–0.750)",
-        "**not validated**. CI includes 0.5.",
+        "0.600 (95 % CI 0.450–0.750) on 50 films of 25 women, 17 abnormal and 33 normal",
+        "**not validated**. Rule: Film AUC at least 0.75 and its 95 % lower bound above 0.50",
+        "Not met: the AUC is below 0.75; the lower bound is not above 0.50, so it may be "
+        "chance; 17 abnormal films are too few to tell (30 needed).",
+        "Calibration (isotonic, fitted on 38 validation films of 19 women (none of them among "
+        "the films the AUC is reported on)",
+        "deciles of the normal films the score reaches, fitted on 25 validation normal films "
+        "of 19 women",
         "| same network, random weights, seed 2 | 10 % | 0.60 |",
         "brightest spot of the smoothed film (baseline) | 30 %",
-        "**failed**. Random weights do as well.",
-        "**failed**. Too few lesions found.",
+        "**failed**. Rule: At least 10 copies of the network with random weights",
+        "it was measured before this rule",
         "| custom_cnn, hard negatives | 0.580 (0.500–0.660) | 5 × 2 | CPU |",
     ):
-        assert text in card
+        assert text in card, text
+    assert card.count("**failed**") == 2
 
 
 def test_re_rendering_a_card_keeps_its_hand_written_lineage():

@@ -115,7 +115,7 @@ def test_an_unvalidated_case_page_suggests_nothing_and_hides_heatmaps_and_marks(
     assert "is not validated for triage" in page and "makes no recall suggestion" in page
     assert 'id="accept-ai"' not in page and 'id="record-read"' in page
     assert 'class="heatmap"' not in page and '<svg class="marks"' not in page
-    assert "Heatmaps hidden: Random weights localise as well" in page
+    assert "Heatmaps hidden: On 30 films with a lesion" in page and "Not met:" in page
     assert "Region marks hidden:" in page
     assert "Film AUC 0.61 (95 % CI 0.45–0.77)" in page.replace("film AUC", "Film AUC")
     result = AIResult.objects.filter(case=case, image__isnull=False).first()
@@ -154,7 +154,7 @@ def test_the_api_carries_scores_evidence_and_hides_what_failed(api, radiologist,
     bad = api.get(reverse("api-case-detail", args=[hidden.pk])).json()
     image_result = bad["studies"][0]["images"][0]["ai_result"]
     assert image_result["validated_for_triage"] is False
-    assert "lower bound is not above 0.5" in image_result["triage_evidence"]
+    assert "lower bound is not above 0.50" in image_result["triage_evidence"]
     assert image_result["heatmap_url"] is None and image_result["marks"] == []
     assert set(image_result["hidden"]) == {"heatmap", "marks"}
     result = AIResult.objects.filter(case=hidden, image__isnull=False).first()

@@ -103,3 +103,21 @@ def test_without_any_key_the_error_says_how_to_get_one(tmp_path):  # type: ignor
     result = manage("check", env={"DEBUG": "0", "MAMMO_VAR_DIR": str(tmp_path)})
     assert result.returncode != 0
     assert "run scripts/run once" in result.stderr
+
+
+def test_a_gate_setting_looser_than_the_floor_refuses_to_start():  # type: ignore[no-untyped-def]
+    env = {**PRODUCTION, "AI_TRIAGE_MIN_AUC": "0.6", "AI_HEATMAP_MIN_SEEDS": "3"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "AI_TRIAGE_MIN_AUC=0.6 is looser than 0.75" in result.stderr
+    assert "AI_HEATMAP_MIN_SEEDS=3 is looser than 10" in result.stderr
+
+
+def test_a_stricter_gate_setting_is_taken():  # type: ignore[no-untyped-def]
+    env = {**PRODUCTION, "AI_TRIAGE_MIN_AUC": "0.85", "AI_GATE_MAX_P": "0.01"}
+    code = (
+        "from django.conf import settings; g = settings.AI_GATES; print(g.triage_min_auc, g.max_p)"
+    )
+    result = manage("shell", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["0.85", "0.01"]
