@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 
-import pytest
 from django.db import connections
 from django.db.utils import load_backend
 from django.test import Client
