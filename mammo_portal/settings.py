@@ -195,7 +195,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # through role-checked views.
 MEDIA_URL = "/unserved-media/"
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Files are written whole or not at all, and a full disk is a 507 (screening/storage.py).
+    "default": {"BACKEND": "screening.storage.MediaStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG or RUNNING_TESTS

@@ -34,6 +34,7 @@ from django.utils import timezone
 from ..choices import AIStatus, CaseStatus
 from ..intake import films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
+from ..storage import storage_error
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
     from ml.predictor import ImagePrediction, Predictor
@@ -333,8 +334,12 @@ def _replace_file(storage: Any, name: str, content: bytes) -> str:
         return storage.save(name, ContentFile(content))
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    partial.write_bytes(content)
-    os.replace(partial, final)
+    try:
+        partial.write_bytes(content)
+        os.replace(partial, final)
+    except OSError as error:
+        partial.unlink(missing_ok=True)  # a full disk leaves no half-written heatmap
+        raise storage_error(error) from error
     return name
 
 

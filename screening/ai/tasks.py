@@ -6,9 +6,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from ..errors import StorageFull
 from . import inference, workers
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+# A full disk is transient too: the job is retried (with backoff) once space is freed.
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, StorageFull)
 
 
 @shared_task(

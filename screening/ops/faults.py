@@ -42,9 +42,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    if isinstance(error, StorageFull) or (
-        isinstance(error, OSError) and error.errno in NO_SPACE
-    ):
+    if isinstance(error, StorageFull) or (isinstance(error, OSError) and error.errno in NO_SPACE):
         return _answer(request, HTTPStatus.INSUFFICIENT_STORAGE, "storage_full", STORAGE_FULL)
     return defaults.server_error(request)
 
