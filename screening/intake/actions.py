@@ -322,9 +322,9 @@ def _store(
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
     previews.warm(image for study in studies for image in study.images.all())
     if not studies:  # every instance was stored before (a STOW-RS retry)
-        first = next(r.image_id for r in results if r.code == ALREADY_STORED)
+        stored = [r.image_id for r in results if r.image_id is not None]
         log.info("Upload sent again: all %d instances were already stored", len(results))
-        return UploadAccepted(study=Image.objects.get(pk=first).study, results=results)
+        return UploadAccepted(study=Image.objects.get(pk=stored[0]).study, results=results)
     return UploadAccepted(study=studies[0], results=results, studies=studies)
 
 

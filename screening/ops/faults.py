@@ -10,7 +10,6 @@ would look the user up.
 
 from __future__ import annotations
 
-import errno
 import sys
 from http import HTTPStatus
 
@@ -20,6 +19,7 @@ from django.template.loader import render_to_string
 from django.views import defaults
 
 from ..errors import StorageFull
+from ..storage import NO_SPACE
 
 # A database restart or fail-over takes seconds to a minute: clients come back after this.
 RETRY_AFTER_SECONDS = 30
@@ -30,7 +30,6 @@ STORAGE_FULL = (
     "The image storage is full, so nothing from this request was stored. "
     "Ask an administrator to free space, then send it again."
 )
-NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
