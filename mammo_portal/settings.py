@@ -222,7 +222,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # through role-checked views.
 MEDIA_URL = "/unserved-media/"
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Files are written whole or not at all, and a full disk is a 507 (screening/storage.py).
+    "default": {"BACKEND": "screening.storage.MediaStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG or RUNNING_TESTS
@@ -363,6 +364,9 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Queued work not picked up within this time is sent again (idempotent on the worker).
 AI_REQUEUE_AFTER_SECONDS = envint("AI_REQUEUE_AFTER_SECONDS", 1800)
+# Sent work the broker no longer holds (a Redis without persistence restarted) is sent
+# again this long after it was first sent: found within a sweep of the broker's return.
+AI_LOST_MESSAGE_SECONDS = envint("AI_LOST_MESSAGE_SECONDS", 30)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(os.environ.get("CELERY_BROKER_DIR", VAR_DIR / "broker"))
     for _sub in ("queue", "processed", "control"):

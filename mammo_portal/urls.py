@@ -11,6 +11,9 @@ from screening.interop import views as exports
 from screening.ops import views as ops
 from screening.reading import views as pages
 
+# The database down (503) and the storage full (507) answer as such, not as a bare 500.
+handler500 = "screening.ops.faults.server_error"
+
 urlpatterns = [
     path("", pages.home, name="home"),
     path(

@@ -21,3 +21,9 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = HTTPStatus.CONFLICT
+
+
+class StorageFull(DomainError):
+    """The media folder has no room left (or the quota is spent): nothing was kept."""
+
+    status = HTTPStatus.INSUFFICIENT_STORAGE

@@ -34,6 +34,7 @@ from django.utils import timezone
 from ..choices import AIStatus, CaseStatus
 from ..intake import films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
+from ..storage import storage_error
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
     from ml.predictor import ImagePrediction, Predictor
@@ -333,8 +334,12 @@ def _replace_file(storage: Any, name: str, content: bytes) -> str:
         return storage.save(name, ContentFile(content))
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
-    partial.write_bytes(content)
-    os.replace(partial, final)
+    try:
+        partial.write_bytes(content)
+        os.replace(partial, final)
+    except OSError as error:
+        partial.unlink(missing_ok=True)  # a full disk leaves no half-written heatmap
+        raise storage_error(error) from error
     return name
 
 
@@ -403,6 +408,7 @@ def sweep(
     send: Callable[[int, int], bool] = dispatch,
     running: set[str] | None = None,
     asked_at: Any = None,
+    in_broker: set[tuple[Any, ...]] | None = None,
 ) -> int:
     """Re-send work that never reached the broker or was stranded; returns jobs sent.
 
@@ -411,6 +417,12 @@ def sweep(
     back to queued at once. Without that answer (None), running rows older than the hard
     time limit plus a margin are taken as stranded. Attempts are kept either way, so a
     poison image still stops at MAX_ATTEMPTS.
+
+    ``in_broker``: the (study, version) jobs the broker held when asked, read before the
+    rows. A queued job sent more than ``AI_LOST_MESSAGE_SECONDS`` ago that the broker no
+    longer holds was lost with it (a Redis without persistence restarted): it is sent
+    again now, not after ``AI_REQUEUE_AFTER_SECONDS``. A job a worker took in between is
+    sent twice at worst, and the second copy finds nothing left to claim.
     """
     now = now or timezone.now()
     stranded = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
@@ -424,11 +436,24 @@ def sweep(
         Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=lost)
     )
     jobs = set(waiting.values_list("image__study_id", "model_version_id"))
+    if in_broker is not None:
+        jobs |= _lost_with_the_broker(in_broker, now)
     sent = sum(1 for study_id, version_id in jobs if send(study_id, version_id))
     if jobs or back:
         log.info("Sweep: %d running results back in the queue, %d of %d jobs re-sent",
                  back, sent, len(jobs))  # fmt: skip
     return sent
+
+
+def _lost_with_the_broker(in_broker: set[tuple[Any, ...]], now: Any) -> set[tuple[int, int]]:
+    sent_before = now - timedelta(seconds=settings.AI_LOST_MESSAGE_SECONDS)
+    dispatched = AIResult.for_images.filter(
+        status=AIStatus.QUEUED, dispatched_at__lt=sent_before
+    ).values_list("image__study_id", "model_version_id")
+    lost = {job for job in dispatched if job not in in_broker}
+    if lost:
+        log.warning("%d dispatched AI jobs were no longer in the broker; sent again", len(lost))
+    return lost
 
 
 def _requeue_orphans(running: set[str], asked_at: Any) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from ..errors import StorageFull
 from . import inference, workers
 
-TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+# A full disk is transient too: the job is retried (with backoff) once space is freed.
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, StorageFull)
 
 
 @shared_task(
@@ -39,5 +42,11 @@ def rescore_open_cases_task(model_version_id: int) -> int:
 
 @shared_task(name="screening.sweep", acks_late=True)
 def sweep_task() -> int:
+    # The broker is read before the sweep reads the rows: a message it held then and a
+    # worker took since is never mistaken for one it lost.
+    queue = settings.CELERY_TASK_ROUTES[inference.SCORE_STUDY_TASK]["queue"]
+    in_broker = workers.queued_jobs(inference.SCORE_STUDY_TASK, queue)
     asked_at = timezone.now()
-    return inference.sweep(running=workers.running_task_ids(), asked_at=asked_at)
+    return inference.sweep(
+        running=workers.running_task_ids(), asked_at=asked_at, in_broker=in_broker
+    )

@@ -6,7 +6,10 @@ result whose job no live worker holds belonged to a worker that is gone.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+from typing import Any
 
 from django.conf import settings
 
@@ -43,6 +46,49 @@ def running_task_ids(timeout: float | None = None) -> set[str] | None:
         log.info("Worker heartbeat unavailable: the broker did not answer")
         return None
     return {task["id"] for tasks in (replies or {}).values() for task in tasks}
+
+
+def queued_jobs(task_name: str, queue: str) -> set[tuple[Any, ...]] | None:
+    """The arguments of every ``task_name`` message the broker holds now: waiting in
+    ``queue`` or handed to a worker and not yet acknowledged.
+
+    A Redis without persistence that restarts forgets its messages, while the rows they
+    were to score stay queued with a dispatch time: the sweep compares the two and sends
+    again what the broker lost. None when the broker cannot be read (it is down, or it is
+    not Redis): the caller then knows nothing and must not act.
+    """
+    from mammo_portal.celery import app
+
+    if filesystem_broker():
+        return None
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=0, timeout=settings.AI_WORKER_REPLY_SECONDS)
+            if conn.transport.driver_type != "redis":
+                return None
+            channel = conn.default_channel
+            client = channel.client
+            keys = {channel._q_for_pri(queue, step) for step in channel.priority_steps}
+            waiting = [raw for key in keys for raw in client.lrange(key, 0, -1)]
+            delivered = [json.loads(raw)[0] for raw in client.hvals(channel.unacked_key)]
+    except Exception:
+        log.info("Broker queue unavailable: lost messages are not looked for this time")
+        return None
+    messages = [json.loads(raw) for raw in waiting] + delivered
+    return {args for m in messages if (args := _task_args(m, task_name)) is not None}
+
+
+def _task_args(message: dict[str, Any], task_name: str) -> tuple[Any, ...] | None:
+    """A Celery (protocol 2) message's positional arguments, if it is a ``task_name`` job."""
+    if (message.get("headers") or {}).get("task") != task_name:
+        return None
+    try:
+        body = message["body"]
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        return tuple(json.loads(body)[0])
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
 
 
 def filesystem_broker() -> bool:

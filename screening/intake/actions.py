@@ -80,6 +80,12 @@ class StudySpec:
     synthetic: bool = False
     outcome: str = ""
     dicom_only: bool = False  # STOW-RS: a part that is not DICOM is refused
+    # STOW-RS: an instance sent again (a client's retry after a timeout) whose stored copy
+    # is the same object is answered as stored, not refused as a duplicate.
+    resend_is_stored: bool = False
+
+
+ALREADY_STORED = "already_stored"
 
 
 @dataclass
@@ -124,7 +130,7 @@ def upload_study(actor: User, spec: StudySpec, files: Sequence[UploadedFile]) ->
         raise UploadRefused(
             f"{len(files)} files in one upload; at most {settings.UPLOAD_MAX_FILES} are allowed."
         )
-    inspected, results = _inspect_all(files, spec.dicom_only)
+    inspected, results = _inspect_all(files, spec.dicom_only, spec.resend_is_stored)
     rejected = [r for r in results if not r.accepted]
     if rejected:
         _refuse(actor, results, rejected)
@@ -135,7 +141,11 @@ def upload_study(actor: User, spec: StudySpec, files: Sequence[UploadedFile]) ->
             if not any(image.dicom for image in inspected):
                 raise
             # A PACS pushes a study's instances in parallel requests: whichever created
-            # the study first, the others add to it. A second clash is a real duplicate.
+            # the study first, the others add to it; an instance the other request stored
+            # is, for STOW-RS, already stored. A second clash is a real duplicate.
+            if spec.resend_is_stored:
+                for image, result in zip(inspected, results, strict=True):
+                    _mark_if_stored(image, result)
             return _store(actor, spec, files, inspected, results)
     except UploadRefused as refusal:
         for result in results:
@@ -147,7 +157,7 @@ def upload_study(actor: User, spec: StudySpec, files: Sequence[UploadedFile]) ->
 
 
 def _inspect_all(
-    files: Sequence[UploadedFile], dicom_only: bool = False
+    files: Sequence[UploadedFile], dicom_only: bool = False, resend_is_stored: bool = False
 ) -> tuple[list[InspectedImage], list[FileResult]]:
     inspected: list[InspectedImage] = []
     results: list[FileResult] = []
@@ -159,7 +169,14 @@ def _inspect_all(
             image = inspect_image(name, upload.size, upload.read)
             if dicom_only and image.dicom is None:
                 raise FileRejected("not_dicom", "Not a DICOM file: only DICOM is accepted here.")
-            if image.dicom is not None:
+            result = FileResult(position, name, True, "Ready to store.")
+            if (
+                image.dicom is not None
+                and resend_is_stored
+                and image.dicom.sop_uid not in seen_uids
+            ):
+                _mark_if_stored(image, result)
+            if image.dicom is not None and result.code != ALREADY_STORED:
                 _check_new_instance(image.dicom, files, seen_uids)
             if image.sha256 in seen:
                 raise FileRejected(
@@ -168,7 +185,7 @@ def _inspect_all(
                     HTTPStatus.CONFLICT,
                 )
             existing = Image.objects.filter(sha256=image.sha256).values_list("study_id", flat=True)
-            if existing:
+            if existing and result.code != ALREADY_STORED:
                 raise FileRejected(
                     "duplicate",
                     f"This image is already stored (study {existing[0]}).",
@@ -185,7 +202,7 @@ def _inspect_all(
         if image.dicom is not None:
             seen_uids[image.dicom.sop_uid] = position
         inspected.append(image)
-        results.append(FileResult(position, name, True, "Ready to store."))
+        results.append(result)
     _refuse_mixed_formats(inspected, results)
     return inspected, results
 
@@ -209,6 +226,24 @@ def _check_new_instance(
             f"An image with this SOPInstanceUID is already stored (study {existing[0]}).",
             HTTPStatus.CONFLICT,
         )
+
+
+def _mark_if_stored(image: InspectedImage, result: FileResult) -> None:
+    """An instance whose (remapped) UID is stored with the same de-identified bytes is the
+    same object sent again: answered as stored. De-identification is deterministic (keyed
+    pseudonyms and UIDs), so the same original gives the same SHA-256; a different object
+    under the same UID differs and stays a duplicate (409)."""
+    header = image.dicom
+    if header is None:
+        return
+    stored = (
+        Image.objects.filter(sop_instance_uid=header.sop_uid, sha256=image.sha256)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if stored is not None:
+        result.accepted, result.code, result.status = True, ALREADY_STORED, HTTPStatus.OK
+        result.image_id, result.message = stored, "Already stored."
 
 
 def _refuse_mixed_formats(inspected: list[InspectedImage], results: list[FileResult]) -> None:
@@ -253,6 +288,9 @@ def _store(
         with transaction.atomic():
             groups = _study_groups(inspected)
             for group in groups:
+                group = [i for i in group if results[i].code != ALREADY_STORED]
+                if not group:
+                    continue
                 header = inspected[group[0]].dicom
                 if header is None:
                     study = _study_for(spec, inspected[group[0]].source_format)
@@ -283,6 +321,10 @@ def _store(
     for study in studies:
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
     previews.warm(image for study in studies for image in study.images.all())
+    if not studies:  # every instance was stored before (a STOW-RS retry)
+        stored = [r.image_id for r in results if r.image_id is not None]
+        log.info("Upload sent again: all %d instances were already stored", len(results))
+        return UploadAccepted(study=Image.objects.get(pk=stored[0]).study, results=results)
     return UploadAccepted(study=studies[0], results=results, studies=studies)
 
 

@@ -24,6 +24,7 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from ..choices import Laterality
+from ..errors import StorageFull
 from ..models import Image
 from . import dicom
 from .imaging import display_pixels
@@ -49,7 +50,10 @@ def preview(image: Image) -> bytes:
         pass
     content = make(image)
     if not default_storage.exists(name):  # two first requests at once: keep one
-        default_storage.save(name, ContentFile(content))
+        try:
+            default_storage.save(name, ContentFile(content))
+        except (StorageFull, OSError):  # kept next time there is room; served now anyway
+            log.warning("Preview of image %s not kept: storage", image.pk, exc_info=True)
     return content
 
 

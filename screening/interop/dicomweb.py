@@ -341,13 +341,18 @@ class StudiesView(APIView):
     @extend_schema(
         request={'multipart/related; type="application/dicom"': OpenApiTypes.BINARY},
         responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, "Stored: ReferencedSOPSequence (0008,1199)."),
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                "Stored (or stored before, the same bytes): ReferencedSOPSequence (0008,1199).",
+            ),
             400: OpenApiResponse(
                 OpenApiTypes.OBJECT,
                 "Refused whole: FailedSOPSequence (0008,1198), or detail for a bad body.",
             ),
             409: OpenApiResponse(
-                OpenApiTypes.OBJECT, "An instance already stored: FailedSOPSequence."
+                OpenApiTypes.OBJECT,
+                "A different object under a stored SOP Instance UID: FailedSOPSequence "
+                "(the same object sent again is answered 200, as stored).",
             ),
             **_refusals(401, 403, 411, 413, 415, 501),
         },
@@ -371,7 +376,11 @@ class StudiesView(APIView):
         ]
         try:
             accepted = intake_actions.upload_study(
-                request.user, intake_actions.StudySpec(accession_number="", dicom_only=True), files
+                request.user,
+                intake_actions.StudySpec(
+                    accession_number="", dicom_only=True, resend_is_stored=True
+                ),
+                files,
             )
         except intake_actions.UploadRefused as refusal:
             response = Response(_failed(refusal.results), status=refusal.status)

@@ -18,6 +18,7 @@ from django.db import connection
 
 from ..ai import workers
 from ..ai.inference import artifact_dir
+from ..errors import StorageFull
 from ..models import ModelVersion
 
 # Broker and worker answers are waited for this long: a probe must answer within seconds.
@@ -67,10 +68,13 @@ def broker() -> Check:
 
 
 def storage() -> Check:
-    """Uploads and heatmaps are written through the default storage (``MEDIA_ROOT``)."""
+    """Uploads and heatmaps are written through the default storage (``MEDIA_ROOT``),
+    which writes a file whole or leaves nothing: a failed probe leaves no file behind."""
     try:
         name = default_storage.save(f".readyz-{uuid.uuid4().hex}", ContentFile(b"ready"))
         default_storage.delete(name)
+    except StorageFull:
+        return Check(False, "media storage is full")
     except Exception as error:
         return _failure("media storage is not writable", error)
     return Check(True)
@@ -117,9 +121,10 @@ def _writable_folder(folder: Path, what: str) -> Check:
     probe = folder / f".readyz-{uuid.uuid4().hex}"
     try:
         probe.write_bytes(b"ready")
-        probe.unlink()
     except OSError as error:
         return _failure(what, error)
+    finally:
+        probe.unlink(missing_ok=True)  # a write that failed half-way leaves nothing either
     return Check(True)
 
 

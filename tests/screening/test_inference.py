@@ -212,6 +212,27 @@ def test_without_a_heartbeat_answer_recent_running_work_is_left_alone(admin_user
     assert AIResult.objects.get(image__study=study).status == AIStatus.RUNNING
 
 
+def test_sent_work_the_broker_no_longer_holds_is_sent_again_after_a_short_grace(  # type: ignore[no-untyped-def]
+    admin_user, active_model, settings
+):
+    """Issue 22: a Redis without persistence restarted and forgot the message. What the
+    broker still holds, what was sent within the grace, and what a worker took are left."""
+    lost = upload(admin_user, "A", seeds=(1,))
+    waiting = upload(admin_user, "B", seeds=(2,))
+    just_sent = upload(admin_user, "C", seeds=(3,))
+    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    AIResult.objects.filter(image__study__in=[lost, waiting]).update(dispatched_at=a_minute_ago)
+    AIResult.objects.filter(image__study=just_sent).update(dispatched_at=timezone.now())
+    settings.AI_LOST_MESSAGE_SECONDS = 30
+    sent: list[tuple[int, int]] = []
+    in_broker = {(waiting.pk, active_model.pk)}
+    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, in_broker=in_broker)
+    assert sent == [(lost.pk, active_model.pk)]
+    sent.clear()
+    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, in_broker=None)
+    assert sent == []  # the broker could not be read: nothing is taken as lost
+
+
 def test_a_job_whose_result_was_taken_back_writes_nothing(admin_user, active_model):  # type: ignore[no-untyped-def]
     study = upload(admin_user, seeds=(1,))
     outcome = inference.StudyOutcome()

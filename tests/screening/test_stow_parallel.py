@@ -114,3 +114,13 @@ def test_an_instance_whose_study_is_created_after_its_lookup_is_added_to_it(admi
     assert statuses == {"fast": 200, "slow": 200}
     assert Study.objects.count() == 1
     assert Image.objects.filter(study=Study.objects.get()).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_re_sent_while_its_first_push_is_in_flight_succeeds_every_time(admin_user):  # type: ignore[no-untyped-def]
+    """Clients that time out and retry at once: every copy is answered as stored (issue 22)."""
+    requires_postgres()
+    body = instances(1, generate_uid())[0]
+    statuses = push_in_waves(admin_user, [body] * 8, at_a_time=8)
+    assert statuses == [200] * 8
+    assert Image.objects.count() == 1

@@ -22,7 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
 
 from screening.ai import actions as ai_actions
-from screening.ai import inference
+from screening.ai import inference, workers
 from screening.choices import AIStatus, CaseStatus
 from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, ModelVersion, Study
@@ -368,3 +368,55 @@ def test_a_whole_worker_lost_mid_job_is_recovered_within_90_seconds(  # type: ig
     assert recovered_in < 90
     results = AIResult.objects.filter(image__study=study, model_version=active_model)
     assert results.count() == 2 and set(results.values_list("status", flat=True)) == {"done"}
+
+
+def test_a_job_lost_with_a_broker_killed_mid_dispatch_is_sent_again_within_two_minutes(  # type: ignore[no-untyped-def]
+    tmp_path, shared_media, point_app_at, admin_user, active_model
+):
+    """Redis without persistence is SIGKILLed while a study's message waits in it and comes
+    back empty. The row still says queued and sent; the sweep (beat in the worker, default
+    periods) finds the broker no longer holds the job and sends it again (issue 22: it
+    waited for AI_REQUEUE_AFTER_SECONDS, 30 minutes)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    point_app_at(redis.url, {"visibility_timeout": 60})
+    study = upload(admin_user, "LOST-MSG")  # no worker yet: the message waits in Redis
+    results = AIResult.objects.filter(image__study=study)
+    first_sent = {r.dispatched_at for r in results}
+    assert None not in first_sent
+    assert (study.pk, active_model.pk) in workers.queued_jobs(
+        inference.SCORE_STUDY_TASK, "inference"
+    )
+    assert redis.process is not None
+    redis.process.kill()  # SIGKILL: no shutdown save, and persistence is off anyway
+    redis.process.wait(10)
+    killed_at = time.monotonic()
+    redis.process = None
+    time.sleep(OUTAGE_SECONDS)
+    redis.start()
+    assert workers.queued_jobs(inference.SCORE_STUDY_TASK, "inference") == set()  # lost
+    worker = Worker(
+        redis.url, shared_media, tmp_path / "worker.log", {"CELERY_VISIBILITY_TIMEOUT": "60"},
+        beat_schedule=tmp_path / "beat-schedule",
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: not set(results.values_list("dispatched_at", flat=True)) & first_sent,
+            120 - OUTAGE_SECONDS,
+            f"the lost job to be sent again; worker log:\n{worker.log.read_text()[-2000:]}",
+        )
+        resent_in = time.monotonic() - killed_at
+        wait_until_scored(study, worker)
+    finally:
+        worker.stop()
+        redis.stop()
+    print(
+        f"broker killed for {OUTAGE_SECONDS} s: the lost job was sent again {resent_in:.0f} s after the kill"
+    )
+    assert resent_in < 120
+    assert set(results.values_list("status", flat=True)) == {AIStatus.DONE}
+
+
+OUTAGE_SECONDS = float(os.environ.get("MAMMO_TEST_BROKER_OUTAGE_SECONDS", "10"))
