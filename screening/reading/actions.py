@@ -33,8 +33,8 @@ class ReadInput:
 
     ``kind`` (or, for API clients of the first version, the ``expected_status`` they saw)
     says which read this is; a read whose role no longer holds is refused, never turned
-    into another kind. Per-breast categories and density make a structured read; without
-    them ``decision`` and ``birads`` are the whole case's (first API version).
+    into another kind. Per-breast categories and density are required (``assessment``);
+    ``decision`` and ``birads``, if given, must match what they mean.
     """
 
     decision: str = ""
