@@ -296,7 +296,7 @@ NEEDED_FOR_A_READ = (
 
 def _needed(choices: list[tuple[Any, str]], **kwargs: Any) -> serializers.ChoiceField:
     """A field every new read must carry, its refusal saying why."""
-    messages = dict.fromkeys(("required", "null", "blank"), NEEDED_FOR_A_READ)
+    messages: dict[str, Any] = dict.fromkeys(("required", "null", "blank"), NEEDED_FOR_A_READ)
     return serializers.ChoiceField(choices=choices, error_messages=messages, **kwargs)
 
 
