@@ -153,7 +153,7 @@ def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = 
 
 def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
     """Keep (or, when empty, drop) this reader's read in progress; False, and nothing kept,
-    where they may no longer read the case (read already given, case closed, no such case).
+    where they may no longer read the case (read already given, case closed).
 
     No audit event: a draft records nothing, and nobody else ever sees it. The case row is
     locked as ``submit_read`` locks it, so a save still in flight when the read is recorded
@@ -161,8 +161,10 @@ def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
     """
     with transaction.atomic():
         case = Case.objects.select_for_update(of=("self",)).filter(pk=case_id).first()
-        mine = ReadDraft.objects.filter(case_id=case_id, reader=reader)
-        if case is None or not pathway.may_read(person(reader), case.status, given_reads(case)):
+        if case is None:
+            raise NotFound("No such case.")
+        mine = ReadDraft.objects.filter(case=case, reader=reader)
+        if not pathway.may_read(person(reader), case.status, given_reads(case)):
             mine.delete()
             return False
         if fields:

@@ -168,7 +168,11 @@ def _save_draft(request: AuthenticatedHttpRequest, case_id: int) -> JsonResponse
         fields = ReadForm().draft(request.POST)
     except ValidationError as error:
         return JsonResponse({"detail": " ".join(error.messages)}, status=HTTPStatus.BAD_REQUEST)
-    if not actions.save_draft(request.user, case_id, fields):
+    try:
+        kept = actions.save_draft(request.user, case_id, fields)
+    except errors.DomainError as error:
+        return JsonResponse({"detail": error.message}, status=error.status)
+    if not kept:
         detail = "This case no longer takes your read; nothing was kept."
         return JsonResponse({"detail": detail}, status=HTTPStatus.CONFLICT)
     return JsonResponse({"kept": bool(fields), **_session_left(request)})

@@ -177,3 +177,59 @@ def test_the_page_warns_before_the_session_ends_and_can_keep_it(  # type: ignore
     assert form_values(page) == FULL_READ and page.input_value("#id_reason") == REASON
     assert page.inner_text("#draft-restored") == KEPT_LINE
     record_once_and_check(page, case)
+
+
+def test_entries_typed_after_the_session_ended_come_back_from_the_tab(live_server, browser_page):  # type: ignore[no-untyped-def]
+    """No submit at all: the reader types on after the session ended (the server refuses the
+    draft), signs in again from the warning, and finds the whole read, which the page then
+    hands to the server as the draft."""
+    UserFactory(username="reader", role="radiologist")
+    case = case_with_images(images=2, score=0.93)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    open_case(page, live_server, case)
+    page.select_option("#id_birads_right", "4")
+    wait_for_draft(case, {"birads_right": "4"})
+
+    Session.objects.filter(session_key=session_key(page)).delete()
+    choose(page, "4", "1", "b", finding_R="mass", site_R="10")
+    page.fill("#id_reason", REASON)
+    page.wait_for_selector("#sign-in-again:not([hidden])")
+    assert ReadDraft.objects.get().fields == {"birads_right": "4"}  # all the server holds
+
+    with page.expect_navigation():
+        page.click("#sign-in-again")
+    sign_in_again(page, live_server, case)
+    assert form_values(page) == FULL_READ and page.input_value("#id_reason") == REASON
+    assert page.inner_text("#draft-restored") == KEPT_LINE
+    wait_for_draft(case, {"density": "b", "site_R": "10", "reason": REASON})
+    record_once_and_check(page, case)
+
+
+def test_another_reader_signing_in_on_the_same_tab_never_sees_the_kept_read(  # type: ignore[no-untyped-def]
+    live_server, browser_page
+):
+    reader = UserFactory(username="reader", role="radiologist")
+    UserFactory(username="colleague", role="radiologist")
+    case = case_with_images(images=2, score=0.93)
+    page = browser_page
+    log_in(page, live_server, "reader")
+    open_case(page, live_server, case)
+    Session.objects.filter(session_key=session_key(page)).delete()
+    choose(page, "4", "1", "b", finding_R="mass", site_R="10")
+    page.fill("#id_reason", REASON)
+    page.wait_for_selector("#sign-in-again:not([hidden])")
+    with page.expect_navigation():
+        page.click(record_button(page))  # held for "reader", should they sign in
+
+    page.fill("#id_username", "colleague")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/cases/{case.pk}/")
+    page.wait_for_selector("#read-form")
+    assert form_values(page) == {k: "" for k in FULL_READ}
+    assert page.input_value("#id_reason") == "" and REASON not in page.content()
+    assert not page.is_visible("#draft-restored")
+    keys = page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('mammo.read.'))")
+    assert not [k for k in keys if k.startswith(f"mammo.read.{reader.pk}.")], keys
+    assert not ReadDraft.objects.exclude(fields={}).filter(reader__username="colleague").exists()

@@ -108,7 +108,7 @@ def test_a_reader_who_may_not_read_the_case_keeps_no_draft(client, radiologist):
     assert answer.status_code == 409 and "no longer takes your read" in answer.json()["detail"]
     assert not ReadDraft.objects.exists()
     missing = client.post(reverse("case-draft", args=[999999]), DRAFT)
-    assert missing.status_code == 409 and not ReadDraft.objects.exists()
+    assert missing.status_code == 404 and not ReadDraft.objects.exists()
 
 
 def test_no_one_else_ever_sees_a_draft(client, api, radiologist, radiologist2, auditor, admin_user):  # type: ignore[no-untyped-def]
