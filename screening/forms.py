@@ -155,8 +155,8 @@ class ReadForm(forms.Form):
                 isinstance(field, forms.ChoiceField) and not field.valid_value(value)
             ):
                 raise forms.ValidationError(f"{field.label or name}: not a value this read takes.")
-            if len(value) > 2000:
-                raise forms.ValidationError(f"{field.label or name}: too long.")
+            if len(value) > 2000 or "\x00" in value:  # PostgreSQL text holds no NUL
+                raise forms.ValidationError(f"{field.label or name}: too long or not text.")
             kept[name] = value
         return kept
 

@@ -272,3 +272,23 @@ def test_a_signed_out_post_without_a_read_still_lands_on_the_case(client, radiol
     assert sent.status_code == 302 and sent.url.endswith(f"?next=/cases/{case.pk}/")
     assert "nothing was recorded" in client.get(sent.url).content.decode()
     assert "read_sent_after_signout" not in client.session
+
+
+@pytest.mark.parametrize("url", ["case-draft", "case-read"])
+def test_ids_beyond_the_database_range_are_not_found_nor_kept(client, radiologist, url):  # type: ignore[no-untyped-def]
+    huge = "/cases/99999999999999999999999/" + url.removeprefix("case-") + "/"
+    client.force_login(radiologist)
+    assert client.post(huge, DRAFT).status_code == 404
+    client.logout()
+    assert client.post(huge, DRAFT).status_code in (302, 401, 404)
+
+
+def test_nul_bytes_and_odd_text_in_a_draft_are_refused_or_kept_as_text(client, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    client.force_login(radiologist)
+    assert save(client, case, {"birads_right": "\x00"}).status_code == 400
+    odd = "\u202eevil\u202c <b>bold</b> \x00"
+    assert save(client, case, {"reason": odd}).status_code == 400
+    assert save(client, case, {"reason": odd.replace("\x00", "")}).status_code == 200
+    html = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
