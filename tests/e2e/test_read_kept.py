@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from screening.choices import Decision
 from screening.models import Read, ReadDraft
+from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import PASSWORD, choose, form_values, log_in, open_case
 from tests.factories import UserFactory, case_with_images
 
@@ -160,6 +161,8 @@ def test_the_page_warns_before_the_session_ends_and_can_keep_it(  # type: ignore
     page.wait_for_selector("#session-warning:not([hidden])", timeout=15_000)
     assert "You will be signed out in 0:0" in page.inner_text("#session-warning")
     assert page.is_visible("#stay-signed-in") and not page.is_visible("#sign-in-again")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "session-warning.png"))
     page.click("#stay-signed-in")
     page.wait_for_selector("#session-warning", state="hidden")
     key = session_key(page)
@@ -168,6 +171,7 @@ def test_the_page_warns_before_the_session_ends_and_can_keep_it(  # type: ignore
 
     page.wait_for_selector("#sign-in-again:not([hidden])", timeout=20_000)
     assert "You are signed out" in page.inner_text("#session-warning")
+    page.screenshot(path=str(ARTIFACTS / "session-ended.png"))
     time.sleep(1)
     assert not Session.objects.filter(session_key=key, expire_date__gt=timezone.now()).exists()
     settings.SESSION_COOKIE_AGE = 1800  # signed in again, the session lasts while we record
