@@ -237,6 +237,8 @@ SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 30 * 60)
 # Idle timeout: a session's expiry moves on at most once a minute (screening.middleware).
 SESSION_SAVE_EVERY_REQUEST = False
 SESSION_TOUCH_SECONDS = envint("SESSION_TOUCH_SECONDS", 60)
+# The case page warns this long before the session ends and offers to stay signed in.
+SESSION_WARN_SECONDS = envint("SESSION_WARN_SECONDS", 120)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = SECURE_HTTPS

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -138,6 +140,26 @@ class ReadForm(forms.Form):
             if data.get(f"finding_{breast}")
         )
 
+    # What a draft keeps: what the reader chose or typed, not the stamp, kind or button.
+    NOT_DRAFTED = ("kind", "opened", "decision")
+
+    def draft(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The fields of a read in progress, each empty or a value this form takes (a partial
+        read is a draft, not an error); ValidationError on a value no field takes."""
+        kept = {}
+        for name, field in self.fields.items():
+            value = data.get(name, "")
+            if name in self.NOT_DRAFTED or not value:
+                continue
+            if not isinstance(value, str) or (
+                isinstance(field, forms.ChoiceField) and not field.valid_value(value)
+            ):
+                raise forms.ValidationError(f"{field.label or name}: not a value this read takes.")
+            if len(value) > 2000 or "\x00" in value:  # PostgreSQL text holds no NUL
+                raise forms.ValidationError(f"{field.label or name}: too long or not text.")
+            kept[name] = value
+        return kept
+
     def clean(self):
         super().clean()
         data = self.cleaned_data
@@ -168,19 +190,32 @@ class WorklistFilterForm(forms.Form):
 _opened_signer = Signer(salt="screening.read-opened")
 
 
-def sign_opened(case_id: int) -> str:
-    """A tamper-proof 'case opened at' stamp, so time-to-read is measured by the server."""
-    return _opened_signer.sign_object({"case": case_id, "at": time.time()})
+def sign_opened(case_id: int, reader_id: int) -> str:
+    """A tamper-proof 'case opened at, by' stamp: time-to-read is measured by the server, and
+    a read sent after sign-out is given back only to the reader whose page sent it."""
+    return _opened_signer.sign_object({"case": case_id, "at": time.time(), "by": reader_id})
 
 
-def seconds_since_opened(stamp: str, case_id: int) -> int | None:
+def _opened(stamp: str, case_id: int) -> dict | None:
     try:
         value = _opened_signer.unsign_object(stamp)
     except (BadSignature, ValueError):
         return None
-    if value.get("case") != case_id:
+    return value if isinstance(value, dict) and value.get("case") == case_id else None
+
+
+def seconds_since_opened(stamp: str, case_id: int) -> int | None:
+    value = _opened(stamp, case_id)
+    if value is None:
         return None
     return max(0, int(time.time() - float(value["at"])))
+
+
+def opened_by(stamp: str, case_id: int) -> int | None:
+    """The reader whose case page sent this stamp (None: no stamp, or not this case's)."""
+    value = _opened(stamp, case_id)
+    reader = value.get("by") if value else None
+    return reader if isinstance(reader, int) else None
 
 
 class ReportFilterForm(forms.Form):

@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.sessions.backends.base import SessionBase
 
 TOUCHED = "_touched"
 
@@ -36,3 +37,18 @@ class SessionIdleMiddleware:
             if now - session.get(TOUCHED, 0) >= settings.SESSION_TOUCH_SECONDS:
                 session[TOUCHED] = now  # marks it modified: SessionMiddleware saves it
         return response
+
+
+def extend_session(session: SessionBase) -> None:
+    """Move the idle timeout on now (the reader asked to stay signed in)."""
+    session[TOUCHED] = int(time.time())
+
+
+def session_expires_in(session: SessionBase) -> int:
+    """Seconds until this session ends if nothing else happens, as ``SessionIdleMiddleware``
+    will leave it after the current request (so the page can warn before it ends)."""
+    now = int(time.time())
+    touched = session.get(TOUCHED, 0)
+    if now - touched >= settings.SESSION_TOUCH_SECONDS:
+        touched = now
+    return max(touched + settings.SESSION_COOKIE_AGE - now, 0)

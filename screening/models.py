@@ -623,6 +623,29 @@ class Finding(models.Model):
         return f"{self.get_finding_display()}, {self.get_breast_display().lower()} {self.get_site_display()}"
 
 
+class ReadDraft(models.Model):
+    """A read as its reader is entering it, kept so that a sign-out loses nothing.
+
+    Only its reader ever sees it, on their own case page: no other page, API answer, export,
+    admin page or audit event shows it (it records nothing; the read does). Deleted when the
+    reader records their read or the case closes.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The read form's fields as the reader left them (names as the form posts them).
+    fields = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reader", "case"], name="one_draft_per_reader_case"),
+        ]
+
+    def __str__(self) -> str:
+        return f"draft read of case {self.case_id}"
+
+
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise PermissionDenied("The audit trail is append-only.")

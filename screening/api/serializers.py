@@ -301,20 +301,56 @@ class FindingInputSerializer(serializers.Serializer):
     depth = serializers.ChoiceField(choices=FindingDepth.choices, required=False, default="")
 
 
-class ReadCreateSerializer(serializers.Serializer):
-    """A read. Say which read it is (``kind``, or the ``expected_status`` you saw).
+# The read payload's version. Version 1 (``decision`` and one ``birads`` for the whole case,
+# no density) is refused for new reads; reads stored under it stay as they were given.
+READ_PAYLOAD_VERSION = 2
+NEEDED_FOR_A_READ = (
+    "Required for every new read (read payload version 2): a BI-RADS category for each "
+    "breast and the density. A whole-case birads alone (version 1) is no longer taken."
+)
 
-    Structured: ``birads_right``, ``birads_left``, ``density`` and, for recalled breasts,
-    ``findings``; ``decision`` then follows from the categories (if sent, it must match).
-    First-version payload: ``decision`` and the whole case's ``birads``.
+
+def _needed(choices: list[tuple[Any, str]], **kwargs: Any) -> serializers.ChoiceField:
+    """A field every new read must carry, its refusal saying why."""
+    messages: dict[str, Any] = dict.fromkeys(("required", "null", "blank"), NEEDED_FOR_A_READ)
+    return serializers.ChoiceField(choices=choices, error_messages=messages, **kwargs)
+
+
+class ReadCreateSerializer(serializers.Serializer):
+    """A read (payload version 2). Say which read it is (``kind``, or the ``expected_status``
+    you saw); give ``birads_right``, ``birads_left``, ``density`` and, for breasts whose
+    category needs one, ``findings``. ``decision`` and ``birads`` follow from the categories:
+    either, if sent, must match them. A version 1 payload (``decision`` and a whole-case
+    ``birads`` without the per-breast categories and density) is refused with a 400 naming
+    each missing field.
     """
 
+    payload_version = serializers.ChoiceField(
+        choices=[(READ_PAYLOAD_VERSION, str(READ_PAYLOAD_VERSION))],
+        required=False,
+        default=READ_PAYLOAD_VERSION,
+        error_messages={
+            "invalid_choice": f"Read payload version {{input}} is not taken: new reads are "
+            f"version {READ_PAYLOAD_VERSION} (birads_right, birads_left and density required)."
+        },
+        help_text="The read payload's version; only version 2 is taken for new reads.",
+    )
     kind = serializers.ChoiceField(choices=ReadKind.choices, required=False, allow_blank=True)
-    decision = serializers.ChoiceField(choices=Decision.choices, required=False, allow_blank=True)
-    birads = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
-    birads_right = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
-    birads_left = serializers.ChoiceField(choices=BiRads.choices, required=False, allow_null=True)
-    density = serializers.ChoiceField(choices=Density.choices, required=False, allow_blank=True)
+    decision = serializers.ChoiceField(
+        choices=Decision.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Optional: must match what the categories mean.",
+    )
+    birads = serializers.ChoiceField(
+        choices=BiRads.choices,
+        required=False,
+        allow_null=True,
+        help_text="Optional: the case's category, its most concerning breast's.",
+    )
+    birads_right = _needed(BiRads.choices)
+    birads_left = _needed(BiRads.choices)
+    density = _needed(Density.choices, help_text="ACR a to d")
     findings = FindingInputSerializer(many=True, required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
     seconds_taken = serializers.IntegerField(required=False, min_value=0, allow_null=True)
@@ -324,6 +360,7 @@ class ReadCreateSerializer(serializers.Serializer):
 
     def read_input(self) -> ReadInput:
         data = dict(self.validated_data)
+        data.pop("payload_version")
         findings = tuple(FindingInput(**f) for f in data.pop("findings", []))
         return ReadInput(**data, findings=findings)
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from .. import events
 from ..choices import CaseStatus, Decision
 from ..errors import Conflict, DomainError, NotFound
-from ..models import Case, Finding, Read
+from ..models import Case, Finding, Read, ReadDraft
 from ..roles import person
 from . import pathway
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
@@ -33,8 +33,8 @@ class ReadInput:
 
     ``kind`` (or, for API clients of the first version, the ``expected_status`` they saw)
     says which read this is; a read whose role no longer holds is refused, never turned
-    into another kind. Per-breast categories and density make a structured read; without
-    them ``decision`` and ``birads`` are the whole case's (first API version).
+    into another kind. Per-breast categories and density are required (``assessment``);
+    ``decision`` and ``birads``, if given, must match what they mean.
     """
 
     decision: str = ""
@@ -87,6 +87,7 @@ def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
             kind = _read_role(reader, case, earlier, data)
             read = _create_read(reader, case, kind, data, resolved)
             _advance(case, [*earlier, given(read)], case.note_read(read))
+            ReadDraft.objects.filter(case=case, reader=reader).delete()
             events.read_recorded(reader, read)
     except Conflict as conflict:
         case = Case.objects.filter(pk=case_id).first()
@@ -146,4 +147,30 @@ def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = 
     if after.status == CaseStatus.CLOSED:
         case.final_decision = after.final_decision
         case.closed_at = timezone.now()
+        ReadDraft.objects.filter(case=case).delete()  # nobody can record them now
     case.save(update_fields=["status", "final_decision", "closed_at", *noted])
+
+
+def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
+    """Keep (or, when empty, drop) this reader's read in progress; False, and nothing kept,
+    where they may no longer read the case (read already given, case closed).
+
+    No audit event: a draft records nothing, and nobody else ever sees it. The case row is
+    locked as ``submit_read`` locks it, so a save still in flight when the read is recorded
+    cannot leave a draft behind it.
+    """
+    with transaction.atomic():
+        case = Case.objects.select_for_update(of=("self",)).filter(pk=case_id).first()
+        if case is None:
+            raise NotFound("No such case.")
+        mine = ReadDraft.objects.filter(case=case, reader=reader)
+        if not pathway.may_read(person(reader), case.status, given_reads(case)):
+            mine.delete()
+            return False
+        if fields:
+            ReadDraft.objects.update_or_create(
+                case=case, reader=reader, defaults={"fields": fields}
+            )
+        else:
+            mine.delete()
+        return True

@@ -37,13 +37,13 @@ class FindingInput:
 
 @dataclass(frozen=True)
 class Assessment:
-    """A read's content as entered: per-breast categories (None on a legacy whole-case read)."""
+    """A read's content as entered. Every new read carries per-breast categories and density;
+    ``birads`` and ``decision``, if given, only confirm what the categories mean."""
 
     birads_right: int | None = None
     birads_left: int | None = None
     density: str = ""
     findings: tuple[FindingInput, ...] = ()
-    # Today's API payload: one category for the case and the decision it means.
     birads: int | None = None
     decision: str = ""
 
@@ -68,9 +68,11 @@ def overall(birads_right: int, birads_left: int) -> int:
 
 
 def resolve(entered: Assessment) -> Resolved:
-    """Check a read and return the decision and overall category it records."""
-    if entered.birads_right is None and entered.birads_left is None:
-        return _resolve_whole_case(entered)
+    """Check a read and return the decision and overall category it records.
+
+    A whole-case category alone (the API's first payload) is refused: reads without
+    per-breast categories and density would drop out of the auditor's density figures.
+    """
     if entered.birads_right is None or entered.birads_left is None:
         raise AssessmentError("Give a BI-RADS category for each breast, right and left.")
     for category in (entered.birads_right, entered.birads_left):
@@ -92,26 +94,6 @@ def resolve(entered: Assessment) -> Resolved:
         )
     _check_findings(entered)
     return Resolved(decision, category)
-
-
-def _resolve_whole_case(entered: Assessment) -> Resolved:
-    if entered.birads is None or not entered.decision:
-        raise AssessmentError("Give a BI-RADS category for each breast, right and left.")
-    if entered.decision not in Decision.values:
-        raise AssessmentError("Decision must be recall or no recall.")
-    if entered.findings:
-        raise AssessmentError(
-            "Findings need the per-breast categories (birads_right, birads_left)."
-        )
-    if entered.density and entered.density not in Density.values:
-        raise AssessmentError("Density must be a, b, c or d.")
-    allowed = BIRADS_FOR_DECISION[Decision(entered.decision)]
-    if entered.birads not in allowed:
-        choices = ", ".join(str(int(b)) for b in sorted(allowed))
-        raise AssessmentError(
-            f"BI-RADS {entered.birads} does not fit this decision; use {choices}."
-        )
-    return Resolved(entered.decision, entered.birads)
 
 
 def _check_findings(entered: Assessment) -> None:

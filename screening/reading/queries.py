@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
 from ..choices import CaseStatus, ReadKind
-from ..models import Case, Read
+from ..models import Case, Read, ReadDraft
 from ..roles import holders, person
 from . import pathway, worklist_pages
 
@@ -111,3 +111,8 @@ def priors(case: Case) -> list[Case]:
     if own is not None:
         earlier = earlier.filter(first_study__lt=own)
     return list(earlier.select_related("patient").order_by("-first_study", "-pk"))
+
+
+def draft(reader: User, case: Case) -> ReadDraft | None:
+    """This reader's own read in progress on this case: never anyone else's."""
+    return ReadDraft.objects.filter(case=case, reader=reader).first()

@@ -10,6 +10,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -28,7 +32,8 @@ from ..http import NO_STORE, conflict_page, paginate, private_file
 from ..intake import previews
 from ..intake.films import FileRejected
 from ..intake.imaging import display_png
-from ..models import AIResult, Case, Image
+from ..middleware import extend_session, session_expires_in
+from ..models import AIResult, Case, Image, ReadDraft
 from ..roles import (
     CLINICAL_VIEWERS,
     READERS,
@@ -38,7 +43,7 @@ from ..roles import (
     role_required,
 )
 from ..templatetags.safe_text import neutralise_bidi
-from . import actions, hanging, pathway, queries
+from . import actions, drafts, hanging, pathway, queries
 from .worklist_pages import BadCursor
 
 
@@ -140,12 +145,79 @@ def case_list(request: HttpRequest) -> HttpResponse:
 def case_detail(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
     case = _case_or_404(case_id)
     events.case_opened(request.user, case, via="page")
-    return _render_case(request, case, ReadForm(initial=_read_initial(case)))
+    drafts.take(request.session, request.user, case.pk)
+    draft = queries.draft(request.user, case)
+    form = ReadForm(
+        initial={**(draft.fields if draft else {}), **_read_initial(case, request.user)}
+    )
+    return _render_case(request, case, form, restored=draft)
 
 
 @require_POST
+@login_not_required  # answers 401 itself: the page must learn that the session ended
+def case_draft(request: HttpRequest, case_id: int) -> JsonResponse:
+    """Keep the read in progress as the reader types (their own, seen by nobody else)."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Signed out."}, status=HTTPStatus.UNAUTHORIZED)
+    return _save_draft(request, case_id)
+
+
 @role_required(*READERS)
-def case_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
+def _save_draft(request: AuthenticatedHttpRequest, case_id: int) -> JsonResponse:
+    try:
+        fields = ReadForm().draft(request.POST)
+    except ValidationError as error:
+        return JsonResponse({"detail": " ".join(error.messages)}, status=HTTPStatus.BAD_REQUEST)
+    try:
+        kept = actions.save_draft(request.user, case_id, fields)
+    except errors.DomainError as error:
+        return JsonResponse({"detail": error.message}, status=error.status)
+    if not kept:
+        detail = "This case no longer takes your read; nothing was kept."
+        return JsonResponse({"detail": detail}, status=HTTPStatus.CONFLICT)
+    return JsonResponse({"kept": bool(fields), **_session_left(request)})
+
+
+@require_POST
+@login_not_required  # answers 401 itself, as the draft does
+def stay_signed_in(request: HttpRequest) -> JsonResponse:
+    """The case page's "Stay signed in": the idle timeout starts again from now."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Signed out."}, status=HTTPStatus.UNAUTHORIZED)
+    extend_session(request.session)
+    return JsonResponse(_session_left(request))
+
+
+def _session_left(request: HttpRequest) -> dict[str, int]:
+    return {"expires_in": session_expires_in(request.session)}
+
+
+@require_POST
+@login_not_required  # a read sent after sign-out is kept, never bounced to a GET (405)
+def case_read(request: HttpRequest, case_id: int) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return _read_after_signout(request, case_id)
+    return _record_read(request, case_id)
+
+
+def _read_after_signout(request: HttpRequest, case_id: int) -> HttpResponse:
+    """The session ended before the read arrived: hold it, and after sign-in go back to the
+    case (not to this POST-only address), where it is put back as the reader left it."""
+    kept = drafts.keep(request.session, case_id, request.POST)
+    messages.warning(request, SIGNED_OUT_KEPT if kept else SIGNED_OUT)
+    return redirect_to_login(reverse("case-detail", args=[case_id]))
+
+
+SIGNED_OUT_KEPT = (
+    "Your session ended before your read was recorded: it is not recorded yet, and it is "
+    "kept. Sign in to go back to the case, with your read as you left it."
+)
+SIGNED_OUT = "Your session ended, so nothing was recorded. Sign in to go back to the case."
+DRAFT_RESTORED = "Your unsaved read was kept: check it and record it."
+
+
+@role_required(*READERS)
+def _record_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
     case = _case_or_404(case_id)
     form = ReadForm(request.POST)
     if not form.is_valid():
@@ -256,9 +328,12 @@ def _case_or_404(case_id: int) -> Case:
     )
 
 
-def _read_initial(case: Case) -> dict:
-    """Only what the reader did not choose: which read this is and when they opened it."""
-    return {"opened": sign_opened(case.pk), "kind": pathway.expected_kind(case.status) or ""}
+def _read_initial(case: Case, reader: User) -> dict:
+    """What the reader did not choose: which read this is, when and by whom it was opened."""
+    return {
+        "opened": sign_opened(case.pk, reader.pk),
+        "kind": pathway.expected_kind(case.status) or "",
+    }
 
 
 def _ai_recall(case: Case) -> str:
@@ -270,7 +345,11 @@ def _ai_recall(case: Case) -> str:
 
 
 def _render_case(
-    request: AuthenticatedHttpRequest, case: Case, form: ReadForm, status: int = HTTPStatus.OK
+    request: AuthenticatedHttpRequest,
+    case: Case,
+    form: ReadForm,
+    status: int = HTTPStatus.OK,
+    restored: ReadDraft | None = None,
 ) -> HttpResponse:
     results = ai_queries.case_ai_results(case)
     images = [
@@ -282,6 +361,7 @@ def _render_case(
     given = queries.given_reads(case)
     reads = queries.visible_reads(request.user, case)
     is_reader = bool(me.roles & pathway.READER_ROLES)
+    can_read = pathway.may_read(me, case.status, given)
     context = {
         "case": case,
         "images": images,
@@ -295,7 +375,15 @@ def _render_case(
         "other_reads_shown": any(read.reader_id != me.id for read in reads),
         "others_reads_hidden": len(reads) < len(given),
         "form": form,
-        "can_read": pathway.may_read(me, case.status, given),
+        "can_read": can_read,
+        "draft_restored": bool(restored and can_read),
+        # When the server's draft was saved (ms), for the page to tell which copy is newer.
+        "draft_at": int(restored.updated_at.timestamp() * 1000) if restored else 0,
+        "draft_note": DRAFT_RESTORED,
+        "session_timer": {
+            "expires_in": session_expires_in(request.session),
+            "warn": settings.SESSION_WARN_SECONDS,
+        },
         "read_kind": pathway.expected_kind(case.status),
         "ai_recall": _ai_recall(case),
         "arbitration_note": _arbitration_note(case, me, given),

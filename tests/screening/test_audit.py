@@ -12,6 +12,7 @@ from screening.choices import AuditAction, AuditOutcome, Decision
 from screening.models import AuditEvent
 from screening.reading import actions as reading_actions
 from screening.reading.actions import ReadInput
+from screening.reading.assessment import FindingInput
 from tests.conftest import requires_postgres
 from tests.factories import ModelVersionFactory, case_with_images
 
@@ -39,7 +40,16 @@ def test_opening_a_case_through_the_api_is_recorded(api, radiologist):  # type: 
 def test_a_read_is_recorded_with_its_decision(radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images(score=0.9)
     read = reading_actions.submit_read(
-        radiologist, case.pk, ReadInput(kind="first", decision=Decision.RECALL, birads=5)
+        radiologist,
+        case.pk,
+        ReadInput(
+            kind="first",
+            decision=Decision.RECALL,
+            birads_right=5,
+            birads_left=1,
+            density="c",
+            findings=(FindingInput(breast="R", finding="mass", site="10"),),
+        ),  # fmt: skip
     )
     event = only(AuditAction.READ_RECORDED)
     assert event.detail["read_id"] == read.pk and event.detail["decision"] == "recall"

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from screening.choices import AuditAction, CaseStatus, Decision, ReadKind
 from screening.errors import Conflict, DomainError
-from screening.models import AuditEvent, Read
+from screening.models import AuditEvent, Case, Read
 from screening.reading import actions as reading_actions
 from screening.reading.actions import ReadInput
 from tests.conftest import requires_postgres
@@ -106,12 +106,15 @@ def test_a_read_without_ai_has_no_agreement_flag(radiologist):  # type: ignore[n
     assert read.agrees_with_ai is None and read.ai_result is None
 
 
-@pytest.mark.parametrize(("decision", "birads"), [(Decision.NO_RECALL, 4), (Decision.RECALL, 1)])
-def test_a_whole_case_birads_must_fit_the_decision(radiologist, decision, birads):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("decision", "birads"), [(Decision.NO_RECALL, 1), (Decision.RECALL, 4)])
+def test_a_whole_case_birads_alone_is_refused_by_the_verb(radiologist, decision, birads):  # type: ignore[no-untyped-def]
+    """Before: the first-version read (decision and one category) was stored without
+    per-breast categories or density, and the auditor's density figures missed it."""
     case = case_with_images()
-    data = ReadInput(kind=ReadKind.FIRST, decision=decision, birads=birads)
-    with pytest.raises(DomainError, match="does not fit"):
+    data = ReadInput(kind=ReadKind.FIRST, decision=decision, birads=birads, density="b")
+    with pytest.raises(DomainError, match="each breast"):
         reading_actions.submit_read(radiologist, case.pk, data)
+    assert not Read.objects.exists()
 
 
 def test_a_read_must_say_which_read_it_is(radiologist):  # type: ignore[no-untyped-def]
@@ -268,20 +271,76 @@ def test_the_api_answers_409_on_conflict_and_201_on_success(api, radiologist):  
     assert again.status_code == 409
 
 
-def test_the_first_version_api_payload_still_records_a_read(api, radiologist):  # type: ignore[no-untyped-def]
+def test_the_first_version_api_payload_is_refused_naming_the_missing_fields(api, radiologist):  # type: ignore[no-untyped-def]
+    """Before: this payload was answered 201 and stored with no per-breast categories and
+    no density."""
     case = case_with_images()
     api.force_authenticate(radiologist)
-    payload = {"decision": "recall", "birads": 0, "expected_status": "ready"}
+    payload = {"expected_status": "ready", "decision": "no_recall", "birads": 2}
     response = api.post(reverse("api-case-reads", args=[case.pk]), payload, format="json")
-    assert response.status_code == 201, response.json()
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert set(body) == {"birads_right", "birads_left", "density"}
+    assert "version 2" in body["density"][0] and "birads alone" in body["density"][0]
+    assert not Read.objects.exists()
+    assert Case.objects.get().status == CaseStatus.READY
+
+
+def test_per_breast_fields_sent_empty_are_refused_as_missing(api, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    api.force_authenticate(radiologist)
+    payload = {"kind": "first", "birads_right": None, "birads_left": 1, "density": ""}
+    response = api.post(reverse("api-case-reads", args=[case.pk]), payload, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"birads_right", "density"}
+    assert not Read.objects.exists()
+
+
+def test_a_read_stating_payload_version_1_is_refused_and_version_2_taken(api, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    api.force_authenticate(radiologist)
+    url = reverse("api-case-reads", args=[case.pk])
+    payload = {"kind": "first", "birads_right": 1, "birads_left": 2, "density": "c"}
+    old = api.post(url, {**payload, "payload_version": 1}, format="json")
+    assert old.status_code == 400
+    assert "version 1 is not taken" in old.json()["payload_version"][0]
+    assert not Read.objects.exists()
+    new = api.post(url, {**payload, "payload_version": 2}, format="json")
+    assert new.status_code == 201, new.json()
     read = Read.objects.get()
-    assert (read.decision, read.birads, read.birads_right, read.density) == ("recall", 0, None, "")
+    assert (read.birads_right, read.birads_left, read.density, read.birads) == (1, 2, "c", 2)
+
+
+def test_a_read_stored_under_the_first_version_stays_as_it_was_given(api, radiologist, auditor):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    old = Read.objects.create(
+        case=case, reader=radiologist, kind=ReadKind.FIRST, decision=Decision.NO_RECALL, birads=2
+    )
+    api.force_authenticate(auditor)
+    response = api.get(reverse("api-case-detail", args=[case.pk]))
+    assert response.status_code == 200
+    (shown,) = response.json()["reads"]
+    assert (shown["id"], shown["birads"], shown["birads_right"], shown["density"]) == (
+        old.pk, 2, None, "",
+    )  # fmt: skip
+
+
+def test_the_page_form_refuses_a_read_without_density(client, radiologist):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    client.force_login(radiologist)
+    form = client.get(reverse("case-detail", args=[case.pk])).context["form"].initial
+    posted = page_read(form)
+    del posted["density"]
+    response = client.post(reverse("case-read", args=[case.pk]), posted)
+    assert response.status_code == 400
+    assert "Breast density (ACR): This field is required." in response.content.decode()
+    assert not Read.objects.exists()
 
 
 def test_an_api_read_that_does_not_say_which_read_it_is_is_refused(api, radiologist):  # type: ignore[no-untyped-def]
     case = case_with_images()
     api.force_authenticate(radiologist)
-    payload = {"decision": "no_recall", "birads": 1}
+    payload = {"birads_right": 1, "birads_left": 1, "density": "a"}
     response = api.post(reverse("api-case-reads", args=[case.pk]), payload, format="json")
     assert response.status_code == 400
     assert "State which read" in response.json()["detail"]

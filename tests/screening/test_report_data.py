@@ -54,7 +54,7 @@ def test_saving_a_stale_copy_of_the_case_leaves_the_read_gist_as_the_read_gave_i
     case = screen(version, 0.8, [], [])
     stale = Case.objects.get(pk=case.pk)  # loaded before the read, as another request might
     first = ReadInput(
-        kind="first", decision="recall", birads=0, density="b", seconds_taken=30, reason="mass"
+        kind="first", birads_right=0, birads_left=1, density="b", seconds_taken=30, reason="mass"
     )
     actions.submit_read(readers[0], case.pk, first)
     stale.outcome = Outcome.BENIGN

@@ -85,3 +85,27 @@ def test_a_read_refusal_matches_its_schema(api, radiologist, schema):  # type: i
     assert response.status_code == 400
     documented = body_schema(schema, "/api/cases/{id}/reads/", "post", 400, "application/json")
     jsonschema.validate(response.json(), documented)
+
+
+def test_the_read_payload_requires_per_breast_categories_and_density(schema):  # type: ignore[no-untyped-def]
+    """Version 2 of the read payload: a client reading the schema cannot send version 1."""
+    body = schema["paths"]["/api/cases/{id}/reads/"]["post"]["requestBody"]["content"]
+    read = schema["components"]["schemas"][
+        body["application/json"]["schema"]["$ref"].split("/")[-1]
+    ]
+    assert {"birads_right", "birads_left", "density"} <= set(read["required"])
+    assert "birads" not in read["required"] and "decision" not in read["required"]
+    (version,) = read["properties"]["payload_version"]["allOf"]
+    assert schema["components"]["schemas"][version["$ref"].split("/")[-1]]["enum"] == [2]
+    assert "version 1" in read["description"].lower()
+
+
+def test_the_first_version_read_refusal_matches_its_schema(api, radiologist, schema):  # type: ignore[no-untyped-def]
+    case = case_with_images(images=1)
+    api.force_authenticate(radiologist)
+    url = reverse("api-case-reads", args=[case.pk])
+    payload = {"expected_status": "ready", "decision": "no_recall", "birads": 2}
+    response = api.post(url, payload, format="json")
+    assert response.status_code == 400
+    documented = body_schema(schema, "/api/cases/{id}/reads/", "post", 400, "application/json")
+    jsonschema.validate(response.json(), documented)

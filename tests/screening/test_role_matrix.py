@@ -63,6 +63,19 @@ MATRIX = [
         page({RAD, ARB}, ok=400),
     ),
     (
+        "case draft",
+        "post",
+        lambda o: reverse("case-draft", args=[o["case"].pk]),
+        # An arbitrator gives no first read, so keeps no draft of one (409).
+        {ANON: 401, RAD: 200, ARB: 409, ADMIN: 403, AUD: 403, NONE: 403},
+    ),
+    (
+        "stay signed in",
+        "post",
+        lambda o: reverse("stay-signed-in"),
+        {ANON: 401, RAD: 200, ARB: 200, ADMIN: 200, AUD: 200, NONE: 200},
+    ),
+    (
         "image file",
         "get",
         lambda o: reverse("image-file", args=[o["image"].pk]),
