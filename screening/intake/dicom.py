@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from ..choices import Laterality, View
+from . import streams
 from .films import FileRejected, refuse_blank
 
 PART10_MAGIC = b"DICM"
@@ -269,6 +270,7 @@ def _check(ds: Any) -> None:
             "digital mammography (For Presentation or For Processing), DX or CR images are "
             "accepted.",
         )
+    _check_file_meta(ds)
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
         raise FileRejected(
@@ -313,6 +315,57 @@ def _check(ds: Any) -> None:
         )
     if not syntax.is_compressed:
         _check_native_length(len(ds.PixelData), rows * columns * bits // 8)
+    elif syntax.is_encapsulated:
+        _check_stream(ds, decoder, rows, columns, bits)
+
+
+def _check_file_meta(ds: Any) -> None:
+    """The File Meta header and the dataset must name the same SOP class and instance
+    (PS3.10 7.1): a file that contradicts itself is no trustworthy mammogram."""
+    meta = ds.file_meta
+    said = str(meta.get("MediaStorageSOPClassUID") or "")
+    if said and said != str(ds.SOPClassUID):
+        raise FileRejected(
+            "sop_class_mismatch",
+            f"The file's meta header says {_sop_class_name(said)} but its dataset says "
+            f"{_sop_class_name(ds.SOPClassUID)}: one of them is wrong.",
+        )
+    said = str(meta.get("MediaStorageSOPInstanceUID") or "")
+    if said and said != str(ds.SOPInstanceUID):
+        raise FileRejected(
+            "sop_class_mismatch",
+            "The file's meta header names another SOP instance than its dataset: one of "
+            "them is wrong.",
+        )
+
+
+def _check_stream(ds: Any, decoder: Any, rows: int, columns: int, bits: int) -> None:
+    """The one compressed frame, walked whole (``streams``), then decoded by the strictest
+    decoder for its kind as well as by the viewer's (``rendition``, later)."""
+    from pydicom.encaps import generate_frames
+
+    frames = list(generate_frames(ds.PixelData, number_of_frames=1))
+    if len(frames) != 1:
+        raise FileRejected(
+            "multi_frame",
+            f"DICOM pixel data holds {len(frames)} frames but the header declares one; send "
+            "2-D mammograms (one frame per file).",
+        )
+    syntax = ds.file_meta.TransferSyntaxUID
+    frame = streams.check_frame(frames[0], syntax, rows, columns, bits)
+    plugin = streams.STRICT_PLUGINS.get(str(syntax))
+    if plugin is None or (plugin == "pillow" and frame.precision > 8):
+        return
+    if plugin not in decoder.available_plugins:
+        raise FileRejected(
+            "unsupported_transfer_syntax",
+            f"{syntax.name} is accepted only where its strict decoder ({plugin}) is "
+            "installed, and it is not installed here.",
+        )
+    try:
+        decoder.as_array(ds, decoding_plugin=plugin)
+    except Exception as exc:  # each decoder raises its own types
+        raise streams.corrupt(frame.kind, f"the strict decoder refuses it: {_short(exc)}") from None
 
 
 def _check_native_length(length: int, expected: int) -> None:

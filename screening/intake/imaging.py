@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
 from ..choices import Laterality, SourceFormat, View
-from . import dicom
+from . import dicom, streams
 from .dicom import DicomHeader
 from .films import FileRejected, refuse_blank
 
@@ -134,6 +134,8 @@ def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
                 image_format, mode = img.format, img.mode
             if image_format == "PNG":
                 _verify_png(content)
+            else:
+                _check_jpeg(content)
             return image_format, width, height, mode
     except FileRejected:
         raise
@@ -168,6 +170,18 @@ def _require_strict_pillow() -> None:
         raise ImproperlyConfigured(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated uploads would be accepted."
         )
+
+
+def _check_jpeg(content: bytes) -> None:
+    """The stream walked whole to its end-of-image marker (``streams``), then decoded a
+    second time by libjpeg, which refuses some corrupt data libjpeg-turbo pads."""
+    import libjpeg
+
+    kind = streams.read_jpeg(content, trailing_allowed=True).kind
+    try:
+        libjpeg.decode(content[: streams.jpeg_end(content)])
+    except (RuntimeError, ValueError) as exc:
+        raise streams.corrupt(kind, f"the strict decoder refuses it: {_short(exc)}") from None
 
 
 def _verify_png(content: bytes) -> None:
