@@ -206,6 +206,39 @@ def _jpeg_segments(stream: bytes, trailing_allowed: bool) -> tuple[Frame, int]:
     return frame, end
 
 
+def jpeg_without_metadata(stream: bytes) -> bytes:
+    """The same JPEG with every APPn and COM segment left out, and nothing after its
+    end-of-image marker: EXIF, XMP, ICC profiles, JFIF thumbnails and comments can carry
+    a name. The tables and the entropy-coded data are copied byte for byte, so the pixels
+    decode exactly as before (a lossy re-encode would change them). ``stream`` must have
+    been checked by ``read_jpeg``."""
+    kept, position = [stream[:2]], 2
+    while True:
+        position = _skip_fill(stream, position)
+        marker = stream[position + 1]
+        if marker == EOI:
+            kept.append(b"\xff\xd9")
+            return b"".join(kept)
+        (length,) = struct.unpack_from(">H", stream, position + 2)
+        end = position + 2 + length
+        if marker == SOS:
+            end = _scan_end(stream, end, "JPEG", ls=False)
+        if not (0xE0 <= marker <= 0xEF or marker == COM):
+            kept.append(stream[position:end])
+        position = end
+
+
+def adobe_segment(stream: bytes) -> bytes:
+    """The stream's Adobe (APP14) segment written again from its one number that changes
+    how colours decode (the transform flag), without its text; empty if it has none."""
+    at = stream.find(b"\xff\xee")
+    while at >= 0:
+        if stream[at + 4 : at + 9] == b"Adobe" and at + 16 <= len(stream):
+            return b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00" + stream[at + 15 : at + 16]
+        at = stream.find(b"\xff\xee", at + 2)
+    return b""
+
+
 def _skip_fill(stream: bytes, position: int) -> int:
     """A marker may be preceded by any number of 0xFF fill bytes."""
     if stream[position : position + 1] != b"\xff":
