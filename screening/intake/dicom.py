@@ -22,6 +22,7 @@ import functools
 import io
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,6 +234,10 @@ def _parse(content: bytes) -> Any:
         _ = ds.file_meta.TransferSyntaxUID
     except InvalidDicomError as exc:
         raise FileRejected("not_dicom", f"Not a valid DICOM file ({_short(exc)}).") from None
+    except zlib.error as exc:  # a deflated dataset (raw deflate: no checksum of its own)
+        if "truncated" in str(exc):
+            raise streams.ended_early("deflated", "the compressed dataset stops") from None
+        raise streams.corrupt("deflated", "the compressed dataset does not inflate") from None
     except RecursionError:
         raise FileRejected("corrupt", "DICOM file is nested too deeply to read.") from None
     except Exception as exc:  # truncated or mutated headers raise all kinds of errors
