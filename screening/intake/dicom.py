@@ -647,6 +647,7 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
     from pydicom.dataset import FileMetaDataset
 
     clean = _kept(ds, KEPT)
+    _pixels_only(clean, ds.file_meta.TransferSyntaxUID)
     if str(ds.get("RescaleType") or "").strip() in RESCALE_TYPES:
         clean.RescaleType = str(ds.RescaleType).strip()
     for keyword in REMAPPED_UIDS:
@@ -670,6 +671,21 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
     buffer = io.BytesIO()
     clean.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _pixels_only(clean: Any, syntax: Any) -> None:
+    """A JPEG or JPEG-LS frame keeps its tables and compressed data and loses its APPn and
+    COM segments: an encoder may write a name into EXIF or a comment inside the pixel data,
+    which the allow-list keeps whole. (For one grayscale component no APPn changes how the
+    pixels decode.) The stored file is decoded again at upload, as always."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    if str(syntax) not in streams.JPEG_SYNTAXES:
+        return
+    (frame,) = generate_frames(clean.PixelData, number_of_frames=1)
+    stripped = streams.jpeg_without_metadata(frame)
+    clean.PixelData = encapsulate([stripped + b"\0" * (len(stripped) % 2)])
+    clean["PixelData"].VR = "OB"
 
 
 def _kept(source: Any, allowed: frozenset[str]) -> Any:

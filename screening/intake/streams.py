@@ -58,6 +58,17 @@ KINDS_BY_SYNTAX: dict[str, frozenset[str]] = {
     HTJ2K: frozenset({"JPEG 2000", "HTJ2K"}),
     RLELossless: frozenset({"RLE"}),
 }
+# The syntaxes whose frames are JPEG or JPEG-LS marker streams (APPn and COM included).
+JPEG_SYNTAXES = frozenset(
+    {
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        JPEGLSNearLossless,
+    }
+)
 # A decoder that refuses what the viewer's decoder pads: CharLS checks every JPEG-LS run,
 # libjpeg-turbo (through Pillow) refuses an 8-bit JPEG that ends early.
 STRICT_PLUGINS: dict[str, str] = {
@@ -74,6 +85,7 @@ JPEG_FRAMES = {
     0xC3: "JPEG lossless (SOF3)",
     0xF7: "JPEG-LS (SOF55)",
 }
+JPEG_LS_FRAME = 0xF7
 OTHER_FRAMES = frozenset({0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 SOI, EOI, SOS, COM = 0xD8, 0xD9, 0xDA, 0xFE
 RESTARTS = range(0xD0, 0xD8)
@@ -211,8 +223,9 @@ def jpeg_without_metadata(stream: bytes) -> bytes:
     end-of-image marker: EXIF, XMP, ICC profiles, JFIF thumbnails and comments can carry
     a name. The tables and the entropy-coded data are copied byte for byte, so the pixels
     decode exactly as before (a lossy re-encode would change them). ``stream`` must have
-    been checked by ``read_jpeg``."""
-    kept, position = [stream[:2]], 2
+    been checked by ``read_jpeg``; JPEG-LS streams too (their parameters are in LSE
+    segments, which are kept)."""
+    kept, position, ls = [stream[:2]], 2, False
     while True:
         position = _skip_fill(stream, position)
         marker = stream[position + 1]
@@ -221,8 +234,9 @@ def jpeg_without_metadata(stream: bytes) -> bytes:
             return b"".join(kept)
         (length,) = struct.unpack_from(">H", stream, position + 2)
         end = position + 2 + length
+        ls = ls or marker == JPEG_LS_FRAME
         if marker == SOS:
-            end = _scan_end(stream, end, "JPEG", ls=False)
+            end = _scan_end(stream, end, "JPEG", ls)
         if not (0xE0 <= marker <= 0xEF or marker == COM):
             kept.append(stream[position:end])
         position = end

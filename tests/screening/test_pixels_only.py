@@ -225,3 +225,27 @@ def test_the_same_film_with_other_metadata_is_a_duplicate(admin_api):  # type: i
     assert response.status_code == 409
     assert response.json()["files"][0]["code"] == "duplicate"
     assert Image.objects.count() == 1
+
+
+@pytest.mark.parametrize("encoding", ["jpeg-baseline", "jpeg-lossless", "jpeg-ls"])
+def test_a_jpeg_stream_inside_dicom_is_stored_without_its_text(admin_api, encoding):  # type: ignore[no-untyped-def]
+    """De-identification keeps the pixel data: a COM or APP1 segment inside it must go too."""
+    import pydicom
+
+    from tests.dicom_files import pixel_stream, with_stream
+    from tests.screening.test_strict_decoding import ENCODINGS
+
+    content = ENCODINGS[encoding]()
+    stream = pixel_stream(content).rstrip(b"\0")
+    text = b"\xff\xfe" + struct.pack(">H", len(NAME) + 2) + NAME.encode()
+    exif = b"\xff\xe1" + struct.pack(">H", len(NAME) + 8) + b"Exif\0\0" + NAME.encode()
+    named = with_stream(content, stream[:2] + text + exif + stream[2:])
+    assert NAME.encode() in named
+    response = admin_api.post(
+        URL, {"files": [SimpleUploadedFile("a.dcm", named)]}, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    stored = Path(Image.objects.get().file.path).read_bytes()
+    assert NAME.encode() not in stored
+    original = pydicom.dcmread(io.BytesIO(content)).pixel_array
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(stored)).pixel_array, original)
