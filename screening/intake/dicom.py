@@ -674,16 +674,20 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
 
 
 def _pixels_only(clean: Any, syntax: Any) -> None:
-    """A JPEG or JPEG-LS frame keeps its tables and compressed data and loses its APPn and
-    COM segments: an encoder may write a name into EXIF or a comment inside the pixel data,
-    which the allow-list keeps whole. (For one grayscale component no APPn changes how the
-    pixels decode.) The stored file is decoded again at upload, as always."""
+    """A JPEG, JPEG-LS or JPEG 2000 frame keeps its tables and compressed data and loses
+    its APPn and comment segments: an encoder may write a name into EXIF or a comment
+    inside the pixel data, which the allow-list keeps whole. (For one grayscale component
+    no APPn changes how the pixels decode.) The stored file is decoded again at upload."""
     from pydicom.encaps import encapsulate, generate_frames
 
-    if str(syntax) not in streams.JPEG_SYNTAXES:
+    if str(syntax) in streams.JPEG_SYNTAXES:
+        strip = streams.jpeg_without_metadata
+    elif str(syntax) in streams.J2K_SYNTAXES:
+        strip = streams.j2k_without_comments
+    else:
         return
     (frame,) = generate_frames(clean.PixelData, number_of_frames=1)
-    stripped = streams.jpeg_without_metadata(frame)
+    stripped = strip(frame)
     clean.PixelData = encapsulate([stripped + b"\0" * (len(stripped) % 2)])
     clean["PixelData"].VR = "OB"
 

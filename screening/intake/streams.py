@@ -69,6 +69,7 @@ JPEG_SYNTAXES = frozenset(
         JPEGLSNearLossless,
     }
 )
+J2K_SYNTAXES = frozenset({JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K})
 # A decoder that refuses what the viewer's decoder pads: CharLS checks every JPEG-LS run,
 # libjpeg-turbo (through Pillow) refuses an 8-bit JPEG that ends early.
 STRICT_PLUGINS: dict[str, str] = {
@@ -94,6 +95,7 @@ RESTARTS = range(0xD0, 0xD8)
 NEXT_MARKER = re.compile(rb"\xff[^\x00]")
 NEXT_LS_MARKER = re.compile(rb"\xff[\x80-\xff]")
 J2K_SOC, J2K_SIZ, J2K_CAP, J2K_SOT, J2K_EOC = 0xFF4F, 0xFF51, 0xFF50, 0xFF90, 0xFFD9
+J2K_COM, J2K_TLM, J2K_SOD = 0xFF64, 0xFF55, 0xFF93
 J2K_CODESTREAM = b"\xff\x4f\xff\x51"
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 
@@ -347,6 +349,40 @@ def read_j2k(stream: bytes) -> Frame:
             f"The {kind} codestream goes on after its end marker; send one frame per file.",
         )
     return Frame(kind, frame.rows, frame.columns, frame.components, frame.precision)
+
+
+def j2k_without_comments(stream: bytes) -> bytes:
+    """The same codestream without its comment (COM) segments, which can carry any text,
+    in the main header or a tile-part header: each tile-part's declared length (Psot)
+    follows, the optional tile-part index (TLM) is left out rather than rewritten, and the
+    coded data is copied byte for byte. ``stream`` must have been checked by ``read_j2k``."""
+    stream = stream[stream.find(J2K_CODESTREAM) :].rstrip(b"\0")
+    kept, position = [stream[:2]], 2
+    while True:  # the main header
+        marker, length = struct.unpack_from(">HH", stream, position)
+        if marker == J2K_SOT:
+            break
+        if marker not in (J2K_COM, J2K_TLM):
+            kept.append(stream[position : position + 2 + length])
+        position += 2 + length
+    while True:  # each tile-part: SOT, its header up to SOD, its data
+        (marker,) = struct.unpack_from(">H", stream, position)
+        if marker == J2K_EOC:
+            kept.append(stream[position:])
+            return b"".join(kept)
+        (declared,) = struct.unpack_from(">I", stream, position + 6)
+        end = position + declared if declared else len(stream) - 2
+        header, cursor = [], position + 12
+        while struct.unpack_from(">H", stream, cursor)[0] != J2K_SOD:
+            (length,) = struct.unpack_from(">H", stream, cursor + 2)
+            if struct.unpack_from(">H", stream, cursor)[0] != J2K_COM:
+                header.append(stream[cursor : cursor + 2 + length])
+            cursor += 2 + length
+        body = b"".join(header) + stream[cursor:end]
+        length = 12 + len(body) if declared else 0
+        sot = stream[position : position + 6] + struct.pack(">I", length)
+        kept.append(sot + stream[position + 10 : position + 12] + body)
+        position = end
 
 
 def _j2k_frame(body: bytes) -> Frame:

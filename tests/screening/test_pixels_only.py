@@ -249,3 +249,31 @@ def test_a_jpeg_stream_inside_dicom_is_stored_without_its_text(admin_api, encodi
     assert NAME.encode() not in stored
     original = pydicom.dcmread(io.BytesIO(content)).pixel_array
     assert np.array_equal(pydicom.dcmread(io.BytesIO(stored)).pixel_array, original)
+
+
+def test_a_jpeg_2000_stream_inside_dicom_is_stored_without_its_comments(admin_api):  # type: ignore[no-untyped-def]
+    """Comments in the main header and in a tile-part header (whose length then changes)."""
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    from tests.dicom_files import compressed_dicom, pixel_stream, with_stream
+
+    content = compressed_dicom(JPEG2000Lossless, seed=4)
+    stream = pixel_stream(content).rstrip(b"\0")
+    comment = b"\xff\x64" + struct.pack(">HH", len(NAME) + 4, 1) + NAME.encode()
+    siz_end = 4 + struct.unpack_from(">H", stream, 4)[0]
+    stream = stream[:siz_end] + comment + stream[siz_end:]
+    sot = stream.index(b"\xff\x90")
+    (declared,) = struct.unpack_from(">I", stream, sot + 6)
+    length = struct.pack(">I", declared + len(comment)) if declared else struct.pack(">I", 0)
+    stream = stream[: sot + 6] + length + stream[sot + 10 : sot + 12] + comment + stream[sot + 12 :]
+    named = with_stream(content, stream)
+    assert pydicom.dcmread(io.BytesIO(named)).pixel_array.shape == (128, 104)  # still valid
+    response = admin_api.post(
+        URL, {"files": [SimpleUploadedFile("a.dcm", named)]}, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    stored = Path(Image.objects.get().file.path).read_bytes()
+    assert NAME.encode() not in stored
+    original = pydicom.dcmread(io.BytesIO(content)).pixel_array
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(stored)).pixel_array, original)
