@@ -8,6 +8,7 @@ can prove that none of it survives ingest.
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pydicom
@@ -19,6 +20,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
     RLELossless,
     generate_uid,
 )
@@ -301,3 +303,117 @@ def with_film_pixels(content: bytes, seed: int = 7, size: int = 128) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def eight_bit_dicom(seed: int = 1, **kwargs: object) -> bytes:
+    """The synthetic film as an 8-bit mammogram (what JPEG baseline can carry)."""
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(seed, **kwargs)))  # type: ignore[arg-type]
+    pixels = (ds.pixel_array >> (int(ds.BitsStored) - 8)).astype(np.uint8)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def jpeg_baseline_dicom(seed: int = 1, **kwargs: object) -> bytes:
+    """An 8-bit mammogram whose pixels are one JPEG baseline stream (Pillow's encoder)."""
+    from PIL import Image as PILImage
+
+    ds = pydicom.dcmread(io.BytesIO(eight_bit_dicom(seed, **kwargs)))
+    buffer = io.BytesIO()
+    PILImage.fromarray(ds.pixel_array).save(buffer, format="JPEG", quality=95)
+    return with_stream(eight_bit_dicom(seed, **kwargs), buffer.getvalue(), JPEGBaseline8Bit)
+
+
+def compressed_dicom(syntax: str, seed: int = 1) -> bytes:
+    """The 12-bit film compressed by pydicom's own encoders (JPEG-LS, JPEG 2000, RLE)."""
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(seed)))
+    ds.compress(syntax)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def pixel_stream(content: bytes) -> bytes:
+    """The one compressed frame of an encapsulated file, its fragments joined."""
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(io.BytesIO(content))
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def with_stream(content: bytes, stream: bytes, syntax: str | None = None) -> bytes:
+    """The file with its pixel data replaced by one encapsulated stream (syntax kept or set)."""
+    ds = pydicom.dcmread(io.BytesIO(content))
+    ds.PixelData = encapsulate([stream if len(stream) % 2 == 0 else stream + b"\0"])
+    ds["PixelData"].VR = "OB"
+    if syntax is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def cut(stream: bytes, fraction: float) -> bytes:
+    """A stream ending early, as a dropped connection or a full disk leaves it."""
+    return stream[: int(len(stream) * fraction)]
+
+
+def flip_bit(stream: bytes, position: int, bit: int) -> bytes:
+    """One bit of ``stream`` inverted: what a bad cable or a failing disk does."""
+    flipped = bytearray(stream)
+    flipped[position] ^= 1 << bit
+    return bytes(flipped)
+
+
+def jpeg_lossless_dicom(seed: int = 1) -> bytes:
+    """The 12-bit film as JPEG Lossless, first-order prediction (what most mammography
+    units send); nothing here encodes it, so ``lossless_jpeg`` does."""
+    from pydicom.uid import JPEGLosslessSV1
+
+    content = dicom_bytes(seed)
+    pixels = pydicom.dcmread(io.BytesIO(content)).pixel_array
+    return with_stream(content, lossless_jpeg(pixels, precision=12), JPEGLosslessSV1)
+
+
+def lossless_jpeg(pixels: np.ndarray, precision: int) -> bytes:
+    """A JPEG Lossless (process 14, selection value 1) stream of a 2-D image.
+
+    One Huffman table giving each of the 17 difference categories a 5-bit code: not
+    compact, but a valid stream every decoder reads."""
+    rows, columns = pixels.shape
+    values = pixels.astype(np.int64)
+    predicted = np.empty_like(values)
+    predicted[0, 0] = 1 << (precision - 1)
+    predicted[0, 1:] = values[0, :-1]
+    predicted[1:, 0] = values[:-1, 0]
+    predicted[1:, 1:] = values[1:, :-1]
+    bits: list[str] = []
+    for diff in ((values - predicted + 32768) % 65536 - 32768).ravel().tolist():
+        category = int(abs(diff)).bit_length()
+        bits.append(format(category, "05b"))
+        if 0 < category < 16:
+            extra = diff if diff > 0 else diff - 1
+            bits.append(format(extra & ((1 << category) - 1), f"0{category}b"))
+    text = "".join(bits)
+    text += "1" * (-len(text) % 8)
+    data = int(text, 2).to_bytes(len(text) // 8, "big").replace(b"\xff", b"\xff\x00")
+    counts = bytes([0, 0, 0, 0, 17] + [0] * 11)
+    return b"".join(
+        [
+            b"\xff\xd8",
+            _segment(
+                0xC3, bytes([precision]) + struct.pack(">HHB", rows, columns, 1) + b"\1\x11\0"
+            ),
+            _segment(0xC4, b"\0" + counts + bytes(range(17))),
+            _segment(0xDA, b"\1\1\0\1\0\0"),
+            data,
+            b"\xff\xd9",
+        ]
+    )
+
+
+def _segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body

@@ -22,6 +22,7 @@ import functools
 import io
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from ..choices import Laterality, View
+from . import streams
 from .films import FileRejected, refuse_blank
 
 PART10_MAGIC = b"DICM"
@@ -232,6 +234,10 @@ def _parse(content: bytes) -> Any:
         _ = ds.file_meta.TransferSyntaxUID
     except InvalidDicomError as exc:
         raise FileRejected("not_dicom", f"Not a valid DICOM file ({_short(exc)}).") from None
+    except zlib.error as exc:  # a deflated dataset (raw deflate: no checksum of its own)
+        if "truncated" in str(exc):
+            raise streams.ended_early("deflated", "the compressed dataset stops") from None
+        raise streams.corrupt("deflated", "the compressed dataset does not inflate") from None
     except RecursionError:
         raise FileRejected("corrupt", "DICOM file is nested too deeply to read.") from None
     except Exception as exc:  # truncated or mutated headers raise all kinds of errors
@@ -269,6 +275,7 @@ def _check(ds: Any) -> None:
             "digital mammography (For Presentation or For Processing), DX or CR images are "
             "accepted.",
         )
+    _check_file_meta(ds)
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
         raise FileRejected(
@@ -313,6 +320,57 @@ def _check(ds: Any) -> None:
         )
     if not syntax.is_compressed:
         _check_native_length(len(ds.PixelData), rows * columns * bits // 8)
+    elif syntax.is_encapsulated:
+        _check_stream(ds, decoder, rows, columns, bits)
+
+
+def _check_file_meta(ds: Any) -> None:
+    """The File Meta header and the dataset must name the same SOP class and instance
+    (PS3.10 7.1): a file that contradicts itself is no trustworthy mammogram."""
+    meta = ds.file_meta
+    said = str(meta.get("MediaStorageSOPClassUID") or "")
+    if said and said != str(ds.SOPClassUID):
+        raise FileRejected(
+            "sop_class_mismatch",
+            f"The file's meta header says {_sop_class_name(said)} but its dataset says "
+            f"{_sop_class_name(ds.SOPClassUID)}: one of them is wrong.",
+        )
+    said = str(meta.get("MediaStorageSOPInstanceUID") or "")
+    if said and said != str(ds.SOPInstanceUID):
+        raise FileRejected(
+            "sop_class_mismatch",
+            "The file's meta header names another SOP instance than its dataset: one of "
+            "them is wrong.",
+        )
+
+
+def _check_stream(ds: Any, decoder: Any, rows: int, columns: int, bits: int) -> None:
+    """The one compressed frame, walked whole (``streams``), then decoded by the strictest
+    decoder for its kind as well as by the viewer's (``rendition``, later)."""
+    from pydicom.encaps import generate_frames
+
+    frames = list(generate_frames(ds.PixelData, number_of_frames=1))
+    if len(frames) != 1:
+        raise FileRejected(
+            "multi_frame",
+            f"DICOM pixel data holds {len(frames)} frames but the header declares one; send "
+            "2-D mammograms (one frame per file).",
+        )
+    syntax = ds.file_meta.TransferSyntaxUID
+    frame = streams.check_frame(frames[0], syntax, rows, columns, bits)
+    plugin = streams.STRICT_PLUGINS.get(str(syntax))
+    if plugin is None or (plugin == "pillow" and frame.precision > 8):
+        return
+    if plugin not in decoder.available_plugins:
+        raise FileRejected(
+            "unsupported_transfer_syntax",
+            f"{syntax.name} is accepted only where its strict decoder ({plugin}) is "
+            "installed, and it is not installed here.",
+        )
+    try:
+        decoder.as_array(ds, decoding_plugin=plugin)
+    except Exception as exc:  # each decoder raises its own types
+        raise streams.corrupt(frame.kind, f"the strict decoder refuses it: {_short(exc)}") from None
 
 
 def _check_native_length(length: int, expected: int) -> None:
@@ -589,6 +647,7 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
     from pydicom.dataset import FileMetaDataset
 
     clean = _kept(ds, KEPT)
+    _pixels_only(clean, ds.file_meta.TransferSyntaxUID)
     if str(ds.get("RescaleType") or "").strip() in RESCALE_TYPES:
         clean.RescaleType = str(ds.RescaleType).strip()
     for keyword in REMAPPED_UIDS:
@@ -612,6 +671,25 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
     buffer = io.BytesIO()
     clean.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _pixels_only(clean: Any, syntax: Any) -> None:
+    """A JPEG, JPEG-LS or JPEG 2000 frame keeps its tables and compressed data and loses
+    its APPn and comment segments: an encoder may write a name into EXIF or a comment
+    inside the pixel data, which the allow-list keeps whole. (For one grayscale component
+    no APPn changes how the pixels decode.) The stored file is decoded again at upload."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    if str(syntax) in streams.JPEG_SYNTAXES:
+        strip = streams.jpeg_without_metadata
+    elif str(syntax) in streams.J2K_SYNTAXES:
+        strip = streams.j2k_without_comments
+    else:
+        return
+    (frame,) = generate_frames(clean.PixelData, number_of_frames=1)
+    stripped = strip(frame)
+    clean.PixelData = encapsulate([stripped + b"\0" * (len(stripped) % 2)])
+    clean["PixelData"].VR = "OB"
 
 
 def _kept(source: Any, allowed: frozenset[str]) -> Any:

@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
 from ..choices import Laterality, SourceFormat, View
-from . import dicom
+from . import dicom, streams
 from .dicom import DicomHeader
 from .films import FileRejected, refuse_blank
 
@@ -98,9 +98,10 @@ def inspect_image(name: str, size: int | None, content_reader) -> InspectedImage
             dicom=checked.header,
         )
     image_format, width, height, mode = _decode_fully(content)
+    stored = pixels_only(content, image_format)
     return InspectedImage(
-        content=content,
-        sha256=hashlib.sha256(content).hexdigest(),
+        content=stored,
+        sha256=hashlib.sha256(stored).hexdigest(),
         source_format=ACCEPTED_FORMATS[image_format],
         width=width,
         height=height,
@@ -134,6 +135,8 @@ def _decode_fully(content: bytes) -> tuple[str, int, int, str]:
                 image_format, mode = img.format, img.mode
             if image_format == "PNG":
                 _verify_png(content)
+            else:
+                _check_jpeg(content)
             return image_format, width, height, mode
     except FileRejected:
         raise
@@ -170,10 +173,59 @@ def _require_strict_pillow() -> None:
         )
 
 
+def _check_jpeg(content: bytes) -> None:
+    """The stream walked whole to its end-of-image marker (``streams``), then decoded a
+    second time by libjpeg, which refuses some corrupt data libjpeg-turbo pads."""
+    import libjpeg
+
+    kind = streams.read_jpeg(content, trailing_allowed=True).kind
+    try:
+        libjpeg.decode(content[: streams.jpeg_end(content)])
+    except (RuntimeError, ValueError) as exc:
+        raise streams.corrupt(kind, f"the strict decoder refuses it: {_short(exc)}") from None
+
+
 def _verify_png(content: bytes) -> None:
     """Every chunk's CRC, up to IEND: Pillow decodes a PNG cut after its image data."""
     with PILImage.open(io.BytesIO(content)) as img:
         img.verify()
+
+
+def pixels_only(content: bytes, image_format: str) -> bytes:
+    """The file as it is stored: its pixels and nothing else (issue 22).
+
+    Text chunks, EXIF, XMP, comments and ICC profiles can carry a name, and the stored file
+    is what readers download and what backups hold. A PNG is encoded again from its
+    decoded pixels (lossless, in its own mode); a JPEG keeps its tables and compressed
+    data byte for byte and loses only its APPn and COM segments (a re-encode would lose
+    detail). Either way the result must decode to exactly the pixels checked, or the film
+    is refused rather than stored changed.
+    """
+    original = _decoded(content)
+    if image_format == "PNG":
+        with PILImage.open(io.BytesIO(content)) as img:
+            img.load()
+            bare = PILImage.frombytes(img.mode, img.size, img.tobytes())
+        buffer = io.BytesIO()
+        bare.save(buffer, format="PNG")
+        candidates = [buffer.getvalue()]
+    else:
+        clean = streams.jpeg_without_metadata(content)
+        # An Adobe segment's transform flag decides how three components decode: kept,
+        # rewritten without its text, only where leaving it out would change the colours.
+        candidates = [clean, clean[:2] + streams.adobe_segment(content) + clean[2:]]
+    for candidate in candidates:
+        if _decoded(candidate) == original:
+            return candidate
+    raise FileRejected(
+        "corrupt", "Image cannot be stored without its metadata: its pixels would change."
+    )
+
+
+def _decoded(content: bytes) -> tuple[str, tuple[int, int], bytes]:
+    with PILImage.open(io.BytesIO(content)) as img:
+        img.load()
+        return img.mode, img.size, img.tobytes()
 
 
 def _scored_plane(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

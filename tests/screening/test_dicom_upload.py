@@ -199,6 +199,10 @@ def changed(content: bytes, **attributes: object) -> bytes:
                 delattr(ds, keyword)
             else:
                 setattr(ds, keyword, value)
+    # The File Meta header names the dataset's SOP class and instance: kept in step, as a
+    # modality writes it (a file contradicting itself is refused, test_strict_decoding).
+    if attributes.get("SOPClassUID"):
+        ds.file_meta.MediaStorageSOPClassUID = attributes["SOPClassUID"]
     buffer = io.BytesIO()
     ds.save_as(buffer)
     return buffer.getvalue()

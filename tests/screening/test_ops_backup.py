@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from screening.models import AIResult, AuditEvent, Image
@@ -241,3 +242,34 @@ def test_backup_refuses_when_a_referenced_file_is_missing(seeded, tmp_path, medi
     assert made.returncode == 1
     assert heatmap in made.stderr and "missing" in made.stderr
     assert list(archive.parent.iterdir()) == []  # no archive, no partial one left behind
+
+
+def test_a_backup_holds_no_name_from_png_or_jpeg_metadata(admin_user, tmp_path, media_root):  # type: ignore[no-untyped-def]
+    """The stored file is what a backup copies: pixels only (issue 22, finding 3)."""
+    import tarfile
+
+    from rest_framework.test import APIClient
+
+    from tests.screening.test_pixels_only import NAME, jpeg_with, png_with
+
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    files = [
+        SimpleUploadedFile("L_CC.png", png_with("tEXt", seed=1)),
+        SimpleUploadedFile("R_CC.png", png_with("eXIf", seed=2)),
+        SimpleUploadedFile("L_MLO.jpg", jpeg_with("EXIF", seed=3)),
+        SimpleUploadedFile("R_MLO.jpg", jpeg_with("COM", seed=4)),
+    ]
+    data = {"accession_number": "ACC-B", "patient_pseudonym": "P-B", "files": files}
+    assert api.post("/api/studies/", data, format="multipart").status_code == 201
+    archive = tmp_path / "mammo.tar"
+    made = run_script("backup", str(archive), media_root=media_root)
+    assert made.returncode == 0, made.stderr
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        images = [m for m in members if m.name.endswith((".png", ".jpg"))]
+        assert len(images) >= 4
+        for member in members:
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            assert NAME.encode() not in extracted.read(), member.name
