@@ -197,7 +197,7 @@ def trend_plot(trend: list[Any]) -> str | None:
 def report_plots(report: Any) -> dict[str, str | None]:
     """Every picture of the auditor dashboard for one ``reporting.Report``."""
     version = report.filter.model_version
-    ai = dict(report.performances)["AI"]
+    ai = report.ai_performance
     marks = [(f"AI at {version.threshold:.2f}", ai)] if version is not None else []
     what_if = report.what_if
     if what_if is not None:
