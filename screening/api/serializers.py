@@ -187,6 +187,7 @@ class ImageSerializer(serializers.ModelSerializer):
             return None
         return reverse("api-heatmap-dicom", args=[result.pk])
 
+    @extend_schema_field(AIResultSerializer(allow_null=True))
     def get_ai_result(self, image: Image) -> dict | None:
         result = self.context.get("ai_results", {}).get(image.pk)
         return AIResultSerializer(result).data if result else None
@@ -332,10 +333,12 @@ class CaseDetailSerializer(CaseSummarySerializer):
         """The read the case waits for: what a client states as ``kind`` when reading."""
         return pathway.expected_kind(case.status)
 
+    @extend_schema_field(StudySerializer(many=True))
     def get_studies(self, case: Case) -> list[dict]:
         studies = case.studies.prefetch_related("images")
         return list(StudySerializer(studies, many=True, context=self.context).data)
 
+    @extend_schema_field(AIResultSerializer(allow_null=True))
     def get_case_ai_result(self, case: Case) -> dict | None:
         return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
 
