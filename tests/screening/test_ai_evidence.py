@@ -93,7 +93,7 @@ def test_an_unvalidated_version_leaves_the_worklist_in_waiting_order(
     page = client.get(reverse("worklist")).content.decode()
     assert "Longest waiting first" in page and "not validated for triage" in page
     assert "AI not validated" in page and "band-unvalidated" in page
-    assert "0.97" not in page and "/10" not in page and "band-high" not in page
+    assert "0.97" not in page and "/10 ·" not in page and "band-high" not in page
     api = client.get(reverse("api-case-list")).json()
     assert [row["id"] for row in api["results"]] == [low_old.pk, mid.pk, high_new.pk]
     assert not any(row["ai_orders_worklist"] for row in api["results"])
