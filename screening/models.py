@@ -251,12 +251,13 @@ def version_bands(scores: np.ndarray, version: ModelVersion) -> np.ndarray:
     """``version_band`` for many scores at once (NaN: pending). A version not validated for
     triage puts every score in no band ("unvalidated"): its bands would rank cases it has
     not shown it can rank."""
+    found: np.ndarray | None = None
     if not version.validated_for_triage:
         found = np.full(len(scores), RiskBand.UNVALIDATED.value, dtype=object)
     else:
         found = evidence.bands(scores, version.evidence)
-        if found is None:
-            found = score_bands(scores, version.threshold)
+    if found is None:
+        found = score_bands(scores, version.threshold)
     return np.where(np.isnan(scores), RiskBand.PENDING.value, found).astype(object)
 
 

@@ -62,7 +62,9 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     assert page.locator(f'tr[data-case="{low.pk}"] .band').inner_text() == "3/10 · Low"
 
     open_case(page, live_server, high)
-    assert "Estimated chance of an abnormal finding (benign or malignant): 57 %" in page.inner_text("#ai-box")
+    assert "Estimated chance of an abnormal finding (benign or malignant): 57 %" in page.inner_text(
+        "#ai-box"
+    )
     assert page.is_visible("#accept-ai")
     marks = page.locator(".panel svg.marks")
     assert marks.count() == 2

@@ -133,9 +133,7 @@ def test_an_unvalidated_case_page_suggests_nothing_and_hides_heatmaps_and_marks(
     assert all(
         image["heatmap"] == "" and image["marks"] == "" for image in panel["images"].values()
     )
-    assert all(
-        image["caption"] == AI_CAPTION_NOT_VALIDATED for image in panel["images"].values()
-    )
+    assert all(image["caption"] == AI_CAPTION_NOT_VALIDATED for image in panel["images"].values())
 
 
 def test_a_validated_case_page_draws_the_marks_and_the_heatmap(client, radiologist, validated):  # type: ignore[no-untyped-def]

@@ -15,8 +15,8 @@ from rest_framework.authtoken.models import Token
 
 from screening.ai import actions as ai_actions
 from screening.ai import inference
-from screening.choices import AIStatus, AuditAction, AuditOutcome
-from screening.models import AI_NOT_VALIDATED, AIResult, AuditEvent, Image, Study
+from screening.choices import AuditAction, AuditOutcome
+from screening.models import AI_NOT_VALIDATED, AuditEvent, Study
 from tests.factories import (
     ModelVersionFactory,
     case_with_images,
