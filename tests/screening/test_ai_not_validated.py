@@ -348,3 +348,40 @@ def test_a_validated_version_without_a_validation_calibration_sends_no_probabili
     evidence["calibration"]["fitted_on"] = "test"  # in-sample: the films the AUC is on
     numbers = _numbers(_sr_items(client, ModelVersionFactory(evidence=evidence)))
     assert PROBABILITY_OF_CANCER not in numbers and ABNORMAL_LIKELIHOOD not in numbers
+
+
+# --------------------------------------------------------------------------- migration
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_takes_stored_bands_from_unvalidated_versions_only():  # type: ignore[no-untyped-def]
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("screening", "0012_report_record")], [("screening", "0013_unvalidated_band")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    patient = old.get_model("screening", "Patient").objects.create(pseudonym="P-MIGRATE")
+    bands = {}
+    for name, evidence in (("shipped", shipped_evidence()), ("valid", scored_evidence())):
+        version = old.get_model("screening", "ModelVersion").objects.create(
+            architecture="custom_cnn", version=name, evidence=evidence, threshold=0.5
+        )
+        case = old.get_model("screening", "Case").objects.create(
+            patient=patient, status="ready", ai_score=0.99, risk_band="high"
+        )
+        result = old.get_model("screening", "AIResult").objects.create(
+            model_version=version, case=case, status="done", probability=0.99
+        )
+        old.get_model("screening", "Case").objects.filter(pk=case.pk).update(ai_result=result)
+        bands[name] = case.pk
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    stored = dict(Case.objects.filter(pk__in=bands.values()).values_list("pk", "risk_band"))
+    assert stored == {bands["shipped"]: "unvalidated", bands["valid"]: "high"}
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)  # and back: the band the old code stored (0.99 is above its cut)
+    old_case = executor.loader.project_state(before).apps.get_model("screening", "Case")
+    assert old_case.objects.get(pk=bands["shipped"]).risk_band == "high"
+    MigrationExecutor(connection).migrate(after)
