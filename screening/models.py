@@ -481,8 +481,9 @@ class ModelVersion(models.Model):
 
     @property
     def band_descriptions(self) -> list[str]:
-        """What each validated band means on validation films ([] without bands)."""
-        if not self.evidence.get("bands"):
+        """What each validated band means on validation films ([] without bands, and for a
+        version not validated for triage, which puts no case in a band)."""
+        if not self.validated_for_triage or not self.evidence.get("bands"):
             return []
         return [self.band_description(band) for band in ("high", "intermediate", "low")]
 

@@ -270,6 +270,7 @@ def test_the_auditor_figures_say_they_describe_an_unvalidated_model(
     assert "<td>AI (unvalidated model)</td>" in page and "<td>AI</td>" not in page
     assert "describes an unvalidated model" in page and RAW_SCORE_LABEL in page
     assert "These describe an unvalidated model" in page
+    assert "<dt>Bands</dt>" not in page  # it puts no case in a band
     discordant = client.get(reverse("audit-discordant")).content.decode()
     assert RAW_SCORE_LABEL in discordant and "AI (unvalidated model)" in discordant
     performance = client.get(reverse("audit-export", args=["performance"])).content.decode()
@@ -283,6 +284,7 @@ def test_the_auditor_figures_of_a_validated_version_are_plain_ai(
     client.force_login(auditor)
     page = client.get(reverse("audit-dashboard")).content.decode()
     assert "<td>AI</td>" in page and "unvalidated model" not in page
+    assert "<dt>Bands</dt>" in page
     assert reporting.ai_name(validated) == reporting.AI
 
 
@@ -348,6 +350,20 @@ def test_a_validated_version_without_a_validation_calibration_sends_no_probabili
     evidence["calibration"]["fitted_on"] = "test"  # in-sample: the films the AUC is on
     numbers = _numbers(_sr_items(client, ModelVersionFactory(evidence=evidence)))
     assert PROBABILITY_OF_CANCER not in numbers and ABNORMAL_LIKELIHOOD not in numbers
+
+
+def test_a_heatmap_capture_of_an_unvalidated_version_carries_the_statement_not_the_score(
+    client, radiologist
+):  # type: ignore[no-untyped-def]
+    evidence = shipped_evidence()
+    evidence["heatmap"] = {"passed": True, "reason": "Passed the randomisation test."}
+    case = dicom_case_with_images(images=1)
+    score_case(case, 0.99, ModelVersionFactory(evidence=evidence))
+    result = AIResult.for_images.get(case=case)
+    client.force_login(radiologist)
+    capture = read(client.get(reverse("heatmap-dicom", args=[result.pk])))
+    assert capture.ImageComments.startswith(AI_NOT_VALIDATED)
+    assert "0.99" not in capture.ImageComments
 
 
 # --------------------------------------------------------------------------- migration
