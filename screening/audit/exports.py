@@ -254,10 +254,12 @@ def versions_table(summaries: list[reporting.VersionSummary]) -> Table:
             *_ci(s.roc.auc_ci),
             _num(s.vs_final.kappa),
             *_performance_cells(s.performance),
+            "yes" if s.version.validated_for_triage else "no",
         ]
         for s in summaries
     ]
-    return header + ["auc_ci_low", "auc_ci_high", "kappa_vs_final", *PERFORMANCE_HEADER], body
+    tail = ["auc_ci_low", "auc_ci_high", "kappa_vs_final", *PERFORMANCE_HEADER]
+    return [*header, *tail, "validated_for_triage"], body
 
 
 REPORT_TABLES: dict[str, Callable[[reporting.Report], Table]] = {

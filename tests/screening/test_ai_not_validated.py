@@ -275,6 +275,10 @@ def test_the_auditor_figures_say_they_describe_an_unvalidated_model(
     assert RAW_SCORE_LABEL in discordant and "AI (unvalidated model)" in discordant
     performance = client.get(reverse("audit-export", args=["performance"])).content.decode()
     assert "AI (unvalidated model)" in performance
+    assert "unvalidated model</span>" in page  # in the versions compared
+    content = client.get(reverse("audit-export", args=["versions"])).content.decode()
+    (compared,) = csv.DictReader(io.StringIO(content))
+    assert compared["validated_for_triage"] == "no"
 
 
 def test_the_auditor_figures_of_a_validated_version_are_plain_ai(
