@@ -411,8 +411,13 @@ class Report:
 
     @property
     def ai_performance(self) -> stats.Performance:
-        """The AI's row of ``performances`` (named by ``ai_name``)."""
+        """The AI's row of ``performances``."""
         return self.performances[0][1]
+
+    @property
+    def ai_name(self) -> str:
+        """What the figures call the AI (``ai_name``: marked when unvalidated)."""
+        return self.performances[0][0]
 
 
 @dataclass

@@ -263,10 +263,11 @@ def test_the_case_csv_fills_them_for_a_validated_version(
 def test_the_auditor_figures_say_they_describe_an_unvalidated_model(
     client, auditor, radiologist, radiologist2, shipped_like
 ):  # type: ignore[no-untyped-def]
-    for score in (0.95, 0.97, 0.99):
-        screen(shipped_like, score, [N, N], [radiologist, radiologist2])
+    for score, outcome in ((0.95, "malignant"), (0.97, "normal"), (0.99, "malignant")):
+        screen(shipped_like, score, [N, N], [radiologist, radiologist2], outcome=outcome)
     client.force_login(auditor)
     page = client.get(reverse("audit-dashboard")).content.decode()
+    assert 'alt="ROC curve of the AI score' in page  # drawn, named for the unvalidated model
     assert "<td>AI (unvalidated model)</td>" in page and "<td>AI</td>" not in page
     assert "describes an unvalidated model" in page and RAW_SCORE_LABEL in page
     assert "These describe an unvalidated model" in page
