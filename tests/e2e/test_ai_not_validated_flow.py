@@ -27,7 +27,7 @@ from tests.factories import (
     screen,
 )
 from tests.screening.test_ai_evidence import scored_evidence
-from tests.screening.test_ai_not_validated import RANKING_FIELDS, shipped_evidence
+from tests.screening.test_ai_not_validated import RANKING_FIELDS, shipped_like_evidence
 from tests.screening.test_dicom_export import (
     ABNORMAL_LIKELIHOOD,
     COMMENT,
@@ -63,7 +63,7 @@ def _case_csv(page) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
 
 def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, browser_page):  # type: ignore[no-untyped-def]
     UserFactory(username="reader", role="radiologist")
-    version = ModelVersionFactory(is_active=True, threshold=0.915, evidence=shipped_evidence())
+    version = ModelVersionFactory(is_active=True, threshold=0.915, evidence=shipped_like_evidence())
     high = dicom_case_with_images(images=2)
     score_case(high, 0.99, version)
     low = case_with_images(images=2)
@@ -104,7 +104,7 @@ def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, bro
 
 def test_the_result_arriving_live_brings_the_statement_not_a_score(live_server, browser_page):  # type: ignore[no-untyped-def]
     UserFactory(username="reader", role="radiologist")
-    version = ModelVersionFactory(is_active=True, evidence=shipped_evidence())
+    version = ModelVersionFactory(is_active=True, evidence=shipped_like_evidence())
     case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
     page = browser_page
     log_in(page, live_server, "reader")
@@ -124,7 +124,7 @@ def test_an_auditor_gets_the_raw_score_labelled_and_figures_of_an_unvalidated_mo
 ):  # type: ignore[no-untyped-def]
     UserFactory(username="auditor", role="auditor")
     readers = [UserFactory(role="radiologist"), UserFactory(role="radiologist")]
-    version = ModelVersionFactory(is_active=True, evidence=shipped_evidence())
+    version = ModelVersionFactory(is_active=True, evidence=shipped_like_evidence())
     for score in (0.95, 0.97, 0.99):
         screen(version, score, [False, False], readers)
     page = browser_page

@@ -6,8 +6,9 @@ the plain statement instead. Auditors keep the raw score, labelled as research o
 calibrated probability appears only where its calibration was fitted on validation films,
 and the SR calls it "Probability of cancer" only for a version trained on cancers.
 
-"Shipped-like" is the evidence of the model that ships, read from its manifest: exam-score
-deciles, bands and a calibration are all there, and none of it may show.
+"Shipped-like" is the evidence of the model that ships, read from its manifest, with
+exam-score deciles, bands and a calibration fitted on validation films made sure of: all
+there, and none of it may show.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.urls import reverse
@@ -64,9 +66,22 @@ def shipped_evidence() -> dict:
     return json.loads(manifest.read_text())["evidence"]
 
 
+def shipped_like_evidence() -> dict:
+    """The shipped model's evidence with every figure a validated version would show
+    present and usable — exam-score deciles, bands, a calibration fitted on validation
+    films — taken from a validated fixture where the manifest lacks them: none of it may
+    show while triage is not validated."""
+    evidence = shipped_evidence()
+    full = scored_evidence()
+    for part in ("exam_score", "bands", "calibration"):
+        evidence[part] = {**full[part], **evidence.get(part, {})}
+    evidence["calibration"]["fitted_on"] = "validation"
+    return evidence
+
+
 @pytest.fixture
 def shipped_like(db) -> ModelVersion:  # type: ignore[no-untyped-def]
-    return ModelVersionFactory(is_active=True, threshold=0.915, evidence=shipped_evidence())
+    return ModelVersionFactory(is_active=True, threshold=0.915, evidence=shipped_like_evidence())
 
 
 @pytest.fixture
@@ -74,13 +89,20 @@ def validated(db) -> ModelVersion:  # type: ignore[no-untyped-def]
     return ModelVersionFactory(is_active=True, evidence=scored_evidence())
 
 
-def test_the_shipped_evidence_has_deciles_bands_and_a_calibration_yet_is_not_validated():  # type: ignore[no-untyped-def]
-    evidence = shipped_evidence()
-    assert evidence["exam_score"]["cuts"] and evidence["bands"] and evidence["calibration"]
-    version = ModelVersion(evidence=evidence)
+def test_the_shipped_model_is_not_validated_and_says_so_in_plain_words():  # type: ignore[no-untyped-def]
+    version = ModelVersion(evidence=shipped_evidence())
     assert not version.validated_for_triage
     assert version.not_shown_reason == AI_NOT_VALIDATED
     assert not version.shows_probability and version.target == "abnormal"
+
+
+def test_deciles_bands_and_a_validation_calibration_do_not_make_it_show_them():  # type: ignore[no-untyped-def]
+    version = ModelVersion(evidence=shipped_like_evidence())
+    assert version.evidence["exam_score"]["cuts"] and version.evidence["bands"]
+    assert not version.validated_for_triage and not version.shows_probability
+    assert version.exam_scores(np.array([0.99])) is None
+    assert version.calibrated_probabilities(np.array([0.99])) is None
+    assert version.band_descriptions == []
 
 
 def test_an_untested_version_and_one_short_of_the_bar_say_so_in_their_own_words():  # type: ignore[no-untyped-def]
@@ -117,7 +139,7 @@ def test_new_evidence_that_withdraws_validation_takes_the_bands_away(db, radiolo
     version = ModelVersionFactory(is_active=True, evidence=scored_evidence())
     case = case_scored_by(version, 0.97, hours_ago=1)
     assert case.risk_band == RiskBand.HIGH
-    ai_actions.load_model_evidence(None, version, shipped_evidence())
+    ai_actions.load_model_evidence(None, version, shipped_like_evidence())
     assert Case.objects.get(pk=case.pk).risk_band == RiskBand.UNVALIDATED
 
 
@@ -360,7 +382,7 @@ def test_a_validated_version_without_a_validation_calibration_sends_no_probabili
 def test_a_heatmap_capture_of_an_unvalidated_version_carries_the_statement_not_the_score(
     client, radiologist
 ):  # type: ignore[no-untyped-def]
-    evidence = shipped_evidence()
+    evidence = shipped_like_evidence()
     evidence["heatmap"] = {"passed": True, "reason": "Passed the randomisation test."}
     case = dicom_case_with_images(images=1)
     score_case(case, 0.99, ModelVersionFactory(evidence=evidence))
@@ -385,7 +407,7 @@ def test_the_migration_takes_stored_bands_from_unvalidated_versions_only():  # t
     old = executor.loader.project_state(before).apps
     patient = old.get_model("screening", "Patient").objects.create(pseudonym="P-MIGRATE")
     bands = {}
-    for name, evidence in (("shipped", shipped_evidence()), ("valid", scored_evidence())):
+    for name, evidence in (("shipped", shipped_like_evidence()), ("valid", scored_evidence())):
         version = old.get_model("screening", "ModelVersion").objects.create(
             architecture="custom_cnn", version=name, evidence=evidence, threshold=0.5
         )
