@@ -338,6 +338,7 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "screening.choices.CaseStatus",
         "BiRadsEnum": "screening.choices.BiRads",
         "ReadKindEnum": "screening.choices.ReadKind",
+        "BreastEnum": "screening.choices.Breast",
     },
 }
 

@@ -206,6 +206,12 @@ class RiskBand(models.TextChoices):
     LOW = "low", "Low"
     PENDING = "pending", "AI pending"
     FAILED = "failed", "AI failed"
+    # A version not validated for triage puts its cases in no band: nothing ranks them.
+    UNVALIDATED = "unvalidated", "AI not validated"
+
+
+RANKING_BANDS = (RiskBand.HIGH, RiskBand.INTERMEDIATE, RiskBand.LOW)
+"""The bands that rank cases: only a version validated for triage gives them."""
 
 
 class AuditAction(models.TextChoices):

@@ -217,7 +217,7 @@ class Case(models.Model):
 
     @property
     def band_description(self) -> str:
-        if self.ai_result is None:
+        if self.ai_result is None or not self.ai_result.model_version.validated_for_triage:
             return ""
         return self.ai_result.model_version.band_description(self.risk_band)
 
@@ -251,8 +251,14 @@ def version_band(score: float | None, version: ModelVersion) -> str:
 
 
 def version_bands(scores: np.ndarray, version: ModelVersion) -> np.ndarray:
-    """``version_band`` for many scores at once (NaN: pending)."""
-    found = evidence.bands(scores, version.evidence)
+    """``version_band`` for many scores at once (NaN: pending). A version not validated for
+    triage puts every score in no band ("unvalidated"): its bands would rank cases it has
+    not shown it can rank."""
+    found: np.ndarray | None = None
+    if not version.validated_for_triage:
+        found = np.full(len(scores), RiskBand.UNVALIDATED.value, dtype=object)
+    else:
+        found = evidence.bands(scores, version.evidence)
     if found is None:
         found = score_bands(scores, version.threshold)
     return np.where(np.isnan(scores), RiskBand.PENDING.value, found).astype(object)
@@ -349,6 +355,25 @@ class Image(models.Model):
         return " ".join(p for p in parts if p and p != "Unknown") or f"Image {self.pk}"
 
 
+AI_NOT_VALIDATED = (
+    "This AI version is not validated: in testing it did no better than chance. Read as without AI."
+)
+"""What a reader is told instead of any score, band, probability or suggestion of a version
+not validated for triage (``ModelVersion.not_shown_reason``), in the words of issue 21."""
+AI_NOT_TESTED = (
+    "This AI version is not validated: it has not been tested on held-out films. "
+    "Read as without AI."
+)
+AI_BELOW_BAR = (
+    "This AI version is not validated: in testing it did better than chance but not well "
+    "enough to rank cases. Read as without AI."
+)
+AI_CAPTION_NOT_VALIDATED = "AI not validated: read as without AI"
+"""The same statement, short enough for the caption under each film."""
+RAW_SCORE_LABEL = "raw score, research only, not validated"
+"""How an auditor's page labels the score of a version not validated for triage."""
+
+
 class ModelVersion(models.Model):
     architecture = models.CharField(max_length=20, choices=Architecture.choices)
     version = models.CharField(max_length=40)
@@ -391,6 +416,51 @@ class ModelVersion(models.Model):
     def triage_reason(self) -> str:
         return _reason(evidence.triage_gate(self.evidence, settings.AI_GATES))
 
+    # What follows from ``validated_for_triage``: the one home of the rule that every page,
+    # the API, the exports and the DICOM SR ask before they show an AI figure.
+
+    @property
+    def not_shown_reason(self) -> str:
+        """Why no exam score, band, probability or suggestion of this version is shown, in
+        plain words ("" when they are): the AUC interval reaching chance, no test at all,
+        or a test above chance that still fell short of the triage gate."""
+        if self.validated_for_triage:
+            return ""
+        ci = (self.film_auc or {}).get("ci95") or []
+        if len(ci) != 2:
+            return AI_NOT_TESTED
+        return AI_NOT_VALIDATED if ci[0] <= 0.5 else AI_BELOW_BAR
+
+    @property
+    def shows_probability(self) -> bool:
+        """A calibrated probability only from a validated version whose calibration was
+        fitted on validation films (``ml.evidence.calibration_shown``)."""
+        return self.validated_for_triage and evidence.calibration_shown(self.evidence)
+
+    @property
+    def target(self) -> str:
+        """What its score was trained to find: "malignant" or "abnormal" (``ml.evidence``)."""
+        return evidence.target(self.evidence)
+
+    @property
+    def probability_meaning(self) -> str:
+        """What its calibrated probability is the chance of, in a reader's words."""
+        if self.target == "malignant":
+            return "Estimated chance of cancer"
+        return "Estimated chance of an abnormal finding (benign or malignant)"
+
+    def exam_scores(self, scores: np.ndarray) -> np.ndarray | None:
+        """Exam scores 1-10 of these scores, None where the version may not rank cases."""
+        if not self.validated_for_triage:
+            return None
+        return evidence.exam_scores(scores, self.evidence)
+
+    def calibrated_probabilities(self, scores: np.ndarray) -> np.ndarray | None:
+        """Calibrated probabilities of these scores, None unless ``shows_probability``."""
+        if not self.shows_probability:
+            return None
+        return evidence.calibrated_probabilities(scores, self.evidence)
+
     @property
     def shows_heatmaps(self) -> bool:
         return evidence.heatmap_gate(self.evidence, settings.AI_GATES).passed
@@ -422,8 +492,9 @@ class ModelVersion(models.Model):
 
     @property
     def band_descriptions(self) -> list[str]:
-        """What each validated band means on validation films ([] without bands)."""
-        if not self.evidence.get("bands"):
+        """What each validated band means on validation films ([] without bands, and for a
+        version not validated for triage, which puts no case in a band)."""
+        if not self.validated_for_triage or not self.evidence.get("bands"):
             return []
         return [self.band_description(band) for band in ("high", "intermediate", "low")]
 
@@ -531,16 +602,27 @@ class AIResult(models.Model):
 
     @property
     def exam_score(self) -> int | None:
-        """1-10: the decile of the version's normal validation films this score falls in."""
+        """1-10: the decile of the version's normal validation films this score falls in
+        (None where the version is not validated for triage)."""
         if self.probability is None:
             return None
-        return evidence.exam_score(self.probability, self.model_version.evidence)
+        found = self.model_version.exam_scores(np.asarray([self.probability], float))
+        return None if found is None else int(found[0])
 
     @property
     def calibrated_probability(self) -> float | None:
+        """None unless the version ``shows_probability``."""
         if self.probability is None:
             return None
-        return evidence.calibrated_probability(self.probability, self.model_version.evidence)
+        found = self.model_version.calibrated_probabilities(np.asarray([self.probability], float))
+        return None if found is None else float(found[0])
+
+    @property
+    def band(self) -> str | None:
+        """The band this score is in, "unvalidated" for a version not validated for triage."""
+        if self.probability is None:
+            return None
+        return version_band(self.probability, self.model_version)
 
     @property
     def shown_marks(self) -> list[dict]:
@@ -548,12 +630,14 @@ class AIResult(models.Model):
 
     @property
     def caption(self) -> str:
-        """How a film's own score is labelled beside it."""
+        """How a film's own score is labelled beside it: no score at all from a version not
+        validated for triage, only that it is not."""
         if self.probability is None:
             return ""
+        if not self.model_version.validated_for_triage:
+            return AI_CAPTION_NOT_VALIDATED
         score = self.exam_score
-        text = f"AI {score}/10" if score is not None else f"AI {self.probability:.3f}"
-        return text if self.model_version.validated_for_triage else f"{text} (not validated)"
+        return f"AI {score}/10" if score is not None else f"AI {self.probability:.3f}"
 
     @property
     def shows_heatmap(self) -> bool:

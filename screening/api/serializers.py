@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from ..choices import (
+    RANKING_BANDS,
     AIStatus,
     BiRads,
     Breast,
@@ -22,7 +23,7 @@ from ..choices import (
     ReadKind,
     RiskBand,
 )
-from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study, version_band
+from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
 from ..reading import pathway
 from ..reading.actions import ReadInput
 from ..reading.assessment import FindingInput
@@ -74,16 +75,41 @@ class RegionMarkSerializer(serializers.Serializer):
     score = serializers.FloatField()
 
 
+NOT_SHOWN_REASON = serializers.CharField(
+    allow_null=True,
+    help_text="Why the score, exam score, band and probability are null although the AI "
+    "ran: its version is not validated for triage (null when they are shown).",
+)
+
+
+def not_shown_reason(version: ModelVersion | None) -> str | None:
+    return (version.not_shown_reason or None) if version is not None else None
+
+
 class AIResultSerializer(serializers.ModelSerializer):
-    """A result with what its version's evidence allows: the exam score (1-10 against the
-    version's normal validation films), the calibrated probability, the band, and heatmap
-    and marks only where they passed their tests (else the reason they are hidden)."""
+    """A result with what its version's evidence allows: the raw score, the exam score (1-10
+    against the version's normal validation films) and the band only from a version
+    validated for triage (else null, and ``not_shown_reason`` says why); the calibrated
+    probability only where its calibration was fitted on validation films; heatmap and
+    marks only where they passed their tests (else the reason they are hidden)."""
 
     model_version: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
+    probability = serializers.SerializerMethodField()
     heatmap_url = serializers.SerializerMethodField()
     exam_score = serializers.IntegerField(read_only=True, allow_null=True)
-    calibrated_probability = serializers.FloatField(read_only=True, allow_null=True)
+    calibrated_probability = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="Calibrated on validation films; what it is the chance of: ``target``.",
+    )
+    target = serializers.CharField(
+        source="model_version.target",
+        read_only=True,
+        help_text='What the score was trained to find: "malignant", or "abnormal" '
+        "(benign findings too).",
+    )
     band = serializers.SerializerMethodField()
+    not_shown_reason = serializers.SerializerMethodField()
     validated_for_triage = serializers.BooleanField(
         source="model_version.validated_for_triage", read_only=True
     )
@@ -100,7 +126,9 @@ class AIResultSerializer(serializers.ModelSerializer):
             "probability",
             "exam_score",
             "calibrated_probability",
+            "target",
             "band",
+            "not_shown_reason",
             "validated_for_triage",
             "triage_evidence",
             "heatmap_url",
@@ -120,9 +148,16 @@ class AIResultSerializer(serializers.ModelSerializer):
         serializers.ChoiceField(choices=["low", "intermediate", "high"], allow_null=True)
     )
     def get_band(self, result: AIResult) -> str | None:
-        if result.probability is None:
-            return None
-        return version_band(result.probability, result.model_version)
+        return result.band if result.band in RANKING_BANDS else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_probability(self, result: AIResult) -> float | None:
+        """The raw score: null from a version not validated for triage (it would rank)."""
+        return result.probability if result.model_version.validated_for_triage else None
+
+    @extend_schema_field(NOT_SHOWN_REASON)
+    def get_not_shown_reason(self, result: AIResult) -> str | None:
+        return not_shown_reason(result.model_version)
 
     @extend_schema_field(serializers.DictField(child=serializers.CharField()))
     def get_hidden(self, result: AIResult) -> dict[str, str]:
@@ -168,6 +203,7 @@ class ImageSerializer(serializers.ModelSerializer):
             return None
         return reverse("api-heatmap-dicom", args=[result.pk])
 
+    @extend_schema_field(AIResultSerializer(allow_null=True))
     def get_ai_result(self, image: Image) -> dict | None:
         result = self.context.get("ai_results", {}).get(image.pk)
         return AIResultSerializer(result).data if result else None
@@ -228,8 +264,13 @@ class ReadSerializer(serializers.ModelSerializer):
 
 
 class CaseSummarySerializer(serializers.ModelSerializer):
+    """A case on the worklist. ``ai_score`` and ``risk_band`` are null where the shown
+    result's version is not validated for triage; ``not_shown_reason`` says so."""
+
     patient: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
-    risk_band = serializers.CharField(read_only=True)
+    ai_score = serializers.SerializerMethodField()
+    risk_band = serializers.SerializerMethodField()
+    not_shown_reason = serializers.SerializerMethodField()
     model_version = serializers.SerializerMethodField()
 
     class Meta:
@@ -240,6 +281,7 @@ class CaseSummarySerializer(serializers.ModelSerializer):
             "status",
             "ai_score",
             "risk_band",
+            "not_shown_reason",
             "ai_orders_worklist",
             "model_version",
             "received_at",
@@ -250,6 +292,27 @@ class CaseSummarySerializer(serializers.ModelSerializer):
 
     def get_model_version(self, case: Case) -> str | None:
         return str(case.ai_result.model_version) if case.ai_result is not None else None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_ai_score(self, case: Case) -> float | None:
+        return None if self._not_shown(case) else case.ai_score
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=[b for b in RiskBand.values if b != RiskBand.UNVALIDATED], allow_null=True
+        )
+    )
+    def get_risk_band(self, case: Case) -> str | None:
+        return None if self._not_shown(case) else case.risk_band
+
+    @extend_schema_field(NOT_SHOWN_REASON)
+    def get_not_shown_reason(self, case: Case) -> str | None:
+        return not_shown_reason(case.ai_result.model_version if case.ai_result else None)
+
+    @staticmethod
+    def _not_shown(case: Case) -> bool:
+        result = case.ai_result
+        return result is not None and not result.model_version.validated_for_triage
 
 
 class CaseDetailSerializer(CaseSummarySerializer):
@@ -286,10 +349,12 @@ class CaseDetailSerializer(CaseSummarySerializer):
         """The read the case waits for: what a client states as ``kind`` when reading."""
         return pathway.expected_kind(case.status)
 
+    @extend_schema_field(StudySerializer(many=True))
     def get_studies(self, case: Case) -> list[dict]:
         studies = case.studies.prefetch_related("images")
         return list(StudySerializer(studies, many=True, context=self.context).data)
 
+    @extend_schema_field(AIResultSerializer(allow_null=True))
     def get_case_ai_result(self, case: Case) -> dict | None:
         return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
 
@@ -417,7 +482,8 @@ class WorklistQuerySerializer(serializers.Serializer):
         choices=RiskBand.choices,
         required=False,
         allow_blank=True,
-        help_text="Only cases in this risk band",
+        help_text="Only cases in this risk band. High, intermediate and low are refused "
+        "(400, saying why) while the active AI version is not validated for triage.",
     )
     after = serializers.CharField(
         required=False,

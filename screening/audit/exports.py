@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from django.db.models import QuerySet
 
-from ..choices import ReadKind
-from ..models import AuditEvent
+from ..choices import RANKING_BANDS, ReadKind
+from ..models import RAW_SCORE_LABEL, AuditEvent
 from . import reporting, stats
 
 Table = tuple[list[str], Sequence[Sequence[Any]]]
@@ -42,6 +42,7 @@ CASE_HEADER = [
     "closed_at",
     "status",
     "ai_score",
+    "ai_score_note",
     "ai_exam_score",
     "ai_calibrated_probability",
     "ai_decision",
@@ -70,17 +71,24 @@ def case_table(cases: reporting.CaseList) -> Table:
             [names.get(r, "") if r else "" for r in reader.tolist()],
             flags[data.recall[i] + 1].tolist(),
         ]
+    scores = _nums(data.score)
+    empty = [""] * len(data)
+    # A version not validated for triage: its raw score stays for research, labelled so;
+    # its exam score, probability, decision and band are empty (ModelVersion's rule).
+    note = empty if cases.validated else [RAW_SCORE_LABEL if v else "" for v in scores]
+    bands = [b if b in RANKING_BANDS or cases.validated else "" for b in cases.band.tolist()]
     columns = [
         data.case_id.tolist(),
         [_safe(patient) for patient in cases.patient],
         _iso(data.received_us),
         _iso(data.closed_us),
         cases.status,
-        _nums(data.score),
-        [""] * len(data) if cases.exam is None else [e or "" for e in cases.exam.tolist()],
-        [""] * len(data) if cases.calibrated is None else _nums(cases.calibrated),
-        flags[c.ai + 1].tolist(),
-        cases.band.tolist(),
+        scores,
+        note,
+        empty if cases.exam is None else [e or "" for e in cases.exam.tolist()],
+        empty if cases.calibrated is None else _nums(cases.calibrated),
+        flags[c.ai + 1].tolist() if cases.validated else empty,
+        bands,
         *reads,
         flags[c.final + 1].tolist(),
         cases.outcome,
@@ -246,10 +254,12 @@ def versions_table(summaries: list[reporting.VersionSummary]) -> Table:
             *_ci(s.roc.auc_ci),
             _num(s.vs_final.kappa),
             *_performance_cells(s.performance),
+            "yes" if s.version.validated_for_triage else "no",
         ]
         for s in summaries
     ]
-    return header + ["auc_ci_low", "auc_ci_high", "kappa_vs_final", *PERFORMANCE_HEADER], body
+    tail = ["auc_ci_low", "auc_ci_high", "kappa_vs_final", *PERFORMANCE_HEADER]
+    return [*header, *tail, "validated_for_triage"], body
 
 
 REPORT_TABLES: dict[str, Callable[[reporting.Report], Table]] = {

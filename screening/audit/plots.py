@@ -88,12 +88,13 @@ def roc_plot(
     roc: stats.Roc,
     readers: list[tuple[str, stats.Performance]],
     ai_points: list[tuple[str, stats.Performance]],
+    ai_name: str = "AI",
 ) -> str | None:
     """The AI's ROC curve with each reader's and the final decision's own operating point."""
     if roc.auc is None:
         return None
     with _figure(4.6, 4.3, left=0.13, right=0.97, bottom=0.11, top=0.97) as (fig, (ax,)):
-        label = f"AI score (AUC {roc.auc:.3f})"
+        label = f"{ai_name} score (AUC {roc.auc:.3f})"
         ax.plot(*_drawn(roc.fpr, roc.tpr), color=COLOURS[0], linewidth=2, label=label)
         ax.plot([0, 1], [0, 1], "--", color=MUTED, linewidth=0.8)
         markers = iter("osD^vP*X")
@@ -197,13 +198,13 @@ def trend_plot(trend: list[Any]) -> str | None:
 def report_plots(report: Any) -> dict[str, str | None]:
     """Every picture of the auditor dashboard for one ``reporting.Report``."""
     version = report.filter.model_version
-    ai = dict(report.performances)["AI"]
-    marks = [(f"AI at {version.threshold:.2f}", ai)] if version is not None else []
+    ai, ai_name = report.ai_performance, report.ai_name
+    marks = [(f"{ai_name} at {version.threshold:.2f}", ai)] if version is not None else []
     what_if = report.what_if
     if what_if is not None:
         marks.append((f"what-if {what_if.threshold:.2f}", what_if.performance))
     return {
-        "roc_plot": roc_plot(report.roc, report.reader_points, marks),
+        "roc_plot": roc_plot(report.roc, report.reader_points, marks, ai_name),
         "confusion_plot": confusion_plot(report.performances),
         "threshold_plot": threshold_plot(
             report.thresholds,

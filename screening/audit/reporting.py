@@ -22,14 +22,15 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from ml import evidence
-
 from ..choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
 from ..models import AIResult, Case, ModelVersion, Read, version_bands
 from ..reading import pathway
 from . import report_data, stats
 
 AI = "AI"
+AI_UNVALIDATED = "AI (unvalidated model)"
+"""How the auditor's AI-versus-reader figures name a version not validated for triage: what
+it would have done, never a decision anyone was shown."""
 FIRST, SECOND, ARBITRATION, FINAL = "First reader", "Second reader", "Arbitration", "Final decision"
 # What-if thresholds drawn on the threshold plot and exported as a table.
 THRESHOLD_STEPS = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -208,8 +209,8 @@ def all_rows(flt: ReportFilter, case_ids: list[int] | None = None) -> list[CaseR
 def _add_exam_scores(rows: list[CaseRow], version: ModelVersion) -> None:
     """Exam score and calibrated probability of every scored row, vectorised."""
     probabilities = np.array([row.ai_score for row in rows], float)
-    exams = evidence.exam_scores(probabilities, version.evidence)
-    calibrated = evidence.calibrated_probabilities(probabilities, version.evidence)
+    exams = version.exam_scores(probabilities)
+    calibrated = version.calibrated_probabilities(probabilities)
     for i, row in enumerate(rows):
         row.ai_exam_score = None if exams is None else int(exams[i])
         row.ai_calibrated = None if calibrated is None else float(calibrated[i])
@@ -385,6 +386,11 @@ class WhatIf:
     performance: stats.Performance
 
 
+def ai_name(version: ModelVersion | None) -> str:
+    """The AI's row in the figures: marked where its version is not validated for triage."""
+    return AI if version is None or version.validated_for_triage else AI_UNVALIDATED
+
+
 @dataclass
 class Report:
     filter: ReportFilter
@@ -402,6 +408,16 @@ class Report:
     thresholds: list[WhatIf]
     what_if: WhatIf | None
     versions: list[VersionSummary]
+
+    @property
+    def ai_performance(self) -> stats.Performance:
+        """The AI's row of ``performances``."""
+        return self.performances[0][1]
+
+    @property
+    def ai_name(self) -> str:
+        """What the figures call the AI (``ai_name``: marked when unvalidated)."""
+        return self.performances[0][0]
 
 
 @dataclass
@@ -442,6 +458,7 @@ def build_report(
     judged = c.judged
     roc = stats.roc(c.score[judged], c.cancer[judged] == 1, bootstrap=bootstrap)
     by_reader = ByReader(c)
+    ai = ai_name(flt.model_version)
     return Report(
         filter=flt,
         cases=len(c.ai),
@@ -449,15 +466,15 @@ def build_report(
         scored=int((c.ai >= 0).sum()),
         with_outcome=int((c.cancer >= 0).sum()),
         agreements=[
-            (AI, FIRST, stats.agreement(c.ai, c.first)),
-            (AI, SECOND, stats.agreement(c.ai, c.second)),
+            (ai, FIRST, stats.agreement(c.ai, c.first)),
+            (ai, SECOND, stats.agreement(c.ai, c.second)),
             (FIRST, SECOND, stats.agreement(c.first, c.second)),
-            (AI, FINAL, stats.agreement(c.ai, c.final)),
+            (ai, FINAL, stats.agreement(c.ai, c.final)),
             (FIRST, FINAL, stats.agreement(c.first, c.final)),
             (SECOND, FINAL, stats.agreement(c.second, c.final)),
         ],
         performances=[
-            (AI, stats.performance(c.ai, c.cancer)),
+            (ai, stats.performance(c.ai, c.cancer)),
             (FIRST, stats.performance(c.first, c.cancer)),
             (SECOND, stats.performance(c.second, c.cancer)),
             (FINAL, stats.performance(c.final, c.cancer)),
@@ -772,6 +789,7 @@ class CaseList:
     """The case-level rows behind the figures, as columns, oldest first: what the case CSV
     exports, a million rows without a Python object per case."""
 
+    validated: bool  # the chosen version is validated for triage (or there is none)
     data: report_data.CaseData
     columns: Columns
     patient: list[str]
@@ -801,12 +819,13 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
     scored = ~np.isnan(data.score)
     exam = calibrated = None
     if version is not None:
-        exam = evidence.exam_scores(data.score, version.evidence)
-        calibrated = evidence.calibrated_probabilities(data.score, version.evidence)
+        exam = version.exam_scores(data.score)
+        calibrated = version.calibrated_probabilities(data.score)
         band = version_bands(data.score, version)
     else:
         band = np.full(len(data), RiskBand.PENDING.value, dtype=object)
     return CaseList(
+        validated=version is None or version.validated_for_triage,
         data=data,
         columns=columns,
         patient=[row[0] for row in ordered],

@@ -19,7 +19,7 @@ from .. import events
 from ..choices import Role
 from ..forms import AuditTrailFilterForm, ReportFilterForm
 from ..http import paginate
-from ..models import AuditEvent
+from ..models import RAW_SCORE_LABEL, AuditEvent, ModelVersion
 from ..roles import role_required
 from ..templatetags.safe_text import neutralise_bidi
 from . import exports, plots, reporting
@@ -51,6 +51,11 @@ def _query(request: HttpRequest) -> str:
     return params.urlencode()
 
 
+def _ai_labels(version: ModelVersion | None) -> dict[str, str]:
+    """How the pages name the AI and its score: an unvalidated model's, for research."""
+    return {"ai_name": reporting.ai_name(version), "raw_score_label": RAW_SCORE_LABEL}
+
+
 @require_GET
 @role_required(Role.AUDITOR)
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -62,7 +67,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "form": form,
         "report": report,
-        "ai_performance": dict(report.performances)[reporting.AI],
+        "ai_performance": report.ai_performance,
+        **_ai_labels(flt.model_version),
         "version": flt.model_version,
         "versions": report.versions,
         "query": _query(request),
@@ -81,6 +87,7 @@ def discordant(request: HttpRequest) -> HttpResponse:
     page.object_list = list(reporting.rows_of(flt, list(page.object_list)))
     context = {
         "form": form,
+        **_ai_labels(flt.model_version),
         "version": flt.model_version,
         "page": page,
         "count": len(found),

@@ -3,11 +3,16 @@
 Two objects, both written with highdicom and both referencing the stored (de-identified)
 source instances by their remapped UIDs:
 
-- a Comprehensive SR (TID 1500 Measurement Report): one measurement group per image with
-  its "Probability of cancer" (DCM 111047, calibrated where the version has a calibration)
-  and exam score, one for the case score with the version's triage status and band, and
-  one planar ROI group (TID 1410, a SCOORD circle) per region mark the version may show,
-  each naming the algorithm and model version (TID 4019);
+- a Comprehensive SR (TID 1500 Measurement Report): one measurement group per image and
+  one for the case, each naming the algorithm and model version (TID 4019), and one planar
+  ROI group (TID 1410, a SCOORD circle) per region mark the version may show. The groups
+  say only what the version measured (``ModelVersion``'s rule, as on every page): a
+  calibrated probability only where the calibration was fitted on validation films, as
+  "Probability of cancer" (DCM 111047) only for a version trained on cancers, else as its
+  own concept, "Likelihood of an abnormal finding (benign or malignant)"; the exam score
+  and band only from a version validated for triage. An unvalidated version's groups hold
+  no score at all, only its triage status and, as a comment (DCM 121106), the statement a
+  reader sees instead;
 - a Secondary Capture per image: the image as the reader sees it with the Grad-CAM heatmap
   blended on top (RGB), for viewers that cannot overlay anything themselves.
 
@@ -24,14 +29,19 @@ import numpy as np
 from PIL import Image as PILImage
 
 from ..intake import dicom
-from ..models import AIResult, Image, ModelVersion, Study, version_band
+from ..models import AIResult, Image, ModelVersion, Study
 
 MANUFACTURER = "Mammo Portal"
 RESEARCH_NOTICE = (
     "Research software, not a medical device: AI output supports, never replaces, the reader."
 )
-# Concepts DICOM has no code for (exam score, band, region score, triage validity).
+# Concepts DICOM has no code for (exam score, band, region score, triage validity, the
+# likelihood of an abnormal finding: DCM 111047 means cancer only).
 LOCAL_SCHEME = "99MAMMOPORTAL"
+ABNORMAL_LIKELIHOOD = (
+    "ABNLIKELIHOOD",
+    "Likelihood of an abnormal finding (benign or malignant)",
+)
 _YES = ("373066001", "SCT", "Yes")
 _NO = ("373067005", "SCT", "No")
 SR_SERIES_NUMBER = 9001
@@ -60,11 +70,17 @@ def _algorithm(version: ModelVersion) -> Any:
 
 
 def _probability(value: float, version: ModelVersion) -> Any:
+    """The calibrated probability, named for what the version was trained to find."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    name = (
+        codes.DCM.ProbabilityOfCancer
+        if version.target == "malignant"
+        else _local(*ABNORMAL_LIKELIHOOD)
+    )
     return hd.sr.Measurement(
-        name=codes.DCM.ProbabilityOfCancer,
+        name=name,
         value=round(float(value), 6),
         unit=codes.UCUM.NoUnits,
         algorithm_id=_algorithm(version),
@@ -78,16 +94,16 @@ def _local(value: str, meaning: str) -> Any:
 
 
 def _scores(result: AIResult) -> list[Any]:
-    """Probability of cancer: the calibrated one where the version has a calibration (the
-    raw maximum-patch score is no probability); the exam score 1-10 where it has deciles."""
+    """The calibrated probability and the exam score 1-10, each where the version's
+    evidence allows it (``AIResult`` answers None otherwise). The raw maximum-patch score
+    is no probability and is never sent."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     version = result.model_version
-    calibrated = result.calibrated_probability
-    probability = calibrated if calibrated is not None else result.probability
-    assert probability is not None  # export refuses a result without a score
-    found = [_probability(probability, version)]
+    found = []
+    if result.calibrated_probability is not None:
+        found.append(_probability(result.calibrated_probability, version))
     if result.exam_score is not None:
         found.append(
             hd.sr.Measurement(
@@ -98,6 +114,22 @@ def _scores(result: AIResult) -> list[Any]:
             )
         )
     return found
+
+
+def _with_statement(group: Any, version: ModelVersion) -> Any:
+    """A version not validated for triage: its group says so in the reader's words."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if version.not_shown_reason:
+        group[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=codes.DCM.Comment,
+                value=version.not_shown_reason,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
+    return group
 
 
 def _evaluations(result: AIResult) -> list[Any]:
@@ -112,8 +144,8 @@ def _evaluations(result: AIResult) -> list[Any]:
             value=hd.sr.CodedConcept(*(_YES if validated else _NO)),
         )
     ]
-    if validated and result.probability is not None:
-        band = version_band(result.probability, version)
+    band = result.band
+    if validated and band is not None:
         found.append(
             hd.sr.QualitativeEvaluation(
                 name=_local("RISKBAND", "AI risk band"),
@@ -169,33 +201,37 @@ def study_report(study: Study, case_result: AIResult, results: dict[int, AIResul
     images = [i for i in study.images.order_by("pk") if i.pk in results]
     evidence = [_source(image) for image in images]
     groups: list[Any] = [
-        hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=_uid("image-group", results[image.pk].pk),
-                identifier=f"AI image score: {image.label}",
+        _with_statement(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=_uid("image-group", results[image.pk].pk),
+                    identifier=f"AI image score: {image.label}",
+                ),
+                algorithm_id=_algorithm(version),
+                measurements=_scores(results[image.pk]) or None,
+                source_images=[
+                    hd.sr.SourceImageForMeasurementGroup(
+                        image.sop_class_uid, image.sop_instance_uid
+                    )
+                ],
             ),
-            algorithm_id=_algorithm(version),
-            measurements=_scores(results[image.pk]),
-            source_images=[
-                hd.sr.SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)
-            ],
+            version,
         )
         for image in images
     ]
-    groups.append(
-        hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=_uid("case-group", case_result.pk), identifier="AI case score"
-            ),
-            algorithm_id=_algorithm(version),
-            measurements=_scores(case_result),
-            qualitative_evaluations=_evaluations(case_result),
-            source_images=[
-                hd.sr.SourceImageForMeasurementGroup(i.sop_class_uid, i.sop_instance_uid)
-                for i in images
-            ],
-        )
+    case_group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=_uid("case-group", case_result.pk), identifier="AI case score"
+        ),
+        algorithm_id=_algorithm(version),
+        measurements=_scores(case_result) or None,
+        qualitative_evaluations=_evaluations(case_result),
+        source_images=[
+            hd.sr.SourceImageForMeasurementGroup(i.sop_class_uid, i.sop_instance_uid)
+            for i in images
+        ],
     )
+    groups.append(_with_statement(case_group, version))
     for image in images:
         groups.extend(_region_marks(image, results[image.pk]))
     observer = hd.sr.ObserverContext(
@@ -256,7 +292,8 @@ def heatmap_capture(image: Image, result: AIResult) -> bytes:
         series_description=f"AI heatmap, model {version.version}"[:64],
     )
     sc.BurnedInAnnotation = "NO"
-    sc.ImageComments = f"AI score {result.probability:.3f} ({version}). {RESEARCH_NOTICE}"[:10240]
+    said = version.not_shown_reason or f"AI score {result.probability:.3f} ({version})."
+    sc.ImageComments = f"{said} {RESEARCH_NOTICE}"[:10240]
     sc.DerivationDescription = "Grad-CAM heatmap of the AI model blended over the image"
     reference = _reference(image)
     sc.SourceImageSequence = [reference]

@@ -21,7 +21,7 @@ from .. import errors, events
 from ..ai import queries as ai_queries
 from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response, path_id
-from ..choices import Role
+from ..choices import RANKING_BANDS, Role
 from ..http import private_file
 from ..models import Case, Image
 from ..roles import AuthenticatedRequest, api_role
@@ -104,6 +104,11 @@ class CaseViewSet(viewsets.GenericViewSet):
         query = s.WorklistQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = dict(query.validated_data)
+        off = reading_queries.band_filter_off()
+        if off and params.get("band") in RANKING_BANDS:
+            return Response(
+                {"detail": f"The risk filter is off. {off}"}, status=HTTPStatus.BAD_REQUEST
+            )
         after, number = params.pop("after", ""), params.pop("page", None)
         flt = reading_queries.WorklistFilter(**params)
         try:

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
-from ..choices import CaseStatus, ReadKind
-from ..models import Case, Read, ReadDraft
+from ..choices import RANKING_BANDS, CaseStatus, ReadKind
+from ..models import Case, ModelVersion, Read, ReadDraft
 from ..roles import holders, person
 from . import pathway, worklist_pages
 
@@ -66,8 +66,19 @@ def worklist_page(
     return worklist_pages.page_number(cases, number, size)
 
 
+def band_filter_off() -> str:
+    """Why the worklist's risk filter is off, in plain words ("" when it is on): the active
+    version is not validated for triage, so none of its bands may triage the worklist."""
+    active = ModelVersion.objects.filter(is_active=True).only("pk", "evidence").first()
+    return active.not_shown_reason if active is not None else ""
+
+
 def _filter_band(cases: QuerySet[Case], band: str) -> QuerySet[Case]:
-    return cases.filter(risk_band=band) if band else cases
+    """Cases in the band; a ranking band is ignored while ``band_filter_off`` (a case scored
+    by an unvalidated version is stored in no ranking band in any case)."""
+    if not band or (band in RANKING_BANDS and band_filter_off()):
+        return cases
+    return cases.filter(risk_band=band)
 
 
 def next_case(user: User, after: Case | None = None) -> Case | None:

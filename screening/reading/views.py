@@ -26,7 +26,7 @@ from .. import errors, events
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
 from ..ai.badges import ai_badge
-from ..choices import AIStatus, CaseStatus, Decision, Role
+from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..http import NO_STORE, conflict_page, paginate, private_file
 from ..intake import previews
@@ -62,6 +62,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @role_required(*READERS)
 def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = WorklistFilterForm(request.GET or None)
+    band_off = queries.band_filter_off()
+    if band_off:
+        del form.fields["band"]
+        if request.GET.get("band", "") in RANKING_BANDS:
+            messages.info(request, f"The risk filter is off. {band_off}")
     data = form.cleaned_data if form.is_valid() else {}
     flt = queries.WorklistFilter(status=data.get("status", ""), band=data.get("band", ""))
     try:

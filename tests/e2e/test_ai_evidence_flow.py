@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from screening.choices import Decision
-from screening.models import AIResult, Read
+from screening.models import AI_NOT_VALIDATED, AIResult, Read
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import choose, log_in, open_case
 from tests.factories import ModelVersionFactory, UserFactory, unvalidated_evidence
@@ -29,13 +29,13 @@ def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, b
     ]
     assert "Longest waiting first" in page.inner_text("#worklist-order")
     badge = page.locator(f'tr[data-case="{newest_high.pk}"] .band')
-    assert badge.inner_text() == "0.98 · not validated"
-    assert "not validated for triage" in (badge.get_attribute("title") or "").lower()
+    assert badge.inner_text() == "AI not validated"  # no score: issue 21
+    assert badge.get_attribute("title") == AI_NOT_VALIDATED
     page.screenshot(path=str(ARTIFACTS / "evidence-worklist-unvalidated.png"))
 
     open_case(page, live_server, newest_high)
     box = page.inner_text("#ai-box")
-    assert "not validated for triage" in box and "makes no recall suggestion" in box
+    assert AI_NOT_VALIDATED in box and "no score, band, probability or recall suggestion" in box
     assert "Heatmaps hidden" in box and "Region marks hidden" in box
     assert page.locator("#accept-ai").count() == 0 and page.is_visible("#record-read")
     assert page.locator(".panel img.heatmap").count() == 0
@@ -62,7 +62,9 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     assert page.locator(f'tr[data-case="{low.pk}"] .band').inner_text() == "3/10 · Low"
 
     open_case(page, live_server, high)
-    assert "Estimated chance the films are abnormal: 57 %" in page.inner_text("#ai-box")
+    assert "Estimated chance of an abnormal finding (benign or malignant): 57 %" in page.inner_text(
+        "#ai-box"
+    )
     assert page.is_visible("#accept-ai")
     marks = page.locator(".panel svg.marks")
     assert marks.count() == 2

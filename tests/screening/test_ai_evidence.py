@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from screening.ai import actions as ai_actions
 from screening.choices import AuditAction
-from screening.models import AIResult, AuditEvent, Case, Image, ModelVersion
+from screening.models import (
+    AI_CAPTION_NOT_VALIDATED,
+    AI_NOT_VALIDATED,
+    AIResult,
+    AuditEvent,
+    Case,
+    Image,
+    ModelVersion,
+)
 from screening.reading import queries as reading_queries
 from tests.factories import (
     ModelVersionFactory,
@@ -42,6 +50,7 @@ def scored_evidence() -> dict:
     evidence["exam_score"] = {"normal_films": 100, "cuts": [0.1 * i for i in range(1, 10)]}
     evidence["calibration"] = {
         "method": "isotonic",
+        "fitted_on": "validation",
         "films": 200,
         "scores": [0.0, 0.5, 1.0],
         "probabilities": [0.02, 0.1, 0.6],
@@ -83,8 +92,8 @@ def test_an_unvalidated_version_leaves_the_worklist_in_waiting_order(
     client.force_login(radiologist)
     page = client.get(reverse("worklist")).content.decode()
     assert "Longest waiting first" in page and "not validated for triage" in page
-    assert "0.97 · not validated" in page and "band-unvalidated" in page
-    assert "band-high" not in page
+    assert "AI not validated" in page and "band-unvalidated" in page
+    assert "0.97" not in page and "/10 ·" not in page and "band-high" not in page
     api = client.get(reverse("api-case-list")).json()
     assert [row["id"] for row in api["results"]] == [low_old.pk, mid.pk, high_new.pk]
     assert not any(row["ai_orders_worklist"] for row in api["results"])
@@ -102,7 +111,7 @@ def test_a_validated_version_orders_by_risk_and_shows_exam_score_and_band(
     assert "10/10 · High" in page and "3/10 · Low" in page
     case_page = client.get(reverse("case-detail", args=[high_new.pk])).content.decode()
     assert 'id="accept-ai"' in case_page and "suggests" in case_page
-    assert "Estimated chance the films are abnormal: 57 %" in case_page
+    assert "Estimated chance of an abnormal finding (benign or malignant): 57 %" in case_page
     assert "high: 70 % of validation cancers score here, 10 % of normals" in case_page
 
 
@@ -112,7 +121,7 @@ def test_an_unvalidated_case_page_suggests_nothing_and_hides_heatmaps_and_marks(
     case = case_scored_by(unvalidated, 0.97, hours_ago=1)
     client.force_login(radiologist)
     page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
-    assert "is not validated for triage" in page and "makes no recall suggestion" in page
+    assert AI_NOT_VALIDATED in page and "no score, band, probability or recall suggestion" in page
     assert 'id="accept-ai"' not in page and 'id="record-read"' in page
     assert 'class="heatmap"' not in page and '<svg class="marks"' not in page
     assert "Heatmaps hidden: On 30 films with a lesion" in page and "Not met:" in page
@@ -124,7 +133,7 @@ def test_an_unvalidated_case_page_suggests_nothing_and_hides_heatmaps_and_marks(
     assert all(
         image["heatmap"] == "" and image["marks"] == "" for image in panel["images"].values()
     )
-    assert all("(not validated)" in image["caption"] for image in panel["images"].values())
+    assert all(image["caption"] == AI_CAPTION_NOT_VALIDATED for image in panel["images"].values())
 
 
 def test_a_validated_case_page_draws_the_marks_and_the_heatmap(client, radiologist, validated):  # type: ignore[no-untyped-def]

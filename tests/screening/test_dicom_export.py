@@ -15,12 +15,20 @@ from rest_framework.authtoken.models import Token
 
 from screening.ai import actions as ai_actions
 from screening.ai import inference
-from screening.choices import AIStatus, AuditAction, AuditOutcome
-from screening.models import AIResult, AuditEvent, Image, Study
-from tests.factories import case_with_images, dicom_case_with_images
+from screening.choices import AuditAction, AuditOutcome
+from screening.models import AI_NOT_VALIDATED, AuditEvent, Study
+from tests.factories import (
+    ModelVersionFactory,
+    case_with_images,
+    dicom_case_with_images,
+    score_case,
+    validated_evidence,
+)
 from tests.screening.test_dicomweb import client_for, four_views
 
 PROBABILITY_OF_CANCER = "111047"
+ABNORMAL_LIKELIHOOD = "ABNLIKELIHOOD"
+COMMENT = "121106"
 ALGORITHM_VERSION = "111003"
 MEASUREMENT_GROUP = "125007"
 
@@ -37,15 +45,30 @@ def descendants(item: Any) -> list[Any]:
     return found
 
 
-def measurement_groups(sr: Any) -> list[dict[str, Any]]:
-    """Each TID 1501 group: its probability, the instances it references, the model version."""
+def malignant_evidence() -> dict:
+    """A validated version trained on cancers, calibrated on its validation films."""
+    evidence = validated_evidence(0.5)
+    evidence["target"] = "malignant"
+    evidence["calibration"] = {
+        "method": "isotonic",
+        "fitted_on": "validation",
+        "films": 200,
+        "scores": [0.0, 1.0],
+        "probabilities": [0.0, 0.5],
+    }
+    return evidence
+
+
+def measurement_groups(sr: Any, concept: str = PROBABILITY_OF_CANCER) -> list[dict[str, Any]]:
+    """Each TID 1501 group: its probability (``concept``; None without one), the instances
+    it references, the model version."""
     groups = []
     for group in (i for i in descendants(sr) if code(i) == MEASUREMENT_GROUP):
         children = group.ContentSequence
         scores = [
             float(c.MeasuredValueSequence[0].NumericValue)
             for c in children
-            if c.ValueType == "NUM" and code(c) == PROBABILITY_OF_CANCER
+            if c.ValueType == "NUM" and code(c) == concept
         ]
         references = {
             c.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
@@ -53,7 +76,9 @@ def measurement_groups(sr: Any) -> list[dict[str, Any]]:
             if c.ValueType == "IMAGE"
         }
         versions = {c.TextValue for c in descendants(group) if code(c) == ALGORITHM_VERSION}
-        groups.append({"score": scores[0], "references": references, "versions": versions})
+        groups.append(
+            {"score": scores[0] if scores else None, "references": references, "versions": versions}
+        )
     return groups
 
 
@@ -66,7 +91,8 @@ def read(response: Any) -> Any:
 
 @pytest.fixture
 def scored(db) -> Study:  # type: ignore[no-untyped-def]
-    case = dicom_case_with_images(images=2, score=0.73)
+    case = dicom_case_with_images(images=2)
+    score_case(case, 0.73, ModelVersionFactory(evidence=malignant_evidence()))
     return case.studies.get()
 
 
@@ -84,12 +110,13 @@ def test_the_sr_holds_case_and_image_scores_model_version_and_references(api, ra
     case_group = next(g for g in groups if len(g["references"]) == 2)
     image_groups = [g for g in groups if len(g["references"]) == 1]
     version = scored.case.ai_result.model_version.version
-    assert case_group["score"] == pytest.approx(scored.case.ai_score)
+    # the calibrated probability (0.73 on a line from 0 to 0.5), never the raw score
+    assert case_group["score"] == pytest.approx(scored.case.ai_score / 2)
     assert case_group["references"] == set(images)
     assert {next(iter(g["references"])) for g in image_groups} == set(images)
     for group in image_groups:
         image = images[next(iter(group["references"]))]
-        assert group["score"] == pytest.approx(image.ai_results.get().probability)
+        assert group["score"] == pytest.approx(image.ai_results.get().probability / 2)
     assert all(g["versions"] == {version} for g in groups)
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
     referenced = {i.ReferencedSOPInstanceUID for s in evidence for i in s.ReferencedSOPSequence}
@@ -185,33 +212,16 @@ def test_round_trip_push_score_with_the_shipped_model_and_read_the_sr_back(
     assert response.status_code == 200, response.text
     sr = pydicom.dcmread(io.BytesIO(response.content))
 
-    # "Probability of cancer" is the version's calibrated probability (its manifest has an
-    # isotonic calibration), never the raw maximum-patch score
-    results = {
-        r.image.sop_instance_uid: r.calibrated_probability
-        for r in AIResult.objects.filter(image__study=study, status=AIStatus.DONE)
-    }
-    assert None not in results.values()
-    assert len(results) == 4
+    # The shipped model is not validated for triage: its SR holds no score of any kind,
+    # only its triage status and the statement a reader sees instead (issue 21).
+    assert not version.validated_for_triage
+    items = descendants(sr)
+    assert not [i for i in items if i.ValueType == "NUM"]
+    assert not [i for i in items if code(i) in (PROBABILITY_OF_CANCER, ABNORMAL_LIKELIHOOD)]
+    assert "Probability of cancer" not in str(sr)
+    statements = [i.TextValue for i in items if code(i) == COMMENT]
+    assert statements == [AI_NOT_VALIDATED] * 5  # four images and the case
     groups = measurement_groups(sr)
-    by_image = {
-        next(iter(g["references"])): g["score"] for g in groups if len(g["references"]) == 1
+    assert {next(iter(g["references"])) for g in groups if len(g["references"]) == 1} == {
+        i.sop_instance_uid for i in study.images.all()
     }
-    assert by_image == pytest.approx(results, abs=1e-6)
-    case_group = next(g for g in groups if len(g["references"]) == 4)
-    case_result = AIResult.objects.get(case=study.case, image__isnull=True)
-    assert case_group["score"] == pytest.approx(case_result.calibrated_probability, abs=1e-6)
-    assert case_group["versions"] == {version.version}
-    originals = {str(ds.SOPInstanceUID) for ds in datasets}
-    assert not originals & set(results)  # references are the remapped UIDs
-    assert set(results) == set(Image.objects.values_list("sop_instance_uid", flat=True))
-
-
-def test_the_case_api_links_the_dicom_downloads(api, auditor, scored):  # type: ignore[no-untyped-def]
-    api.force_authenticate(auditor)
-    body = api.get(reverse("api-case-detail", args=[scored.case_id])).json()
-    study = body["studies"][0]
-    assert study["dicom_report_url"] == reverse("api-study-ai-report", args=[scored.pk])
-    assert study["study_instance_uid"] == scored.study_instance_uid
-    image = study["images"][0]
-    assert image["dicom_heatmap_url"].endswith("/secondary-capture/")

@@ -181,6 +181,7 @@ def test_the_case_export_says_what_each_case_row_says(client, auditor, readers):
                 r.closed_at.isoformat() if r.closed_at else "",
                 r.status,
                 "" if r.ai_score is None else f"{r.ai_score:.4f}",
+                "",  # the score's note: a validated version's score needs none
                 "" if r.ai_exam_score is None else str(r.ai_exam_score),
                 "" if r.ai_calibrated is None else f"{r.ai_calibrated:.4f}",
                 flag(r.ai_recall),
