@@ -39,6 +39,7 @@ from screening.models import (
 from tests.factories import (
     ModelVersionFactory,
     dicom_case_with_images,
+    heatmap_figures,
     score_case,
     screen,
     validated_evidence,
@@ -108,7 +109,7 @@ def test_deciles_bands_and_a_validation_calibration_do_not_make_it_show_them(): 
 def test_an_untested_version_and_one_short_of_the_bar_say_so_in_their_own_words():  # type: ignore[no-untyped-def]
     assert ModelVersion(evidence={}).not_shown_reason == AI_NOT_TESTED
     above_chance = validated_evidence()
-    above_chance["triage"] = {"validated": False, "reason": "AUC 0.70 is below 0.75."}
+    above_chance["film_auc"] |= {"auc": 0.70, "ci95": [0.62, 0.78]}  # above chance, below 0.75
     assert ModelVersion(evidence=above_chance).not_shown_reason == AI_BELOW_BAR
     assert ModelVersion(evidence=validated_evidence()).not_shown_reason == ""
 
@@ -383,7 +384,7 @@ def test_a_heatmap_capture_of_an_unvalidated_version_carries_the_statement_not_t
     client, radiologist
 ):  # type: ignore[no-untyped-def]
     evidence = shipped_like_evidence()
-    evidence["heatmap"] = {"passed": True, "reason": "Passed the randomisation test."}
+    evidence["heatmap"] = heatmap_figures(trained=20, baseline=4, best_copy=3, correlation=0.1)
     case = dicom_case_with_images(images=1)
     score_case(case, 0.99, ModelVersionFactory(evidence=evidence))
     result = AIResult.for_images.get(case=case)
