@@ -44,7 +44,9 @@ def check_manifest(data: dict[str, Any]) -> None:
     if not isinstance(claimed, dict):
         raise _field("evidence", "must be an object (or absent: the model starts unvalidated)")
     if claimed.get("target", data["target"]) != data["target"]:
-        raise _field("evidence.target", f"is {claimed['target']!r} but 'target' is {data['target']!r}")
+        raise _field(
+            "evidence.target", f"is {claimed['target']!r} but 'target' is {data['target']!r}"
+        )
 
 
 def subjects(manifest_data: dict[str, Any]) -> dict[str, list[str]]:
@@ -163,7 +165,9 @@ def _archive_config(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"model file {path.name} is not a Keras 3 .keras archive: {exc}")
+        raise ArtifactError(
+            f"model file {path.name} is not a Keras 3 .keras archive: {exc}"
+        ) from exc
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise ArtifactError(f"model file {path.name} has no model config")
     return config
@@ -194,9 +198,7 @@ def _input_shape(config: dict[str, Any], layers: dict[str, dict[str, Any]]) -> l
         layer = layers.get(names[0], {})
     else:
         layer = next((x for x in layers.values() if x.get("class_name") == "InputLayer"), {})
-    shape = layer.get("config", {}).get("batch_shape") or config["config"].get(
-        "build_input_shape"
-    )
+    shape = layer.get("config", {}).get("batch_shape") or config["config"].get("build_input_shape")
     if not isinstance(shape, list) or len(shape) != 4:
         raise ArtifactError(f"model file's input shape {_shape_text(shape)} is not an image batch")
     return shape

@@ -98,7 +98,9 @@ def test_the_seed_models_pass_the_model_file_check(tiny_artifact: Path) -> None:
 
 
 def test_an_input_size_the_file_disagrees_with_is_refused(external_artifact: Path) -> None:
-    with pytest.raises(ArtifactError, match=r"takes input \(None, 48, 48, 3\).*'input_size' says 64"):
+    with pytest.raises(
+        ArtifactError, match=r"takes input \(None, 48, 48, 3\).*'input_size' says 64"
+    ):
         check_model_file(external_artifact / "model.keras", 64)
 
 
@@ -161,3 +163,15 @@ def test_a_manifest_copied_in_by_hand_is_read_as_written(
     copy_dir = tmp_path / "copy"
     shutil.copytree(external_artifact, copy_dir)
     assert read_manifest_data(copy_dir) == json.loads((copy_dir / "manifest.json").read_text())
+
+
+def test_the_shipped_manifest_names_the_women_it_learnt_from_but_not_its_test_women() -> None:
+    data = read_manifest_data(DEFAULT_ARTIFACT)
+    named = subjects(data)
+    counts = data["training_data"]["patients"]
+    assert (len(named["training_data"]), len(named["calibration"])) == (
+        counts["train"],
+        counts["val"],
+    )
+    tested = {f"MIAS-{p:03d}" for p in data["training_data"]["test_patients"]}
+    assert tested.isdisjoint(named["training_data"]) and tested.isdisjoint(named["calibration"])

@@ -112,9 +112,7 @@ def test_a_model_file_changed_after_its_manifest_was_written_is_refused(db, brou
         ai_actions.register_model_version(None, str(brought))
 
 
-def test_the_same_name_with_another_file_is_refused_and_audited(
-    db, admin_user, brought, tmp_path
-):  # type: ignore[no-untyped-def]
+def test_the_same_name_with_another_file_is_refused_and_audited(db, admin_user, brought, tmp_path):  # type: ignore[no-untyped-def]
     first = ai_actions.register_model_version(admin_user, str(brought))
     other = tmp_path / "other"
     shutil.copytree(brought, other)
@@ -137,9 +135,7 @@ def test_an_amended_manifest_for_the_same_file_updates_the_claims(db, admin_user
     assert amended is not None and amended.detail["amended"] is True
 
 
-def test_the_command_registers_as_the_named_account_after_a_trial_score(
-    db, admin_user, brought
-):  # type: ignore[no-untyped-def]
+def test_the_command_registers_as_the_named_account_after_a_trial_score(db, admin_user, brought):  # type: ignore[no-untyped-def]
     out = StringIO()
     call_command("register_model", str(brought), "--by", admin_user.username, "--try", stdout=out)
     assert "Trial score of a blank film: 0." in out.getvalue()
