@@ -113,12 +113,12 @@ def register_model_version(
             version.save(update_fields=["manifest"])
             events.model_registered(actor, version, stored_path, actor_name, amended=True)
     if not created and version.checksum != manifest.sha256:
-        error = Conflict(
+        conflict = Conflict(
             f"{version} is already registered with checksum {version.checksum[:12]}…; "
             f"this file's is {manifest.sha256[:12]}…. Give the new model another version."
         )
-        _refused(actor, actor_name, path, error.message)
-        raise error
+        _refused(actor, actor_name, path, conflict.message)
+        raise conflict
     if created:
         events.model_evidence_loaded(actor, version)
     elif version.evidence != manifest.evidence:
