@@ -135,11 +135,17 @@ def _subjects(data: dict[str, Any], block: str) -> None:
 # --- The model file --------------------------------------------------------------------
 
 
-def check_model_file(path: str | Path, input_size: int) -> None:
+def check_model_file(path: str | Path, input_size: int, gradcam_layer: str | None = None) -> None:
     """Refuse a model file that is not a Keras 3 archive taking ``input_size`` square
-    three-channel patches and giving one sigmoid probability from a Dense layer."""
+    three-channel patches and giving one sigmoid probability from a Dense layer, or that
+    lacks the layer the manifest names for Grad-CAM."""
     config = _archive_config(Path(path))
     layers = {layer.get("name") or layer["config"].get("name"): layer for layer in _layers(config)}
+    if gradcam_layer and gradcam_layer not in layers:
+        raise ArtifactError(
+            f"manifest field 'preprocessing.gradcam_layer' names {gradcam_layer!r}, "
+            "which the model file has no layer called"
+        )
     shape = _input_shape(config, layers)
     if list(shape[1:]) != [input_size, input_size, 3]:
         raise ArtifactError(

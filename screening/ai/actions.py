@@ -148,7 +148,11 @@ def _checked_artifact(path: Path) -> tuple[Manifest, dict]:
         data = read_manifest_data(path)
         check_manifest(data)
         manifest = verify_checksum(path)
-        check_model_file(path / manifest.model_file, manifest.input_size)
+        check_model_file(
+            path / manifest.model_file,
+            manifest.input_size,
+            manifest.preprocessing.get("gradcam_layer"),
+        )
     except ArtifactError as error:
         raise DomainError(f"Artifact refused: {error}") from None
     if manifest.architecture not in Architecture.values:

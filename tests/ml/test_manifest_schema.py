@@ -104,6 +104,12 @@ def test_an_input_size_the_file_disagrees_with_is_refused(external_artifact: Pat
         check_model_file(external_artifact / "model.keras", 64)
 
 
+def test_a_gradcam_layer_the_file_lacks_is_refused(external_artifact: Path) -> None:
+    check_model_file(external_artifact / "model.keras", 48, "features")
+    with pytest.raises(ArtifactError, match="'preprocessing.gradcam_layer' names 'conv4'"):
+        check_model_file(external_artifact / "model.keras", 48, "conv4")
+
+
 def test_a_file_that_is_not_a_keras_archive_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.keras").write_bytes(b"HDF5 or anything else")
     with pytest.raises(ArtifactError, match="not a Keras 3 .keras archive"):

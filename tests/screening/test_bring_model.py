@@ -156,13 +156,32 @@ def test_the_command_refuses_a_bad_manifest_with_the_field(db, brought):  # type
         call_command("register_model", str(brought), stdout=StringIO())
 
 
-def test_the_trial_refuses_a_model_that_does_not_run(db, brought):  # type: ignore[no-untyped-def]
+def test_the_trial_refuses_a_model_keras_cannot_rebuild(db, brought):  # type: ignore[no-untyped-def]
+    """A vendor's custom layer this installation lacks: the archive's shapes pass, loading fails."""
+    model_file = brought / "model.keras"
+    with zipfile.ZipFile(model_file) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(parts["config.json"])
+    conv = next(x for x in config["config"]["layers"] if x["class_name"] == "Conv2D")
+    conv.update(module="acme.layers", class_name="AcmeConv2D", registered_name="acme>AcmeConv2D")
+    parts["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    edit_manifest(brought, sha256=sha256_file(model_file))
+    ai_actions.check_artifact(str(brought))  # nothing a reading of the archive can see
+    with pytest.raises(CommandError, match="Trial refused: Model artifact unusable: cannot load"):
+        call_command("register_model", str(brought), "--try", stdout=StringIO())
+    assert not ModelVersion.objects.exists()
+
+
+def test_the_dry_run_refuses_before_loading_anything(db, brought):  # type: ignore[no-untyped-def]
     manifest = json.loads((brought / "manifest.json").read_text())
     manifest["preprocessing"]["gradcam_layer"] = "conv4"  # copied from a seed manifest
     edit_manifest(brought, preprocessing=manifest["preprocessing"])
-    with pytest.raises(CommandError, match="Trial refused"):
+    with pytest.raises(CommandError, match="'preprocessing.gradcam_layer' names 'conv4'"):
         call_command("register_model", str(brought), "--try", stdout=StringIO())
-    assert not ModelVersion.objects.exists()
+    assert not AuditEvent.objects.filter(action=AuditAction.MODEL_REGISTERED).exists()
 
 
 def test_the_models_page_shows_what_each_manifest_claims(client, admin_user, brought):  # type: ignore[no-untyped-def]
