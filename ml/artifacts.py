@@ -47,6 +47,8 @@ class Manifest:
     intended_use: str = "Research only. Not a medical device; not for clinical use."
     # what the measurements allow the app to show (ml.evidence); empty on older artifacts
     evidence: dict[str, Any] = field(default_factory=dict)
+    # how the threshold and any calibration were set, and on whose films ("subjects")
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,7 +62,8 @@ class Manifest:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         } - set(d)
         if missing:
-            raise ArtifactError(f"manifest lacks {sorted(missing)}")
+            names = ", ".join(repr(name) for name in sorted(missing))
+            raise ArtifactError(f"manifest lacks field(s) {names}")
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -79,6 +82,11 @@ def _manifest_path(path: str | Path) -> Path:
 
 def load_manifest(path: str | Path) -> Manifest:
     """Read the manifest of an artifact directory (or a manifest file itself)."""
+    return Manifest.from_dict(read_manifest_data(path))
+
+
+def read_manifest_data(path: str | Path) -> dict[str, Any]:
+    """The manifest as written, before any field is checked (``ml.manifest_schema``)."""
     mpath = _manifest_path(path)
     if not mpath.is_file():
         raise ArtifactError(f"no manifest at {mpath}")
@@ -88,7 +96,7 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ArtifactError(f"unreadable manifest {mpath}: {exc}") from exc
     if not isinstance(data, dict):
         raise ArtifactError(f"manifest {mpath} is not an object")
-    return Manifest.from_dict(data)
+    return data
 
 
 def verify_checksum(path: str | Path) -> Manifest:

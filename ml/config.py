@@ -26,6 +26,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MIAS_PIXEL_SPACING_MM = 0.2
 
 
+def mias_pseudonym(patient: int) -> str:
+    """How a mini-MIAS woman is named on the site (``manage.py import_studies --mias``) and in
+    a manifest's ``training_data.subjects`` / ``calibration.subjects``."""
+    return f"MIAS-{patient:03d}"
+
+
 def shared_dir() -> Path:
     """Where the shared (never committed) data lives: ``$MAMMO_SHARED_DIR`` or ``../shared``."""
     env = os.environ.get("MAMMO_SHARED_DIR")

@@ -28,6 +28,10 @@ PREPROCESSING: dict[str, str] = {
     "resnet50v2": "scale_-1_1",  # x / 127.5 - 1
 }
 
+# Every method ``preprocess`` knows; a brought ("external") model names one in its manifest.
+# "raw_0_255" feeds the pixels unchanged, for a model that scales inside itself.
+PREPROCESSING_METHODS: tuple[str, ...] = ("scale_0_1", "scale_-1_1", "caffe", "raw_0_255")
+
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 OUTPUT_LAYER = "prediction"
 
@@ -38,6 +42,8 @@ def preprocess(x: Any, method: str) -> Any:
         return x / 255.0
     if method == "scale_-1_1":
         return x / 127.5 - 1.0
+    if method == "raw_0_255":
+        return x
     if method == "caffe":
         x = x[..., ::-1]
         return x - _CAFFE_MEAN_BGR

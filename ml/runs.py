@@ -25,7 +25,7 @@ from ml.artifacts import (
     save_artifact,
     write_manifest,
 )
-from ml.config import TrainConfig
+from ml.config import TrainConfig, mias_pseudonym
 from ml.evaluation import evaluate_patches, film_level
 from ml.metrics import plot_history
 from ml.model_card import model_card
@@ -101,6 +101,11 @@ def finalise(
             "default": 0.5,
         },
     )
+    if data.split:
+        manifest.calibration = {
+            "method": "model selected and thresholds set on the validation women's films",
+            "subjects": [mias_pseudonym(p) for p in data.split["val"]],
+        }
     save_artifact(best, out, manifest)
     if ckpt.is_file():
         ckpt.unlink()

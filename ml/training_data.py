@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ml.breast import breast_mask
-from ml.config import TrainConfig, WholeImageConfig
+from ml.config import TrainConfig, WholeImageConfig, mias_pseudonym
 from ml.data import (
     NORMAL,
     MiasFilm,
@@ -89,6 +89,8 @@ def load_mias(cfg: TrainConfig, cache_root: Path | None = None) -> TrainingData:
         "patients": {k: len(v) for k, v in split.items()},
         "test_patients": split["test"],
         "val_patients": split["val"],
+        # the women whose films it learnt from, as the site names them (ml.manifest_schema)
+        "subjects": [mias_pseudonym(p) for p in split["train"]],
         "patch_counts": {
             k: {"total": len(s), "by_label": np.bincount(s.labels, minlength=5).tolist()}
             for k, s in sets.items()

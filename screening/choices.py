@@ -90,6 +90,8 @@ class Architecture(models.TextChoices):
     CUSTOM_CNN = "custom_cnn", "Custom CNN"
     VGG16 = "vgg16", "VGG16"
     RESNET50V2 = "resnet50v2", "ResNet50V2"
+    # built elsewhere (a vendor's, another machine's): the manifest says how to feed it
+    EXTERNAL = "external", "Brought-in model"
 
 
 class AIStatus(models.TextChoices):
@@ -225,6 +227,8 @@ class AuditAction(models.TextChoices):
     UPLOAD_REJECTED = "upload_rejected", "Upload rejected"
     MODEL_ACTIVATED = "model_activated", "Model activated"
     MODEL_EVIDENCE_LOADED = "model_evidence", "Model evidence loaded"
+    MODEL_REGISTERED = "model_registered", "Model registered"
+    MODEL_REFUSED = "model_refused", "Model registration refused"
     AI_RETRIED = "ai_retried", "AI retried"
     EXPORT = "export", "Export"
     OUTCOME_RECORDED = "outcome_recorded", "Outcome recorded"

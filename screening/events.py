@@ -128,6 +128,45 @@ def model_activated(
     return _record(user, AuditAction.MODEL_ACTIVATED, model_version, previous_id=previous_id)
 
 
+def model_registered(
+    user: Actor,
+    model_version: ModelVersion,
+    artifact_path: str,
+    actor_name: str = "",
+    amended: bool = False,
+) -> AuditEvent:
+    """A model file entered the site: who brought it, where from, its checksum, its claims
+    (``amended``: the same file came again with a changed manifest, now the one kept)."""
+    return _record(
+        user,
+        AuditAction.MODEL_REGISTERED,
+        model_version,
+        actor_name=actor_name,
+        checksum=model_version.checksum,
+        artifact_path=artifact_path,
+        architecture=model_version.architecture,
+        version=model_version.version,
+        target=model_version.target,
+        evidence_claimed=bool(model_version.evidence),
+        amended=amended,
+    )
+
+
+def model_refused(
+    user: Actor, artifact_path: str, checksum: str, reason: str, actor_name: str = ""
+) -> AuditEvent:
+    """A model file was offered and refused; ``checksum`` is the offered file's, if any."""
+    return _record(
+        user,
+        AuditAction.MODEL_REFUSED,
+        outcome=AuditOutcome.FAILURE,
+        actor_name=actor_name,
+        checksum=checksum,
+        artifact_path=artifact_path,
+        reason=reason[:500],
+    )
+
+
 def model_evidence_loaded(user: Actor, model_version: ModelVersion) -> AuditEvent:
     """What the version may show (ranking, heatmaps, marks) was set from its manifest."""
     return _record(

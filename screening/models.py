@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from rest_framework.authtoken.models import TokenProxy
 
-from ml import evidence
+from ml import evidence, manifest_schema
 from ml.evidence import Verdict
 
 from .choices import (
@@ -385,6 +385,9 @@ class ModelVersion(models.Model):
     # What the version has shown it can do (ml.evidence, from the artifact's manifest):
     # the app shows a score as a ranking, a heatmap or region marks only where it passed.
     evidence = models.JSONField(default=dict, blank=True)
+    # What the artifact's manifest claims (target, preprocessing, training data, the women it
+    # was trained and calibrated on), kept as registered so an admin sees what was brought.
+    manifest = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -481,6 +484,21 @@ class ModelVersion(models.Model):
     def gates(self) -> list[Verdict]:
         """Every gate with its rule, the figures it was judged on and the outcome."""
         return evidence.gates_verdicts(self.evidence, settings.AI_GATES)
+
+    @property
+    def target(self) -> str:
+        """What a positive score means: "malignant", or "abnormal" (benign findings too)."""
+        return str(self.manifest.get("target") or evidence.target(self.evidence))
+
+    @property
+    def manifest_subjects(self) -> dict[str, list[str]]:
+        """The pseudonyms the manifest says the model was trained and calibrated on."""
+        return manifest_schema.subjects(self.manifest)
+
+    @property
+    def excluded_subjects(self) -> frozenset[str]:
+        """Women whose screens say nothing new about this version: it learnt from them."""
+        return frozenset(p for people in self.manifest_subjects.values() for p in people)
 
     @property
     def film_auc(self) -> dict | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -20,6 +21,9 @@ from ..choices import AIStatus, Architecture
 from ..errors import Conflict, DomainError, NotFound
 from ..models import AIResult, Case, ModelVersion, Study
 from . import inference
+
+if TYPE_CHECKING:  # ml is imported where it runs
+    from ml.artifacts import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +71,54 @@ def request_inference(study: Study) -> list[int]:
 
 
 def register_model_version(
-    actor: User | None, artifact: str, activate: bool = False
+    actor: User | None, artifact: str, activate: bool = False, actor_name: str = ""
 ) -> ModelVersion:
-    """Record a trained artifact as a model version, after verifying its checksum."""
-    from ml.artifacts import ArtifactError, verify_checksum
+    """Record an artifact, trained here or brought in, as a model version.
 
+    Its manifest must state what the predictor needs (``ml.manifest_schema``), its model
+    file must match the manifest's checksum, input size and single sigmoid output, and a
+    version already registered under the same name must have the same checksum. Every
+    registration and every refusal is audited with who asked and the file's checksum. What
+    the manifest claims is kept on the version; with no evidence it starts unvalidated.
+    """
     path = Path(artifact).resolve()
     try:
-        manifest = verify_checksum(path)
-    except ArtifactError as error:
-        raise DomainError(f"Artifact refused: {error}") from None
-    if manifest.architecture not in Architecture.values:
-        raise DomainError(f"Unknown architecture {manifest.architecture!r}.")
+        manifest, data = _checked_artifact(path)
+    except DomainError as error:
+        _refused(actor, actor_name, path, error.message)
+        raise
     try:
         stored_path = str(path.relative_to(settings.BASE_DIR))
     except ValueError:
         stored_path = str(path)
-    version, created = ModelVersion.objects.get_or_create(
-        architecture=manifest.architecture,
-        version=manifest.version,
-        defaults={
-            "artifact_path": stored_path,
-            "checksum": manifest.sha256,
-            "input_size": manifest.input_size,
-            "threshold": manifest.threshold,
-            "metrics": manifest.metrics,
-            "evidence": manifest.evidence,
-        },
-    )
+    with transaction.atomic():
+        version, created = ModelVersion.objects.get_or_create(
+            architecture=manifest.architecture,
+            version=manifest.version,
+            defaults={
+                "artifact_path": stored_path,
+                "checksum": manifest.sha256,
+                "input_size": manifest.input_size,
+                "threshold": manifest.threshold,
+                "metrics": manifest.metrics,
+                "evidence": manifest.evidence,
+                "manifest": _claims(data),
+            },
+        )
+        if created:
+            events.model_registered(actor, version, stored_path, actor_name)
+        elif version.checksum == manifest.sha256 and version.manifest != _claims(data):
+            # the same model file with an amended manifest (e.g. it now names its women)
+            version.manifest = _claims(data)
+            version.save(update_fields=["manifest"])
+            events.model_registered(actor, version, stored_path, actor_name, amended=True)
     if not created and version.checksum != manifest.sha256:
-        raise Conflict(f"{version} is already registered with a different checksum.")
+        conflict = Conflict(
+            f"{version} is already registered with checksum {version.checksum[:12]}…; "
+            f"this file's is {manifest.sha256[:12]}…. Give the new model another version."
+        )
+        _refused(actor, actor_name, path, conflict.message)
+        raise conflict
     if created:
         events.model_evidence_loaded(actor, version)
     elif version.evidence != manifest.evidence:
@@ -106,6 +128,70 @@ def register_model_version(
     if activate and not version.is_active:
         version = activate_model_version(actor, version.pk)
     return version
+
+
+def check_artifact(artifact: str) -> None:
+    """Refuse (``DomainError``) an artifact ``register_model_version`` would refuse, before
+    anything is written or audited: an engineer's dry run."""
+    _checked_artifact(Path(artifact).resolve())
+
+
+def _checked_artifact(path: Path) -> tuple[Manifest, dict]:
+    """The artifact's manifest, once every field and the model file agree; else refused.
+
+    Reads the Keras archive's config as JSON: TensorFlow never loads here.
+    """
+    from ml.artifacts import ArtifactError, read_manifest_data, verify_checksum
+    from ml.manifest_schema import check_manifest, check_model_file
+
+    try:
+        data = read_manifest_data(path)
+        check_manifest(data)
+        manifest = verify_checksum(path)
+        check_model_file(
+            path / manifest.model_file,
+            manifest.input_size,
+            manifest.preprocessing.get("gradcam_layer"),
+        )
+    except ArtifactError as error:
+        raise DomainError(f"Artifact refused: {error}") from None
+    if manifest.architecture not in Architecture.values:
+        raise DomainError(f"Artifact refused: unknown architecture {manifest.architecture!r}.")
+    return manifest, data
+
+
+# The manifest's blocks an admin reads on the models page; metrics and evidence have
+# their own columns, sha256 is the checksum.
+_CLAIM_FIELDS = (
+    "target",
+    "input_size",
+    "preprocessing",
+    "training_data",
+    "calibration",
+    "framework",
+    "intended_use",
+    "created",
+    "model_file",
+)
+
+
+def _claims(data: dict) -> dict:
+    return {key: data[key] for key in _CLAIM_FIELDS if key in data}
+
+
+def _refused(actor: User | None, actor_name: str, path: Path, reason: str) -> None:
+    """Audit a refused registration, with the checksum of whatever file was offered."""
+    from ml.artifacts import MODEL_FILE, ArtifactError, read_manifest_data, sha256_file
+
+    try:
+        name = read_manifest_data(path).get("model_file") or MODEL_FILE
+    except ArtifactError:
+        name = MODEL_FILE
+    try:
+        checksum = sha256_file(path / str(name))
+    except OSError:
+        checksum = ""
+    events.model_refused(actor, str(path), checksum, reason, actor_name)
 
 
 def load_model_evidence(actor: User | None, version: ModelVersion, evidence: dict) -> ModelVersion:

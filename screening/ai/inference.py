@@ -113,6 +113,26 @@ def artifact_dir(version: ModelVersion) -> Path:
     return path if path.is_absolute() else Path(settings.BASE_DIR) / path
 
 
+def trial_score(artifact: str | Path) -> float:
+    """Load an artifact as a worker does and score one plain synthetic film with it: the
+    check an engineer runs once on a brought model (it loads, takes the manifest's
+    preprocessing, gives a probability and a heat map). Raises ``PermanentFailure``."""
+    from ml.artifacts import ArtifactError
+    from ml.predictor import Predictor
+
+    film = np.zeros((512, 512), np.uint8)
+    film[32:480, :360] = 120  # a flat "breast" against black, so patches are taken
+    try:
+        probability = Predictor.load(Path(artifact)).predict_images([film])[0].probability
+    except ArtifactError as error:
+        raise PermanentFailure(f"Model artifact unusable: {error}") from error
+    except Exception as error:  # Keras and TensorFlow raise many types on a model they cannot run
+        raise PermanentFailure(f"The model does not run: {error}") from error
+    if not 0.0 <= probability <= 1.0:
+        raise PermanentFailure(f"The model gave {probability}, not a probability.")
+    return probability
+
+
 @dataclass
 class StudyOutcome:
     scored: int = 0

@@ -1,10 +1,13 @@
-"""What a reader may see of a case's AI: per-image results, live states, shown heatmaps."""
+"""What a reader may see of a case's AI: per-image results, live states, shown heatmaps;
+and, for admins and auditors, who registered each model version."""
 
 from __future__ import annotations
 
-from ..choices import AIStatus
+from collections.abc import Iterable
+
+from ..choices import AIStatus, AuditAction
 from ..errors import NotFound
-from ..models import AIResult, Case
+from ..models import AIResult, AuditEvent, Case, ModelVersion
 
 
 def case_ai_results(case: Case) -> dict[int, AIResult]:
@@ -60,3 +63,13 @@ def shown_heatmap(result_id: int) -> AIResult:
 
 def heatmap_hidden(result: AIResult) -> str:
     return f"Heatmaps of this version are hidden: {result.model_version.heatmap_reason}"
+
+
+def registrations(versions: Iterable[ModelVersion]) -> dict[int, AuditEvent]:
+    """Each version's first registration event (who brought it, when, which checksum)."""
+    events = AuditEvent.objects.filter(
+        action=AuditAction.MODEL_REGISTERED,
+        object_type=ModelVersion._meta.model_name,
+        object_id__in=[str(v.pk) for v in versions],
+    ).order_by("-pk")
+    return {int(event.object_id): event for event in events}  # the earliest wins

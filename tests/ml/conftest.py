@@ -104,6 +104,55 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def external_manifest(sha256: str) -> dict:
+    """A hand-written manifest, as a vendor or another site would ship it."""
+    return {
+        "architecture": "external",
+        "version": "acme-breast-0.3",
+        "target": "malignant",
+        "input_size": 48,
+        "threshold": 0.4,
+        "metrics": {},
+        "sha256": sha256,
+        "preprocessing": {
+            "method": "scale_-1_1",
+            "patch_size": 96,
+            "stride": 48,
+            "default_long_side": 256,
+            "batch_size": 8,
+        },
+        "training_data": {
+            "source": "Acme screening archive (not this site's)",
+            "subjects": ["P-ACC-T1", "P-ACC-T2"],
+        },
+        "calibration": {"method": "threshold at 90 % sensitivity", "subjects": ["P-ACC-C1"]},
+        "framework": {"keras": "3"},
+    }
+
+
+@pytest.fixture(scope="session")
+def external_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Keras model built outside ``ml.models`` (no seed architecture, its own layer
+    names, 48-pixel input), saved as a .keras file beside a hand-written manifest."""
+    import json
+
+    import keras
+
+    from ml.artifacts import sha256_file
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((48, 48, 3), name="pixels")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="features")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="squash")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="malignancy")(x)
+    out = tmp_path_factory.mktemp("brought")
+    keras.Model(inputs, outputs, name="acme").save(out / "model.keras")
+    manifest = external_manifest(sha256_file(out / "model.keras"))
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
 @pytest.fixture(scope="session")
 def mini_mias_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A mini-MIAS-shaped folder of 12 synthetic 256 px films (6 women), some with lesions."""

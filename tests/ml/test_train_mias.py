@@ -54,6 +54,25 @@ def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like,
     assert "Whole-film results" in (out / "MODEL_CARD.md").read_text()
 
 
+def test_a_mias_run_names_the_women_it_trained_and_calibrated_on(mini_mias_like, tmp_path):
+    """As the site names them on import, so local figures can leave them out."""
+    from ml.artifacts import read_manifest_data
+    from ml.config import mias_pseudonym
+    from ml.manifest_schema import check_manifest, subjects
+    from ml.runs import run
+
+    out = run(tiny_run(mini_mias_like, tmp_path / "run"))
+    manifest = read_manifest_data(out)
+    check_manifest(manifest)
+    named = subjects(manifest)
+    data = manifest["training_data"]
+    assert named["calibration"] == [mias_pseudonym(p) for p in data["val_patients"]]
+    assert len(named["training_data"]) == data["patients"]["train"] > 0
+    tested = {mias_pseudonym(p) for p in data["test_patients"]}
+    assert tested.isdisjoint(named["training_data"]) and tested.isdisjoint(named["calibration"])
+    assert set(named["training_data"]).isdisjoint(named["calibration"])
+
+
 def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_like, tmp_path):
     from ml.runs import run
 

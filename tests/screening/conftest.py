@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from screening.ai import actions as ai_actions
-from tests.ml.conftest import tiny_artifact  # noqa: F401  (a session fixture shared with ml tests)
+from tests.ml.conftest import (  # noqa: F401  (session fixtures shared with ml tests)
+    external_artifact,
+    tiny_artifact,
+)
 
 
 @pytest.fixture

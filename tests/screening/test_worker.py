@@ -420,3 +420,14 @@ def test_a_job_lost_with_a_broker_killed_mid_dispatch_is_sent_again_within_two_m
 
 
 OUTAGE_SECONDS = float(os.environ.get("MAMMO_TEST_BROKER_OUTAGE_SECONDS", "10"))
+
+
+def test_a_brought_model_is_scored_by_the_worker(redis_worker, admin_user, external_artifact):  # type: ignore[no-untyped-def]
+    """A model built outside this project (issue 25): the same worker, its own preprocessing."""
+    version = ai_actions.register_model_version(admin_user, str(external_artifact), activate=True)
+    worker, _ = redis_worker
+    study = upload(admin_user, "W-BROUGHT", seeds=(4,))
+    case = wait_until_scored(study, worker)
+    result = AIResult.objects.get(image__study=study)
+    assert result.status == AIStatus.DONE and result.model_version == version and result.heatmap
+    assert case.ai_result is not None and case.ai_result.model_version == version

@@ -12,14 +12,20 @@ from ...choices import Role
 from ...models import ModelVersion
 from ...roles import AuthenticatedHttpRequest, role_required
 from .. import actions as ai_actions
+from .. import queries as ai_queries
 
 
 @require_GET
 @role_required(Role.ADMIN, Role.AUDITOR)
 def model_versions(request: HttpRequest) -> HttpResponse:
-    """Auditors see which versions exist and which triages, read-only; admins activate."""
-    versions = ModelVersion.objects.order_by("-is_active", "-created_at")
-    return render(request, "screening/model_versions.html", {"versions": versions})
+    """Auditors see which versions exist and which triages, read-only; admins activate.
+    Both see what each version's manifest claims and who registered it."""
+    versions = list(ModelVersion.objects.order_by("-is_active", "-created_at"))
+    registered = ai_queries.registrations(versions)
+    claims = [(v, registered.get(v.pk)) for v in versions]
+    return render(
+        request, "screening/model_versions.html", {"versions": versions, "claims": claims}
+    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ml.config import mias_pseudonym
 from screening import events
 from screening.choices import Outcome
 from screening.management.users import admin_named
@@ -97,8 +98,8 @@ def _mini_mias_groups(folder: Path) -> list[tuple[intake_actions.StudySpec, list
         for n in names:
             outcome = _worse(outcome, severity[n])
         spec = intake_actions.StudySpec(
-            accession_number=f"MIAS-{patient:03d}",
-            patient_pseudonym=f"MIAS-{patient:03d}",
+            accession_number=mias_pseudonym(patient),
+            patient_pseudonym=mias_pseudonym(patient),
             outcome=outcome,
         )
         groups.append((spec, paths))
