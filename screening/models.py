@@ -441,11 +441,6 @@ class ModelVersion(models.Model):
         return self.validated_for_triage and evidence.calibration_shown(self.evidence)
 
     @property
-    def target(self) -> str:
-        """What its score was trained to find: "malignant" or "abnormal" (``ml.evidence``)."""
-        return evidence.target(self.evidence)
-
-    @property
     def probability_meaning(self) -> str:
         """What its calibrated probability is the chance of, in a reader's words."""
         if self.target == "malignant":
@@ -487,8 +482,11 @@ class ModelVersion(models.Model):
 
     @property
     def target(self) -> str:
-        """What a positive score means: "malignant", or "abnormal" (benign findings too)."""
-        return str(self.manifest.get("target") or evidence.target(self.evidence))
+        """What its score was trained to find: "malignant", or "abnormal" (benign findings
+        too), as its manifest states it (else its evidence); anything else reads as abnormal
+        (``ml.evidence.target``), so nothing is called a chance of cancer by default."""
+        stated = self.manifest.get("target") or (self.evidence or {}).get("target")
+        return evidence.target({"target": stated})
 
     @property
     def manifest_subjects(self) -> dict[str, list[str]]:

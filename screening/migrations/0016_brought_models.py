@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('screening', '0014_read_draft'),
+        ('screening', '0015_unvalidated_band'),
     ]
 
     operations = [
