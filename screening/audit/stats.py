@@ -320,6 +320,128 @@ def bootstrap_auc_ci(
     return Interval(float(low), float(high))
 
 
+@dataclass(frozen=True)
+class ClusteredAuc:
+    """An AUC on screens that come in clusters (a woman's screens), with a 95 % CI that
+    resamples or weighs whole clusters, and how it was found (``BOOTSTRAP`` or ``DELONG``)."""
+
+    n: int
+    positives: int
+    clusters: int
+    auc: float | None
+    ci: Interval | None
+    ci_method: str = BOOTSTRAP
+
+
+def clustered_auc(
+    scores: Sequence[float] | np.ndarray,
+    outcomes: Sequence[bool] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    bootstrap: bool | None = None,
+) -> ClusteredAuc:
+    """AUC with an interval by woman: a woman screened twice is one draw, not two, so her
+    screens are resampled (or their variance summed) together. The bootstrap over clusters
+    where quick (``BOOTSTRAP_MAX_DRAWS``) or asked for, else Obuchowski's clustered form of
+    DeLong's variance (``obuchowski_auc_ci``). None where a class is missing."""
+    y = np.asarray(outcomes, dtype=bool)
+    p = np.asarray(scores, dtype=float)
+    group = np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
+    count = int(group.max()) + 1 if len(group) else 0
+    positives = int(y.sum())
+    if positives == 0 or positives == len(y):
+        return ClusteredAuc(len(y), positives, count, None, None)
+    ranked = _RankedScores(p[y], p[~y])
+    auc = ranked.auc_ranked(np.ones(positives), np.ones(len(y) - positives))
+    if bootstrap is None:
+        bootstrap = n_boot * len(y) <= BOOTSTRAP_MAX_DRAWS
+    if count < 2:
+        ci, method = None, BOOTSTRAP
+    elif bootstrap:
+        ci = cluster_bootstrap_auc_ci(p[y], p[~y], group[y], group[~y], count, n_boot, seed)
+        method = BOOTSTRAP
+    else:
+        ci = obuchowski_auc_ci(p[y], p[~y], group[y], group[~y], count, ranked)
+        method = DELONG
+    return ClusteredAuc(len(y), positives, count, auc, ci, method)
+
+
+def obuchowski_auc_ci(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    positive_cluster: np.ndarray,
+    negative_cluster: np.ndarray,
+    clusters: int,
+    ranked: _RankedScores | None = None,
+) -> Interval:
+    """95 % interval of the AUC from Obuchowski's (1997) variance for clustered data:
+    DeLong's placement values (each screen's share of the pairs it wins) summed within each
+    cluster, their spread across the clusters (``clusters`` of them, numbered 0..clusters-1).
+    With one screen per woman it is DeLong's interval up to a factor n/(n-1)."""
+    ranked = ranked or _RankedScores(positives, negatives)
+    m, n = len(positives), len(negatives)
+    v10 = (ranked.left + 0.5 * (ranked.right - ranked.left)) / n
+    sorted_pos = np.sort(positives)
+    below = np.searchsorted(sorted_pos, negatives, side="left")
+    upto = np.searchsorted(sorted_pos, negatives, side="right")
+    v01 = ((m - upto) + 0.5 * (upto - below)) / m
+    auc = float(v10.mean())
+    s10 = np.bincount(positive_cluster, v10, minlength=clusters)
+    s10 -= auc * np.bincount(positive_cluster, minlength=clusters)
+    s01 = np.bincount(negative_cluster, v01, minlength=clusters)
+    s01 -= auc * np.bincount(negative_cluster, minlength=clusters)
+    scale = clusters / (clusters - 1)
+    variance = scale * (
+        float(np.dot(s10, s10)) / m**2
+        + float(np.dot(s01, s01)) / n**2
+        + 2 * float(np.dot(s10, s01)) / (m * n)
+    )
+    half = Z95 * math.sqrt(max(variance, 0.0))
+    return Interval(max(0.0, auc - half), min(1.0, auc + half))
+
+
+def cluster_bootstrap_auc_ci(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    positive_cluster: np.ndarray,
+    negative_cluster: np.ndarray,
+    clusters: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile 95 % interval of the AUC over bootstrap resamples of whole clusters: each
+    resample draws women with replacement and weighs each screen by how often its woman was
+    drawn (one sort serves every resample). Resamples without both classes are skipped."""
+    rng = np.random.default_rng(seed)
+    ranked = _RankedScores(positives, negatives)
+    negative_cluster = negative_cluster[np.argsort(negatives, kind="stable")]
+    aucs = []
+    for _ in range(n_boot):
+        drawn = np.bincount(rng.integers(0, clusters, clusters), minlength=clusters)
+        pos_weights, neg_weights = drawn[positive_cluster], drawn[negative_cluster]
+        if pos_weights.any() and neg_weights.any():
+            aucs.append(ranked.auc_ranked(pos_weights, neg_weights))
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return Interval(float(low), float(high))
+
+
+def mcnemar_exact(first_only: int, second_only: int) -> float:
+    """Two-sided exact McNemar p of a paired comparison: the screens only the first got
+    right against those only the second did, as a binomial test at one half (the same
+    figure as ``scipy.stats.binomtest(first_only, n, 0.5)``); 1 when none differ. Summed in
+    logarithms, so tens of thousands of discordant screens take a millisecond."""
+    n = int(first_only) + int(second_only)
+    if n == 0:
+        return 1.0
+    k = min(int(first_only), int(second_only))
+    j = np.arange(1, k + 1)
+    log_terms = np.concatenate([[0.0], np.cumsum(np.log((n - j + 1) / j))]) - n * math.log(2)
+    top = float(log_terms.max())
+    tail = math.exp(top) * float(np.exp(log_terms - top).sum())
+    return min(1.0, 2 * tail)
+
+
 def decisions_at(scores: Sequence[float | None] | np.ndarray, threshold: float) -> np.ndarray:
     """What the AI would have said at ``threshold`` (recall at or above it, as in the app),
     as codes; a missing score (None or NaN) is no decision."""

@@ -122,6 +122,7 @@ MATRIX = [
     ("audit trail export", "get", lambda o: reverse("audit-trail-export"), page({AUD, ADMIN})),
     ("performance dashboard", "get", lambda o: reverse("audit-dashboard"), page({AUD})),
     ("discordant cases", "get", lambda o: reverse("audit-discordant"), page({AUD})),
+    ("local validation", "get", lambda o: reverse("audit-local"), page({AUD})),
     (
         "report export",
         "get",
