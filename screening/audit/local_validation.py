@@ -33,7 +33,7 @@ from ml import evidence as ml_evidence
 
 from ..choices import AIStatus, AuditAction, CaseStatus, Outcome
 from ..models import AIResult, AuditEvent, Case, ModelVersion, Patient
-from . import report_data, reporting, stats
+from . import plots, report_data, reporting, stats
 
 FINAL, FIRST = reporting.FINAL, reporting.FIRST
 # The most cases listed in each direction; the page says how many there are in all.
@@ -276,6 +276,7 @@ class LocalReport:
     scored_high_missed: CaseListing  # cancers at or above the highest cut readers did not
     reliability: list[ReliabilityBin]
     calibrated: bool  # the reliability plot reads against a validated calibration
+    reliability_plot: str | None = None  # drawn once, kept with the figures
 
 
 def operating_points(version: ModelVersion) -> list[tuple[str, float]]:
@@ -293,7 +294,10 @@ def build(version: ModelVersion, bootstrap: bool | None = None) -> LocalReport:
     """Every local figure of ``version``, computed afresh."""
     every, scored = screens_with_outcome(version)
     subjects = training_subjects(version)
-    trained = np.isin(every.patient_id, training_patient_ids(subjects))
+    trained_ids = training_patient_ids(subjects)
+    trained = (
+        np.isin(every.patient_id, trained_ids) if len(trained_ids) else np.zeros(len(every), bool)
+    )
     has_score = ~np.isnan(every.score)
     s = every.take(has_score & ~trained)
     left_out = has_score & trained
@@ -314,11 +318,11 @@ def build(version: ModelVersion, bootstrap: bool | None = None) -> LocalReport:
         scored=scored,
         scored_with_outcome=int(has_score.sum()),
         subjects_named=len(subjects),
-        excluded_women=len(np.unique(every.patient_id[left_out])),
+        excluded_women=stats.cluster_indices(every.patient_id[left_out])[1],
         excluded_screens=int(left_out.sum()),
         screens=len(s),
         cancers=int(cancer.sum()),
-        women=len(np.unique(s.patient_id)),
+        women=stats.cluster_indices(s.patient_id)[1],
         auc=stats.clustered_auc(s.score, cancer, s.patient_id, bootstrap=bootstrap),
         points=points,
         scored_low_found=_listing(s, low_found, cuts[0], lowest_first=True),
@@ -344,17 +348,24 @@ def _operating_point(
 def paired(name: str, ai: np.ndarray, readers: np.ndarray, cancer: np.ndarray) -> Paired:
     """The version's and the readers' decisions on the screens both made, with the
     discordant screens McNemar's test counts, among cancers and among the rest."""
-    both = (ai >= 0) & (readers >= 0)
-    a, r, c = ai[both], readers[both], cancer[both]
-    positive = c == 1
+    # One count of every (version, readers, outcome) combination; each figure is a sum of it.
+    key = (ai.astype(np.int64) + 1) * 6 + (readers + 1) * 2 + (cancer == 1)
+    table = np.bincount(key, minlength=18).reshape(3, 3, 2)[1:, 1:]  # both decided
+    no_decision = np.zeros((1, 3), np.int64)
+
+    def performance(counts: np.ndarray) -> stats.Performance:
+        """(decision no/yes, outcome no/yes) as ``stats.performance_of``'s 3 x 3 table."""
+        padded = np.hstack([np.zeros((2, 1), np.int64), counts])
+        return stats.performance_of(np.vstack([no_decision, padded]))
+
     return Paired(
         reader=name,
-        ai=stats.performance(a, c),
-        readers=stats.performance(r, c),
-        cancers_ai_only=int((positive & (a == 1) & (r == 0)).sum()),
-        cancers_readers_only=int((positive & (a == 0) & (r == 1)).sum()),
-        normals_ai_only=int((~positive & (a == 0) & (r == 1)).sum()),
-        normals_readers_only=int((~positive & (a == 1) & (r == 0)).sum()),
+        ai=performance(table.sum(axis=1)),
+        readers=performance(table.sum(axis=0)),
+        cancers_ai_only=int(table[1, 0, 1]),
+        cancers_readers_only=int(table[0, 1, 1]),
+        normals_ai_only=int(table[0, 1, 0]),
+        normals_readers_only=int(table[1, 0, 0]),
     )
 
 
@@ -439,6 +450,7 @@ def local_report(
     report = None if refresh else cache.get(key)
     if report is None:
         report = build(version, bootstrap)
+        report.reliability_plot = plots.reliability_plot(report.reliability, report.calibrated)
         cache.set(key, report, settings.REPORT_CACHE_SECONDS)
     return report
 

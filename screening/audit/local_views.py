@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from ..choices import Role
 from ..models import ModelVersion
 from ..roles import role_required
-from . import local_validation, plots, reporting
+from . import local_validation, reporting
 
 
 def _chosen(request: HttpRequest, versions: list[ModelVersion]) -> ModelVersion | None:
@@ -39,9 +39,6 @@ def local_validation_page(request: HttpRequest) -> HttpResponse:
         "versions": versions,
         "version": version,
         "report": report,
-        "reliability_plot": (
-            plots.reliability_plot(report.reliability, report.calibrated) if report else None
-        ),
         "cache_minutes": settings.REPORT_CACHE_SECONDS // 60,
         "listed": local_validation.LISTED,
     }
