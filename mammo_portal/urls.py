@@ -45,6 +45,17 @@ urlpatterns = [
     path("reports/", audit.dashboard, name="audit-dashboard"),
     path("reports/discordant/", audit.discordant, name="audit-discordant"),
     path("reports/local/", local_views.local_validation_page, name="audit-local"),
+    path(
+        "models/<int:version_id>/triage/propose/",
+        local_views.triage_propose,
+        name="triage-propose",
+    ),
+    path(
+        "triage-proposals/<int:proposal_id>/confirm/",
+        local_views.triage_confirm,
+        name="triage-confirm",
+    ),
+    path("models/<int:version_id>/triage/off/", local_views.triage_off, name="triage-off"),
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),

@@ -1,16 +1,21 @@
-"""The auditor's local validation page: one model version on this site's screens."""
+"""The auditor's local validation page (one model version on this site's screens), and the
+two-person switch that lets a version order the worklist on those figures."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from collections.abc import Callable
 
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import errors
 from ..choices import Role
 from ..models import ModelVersion
-from ..roles import role_required
-from . import local_validation, reporting
+from ..roles import AuthenticatedHttpRequest, role_required
+from . import local_validation, reporting, triage_switch
 
 
 def _chosen(request: HttpRequest, versions: list[ModelVersion]) -> ModelVersion | None:
@@ -43,3 +48,49 @@ def local_validation_page(request: HttpRequest) -> HttpResponse:
         "listed": local_validation.LISTED,
     }
     return render(request, "screening/audit_local.html", context)
+
+
+def _switched(
+    request: AuthenticatedHttpRequest, verb: Callable[[], object], done: str
+) -> HttpResponse:
+    """Run one switch verb; its refusal, or what it did, is shown on the models page."""
+    try:
+        verb()
+    except errors.DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, done)
+    return redirect("model-versions")
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def triage_propose(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
+    """An admin proposes switching a version on for triage on its local figures."""
+    return _switched(
+        request,
+        lambda: triage_switch.propose(request.user, version_id),
+        "Proposed: an auditor must confirm before the version orders the worklist.",
+    )
+
+
+@require_POST
+@role_required(Role.AUDITOR)
+def triage_confirm(request: AuthenticatedHttpRequest, proposal_id: int) -> HttpResponse:
+    """An auditor (not the proposer) confirms: the version orders the worklist from now."""
+    return _switched(
+        request,
+        lambda: triage_switch.confirm(request.user, proposal_id),
+        "Confirmed: the version now orders the worklist on its local evidence.",
+    )
+
+
+@require_POST
+@role_required(Role.ADMIN, Role.AUDITOR)
+def triage_off(request: AuthenticatedHttpRequest, version_id: int) -> HttpResponse:
+    """Either role switches it off in one step, at once."""
+    return _switched(
+        request,
+        lambda: triage_switch.switch_off(request.user, version_id),
+        "Switched off: the worklist no longer follows its score.",
+    )

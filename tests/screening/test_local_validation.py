@@ -120,7 +120,7 @@ def test_without_named_women_nothing_is_left_out(eight):  # type: ignore[no-unty
     assert report.cancers == 5
 
 
-def cohort(n: int = 600, women: int = 350, seed: int = 3):  # type: ignore[no-untyped-def]
+def cohort(n: int = 600, women: int = 350, seed: int = 3, separation: float = 0.25):  # type: ignore[no-untyped-def]
     """``n`` screens of ``women`` women with scores and outcomes, written in bulk (no reads):
     what the AUC and the version's own figures are checked on."""
     rng = np.random.default_rng(seed)
@@ -130,7 +130,7 @@ def cohort(n: int = 600, women: int = 350, seed: int = 3):  # type: ignore[no-un
     )
     woman = rng.integers(0, women, n)
     cancer = rng.random(n) < 0.15
-    score = np.clip(rng.normal(0.4 + 0.25 * cancer, 0.2), 0.0, 1.0).round(3)  # ties too
+    score = np.clip(rng.normal(0.4 + separation * cancer, 0.2), 0.0, 1.0).round(3)  # ties too
     known = rng.random(n) < 0.9
     cases = Case.objects.bulk_create(
         [

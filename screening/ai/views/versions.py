@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ... import errors
-from ...choices import Role
-from ...models import ModelVersion
+from ...choices import ProposalStatus, Role
+from ...models import ModelVersion, TriageProposal
 from ...roles import AuthenticatedHttpRequest, role_required
 from .. import actions as ai_actions
 
@@ -18,8 +20,12 @@ from .. import actions as ai_actions
 @role_required(Role.ADMIN, Role.AUDITOR)
 def model_versions(request: HttpRequest) -> HttpResponse:
     """Auditors see which versions exist and which triages, read-only; admins activate."""
-    versions = ModelVersion.objects.order_by("-is_active", "-created_at")
-    return render(request, "screening/model_versions.html", {"versions": versions})
+    waiting = TriageProposal.objects.filter(status=ProposalStatus.PENDING)
+    versions = ModelVersion.objects.order_by("-is_active", "-created_at").prefetch_related(
+        Prefetch("triage_proposals", waiting.select_related("proposed_by"), "pending_proposals")
+    )
+    context = {"versions": versions, "local_min_cancers": settings.AI_LOCAL_MIN_CANCERS}
+    return render(request, "screening/model_versions.html", context)
 
 
 @require_http_methods(["GET", "POST"])
