@@ -113,7 +113,8 @@ def _packed(version: ModelVersion) -> tuple[LocalScreens, int]:
     return screens, len(scored)
 
 
-def _code(value: bool | None) -> int:
+def _code(value: Any) -> int:
+    """A read's decision (True recall, False not, None no read) as a ``stats.codes`` code."""
     return -1 if value is None else int(value)
 
 

@@ -422,10 +422,12 @@ def obuchowski_auc_ci(
     v10, v01 = placed or placements(positives, negatives)
     m, n = len(positives), len(negatives)
     auc = float(v10.mean())
-    s10 = np.bincount(positive_cluster, v10, minlength=clusters)
-    s10 -= auc * np.bincount(positive_cluster, minlength=clusters)
-    s01 = np.bincount(negative_cluster, v01, minlength=clusters)
-    s01 -= auc * np.bincount(negative_cluster, minlength=clusters)
+    s10 = np.bincount(positive_cluster, v10, minlength=clusters) - auc * np.bincount(
+        positive_cluster, minlength=clusters
+    )
+    s01 = np.bincount(negative_cluster, v01, minlength=clusters) - auc * np.bincount(
+        negative_cluster, minlength=clusters
+    )
     scale = clusters / (clusters - 1)
     variance = scale * (
         float(np.dot(s10, s10)) / m**2
