@@ -392,6 +392,8 @@ class ModelVersion(models.Model):
     def validated_for_triage(self) -> bool:
         if self.on_local_evidence:
             return True
+        if settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE:
+            return False
         return evidence.triage_gate(self.evidence, settings.AI_GATES).passed
 
     @property
@@ -401,6 +403,11 @@ class ModelVersion(models.Model):
         manifest = evidence.triage_gate(self.evidence, settings.AI_GATES)
         if self.triage_switch and (self.on_local_evidence or not manifest.passed):
             return _reason(self.local_verdict)
+        if settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE and not self.on_local_evidence:
+            return (
+                f"{_reason(manifest)} This site orders the worklist only by a version's figures "
+                "on its own screens, and this version has not been switched on by them."
+            )
         return _reason(manifest)
 
     @property

@@ -16,6 +16,7 @@ from tests.factories import (
     case_with_images,
     score_case,
     unvalidated_evidence,
+    validated_evidence,
 )
 from tests.screening.test_local_validation import cohort
 
@@ -157,3 +158,16 @@ def test_the_pages_switch_it_with_two_roles_and_show_what_it_rests_on(client, ve
     assert client.post(reverse("triage-off", args=[version.pk])).status_code == 302
     assert not ModelVersion.objects.get(pk=version.pk).validated_for_triage
     assert Case.objects.get(pk=shown.pk).triage_priority == -1.0
+
+
+def test_a_site_may_require_local_evidence_whatever_the_manifest_shows(local_rules, shown):  # type: ignore[no-untyped-def]
+    version = ModelVersion.objects.get(pk=shown.ai_result.model_version_id)
+    version.evidence = validated_evidence(version.threshold)  # passes on its files
+    version.save()
+    assert version.validated_for_triage
+    local_rules.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = True
+    assert not version.validated_for_triage
+    assert "not been switched on by them" in version.triage_reason
+    triage_switch.confirm(auditor(), triage_switch.propose(admin(), version.pk).pk)
+    version.refresh_from_db()
+    assert version.validated_for_triage and version.on_local_evidence
