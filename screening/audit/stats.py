@@ -356,11 +356,12 @@ def clustered_auc(
     auc = float(v10.mean())
     if bootstrap is None:
         bootstrap = n_boot * len(y) <= BOOTSTRAP_MAX_DRAWS
+    ci: Interval | None = None
+    method = BOOTSTRAP
     if count < 2:
-        ci, method = None, BOOTSTRAP
+        pass  # one woman: no spread between women to measure
     elif bootstrap:
         ci = cluster_bootstrap_auc_ci(pos, neg, group[y], group[~y], count, n_boot, seed)
-        method = BOOTSTRAP
     else:
         ci = obuchowski_auc_ci(pos, neg, group[y], group[~y], count, (v10, v01))
         method = DELONG
@@ -446,10 +447,11 @@ def cluster_bootstrap_auc_ci(
     clusters: int,
     n_boot: int = 1000,
     seed: int = 0,
-) -> Interval:
+) -> Interval | None:
     """Percentile 95 % interval of the AUC over bootstrap resamples of whole clusters: each
     resample draws women with replacement and weighs each screen by how often its woman was
-    drawn (one sort serves every resample). Resamples without both classes are skipped."""
+    drawn (one sort serves every resample). Resamples without both classes are skipped; None
+    when every one lacked a class (a handful of women)."""
     rng = np.random.default_rng(seed)
     ranked = _RankedScores(positives, negatives)
     negative_cluster = negative_cluster[np.argsort(negatives, kind="stable")]
@@ -459,6 +461,8 @@ def cluster_bootstrap_auc_ci(
         pos_weights, neg_weights = drawn[positive_cluster], drawn[negative_cluster]
         if pos_weights.any() and neg_weights.any():
             aucs.append(ranked.auc_ranked(pos_weights, neg_weights))
+    if not aucs:
+        return None
     low, high = np.percentile(aucs, [2.5, 97.5])
     return Interval(float(low), float(high))
 

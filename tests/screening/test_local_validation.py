@@ -302,3 +302,21 @@ def test_no_reader_page_links_to_it(client, radiologist, eight):  # type: ignore
     login(client, radiologist)
     for url in (reverse("worklist"), reverse("case-detail", args=[cases[0].pk])):
         assert reverse("audit-local") not in client.get(url).content.decode()
+
+
+def test_a_version_without_outcomes_yet_has_empty_figures(client, auditor, readers):  # type: ignore[no-untyped-def]
+    version = ModelVersionFactory(threshold=0.5)
+    screen(version, 0.7, [R, R], readers)  # scored, no outcome yet
+    report = local_validation.build(version)
+    assert (report.scored, report.with_outcome, report.screens, report.cancers) == (1, 0, 0, 0)
+    assert report.auc.auc is None and report.reliability == []
+    assert report.scored_low_found.count == report.scored_high_missed.count == 0
+    page = login(client, auditor).get(reverse("audit-local"), {"version": version.pk})
+    assert page.status_code == 200
+    assert "No AUC: it needs scored screens" in page.content.decode()
+
+
+def test_two_women_leave_the_bootstrap_no_interval_rather_than_an_error():  # type: ignore[no-untyped-def]
+    found = stats.clustered_auc([0.9, 0.8, 0.2], [True, True, False], [1, 1, 2], bootstrap=True)
+    assert found.auc == 1.0 and found.clusters == 2
+    assert found.ci is None or found.ci.low <= found.ci.high
