@@ -1,6 +1,6 @@
 """Auditor report latency at scale: seeds N closed, double-read screens with AI scores and
 outcomes in a throw-away test database, then prints p50/p95 server time of the dashboard,
-the discordant list and the CSV exports.
+the discordant list, the local validation page and the CSV exports.
 
     python benchmarks/reports.py               # 100k screens, on DATABASE_URL (default SQLite)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/reports.py \
@@ -37,6 +37,7 @@ TARGETED = {
     "discordant cases page 1",
     "export performance CSV",
     "export case-level CSV",
+    "local validation, recomputed",
 }
 
 
@@ -214,6 +215,9 @@ def main() -> None:
             ),
             ("dashboard, last 7 days", f"/reports/?date_from={_days_ago(7)}&refresh=1", args.runs),
             ("discordant cases page 1", "/reports/discordant/", args.runs),
+            # Issue 25: the version on the screens with outcomes, training women left out.
+            ("local validation, recomputed", "/reports/local/?refresh=1", args.runs),
+            ("local validation, kept figures", "/reports/local/", args.runs),
             ("export performance CSV", "/reports/export/performance/", args.runs),
             # Every case as a row: seconds per 100k screens, so timed once at scale.
             (

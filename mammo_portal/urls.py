@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from screening import account_views
 from screening.ai.views import evidence, queue, status, versions
+from screening.audit import local_views
 from screening.audit import views as audit
 from screening.intake import views as manage
 from screening.interop import dicomweb, wado
@@ -43,6 +44,18 @@ urlpatterns = [
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),
     path("reports/discordant/", audit.discordant, name="audit-discordant"),
+    path("reports/local/", local_views.local_validation_page, name="audit-local"),
+    path(
+        "models/<int:version_id>/triage/propose/",
+        local_views.triage_propose,
+        name="triage-propose",
+    ),
+    path(
+        "triage-proposals/<int:proposal_id>/confirm/",
+        local_views.triage_confirm,
+        name="triage-confirm",
+    ),
+    path("models/<int:version_id>/triage/off/", local_views.triage_off, name="triage-off"),
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),

@@ -217,6 +217,46 @@ def triage_gate(evidence: Evidence, gates: Gates = FLOOR) -> Verdict:
     return Verdict(TRIAGE, True, rule, figures, "Met: the score may order the worklist.")
 
 
+LOCAL_TRIAGE = "Triage on this site's screens"
+
+
+def local_triage_rule(gates: Gates = FLOOR, min_cancers: int = 0) -> str:
+    need = max(gates.triage_min_abnormal_films, min_cancers)
+    return (
+        f"Exam AUC on this site's own screens at least {gates.triage_min_auc:.2f} and its 95 % "
+        f"lower bound (by woman) above {gates.triage_min_auc_lower:.2f}, on at least {need} "
+        "cancers, none from a woman the version was trained or calibrated on; proposed by an "
+        "admin and confirmed by an auditor."
+    )
+
+
+def local_triage_gate(local: Evidence, gates: Gates = FLOOR, min_cancers: int = 0) -> Verdict:
+    """The triage gate's rule judged on a site's own screens with outcomes (its local
+    validation: ``auc``, ``ci95``, ``screens``, ``cancers``, ``women``), on at least
+    ``min_cancers`` cancers there, as a site proves a model before it orders a worklist."""
+    rule = local_triage_rule(gates, min_cancers)
+    if not local or local.get("auc") is None:
+        return Verdict(LOCAL_TRIAGE, False, rule, "not measured", "No local figures recorded.")
+    auc, (lo, hi) = float(local["auc"]), local.get("ci95") or [float("nan")] * 2
+    cancers, need = int(local.get("cancers", 0)), max(gates.triage_min_abnormal_films, min_cancers)
+    figures = (
+        f"Exam AUC {auc:.2f} (95 % CI {lo:.2f}–{hi:.2f}) on {local.get('screens', '?')} screens "
+        f"of {local.get('women', '?')} women here, {cancers} of them cancers"
+    )
+    failed = []
+    if not auc >= gates.triage_min_auc:
+        failed.append(f"the AUC is below {gates.triage_min_auc:.2f}")
+    if not lo > gates.triage_min_auc_lower:
+        failed.append(
+            f"the lower bound is not above {gates.triage_min_auc_lower:.2f}, so it may be chance"
+        )
+    if cancers < need:
+        failed.append(f"{cancers} cancers are too few to tell ({need} needed)")
+    if failed:
+        return Verdict(LOCAL_TRIAGE, False, rule, figures, "Not met: " + "; ".join(failed) + ".")
+    return Verdict(LOCAL_TRIAGE, True, rule, figures, "Met on this site's own screens.")
+
+
 def heatmap_rule(gates: Gates = FLOOR) -> str:
     return (
         f"At least {gates.heatmap_min_seeds} copies of the network with random weights; the "

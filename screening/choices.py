@@ -244,6 +244,15 @@ class AuditAction(models.TextChoices):
     ROLE_REFUSED = "role_refused", "Role refused by a second admin"
     TOKEN_CONFIRMED = "token_confirmed", "API token confirmed by its holder"
     TOKEN_REFUSED = "token_refused", "API token refused by its holder"
+    TRIAGE_PROPOSED = "triage_proposed", "Triage on local evidence proposed"
+    TRIAGE_CONFIRMED = "triage_confirmed", "Triage on local evidence confirmed"
+    TRIAGE_OFF = "triage_off", "Triage on local evidence switched off"
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for an auditor"
+    CONFIRMED = "confirmed", "Confirmed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
 
 class AuditOutcome(models.TextChoices):

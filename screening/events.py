@@ -355,3 +355,26 @@ def login_locked_out(attempted_username: str, ip_address: str, failures: int) ->
 
 def login_unlocked(actor: Actor, username: str, ip_address: str) -> AuditEvent:
     return _record(actor, AuditAction.LOGIN_UNLOCKED, username=username, ip_address=ip_address)
+
+
+def triage_proposed(
+    user: Actor, model_version: ModelVersion, proposal_id: int, local: dict
+) -> AuditEvent:
+    """An admin proposed switching a version on for triage on its local figures."""
+    return _record(
+        user, AuditAction.TRIAGE_PROPOSED, model_version, proposal_id=proposal_id, local=local
+    )
+
+
+def triage_confirmed(
+    user: Actor, model_version: ModelVersion, proposal_id: int, local: dict
+) -> AuditEvent:
+    """An auditor confirmed it: the version now orders the worklist on these figures."""
+    return _record(
+        user, AuditAction.TRIAGE_CONFIRMED, model_version, proposal_id=proposal_id, local=local
+    )
+
+
+def triage_switched_off(user: Actor, model_version: ModelVersion, previous: dict) -> AuditEvent:
+    """Switched off in one step; ``previous`` keeps what it had been switched on by."""
+    return _record(user, AuditAction.TRIAGE_OFF, model_version, previous=previous)

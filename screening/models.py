@@ -33,6 +33,7 @@ from .choices import (
     Outcome,
     OutcomeSource,
     PendingReason,
+    ProposalStatus,
     ReadKind,
     RiskBand,
     Role,
@@ -391,6 +392,10 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # Switched on for triage by its figures on this site's screens and two people
+    # (screening.audit.triage_switch): the figures ("local"), who proposed and who confirmed,
+    # when. Empty while off; judged against the site's gates on every ask, like ``evidence``.
+    triage_switch = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -413,11 +418,37 @@ class ModelVersion(models.Model):
     # is False when a figure it needs is missing.
     @property
     def validated_for_triage(self) -> bool:
+        if self.on_local_evidence:
+            return True
+        if settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE:
+            return False
         return evidence.triage_gate(self.evidence, settings.AI_GATES).passed
 
     @property
     def triage_reason(self) -> str:
-        return _reason(evidence.triage_gate(self.evidence, settings.AI_GATES))
+        """The verdict that decides: the local one where it was switched on by local figures
+        and its manifest alone would not pass."""
+        manifest = evidence.triage_gate(self.evidence, settings.AI_GATES)
+        if self.triage_switch and (self.on_local_evidence or not manifest.passed):
+            return _reason(self.local_verdict)
+        if settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE and not self.on_local_evidence:
+            return (
+                f"{_reason(manifest)} This site orders the worklist only by a version's figures "
+                "on its own screens, and this version has not been switched on by them."
+            )
+        return _reason(manifest)
+
+    @property
+    def local_verdict(self) -> Verdict:
+        """The triage gate judged on the local figures it was switched on by."""
+        return evidence.local_triage_gate(
+            self.triage_switch.get("local"), settings.AI_GATES, settings.AI_LOCAL_MIN_CANCERS
+        )
+
+    @property
+    def on_local_evidence(self) -> bool:
+        """Switched on for triage by two people on local figures that pass the site's gate."""
+        return bool(self.triage_switch) and self.local_verdict.passed
 
     # What follows from ``validated_for_triage``: the one home of the rule that every page,
     # the API, the exports and the DICOM SR ask before they show an AI figure.
@@ -876,3 +907,36 @@ class ApiToken(TokenProxy):
 
     def __str__(self) -> str:
         return f"API token of user {self.user_id}"
+
+
+class TriageProposal(models.Model):
+    """An admin's proposal to switch a version on for triage on its figures on this site's
+    screens, waiting for an auditor to confirm it (``screening.audit.triage_switch``)."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="triage_proposals"
+    )
+    local = models.JSONField(default=dict)  # the local figures it was proposed on
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version"],
+                condition=Q(status=ProposalStatus.PENDING),
+                name="one_pending_triage_proposal",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Triage proposal {self.pk} for model version {self.model_version_id}"

@@ -138,6 +138,33 @@ def confusion_plot(performances: list[tuple[str, stats.Performance]]) -> str | N
         return _data_uri(fig)
 
 
+def reliability_plot(bins: list[Any], calibrated: bool) -> str | None:
+    """Observed cancer rate per score decile (Wilson 95 % bars) against the mean score, or
+    against the mean calibrated probability where the version has a validated calibration:
+    only then does the diagonal mean "as often as it says"."""
+    if not bins:
+        return None
+    xs = [b.mean_calibrated if calibrated else b.mean_score for b in bins]
+    ys = [b.observed.value for b in bins]
+    low = [y - b.observed.ci.low for y, b in zip(ys, bins, strict=True)]
+    high = [b.observed.ci.high - y for y, b in zip(ys, bins, strict=True)]
+    with _figure(4.6, 3.6, left=0.13, right=0.97, bottom=0.13, top=0.97) as (fig, (ax,)):
+        ax.errorbar(xs, ys, yerr=[low, high], fmt="o-", color=COLOURS[0], capsize=3,
+                    label="observed cancer rate")  # fmt: skip
+        if calibrated:
+            ax.plot([0, 1], [0, 1], "--", color=MUTED, linewidth=0.8, label="as calibrated")
+        top = max(max(ys) + max(high), 0.05)
+        ax.set(
+            xlabel="mean calibrated probability" if calibrated else "mean score in decile",
+            ylabel="cancers / screens",
+            xlim=(-0.02, 1.02),
+            ylim=(-0.005, min(1.02, top * 1.1)),
+        )
+        ax.grid(True, linewidth=0.5)
+        ax.legend(fontsize=7, loc="upper left")
+        return _data_uri(fig)
+
+
 def threshold_plot(thresholds: list[Any], current: float, what_if: float | None) -> str | None:
     """Sensitivity, specificity and recall rate had the AI used another threshold."""
     curves = {

@@ -48,3 +48,11 @@ def proportion(value: Proportion) -> str:
 @register.filter
 def decision(value: bool | None) -> str:
     return NONE if value is None else ("Recall" if value else "No recall")
+
+
+@register.filter
+def pvalue(value: float | None) -> str:
+    """'p = 0.031', 'p < 0.001', or a dash where no test was made."""
+    if value is None:
+        return NONE
+    return f"p = {value:.3f}" if value >= 0.001 else "p < 0.001"

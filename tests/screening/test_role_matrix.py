@@ -122,6 +122,27 @@ MATRIX = [
     ("audit trail export", "get", lambda o: reverse("audit-trail-export"), page({AUD, ADMIN})),
     ("performance dashboard", "get", lambda o: reverse("audit-dashboard"), page({AUD})),
     ("discordant cases", "get", lambda o: reverse("audit-discordant"), page({AUD})),
+    ("local validation", "get", lambda o: reverse("audit-local"), page({AUD})),
+    # Refused by the verb (no local evidence, no such proposal, nothing to switch off): the
+    # allowed role is sent back to the models page with the reason; every other role gets 403.
+    (
+        "triage propose",
+        "post",
+        lambda o: reverse("triage-propose", args=[o["model"].pk]),
+        page({ADMIN}, ok=302),
+    ),
+    (
+        "triage confirm",
+        "post",
+        lambda o: reverse("triage-confirm", args=[999_999]),
+        page({AUD}, ok=302),
+    ),
+    (
+        "triage off",
+        "post",
+        lambda o: reverse("triage-off", args=[o["model"].pk]),
+        page({ADMIN, AUD}, ok=302),
+    ),
     (
         "report export",
         "get",

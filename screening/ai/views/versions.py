@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from ... import errors
-from ...choices import Role
-from ...models import ModelVersion
+from ...choices import ProposalStatus, Role
+from ...models import ModelVersion, TriageProposal
 from ...roles import AuthenticatedHttpRequest, role_required
 from .. import actions as ai_actions
 from .. import queries as ai_queries
@@ -19,13 +21,21 @@ from .. import queries as ai_queries
 @role_required(Role.ADMIN, Role.AUDITOR)
 def model_versions(request: HttpRequest) -> HttpResponse:
     """Auditors see which versions exist and which triages, read-only; admins activate.
-    Both see what each version's manifest claims and who registered it."""
-    versions = list(ModelVersion.objects.order_by("-is_active", "-created_at"))
-    registered = ai_queries.registrations(versions)
-    claims = [(v, registered.get(v.pk)) for v in versions]
-    return render(
-        request, "screening/model_versions.html", {"versions": versions, "claims": claims}
+    Both see what each version's manifest claims, who registered it, and the proposals to
+    switch triage on by local evidence."""
+    waiting = TriageProposal.objects.filter(status=ProposalStatus.PENDING)
+    versions = list(
+        ModelVersion.objects.order_by("-is_active", "-created_at").prefetch_related(
+            Prefetch("triage_proposals", waiting.select_related("proposed_by"), "pending_proposals")
+        )
     )
+    registered = ai_queries.registrations(versions)
+    context = {
+        "versions": versions,
+        "claims": [(v, registered.get(v.pk)) for v in versions],
+        "local_min_cancers": settings.AI_LOCAL_MIN_CANCERS,
+    }
+    return render(request, "screening/model_versions.html", context)
 
 
 @require_http_methods(["GET", "POST"])
