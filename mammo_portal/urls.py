@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from screening import account_views
 from screening.ai.views import evidence, queue, status, versions
+from screening.audit import drift_views
 from screening.audit import views as audit
 from screening.intake import views as manage
 from screening.interop import dicomweb, wado
@@ -43,6 +44,7 @@ urlpatterns = [
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),
     path("reports/discordant/", audit.discordant, name="audit-discordant"),
+    path("reports/drift/", drift_views.drift_page, name="audit-drift"),
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),

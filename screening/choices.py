@@ -234,8 +234,27 @@ class AuditAction(models.TextChoices):
     ROLE_REFUSED = "role_refused", "Role refused by a second admin"
     TOKEN_CONFIRMED = "token_confirmed", "API token confirmed by its holder"
     TOKEN_REFUSED = "token_refused", "API token refused by its holder"
+    DRIFT_ALERT = "drift_alert", "AI scores drifted"
 
 
 class AuditOutcome(models.TextChoices):
     SUCCESS = "success", "Success"
     FAILURE = "failure", "Failure"
+
+
+class DriftGroupBy(models.TextChoices):
+    """What films are grouped by when their AI scores are watched for drift."""
+
+    MANUFACTURER = "manufacturer", "Manufacturer"
+    SCANNER_MODEL = "scanner_model", "Scanner model"
+    SITE = "site", "Site"
+
+
+class AgeBand(models.TextChoices):
+    """A woman's age at her screen, in the bands screening programmes report by."""
+
+    UNDER_50 = "under_50", "under 50"
+    AGE_50_59 = "50_59", "50–59"
+    AGE_60_69 = "60_69", "60–69"
+    AGE_70_UP = "70_up", "70 and over"
+    UNKNOWN = "unknown", "unknown"
