@@ -195,7 +195,9 @@ def _labels(values: Any) -> np.ndarray:
 
 
 def _recalled(decision: str) -> float:
-    return {Decision.RECALL: 1.0, Decision.NO_RECALL: 0.0}.get(decision, np.nan)
+    if decision == Decision.RECALL:
+        return 1.0
+    return 0.0 if decision == Decision.NO_RECALL else np.nan
 
 
 def _agrees(agrees: bool | None, seen: int | None, version_id: int) -> float:

@@ -383,3 +383,21 @@ def test_the_sweep_task_raises_alerts_without_the_page(version):  # type: ignore
     shifted_and_steady(version)
     assert drift_sweep_task.apply().get() == 3
     assert drift_sweep_task.apply().get() == 0
+
+
+def test_the_web_process_does_not_import_scipy_until_the_page_is_computed():  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, django; "
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mammo_portal.settings'); "
+        "django.setup(); import mammo_portal.urls, screening.audit.tasks; "
+        "print(any(m.startswith('scipy') for m in sys.modules))"
+    )
+    env = {**os.environ, "DEBUG": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "False"
