@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.db.models import DateField, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import ExtractYear, TruncWeek
 
 from .. import events
 from ..choices import AgeBand, AIStatus, Decision, DriftGroupBy
@@ -41,14 +40,14 @@ REFERENCE_KEY = "validation_scores"
 
 FILM_FIELDS = (
     "image__study__case_id",
-    "image__study__case__received_at",
+    "week",
     "image__manufacturer",
     "image__scanner_model",
     "image__site",
     "status",
     "probability",
     "image__study__case__read_densities",
-    "image__study__study_date",
+    "study_year",
     "image__study__case__patient__birth_year",
     "image__study__case__final_decision",
     "image__study__case__first_agrees",
@@ -90,27 +89,6 @@ def ks_p(reference: np.ndarray, sample: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def age_band(study_date: dt.date | None, birth_year: int | None) -> str:
-    """The band of a woman's age at her screen; only her birth year is kept, so the age is
-    the year's difference (at most a year high)."""
-    if study_date is None or birth_year is None:
-        return AgeBand.UNKNOWN
-    age = study_date.year - birth_year
-    if age < 50:
-        return AgeBand.UNDER_50
-    if age < 60:
-        return AgeBand.AGE_50_59
-    if age < 70:
-        return AgeBand.AGE_60_69
-    return AgeBand.AGE_70_UP
-
-
-def week_of(moment: dt.datetime) -> dt.date:
-    """The Monday of the local week a screen was received in."""
-    day = timezone.localtime(moment).date()
-    return day - dt.timedelta(days=day.weekday())
-
-
 # ----------------------------------------------------------------------------- the films
 
 
@@ -146,63 +124,79 @@ class Films:
 
 
 def films_of(version: ModelVersion) -> Films:
-    """Every film the version finished (scored or failed), with where it was made."""
+    """Every film the version finished (scored or failed), with where it was made.
+
+    One query; the week (local Monday) and the study's year are computed by the database,
+    the rest column by column in NumPy, so a page over many films stays a short wait.
+    """
     rows = list(
         AIResult.for_images.filter(
             model_version=version, status__in=(AIStatus.DONE, AIStatus.FAILED)
-        ).values_list(*FILM_FIELDS)
+        )
+        .annotate(
+            week=TruncWeek("image__study__case__received_at", output_field=DateField()),
+            study_year=ExtractYear("image__study__study_date"),
+        )
+        .values_list(*FILM_FIELDS)
     )
     n = len(rows)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(FILM_FIELDS)
-    (case_id, received, manufacturer, model, site, status, probability) = columns[:7]
-    (densities, study_date, birth_year, decision) = columns[7:11]
+    columns = [np.array(c, object) for c in zip(*rows, strict=True)] if rows else None
+    if columns is None:
+        columns = [np.empty(0, object) for _ in FILM_FIELDS]
+    (case_id, week, manufacturer, model, site, status, probability) = columns[:7]
+    (densities, study_year, birth_year, decision) = columns[7:11]
     first_agrees, first_seen, second_agrees, second_seen = columns[11:]
-    scored = np.array(
-        [s == AIStatus.DONE and p is not None for s, p in zip(status, probability, strict=True)],
-        bool,
-    )
+    score = np.where(probability == None, np.nan, probability).astype(float)  # noqa: E711
+    scored = (status == AIStatus.DONE) & ~np.isnan(score)
     return Films(
-        case_id=np.array(case_id, np.int64),
-        week=np.array([week_of(r) for r in received], "datetime64[D]"),
+        case_id=case_id.astype(np.int64),
+        week=week.astype("datetime64[D]"),
         groups={
             DriftGroupBy.MANUFACTURER: _labels(manufacturer),
             DriftGroupBy.SCANNER_MODEL: _labels(model),
             DriftGroupBy.SITE: _labels(site),
         },
-        scored=scored.reshape(n),
-        score=np.array(
-            [p if ok else np.nan for p, ok in zip(probability, scored, strict=True)], float
+        scored=scored,
+        score=np.where(scored, score, np.nan),
+        densities=densities.astype(np.int64),
+        age_band=age_bands(study_year, birth_year),
+        recalled=np.select(
+            [decision == Decision.RECALL, decision == Decision.NO_RECALL], [1.0, 0.0], np.nan
         ),
-        densities=np.array(densities, np.int64),
-        age_band=np.array(
-            [age_band(d, y) for d, y in zip(study_date, birth_year, strict=True)], object
-        ),
-        recalled=np.array([_recalled(d) for d in decision], float),
-        agrees=np.array(
+        agrees=np.stack(
             [
-                [_agrees(a, seen, version.pk) for a, seen in ((fa, fs), (sa, ss))]
-                for fa, fs, sa, ss in zip(
-                    first_agrees, first_seen, second_agrees, second_seen, strict=True
-                )
+                _agrees(first_agrees, first_seen, version.pk),
+                _agrees(second_agrees, second_seen, version.pk),
             ],
-            float,
+            axis=1,
         ).reshape(n, 2),
     )
 
 
-def _labels(values: Any) -> np.ndarray:
-    return np.array([v or UNKNOWN for v in values], object)
+def age_bands(study_year: np.ndarray, birth_year: np.ndarray) -> np.ndarray:
+    """Each woman's age band at her screen (None: a year unknown). Only her birth year is
+    kept, so the age is the difference of the years (at most a year high)."""
+    known = (study_year != None) & (birth_year != None)  # noqa: E711
+    age = np.where(known, study_year, 0).astype(float) - np.where(known, birth_year, 0).astype(
+        float
+    )
+    bands = np.select(
+        [age < 50, age < 60, age < 70],
+        [AgeBand.UNDER_50, AgeBand.AGE_50_59, AgeBand.AGE_60_69],
+        AgeBand.AGE_70_UP,
+    ).astype(object)
+    bands[~known] = AgeBand.UNKNOWN
+    return bands
 
 
-def _recalled(decision: str) -> float:
-    if decision == Decision.RECALL:
-        return 1.0
-    return 0.0 if decision == Decision.NO_RECALL else np.nan
+def _labels(values: np.ndarray) -> np.ndarray:
+    return np.where((values == None) | (values == ""), UNKNOWN, values).astype(object)  # noqa: E711
 
 
-def _agrees(agrees: bool | None, seen: int | None, version_id: int) -> float:
-    """A read's agreement counts for the version the reader saw, no other."""
-    return float(agrees) if agrees is not None and seen == version_id else np.nan
+def _agrees(agrees: np.ndarray, seen: np.ndarray, version_id: int) -> np.ndarray:
+    """Each read's agreement, counted for the version the reader saw and no other."""
+    counted = (agrees != None) & (seen == version_id)  # noqa: E711
+    return np.where(counted, agrees == True, np.nan).astype(float)  # noqa: E712
 
 
 # ----------------------------------------------------------------------------- the report
@@ -340,29 +334,40 @@ def week_figures(films: Films, reference: Reference, week: dt.date) -> Week:
 
 
 def groups_of(films: Films, reference: Reference, group_by: str) -> list[Group]:
-    """Each group's weeks, largest group first."""
+    """Each group's weeks, largest group first: one sort, then a slice per group's week."""
+    if not len(films):
+        return []
     labels = films.groups[group_by]
-    found = []
-    for name in sorted(set(labels.tolist())):
-        mine = films.take(labels == name)
-        weeks = [
-            week_figures(mine.take(mine.week == week), reference, week.item())
-            for week in np.unique(mine.week)
-        ]
-        found.append(Group(name, len(mine), weeks))
-    return sorted(found, key=lambda g: (-g.films, g.name))
+    names, label_code = np.unique(labels.astype(str), return_inverse=True)
+    weeks, week_code = np.unique(films.week, return_inverse=True)
+    order = np.lexsort((week_code, label_code))
+    key = label_code[order] * len(weeks) + week_code[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    found: dict[int, list[Week]] = {}
+    for begin, stop in zip(starts, [*starts[1:], len(order)], strict=True):
+        index = order[begin:stop]
+        group, week = divmod(int(key[begin]), len(weeks))
+        found.setdefault(group, []).append(
+            week_figures(films.take(index), reference, weeks[week].item())
+        )
+    groups = [Group(str(names[g]), sum(w.films for w in ws), ws) for g, ws in found.items()]
+    return sorted(groups, key=lambda g: (-g.films, g.name))
 
 
 def drift_report(
     version: ModelVersion | None,
     group_by: str = DriftGroupBy.MANUFACTURER,
     flt: DriftFilter | None = None,
+    raise_new: bool = False,
 ) -> DriftReport:
-    """The drift page's figures for one version, grouped and filtered as asked."""
+    """The drift page's figures for one version, grouped and filtered as asked; with
+    ``raise_new``, first the alerts not yet written (``raise_alerts``), on the same load."""
     if version is None:
         return DriftReport(None, group_by, None)
     films = films_of(version)
     reference = reference_of(version, films)  # never filtered: the version's own
+    if raise_new:
+        _raise(version, films, reference)
     shown = films.take((flt or DriftFilter()).mask(films))
     return DriftReport(
         version,
@@ -399,7 +404,10 @@ def raise_alerts(version: ModelVersion) -> list[DriftAlert]:
     at once (the page and the sweep), writes nothing twice. Returns the alerts new now.
     """
     films = films_of(version)
-    reference = reference_of(version, films)
+    return _raise(version, films, reference_of(version, films))
+
+
+def _raise(version: ModelVersion, films: Films, reference: Reference) -> list[DriftAlert]:
     new = []
     for group_by in DriftGroupBy.values:
         for group in groups_of(films, reference, group_by):

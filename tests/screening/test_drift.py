@@ -208,18 +208,17 @@ def test_ks_equals_scipys_two_sample_test():  # type: ignore[no-untyped-def]
     assert statistic == pytest.approx(gap)
 
 
-@pytest.mark.parametrize(
-    ("study_date", "birth_year", "band"),
-    [
-        (dt.date(2026, 1, 1), 1980, "under_50"),
-        (dt.date(2026, 1, 1), 1976, "50_59"),
-        (dt.date(2026, 1, 1), 1966, "60_69"),
-        (dt.date(2026, 1, 1), 1950, "70_up"),
-        (dt.date(2026, 1, 1), None, "unknown"),
-    ],
-)
-def test_age_bands(study_date, birth_year, band):  # type: ignore[no-untyped-def]
-    assert drift.age_band(study_date, birth_year) == band
+def test_age_bands_from_the_study_year_and_the_birth_year():  # type: ignore[no-untyped-def]
+    study = np.array([2026, 2026, 2026, 2026, 2026, None], object)
+    born = np.array([1980, 1976, 1966, 1950, None, 1960], object)
+    assert drift.age_bands(study, born).tolist() == [
+        "under_50",
+        "50_59",
+        "60_69",
+        "70_up",
+        "unknown",
+        "unknown",
+    ]
 
 
 # ----------------------------------------------------------------------------- drift
@@ -401,3 +400,16 @@ def test_the_web_process_does_not_import_scipy_until_the_page_is_computed():  # 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_page_says_when_there_is_nothing_to_watch(client, auditor):  # type: ignore[no-untyped-def]
+    login(client, auditor)
+    page = client.get(reverse("audit-drift")).content.decode()
+    assert "nothing to watch yet" in page
+
+
+def test_a_filter_that_keeps_no_film_shows_an_empty_page(client, auditor, version):  # type: ignore[no-untyped-def]
+    add_films(version, np.full(3, 0.2), MONDAY, "ACME")
+    login(client, auditor)
+    page = client.get(reverse("audit-drift"), {"age_band": "under_50"}).content.decode()
+    assert "no finished film results in this filter" in page
