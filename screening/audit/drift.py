@@ -7,8 +7,8 @@ kept from the DICOM header at ingest), week by week: its film scores against the
 reference distribution (the population stability index and a two-sample KS test), the share
 of films it failed to score, and the case-level recall rate and reader agreement with it.
 
-The reference is the version's validation film scores where its evidence records them
-(``evidence["validation_scores"]``), else its first ``DRIFT_REFERENCE_WEEKS`` weeks of
+The reference is the scores of the version's normal validation films where its evidence
+records them (``evidence["reference_scores"]``, written by ``ml.evaluate``), else its first ``DRIFT_REFERENCE_WEEKS`` weeks of
 local scores (those weeks are then the baseline, not tested); the page says which.
 
 A group's week *drifts* when, on at least ``DRIFT_MIN_FILMS`` scored films, its PSI reaches
@@ -36,7 +36,7 @@ UNKNOWN = "unknown"
 PSI_BINS = 10
 # An empty bin's share, so PSI stays finite: the usual floor in credit-risk practice.
 PSI_FLOOR = 1e-4
-REFERENCE_KEY = "validation_scores"
+REFERENCE_KEY = "reference_scores"
 
 FILM_FIELDS = (
     "image__study__case_id",
@@ -271,14 +271,16 @@ class DriftReport:
 
 
 def reference_of(version: ModelVersion, films: Films) -> Reference:
-    """The version's validation scores from its evidence, else its first weeks here."""
-    recorded = version.evidence.get(REFERENCE_KEY) or []
-    scores = np.array([s for s in recorded if isinstance(s, int | float)], float)
+    """The normal validation films' scores from the version's evidence, else its first
+    weeks here."""
+    recorded = version.evidence.get(REFERENCE_KEY) or {}
+    listed = recorded.get("scores") if isinstance(recorded, dict) else None
+    scores = np.array([s for s in listed or [] if isinstance(s, int | float)], float)
     if len(scores):
         return Reference(
             scores,
             "evidence",
-            f"its validation scores ({len(scores)} films, recorded in its evidence)",
+            f"its evidence's scores of {len(scores)} films ({recorded.get('of') or 'validation films'})",
             None,
         )
     weeks = settings.DRIFT_REFERENCE_WEEKS
@@ -292,7 +294,7 @@ def reference_of(version: ModelVersion, films: Films) -> Reference:
         "local",
         f"its first {weeks} weeks of scores here ({int(early.sum())} films, weeks of "
         f"{first:%-d %b %Y} to {until - dt.timedelta(days=7):%-d %b %Y}): its evidence "
-        "records no validation scores",
+        "records no reference scores",
         until,
     )
 

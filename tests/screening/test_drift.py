@@ -114,7 +114,10 @@ def reference_scores(n: int = 400, seed: int = 0) -> list[float]:
 @pytest.fixture
 def version(db) -> ModelVersion:  # type: ignore[no-untyped-def]
     found = ModelVersionFactory(is_active=True)
-    found.evidence = {**found.evidence, "validation_scores": reference_scores()}
+    found.evidence = {
+        **found.evidence,
+        "reference_scores": {"of": "normal validation films", "scores": reference_scores()},
+    }
     found.save()
     return found
 
@@ -283,7 +286,7 @@ def test_a_week_below_the_minimum_count_never_alerts(version, settings):  # type
     assert drift.raise_alerts(version) == []
 
 
-def test_without_validation_scores_the_first_weeks_here_are_the_reference(db, settings):  # type: ignore[no-untyped-def]
+def test_without_reference_scores_the_first_weeks_here_are_the_reference(db, settings):  # type: ignore[no-untyped-def]
     settings.DRIFT_REFERENCE_WEEKS = 2
     version = ModelVersionFactory(is_active=True)
     rng = np.random.default_rng(5)
@@ -365,7 +368,7 @@ def test_the_page_shows_the_alert_and_writes_it_once(client, auditor, version): 
         page = client.get(reverse("audit-drift")).content.decode()
         assert 'id="drift-alerts"' in page and "HOLOGIC, Inc." in page
     assert AuditEvent.objects.filter(action=AuditAction.DRIFT_ALERT).count() == 3
-    assert "validation scores (400 films" in page
+    assert "scores of 400 films (normal validation films)" in page
 
 
 def test_the_page_is_quiet_without_drift(client, auditor, version):  # type: ignore[no-untyped-def]
