@@ -120,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "screening.context_processors.roles",
                 "screening.context_processors.account_notices",
+                "screening.context_processors.drift_alerts",
             ],
         },
     },

@@ -802,7 +802,7 @@ class DriftAlert(models.Model):
     psi = models.FloatField()
     ks_p = models.FloatField()
     reference = models.CharField(max_length=20)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         constraints = [

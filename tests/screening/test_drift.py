@@ -416,3 +416,20 @@ def test_a_filter_that_keeps_no_film_shows_an_empty_page(client, auditor, versio
     login(client, auditor)
     page = client.get(reverse("audit-drift"), {"age_band": "under_50"}).content.decode()
     assert "no finished film results in this filter" in page
+
+
+def test_every_auditor_page_flags_a_recent_alert_in_the_navigation(client, auditor, version):  # type: ignore[no-untyped-def]
+    login(client, auditor)
+    assert "⚠" not in client.get(reverse("audit-trail")).content.decode()
+    shifted_and_steady(version)
+    drift.raise_alerts(version)
+    page = client.get(reverse("audit-trail")).content.decode()
+    assert 'class="alerting"' in page and "Drift ⚠ 3" in page
+
+
+def test_an_old_alert_no_longer_flags_the_navigation(client, auditor, version):  # type: ignore[no-untyped-def]
+    shifted_and_steady(version)
+    drift.raise_alerts(version)
+    DriftAlert.objects.update(created_at=timezone.now() - dt.timedelta(days=29))
+    login(client, auditor)
+    assert 'class="alerting"' not in client.get(reverse("audit-trail")).content.decode()
