@@ -433,3 +433,16 @@ def test_an_old_alert_no_longer_flags_the_navigation(client, auditor, version): 
     DriftAlert.objects.update(created_at=timezone.now() - dt.timedelta(days=29))
     login(client, auditor)
     assert 'class="alerting"' not in client.get(reverse("audit-trail")).content.decode()
+
+
+def test_the_site_code_command_tells_a_site_by_its_name():  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("site_code", "OpenREM Foundation", "Breast Imaging Clinic", stdout=out)
+    assert out.getvalue().splitlines() == [
+        f"{dicom.site_code('OpenREM Foundation')}\tOpenREM Foundation",
+        f"{dicom.site_code('Breast Imaging Clinic')}\tBreast Imaging Clinic",
+    ]
