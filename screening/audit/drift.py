@@ -255,10 +255,6 @@ class Group:
     def drifted_weeks(self) -> list[Week]:
         return [w for w in self.weeks if w.drifted]
 
-    @property
-    def latest(self) -> Week | None:
-        return self.weeks[-1] if self.weeks else None
-
 
 @dataclass(frozen=True)
 class DriftReport:
