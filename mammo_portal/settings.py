@@ -120,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "screening.context_processors.roles",
                 "screening.context_processors.account_notices",
+                "screening.context_processors.drift_alerts",
             ],
         },
     },
@@ -319,6 +320,17 @@ AI_LOCAL_MIN_CANCERS = max(envint("AI_LOCAL_MIN_CANCERS", 50), AI_GATES.triage_m
 AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = envbool("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE", False)
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
+# Drift monitoring (``screening/audit/drift.py``): a group's week of AI film scores alerts
+# when its population stability index against the version's reference reaches
+# DRIFT_PSI_ALERT *and* a two-sample KS test gives p below DRIFT_KS_P, on at least
+# DRIFT_MIN_FILMS films that week. Without validation scores in the version's evidence, its
+# first DRIFT_REFERENCE_WEEKS weeks of local scores are the reference.
+DRIFT_PSI_ALERT = envfloat("DRIFT_PSI_ALERT", 0.2)
+DRIFT_KS_P = envfloat("DRIFT_KS_P", 0.01)
+DRIFT_MIN_FILMS = envint("DRIFT_MIN_FILMS", 30)
+DRIFT_REFERENCE_WEEKS = envint("DRIFT_REFERENCE_WEEKS", 4)
+# How often the beat sweep raises drift alerts nobody has looked at yet (seconds).
+DRIFT_SWEEP_SECONDS = float(envint("DRIFT_SWEEP_SECONDS", 3600))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -368,6 +380,7 @@ AI_SWEEP_SECONDS = float(envint("AI_SWEEP_SECONDS", 15))
 AI_WORKER_REPLY_SECONDS = float(envint("AI_WORKER_REPLY_SECONDS", 2))
 CELERY_BEAT_SCHEDULE = {
     "sweep-stranded-ai-work": {"task": "screening.sweep", "schedule": AI_SWEEP_SECONDS},
+    "raise-drift-alerts": {"task": "screening.drift_sweep", "schedule": DRIFT_SWEEP_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Queued work not picked up within this time is sent again (idempotent on the worker).

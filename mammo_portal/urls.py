@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from screening import account_views
 from screening.ai.views import evidence, queue, status, versions
-from screening.audit import local_views
+from screening.audit import drift_views, local_views
 from screening.audit import views as audit
 from screening.intake import views as manage
 from screening.interop import dicomweb, wado
@@ -56,6 +56,7 @@ urlpatterns = [
         name="triage-confirm",
     ),
     path("models/<int:version_id>/triage/off/", local_views.triage_off, name="triage-off"),
+    path("reports/drift/", drift_views.drift_page, name="audit-drift"),
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),

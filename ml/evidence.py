@@ -540,6 +540,21 @@ def calibration_evidence(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     }
 
 
+def reference_scores_evidence(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    """The normal films' scores, kept whole: what a site watches its own scores drift from.
+
+    Normals only: a screening population is over 99 % normal, while a validation set is
+    enriched with abnormal films, so its full score distribution would read as drift at
+    every site from the first week.
+    """
+    normals = np.asarray(p, dtype=float)[np.asarray(y).astype(int) == 0]
+    return {
+        "of": "the normal films its film AUC is measured on",
+        "films": int(len(normals)),
+        "scores": [round(float(v), 6) for v in normals],
+    }
+
+
 def exam_score_evidence(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     """Deciles of the normal films' scores, so the exam score reads against normal films."""
     normals = np.asarray(p, dtype=float)[np.asarray(y).astype(int) == 0]

@@ -30,6 +30,7 @@ from ml.evidence import (
     heatmap_gate,
     marks_gate,
     rank_correlation,
+    reference_scores_evidence,
     triage_gate,
 )
 from ml.marks import (
@@ -276,6 +277,7 @@ def build_evidence(
         "data": selection.description,
         "film_auc": film_auc,
         "triage": {"validated": triage.passed, "reason": f"{triage.figures}. {triage.reason}"},
+        "reference_scores": reference_scores_evidence(y_t, p_t),
     }
     if fit := selection.calibration_films:
         evidence |= fitted_evidence([by_ref[f.refnum] for f in fit], target)

@@ -247,6 +247,7 @@ class AuditAction(models.TextChoices):
     TRIAGE_PROPOSED = "triage_proposed", "Triage on local evidence proposed"
     TRIAGE_CONFIRMED = "triage_confirmed", "Triage on local evidence confirmed"
     TRIAGE_OFF = "triage_off", "Triage on local evidence switched off"
+    DRIFT_ALERT = "drift_alert", "AI scores drifted"
 
 
 class ProposalStatus(models.TextChoices):
@@ -258,3 +259,21 @@ class ProposalStatus(models.TextChoices):
 class AuditOutcome(models.TextChoices):
     SUCCESS = "success", "Success"
     FAILURE = "failure", "Failure"
+
+
+class DriftGroupBy(models.TextChoices):
+    """What films are grouped by when their AI scores are watched for drift."""
+
+    MANUFACTURER = "manufacturer", "Manufacturer"
+    SCANNER_MODEL = "scanner_model", "Scanner model"
+    SITE = "site", "Site"
+
+
+class AgeBand(models.TextChoices):
+    """A woman's age at her screen, in the bands screening programmes report by."""
+
+    UNDER_50 = "under_50", "under 50"
+    AGE_50_59 = "50_59", "50–59"
+    AGE_60_69 = "60_69", "60–69"
+    AGE_70_UP = "70_up", "70 and over"
+    UNKNOWN = "unknown", "unknown"

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from .choices import AuditAction, AuditOutcome
-from .models import AIResult, AuditEvent, Case, ModelVersion, Read, Study
+from .models import AIResult, AuditEvent, Case, DriftAlert, ModelVersion, Read, Study
 
 Actor = User | AnonymousUser | None
 
@@ -193,6 +193,25 @@ def outcome_recorded(user: Actor, case: Case, previous: str) -> AuditEvent:
         screening_outcome=case.outcome,  # not ``outcome``: that is the event's own success flag
         source=case.outcome_source,
         previous=previous,
+    )
+
+
+def drift_alert(alert: DriftAlert) -> AuditEvent:
+    """A group's AI scores drifted from the version's reference in one week: no actor,
+    the system noticed it. The site code, never the site's name, is recorded."""
+    return _record(
+        None,
+        AuditAction.DRIFT_ALERT,
+        alert,
+        actor_name="system",
+        model_version=alert.model_version_id,
+        group_by=alert.group_by,
+        group=alert.group,
+        week=alert.week.isoformat(),
+        films=alert.films,
+        psi=round(alert.psi, 4),
+        ks_p=alert.ks_p,
+        reference=alert.reference,
     )
 
 

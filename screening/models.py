@@ -25,6 +25,7 @@ from .choices import (
     CaseStatus,
     Decision,
     Density,
+    DriftGroupBy,
     FindingDepth,
     FindingSite,
     FindingType,
@@ -326,6 +327,14 @@ class Image(models.Model):
     sop_class_uid = models.CharField(max_length=64, blank=True, default="")
     pixel_spacing_mm = models.FloatField(null=True, blank=True)
     burned_in_annotation = models.BooleanField(default=False)
+    # Where the film was made, for drift monitoring (``audit/drift.py``): the DICOM
+    # Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) as sent, and the
+    # site as a keyed code of InstitutionName, else StationName (``dicom.site_code``): the
+    # names themselves are not kept, as de-identification drops them. Empty: unknown
+    # (PNG and JPEG uploads carry none).
+    manufacturer = models.CharField(max_length=64, blank=True, default="")
+    scanner_model = models.CharField(max_length=64, blank=True, default="")
+    site = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -940,3 +949,31 @@ class TriageProposal(models.Model):
 
     def __str__(self) -> str:
         return f"Triage proposal {self.pk} for model version {self.model_version_id}"
+
+
+class DriftAlert(models.Model):
+    """One group's week whose AI scores drifted past the site's levels, for one version.
+
+    The unique key makes raising an alert idempotent: however often the page is computed
+    or the sweep runs, a group's week is alerted (and audited) once.
+    """
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    group_by = models.CharField(max_length=16, choices=DriftGroupBy.choices)
+    group = models.CharField(max_length=64)
+    week = models.DateField(help_text="The Monday the week starts on.")
+    films = models.PositiveIntegerField()
+    psi = models.FloatField()
+    ks_p = models.FloatField()
+    reference = models.CharField(max_length=20)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "group_by", "group", "week"], name="one_drift_alert"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Drift alert {self.pk}"

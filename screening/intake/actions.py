@@ -354,6 +354,9 @@ def _image_row(study: Study, name: str, image: InspectedImage) -> Image:
         row.sop_class_uid = header.sop_class_uid
         row.pixel_spacing_mm = header.pixel_spacing_mm
         row.burned_in_annotation = header.burned_in_annotation
+        row.manufacturer = header.manufacturer
+        row.scanner_model = header.scanner_model
+        row.site = header.site
     row.file.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
     return row
 

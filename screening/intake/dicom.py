@@ -171,6 +171,11 @@ class DicomHeader:
     birth_year: int | None
     burned_in_annotation: bool
     pixel_spacing_mm: float | None
+    # Where the film was made, for drift monitoring: the unit's make and model as sent,
+    # the site as a keyed code (``site_code``); "" where the header says nothing.
+    manufacturer: str = ""
+    scanner_model: str = ""
+    site: str = ""
 
 
 @dataclass(frozen=True)
@@ -527,7 +532,17 @@ def _header(ds: Any) -> DicomHeader:
         birth_year=_year(ds.get("PatientBirthDate")),
         burned_in_annotation=str(ds.get("BurnedInAnnotation") or "").upper() == "YES",
         pixel_spacing_mm=_spacing(ds),
+        manufacturer=_label(ds.get("Manufacturer")),
+        scanner_model=_label(ds.get("ManufacturerModelName")),
+        site=site_code(_label(ds.get("InstitutionName")) or _label(ds.get("StationName"))),
     )
+
+
+def _label(value: Any) -> str:
+    """A header's short text as the database keeps it: control characters (a NUL above
+    all, which PostgreSQL refuses) dropped, at most 64 characters."""
+    text = "".join(ch for ch in str(value or "") if ord(ch) >= 32)
+    return " ".join(text.split())[:64]
 
 
 def _view_from_code(ds: Any) -> str:
@@ -640,6 +655,16 @@ def pseudonym_for(patient_id: str, issuer: str, study_uid: str) -> str:
     value = f"patient:{issuer}:{patient_id}" if patient_id.strip() else f"study:{study_uid}"
     digest = salted_hmac("screening.dicom.pseudonym", value, secret=_secret()).hexdigest()
     return f"DCM-{digest[:16].upper()}"
+
+
+def site_code(name: str) -> str:
+    """A site named by a keyed code, the same for the same name every time: drift is
+    watched per site, yet the institution's and station's names, which PS3.15 removes,
+    reach neither the stored file nor the database. "" for a header that names none."""
+    if not name:
+        return ""
+    digest = salted_hmac("screening.dicom.site", name.upper(), secret=_secret()).hexdigest()
+    return f"SITE-{digest[:8].upper()}"
 
 
 def deidentify(ds: Any, header: DicomHeader) -> bytes:

@@ -487,6 +487,8 @@ def test_a_random_weight_model_on_a_foreign_folder_fails_every_gate_and_fits_not
     assert "not fitted" in reason and "same films" in reason and reason in printed
     assert not calibration_shown(ev) and exam_score(0.5, ev) is None and band(0.5, ev) is None
     assert ev["film_auc"]["abnormal_films"] == 4 and ev["marks"]["lesions"] == 4
+    # the drift reference: the scores of the 8 normal films the AUC is measured on
+    assert ev["reference_scores"]["films"] == 8 == len(ev["reference_scores"]["scores"])
     hm = ev["heatmap"]
     assert hm["random_weights"]["seeds"] == list(range(1, 11)) and len(hm["film_refs"]) == 4
     assert all(len(h) == 4 for h in hm["random_weights"]["hits"])

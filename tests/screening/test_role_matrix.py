@@ -121,6 +121,7 @@ MATRIX = [
     ("audit trail", "get", lambda o: reverse("audit-trail"), page({AUD, ADMIN})),
     ("audit trail export", "get", lambda o: reverse("audit-trail-export"), page({AUD, ADMIN})),
     ("performance dashboard", "get", lambda o: reverse("audit-dashboard"), page({AUD})),
+    ("drift", "get", lambda o: reverse("audit-drift"), page({AUD})),
     ("discordant cases", "get", lambda o: reverse("audit-discordant"), page({AUD})),
     ("local validation", "get", lambda o: reverse("audit-local"), page({AUD})),
     # Refused by the verb (no local evidence, no such proposal, nothing to switch off): the
