@@ -151,11 +151,14 @@ def export_audit_trail(request: HttpRequest) -> HttpResponse:
 def _filter_refused(form: ReportFilterForm | AuditTrailFilterForm) -> HttpResponse:
     """A 400 naming what is wrong: the pages show the whole table beside the error, but a
     file has nowhere to say its filter was dropped, so it would pass for the selection."""
-    problems = "; ".join(
-        f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
-        for name, errors in form.errors.items()
+    problems = []
+    for name, errors in form.errors.get_json_data().items():
+        words = " ".join(error["message"] for error in errors)
+        problems.append(words if name == "__all__" else f"{name}: {words}")
+    message = (
+        f"Not exported: the filter was refused ({'; '.join(problems)}). "
+        "Correct it and export again."
     )
-    message = f"Not exported: the filter was refused ({problems}). Correct it and export again."
     return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
 
 
