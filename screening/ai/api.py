@@ -33,7 +33,7 @@ class HeatmapFileView(BinaryDownloadView):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **s.refusals(404)})
+    list=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **s.refusals(400, 404)})
 )
 class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = ModelVersion.objects.order_by("-is_active", "-created_at")

@@ -1,10 +1,16 @@
 """What every capability's REST endpoints share: domain errors as responses, ids from the
-path, downloads that ignore ``Accept``, and a JSON 404 for unknown paths."""
+path, downloads that ignore ``Accept``, the schema's own negotiation, and a JSON 404 for
+unknown paths."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,3 +49,18 @@ class BinaryDownloadView(APIView):
 
     def perform_content_negotiation(self, request: Request, force: bool = False):
         return super().perform_content_negotiation(request, force=True)
+
+
+class SchemaNegotiation(DefaultContentNegotiation):
+    """The schema document's ``?format=json`` or ``yaml``, else Accept: the one view that
+    keeps the parameter (``URL_FORMAT_OVERRIDE`` is off), and an unknown value is no 404."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: Any = None
+    ) -> Any:
+        renderers = list(renderers)
+        wanted = request.query_params.get("format")
+        for renderer in renderers:
+            if wanted and renderer.format == wanted:
+                return renderer, renderer.media_type
+        return super().select_renderer(request, renderers)

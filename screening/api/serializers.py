@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
@@ -27,6 +28,12 @@ from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
 from ..reading import pathway
 from ..reading.actions import ReadInput
 from ..reading.assessment import FindingInput
+from ..reading.worklist_pages import CURSOR_PATTERN
+
+# Text as the schema states it, in patterns JSON Schema (ECMA) and Python read alike: no
+# NUL (DRF refuses it: PostgreSQL cannot store it); SOME_TEXT also holds a visible character.
+ANY_TEXT = r"^[^\x00]*$"
+SOME_TEXT = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
 
 
 class GateSerializer(serializers.Serializer):
@@ -431,7 +438,9 @@ class ReadCreateSerializer(serializers.Serializer):
 
 
 class OutcomeSerializer(serializers.Serializer):
-    accession_number = serializers.CharField(max_length=64)
+    accession_number = serializers.RegexField(
+        SOME_TEXT, max_length=64, trim_whitespace=False, help_text="The screen's accession number"
+    )
     outcome = serializers.ChoiceField(choices=Outcome.choices)
     # A declared field: the serializer's metaclass moves it out of Field.source, which it shadows.
     source = serializers.ChoiceField(choices=OutcomeSource.choices)  # type: ignore[assignment]
@@ -439,18 +448,29 @@ class OutcomeSerializer(serializers.Serializer):
 
 class StudyUploadSerializer(serializers.Serializer):
     # Required for PNG/JPEG (the upload action says so); DICOM brings its own.
-    accession_number = serializers.CharField(max_length=64, required=False, default="")
+    accession_number = serializers.RegexField(
+        ANY_TEXT, max_length=64, required=False, allow_blank=True, default=""
+    )
     new_study = serializers.BooleanField(default=True)
-    patient_pseudonym = serializers.CharField(max_length=64, required=False, default="")
+    patient_pseudonym = serializers.RegexField(
+        ANY_TEXT, max_length=64, required=False, allow_blank=True, default=""
+    )
     birth_year = serializers.IntegerField(min_value=1900, max_value=2100, required=False)
     study_date = serializers.DateField(required=False)
     modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.MG)
 
 
+@extend_schema_field({"type": "string", "format": "binary"})
+class BinaryFile(serializers.FileField):
+    """A file part of a multipart body (drf-spectacular would call it a URI)."""
+
+
 class StudyUploadRequestSerializer(StudyUploadSerializer):
     """The documented request: files are checked one by one by the upload action, not here."""
 
-    files = serializers.ListField(child=serializers.FileField())
+    files = serializers.ListField(
+        child=BinaryFile(), min_length=1, max_length=settings.UPLOAD_MAX_FILES
+    )
 
 
 class FileResultSerializer(serializers.Serializer):
@@ -469,6 +489,14 @@ class UploadResultSerializer(serializers.Serializer):
     files = FileResultSerializer(many=True)
 
 
+class QueryInteger(serializers.IntegerField):
+    """A whole number from the query string, where an empty value is refused as the schema
+    says (DRF's field takes ``?page=`` for no page at all)."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, serializers.empty)
+
+
 class WorklistQuerySerializer(serializers.Serializer):
     """The worklist's filters: a value outside the vocabulary is a 400, never a query."""
 
@@ -485,13 +513,15 @@ class WorklistQuerySerializer(serializers.Serializer):
         help_text="Only cases in this risk band. High, intermediate and low are refused "
         "(400, saying why) while the active AI version is not validated for triage.",
     )
-    after = serializers.CharField(
+    after = serializers.RegexField(
+        rf"^({CURSOR_PATTERN})?$",
         required=False,
         allow_blank=True,
         max_length=200,
         help_text="The page after this position: the ``next`` link's value",
+        error_messages={"invalid": "Not a worklist position; start again from the first page."},
     )
-    page = serializers.IntegerField(
+    page = QueryInteger(
         required=False,
         min_value=1,
         max_value=100_000,

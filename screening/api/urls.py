@@ -7,7 +7,7 @@ from ..audit import api as audit
 from ..intake import api as intake
 from ..interop import api as interop
 from ..reading import api as reading
-from .common import UnknownEndpointView
+from .common import SchemaNegotiation, UnknownEndpointView
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -16,7 +16,11 @@ router.register("studies", intake.StudyUploadViewSet, basename="api-study")
 router.register("model-versions", ai.ModelVersionViewSet, basename="api-model-version")
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(content_negotiation_class=SchemaNegotiation),
+        name="api-schema",
+    ),
     path("outcomes/", audit.OutcomeView.as_view(), name="api-outcome"),
     path("images/<int:pk>/file/", reading.ImageFileView.as_view(), name="api-image-file"),
     path("ai-results/<int:pk>/heatmap/", ai.HeatmapFileView.as_view(), name="api-heatmap-file"),

@@ -72,11 +72,16 @@ class CaseData:
         return self.take(np.lexsort((self.case_id, self.received_us)))
 
 
-def _day_start(day: dt.date) -> Any:
-    """Midnight of ``day`` in the current time zone, as the database takes a datetime:
-    the same cut as Django's ``received_at__date`` lookup, but one an index can walk."""
-    moment = timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-    return connection.ops.adapt_datetimefield_value(moment)
+def _day_start(day: dt.date, later: int = 0) -> Any | None:
+    """Midnight of ``day`` (plus ``later`` days) in the current time zone, as the database
+    takes a datetime: the same cut as Django's ``received_at__date`` lookup, but one an index
+    can walk. None where that moment lies past the calendar's edge (before year 1 or after
+    9999 once in UTC): no case was received there, so it bounds nothing."""
+    try:
+        moment = timezone.make_aware(dt.datetime.combine(day, dt.time.min) + dt.timedelta(later))
+        return connection.ops.adapt_datetimefield_value(moment)
+    except OverflowError:
+        return None
 
 
 def where(
@@ -91,12 +96,14 @@ def where(
     (a subquery); no other table these queries join has such columns."""
     clauses: list[str] = []
     params: list[Any] = []
-    if date_from:
+    start = _day_start(date_from) if date_from else None
+    if start is not None:
         clauses.append("received_at >= %s")
-        params.append(_day_start(date_from))
-    if date_to:
+        params.append(start)
+    end = _day_start(date_to, later=1) if date_to else None
+    if end is not None:
         clauses.append("received_at < %s")
-        params.append(_day_start(date_to + dt.timedelta(days=1)))
+        params.append(end)
     if reader_id:
         clauses.append(
             "(first_reader_id = %s OR second_reader_id = %s OR arbitration_reader_id = %s)"
@@ -211,6 +218,8 @@ def case_text(
     by case: the text a case export needs beside the columns, in one plain query."""
     where = list(clauses)
     values = list(params)
+    if case_ids == []:
+        return {}  # SQL has no empty ``IN ()``
     if case_ids is not None:
         where.append(f"screening_case.id IN ({', '.join(['%s'] * len(case_ids))})")
         values += case_ids

@@ -100,7 +100,9 @@ def discordant(request: HttpRequest) -> HttpResponse:
 @role_required(Role.AUDITOR)
 def export_report(request: HttpRequest, table: str) -> HttpResponse:
     """A table of the dashboard, or the case rows behind it, as CSV; itself an audit event."""
-    _, flt, data = _report_filter(request)
+    form, flt, data = _report_filter(request)
+    if form.errors:
+        return _filter_refused(form)
     rows = table in ("cases", "discordant")  # the rows alone: no figures to compute
     if rows:
         direction = data.get("direction", "") if table == "discordant" else None
@@ -144,11 +146,27 @@ def audit_trail(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(*AUDIT_VIEWERS)
 def export_audit_trail(request: HttpRequest) -> HttpResponse:
-    _, found, data = _audit_events(request)
+    form, found, data = _audit_events(request)
+    if form.errors:
+        return _filter_refused(form)
     content = exports.audit_table(found)
     filters = {k: str(getattr(v, "pk", v)) for k, v in data.items() if v}
     events.exported(request.user, "audit_trail", len(content[1]), filters)
     return _csv_response("audit-trail", exports.to_csv(content))
+
+
+def _filter_refused(form: ReportFilterForm | AuditTrailFilterForm) -> HttpResponse:
+    """A 400 naming what is wrong: the pages show the whole table beside the error, but a
+    file has nowhere to say its filter was dropped, so it would pass for the selection."""
+    problems = []
+    for name, errors in form.errors.get_json_data().items():
+        words = " ".join(error["message"] for error in errors)
+        problems.append(words if name == "__all__" else f"{name}: {words}")
+    message = (
+        f"Not exported: the filter was refused ({'; '.join(problems)}). "
+        "Correct it and export again."
+    )
+    return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
 
 
 def _csv_response(name: str, content: str) -> HttpResponse:

@@ -43,6 +43,18 @@ QIDO_LIMIT = 100  # results per page, whatever limit asks for
 QIDO_MAX_NUMBER = 999_999_999  # limit and offset: far past any archive, inside SQL's bigint
 QIDO_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 WHOLE_NUMBER = {"type": "integer", "minimum": 0, "maximum": QIDO_MAX_NUMBER}
+# A DICOM date (DA) the calendar holds, as a pattern JSON Schema and Python read alike: a
+# year from 0001, the month's days, 29 February in leap years only.
+_YEAR = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)|02(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_LEAP_DAY = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)0229"
+DICOM_DATE = f"(?:{_YEAR}{_MONTH_DAY}|{_LEAP_DAY})"
+# QIDO's StudyDate: a date, or a range open at either end (PS3.18 8.3.4.6.1); empty: any.
+STUDY_DATE = f"^(?:{DICOM_DATE}|{DICOM_DATE}-|-{DICOM_DATE}|{DICOM_DATE}-{DICOM_DATE})?$"
+NO_NUL = {"type": "string", "pattern": "^[^\\x00]*$"}
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -393,9 +405,13 @@ class StudiesView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("StudyInstanceUID", str),
-            OpenApiParameter("PatientID", str, description="The pseudonym"),
-            OpenApiParameter("StudyDate", str, description="YYYYMMDD or YYYYMMDD-YYYYMMDD"),
+            OpenApiParameter("StudyInstanceUID", NO_NUL, description="UIDs, comma-separated"),
+            OpenApiParameter("PatientID", NO_NUL, description="The pseudonym"),
+            OpenApiParameter(
+                "StudyDate",
+                {"type": "string", "pattern": STUDY_DATE},
+                description="YYYYMMDD, or a range: YYYYMMDD-YYYYMMDD, open at either end",
+            ),
             OpenApiParameter("limit", WHOLE_NUMBER, description=f"At most {QIDO_LIMIT} a page"),
             OpenApiParameter("offset", WHOLE_NUMBER),
         ],
@@ -448,6 +464,8 @@ def _search(params: Any) -> QuerySet[CountedStudy]:
     if params.get("PatientID"):
         studies = studies.filter(case__patient__pseudonym=params["PatientID"])
     value = params.get("StudyDate", "")
+    if not re.fullmatch(STUDY_DATE, value):
+        raise ValueError(f"StudyDate {value!r} is not YYYYMMDD or a range of such dates.")
     if value:
         start, end = value.split("-", 1) if "-" in value else (value, value)
         if start:

@@ -20,6 +20,7 @@ one by one (the viewer fetches one per film).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
@@ -29,7 +30,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import path
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -44,6 +45,8 @@ from . import actions
 from .dicomweb import DICOM_MEDIA_TYPE, DicomJSONRenderer, _refusals
 
 WADO_ROLES = (Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
+# Frame numbers from 1, comma-separated (PS3.18 10.4.1.1.5), as the schema states them.
+FRAME_LIST = "^0*[1-9][0-9]*(?:,0*[1-9][0-9]*)*$"
 NO_STORE = "private, no-store"
 OCTET_STREAM = "application/octet-stream"
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -154,7 +157,15 @@ class FramesView(WadoView):
                 OpenApiTypes.BINARY, "The frame's pixel data, one part."
             ),
             **_refusals(400, 401, 403, 404, 406),
-        }
+        },
+        parameters=[
+            OpenApiParameter(
+                "frames",
+                {"type": "string", "pattern": FRAME_LIST},
+                OpenApiParameter.PATH,
+                description="Frame numbers from 1, comma-separated",
+            )
+        ],
     )
     def get(
         self, request: AuthenticatedRequest, study: str, series: str, instance: str, frames: str
@@ -216,12 +227,9 @@ def _parts(parts: Any, boundary: str) -> Iterator[bytes]:
 
 
 def _frame_numbers(text: str) -> list[int]:
-    try:
-        numbers = [int(n) for n in text.split(",")]
-    except ValueError:
-        raise errors.DomainError("Frame numbers are whole numbers from 1.") from None
-    if not numbers or min(numbers) < 1:
+    if not re.fullmatch(FRAME_LIST, text):
         raise errors.DomainError("Frame numbers are whole numbers from 1.")
+    numbers = [int(n) for n in text.split(",")]
     return numbers
 
 

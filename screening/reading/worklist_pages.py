@@ -5,14 +5,16 @@ both grew with the backlog. A page here starts *after* the last case of the prev
 (its priority, arrival time and id: the worklist order, which an index holds), and the
 count stops at ``COUNT_CAP`` ("more than 1,000 to read" is what a reader needs).
 
-The cursor in the Next link is opaque (base64 of those three values): no patient data.
+The cursor in the Next link is those three values as plain text (``CURSOR_PATTERN``, which
+the API schema states): no patient data, and every value of that shape is a position (one
+past either end of the calendar or of the ids is clamped), so the schema and the answer
+agree: a cursor of the documented shape is a page, anything else a 400.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +24,10 @@ from ..models import Case
 
 COUNT_CAP = 1000
 MAX_PAGE_INDEX = 100_000  # an absurd ?page= stays a valid OFFSET
+# priority (as Python writes a float) _ microseconds since the epoch _ case id.
+CURSOR_PATTERN = r"-?[0-9]{1,20}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,3})?_-?[0-9]{1,18}_[0-9]{1,19}"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_ID = 2**63 - 1
 
 
 class BadCursor(ValueError):
@@ -41,20 +47,20 @@ class Cursor:
         return cls(case.triage_priority, case.received_at, case.pk)
 
     def encode(self) -> str:
-        raw = f"{self.priority!r}|{self.received_at.isoformat()}|{self.pk}"
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        micros = (self.received_at - EPOCH) // dt.timedelta(microseconds=1)
+        return f"{self.priority!r}_{micros}_{self.pk}"
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            priority, received, pk = base64.urlsafe_b64decode(padded).decode().split("|")
-            cursor = cls(float(priority), dt.datetime.fromisoformat(received), int(pk))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise BadCursor("Not a worklist position; start again from the first page.") from None
-        if cursor.received_at.tzinfo is None:
+        if not re.fullmatch(CURSOR_PATTERN, token, re.ASCII):
             raise BadCursor("Not a worklist position; start again from the first page.")
-        return cursor
+        priority, micros, pk = token.split("_")
+        try:
+            received = EPOCH + dt.timedelta(microseconds=int(micros))
+        except OverflowError:  # past the calendar: before or after every case
+            received = dt.datetime.max if int(micros) > 0 else dt.datetime.min
+            received = received.replace(tzinfo=dt.UTC)
+        return cls(float(priority), received, min(int(pk), MAX_ID))
 
 
 @dataclass

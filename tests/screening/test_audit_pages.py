@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from screening import events
+from screening.audit import exports
 from screening.choices import AuditAction, Outcome
 from screening.models import AuditEvent, ModelVersion
 from tests.factories import ModelVersionFactory, N, R, screen
@@ -208,3 +209,75 @@ def test_nothing_on_the_auditor_pages_edits_an_event(client, auditor, screens): 
     for name in ("audit-dashboard", "audit-discordant", "audit-trail"):
         assert client.post(reverse(name)).status_code == 405
     assert AuditEvent.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    ("table", "params"),
+    [
+        ("cases", {"date_from": "2099-01-01"}),
+        ("cases", {"date_to": "1990-01-01"}),
+        ("discordant", {"date_from": "2099-01-01"}),
+        ("discordant", {"direction": "ai_recall", "date_to": "1990-01-01"}),
+    ],
+)
+def test_an_empty_selection_exports_a_header_alone(client, auditor, screens, table, params):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    content = rows_of(client.get(reverse("audit-export", args=[table]), params))
+    assert content == [exports.CASE_HEADER]
+    assert AuditEvent.objects.get(action=AuditAction.EXPORT).detail["rows"] == 0
+
+
+def test_the_discordant_export_before_any_disagreement_is_a_header(
+    client, auditor, version, radiologist, radiologist2
+):  # type: ignore[no-untyped-def]
+    screen(version, 0.9, [R, R], [radiologist, radiologist2])
+    client.force_login(auditor)
+    content = rows_of(client.get(reverse("audit-export", args=["discordant"])))
+    assert content == [exports.CASE_HEADER]
+
+
+def test_an_export_with_a_bad_filter_is_refused_not_widened(client, auditor, screens):  # type: ignore[no-untyped-def]
+    """A filter the form refuses would otherwise export every case the auditor did not ask for."""
+    client.force_login(auditor)
+    response = client.get(reverse("audit-export", args=["discordant"]), {"direction": "ai_missed"})
+    assert response.status_code == 400
+    assert b"direction" in response.content
+    assert not AuditEvent.objects.filter(action=AuditAction.EXPORT).exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"date_to": "9999-12-31"},
+        {"date_from": "0001-01-01"},
+        {"date_from": "0001-01-01", "date_to": "9999-12-31"},
+    ],
+)
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_dates_at_the_calendars_edges_bound_nothing(
+    client, auditor, screens, settings, params, zone
+):  # type: ignore[no-untyped-def]
+    settings.TIME_ZONE = zone
+    client.force_login(auditor)
+    page = client.get(reverse("audit-dashboard"), {**params, "refresh": "1"})
+    assert page.status_code == 200
+    assert b"5 cases in the filter" in page.content
+    assert len(rows_of(client.get(reverse("audit-export", args=["cases"]), params))) == 6
+    discordant = client.get(reverse("audit-discordant"), params)
+    assert discordant.context["count"] == 2
+
+
+def test_a_start_on_the_calendars_last_day_selects_nothing(client, auditor, screens):  # type: ignore[no-untyped-def]
+    client.force_login(auditor)
+    content = rows_of(
+        client.get(reverse("audit-export", args=["cases"]), {"date_from": "9999-12-31"})
+    )
+    assert content == [exports.CASE_HEADER]
+
+
+def test_an_audit_trail_export_with_a_bad_filter_is_refused(client, admin_user):  # type: ignore[no-untyped-def]
+    client.force_login(admin_user)
+    response = client.get(reverse("audit-trail-export"), {"case": "seven"})
+    assert response.status_code == 400
+    assert b"case: Enter a whole number." in response.content
+    assert not AuditEvent.objects.filter(action=AuditAction.EXPORT).exists()

@@ -109,3 +109,69 @@ def test_the_first_version_read_refusal_matches_its_schema(api, radiologist, sch
     assert response.status_code == 400
     documented = body_schema(schema, "/api/cases/{id}/reads/", "post", 400, "application/json")
     jsonschema.validate(response.json(), documented)
+
+
+def test_an_unknown_format_is_answered_as_documented_and_after_authentication(api, auditor):  # type: ignore[no-untyped-def]
+    """``?format=`` is no parameter: DRF answered an unknown one 404, before asking who calls."""
+    url = reverse("api-model-version-list")
+    assert api.get(url, {"format": "AAA"}).status_code == 401
+    api.force_authenticate(auditor)
+    assert api.get(url, {"format": "AAA"}).status_code == 200
+    assert api.get(reverse("dicomweb-studies"), {"format": ""}).status_code == 200
+
+
+def test_the_schema_document_keeps_its_format_choice(api, auditor):  # type: ignore[no-untyped-def]
+    api.force_authenticate(auditor)
+    assert api.get(reverse("api-schema"), {"format": "json"})["Content-Type"].startswith(
+        "application/vnd.oai.openapi+json"
+    )
+    assert api.get(reverse("api-schema"), {"format": "AAA"}).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["api-model-version-list", "api-case-list"])
+def test_an_empty_page_number_is_refused_as_the_schema_says(api, admin_user, radiologist, url):  # type: ignore[no-untyped-def]
+    api.force_authenticate(radiologist if url == "api-case-list" else admin_user)
+    response = api.get(reverse(url), {"page": ""})
+    assert response.status_code == 400 and "page" in response.json()
+
+
+def test_dicomweb_states_the_dates_and_frames_it_takes(schema):  # type: ignore[no-untyped-def]
+    import re
+
+    qido = {
+        p["name"]: p["schema"] for p in schema["paths"]["/dicomweb/studies"]["get"]["parameters"]
+    }
+    date = qido["StudyDate"]["pattern"]
+    for good in ["", "20240229", "00010101-99991231", "-20260101", "20260101-"]:
+        assert re.fullmatch(date, good), good
+    for bad in ["20260229", "00000101", "2026-01-01", "-", "20261301"]:
+        assert not re.fullmatch(date, bad), bad
+    frames_path = next(p for p in schema["paths"] if p.endswith("/frames/{frames}"))
+    frames = next(
+        p for p in schema["paths"][frames_path]["get"]["parameters"] if p["name"] == "frames"
+    )
+    assert re.fullmatch(frames["schema"]["pattern"], "1,02") and not re.fullmatch(
+        frames["schema"]["pattern"], "0"
+    )
+
+
+def test_a_study_date_the_calendar_lacks_is_refused(api, auditor):  # type: ignore[no-untyped-def]
+    api.force_authenticate(auditor)
+    assert api.get(reverse("dicomweb-studies"), {"StudyDate": "20260230"}).status_code == 400
+    assert (
+        api.get(reverse("dicomweb-studies"), {"StudyDate": "00010101-99991231"}).status_code == 200
+    )
+
+
+def test_the_api_states_what_its_bodies_need(schema):  # type: ignore[no-untyped-def]
+    parts = schema["components"]["schemas"]
+    assert parts["StudyUploadRequest"]["properties"]["files"]["minItems"] == 1
+    assert parts["StudyUploadRequest"]["properties"]["files"]["items"]["format"] == "binary"
+    assert "pattern" in parts["Outcome"]["properties"]["accession_number"]
+
+
+@pytest.mark.parametrize("after", ["0.5_0_1", "1e-05_-99999999999999999_9999999999999999999"])
+def test_every_worklist_position_of_the_documented_shape_is_a_page(api, radiologist, after):  # type: ignore[no-untyped-def]
+    api.force_authenticate(radiologist)
+    assert api.get(reverse("api-case-list"), {"after": after}).status_code == 200
+    assert api.get(reverse("api-case-list"), {"after": "bm90IGEgY3Vyc29y"}).status_code == 400
