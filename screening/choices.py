@@ -99,6 +99,18 @@ class AIStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class SilentTrial(models.TextChoices):
+    """A model version's silent trial: it scores new studies for auditors only.
+
+    Running or stopped, its results are never shown to a reader; activating the version
+    ends the trial and lets its results be shown.
+    """
+
+    NONE = "", "None"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
 class Decision(models.TextChoices):
     RECALL = "recall", "Recall"
     NO_RECALL = "no_recall", "No recall"
@@ -234,6 +246,8 @@ class AuditAction(models.TextChoices):
     ROLE_REFUSED = "role_refused", "Role refused by a second admin"
     TOKEN_CONFIRMED = "token_confirmed", "API token confirmed by its holder"
     TOKEN_REFUSED = "token_refused", "API token refused by its holder"
+    SILENT_TRIAL_STARTED = "silent_trial_started", "Silent trial started"
+    SILENT_TRIAL_STOPPED = "silent_trial_stopped", "Silent trial stopped"
 
 
 class AuditOutcome(models.TextChoices):
