@@ -17,11 +17,21 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from pydicom.uid import generate_uid
 from rest_framework.test import APIClient
 
 from screening.ai import actions as ai_actions
 from screening.ai import inference
+from screening.ai import queries as ai_queries
 from screening.choices import AIStatus, AuditAction, CaseStatus, SilentTrial
 from screening.errors import Conflict
 from screening.intake import actions as intake_actions
@@ -29,7 +39,7 @@ from screening.interop.stored_dicom import StoredInstance
 from screening.models import AIResult, AuditEvent, Case, Image, ModelVersion, Study
 from screening.roles import Role
 from tests.dicom_files import dicom_bytes
-from tests.factories import UserFactory, validated_evidence
+from tests.factories import UserFactory, case_with_images, validated_evidence
 from tests.screening import test_role_matrix as matrix
 
 SHADOW_VERSION = "9.9.9-silent"
@@ -434,3 +444,87 @@ def test_switching_a_trial_version_on_ends_its_trial_and_shows_its_results(admin
     assert case.ai_result.model_version_id == version.pk and case.ai_score > 0.9
     with pytest.raises(Conflict):
         ai_actions.start_silent_trial(admin_user, version.pk)
+
+
+# --- Property: any order of job events ----------------------------------------------
+
+EVENTS = settings(
+    max_examples=40,
+    stateful_step_count=12,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def test_whatever_order_jobs_finish_in_readers_see_only_the_active_version(
+    radiologist, active, shadow
+):  # type: ignore[no-untyped-def]
+    """Random claims, scores and failures of both versions' image jobs, as the worker writes
+    them, with the trial stopped and started between: after every step the case shows what
+    the active version alone would give, and the reader's API answer and live status carry
+    nothing of the trial."""
+    api = APIClient()
+    api.force_authenticate(radiologist)
+    versions = {"active": active, "trial": shadow}
+
+    class JobEvents(RuleBasedStateMachine):
+        @initialize()
+        def a_case_with_two_films(self) -> None:
+            # Each example starts alike: the trial running, a fresh case queued for both.
+            ModelVersion.objects.filter(pk=shadow.pk).update(silent_trial=SilentTrial.RUNNING)
+            self.case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
+            self.images = list(Image.objects.filter(study__case=self.case).order_by("pk"))
+            for version in versions.values():
+                for image in self.images:
+                    AIResult.objects.create(image=image, case=self.case, model_version=version)
+
+        @rule(
+            which=st.sampled_from(["active", "trial"]),
+            film=st.integers(0, 1),
+            status=st.sampled_from([AIStatus.RUNNING, AIStatus.DONE, AIStatus.FAILED]),
+            # k / 9973: a long decimal that would stand out if it were leaked
+            probability=st.integers(1, 9972).map(lambda k: k / 9973),
+        )
+        def a_job_event(self, which: str, film: int, status: str, probability: float) -> None:
+            version = versions[which]
+            row = AIResult.objects.filter(image=self.images[film], model_version=version).exclude(
+                status__in=[AIStatus.DONE, AIStatus.FAILED]
+            )
+            done = status == AIStatus.DONE
+            row.update(status=status, probability=probability if done else None)
+            inference.aggregate_case(self.case.pk, version.pk)
+
+        @rule(running=st.booleans())
+        def the_admin_stops_or_starts_the_trial(self, running: bool) -> None:
+            trial = ModelVersion.objects.get(pk=shadow.pk)
+            if running and not trial.in_silent_trial:
+                ai_actions.start_silent_trial(None, shadow.pk)
+            elif not running and trial.in_silent_trial:
+                ai_actions.stop_silent_trial(None, shadow.pk)
+
+        @invariant()
+        def readers_see_the_active_version_alone(self) -> None:
+            if not hasattr(self, "case"):
+                return
+            case = Case.objects.select_related("ai_result").get(pk=self.case.pk)
+            mine = AIResult.for_images.filter(case=case, model_version=active)
+            statuses = set(mine.values_list("status", flat=True))
+            finished = statuses <= {AIStatus.DONE, AIStatus.FAILED}
+            if finished:
+                assert case.ai_result.model_version_id == active.pk
+            else:
+                assert case.ai_result is None and case.status == CaseStatus.AWAITING_AI
+                waiting = "running" if AIStatus.RUNNING in statuses else "queued"
+                assert ai_queries.case_ai_states([case])[case.pk] == waiting
+            body = api.get(f"/api/cases/{case.pk}/").json()
+            assert_no_shadow_version(body, shadow.pk, ("api", case.pk))
+            trial_scores = AIResult.objects.filter(model_version=shadow, probability__isnull=False)
+            text = json.dumps(body)
+            for p in trial_scores.values_list("probability", flat=True):
+                shown = AIResult.objects.filter(
+                    model_version=active, case=case, probability=p
+                ).exists()
+                assert shown or repr(p) not in text
+
+    run_state_machine_as_test(JobEvents, settings=EVENTS)
