@@ -372,6 +372,10 @@ def test_auditors_list_the_trial_scores_and_admins_see_it_running(
     assert body["results"][0]["probability"] == pytest.approx(expected)
     listed = {v["id"]: v for v in api.get(reverse("api-model-version-list")).json()["results"]}
     assert listed[shadow.pk]["silent_trial"] == SilentTrial.RUNNING
+    auditor_client = Client()
+    auditor_client.force_login(auditor)
+    dashboard = auditor_client.get(reverse("audit-dashboard")).content.decode()
+    assert SHADOW_VERSION in dashboard  # beside the active version, for auditors
 
     client = Client()
     client.force_login(admin_user)
