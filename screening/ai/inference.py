@@ -136,6 +136,8 @@ class StudyOutcome:
 def score_study(study_id: int, model_version_id: int, task_id: str = "") -> StudyOutcome:
     """Claim, score, explain and store every queued image of a study, then the case."""
     outcome = StudyOutcome()
+    if _trial_stopped(study_id, model_version_id):
+        return outcome
     claimed = claim(study_id, model_version_id, task_id, outcome)
     if claimed:
         version = ModelVersion.objects.get(pk=model_version_id)
@@ -151,6 +153,19 @@ def score_study(study_id: int, model_version_id: int, task_id: str = "") -> Stud
     study = Study.objects.get(pk=study_id)
     aggregate_case(study.case_id, model_version_id)
     return outcome
+
+
+def _trial_stopped(study_id: int, model_version_id: int) -> bool:
+    """A stopped silent trial scores nothing more: rows queued for it since (an upload
+    racing the stop, a dead worker's row the sweep put back) leave the queue unscored."""
+    if not ModelVersion.objects.filter(
+        pk=model_version_id, silent_trial=SilentTrial.STOPPED
+    ).exists():
+        return False
+    AIResult.for_images.filter(
+        image__study_id=study_id, model_version_id=model_version_id, status=AIStatus.QUEUED
+    ).delete()
+    return True
 
 
 def claim(

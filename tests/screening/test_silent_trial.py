@@ -414,7 +414,7 @@ def test_the_command_starts_and_stops_a_trial(db, shadow_artifact):  # type: ign
     assert ModelVersion.objects.get(pk=version.pk).silent_trial == SilentTrial.STOPPED
 
 
-def test_stopping_drops_the_waiting_work_at_once_and_hides_what_finishes_late(
+def test_stopping_drops_the_waiting_work_at_once_and_scores_nothing_more(
     admin_user, active, shadow
 ):  # type: ignore[no-untyped-def]
     study = upload_dicom(admin_user)
@@ -428,9 +428,11 @@ def test_stopping_drops_the_waiting_work_at_once_and_hides_what_finishes_late(
     assert event.detail == {"dropped": 1}
     later = upload_dicom(admin_user, "ST-2")
     assert not AIResult.objects.filter(image__study=later, model_version=stopped).exists()
-    # The job that held a row when the trial stopped finishes: readers still see nothing.
-    inference.score_study(study.pk, shadow.pk, task_id="late")
-    assert AIResult.objects.get(pk=first.pk).status == AIStatus.DONE
+    # The job that held a row when the trial stopped is not scored further; the row, put
+    # back in the queue (as the sweep does for a dead worker's), leaves it unscored.
+    AIResult.objects.filter(pk=first.pk).update(status=AIStatus.QUEUED, task_id="")
+    assert inference.score_study(study.pk, shadow.pk, task_id="late").scored == 0
+    assert not AIResult.objects.filter(model_version=shadow).exists()
     assert case_of(study).ai_result is None
 
 
