@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import generics, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +20,7 @@ from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response, path_id
 from ..choices import Role
 from ..http import private_file
-from ..models import ModelVersion
+from ..models import AIResult, ModelVersion
 from ..roles import AuthenticatedRequest, api_role, has_role
 from . import actions as ai_actions
 from . import queries as ai_queries
@@ -47,8 +48,6 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_permissions(self):
         if self.action in ("activate", "start_silent_trial", "stop_silent_trial"):
             return [api_role(Role.ADMIN)()]
-        if self.action == "scores":
-            return [api_role(Role.AUDITOR)()]
         return [api_role(Role.ADMIN, Role.AUDITOR)()]
 
     @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404)})
@@ -80,11 +79,16 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return error_response(error)
         return Response(s.ModelVersionSerializer(version).data)
 
-    @extend_schema(responses={200: s.TrialScoreSerializer(many=True), **s.refusals(404)})
-    @action(detail=True, methods=["get"])
-    def scores(self, request: Request, pk: str) -> Response:
-        """The version's case scores, newest first: auditors only, a silent trial's too."""
-        version = get_object_or_404(ModelVersion, pk=path_id(pk, "model version"))
-        rows = ai_queries.version_case_scores(version)
-        page = self.paginate_queryset(rows)
-        return self.get_paginated_response(s.TrialScoreSerializer(page, many=True).data)
+
+@extend_schema_view(
+    get=extend_schema(responses={200: s.TrialScoreSerializer(many=True), **s.refusals(404)})
+)
+class VersionScoresView(generics.ListAPIView):
+    """One version's case scores, newest first: auditors only, a silent trial's too."""
+
+    permission_classes = [api_role(Role.AUDITOR)]
+    serializer_class = s.TrialScoreSerializer
+
+    def get_queryset(self) -> QuerySet[AIResult]:
+        version = get_object_or_404(ModelVersion, pk=self.kwargs["pk"])
+        return ai_queries.version_case_scores(version)
