@@ -62,6 +62,18 @@ urlpatterns = [
     path("studies/", manage.study_list, name="study-list"),
     path("models/", versions.model_versions, name="model-versions"),
     path("models/<int:version_id>/activate/", versions.activate_model, name="model-activate"),
+    path(
+        "models/<int:version_id>/silent-trial/start/",
+        versions.silent_trial,
+        {"verb": "start"},
+        name="model-silent-trial-start",
+    ),
+    path(
+        "models/<int:version_id>/silent-trial/stop/",
+        versions.silent_trial,
+        {"verb": "stop"},
+        name="model-silent-trial-stop",
+    ),
     path("api/", include("screening.api.urls")),
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("dicomweb/", include(wado.urlpatterns)),

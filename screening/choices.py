@@ -101,6 +101,18 @@ class AIStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class SilentTrial(models.TextChoices):
+    """A model version's silent trial: it scores new studies for auditors only.
+
+    Running or stopped, its results are never shown to a reader; activating the version
+    ends the trial and lets its results be shown.
+    """
+
+    NONE = "", "None"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
 class Decision(models.TextChoices):
     RECALL = "recall", "Recall"
     NO_RECALL = "no_recall", "No recall"
@@ -248,6 +260,8 @@ class AuditAction(models.TextChoices):
     TRIAGE_CONFIRMED = "triage_confirmed", "Triage on local evidence confirmed"
     TRIAGE_OFF = "triage_off", "Triage on local evidence switched off"
     DRIFT_ALERT = "drift_alert", "AI scores drifted"
+    SILENT_TRIAL_STARTED = "silent_trial_started", "Silent trial started"
+    SILENT_TRIAL_STOPPED = "silent_trial_stopped", "Silent trial stopped"
 
 
 class ProposalStatus(models.TextChoices):

@@ -180,6 +180,16 @@ def model_evidence_loaded(user: Actor, model_version: ModelVersion) -> AuditEven
     )
 
 
+def silent_trial_started(user: Actor, model_version: ModelVersion) -> AuditEvent:
+    """The version now scores every new study, for auditors only."""
+    return _record(user, AuditAction.SILENT_TRIAL_STARTED, model_version)
+
+
+def silent_trial_stopped(user: Actor, model_version: ModelVersion, dropped: int) -> AuditEvent:
+    """The version scores nothing more; ``dropped`` queued images were taken off the queue."""
+    return _record(user, AuditAction.SILENT_TRIAL_STOPPED, model_version, dropped=dropped)
+
+
 def ai_retried(user: Actor, result: AIResult) -> AuditEvent:
     return _record(user, AuditAction.AI_RETRIED, result, case_id=result.case_id)
 

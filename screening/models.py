@@ -38,6 +38,7 @@ from .choices import (
     ReadKind,
     RiskBand,
     Role,
+    SilentTrial,
     SourceFormat,
     View,
 )
@@ -405,6 +406,12 @@ class ModelVersion(models.Model):
     # (screening.audit.triage_switch): the figures ("local"), who proposed and who confirmed,
     # when. Empty while off; judged against the site's gates on every ask, like ``evidence``.
     triage_switch = models.JSONField(default=dict, blank=True, editable=False)
+    # A silent trial (choices.SilentTrial): running, the version scores every new study
+    # beside (or without) the active one; running or stopped, readers never see its results.
+    silent_trial = models.CharField(
+        max_length=10, choices=SilentTrial.choices, default=SilentTrial.NONE, blank=True
+    )
+    silent_trial_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -417,10 +424,27 @@ class ModelVersion(models.Model):
             models.CheckConstraint(
                 condition=Q(threshold__gte=0) & Q(threshold__lte=1), name="threshold_in_unit"
             ),
+            models.CheckConstraint(
+                condition=Q(is_active=False) | Q(silent_trial=SilentTrial.NONE),
+                name="active_model_not_in_silent_trial",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_architecture_display()} {self.version}"
+
+    # The one rule of who sees a version's results: a version in silent trial (running or
+    # stopped) scores for auditors only. Readers are shown a case's ``ai_result``, which
+    # never points at such a version's result; what else they see (work in flight, the
+    # heatmap files) asks this too (``ai.queries``).
+    @property
+    def hidden_from_readers(self) -> bool:
+        return self.silent_trial != SilentTrial.NONE
+
+    @property
+    def in_silent_trial(self) -> bool:
+        """Scoring every new study for auditors now."""
+        return self.silent_trial == SilentTrial.RUNNING
 
     # The three questions every surface asks. Each judges the recorded figures against
     # this site's gates (settings.AI_GATES) on every ask, never a stored "passed" flag, and

@@ -1,4 +1,5 @@
-"""The AI verbs: register, evidence and activate model versions, queue a study, retry a result.
+"""The AI verbs: register, evidence and activate model versions, run a silent trial, queue a
+study, retry a result.
 
 Each verb authorises nothing (callers do), writes its rows and audit event in one
 transaction and sends Celery work only after commit.
@@ -13,11 +14,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .. import events
-from ..choices import AIStatus, Architecture
+from ..choices import AIStatus, Architecture, SilentTrial
 from ..errors import Conflict, DomainError, NotFound
 from ..models import AIResult, Case, ModelVersion, Study
 from . import inference
@@ -38,10 +39,18 @@ def activate_model_version(actor: User | None, model_version_id: int) -> ModelVe
         if previous is not None:
             previous.is_active = False
             previous.save(update_fields=["is_active"])
+        trial_ran = target.in_silent_trial
         target.is_active = True
         target.activated_at = timezone.now()
-        target.save(update_fields=["is_active", "activated_at"])
+        if target.hidden_from_readers:  # switched on: its results are readers' from now
+            target.silent_trial = SilentTrial.NONE
+            target.silent_trial_changed_at = target.activated_at
+        target.save(
+            update_fields=["is_active", "activated_at", "silent_trial", "silent_trial_changed_at"]
+        )
         events.model_activated(actor, target, previous.pk if previous else None)
+        if trial_ran:
+            events.silent_trial_stopped(actor, target, dropped=0)
         transaction.on_commit(lambda: _fan_out_rescore(target.pk))
     log.info("Model version %s activated (previous %s)", target.pk, previous and previous.pk)
     return target
@@ -63,11 +72,59 @@ def active_model_version() -> ModelVersion | None:
 
 
 def request_inference(study: Study) -> list[int]:
-    """Queue a study for the active model, if there is one; the job is sent after commit."""
-    active = ModelVersion.objects.filter(is_active=True).first()
-    if active is None:
-        return []
-    return inference.queue_study(study.pk, active.pk)
+    """Queue a study for the active model, if there is one, and for every version in silent
+    trial; the jobs are sent after commit (a silent trial's behind the active one's)."""
+    wanted = ModelVersion.objects.filter(
+        Q(is_active=True) | Q(silent_trial=SilentTrial.RUNNING)
+    ).values_list("pk", flat=True)
+    return [pk for version_id in wanted for pk in inference.queue_study(study.pk, version_id)]
+
+
+def start_silent_trial(actor: User | None, model_version_id: int) -> ModelVersion:
+    """Let a registered version score every new study for auditors, never for readers.
+
+    It runs beside the active version, or alone; its jobs go behind the active version's
+    on the workers (``inference.dispatch``), so a trial never delays what readers wait for.
+    """
+    with transaction.atomic():
+        version = _locked_version(model_version_id)
+        if version.is_active:
+            raise Conflict(f"{version} is the active version: it cannot also run silently.")
+        if version.in_silent_trial:
+            return version
+        version.silent_trial = SilentTrial.RUNNING
+        version.silent_trial_changed_at = timezone.now()
+        version.save(update_fields=["silent_trial", "silent_trial_changed_at"])
+        events.silent_trial_started(actor, version)
+    log.info("Model version %s: silent trial started", version.pk)
+    return version
+
+
+def stop_silent_trial(actor: User | None, model_version_id: int) -> ModelVersion:
+    """End a silent trial at once: no new study is queued for it and the images still
+    waiting for it leave the queue. Its results stay, for auditors only."""
+    with transaction.atomic():
+        version = _locked_version(model_version_id)
+        if not version.in_silent_trial:
+            raise Conflict(f"{version} is not in silent trial.")
+        version.silent_trial = SilentTrial.STOPPED
+        version.silent_trial_changed_at = timezone.now()
+        version.save(update_fields=["silent_trial", "silent_trial_changed_at"])
+        dropped, _ = AIResult.for_images.filter(
+            model_version=version, status=AIStatus.QUEUED
+        ).delete()
+        events.silent_trial_stopped(actor, version, dropped)
+    log.info(
+        "Model version %s: silent trial stopped, %d queued images dropped", version.pk, dropped
+    )
+    return version
+
+
+def _locked_version(model_version_id: int) -> ModelVersion:
+    version = ModelVersion.objects.select_for_update().filter(pk=model_version_id).first()
+    if version is None:
+        raise NotFound("No such model version.")
+    return version
 
 
 def register_model_version(

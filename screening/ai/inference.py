@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from ..choices import AIStatus, CaseStatus
+from ..choices import AIStatus, CaseStatus, SilentTrial
 from ..intake import films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
 from ..storage import storage_error
@@ -45,6 +45,11 @@ MAX_ATTEMPTS = 3
 # The Celery task that runs ``score_study`` (``tasks.score_study_task``), sent by name so
 # this module, which the tasks wrap, never imports them.
 SCORE_STUDY_TASK = "screening.score_study"
+# Message priorities on the inference queue (Redis: 0 is taken first, 9 last). A silent
+# trial's jobs wait behind every job a reader waits for; a worker takes one message at a
+# time (prefetch 1), so a trial's backlog never sits in front of a new study.
+READER_PRIORITY = 0
+SILENT_TRIAL_PRIORITY = 9
 
 
 class PermanentFailure(Exception):
@@ -72,8 +77,16 @@ def queue_study(study_id: int, model_version_id: int) -> list[int]:
 def dispatch(study_id: int, model_version_id: int) -> bool:
     """Send a study's job to the broker; when the broker is down the rows stay queued
     with no dispatch time, and the sweep sends them once it is back."""
+    silent = (
+        ModelVersion.objects.filter(pk=model_version_id)
+        .exclude(silent_trial=SilentTrial.NONE)
+        .exists()
+    )
+    priority = SILENT_TRIAL_PRIORITY if silent else READER_PRIORITY
     try:
-        current_app.send_task(SCORE_STUDY_TASK, args=[study_id, model_version_id], retry=False)
+        current_app.send_task(
+            SCORE_STUDY_TASK, args=[study_id, model_version_id], retry=False, priority=priority
+        )
     except Exception:  # kombu raises several connection error types
         log.warning("Broker unavailable: study %s stays queued for the sweep", study_id)
         return False
@@ -143,6 +156,8 @@ class StudyOutcome:
 def score_study(study_id: int, model_version_id: int, task_id: str = "") -> StudyOutcome:
     """Claim, score, explain and store every queued image of a study, then the case."""
     outcome = StudyOutcome()
+    if _trial_stopped(study_id, model_version_id):
+        return outcome
     claimed = claim(study_id, model_version_id, task_id, outcome)
     if claimed:
         version = ModelVersion.objects.get(pk=model_version_id)
@@ -158,6 +173,19 @@ def score_study(study_id: int, model_version_id: int, task_id: str = "") -> Stud
     study = Study.objects.get(pk=study_id)
     aggregate_case(study.case_id, model_version_id)
     return outcome
+
+
+def _trial_stopped(study_id: int, model_version_id: int) -> bool:
+    """A stopped silent trial scores nothing more: rows queued for it since (an upload
+    racing the stop, a dead worker's row the sweep put back) leave the queue unscored."""
+    if not ModelVersion.objects.filter(
+        pk=model_version_id, silent_trial=SilentTrial.STOPPED
+    ).exists():
+        return False
+    AIResult.for_images.filter(
+        image__study_id=study_id, model_version_id=model_version_id, status=AIStatus.QUEUED
+    ).delete()
+    return True
 
 
 def claim(
@@ -411,7 +439,12 @@ def aggregate_case(case_id: int, model_version_id: int) -> AIResult | None:
 
 
 def _show_if_active(case: Case, case_result: AIResult) -> None:
+    """Show a finished case result to readers, unless its version runs in silent trial:
+    then the case is left exactly as it was (no score, band, order or status change, so
+    nothing a reader polls moves)."""
     version = case_result.model_version
+    if version.hidden_from_readers:
+        return
     current = case.ai_result
     if version.is_active or current is None or current.status != AIStatus.DONE:
         case.show_ai_result(case_result)

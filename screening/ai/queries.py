@@ -1,11 +1,18 @@
 """What a reader may see of a case's AI: per-image results, live states, shown heatmaps;
-and, for admins and auditors, who registered each model version."""
+and, for admins and auditors, who registered each model version.
+
+Readers see one version's results on a case: the one its ``ai_result`` points at. A
+version in silent trial never becomes that (``inference.aggregate_case``), and its work in
+flight and its heatmap files are kept from readers here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..choices import AIStatus, AuditAction
+from django.db.models import QuerySet
+
+from ..choices import AIStatus, AuditAction, SilentTrial
 from ..errors import NotFound
 from ..models import AIResult, AuditEvent, Case, ModelVersion
 
@@ -31,10 +38,14 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
     waiting = [c.pk for c in cases if c.ai_result_id is None]
     in_flight: dict[int, set[str]] = {pk: set() for pk in waiting}
     if waiting:
-        rows = AIResult.for_images.filter(
-            case_id__in=waiting,
-            status__in=[AIStatus.QUEUED, AIStatus.RUNNING],
-        ).values_list("case_id", "status")
+        rows = (
+            readers_image_results()
+            .filter(
+                case_id__in=waiting,
+                status__in=[AIStatus.QUEUED, AIStatus.RUNNING],
+            )
+            .values_list("case_id", "status")
+        )
         for case_id, status in rows.distinct():
             in_flight[case_id].add(status)
     states = {}
@@ -50,11 +61,27 @@ def case_ai_states(cases: list[Case]) -> dict[int, str]:
     return states
 
 
-def shown_heatmap(result_id: int) -> AIResult:
-    """The result whose heatmap may be shown: stored, and its version's heatmaps passed
+def readers_image_results() -> QuerySet[AIResult]:
+    """Per-image results of versions whose work readers may follow (not a silent trial's)."""
+    return AIResult.for_images.filter(model_version__silent_trial=SilentTrial.NONE)
+
+
+def shown_to_readers(result: AIResult) -> bool:
+    """Whether a result is of the version the case shows readers (its ``ai_result``'s)."""
+    shown = result.case.ai_result
+    return shown is not None and shown.model_version_id == result.model_version_id
+
+
+def shown_heatmap(result_id: int, auditor: bool = False) -> AIResult:
+    """The result whose heatmap may be shown: stored, of the version the case shows (an
+    auditor may see any version's, a silent trial's too), and its version's heatmaps passed
     the randomisation test (ml.evidence); NotFound says why not."""
-    result = AIResult.objects.select_related("model_version").filter(pk=result_id).first()
-    if result is None or not result.heatmap:
+    result = (
+        AIResult.objects.select_related("model_version", "case__ai_result")
+        .filter(pk=result_id)
+        .first()
+    )
+    if result is None or not result.heatmap or not (auditor or shown_to_readers(result)):
         raise NotFound("No heatmap for this result.")
     if not result.shows_heatmap:
         raise NotFound(heatmap_hidden(result))
@@ -73,3 +100,9 @@ def registrations(versions: Iterable[ModelVersion]) -> dict[int, AuditEvent]:
         object_id__in=[str(v.pk) for v in versions],
     ).order_by("-pk")
     return {int(event.object_id): event for event in events}  # the earliest wins
+
+
+def version_case_scores(version: ModelVersion) -> QuerySet[AIResult]:
+    """Every case-level result of one version, newest first: what an auditor compares a
+    silent trial on. Never for a reader's surface."""
+    return AIResult.for_cases.filter(model_version=version).order_by("-finished_at", "-pk")

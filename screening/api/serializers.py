@@ -65,12 +65,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "is_active",
             "created_at",
             "activated_at",
+            "silent_trial",
+            "silent_trial_changed_at",
         ]
 
     validated_for_triage = serializers.BooleanField(read_only=True)
     shows_heatmaps = serializers.BooleanField(read_only=True)
     shows_marks = serializers.BooleanField(read_only=True)
     gates = GateSerializer(many=True, read_only=True)
+
+
+class TrialScoreSerializer(serializers.ModelSerializer):
+    """A version's case-level result, for auditors: a silent trial's scores included."""
+
+    class Meta:
+        model = AIResult
+        fields = ["id", "case", "model_version", "status", "probability", "error", "finished_at"]
+        read_only_fields = fields
 
 
 class RegionMarkSerializer(serializers.Serializer):

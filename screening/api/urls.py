@@ -34,6 +34,11 @@ urlpatterns = [
         interop.StudyAIReportView.as_view(),
         name="api-study-ai-report",
     ),
+    path(
+        "model-versions/<int:pk>/scores/",
+        ai.VersionScoresView.as_view(),
+        name="api-model-version-scores",
+    ),
     path("", include(router.urls)),
     # Last: what nothing above matched. Only paths ending in a slash, so a missing slash is
     # still redirected (APPEND_SLASH) to the endpoint it names.

@@ -11,7 +11,7 @@ from typing import NoReturn
 from django.contrib.auth.models import User
 
 from .. import events
-from ..ai.queries import case_ai_results, heatmap_hidden
+from ..ai.queries import case_ai_results, heatmap_hidden, shown_to_readers
 from ..choices import AIStatus
 from ..errors import Conflict, DomainError, NotFound
 from ..models import AIResult, Study
@@ -46,13 +46,15 @@ def export_study_report(actor: User, study_id: int) -> DicomExport:
 def export_heatmap_capture(actor: User, result_id: int) -> DicomExport:
     """One image's heatmap overlay as a DICOM Secondary Capture, for the PACS."""
     result = (
-        AIResult.for_images.select_related("image__study", "model_version")
+        AIResult.for_images.select_related("image__study", "model_version", "case__ai_result")
         .filter(pk=result_id)
         .first()
     )
     if result is None:
         raise NotFound("No such image result.")
     image = result.scored_image
+    if not shown_to_readers(result):  # another version's, a silent trial's: not for a PACS
+        _refuse_export(actor, image.study, "No such image result.")
     _exportable(actor, image.study, result)
     if not result.heatmap:
         _refuse_export(actor, image.study, "No heatmap was stored for this image.")

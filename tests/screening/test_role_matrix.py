@@ -161,6 +161,18 @@ MATRIX = [
         page({ADMIN}, ok=302),
     ),
     (
+        "model silent trial start",
+        "post",
+        lambda o: reverse("model-silent-trial-start", args=[o["model"].pk]),
+        page({ADMIN}, ok=302),
+    ),
+    (
+        "model silent trial stop",
+        "post",
+        lambda o: reverse("model-silent-trial-stop", args=[o["model"].pk]),
+        page({ADMIN}, ok=302),
+    ),
+    (
         "django admin",
         "get",
         lambda o: reverse("admin:index"),
@@ -205,6 +217,25 @@ MATRIX = [
         "post",
         lambda o: reverse("api-model-version-activate", args=[o["model"].pk]),
         api({ADMIN}),
+    ),
+    (
+        "api model start silent trial",
+        "post",
+        lambda o: reverse("api-model-version-start-silent-trial", args=[o["model"].pk]),
+        api({ADMIN}),
+    ),
+    (
+        # The version is not in silent trial here: the admin is told so (409).
+        "api model stop silent trial",
+        "post",
+        lambda o: reverse("api-model-version-stop-silent-trial", args=[o["model"].pk]),
+        api({ADMIN}, ok=409),
+    ),
+    (
+        "api model scores",
+        "get",
+        lambda o: reverse("api-model-version-scores", args=[o["model"].pk]),
+        api({AUD}),
     ),
     # A form post is not multipart/related: the admin gets 415, everyone else never gets that far.
     ("dicomweb stow", "post", lambda o: reverse("dicomweb-studies"), api({ADMIN}, ok=415)),

@@ -6,8 +6,9 @@ from django.http import FileResponse, Http404, HttpRequest
 from django.views.decorators.http import require_GET
 
 from ... import errors
+from ...choices import Role
 from ...http import private_file
-from ...roles import CLINICAL_VIEWERS, role_required
+from ...roles import CLINICAL_VIEWERS, has_role, role_required
 from .. import queries as ai_queries
 
 
@@ -15,6 +16,7 @@ from .. import queries as ai_queries
 @role_required(*CLINICAL_VIEWERS)
 def heatmap_file(request: HttpRequest, result_id: int) -> FileResponse:
     try:
-        return private_file(ai_queries.shown_heatmap(result_id).heatmap)
+        shown = ai_queries.shown_heatmap(result_id, auditor=has_role(request.user, Role.AUDITOR))
+        return private_file(shown.heatmap)
     except errors.NotFound as error:
         raise Http404(error.message) from None

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from ...choices import Role
 from ...forms import object_id
-from ...models import AIResult, Case
+from ...models import Case
 from ...roles import role_required
 from .. import queries as ai_queries
 
@@ -17,7 +17,7 @@ from .. import queries as ai_queries
 @role_required(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 def case_ai_status(request: HttpRequest, case_id: int) -> JsonResponse:
     case = get_object_or_404(Case.objects.select_related("ai_result"), pk=case_id)
-    images = AIResult.for_images.filter(case=case)
+    images = ai_queries.readers_image_results().filter(case=case)
     if case.ai_result is not None:
         images = images.filter(model_version_id=case.ai_result.model_version_id)
     return JsonResponse(
