@@ -30,6 +30,11 @@ urlpatterns = [
         interop.StudyAIReportView.as_view(),
         name="api-study-ai-report",
     ),
+    path(
+        "cases/<int:pk>/read-report/",
+        interop.CaseReadReportView.as_view(),
+        name="api-case-read-report",
+    ),
     path("", include(router.urls)),
     # Last: what nothing above matched. Only paths ending in a slash, so a missing slash is
     # still redirected (APPEND_SLASH) to the endpoint it names.
