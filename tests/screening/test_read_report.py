@@ -300,3 +300,17 @@ def test_the_closed_case_page_links_its_report_for_a_reader(client, closed):  # 
     client.force_login(UserFactory._meta.model.objects.get(username="rad2"))
     page = client.get(reverse("case-detail", args=[closed.pk])).content.decode()
     assert reverse("case-read-report", args=[closed.pk]) in page
+
+
+def test_a_read_from_before_per_breast_reading_keeps_its_one_case_category(db):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    first, second = UserFactory(role=Role.RADIOLOGIST), UserFactory(role=Role.RADIOLOGIST)
+    read_case(first, case.pk, recall=False)
+    read_case(second, case.pk, recall=False)
+    case.reads.update(birads_right=None, birads_left=None, birads=2)
+    case.refresh_from_db()
+    sr = parse(interop_actions.build_read_report(case).content)
+    for item in [one(sr, "111413"), *children(sr, "SCRREAD")]:
+        category = one(item, "111005")
+        assert value(category) == "397141009"  # 2 - Benign, for the whole case
+        assert "ContentSequence" not in category  # no breast claimed
