@@ -221,7 +221,9 @@ def _observer(read: Read) -> list[Any]:
         hd.sr.ObserverContext(
             observer_type=_concept(PERSON),
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=f"{username}^", login_name=username
+                # One component (the trailing caret says so) within PN's 64 characters.
+                name=f"{username[:63]}^",
+                login_name=username,
             ),
         )
     )

@@ -314,3 +314,15 @@ def test_a_read_from_before_per_breast_reading_keeps_its_one_case_category(db): 
         category = one(item, "111005")
         assert value(category) == "397141009"  # 2 - Benign, for the whole case
         assert "ContentSequence" not in category  # no breast claimed
+
+
+def test_a_long_user_name_fits_the_person_name_and_is_kept_whole_as_login(db):  # type: ignore[no-untyped-def]
+    case = dicom_case_with_images(images=1)
+    long_name = "r" * 150  # Django allows 150 characters; a DICOM name component 64
+    read_case(UserFactory(role=Role.RADIOLOGIST, username=long_name), case.pk, recall=False)
+    read_case(UserFactory(role=Role.RADIOLOGIST), case.pk, recall=False)
+    case.refresh_from_db()
+    sr = parse(interop_actions.build_read_report(case).content)
+    first = next(r for r in children(sr, "SCRREAD") if value(one(r, "READKIND")) == "FIRSTREAD")
+    assert one(first, "121008").PersonName.family_name == "r" * 63
+    assert one(first, "128774").TextValue == long_name  # Person Observer's Login Name
