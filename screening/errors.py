@@ -27,3 +27,9 @@ class StorageFull(DomainError):
     """The media folder has no room left (or the quota is spent): nothing was kept."""
 
     status = HTTPStatus.INSUFFICIENT_STORAGE
+
+
+class Forbidden(DomainError):
+    """This person may never have this, whatever the state (their role or part in a case)."""
+
+    status = HTTPStatus.FORBIDDEN

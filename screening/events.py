@@ -254,6 +254,23 @@ def dicom_export_refused(user: Actor, study: Study, reason: str) -> AuditEvent:
     )
 
 
+def read_report_exported(user: Actor, case: Case) -> AuditEvent:
+    """The readers' final report of a closed case left as a DICOM SR: an export."""
+    return _record(user, AuditAction.EXPORT, case, what="read_report_sr", case_id=case.pk)
+
+
+def read_report_refused(user: Actor, case: Case, reason: str) -> AuditEvent:
+    return _record(
+        user,
+        AuditAction.EXPORT,
+        case,
+        outcome=AuditOutcome.FAILURE,
+        what="read_report_sr",
+        case_id=case.pk,
+        reason=reason,
+    )
+
+
 def upload_request_refused(
     actor: Actor, code: str, status: int, fields: list[str] | None = None
 ) -> AuditEvent:

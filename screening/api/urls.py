@@ -39,6 +39,11 @@ urlpatterns = [
         ai.VersionScoresView.as_view(),
         name="api-model-version-scores",
     ),
+    path(
+        "cases/<int:pk>/read-report/",
+        interop.CaseReadReportView.as_view(),
+        name="api-case-read-report",
+    ),
     path("", include(router.urls)),
     # Last: what nothing above matched. Only paths ending in a slash, so a missing slash is
     # still redirected (APPEND_SLASH) to the endpoint it names.

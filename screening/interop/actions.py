@@ -1,4 +1,5 @@
-"""The interop verbs: DICOM SR and SC exports to a PACS, and the WADO-RS retrieve.
+"""The interop verbs: DICOM SR and SC exports to a PACS (the AI's and the readers'), and
+the WADO-RS retrieve.
 
 Each verb authorises nothing (callers do) and audits what it gives out or refuses.
 """
@@ -12,10 +13,13 @@ from django.contrib.auth.models import User
 
 from .. import events
 from ..ai.queries import case_ai_results, heatmap_hidden, shown_to_readers
-from ..choices import AIStatus
-from ..errors import Conflict, DomainError, NotFound
-from ..models import AIResult, Study
-from . import dicom_export
+from ..choices import AIStatus, CaseStatus
+from ..errors import Conflict, DomainError, Forbidden, NotFound
+from ..models import AIResult, Case, Study
+from ..reading import pathway
+from ..reading.queries import given_reads
+from ..roles import person
+from . import dicom_export, read_report
 from .stored_dicom import StoredInstance
 
 
@@ -80,6 +84,53 @@ def _refuse_export(
 ) -> NoReturn:
     events.dicom_export_refused(actor, study, reason)
     raise error(reason)
+
+
+def build_read_report(case: Case) -> DicomExport:
+    """The closed case's final report (every read, the arbitration, the decision) as a
+    DICOM SR in the woman's study: the one verb a PACS sender calls, with no user.
+
+    Authorises and audits nothing (``export_read_report`` does, for people). Raises
+    Conflict while the case is open and NotFound without a DICOM study to land in.
+    """
+    if case.status != CaseStatus.CLOSED:
+        raise Conflict(REPORT_NOT_YET)
+    study = read_report.report_study(case)
+    if study is None:
+        raise NotFound(REPORT_NO_DICOM)
+    reads = list(case.reads.select_related("reader").prefetch_related("findings"))
+    content = read_report.read_report(case, study, reads)
+    return DicomExport(f"read-report-case-{case.pk}.dcm", content)
+
+
+REPORT_NOT_YET = (
+    "The readers' report is written when the case closes; until then every read stays blind."
+)
+REPORT_NO_DICOM = "This case was not uploaded as DICOM: its report has no study to land in."
+REPORT_NOT_YOURS = "Only the readers of this case and auditors may take its report."
+
+
+def export_read_report(actor: User, case_id: int) -> DicomExport:
+    """A closed case's final report for a person: its readers and auditors (``pathway``),
+    never before the case closes. Audited as an export, and each refusal too."""
+    case = Case.objects.filter(pk=case_id).first()
+    if case is None:
+        raise NotFound("No such case.")
+    if case.status != CaseStatus.CLOSED:
+        _refuse_report(actor, case, Conflict(REPORT_NOT_YET))
+    if not pathway.may_take_report(person(actor), case.status, given_reads(case)):
+        _refuse_report(actor, case, Forbidden(REPORT_NOT_YOURS))
+    try:
+        export = build_read_report(case)
+    except DomainError as error:
+        _refuse_report(actor, case, error)
+    events.read_report_exported(actor, case)
+    return export
+
+
+def _refuse_report(actor: User, case: Case, error: DomainError) -> NoReturn:
+    events.read_report_refused(actor, case, error.message)
+    raise error
 
 
 def wado_retrieve(

@@ -1,4 +1,5 @@
-"""The export endpoints: a study's AI result as a DICOM SR, a heatmap as a DICOM SC."""
+"""The export endpoints: a study's AI result as a DICOM SR, a heatmap as a DICOM SC, a closed
+case's readers' report as a DICOM SR."""
 
 from __future__ import annotations
 
@@ -41,5 +42,22 @@ class HeatmapDicomView(BinaryDownloadView):
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
             return dicom_download(interop_actions.export_heatmap_capture(request.user, pk))
+        except errors.DomainError as error:
+            return error_response(error)
+
+
+class CaseReadReportView(BinaryDownloadView):
+    """A closed case's final report as a DICOM SR: per breast BI-RADS, density, findings,
+    the decision, each read and its reader, the arbitration. Only for the case's readers
+    and auditors, and never while the case is open (409), so blind reading holds."""
+
+    permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
+
+    @extend_schema(
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(403, 404, 409)}
+    )
+    def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
+        try:
+            return dicom_download(interop_actions.export_read_report(request.user, pk))
         except errors.DomainError as error:
             return error_response(error)

@@ -1,4 +1,5 @@
-"""The export pages: a study's AI result as a DICOM SR, a heatmap as a DICOM SC."""
+"""The export pages: a study's AI result as a DICOM SR, a heatmap as a DICOM SC, a closed
+case's readers' report as a DICOM SR."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ def heatmap_dicom(request: AuthenticatedHttpRequest, result_id: int) -> HttpResp
     """One image's heatmap overlay as a DICOM Secondary Capture."""
     try:
         export = interop_actions.export_heatmap_capture(request.user, result_id)
+    except errors.DomainError as error:
+        return HttpResponse(error.message, status=error.status, content_type="text/plain")
+    return dicom_download(export)
+
+
+@require_GET
+@role_required(*CLINICAL_VIEWERS)
+def case_read_report(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse:
+    """A closed case's readers' report as a DICOM SR; who may is the pathway's rule."""
+    try:
+        export = interop_actions.export_read_report(request.user, case_id)
     except errors.DomainError as error:
         return HttpResponse(error.message, status=error.status, content_type="text/plain")
     return dicom_download(export)

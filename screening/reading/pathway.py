@@ -179,6 +179,27 @@ def final_decision(status: str, reads: Sequence[GivenRead]) -> str:
     return after_read(reads).final_decision
 
 
+def closing_kind(reads: Sequence[GivenRead]) -> str:
+    """The kind of the read whose decision closed the case ('' while open): the
+    arbitration, else the second read that agreed with the first (``after_read``)."""
+    if after_read(reads).status != CaseStatus.CLOSED:
+        return ""
+    kinds = {read.kind for read in reads}
+    return ReadKind.ARBITRATION if ReadKind.ARBITRATION in kinds else ReadKind.SECOND
+
+
+def may_take_report(person: Person, status: str, reads: Sequence[GivenRead]) -> bool:
+    """Whether ``person`` may take the case's final report (every read, named).
+
+    Only once the case is closed, so no open read is ever exposed and blind reading holds;
+    then the people who gave one of its reads (first, second, arbitration) and auditors.
+    A reader who took no part in the case has no reason to carry its report away.
+    """
+    if status != CaseStatus.CLOSED:
+        return False
+    return Role.AUDITOR in person.roles or has_read(person, reads)
+
+
 def visible_reads(person: Person, status: str, reads: Sequence[GivenRead]) -> list[GivenRead]:
     """The reads ``person`` may see: the blind-reading rule for every page and endpoint.
 

@@ -367,6 +367,7 @@ def _render_case(
     reads = queries.visible_reads(request.user, case)
     is_reader = bool(me.roles & pathway.READER_ROLES)
     can_read = pathway.may_read(me, case.status, given)
+    studies = list(case.studies.all())
     context = {
         "case": case,
         "images": images,
@@ -374,7 +375,10 @@ def _render_case(
         "priors": priors,
         "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,
-        "studies": case.studies.all(),
+        "studies": studies,
+        # The readers' report leaves only once the case is closed, to its readers and auditors.
+        "read_report": pathway.may_take_report(me, case.status, given)
+        and any(study.is_dicom for study in studies),
         "reads": reads,
         "my_reads": [read for read in reads if read.reader_id == me.id],
         "other_reads_shown": any(read.reader_id != me.id for read in reads),

@@ -256,6 +256,33 @@ def test_until_a_case_closes_a_reader_sees_another_read_only_as_its_arbitrator()
     holds_under_random_reading(check)
 
 
+def test_the_final_report_leaves_only_once_closed_to_its_readers_and_auditors() -> None:
+    def check(case: ReadingPathway) -> None:
+        readers = {read.reader_id for read in case.reads}
+        for who in POOL:
+            takes = pathway.may_take_report(who, case.status, case.reads)
+            if case.status != CaseStatus.CLOSED:
+                assert not takes, (who, case.reads)
+            else:
+                assert takes == (who.id in readers or Role.AUDITOR in who.roles), who
+
+    holds_under_random_reading(check)
+
+
+def test_the_closing_read_is_the_one_whose_decision_is_final() -> None:
+    def check(case: ReadingPathway) -> None:
+        kind = pathway.closing_kind(case.reads) if case.reads else ""
+        if case.status != CaseStatus.CLOSED:
+            assert kind == ""
+            return
+        closing = case.read_of(kind)
+        assert closing is not None
+        assert closing.decision == pathway.final_decision(case.status, case.reads)
+        assert kind == (ReadKind.ARBITRATION if len(case.reads) == 3 else ReadKind.SECOND)
+
+    holds_under_random_reading(check)
+
+
 def test_an_open_case_can_always_be_read_by_someone_whose_statuses_include_it() -> None:
     def check(case: ReadingPathway) -> None:
         able = [who for who in POOL if pathway.may_read(who, case.status, case.reads)]

@@ -41,6 +41,7 @@ from tests.factories import (
     UserFactory,
     case_with_images,
     dicom_case_with_images,
+    read_case,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -88,12 +89,17 @@ def stow_body(ctx, value) -> bytes:  # type: ignore[no-untyped-def]
 
 def seed_data() -> dict[str, list[int]]:
     """Objects for the generated ids to find, by the path that names them: cases with and
-    without AI, a scored DICOM study, two model versions."""
+    without AI, a scored DICOM study, a closed DICOM case (its readers' report), two model
+    versions."""
     ModelVersionFactory()
     for n in range(3):
         case_with_images(images=1, score=0.3 * n)
     case_with_images(images=1)
     dicom_case_with_images(images=1, score=0.8)
+    closed = dicom_case_with_images(images=1)
+    for n in range(2):
+        reader = UserFactory(role=Role.RADIOLOGIST, username=f"fuzz-reader-{n}")
+        read_case(reader, closed.pk, recall=False)
     return {
         "/api/cases/": list(Case.objects.values_list("pk", flat=True)),
         "/api/images/": list(Image.objects.values_list("pk", flat=True)),

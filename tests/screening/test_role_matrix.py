@@ -11,6 +11,7 @@ from tests.factories import (
     UserFactory,
     case_with_images,
     dicom_case_with_images,
+    read_case,
 )
 
 ANON, RAD, ARB, ADMIN, AUD, NONE = (
@@ -281,6 +282,19 @@ MATRIX = [
         lambda o: reverse("api-heatmap-dicom", args=[o["dicom_result"].pk]),
         api({RAD, ARB, AUD}),
     ),
+    # Only the readers of the closed case (RAD first, ARB arbitration) and auditors.
+    (
+        "case read report",
+        "get",
+        lambda o: reverse("case-read-report", args=[o["closed_case"].pk]),
+        page({RAD, ARB, AUD}),
+    ),
+    (
+        "api case read report",
+        "get",
+        lambda o: reverse("api-case-read-report", args=[o["closed_case"].pk]),
+        api({RAD, ARB, AUD}),
+    ),
     # Probes need no login (no model version is active here, so not ready); the scraper needs
     # the metrics token, which no role's session stands in for.
     ("healthz", "get", lambda o: reverse("healthz"), dict.fromkeys(ROLES, 200)),
@@ -289,8 +303,18 @@ MATRIX = [
 ]
 
 
+def arbitrated(first, arbitrator):  # type: ignore[no-untyped-def]
+    """A closed DICOM case: ``first`` recalls, another radiologist does not, ``arbitrator``
+    arbitrates."""
+    case = dicom_case_with_images(images=1)
+    read_case(first, case.pk, recall=True)
+    read_case(UserFactory(role="radiologist"), case.pk, recall=False)
+    read_case(arbitrator, case.pk, recall=True)
+    return case
+
+
 @pytest.fixture
-def objects(db):  # type: ignore[no-untyped-def]
+def objects(db, users):  # type: ignore[no-untyped-def]
     case = case_with_images(images=1, score=0.7)
     image = case.studies.get().images.get()
     dicom_study = dicom_case_with_images(images=1, score=0.6).studies.get()
@@ -302,6 +326,7 @@ def objects(db):  # type: ignore[no-untyped-def]
         "image": image,
         "heatmap": image.ai_results.get(),
         "model": ModelVersionFactory(),
+        "closed_case": arbitrated(users[RAD], users[ARB]),
     }
 
 
