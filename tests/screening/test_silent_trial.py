@@ -231,6 +231,7 @@ def scored_by_both(admin_user, active, shadow):  # type: ignore[no-untyped-def]
     shown = AIResult.for_images.get(image=image, model_version=active)
     return {
         "case": case,
+        "closed_case": case,  # open here: its readers' report answers 409, and shows nothing
         "image": image,
         "heatmap": shown,
         "dicom_study": study,
