@@ -248,6 +248,9 @@ class AuditAction(models.TextChoices):
     TRIAGE_CONFIRMED = "triage_confirmed", "Triage on local evidence confirmed"
     TRIAGE_OFF = "triage_off", "Triage on local evidence switched off"
     DRIFT_ALERT = "drift_alert", "AI scores drifted"
+    DICOM_ASSOCIATION = "dicom_association", "DICOM association ended"
+    DICOM_ASSOCIATION_REJECTED = "dicom_rejected", "DICOM association rejected"
+    DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
 
 
 class ProposalStatus(models.TextChoices):

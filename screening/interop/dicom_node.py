@@ -1,0 +1,349 @@
+"""The DICOM node: a modality or PACS sends studies by C-STORE, as it would to any archive.
+
+Only configured peers may associate (AE title *and* address); the node answers C-ECHO and
+C-STORE of the image SOP classes the upload checks accept, in the transfer syntaxes they
+decode. Instances arrive one C-STORE at a time, but a study is filed whole or not at all,
+as every upload is: each instance is checked as it arrives (a failure is answered with a
+DICOM failure status and refuses its whole study), kept aside per Study Instance UID, and
+when the association is released each study goes through the same upload verb as the page,
+the API and STOW-RS. An aborted association files nothing: its sender knows it failed.
+
+Original identifiers never leave this module: instances are named by their order in the
+association ("instance 3"), studies by their order ("study 1"), in the log and audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from .. import events
+from ..intake import actions as intake_actions
+from ..intake.dicom import IMAGE_SOP_CLASSES
+from ..intake.films import FileRejected
+from ..intake.imaging import inspect_image
+from ..intake.streams import KINDS_BY_SYNTAX
+from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_STUDIES
+
+log = logging.getLogger(__name__)
+
+# Native syntaxes and every compressed one the upload checks can verify and decode.
+TRANSFER_SYNTAXES = [ImplicitVRLittleEndian, "1.2.840.10008.1.2.1", *sorted(KINDS_BY_SYNTAX)]
+# PS3.4 Annex B.2.3 C-STORE failures.
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0x0110
+STATUS_BY_CODE = {
+    "too_large": OUT_OF_RESOURCES,
+    "too_many_pixels": OUT_OF_RESOURCES,
+    "not_mammography": DOES_NOT_MATCH_SOP_CLASS,
+    "no_pixel_data": DOES_NOT_MATCH_SOP_CLASS,
+    "not_dicom": DOES_NOT_MATCH_SOP_CLASS,
+}
+# A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
+REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A sender the node accepts: its calling AE title, from this host only."""
+
+    ae_title: str
+    host: str
+
+    def addresses(self) -> set[str]:
+        """The host's addresses now (a name is resolved at each association, so a PACS
+        that moves keeps working)."""
+        try:
+            return {info[4][0] for info in socket.getaddrinfo(self.host, None)}
+        except OSError:
+            return set()
+
+
+def parse_peers(entries: list[str]) -> list[Peer]:
+    """``["AETITLE@host", …]`` (DICOM_NODE_PEERS) as peers; a malformed entry stops the node."""
+    peers = []
+    for entry in entries:
+        ae_title, at, host = entry.rpartition("@")
+        ae_title, host = ae_title.strip(), host.strip()
+        if not at or not ae_title or not host or len(ae_title) > 16:
+            raise ImproperlyConfigured(
+                f"DICOM_NODE_PEERS entry {entry!r} is not AETITLE@host (AE title of 1-16 characters)."
+            )
+        peers.append(Peer(ae_title, host))
+    return peers
+
+
+def caller_refusal(peers: list[Peer], calling_ae: str, address: str) -> str:
+    """Why a caller is not let in ("" if it is): the AE title and the address must both be
+    those of one configured peer."""
+    titled = [peer for peer in peers if peer.ae_title == calling_ae.strip()]
+    if not titled:
+        return "unknown calling AE title"
+    if not any(address in peer.addresses() for peer in titled):
+        return "calling AE title not allowed from this address"
+    return ""
+
+
+class SpooledInstance:
+    """An instance kept on disk until its study is filed: what the upload verb reads."""
+
+    def __init__(self, path: Path, position: int) -> None:
+        self.path, self.position = path, position
+
+    @property
+    def name(self) -> str:
+        return f"instance {self.position + 1}"
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass
+class PendingStudy:
+    """One study of an association: its instances by SOP Instance UID (a re-send in the
+    same association replaces the earlier copy), or the first refusal that sank it."""
+
+    order: int
+    instances: dict[str, SpooledInstance] = field(default_factory=dict)
+    refusal: tuple[str, str] | None = None  # (code, reason)
+
+
+@dataclass
+class Reception:
+    """What one association has brought so far."""
+
+    calling_ae: str
+    address: str
+    folder: tempfile.TemporaryDirectory = field(
+        default_factory=lambda: tempfile.TemporaryDirectory(prefix="mammo-dicom-")
+    )
+    studies: dict[str, PendingStudy] = field(default_factory=dict)
+    instances: int = 0
+
+
+class DicomNode:
+    """The application entity and its handlers; ``start`` serves in background threads."""
+
+    def __init__(self, actor: User, ae_title: str, peers: list[Peer]) -> None:
+        self.actor, self.ae_title, self.peers = actor, ae_title, peers
+        self._receptions: dict[int, Reception] = {}
+        self._lock = threading.Lock()
+
+    def application_entity(self) -> AE:
+        ae = AE(ae_title=self.ae_title)
+        ae.require_called_aet = True  # a call addressed to another AE title is not for us
+        ae.add_supported_context(Verification)
+        for sop_class in sorted(IMAGE_SOP_CLASSES):
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        ae.maximum_pdu_size = 0  # no limit: mammograms are large
+        return ae
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_RELEASED, self.on_released),
+            (evt.EVT_ABORTED, self.on_aborted),
+        ]
+
+    def start(self, address: str, port: int) -> ThreadedAssociationServer:
+        """Serve on ``address:port`` until the returned server's ``shutdown()``."""
+        ae = self.application_entity()
+        server = ae.start_server((address, port), block=False, evt_handlers=self.handlers())
+        log.info("DICOM node %s listening on %s:%d", self.ae_title, address, port)
+        return server
+
+    def on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        calling_ae, address = _caller(assoc)
+        try:
+            refusal = caller_refusal(self.peers, calling_ae, address)
+            if refusal:
+                log.warning(
+                    "DICOM association from %s at %s rejected: %s", calling_ae, address, refusal
+                )
+                DICOM_ASSOCIATIONS.labels("rejected").inc()
+                events.dicom_association_rejected(calling_ae, address, refusal)
+                assoc.acse.send_reject(*REJECT_UNKNOWN_CALLER)
+                assoc.kill()
+                return
+            DICOM_ASSOCIATIONS.labels("accepted").inc()
+            with self._lock:
+                self._receptions[id(assoc)] = Reception(calling_ae, address)
+        finally:
+            connections.close_all()  # this association's thread, not the server's
+
+    def on_store(self, event: evt.Event) -> Dataset | int:
+        reception = self._receptions.get(id(event.assoc))
+        if reception is None:
+            return PROCESSING_FAILURE
+        position = reception.instances
+        reception.instances += 1
+        content = event.encoded_dataset()
+        try:
+            study_uid = str(event.dataset.get("StudyInstanceUID", "") or "")
+        except Exception:  # a dataset pydicom cannot even parse: refused as corrupt below
+            study_uid = ""
+        sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+        pending = reception.studies.setdefault(study_uid, PendingStudy(len(reception.studies)))
+        if pending.refusal is not None:
+            return self._refuse(
+                reception, position, "study_refused", "Another instance of this study was refused."
+            )
+        path = Path(reception.folder.name) / f"{position}.dcm"
+        path.write_bytes(content)
+        instance = SpooledInstance(path, position)
+        try:
+            if not study_uid:
+                raise FileRejected("corrupt", "The instance names no Study Instance UID.")
+            inspect_image(instance.name, len(content), lambda: content)
+        except FileRejected as rejection:
+            pending.refusal = (rejection.code, rejection.message)
+            pending.instances.clear()
+            return self._refuse(reception, position, rejection.code, rejection.message)
+        pending.instances[sop_uid] = instance
+        DICOM_INSTANCES.labels("received").inc()
+        return 0x0000
+
+    def _refuse(self, reception: Reception, position: int, code: str, reason: str) -> Dataset:
+        DICOM_INSTANCES.labels("refused").inc()
+        log.warning(
+            "DICOM instance %d from %s refused (%s): %s",
+            position + 1,
+            reception.calling_ae,
+            code,
+            reason,
+        )
+        try:
+            events.dicom_refused(
+                reception.calling_ae, reception.address, "instance", position, code, reason
+            )
+        finally:
+            connections.close_all()
+        status = Dataset()
+        status.Status = STATUS_BY_CODE.get(code, CANNOT_UNDERSTAND)
+        status.ErrorComment = f"instance {position + 1}: {reason}"[:64]
+        return status
+
+    def on_released(self, event: evt.Event) -> None:
+        reception = self._pop(event.assoc)
+        if reception is None:
+            return
+        try:
+            stored = refused = 0
+            for pending in reception.studies.values():
+                if self._file(reception, pending):
+                    stored += 1
+                else:
+                    refused += 1
+            events.dicom_association_ended(
+                reception.calling_ae,
+                reception.address,
+                "released",
+                reception.instances,
+                stored,
+                refused,
+            )
+        finally:
+            reception.folder.cleanup()
+            connections.close_all()
+
+    def on_aborted(self, event: evt.Event) -> None:
+        reception = self._pop(event.assoc)
+        if reception is None:
+            return
+        try:
+            DICOM_STUDIES.labels("discarded").inc(len(reception.studies))
+            log.warning(
+                "DICOM association from %s aborted: %d instances discarded",
+                reception.calling_ae,
+                reception.instances,
+            )
+            events.dicom_association_ended(
+                reception.calling_ae, reception.address, "aborted", reception.instances, 0, 0
+            )
+        finally:
+            reception.folder.cleanup()
+            connections.close_all()
+
+    def _pop(self, assoc: Association) -> Reception | None:
+        with self._lock:
+            return self._receptions.pop(id(assoc), None)
+
+    def _file(self, reception: Reception, pending: PendingStudy) -> bool:
+        """File one study through the upload verb; True if it is stored (now or before)."""
+        label = f"study {pending.order + 1}"
+        if pending.refusal is not None:
+            code, reason = pending.refusal
+            return self._study_refused(
+                reception, pending, code, f"An instance was refused: {reason}"
+            )
+        files = sorted(pending.instances.values(), key=lambda instance: instance.position)
+        spec = intake_actions.StudySpec(accession_number="", dicom_only=True, resend_is_stored=True)
+        try:
+            accepted = intake_actions.upload_study(self.actor, spec, files)
+        except intake_actions.UploadRefused as refusal:
+            return self._study_refused(reception, pending, "study", refusal.message)
+        outcome = "stored" if accepted.studies else "already_stored"
+        DICOM_STUDIES.labels(outcome).inc()
+        log.info(
+            "DICOM %s from %s (%d instances): %s as study %s",
+            label,
+            reception.calling_ae,
+            len(files),
+            outcome.replace("_", " "),
+            accepted.study.pk,
+        )
+        return True
+
+    def _study_refused(
+        self, reception: Reception, pending: PendingStudy, code: str, reason: str
+    ) -> bool:
+        DICOM_STUDIES.labels("refused").inc()
+        log.warning(
+            "DICOM study %d from %s refused, nothing stored: %s",
+            pending.order + 1,
+            reception.calling_ae,
+            reason,
+        )
+        events.dicom_refused(
+            reception.calling_ae, reception.address, "study", pending.order, code, reason
+        )
+        return False
+
+
+def _caller(assoc: Association) -> tuple[str, str]:
+    calling_ae = str(assoc.requestor.primitive.calling_ae_title or "").strip()
+    return calling_ae, assoc.requestor.address
+
+
+def node_from_settings(actor: User) -> DicomNode:
+    """The node as configured; no peers configured is a mistake, not an open door."""
+    peers = parse_peers(settings.DICOM_NODE_PEERS)
+    if not peers:
+        raise ImproperlyConfigured(
+            "DICOM_NODE_PEERS is empty: list the modalities and PACS that may send, as AETITLE@host."
+        )
+    return DicomNode(actor, settings.DICOM_NODE_AE_TITLE, peers)
