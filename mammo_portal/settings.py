@@ -288,6 +288,8 @@ DICOM_NODE_AE_TITLE = os.environ.get("DICOM_NODE_AE_TITLE", "MAMMO_PORTAL")
 DICOM_NODE_BIND = os.environ.get("DICOM_NODE_BIND", "127.0.0.1")
 DICOM_NODE_PORT = envint("DICOM_NODE_PORT", 11112)
 DICOM_NODE_PEERS = envlist("DICOM_NODE_PEERS", "")
+# An association idle this long is closed and what it brought is filed (the quiet period).
+DICOM_NODE_QUIET_SECONDS = envfloat("DICOM_NODE_QUIET_SECONDS", 60.0)
 # The admin the node's uploads are recorded as (as import_studies' --as-user).
 DICOM_NODE_AS_USER = os.environ.get("DICOM_NODE_AS_USER", "admin")
 

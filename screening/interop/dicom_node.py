@@ -5,8 +5,9 @@ C-STORE of the image SOP classes the upload checks accept, in the transfer synta
 decode. Instances arrive one C-STORE at a time, but a study is filed whole or not at all,
 as every upload is: each instance is checked as it arrives (a failure is answered with a
 DICOM failure status and refuses its whole study), kept aside per Study Instance UID, and
-when the association is released each study goes through the same upload verb as the page,
-the API and STOW-RS. An aborted association files nothing: its sender knows it failed.
+when the association ends each study goes through the same upload verb as the page, the API
+and STOW-RS. It ends when the sender releases it, aborts it, or stays quiet for
+DICOM_NODE_QUIET_SECONDS: an instance answered with success is filed whichever way.
 
 Original identifiers never leave this module: instances are named by their order in the
 association ("instance 3"), studies by their order ("study 1"), in the log and audit trail.
@@ -146,8 +147,11 @@ class Reception:
 class DicomNode:
     """The application entity and its handlers; ``start`` serves in background threads."""
 
-    def __init__(self, actor: User, ae_title: str, peers: list[Peer]) -> None:
+    def __init__(
+        self, actor: User, ae_title: str, peers: list[Peer], quiet_seconds: float = 60.0
+    ) -> None:
         self.actor, self.ae_title, self.peers = actor, ae_title, peers
+        self.quiet_seconds = quiet_seconds
         self._receptions: dict[int, Reception] = {}
         self._lock = threading.Lock()
 
@@ -158,6 +162,9 @@ class DicomNode:
         for sop_class in sorted(IMAGE_SOP_CLASSES):
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.maximum_pdu_size = 0  # no limit: mammograms are large
+        # The quiet period: a sender that holds its association open without sending is
+        # cut off (A-ABORT, as Orthanc and storescp do), and what it sent is filed.
+        ae.network_timeout = self.quiet_seconds
         return ae
 
     def handlers(self) -> list[tuple[Any, Any]]:
@@ -248,41 +255,35 @@ class DicomNode:
         return status
 
     def on_released(self, event: evt.Event) -> None:
-        reception = self._pop(event.assoc)
+        self._end(event.assoc, "released")
+
+    def on_aborted(self, event: evt.Event) -> None:
+        """An abort (the sender's, or ours after the quiet period) files what was received
+        too: an instance answered with success is the node's to keep, and the sender may
+        already have deleted its copy (PS3.4 B.2.3)."""
+        self._end(event.assoc, "aborted")
+
+    def _end(self, assoc: Association, how: str) -> None:
+        reception = self._pop(assoc)
         if reception is None:
             return
         try:
-            stored = refused = 0
-            for pending in reception.studies.values():
-                if self._file(reception, pending):
-                    stored += 1
-                else:
-                    refused += 1
+            filed = [self._file(reception, pending) for pending in reception.studies.values()]
+            log.info(
+                "DICOM association from %s %s: %d instances, %d studies stored, %d refused",
+                reception.calling_ae,
+                how,
+                reception.instances,
+                filed.count(True),
+                filed.count(False),
+            )
             events.dicom_association_ended(
                 reception.calling_ae,
                 reception.address,
-                "released",
+                how,
                 reception.instances,
-                stored,
-                refused,
-            )
-        finally:
-            reception.folder.cleanup()
-            connections.close_all()
-
-    def on_aborted(self, event: evt.Event) -> None:
-        reception = self._pop(event.assoc)
-        if reception is None:
-            return
-        try:
-            DICOM_STUDIES.labels("discarded").inc(len(reception.studies))
-            log.warning(
-                "DICOM association from %s aborted: %d instances discarded",
-                reception.calling_ae,
-                reception.instances,
-            )
-            events.dicom_association_ended(
-                reception.calling_ae, reception.address, "aborted", reception.instances, 0, 0
+                filed.count(True),
+                filed.count(False),
             )
         finally:
             reception.folder.cleanup()
@@ -346,4 +347,4 @@ def node_from_settings(actor: User) -> DicomNode:
         raise ImproperlyConfigured(
             "DICOM_NODE_PEERS is empty: list the modalities and PACS that may send, as AETITLE@host."
         )
-    return DicomNode(actor, settings.DICOM_NODE_AE_TITLE, peers)
+    return DicomNode(actor, settings.DICOM_NODE_AE_TITLE, peers, settings.DICOM_NODE_QUIET_SECONDS)

@@ -21,6 +21,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from pydicom.uid import generate_uid
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from screening.choices import AIStatus, AuditAction, AuditOutcome
@@ -215,6 +216,41 @@ def test_the_same_study_sent_again_is_answered_success_and_not_duplicated(node: 
     assert second is not None and second.detail["studies_stored"] == 1
     scrape = exposition(None)[0].decode()
     assert 'mammo_dicom_studies_total{outcome="already_stored"}' in scrape
+
+
+def open_association(port: int) -> Association:
+    ae = AE(ae_title=SENDER)
+    ae.add_requested_context(MG_FOR_PRESENTATION, TRANSFER_SYNTAXES[:2])
+    ae.add_requested_context(MG_FOR_PRESENTATION, "1.2.840.10008.1.2.5")
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assert assoc.is_established
+    return assoc
+
+
+def test_instances_answered_success_are_filed_when_the_sender_aborts(node: int) -> None:
+    assoc = open_association(node)
+    for content in four_views():
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(content))).Status == 0x0000
+    assoc.abort()
+    wait_for(associations_ended())
+    assert Study.objects.get().images.count() == 4
+    ended = AuditEvent.objects.get(action=AuditAction.DICOM_ASSOCIATION)
+    assert ended.detail["ended"] == "aborted"
+
+
+def test_a_sender_quiet_past_the_quiet_period_has_its_study_filed(admin_user, active_model) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    peers = parse_peers([f"{SENDER}@127.0.0.1"])
+    server = DicomNode(admin_user, NODE_AE, peers, quiet_seconds=1).start("127.0.0.1", port)
+    try:
+        assoc = open_association(port)
+        for content in four_views():
+            assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(content))).Status == 0x0000
+        wait_for(associations_ended(), seconds=15)  # the sender never released
+        assert Study.objects.get().images.count() == 4
+        assert not assoc.is_established
+    finally:
+        server.shutdown()
 
 
 def test_a_peer_entry_without_a_host_stops_the_node() -> None:
