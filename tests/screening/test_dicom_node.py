@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.dicom_files import MG_FOR_PRESENTATION, dicom_bytes, identifying_stri
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+REPO = Path(__file__).resolve().parents[2]
 NODE_AE = "MAMMO_TEST"
 SENDER = "MODALITY1"
 PORTS = range(11112, 11120)
@@ -306,3 +309,59 @@ def test_dcmtk_storescu_sends_a_four_view_study(node: int, tmp_path: Path) -> No
     study = Study.objects.get()
     assert study.images.count() == 4
     assert AIResult.for_images.filter(image__study=study, status=AIStatus.QUEUED).count() == 4
+
+
+def test_the_dicom_node_command_counts_in_the_web_process_metrics(
+    admin_user, active_model, client, settings, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``manage.py dicom_node`` is a process of its own: its counts reach the web's /metrics
+    through the shared PROMETHEUS_MULTIPROC_DIR, as scripts/run and compose.yaml set it."""
+    from django.db import connection
+
+    from tests.conftest import requires_postgres
+    from tests.screening.test_ops_metrics import TOKEN, scrape, value
+
+    requires_postgres()  # the command's process must see the test database
+    db = connection.settings_dict
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "DICOM_NODE_AE_TITLE": NODE_AE,
+        "DICOM_NODE_PEERS": f"{SENDER}@127.0.0.1",
+        "DEBUG": "1",
+    }
+    node = subprocess.Popen(
+        [sys.executable, "manage.py", "dicom_node", "--port", str(port), "--as-user", "admin1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _listening(port) or node.poll() is not None, seconds=60)
+        assert node.poll() is None, node.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
+        assert send(port, four_views()) == [0x0000] * 4
+        stranger = AE(ae_title="STRANGER")
+        stranger.add_requested_context(Verification)
+        assert stranger.associate("127.0.0.1", port, ae_title=NODE_AE).is_rejected
+        wait_for(associations_ended())
+    finally:
+        node.terminate()
+        assert node.wait(timeout=30) == 0
+    assert Study.objects.get().images.count() == 4
+    settings.METRICS_TOKEN = TOKEN
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    samples = scrape(client)
+    assert value(samples, "mammo_dicom_associations_total", outcome="accepted") == 1
+    assert value(samples, "mammo_dicom_associations_total", outcome="rejected") == 1
+    assert value(samples, "mammo_dicom_instances_total", outcome="received") == 4
+    assert value(samples, "mammo_dicom_studies_total", outcome="stored") == 1
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
