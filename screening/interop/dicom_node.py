@@ -21,7 +21,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -31,6 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import EventHandlerType as EventHandler
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -73,7 +76,7 @@ class Peer:
         """The host's addresses now (a name is resolved at each association, so a PACS
         that moves keeps working)."""
         try:
-            return {info[4][0] for info in socket.getaddrinfo(self.host, None)}
+            return {str(info[4][0]) for info in socket.getaddrinfo(self.host, None)}
         except OSError:
             return set()
 
@@ -167,7 +170,7 @@ class DicomNode:
         ae.network_timeout = self.quiet_seconds
         return ae
 
-    def handlers(self) -> list[tuple[Any, Any]]:
+    def handlers(self) -> list[EventHandler]:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_STORE, self.on_store),
@@ -179,6 +182,7 @@ class DicomNode:
         """Serve on ``address:port`` until the returned server's ``shutdown()``."""
         ae = self.application_entity()
         server = ae.start_server((address, port), block=False, evt_handlers=self.handlers())
+        assert server is not None  # not blocking: the server is returned
         log.info("DICOM node %s listening on %s:%d", self.ae_title, address, port)
         return server
 
@@ -213,7 +217,8 @@ class DicomNode:
             study_uid = str(event.dataset.get("StudyInstanceUID", "") or "")
         except Exception:  # a dataset pydicom cannot even parse: refused as corrupt below
             study_uid = ""
-        sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+        request = cast(C_STORE, event.request)
+        sop_uid = str(request.AffectedSOPInstanceUID or "")
         pending = reception.studies.setdefault(study_uid, PendingStudy(len(reception.studies)))
         if pending.refusal is not None:
             return self._refuse(
@@ -336,15 +341,15 @@ class DicomNode:
 
 
 def _caller(assoc: Association) -> tuple[str, str]:
-    calling_ae = str(assoc.requestor.primitive.calling_ae_title or "").strip()
+    primitive = cast(A_ASSOCIATE, assoc.requestor.primitive)
+    calling_ae = str(primitive.calling_ae_title or "").strip()
     return calling_ae, assoc.requestor.address
 
 
 def node_from_settings(actor: User) -> DicomNode:
-    """The node as configured; no peers configured is a mistake, not an open door."""
+    """The node as configured. With no peers it still runs and rejects every caller (each
+    rejection logged with the address it saw), so a site adds its PACS from the log."""
     peers = parse_peers(settings.DICOM_NODE_PEERS)
     if not peers:
-        raise ImproperlyConfigured(
-            "DICOM_NODE_PEERS is empty: list the modalities and PACS that may send, as AETITLE@host."
-        )
+        log.warning("DICOM_NODE_PEERS is empty: every association will be rejected")
     return DicomNode(actor, settings.DICOM_NODE_AE_TITLE, peers, settings.DICOM_NODE_QUIET_SECONDS)
