@@ -63,6 +63,7 @@ STATUS_BY_CODE = {
 }
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
+REJECT_CALLED = (0x01, 0x01, 0x07)  # called AE title not recognised
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,6 @@ class DicomNode:
 
     def application_entity(self) -> AE:
         ae = AE(ae_title=self.ae_title)
-        ae.require_called_aet = True  # a call addressed to another AE title is not for us
         ae.add_supported_context(Verification)
         for sop_class in sorted(IMAGE_SOP_CLASSES):
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
@@ -173,6 +173,7 @@ class DicomNode:
     def handlers(self) -> list[EventHandler]:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_ESTABLISHED, self.on_established),
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_RELEASED, self.on_released),
             (evt.EVT_ABORTED, self.on_aborted),
@@ -187,24 +188,28 @@ class DicomNode:
         return server
 
     def on_requested(self, event: evt.Event) -> None:
+        """Let in configured peers calling this node's AE title; reject the rest, audited."""
         assoc = event.assoc
         calling_ae, address = _caller(assoc)
+        called_ae = str(cast(A_ASSOCIATE, assoc.requestor.primitive).called_ae_title).strip()
+        refusal, reason = caller_refusal(self.peers, calling_ae, address), REJECT_UNKNOWN_CALLER
+        if called_ae != self.ae_title:
+            refusal, reason = f"called AE title {called_ae!r} is not this node's", REJECT_CALLED
+        if not refusal:
+            return
+        log.warning("DICOM association from %s at %s rejected: %s", calling_ae, address, refusal)
+        DICOM_ASSOCIATIONS.labels("rejected").inc()
         try:
-            refusal = caller_refusal(self.peers, calling_ae, address)
-            if refusal:
-                log.warning(
-                    "DICOM association from %s at %s rejected: %s", calling_ae, address, refusal
-                )
-                DICOM_ASSOCIATIONS.labels("rejected").inc()
-                events.dicom_association_rejected(calling_ae, address, refusal)
-                assoc.acse.send_reject(*REJECT_UNKNOWN_CALLER)
-                assoc.kill()
-                return
-            DICOM_ASSOCIATIONS.labels("accepted").inc()
-            with self._lock:
-                self._receptions[id(assoc)] = Reception(calling_ae, address)
+            events.dicom_association_rejected(calling_ae, address, refusal)
         finally:
             connections.close_all()  # this association's thread, not the server's
+        assoc.acse.send_reject(*reason)
+        assoc.kill()
+
+    def on_established(self, event: evt.Event) -> None:
+        DICOM_ASSOCIATIONS.labels("accepted").inc()
+        with self._lock:
+            self._receptions[id(event.assoc)] = Reception(*_caller(event.assoc))
 
     def on_store(self, event: evt.Event) -> Dataset | int:
         reception = self._receptions.get(id(event.assoc))

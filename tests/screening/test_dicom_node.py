@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from screening.choices import AIStatus, AuditAction, AuditOutcome
 from screening.interop.dicom_node import (
     TRANSFER_SYNTAXES,
     DicomNode,
+    node_from_settings,
     parse_peers,
 )
 from screening.models import AIResult, AuditEvent, Case, Image, Study
@@ -163,6 +165,48 @@ def test_a_known_ae_title_from_another_address_is_rejected(admin_user, active_mo
     rejected = AuditEvent.objects.get(action=AuditAction.DICOM_ASSOCIATION_REJECTED)
     assert rejected.detail["reason"] == "calling AE title not allowed from this address"
     assert rejected.detail["address"] == "127.0.0.1"
+
+
+def test_a_call_to_another_ae_title_is_rejected(node: int) -> None:
+    ae = AE(ae_title=SENDER)
+    ae.add_requested_context(Verification)
+    assert ae.associate("127.0.0.1", node, ae_title="SOMEONE_ELSE").is_rejected
+    rejected = AuditEvent.objects.get(action=AuditAction.DICOM_ASSOCIATION_REJECTED)
+    assert rejected.detail["reason"] == "called AE title 'SOMEONE_ELSE' is not this node's"
+
+
+def test_with_no_peers_configured_every_caller_is_rejected(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DICOM_NODE_PEERS = []
+    settings.DICOM_NODE_AE_TITLE = NODE_AE
+    port = free_port()
+    server = node_from_settings(admin_user).start("127.0.0.1", port)
+    try:
+        ae = AE(ae_title=SENDER)
+        ae.add_requested_context(Verification)
+        assert ae.associate("127.0.0.1", port, ae_title=NODE_AE).is_rejected
+    finally:
+        server.shutdown()
+    assert AuditEvent.objects.filter(action=AuditAction.DICOM_ASSOCIATION_REJECTED).count() == 1
+
+
+def test_halves_of_a_study_sent_over_two_associations_at_once_make_one_study(node: int) -> None:
+    from tests.conftest import requires_postgres
+
+    requires_postgres()  # concurrent transactions and row locks
+    instances = four_views()
+    statuses: list[list[int]] = []
+    senders = [
+        threading.Thread(target=lambda half=half: statuses.append(send(node, half)))
+        for half in (instances[:2], instances[2:])
+    ]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert statuses == [[0x0000] * 2] * 2
+    wait_for(associations_ended(2))
+    assert Study.objects.get().images.count() == 4
+    assert Case.objects.count() == 1
 
 
 def test_a_corrupt_instance_refuses_its_whole_study_and_stores_nothing(node: int, settings) -> None:  # type: ignore[no-untyped-def]
