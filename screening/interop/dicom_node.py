@@ -16,9 +16,11 @@ association ("instance 3"), studies by their order ("study 1"), in the log and a
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -317,6 +319,8 @@ class DicomNode:
             accepted = intake_actions.upload_study(self.actor, spec, files)
         except intake_actions.UploadRefused as refusal:
             return self._study_refused(reception, pending, "study", refusal.message)
+        except Exception as error:  # the database or the storage failed, not the study
+            return self._keep_unfiled(reception, pending, files, error)
         outcome = "stored" if accepted.studies else "already_stored"
         DICOM_STUDIES.labels(outcome).inc()
         log.info(
@@ -328,6 +332,42 @@ class DicomNode:
             accepted.study.pk,
         )
         return True
+
+    def _keep_unfiled(
+        self,
+        reception: Reception,
+        pending: PendingStudy,
+        files: list[SpooledInstance],
+        error: Exception,
+    ) -> bool:
+        """The sender was told these instances are stored: when filing fails for a reason
+        of ours (database down, storage full) they are kept as received, one folder per
+        study under var/dicom-unfiled/, for ``import_studies`` once the fault is fixed."""
+        folder = Path(settings.VAR_DIR) / "dicom-unfiled" / uuid.uuid4().hex
+        folder.mkdir(mode=0o700, parents=True)
+        for instance in files:
+            shutil.move(instance.path, folder / f"{instance.position + 1:04d}.dcm")
+        DICOM_STUDIES.labels("unfiled").inc()
+        log.error(
+            "DICOM study %d from %s not filed (%s): its %d instances are kept in %s",
+            pending.order + 1,
+            reception.calling_ae,
+            type(error).__name__,
+            len(files),
+            folder,
+        )
+        try:
+            events.dicom_refused(
+                reception.calling_ae,
+                reception.address,
+                "study",
+                pending.order,
+                "unfiled",
+                f"Not filed ({type(error).__name__}); kept in {folder} for import_studies.",
+            )
+        except Exception:
+            log.exception("Could not audit the unfiled study (the database is down?)")
+        return False
 
     def _study_refused(
         self, reception: Reception, pending: PendingStudy, code: str, reason: str

@@ -50,7 +50,7 @@ DICOM_INSTANCES = Counter(
 DICOM_STUDIES = Counter(
     "mammo_dicom_studies",
     "Studies the node filed when an association ended, by outcome "
-    "(stored, already_stored, refused).",
+    "(stored, already_stored, refused, unfiled: kept on disk after a fault of ours).",
     ["outcome"],
 )
 AI_QUEUE = "inference"  # every AIResult is a job of the inference queue

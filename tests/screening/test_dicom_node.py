@@ -22,6 +22,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
@@ -249,6 +250,31 @@ def test_the_log_names_no_patient_and_no_original_uid(node: int, caplog) -> None
         assert secret not in caplog.text
         for event in AuditEvent.objects.all():
             assert secret not in str(event.detail)
+
+
+def test_a_study_that_cannot_be_written_is_kept_on_disk_for_import(
+    node: int, settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Success was answered for every instance: a storage fault must not lose them."""
+    blocked = tmp_path / "media-is-a-file"
+    blocked.write_text("not a folder")
+    settings.MEDIA_ROOT = str(blocked)
+    settings.VAR_DIR = tmp_path / "var"
+    assert send(node, four_views()) == [0x0000] * 4
+    wait_for(associations_ended())
+    assert Study.objects.count() == Image.objects.count() == 0
+    (kept,) = (tmp_path / "var" / "dicom-unfiled").iterdir()
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "0001.dcm",
+        "0002.dcm",
+        "0003.dcm",
+        "0004.dcm",
+    ]
+    refusal = AuditEvent.objects.get(action=AuditAction.DICOM_REFUSED)
+    assert refusal.detail["code"] == "unfiled"
+    settings.MEDIA_ROOT = str(tmp_path / "media")  # the fault fixed: the README's way back
+    call_command("import_studies", str(kept.parent), as_user="admin1")
+    assert Study.objects.get().images.count() == 4
 
 
 def test_the_same_study_sent_again_is_answered_success_and_not_duplicated(node: int) -> None:
