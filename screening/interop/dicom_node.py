@@ -62,6 +62,8 @@ STATUS_BY_CODE = {
     "not_mammography": DOES_NOT_MATCH_SOP_CLASS,
     "no_pixel_data": DOES_NOT_MATCH_SOP_CLASS,
     "not_dicom": DOES_NOT_MATCH_SOP_CLASS,
+    "too_many_files": OUT_OF_RESOURCES,
+    "study_refused": PROCESSING_FAILURE,  # valid, but another instance sank its study
 }
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
@@ -237,6 +239,14 @@ class DicomNode:
         try:
             if not study_uid:
                 raise FileRejected("corrupt", "The instance names no Study Instance UID.")
+            if sop_uid not in pending.instances and len(pending.instances) >= (
+                settings.UPLOAD_MAX_FILES
+            ):
+                # Refused now, while the sender can be told: the upload verb would refuse it.
+                raise FileRejected(
+                    "too_many_files",
+                    f"More than {settings.UPLOAD_MAX_FILES} instances in one study.",
+                )
             inspect_image(instance.name, len(content), lambda: content)
         except FileRejected as rejection:
             pending.refusal = (rejection.code, rejection.message)

@@ -220,7 +220,7 @@ def test_a_corrupt_instance_refuses_its_whole_study_and_stores_nothing(node: int
     statuses = send(node, instances)
     assert statuses[:2] == [0x0000, 0x0000]
     assert statuses[2] == 0xC000  # the corrupt one: cannot understand
-    assert statuses[3] != 0x0000  # the study is already refused
+    assert statuses[3] == 0x0110  # valid, but its study is already refused
     wait_for(associations_ended())
     assert Study.objects.count() == Case.objects.count() == Image.objects.count() == 0
     assert not any(Path(settings.MEDIA_ROOT).rglob("*.dcm"))
@@ -275,6 +275,15 @@ def test_a_study_that_cannot_be_written_is_kept_on_disk_for_import(
     settings.MEDIA_ROOT = str(tmp_path / "media")  # the fault fixed: the README's way back
     call_command("import_studies", str(kept.parent), as_user="admin1")
     assert Study.objects.get().images.count() == 4
+
+
+def test_a_study_over_the_upload_limit_is_refused_while_the_sender_can_be_told(
+    node: int, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.UPLOAD_MAX_FILES = 3
+    assert send(node, four_views()) == [0x0000, 0x0000, 0x0000, 0xA700]
+    wait_for(associations_ended())
+    assert Study.objects.count() == 0
 
 
 def test_the_same_study_sent_again_is_answered_success_and_not_duplicated(node: int) -> None:
