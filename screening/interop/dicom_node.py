@@ -233,9 +233,7 @@ class DicomNode:
             return self._refuse(
                 reception, position, "study_refused", "Another instance of this study was refused."
             )
-        path = Path(reception.folder.name) / f"{position}.dcm"
-        path.write_bytes(content)
-        instance = SpooledInstance(path, position)
+        instance = SpooledInstance(Path(reception.folder.name) / f"{position}.dcm", position)
         try:
             if not study_uid:
                 raise FileRejected("corrupt", "The instance names no Study Instance UID.")
@@ -248,13 +246,20 @@ class DicomNode:
                     f"More than {settings.UPLOAD_MAX_FILES} instances in one study.",
                 )
             inspect_image(instance.name, len(content), lambda: content)
+            instance.path.write_bytes(content)
         except FileRejected as rejection:
-            pending.refusal = (rejection.code, rejection.message)
-            pending.instances.clear()
-            return self._refuse(reception, position, rejection.code, rejection.message)
-        pending.instances[sop_uid] = instance
-        DICOM_INSTANCES.labels("received").inc()
-        return 0x0000
+            code, reason = rejection.code, rejection.message
+        except Exception as error:  # a check or a write that broke: the study is refused whole
+            # The type only: a parser's message can quote a header value.
+            log.error("DICOM instance %d not kept (%s)", position + 1, type(error).__name__)
+            code, reason = "not_kept", "The instance could not be checked or kept here."
+        else:
+            pending.instances[sop_uid] = instance
+            DICOM_INSTANCES.labels("received").inc()
+            return 0x0000
+        pending.refusal = (code, reason)
+        pending.instances.clear()
+        return self._refuse(reception, position, code, reason)
 
     def _refuse(self, reception: Reception, position: int, code: str, reason: str) -> Dataset:
         DICOM_INSTANCES.labels("refused").inc()
