@@ -2,7 +2,7 @@
 # (scripts/container_base.sh: mmdebstrap bookworm | podman import -> localhost/mammo-base):
 #
 #   target    image                   runs
-#   web       localhost/mammo-web     gunicorn (also: migrate, bootstrap_demo, any manage.py)
+#   web       localhost/mammo-web     gunicorn (also: migrate, bootstrap_demo, dicom_node, any manage.py)
 #   worker    localhost/mammo-worker  celery worker, queues inference + default
 #   beat      localhost/mammo-beat    celery beat (the sweep); exactly one
 #   postgres  localhost/mammo-postgres  Debian's PostgreSQL 15
@@ -34,7 +34,8 @@ FROM ${BASE} AS app
 RUN echo 'mammo:x:10001:10001:Mammo Portal:/app:/usr/sbin/nologin' >> /etc/passwd \
  && echo 'mammo:x:10001:' >> /etc/group \
  && echo 'mammo:!:20000::::::' >> /etc/shadow \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/mammo /var/lib/mammo/media
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/mammo /var/lib/mammo/media \
+      /var/lib/mammo/prometheus
 COPY --from=python-deps /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=0:0 . /app

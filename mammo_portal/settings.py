@@ -281,6 +281,18 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 # patient and the same study get new pseudonyms and re-uploads are no longer recognised.
 DICOM_DEID_KEY = envsecret("DICOM_DEID_KEY") or SECRET_KEY
 
+# The DICOM node (manage.py dicom_node): modalities and PACS send studies by C-STORE to this
+# AE title and port. Only the peers listed may associate, each as "AETITLE@host" (the host an
+# IP address or a name resolved at each association): unknown callers are rejected.
+DICOM_NODE_AE_TITLE = os.environ.get("DICOM_NODE_AE_TITLE", "MAMMO_PORTAL")
+DICOM_NODE_BIND = os.environ.get("DICOM_NODE_BIND", "127.0.0.1")
+DICOM_NODE_PORT = envint("DICOM_NODE_PORT", 11112)
+DICOM_NODE_PEERS = envlist("DICOM_NODE_PEERS", "")
+# An association idle this long is closed and what it brought is filed (the quiet period).
+DICOM_NODE_QUIET_SECONDS = envfloat("DICOM_NODE_QUIET_SECONDS", 60.0)
+# The admin the node's uploads are recorded as (as import_studies' --as-user).
+DICOM_NODE_AS_USER = os.environ.get("DICOM_NODE_AS_USER", "admin")
+
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
 # Smaller images are not scored (the AI result fails with the reason): no mammogram is this small.
 AI_MIN_IMAGE_SIDE = envint("AI_MIN_IMAGE_SIDE", 32)
@@ -438,6 +450,9 @@ LOGGING = {
         "django.request": {"filters": ["quiet_probes"]},
         "django.db.backends": {"level": "WARNING"},
         "pydicom": {"level": "CRITICAL"},
+        # Below WARNING pynetdicom dumps DIMSE messages (original UIDs): the node logs its
+        # own associations and refusals, by order, never by identifier.
+        "pynetdicom": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # sign-ins are in the audit trail already
     },
 }

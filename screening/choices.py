@@ -262,6 +262,9 @@ class AuditAction(models.TextChoices):
     DRIFT_ALERT = "drift_alert", "AI scores drifted"
     SILENT_TRIAL_STARTED = "silent_trial_started", "Silent trial started"
     SILENT_TRIAL_STOPPED = "silent_trial_stopped", "Silent trial stopped"
+    DICOM_ASSOCIATION = "dicom_association", "DICOM association ended"
+    DICOM_ASSOCIATION_REJECTED = "dicom_rejected", "DICOM association rejected"
+    DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
 
 
 class ProposalStatus(models.TextChoices):

@@ -424,3 +424,54 @@ def triage_confirmed(
 def triage_switched_off(user: Actor, model_version: ModelVersion, previous: dict) -> AuditEvent:
     """Switched off in one step; ``previous`` keeps what it had been switched on by."""
     return _record(user, AuditAction.TRIAGE_OFF, model_version, previous=previous)
+
+
+def dicom_association_rejected(calling_ae: str, address: str, reason: str) -> AuditEvent:
+    """A caller the node does not know (AE title or address): nothing was received."""
+    return _record(
+        None,
+        AuditAction.DICOM_ASSOCIATION_REJECTED,
+        outcome=AuditOutcome.FAILURE,
+        actor_name=f"DICOM {calling_ae}"[:150],
+        calling_ae=calling_ae,
+        address=address,
+        reason=reason,
+    )
+
+
+def dicom_association_ended(
+    calling_ae: str, address: str, how: str, instances: int, stored: int, refused: int
+) -> AuditEvent:
+    """One association of a known peer, once over: how it ended and what it brought."""
+    return _record(
+        None,
+        AuditAction.DICOM_ASSOCIATION,
+        outcome=AuditOutcome.SUCCESS if how == "released" and not refused else AuditOutcome.FAILURE,
+        actor_name=f"DICOM {calling_ae}"[:150],
+        calling_ae=calling_ae,
+        address=address,
+        ended=how,
+        instances=instances,
+        studies_stored=stored,
+        studies_refused=refused,
+    )
+
+
+def dicom_refused(
+    calling_ae: str, address: str, what: str, position: int, code: str, reason: str
+) -> AuditEvent:
+    """An instance (by its order in the association) or a whole study refused by the node.
+
+    The reason is the upload checks' message; original UIDs are never recorded."""
+    return _record(
+        None,
+        AuditAction.DICOM_REFUSED,
+        outcome=AuditOutcome.FAILURE,
+        actor_name=f"DICOM {calling_ae}"[:150],
+        calling_ae=calling_ae,
+        address=address,
+        refused=what,
+        position=position,
+        code=code,
+        reason=reason[:500],
+    )

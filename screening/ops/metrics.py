@@ -21,7 +21,7 @@ from django.db import DatabaseError
 from django.db.models import Count, Min, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -34,6 +34,24 @@ REQUEST_SECONDS = Histogram(
     "Time to answer a request, by view (the URL pattern's name, never the path).",
     ["view", "method", "status"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
+# The DICOM node is a process of its own: its counts reach /metrics through the shared
+# PROMETHEUS_MULTIPROC_DIR (scripts/run and compose.yaml give web and node the same one).
+DICOM_ASSOCIATIONS = Counter(
+    "mammo_dicom_associations",
+    "DICOM associations asked of the node, by outcome (accepted, rejected).",
+    ["outcome"],
+)
+DICOM_INSTANCES = Counter(
+    "mammo_dicom_instances",
+    "Instances received by C-STORE, by outcome (received, refused).",
+    ["outcome"],
+)
+DICOM_STUDIES = Counter(
+    "mammo_dicom_studies",
+    "Studies the node filed when an association ended, by outcome "
+    "(stored, already_stored, refused, unfiled: kept on disk after a fault of ours).",
+    ["outcome"],
 )
 AI_QUEUE = "inference"  # every AIResult is a job of the inference queue
 WINDOW = timedelta(hours=1)
