@@ -977,3 +977,21 @@ class DriftAlert(models.Model):
 
     def __str__(self) -> str:
         return f"Drift alert {self.pk}"
+
+
+class ReaderSettings(models.Model):
+    """A reader's own reading-room choices, kept on the server so they follow the reader
+    from workstation to workstation. No row means every default."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="reader_settings",
+    )
+    open_next_after_read = models.BooleanField(
+        default=True, help_text="After a read is recorded, open the next case of the worklist."
+    )
+
+    def __str__(self) -> str:
+        return f"Reading settings of user {self.user_id}"

@@ -70,6 +70,12 @@ MATRIX = [
         {ANON: 401, RAD: 200, ARB: 409, ADMIN: 403, AUD: 403, NONE: 403},
     ),
     (
+        "reading settings",
+        "post",
+        lambda o: reverse("reading-settings"),
+        page({RAD, ARB}, ok=302),
+    ),
+    (
         "stay signed in",
         "post",
         lambda o: reverse("stay-signed-in"),
