@@ -67,6 +67,7 @@ urlpatterns = [
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("dicomweb/", include(wado.urlpatterns)),
     path("admin/", admin.site.urls),
+    path("favicon.ico", ops.favicon, name="favicon"),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", ops.metrics_view, name="metrics"),

@@ -757,7 +757,8 @@ class Finding(models.Model):
     depth = models.CharField(max_length=10, choices=FindingDepth.choices, blank=True)
 
     class Meta:
-        ordering = ["breast", "pk"]
+        # Right first, as the films hang and the form asks ("R" sorts after "L").
+        ordering = ["-breast", "pk"]
 
     def __str__(self) -> str:
         return f"{self.get_finding_display()}, {self.get_breast_display().lower()} {self.get_site_display()}"

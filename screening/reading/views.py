@@ -280,6 +280,8 @@ def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
     return JsonResponse(
         {
             "ai_status": case.ai_result.status if case.ai_result else "pending",
+            "case_status": case.status,  # "Awaiting AI" moves on as the result arrives
+            "case_status_label": case.get_status_display(),
             "ai_recall": _ai_recall(case),
             "ai_box": render_to_string("screening/_ai_box.html", context, request),
             "decision_buttons": render_to_string(

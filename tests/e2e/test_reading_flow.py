@@ -50,6 +50,12 @@ def reader_page(browser_page, live_server, username: str):  # type: ignore[no-un
     return page
 
 
+def show_ai_evidence(page) -> None:  # type: ignore[no-untyped-def]
+    """Unfold the AI's evidence, as a reader does who wants more than its one line."""
+    page.click("#ai-details > summary")
+    page.wait_for_selector("#ai-details[open]")
+
+
 def choose(page, right: str, left: str, density: str, **finding: str) -> None:  # type: ignore[no-untyped-def]
     """Fill the read as a reader does; ``finding`` as finding_R="mass", site_R="10"."""
     page.select_option("#id_birads_right", right)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from screening.choices import Decision, ReadKind
+from screening.choices import CaseStatus, Decision, ReadKind
 from screening.models import Read, ReaderSettings
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import PASSWORD, form_values
-from tests.factories import UserFactory, case_with_images
+from tests.factories import UserFactory, case_with_images, score_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -161,3 +161,38 @@ def test_a_reader_who_turned_it_off_stays_on_the_case(live_server, station):  # 
     assert page.url == f"{live_server.url}/cases/{case.pk}/"
     assert page.is_visible("#my-read")
     assert Read.objects.get().density == "a"
+
+
+def test_the_case_status_moves_on_when_the_ai_result_arrives_in_place(live_server, station):  # type: ignore[no-untyped-def]
+    """Before: the AI box showed the result, the Status line still said "Awaiting AI"."""
+    case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
+    page = station
+    sign_in(page, live_server)
+    open_case(page, live_server, case)
+    assert page.inner_text("#case-status") == "Awaiting AI"
+    score_case(case, 0.3)  # moves the case to "ready", as the pipeline does
+    page.wait_for_selector("#ai-summary .band:not(.band-pending)", timeout=15_000)
+    page.wait_for_function(
+        "document.getElementById('case-status').textContent === 'Ready to read'", timeout=5_000
+    )
+    assert "status-ready" in page.get_attribute("#case-status", "class")
+
+
+def test_the_site_select_shows_upper_outer_quadrant_whole(live_server, station):  # type: ignore[no-untyped-def]
+    case = case_with_images(images=2)
+    page = station
+    sign_in(page, live_server)
+    open_case(page, live_server, case)
+    page.select_option("#id_site_R", "UOQ")
+    room = page.evaluate(
+        """() => {
+            const select = document.getElementById('id_site_R');
+            const style = getComputedStyle(select);
+            const context = document.createElement('canvas').getContext('2d');
+            context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+            const text = context.measureText(select.selectedOptions[0].text).width;
+            const inner = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            return inner - 20 - text;  // 20 px for the drop-down arrow
+        }"""
+    )
+    assert room >= 0, f"'Upper outer quadrant' is cut by {-room:.0f} px"
