@@ -61,7 +61,8 @@ def pvalue(value: float | None) -> str:
 @register.filter
 def readable_detail(detail: object) -> str:
     """An audit event's detail as an auditor reads it: "reason: stable · films: 4", nested
-    values as "ai.score: 0.9", lists comma-separated; never a Python dict's repr."""
+    values as "ai.score: 0.9", lists comma-separated; never a Python dict's repr. Keys in
+    alphabetical order: PostgreSQL's jsonb keeps no order of its own to follow."""
     if not isinstance(detail, dict):
         return "" if detail in (None, "") else str(detail)
     return " · ".join(f"{key}: {value}" for key, value in _flat(detail, ""))
@@ -69,7 +70,7 @@ def readable_detail(detail: object) -> str:
 
 def _flat(detail: dict, prefix: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
-    for key, value in detail.items():
+    for key, value in sorted(detail.items(), key=lambda item: str(item[0])):
         name = f"{prefix}{str(key).replace('_', ' ')}"
         if isinstance(value, dict):
             pairs += _flat(value, f"{name}.") if value else [(name, NONE)]

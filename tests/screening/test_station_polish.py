@@ -43,7 +43,7 @@ def test_the_audit_trail_prints_an_events_detail_as_words_not_a_dict(client, aud
     )
     client.force_login(auditor)
     body = client.get(reverse("audit-trail")).content.decode()
-    assert "kind: first · ai.agrees: no · films: 1, 2" in body
+    assert "ai.agrees: no · films: 1, 2 · kind: first" in body
     assert "{&#x27;kind&#x27;" not in body and "{'kind'" not in body
 
 
