@@ -141,6 +141,7 @@
   const feedback = document.getElementById("key-feedback");
   let awaitingDensity = false;  // N pressed, the density not yet given: a-d finish the read
   let nextSide = "right";       // the side the next digit sets: right, then left
+  let keying = false;           // true while a key's own change events go out
 
   function said(text) {
     if (!feedback) return;
@@ -148,9 +149,15 @@
     feedback.hidden = false;
   }
 
+  function changed(element) {
+    keying = true;
+    try { element.dispatchEvent(new Event("change", { bubbles: true })); }  // summary and draft follow
+    finally { keying = false; }
+  }
+
   function setValue(element, value) {
     element.value = value;
-    element.dispatchEvent(new Event("change", { bubbles: true }));  // summary and draft follow
+    changed(element);
   }
 
   function setCategory(digit) {
@@ -166,7 +173,7 @@
     const radio = form.querySelector(`input[name=density][value="${letter}"]`);
     if (!radio) return false;
     radio.checked = true;
-    radio.dispatchEvent(new Event("change", { bubbles: true }));
+    changed(radio);
     return true;
   }
 
@@ -193,6 +200,16 @@
     if (form.querySelector("input[name=density]:checked")) { sendNormal(); return; }
     awaitingDensity = true;
     said(`N: right ${RULES.normal}, left ${RULES.normal}, no recall. Not recorded yet: press a, b, c or d for the density (Esc cancels).`);
+  }
+
+  // The reader changed the form with the mouse while N waited for a density: N's read is
+  // no longer the one on the form, so a letter must not send it.
+  if (form) {
+    form.addEventListener("change", (event) => {
+      if (!awaitingDensity || keying) return;
+      awaitingDensity = false;
+      said("You changed the read: the normal read was not recorded. Press N again, or record with the buttons.");
+    });
   }
 
   function densityKey(key) {

@@ -8,6 +8,8 @@ Each test counts the reader's actions (keys + clicks), the reading-effort measur
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from screening.choices import CaseStatus, Decision, ReadKind
@@ -58,6 +60,7 @@ def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(  #
     sign_in(page, live_server)
     open_case(page, live_server, case)
     actions = 0
+    started = time.monotonic()
 
     page.keyboard.press("n")
     actions += 1
@@ -77,8 +80,9 @@ def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(  #
     assert not read.findings.exists()
     assert f"Read recorded for case {case.pk}" in page.inner_text(".messages")
     assert page.is_visible("#read-form")
+    seconds = time.monotonic() - started
     assert actions <= 2, f"a normal read took {actions} actions"
-    print(f"\nreading effort, normal read without density given: {actions} actions")
+    print(f"\nreading effort, normal read: {actions} actions, {seconds:.2f} s to the next case")
 
 
 def test_n_with_the_density_already_chosen_records_at_once(live_server, station):  # type: ignore[no-untyped-def]
@@ -196,3 +200,33 @@ def test_the_site_select_shows_upper_outer_quadrant_whole(live_server, station):
         }"""
     )
     assert room >= 0, f"'Upper outer quadrant' is cut by {-room:.0f} px"
+
+
+def test_n_on_a_case_the_ai_would_recall_asks_for_the_override_reason_and_records_nothing(  # type: ignore[no-untyped-def]
+    live_server, station
+):
+    case = case_with_images(images=2, score=0.95)  # the AI suggests recall
+    page = station
+    sign_in(page, live_server)
+    open_case(page, live_server, case)
+    page.keyboard.press("n")
+    page.keyboard.press("b")
+    page.wait_for_selector("#override-panel:not([hidden])")
+    assert "give your reason, then Confirm" in page.inner_text("#key-feedback")
+    assert page.evaluate("document.activeElement.id") == "id_reason"
+    page.wait_for_timeout(300)
+    assert not Read.objects.exists() and page.url == f"{live_server.url}/cases/{case.pk}/"
+
+
+def test_a_mouse_change_after_n_stops_a_letter_from_sending_the_read(live_server, station):  # type: ignore[no-untyped-def]
+    case = case_with_images(images=2, score=0.2)
+    page = station
+    sign_in(page, live_server)
+    open_case(page, live_server, case)
+    page.keyboard.press("n")
+    page.select_option("#id_birads_left", "2")
+    assert "the normal read was not recorded" in page.inner_text("#key-feedback")
+    page.locator("#id_birads_left").blur()
+    page.keyboard.press("b")  # no density key now: nothing is chosen or sent by it
+    page.wait_for_timeout(300)
+    assert not Read.objects.exists() and form_values(page)["density"] == ""
