@@ -101,7 +101,7 @@ class ReadForm(forms.Form):
         required=False,
         max_length=2000,
         widget=forms.Textarea(
-            attrs={"rows": 2, "placeholder": "Reason or note (required to override the AI)"}
+            attrs={"rows": 2, "placeholder": "Reason or note (to override the AI)"}
         ),
     )
     opened = forms.CharField(widget=forms.HiddenInput, required=False)
