@@ -70,7 +70,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "screening.admin_site.PortalAdminConfig",  # django.contrib.admin, 403 for non-admins
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "screening.middleware.PagesLoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "screening.middleware.MethodNotAllowedPageMiddleware",
 ]
 
 # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.

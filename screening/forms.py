@@ -84,17 +84,25 @@ class ReadForm(forms.Form):
 
     kind = forms.ChoiceField(choices=ReadKind.choices, widget=forms.HiddenInput)
     birads_right = forms.TypedChoiceField(
-        choices=_choose(BiRads.choices), coerce=int, label="Right breast BI-RADS"
+        choices=_choose(BiRads.choices, "— BI-RADS right —"),
+        coerce=int,
+        label="Right breast BI-RADS",
     )
     birads_left = forms.TypedChoiceField(
-        choices=_choose(BiRads.choices), coerce=int, label="Left breast BI-RADS"
+        choices=_choose(BiRads.choices, "— BI-RADS left —"),
+        coerce=int,
+        label="Left breast BI-RADS",
     )
     density = forms.ChoiceField(
         choices=Density.choices, widget=forms.RadioSelect, label="Breast density (ACR)"
     )
     decision = forms.ChoiceField(choices=Decision.choices, required=False)
     reason = forms.CharField(
-        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(
+            attrs={"rows": 2, "placeholder": "Reason or note (to override the AI)"}
+        ),
     )
     opened = forms.CharField(widget=forms.HiddenInput, required=False)
 
@@ -103,12 +111,14 @@ class ReadForm(forms.Form):
         for breast in Breast:
             side = breast.label.lower()
             self.fields[f"finding_{breast}"] = forms.ChoiceField(
-                choices=_choose(FindingType.choices, "— none —"),
+                choices=_choose(FindingType.choices, "— no finding —"),
                 required=False,
                 label=f"Finding, {side}",
             )
             self.fields[f"site_{breast}"] = forms.ChoiceField(
-                choices=_choose(FindingSite.choices), required=False, label=f"Site, {side}"
+                choices=_choose(FindingSite.choices, "— site —"),
+                required=False,
+                label=f"Site, {side}",
             )
             self.fields[f"depth_{breast}"] = forms.ChoiceField(
                 choices=_choose(FindingDepth.choices, "— depth —"),

@@ -6,6 +6,7 @@ import time
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.sessions.backends.base import SessionBase
+from django.shortcuts import render
 
 TOUCHED = "_touched"
 
@@ -52,3 +53,20 @@ def session_expires_in(session: SessionBase) -> int:
     if now - touched >= settings.SESSION_TOUCH_SECONDS:
         touched = now
     return max(touched + settings.SESSION_COOKIE_AGE - now, 0)
+
+
+class MethodNotAllowedPageMiddleware:
+    """A page opened with the wrong method (a bookmarked POST-only address, say) gets a
+    page in the site's layout saying so, not a blank 405. Only for a browser asking for
+    HTML and an empty answer: the API's and DICOMweb's refusals keep their own bodies."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code != 405 or response.content or not request.accepts("text/html"):
+            return response
+        page = render(request, "405.html", {"method": request.method}, status=405)
+        page["Allow"] = response.get("Allow", "")
+        return page

@@ -781,7 +781,8 @@ class Finding(models.Model):
     depth = models.CharField(max_length=10, choices=FindingDepth.choices, blank=True)
 
     class Meta:
-        ordering = ["breast", "pk"]
+        # Right first, as the films hang and the form asks ("R" sorts after "L").
+        ordering = ["-breast", "pk"]
 
     def __str__(self) -> str:
         return f"{self.get_finding_display()}, {self.get_breast_display().lower()} {self.get_site_display()}"
@@ -1001,3 +1002,21 @@ class DriftAlert(models.Model):
 
     def __str__(self) -> str:
         return f"Drift alert {self.pk}"
+
+
+class ReaderSettings(models.Model):
+    """A reader's own reading-room choices, kept on the server so they follow the reader
+    from workstation to workstation. No row means every default."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="reader_settings",
+    )
+    open_next_after_read = models.BooleanField(
+        default=True, help_text="After a read is recorded, open the next case of the worklist."
+    )
+
+    def __str__(self) -> str:
+        return f"Reading settings of user {self.user_id}"

@@ -8,6 +8,7 @@ first use, so pages that show no plot never pay for it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,9 +194,9 @@ def trend_plot(trend: list[Any]) -> str | None:
     """Week by week: screens received (bars) and recall, arbitration, AI agreement (lines)."""
     if not trend:
         return None
-    weeks = [p.week for p in trend]
+    weeks, labels = week_positions([p.week for p in trend])
     with _figure(7.0, 3.6, left=0.08, right=0.92, bottom=0.33, top=0.97) as (fig, (ax,)):
-        ax.bar(weeks, [p.received for p in trend], width=5, color=LINE, label="screens received")
+        ax.bar(weeks, [p.received for p in trend], width=6, color=LINE, label="screens received")
         ax.set_ylabel("screens")
         rates = ax.twinx()
         for name, attr, colour in [
@@ -203,7 +204,11 @@ def trend_plot(trend: list[Any]) -> str | None:
             ("arbitration rate", "arbitration_rate", COLOURS[4]),
             ("AI agrees with final", "ai_agreement", COLOURS[0]),
         ]:
-            points = [(p.week, getattr(p, attr)) for p in trend if getattr(p, attr) is not None]
+            points = [
+                (at, getattr(p, attr))
+                for at, p in zip(weeks, trend, strict=True)
+                if getattr(p, attr) is not None
+            ]
             if points:
                 rates.plot(*zip(*points, strict=True), marker="o", color=colour, label=name)
         rates.set(ylim=(-0.02, 1.02), ylabel="rate")
@@ -218,8 +223,18 @@ def trend_plot(trend: list[Any]) -> str | None:
             loc="upper center",
             bbox_to_anchor=(0.5, -0.2),
         )
+        step = max(1, len(weeks) // 10)
+        ax.set_xticks(weeks[::step], labels[::step])
         fig.autofmt_xdate()
         return _data_uri(fig)
+
+
+def week_positions(mondays: list[dt.date]) -> tuple[list[dt.datetime], list[str]]:
+    """Where each week's bar and points stand, and its tick label: mid-week (Thursday noon),
+    so a bar six days wide stands inside its own week, and the label names the week ("week
+    of 30 Nov 2026") instead of a Monday days before most of its screens."""
+    middle = [dt.datetime.combine(monday, dt.time(12)) + dt.timedelta(days=3) for monday in mondays]
+    return middle, [f"week of {monday:%-d %b %Y}" for monday in mondays]
 
 
 def report_plots(report: Any) -> dict[str, str | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
@@ -54,3 +55,16 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         )
     body, content_type = metrics.exposition(request.headers.get("Accept"))
     return HttpResponse(body, content_type=content_type)
+
+
+FAVICON = settings.BASE_DIR / "static" / "favicon.ico"
+
+
+@login_not_required
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """The small icon browsers ask for at ``/favicon.ico`` on every page (a 404 otherwise,
+    logged each time)."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -18,7 +18,7 @@ from django.utils import timezone
 from .. import events
 from ..choices import CaseStatus, Decision
 from ..errors import Conflict, DomainError, NotFound
-from ..models import Case, Finding, Read, ReadDraft
+from ..models import Case, Finding, Read, ReadDraft, ReaderSettings
 from ..roles import person
 from . import pathway
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
@@ -174,3 +174,9 @@ def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
         else:
             mine.delete()
         return True
+
+
+def set_open_next(reader: User, on: bool) -> None:
+    """Whether the next case opens once this reader records a read. A reader's own
+    convenience, changing nothing anyone else sees: no audit event."""
+    ReaderSettings.objects.update_or_create(user=reader, defaults={"open_next_after_read": on})

@@ -67,6 +67,24 @@ def overall(birads_right: int, birads_left: int) -> int:
     return max(birads_right, birads_left, key=BIRADS_CONCERN_ORDER.index)
 
 
+# The normal screen, recorded by the reading room's one key: both breasts negative.
+NORMAL_READ = BiRads.NEGATIVE
+
+
+def browser_rules() -> dict[str, object]:
+    """The rules the case page explains and its keys follow, sent to the browser as they
+    are here (``json_script``) so the page never holds a second copy that could drift."""
+    return {
+        "categories": [int(value) for value in BiRads.values],
+        "concern": [int(value) for value in BIRADS_CONCERN_ORDER],
+        "recall": sorted(int(value) for value in BIRADS_FOR_DECISION[Decision.RECALL]),
+        "needs_finding": sorted(int(value) for value in BIRADS_NEEDING_FINDINGS),
+        "densities": list(Density.values),
+        "normal": int(NORMAL_READ),
+        "decisions": {"recall": Decision.RECALL.value, "no_recall": Decision.NO_RECALL.value},
+    }
+
+
 def resolve(entered: Assessment) -> Resolved:
     """Check a read and return the decision and overall category it records.
 

@@ -127,8 +127,9 @@ def read_role(person: Person, status: str, reads: Sequence[GivenRead], stated_ki
         )
     if stated_kind != kind:
         raise ReadNotAllowed(
-            f"This case now waits for the {ReadKind(kind).label.lower()}, not a "
-            f"{ReadKind(stated_kind).label.lower()}: another reader got there first. "
+            f"This case now waits for the {ReadKind(kind).label.lower()}, not the "
+            f"{ReadKind(stated_kind).label.lower()} you opened it for: another reader got "
+            "there first. "
             "Nothing was saved; reopen the case to see where it stands."
         )
     if not person.roles & ROLES_FOR_KIND[ReadKind(kind)]:

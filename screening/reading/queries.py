@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
 from ..choices import RANKING_BANDS, CaseStatus, ReadKind
-from ..models import Case, ModelVersion, Read, ReadDraft
+from ..models import Case, ModelVersion, Read, ReadDraft, ReaderSettings
 from ..roles import holders, person
 from . import pathway, worklist_pages
 
@@ -127,3 +127,8 @@ def priors(case: Case) -> list[Case]:
 def draft(reader: User, case: Case) -> ReadDraft | None:
     """This reader's own read in progress on this case: never anyone else's."""
     return ReadDraft.objects.filter(case=case, reader=reader).first()
+
+
+def reader_settings(user: User) -> ReaderSettings:
+    """The reader's reading-room settings; the defaults (unsaved) until they change one."""
+    return ReaderSettings.objects.filter(user=user).first() or ReaderSettings(user=user)

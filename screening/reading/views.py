@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import errors, events
@@ -43,7 +44,7 @@ from ..roles import (
     role_required,
 )
 from ..templatetags.safe_text import neutralise_bidi
-from . import actions, drafts, hanging, pathway, queries
+from . import actions, assessment, drafts, hanging, pathway, queries
 from .worklist_pages import BadCursor
 
 
@@ -251,7 +252,21 @@ def _record_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpRespons
         f"Read recorded for case {case.pk}: {read.get_kind_display().lower()}, "
         f"{read.get_decision_display().lower()}, {read.assessment}.",
     )
+    following = queries.next_case(request.user, after=case)
+    if following and queries.reader_settings(request.user).open_next_after_read:
+        return redirect("case-detail", case_id=following.pk)
     return redirect("case-detail", case_id=case.pk)
+
+
+@require_POST
+@role_required(*READERS)
+def reading_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The reader's "open the next case after a read" switch, kept for them on the server."""
+    actions.set_open_next(request.user, request.POST.get("open_next") == "on")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("worklist")
+    return redirect(back)
 
 
 @require_GET
@@ -265,6 +280,8 @@ def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
     return JsonResponse(
         {
             "ai_status": case.ai_result.status if case.ai_result else "pending",
+            "case_status": case.status,  # "Awaiting AI" moves on as the result arrives
+            "case_status_label": case.get_status_display(),
             "ai_recall": _ai_recall(case),
             "ai_box": render_to_string("screening/_ai_box.html", context, request),
             "decision_buttons": render_to_string(
@@ -394,6 +411,8 @@ def _render_case(
             "warn": settings.SESSION_WARN_SECONDS,
         },
         "read_kind": pathway.expected_kind(case.status),
+        "read_rules": assessment.browser_rules(),
+        "open_next": queries.reader_settings(request.user).open_next_after_read,
         "ai_recall": _ai_recall(case),
         "arbitration_note": _arbitration_note(case, me, given),
     }

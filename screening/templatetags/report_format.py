@@ -56,3 +56,36 @@ def pvalue(value: float | None) -> str:
     if value is None:
         return NONE
     return f"p = {value:.3f}" if value >= 0.001 else "p < 0.001"
+
+
+@register.filter
+def readable_detail(detail: object) -> str:
+    """An audit event's detail as an auditor reads it: "reason: stable · films: 4", nested
+    values as "ai.score: 0.9", lists comma-separated; never a Python dict's repr. Keys in
+    alphabetical order: PostgreSQL's jsonb keeps no order of its own to follow."""
+    if not isinstance(detail, dict):
+        return "" if detail in (None, "") else str(detail)
+    return " · ".join(f"{key}: {value}" for key, value in _flat(detail, ""))
+
+
+def _flat(detail: dict, prefix: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in sorted(detail.items(), key=lambda item: str(item[0])):
+        name = f"{prefix}{str(key).replace('_', ' ')}"
+        if isinstance(value, dict):
+            pairs += _flat(value, f"{name}.") if value else [(name, NONE)]
+        elif isinstance(value, list | tuple):
+            pairs.append((name, ", ".join(map(_word, value)) or NONE))
+        else:
+            pairs.append((name, _word(value)))
+    return pairs
+
+
+def _word(value: object) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return readable_detail(value)
+    return str(value)

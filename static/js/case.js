@@ -4,11 +4,14 @@
   "use strict";
   const form = document.getElementById("read-form");
 
-  // The read: BI-RADS per breast and density as the reader chose them. This script only
-  // reads those values and explains; it never sets one.
-  const CONCERN = [1, 2, 3, 6, 0, 4, 5];  // least to most concerning (BI-RADS Atlas)
-  const RECALL = [0, 3, 4, 5, 6];
-  const NEEDS_FINDING = [3, 4, 5];
+  // The read: BI-RADS per breast and density as the reader chose them, with the mouse or
+  // a key the reader pressed (below); nothing is ever set or sent without one. The rules
+  // are the server's (screening/reading/assessment.py, sent with json_script).
+  const rulesTag = document.getElementById("read-rules");
+  const RULES = rulesTag ? JSON.parse(rulesTag.textContent) : null;
+  const CONCERN = RULES ? RULES.concern : [];  // least to most concerning (BI-RADS Atlas)
+  const RECALL = RULES ? RULES.recall : [];
+  const NEEDS_FINDING = RULES ? RULES.needs_finding : [];
   const summary = document.getElementById("read-summary");
   const words = (decision) => (decision === "recall" ? "recall" : "no recall");
   const aiRecall = () => (form ? form.dataset.aiRecall || "" : "");
@@ -134,6 +137,86 @@
     updateSummary();
   }
 
+  // --- Keys for the read: N records a normal read, digits set the categories ----------
+  const feedback = document.getElementById("key-feedback");
+  let awaitingDensity = false;  // N pressed, the density not yet given: a-d finish the read
+  let nextSide = "right";       // the side the next digit sets: right, then left
+  let keying = false;           // true while a key's own change events go out
+
+  function said(text) {
+    if (!feedback) return;
+    feedback.textContent = text;
+    feedback.hidden = false;
+  }
+
+  function changed(element) {
+    keying = true;
+    try { element.dispatchEvent(new Event("change", { bubbles: true })); }  // summary and draft follow
+    finally { keying = false; }
+  }
+
+  function setValue(element, value) {
+    element.value = value;
+    changed(element);
+  }
+
+  function setCategory(digit) {
+    const side = nextSide;
+    const select = field(`id_birads_${side}`);
+    if (!select || !RULES.categories.includes(digit)) return;
+    setValue(select, String(digit));
+    nextSide = side === "right" ? "left" : "right";
+    said(`${digit}: ${side} breast BI-RADS ${digit}. Next digit sets the ${nextSide}.`);
+  }
+
+  function setDensity(letter) {
+    const radio = form.querySelector(`input[name=density][value="${letter}"]`);
+    if (!radio) return false;
+    radio.checked = true;
+    changed(radio);
+    return true;
+  }
+
+  // Send the read with the button that records "no recall": Accept AI where the AI suggests
+  // it, Record read where there is no suggestion. Where the AI suggests recall, a normal
+  // read overrides it, which needs the reader's reason: the override opens instead.
+  function sendNormal() {
+    const noRecall = RULES.decisions.no_recall;
+    const ai = aiRecall();
+    if (ai && ai !== noRecall) {
+      openOverride();
+      said("N: right 1, left 1, density set. The AI suggests recall: give your reason, then Confirm.");
+      return;
+    }
+    const button = field(ai ? "accept-ai" : "record-read");
+    said(`N: right ${RULES.normal}, left ${RULES.normal}, no recall, density ${form.querySelector("input[name=density]:checked").value}: recording.`);
+    if (button) form.requestSubmit(button);
+  }
+
+  function normalRead() {
+    setValue(field("id_birads_right"), String(RULES.normal));
+    setValue(field("id_birads_left"), String(RULES.normal));
+    nextSide = "right";
+    if (form.querySelector("input[name=density]:checked")) { sendNormal(); return; }
+    awaitingDensity = true;
+    said(`N: right ${RULES.normal}, left ${RULES.normal}, no recall. Not recorded yet: press a, b, c or d for the density (Esc cancels).`);
+  }
+
+  // The reader changed the form with the mouse while N waited for a density: N's read is
+  // no longer the one on the form, so a letter must not send it.
+  if (form) {
+    form.addEventListener("change", (event) => {
+      if (!awaitingDensity || keying) return;
+      awaitingDensity = false;
+      said("You changed the read: the normal read was not recorded. Press N again, or record with the buttons.");
+    });
+  }
+
+  function densityKey(key) {
+    awaitingDensity = false;
+    if (setDensity(key)) sendNormal();
+  }
+
   // Shortcuts work whatever has focus (a select or a radio button included), except while
   // typing in a text field. Captured first, so a focused select never takes the letter.
   const TYPES_NOT_TYPED_IN = ["radio", "checkbox", "range", "button", "submit"];
@@ -144,11 +227,19 @@
       (target.tagName === "INPUT" && !TYPES_NOT_TYPED_IN.includes(target.type)) || target.isContentEditable;
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
-    const act = {
-      a: () => form && accept(),
-      o: () => form && openOverride(),
-      n: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
-    }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key } }))));
+    const reading = form && RULES;
+    let act = null;
+    if (reading && awaitingDensity && RULES.densities.includes(key)) act = () => densityKey(key);
+    else if (reading && awaitingDensity && key === "escape") act = () => { awaitingDensity = false; said("Normal read cancelled: nothing was recorded."); };
+    else if (reading && /^[0-9]$/.test(key) && RULES.categories.includes(Number(key))) act = () => setCategory(Number(key));
+    else {
+      act = {
+        a: () => form && accept(),
+        o: () => form && openOverride(),
+        n: () => reading && normalRead(),
+        j: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
+      }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key } })))) || null;
+    }
     if (!act) return;
     event.preventDefault();
     event.stopPropagation();

@@ -43,6 +43,11 @@
     } catch (error) { return false; }
     const box = document.getElementById("ai-box");
     if (box) box.outerHTML = panel.ai_box;
+    const status = document.getElementById("case-status");
+    if (status && panel.case_status) {
+      status.textContent = panel.case_status_label;
+      status.className = `status status-${panel.case_status}`;
+    }
     const form = document.getElementById("read-form");
     const buttons = document.getElementById("decision-buttons");
     if (form && buttons) { form.dataset.aiRecall = panel.ai_recall; buttons.innerHTML = panel.decision_buttons; }

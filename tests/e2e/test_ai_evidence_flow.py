@@ -8,7 +8,7 @@ import pytest
 from screening.choices import Decision
 from screening.models import AI_NOT_VALIDATED, AIResult, Read
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_reading_flow import choose, log_in, open_case
+from tests.e2e.test_reading_flow import choose, log_in, open_case, show_ai_evidence
 from tests.factories import ModelVersionFactory, UserFactory, unvalidated_evidence
 from tests.screening.test_ai_evidence import MARKS, case_scored_by, scored_evidence
 
@@ -34,6 +34,7 @@ def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, b
     page.screenshot(path=str(ARTIFACTS / "evidence-worklist-unvalidated.png"))
 
     open_case(page, live_server, newest_high)
+    show_ai_evidence(page)
     box = page.inner_text("#ai-box")
     assert AI_NOT_VALIDATED in box and "no score, band, probability or recall suggestion" in box
     assert "Heatmaps hidden" in box and "Region marks hidden" in box
@@ -62,6 +63,7 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     assert page.locator(f'tr[data-case="{low.pk}"] .band').inner_text() == "3/10 · Low"
 
     open_case(page, live_server, high)
+    show_ai_evidence(page)
     assert "Estimated chance of an abnormal finding (benign or malignant): 57 %" in page.inner_text(
         "#ai-box"
     )

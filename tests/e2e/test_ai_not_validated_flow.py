@@ -17,7 +17,7 @@ import pytest
 from screening.choices import CaseStatus
 from screening.models import AI_CAPTION_NOT_VALIDATED, AI_NOT_VALIDATED, RAW_SCORE_LABEL
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_reading_flow import PASSWORD, log_in, open_case
+from tests.e2e.test_reading_flow import PASSWORD, log_in, open_case, show_ai_evidence
 from tests.factories import (
     ModelVersionFactory,
     UserFactory,
@@ -82,6 +82,7 @@ def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, bro
     page.screenshot(path=str(ARTIFACTS / "not-validated-worklist.png"))
 
     open_case(page, live_server, high)
+    show_ai_evidence(page)
     box = page.inner_text("#ai-box")
     assert AI_NOT_VALIDATED in box and "0.99" not in box and not EXAM_SCORE.search(box)
     for shown in ("#ai-probability", "#ai-band", "#ai-suggests", "#accept-ai"):
@@ -161,6 +162,7 @@ def test_a_validated_version_still_shows_its_figures_everywhere(live_server, bro
     assert page.locator(".band").first.inner_text() == "10/10 · High"
 
     open_case(page, live_server, high)
+    show_ai_evidence(page)
     assert "(benign or malignant): 57 %" in page.inner_text("#ai-probability")
     assert set(page.locator(".panel.current .ai-caption").all_inner_texts()) == {"· AI 10/10"}
     numbers, comments = _sr_numbers(_download(page, "text=AI report (DICOM SR)"))

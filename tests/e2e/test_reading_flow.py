@@ -15,7 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from screening.choices import CaseStatus, Decision, ReadKind
-from screening.models import Case, Read
+from screening.models import Case, Read, ReaderSettings
 from tests.e2e.conftest import ARTIFACTS
 from tests.factories import UserFactory, case_with_images, score_case
 
@@ -48,6 +48,12 @@ def reader_page(browser_page, live_server, username: str):  # type: ignore[no-un
     page = context.new_page()
     log_in(page, live_server, username)
     return page
+
+
+def show_ai_evidence(page) -> None:  # type: ignore[no-untyped-def]
+    """Unfold the AI's evidence, as a reader does who wants more than its one line."""
+    page.click("#ai-details > summary")
+    page.wait_for_selector("#ai-details[open]")
 
 
 def choose(page, right: str, left: str, density: str, **finding: str) -> None:  # type: ignore[no-untyped-def]
@@ -285,10 +291,13 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     assert read.reason == "Benign calcifications, stable"
 
 
-def test_after_reading_the_reader_sees_their_read_and_n_opens_the_next_case(  # type: ignore[no-untyped-def]
+def test_after_reading_the_reader_sees_their_read_and_j_opens_the_next_case(  # type: ignore[no-untyped-def]
     live_server, browser_page
 ):
-    UserFactory(username="reader", role="radiologist")
+    """For a reader who chose to stay on the case after a read (by default the next case
+    opens at once: ``test_station_keys.py``)."""
+    reader = UserFactory(username="reader", role="radiologist")
+    ReaderSettings.objects.create(user=reader, open_next_after_read=False)
     case = case_with_images(images=2, score=0.2)
     following = case_with_images(images=2, score=0.6)
     page = browser_page
@@ -311,7 +320,7 @@ def test_after_reading_the_reader_sees_their_read_and_n_opens_the_next_case(  # 
     assert page.locator("#read-form").count() == 0
     assert page.get_attribute("#next-case", "href") == f"/cases/{following.pk}/"
 
-    page.keyboard.press("n")
+    page.keyboard.press("j")
     page.wait_for_url(f"{live_server.url}/cases/{following.pk}/")
     assert page.is_visible("#read-form") and page.locator("#my-read").count() == 0
 

@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from screening.choices import AuditAction, CaseStatus, Decision, ReadKind
 from screening.errors import Conflict, DomainError
-from screening.models import AuditEvent, Case, Read
+from screening.models import AuditEvent, Case, Read, ReaderSettings
 from screening.reading import actions as reading_actions
 from screening.reading.actions import ReadInput
 from tests.conftest import requires_postgres
@@ -235,8 +235,10 @@ def test_the_page_form_preselects_no_category(client, radiologist):  # type: ign
 
 
 def test_the_page_read_shows_the_readers_own_read_and_the_next_case(client, radiologist):  # type: ignore[no-untyped-def]
+    """For a reader who chose to stay on the case after recording a read."""
     top = case_with_images(score=0.95)
     following = case_with_images(score=0.5)
+    ReaderSettings.objects.create(user=radiologist, open_next_after_read=False)
     client.force_login(radiologist)
     page = client.get(reverse("case-detail", args=[top.pk]))
     form = page.context["form"].initial
@@ -409,3 +411,79 @@ def test_two_readers_deciding_at_once_one_wins_the_other_gets_a_conflict(role_gr
     assert Read.objects.filter(case=case).count() == 1
     case.refresh_from_db()
     assert case.status == CaseStatus.FIRST_READ_DONE
+
+
+def test_recording_a_read_opens_the_next_case_by_default(client, radiologist):  # type: ignore[no-untyped-def]
+    top = case_with_images(score=0.95)
+    following = case_with_images(score=0.5)
+    client.force_login(radiologist)
+    form = client.get(reverse("case-detail", args=[top.pk])).context["form"].initial
+    response = client.post(
+        reverse("case-read", args=[top.pk]),
+        page_read(form, birads_left=2, decision="no_recall", reason="Benign calcifications"),
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("case-detail", args=[following.pk])
+    assert Read.objects.get().case_id == top.pk
+
+
+def test_the_last_case_of_the_worklist_stays_open_after_its_read(client, radiologist):  # type: ignore[no-untyped-def]
+    only = case_with_images(score=0.95)
+    client.force_login(radiologist)
+    form = client.get(reverse("case-detail", args=[only.pk])).context["form"].initial
+    response = client.post(
+        reverse("case-read", args=[only.pk]),
+        page_read(form, birads_left=2, decision="no_recall", reason="Benign calcifications"),
+    )
+    assert response.url == reverse("case-detail", args=[only.pk])
+
+
+def test_the_open_next_setting_is_kept_per_reader_on_the_server(client, radiologist, radiologist2):  # type: ignore[no-untyped-def]
+    case = case_with_images()
+    back = reverse("case-detail", args=[case.pk])
+    client.force_login(radiologist)
+    response = client.post(reverse("reading-settings"), {"open_next": "off", "next": back})
+    assert response.status_code == 302 and response.url == back
+    assert ReaderSettings.objects.get(user=radiologist).open_next_after_read is False
+    assert not ReaderSettings.objects.filter(user=radiologist2).exists()
+    client.post(reverse("reading-settings"), {"open_next": "on"})
+    assert ReaderSettings.objects.get(user=radiologist).open_next_after_read is True
+
+
+def test_the_open_next_setting_never_sends_the_reader_off_site(client, radiologist):  # type: ignore[no-untyped-def]
+    client.force_login(radiologist)
+    response = client.post(
+        reverse("reading-settings"), {"open_next": "on", "next": "https://evil.example/"}
+    )
+    assert response.url == reverse("worklist")
+
+
+def test_the_page_sends_the_servers_read_rules_for_its_keys(client, radiologist):  # type: ignore[no-untyped-def]
+    """The browser's BI-RADS order, recall and finding rules are the server's own, sent with
+    json_script, never a copy in case.js that could drift."""
+    import json
+
+    from screening.choices import (
+        BIRADS_CONCERN_ORDER,
+        BIRADS_FOR_DECISION,
+        BIRADS_NEEDING_FINDINGS,
+        BiRads,
+        Density,
+    )
+
+    case = case_with_images()
+    client.force_login(radiologist)
+    html = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    sent = json.loads(html.split('id="read-rules" type="application/json">')[1].split("<")[0])
+    assert sent["concern"] == list(BIRADS_CONCERN_ORDER)
+    assert set(sent["recall"]) == BIRADS_FOR_DECISION[Decision.RECALL]
+    assert set(sent["needs_finding"]) == BIRADS_NEEDING_FINDINGS
+    assert sent["categories"] == list(BiRads.values) and sent["normal"] == BiRads.NEGATIVE
+    assert sent["densities"] == list(Density.values)
+
+
+def test_case_js_restates_no_bi_rads_rule() -> None:
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static/js/case.js").read_text()
+    assert not re.search(r"\[\s*1,\s*2,\s*3|\[\s*0,\s*3,\s*4|\[\s*3,\s*4,\s*5", script)

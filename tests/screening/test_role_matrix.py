@@ -71,6 +71,18 @@ MATRIX = [
         {ANON: 401, RAD: 200, ARB: 409, ADMIN: 403, AUD: 403, NONE: 403},
     ),
     (
+        "reading settings",
+        "post",
+        lambda o: reverse("reading-settings"),
+        page({RAD, ARB}, ok=302),
+    ),
+    (
+        "favicon",
+        "get",
+        lambda o: reverse("favicon"),
+        {ANON: 200, RAD: 200, ARB: 200, ADMIN: 200, AUD: 200, NONE: 200},
+    ),
+    (
         "stay signed in",
         "post",
         lambda o: reverse("stay-signed-in"),
@@ -177,7 +189,8 @@ MATRIX = [
         "django admin",
         "get",
         lambda o: reverse("admin:index"),
-        {ANON: 302, RAD: 302, ARB: 302, ADMIN: 200, AUD: 302, NONE: 302},
+        # Signed in without the admin role: the app's 403, not Django's sign-in form.
+        {ANON: 302, RAD: 403, ARB: 403, ADMIN: 200, AUD: 403, NONE: 403},
     ),
     (
         "api schema",
