@@ -158,10 +158,10 @@ def _rows(version: ModelVersion) -> tuple[LocalScreens, int]:
 
 def training_subjects(version: ModelVersion) -> set[str]:
     """The pseudonyms (or patient ids) of the women a version was trained or calibrated on,
-    wherever its evidence or metrics name them: a ``subjects`` list (or a mapping of lists,
+    wherever its manifest, evidence or metrics name them: a ``subjects`` list (or a mapping of lists,
     e.g. by split) at the top level or in one of ``SUBJECT_BLOCKS``."""
-    found: set[str] = set()
-    for source in (version.evidence, version.metrics, getattr(version, "training_data", None)):
+    found: set[str] = set(version.excluded_subjects)  # the manifest's training and calibration
+    for source in (version.evidence, version.metrics):
         if not isinstance(source, Mapping):
             continue
         blocks = [source, *(source.get(name) for name in SUBJECT_BLOCKS)]
@@ -422,8 +422,8 @@ def reliability(score: np.ndarray, cancer: np.ndarray, evidence: Any) -> list[Re
 
 def fingerprint(version: ModelVersion) -> str:
     """What the figures depend on, cheaply: the newest case (an import with outcomes), the
-    newest outcome recorded, how many screens the version has scored, and its evidence (the
-    cuts, the women named). Each is an index lookup, so a kept report is never stale."""
+    newest outcome recorded, how many screens the version has scored, and its evidence and
+    manifest (the cuts, the women named). Each is an index lookup, so a kept report is never stale."""
     newest_case = Case.objects.order_by("-pk").values_list("pk", flat=True).first()
     newest_outcome = (
         AuditEvent.objects.filter(action=AuditAction.OUTCOME_RECORDED)
@@ -435,7 +435,9 @@ def fingerprint(version: ModelVersion) -> str:
         Q(model_version=version) & Q(status=AIStatus.DONE) & Q(probability__isnull=False)
     ).count()
     described = json.dumps(
-        [version.threshold, version.evidence, version.metrics], sort_keys=True, default=str
+        [version.threshold, version.evidence, version.metrics, version.manifest_subjects],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(
         json.dumps([version.pk, newest_case, newest_outcome, scored, described]).encode()

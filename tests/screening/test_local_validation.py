@@ -111,6 +111,21 @@ def test_training_women_come_from_the_metrics_too(eight):  # type: ignore[no-unt
     assert (report.subjects_named, report.excluded_screens, report.screens) == (1, 2, 8)
 
 
+def test_women_the_manifest_names_are_left_out(eight):  # type: ignore[no-untyped-def]
+    """A brought model names its training and calibration women in its manifest, not its
+    evidence (``ml.manifest_schema.subjects``): the shipped model names 104 that way."""
+    version, _ = eight
+    version.evidence.pop("training_data")
+    version.manifest = {
+        "training_data": {"subjects": ["NEVER-SCREENED-HERE"]},
+        "calibration": {"subjects": ["TRAINED-1"]},
+    }
+    version.save()
+    report = local_validation.build(version)
+    assert (report.subjects_named, report.excluded_women, report.excluded_screens) == (2, 1, 2)
+    assert report.screens == 8
+
+
 def test_without_named_women_nothing_is_left_out(eight):  # type: ignore[no-untyped-def]
     version, _ = eight
     version.evidence.pop("training_data")
@@ -124,7 +139,7 @@ def cohort(n: int = 600, women: int = 350, seed: int = 3, separation: float = 0.
     """``n`` screens of ``women`` women with scores and outcomes, written in bulk (no reads):
     what the AUC and the version's own figures are checked on."""
     rng = np.random.default_rng(seed)
-    version = ModelVersionFactory(threshold=0.55)
+    version = ModelVersionFactory(threshold=0.55, switched_on=False)  # measured, not yet on
     patients = Patient.objects.bulk_create(
         [Patient(pseudonym=f"COHORT-{i:04d}") for i in range(women)]
     )
