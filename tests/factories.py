@@ -105,9 +105,11 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     # figures on this site's screens that pass too (``local_switch``). ``switched_on=False``
     # builds one that only its manifest vouches for; failing evidence is never switched on.
     triage_switch = factory.LazyAttribute(
-        lambda version: local_switch()
-        if version.switched_on and triage_gate(version.evidence, settings.AI_GATES).passed
-        else {}
+        lambda version: (
+            local_switch()
+            if version.switched_on and triage_gate(version.evidence, settings.AI_GATES).passed
+            else {}
+        )
     )
 
     class Params:

@@ -12,8 +12,8 @@ from scipy.stats import binomtest
 from sklearn.metrics import recall_score, roc_auc_score
 
 from screening.audit import local_validation, stats
-from screening.audit.drift import DriftFilter
 from screening.audit.actions import record_outcome
+from screening.audit.drift import DriftFilter
 from screening.audit.local_validation import FINAL, FIRST
 from screening.choices import AgeBand, AIStatus, CaseStatus, Density, Outcome
 from screening.models import AIResult, Case, Image, Patient, Study, density_bit

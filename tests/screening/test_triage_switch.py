@@ -9,7 +9,6 @@ import pytest
 from django.urls import reverse
 
 from mammo_portal import settings as project_settings
-
 from screening.audit import triage_switch
 from screening.choices import AuditAction, ProposalStatus, Role
 from screening.errors import Conflict, DomainError
