@@ -306,6 +306,7 @@ def test_auditor_sees_the_page_with_its_counts_and_case_links(client, auditor, e
     assert response.status_code == 200
     page = response.content.decode()
     assert "8 screens of 7 women, 4 cancers" in page
+    assert "name 2 women it was trained or calibrated on" in page
     assert "2 screens of 1 of them are left out" in page
     assert "0.812" in page  # AUC 13/16
     assert reverse("case-detail", args=[cases[2].pk]) in page
