@@ -72,6 +72,14 @@ VALIDATED = {
     "marks": {"passed": True, "reason": "benchmark"},
 }
 
+# ... and switched on by two people on its figures on this site's screens, without which a
+# site orders no worklist by it (AI_TRIAGE_NEEDS_LOCAL_EVIDENCE, on by default).
+SWITCHED_ON = {
+    "local": {"auc": 0.86, "ci95": [0.8, 0.91], "screens": 6000, "cancers": 120, "women": 5200},
+    "proposed_by": "bench-admin",
+    "confirmed_by": "bench-auditor",
+}
+
 STATUS_MIX = [CaseStatus.READY] * 6 + [
     CaseStatus.AWAITING_AI,
     CaseStatus.FIRST_READ_DONE,
@@ -90,6 +98,7 @@ def seed(count: int, reader) -> None:  # type: ignore[no-untyped-def]
         threshold=0.4,
         is_active=True,
         evidence=VALIDATED,
+        triage_switch=SWITCHED_ON,
     )
     batch = 10_000
     for start in range(0, count, batch):

@@ -329,8 +329,10 @@ if _looser := AI_GATES.looser_than(FLOOR):
 # A version switched on for triage by its figures on this site's own screens (issue 25):
 # the triage gate above, judged there, on at least this many local cancers.
 AI_LOCAL_MIN_CANCERS = max(envint("AI_LOCAL_MIN_CANCERS", 50), AI_GATES.triage_min_abnormal_films)
-# On: only that local switch lets a version order the worklist, whatever its manifest shows.
-AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = envbool("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE", False)
+# On (the default): only that local switch lets a version order the worklist, whatever its
+# manifest shows, as issue 25 asks. Off is the less safe choice a site must make explicitly:
+# figures measured on someone else's files then suffice.
+AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = envbool("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE", True)
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
 # Drift monitoring (``screening/audit/drift.py``): a group's week of AI film scores alerts

@@ -7,11 +7,13 @@ import io
 
 import factory
 import numpy as np
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
+from ml.evidence import triage_gate
 from ml.synthetic import generate_film
 from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
@@ -98,6 +100,20 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     threshold = 0.5
     is_active = False
     evidence = factory.LazyAttribute(lambda version: validated_evidence(version.threshold))
+    # A version that orders the worklist as this site's rule asks: its files' evidence passes
+    # and, where the site asks for local evidence (the default), two people switched it on by
+    # figures on this site's screens that pass too (``local_switch``). ``switched_on=False``
+    # builds one that only its manifest vouches for; failing evidence is never switched on.
+    triage_switch = factory.LazyAttribute(
+        lambda version: (
+            local_switch()
+            if version.switched_on and triage_gate(version.evidence, settings.AI_GATES).passed
+            else {}
+        )
+    )
+
+    class Params:
+        switched_on = factory.LazyFunction(lambda: settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE)
 
 
 def hits(n: int, first: int, shift: int = 0) -> list[int]:
@@ -163,6 +179,36 @@ def validated_evidence(threshold: float = 0.5) -> dict:
         "heatmap": {"passed": True, "reason": "Passed."}
         | heatmap_figures(trained=20, baseline=4, best_copy=3, correlation=0.1),
         "marks": {"passed": True, "reason": "Passed."} | marks_figures(model=25, baseline=5),
+    }
+
+
+def local_figures(auc: float = 0.86, ci95: tuple = (0.80, 0.91), cancers: int = 120) -> dict:
+    """Local figures as ``triage_switch.local_figures`` measures them on this site's screens."""
+    return {
+        "auc": auc,
+        "ci95": list(ci95),
+        "ci_method": "bootstrap by woman (1000 resamples)",
+        "screens": 6000,
+        "cancers": cancers,
+        "women": 5200,
+        "excluded_screens": 0,
+        "measured_at": "2026-12-01T09:00:00+00:00",
+    }
+
+
+def local_switch(
+    local: dict | None = None, proposed_by: str = "admin-a", confirmed_by: str = "auditor-b"
+) -> dict:
+    """``ModelVersion.triage_switch`` as ``triage_switch.confirm`` stores it: the figures it
+    was switched on by, an admin who proposed and a different person who confirmed."""
+    assert proposed_by != confirmed_by, "a local switch takes two people"
+    return {
+        "local": local if local is not None else local_figures(),
+        "proposal_id": 0,
+        "proposed_by": proposed_by,
+        "proposed_at": "2026-12-01T09:00:00+00:00",
+        "confirmed_by": confirmed_by,
+        "confirmed_at": "2026-12-01T10:00:00+00:00",
     }
 
 

@@ -210,6 +210,15 @@ class DriftFilter:
     age_band: str = ""
     manufacturer: str = ""
 
+    def __str__(self) -> str:
+        """In a reader's words, "" for every film."""
+        parts = [
+            f"read as density {self.density.upper()}" if self.density else "",
+            f"of women aged {AgeBand(self.age_band).label}" if self.age_band else "",
+            f"with a film from a {self.manufacturer} unit" if self.manufacturer else "",
+        ]
+        return ", ".join(p for p in parts if p)
+
     def mask(self, films: Films) -> np.ndarray:
         keep = np.ones(len(films), bool)
         if self.density:

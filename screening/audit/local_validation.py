@@ -33,12 +33,13 @@ from ml import evidence as ml_evidence
 
 from ..choices import AIStatus, AuditAction, CaseStatus, Outcome
 from ..models import AIResult, AuditEvent, Case, ModelVersion, Patient
-from . import plots, report_data, reporting, stats
+from . import drift, plots, report_data, reporting, stats
 
 FINAL, FIRST = reporting.FINAL, reporting.FIRST
 # The most cases listed in each direction; the page says how many there are in all.
 LISTED = 100
 DECILES = 10
+EVERY_SCREEN = drift.DriftFilter()
 # Where a version's evidence may name the women it was trained or calibrated on.
 SUBJECT_BLOCKS = ("training_data", "calibration", "bands", "exam_score", "training", "validation")
 
@@ -158,10 +159,10 @@ def _rows(version: ModelVersion) -> tuple[LocalScreens, int]:
 
 def training_subjects(version: ModelVersion) -> set[str]:
     """The pseudonyms (or patient ids) of the women a version was trained or calibrated on,
-    wherever its evidence or metrics name them: a ``subjects`` list (or a mapping of lists,
+    wherever its manifest, evidence or metrics name them: a ``subjects`` list (or a mapping of lists,
     e.g. by split) at the top level or in one of ``SUBJECT_BLOCKS``."""
-    found: set[str] = set()
-    for source in (version.evidence, version.metrics, getattr(version, "training_data", None)):
+    found: set[str] = set(version.excluded_subjects)  # the manifest's training and calibration
+    for source in (version.evidence, version.metrics):
         if not isinstance(source, Mapping):
             continue
         blocks = [source, *(source.get(name) for name in SUBJECT_BLOCKS)]
@@ -278,6 +279,7 @@ class LocalReport:
     reliability: list[ReliabilityBin]
     calibrated: bool  # the reliability plot reads against a validated calibration
     reliability_plot: str | None = None  # drawn once, kept with the figures
+    about: drift.DriftFilter = EVERY_SCREEN  # which screens: all, or a filter's
 
 
 def operating_points(version: ModelVersion) -> list[tuple[str, float]]:
@@ -291,9 +293,26 @@ def operating_points(version: ModelVersion) -> list[tuple[str, float]]:
     return [(" = ".join(labels), cut) for cut, labels in sorted(named.items())]
 
 
-def build(version: ModelVersion, bootstrap: bool | None = None) -> LocalReport:
-    """Every local figure of ``version``, computed afresh."""
+def matching_cases(version: ModelVersion, about: drift.DriftFilter) -> np.ndarray | None:
+    """The cases a filter keeps, as the drift page picks films (``drift.DriftFilter``): a
+    density a reader recorded, the woman's age band at the screen, a film of that
+    manufacturer among those the version scored. None: no filter, every case."""
+    if about == EVERY_SCREEN:
+        return None
+    films = drift.films_of(version)
+    return np.unique(films.case_id[about.mask(films)])
+
+
+def build(
+    version: ModelVersion,
+    bootstrap: bool | None = None,
+    about: drift.DriftFilter = EVERY_SCREEN,
+) -> LocalReport:
+    """Every local figure of ``version``, computed afresh, on the screens ``about`` keeps."""
     every, scored = screens_with_outcome(version)
+    kept = matching_cases(version, about)
+    if kept is not None:
+        every = every.take(np.isin(every.case_id, kept))
     subjects = training_subjects(version)
     trained_ids = training_patient_ids(subjects)
     trained = (
@@ -330,6 +349,7 @@ def build(version: ModelVersion, bootstrap: bool | None = None) -> LocalReport:
         scored_high_missed=_listing(s, high_missed, cuts[-1], lowest_first=False),
         reliability=reliability(s.score, cancer, version.evidence),
         calibrated=ml_evidence.calibration_shown(version.evidence),
+        about=about,
     )
 
 
@@ -422,8 +442,8 @@ def reliability(score: np.ndarray, cancer: np.ndarray, evidence: Any) -> list[Re
 
 def fingerprint(version: ModelVersion) -> str:
     """What the figures depend on, cheaply: the newest case (an import with outcomes), the
-    newest outcome recorded, how many screens the version has scored, and its evidence (the
-    cuts, the women named). Each is an index lookup, so a kept report is never stale."""
+    newest outcome recorded, how many screens the version has scored, and its evidence and
+    manifest (the cuts, the women named). Each is an index lookup, so a kept report is never stale."""
     newest_case = Case.objects.order_by("-pk").values_list("pk", flat=True).first()
     newest_outcome = (
         AuditEvent.objects.filter(action=AuditAction.OUTCOME_RECORDED)
@@ -435,7 +455,9 @@ def fingerprint(version: ModelVersion) -> str:
         Q(model_version=version) & Q(status=AIStatus.DONE) & Q(probability__isnull=False)
     ).count()
     described = json.dumps(
-        [version.threshold, version.evidence, version.metrics], sort_keys=True, default=str
+        [version.threshold, version.evidence, version.metrics, version.manifest_subjects],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(
         json.dumps([version.pk, newest_case, newest_outcome, scored, described]).encode()
@@ -443,14 +465,18 @@ def fingerprint(version: ModelVersion) -> str:
 
 
 def local_report(
-    version: ModelVersion, refresh: bool = False, bootstrap: bool | None = None
+    version: ModelVersion,
+    refresh: bool = False,
+    bootstrap: bool | None = None,
+    about: drift.DriftFilter = EVERY_SCREEN,
 ) -> LocalReport:
     """``build`` kept for ``REPORT_CACHE_SECONDS`` while nothing it rests on has changed:
     a new outcome, screen or score recomputes it on the next view."""
-    key = f"local-validation:{fingerprint(version)}:{bootstrap}"
+    screens = hashlib.sha256(repr(about).encode()).hexdigest()[:16]  # a name may hold spaces
+    key = f"local-validation:{fingerprint(version)}:{bootstrap}:{screens}"
     report = None if refresh else cache.get(key)
     if report is None:
-        report = build(version, bootstrap)
+        report = build(version, bootstrap, about)
         report.reliability_plot = plots.reliability_plot(report.reliability, report.calibrated)
         cache.set(key, report, settings.REPORT_CACHE_SECONDS)
     return report

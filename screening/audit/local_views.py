@@ -4,6 +4,8 @@ two-person switch that lets a version order the worklist on those figures."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,6 +18,7 @@ from ..choices import Role
 from ..models import ModelVersion
 from ..roles import AuthenticatedHttpRequest, role_required
 from . import local_validation, reporting, triage_switch
+from .drift_views import ScreenFilterForm
 
 
 def _chosen(request: HttpRequest, versions: list[ModelVersion]) -> ModelVersion | None:
@@ -37,12 +40,21 @@ def local_validation_page(request: HttpRequest) -> HttpResponse:
     version = _chosen(request, versions)
     refresh = request.GET.get("refresh") == "1"
     bootstrap = True if request.GET.get("bootstrap") == "1" else None
+    form = ScreenFilterForm(request.GET or None)
+    about = form.chosen()
     report = (
-        local_validation.local_report(version, refresh, bootstrap) if version is not None else None
+        local_validation.local_report(version, refresh, bootstrap, about)
+        if version is not None
+        else None
     )
     context = {
         "versions": versions,
         "version": version,
+        "form": form,
+        "about": str(about),
+        "filter_query": "&" + urlencode({k: v for k, v in asdict(about).items() if v})
+        if str(about)
+        else "",
         "report": report,
         "cache_minutes": settings.REPORT_CACHE_SECONDS // 60,
         "listed": local_validation.LISTED,

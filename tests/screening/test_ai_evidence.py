@@ -227,8 +227,9 @@ def test_the_auditor_page_says_the_version_is_not_validated(client, auditor, unv
 
 
 def test_reregistering_with_new_evidence_reorders_its_cases_and_is_audited(
-    db, tiny_artifact, tmp_path, radiologist
+    db, tiny_artifact, tmp_path, radiologist, settings
 ):  # type: ignore[no-untyped-def]
+    settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = False  # a site that lets the manifest decide
     artifact = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
     version = ai_actions.register_model_version(None, str(artifact), activate=True)
     assert not version.validated_for_triage  # the tiny test artifact has no evidence

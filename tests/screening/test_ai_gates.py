@@ -121,6 +121,7 @@ def test_the_models_page_shows_the_sites_stricter_rule(client, auditor, settings
 def test_re_registering_after_a_site_tightens_a_gate_puts_its_cases_in_waiting_order(
     tiny_artifact, tmp_path, radiologist, settings
 ):  # type: ignore[no-untyped-def]
+    settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = False  # a site that lets the manifest decide
     import json
     import shutil
     from pathlib import Path

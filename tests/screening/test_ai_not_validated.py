@@ -106,7 +106,8 @@ def test_deciles_bands_and_a_validation_calibration_do_not_make_it_show_them(): 
     assert version.band_descriptions == []
 
 
-def test_an_untested_version_and_one_short_of_the_bar_say_so_in_their_own_words():  # type: ignore[no-untyped-def]
+def test_an_untested_version_and_one_short_of_the_bar_say_so_in_their_own_words(settings):  # type: ignore[no-untyped-def]
+    settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = False  # the manifest's wording, judged alone
     assert ModelVersion(evidence={}).not_shown_reason == AI_NOT_TESTED
     above_chance = validated_evidence()
     above_chance["film_auc"] |= {"auc": 0.70, "ci95": [0.62, 0.78]}  # above chance, below 0.75
@@ -136,7 +137,8 @@ def test_a_calibration_not_fitted_on_validation_films_gives_no_probability(db): 
     assert case.ai_result.exam_score == 10 and case.ai_result.calibrated_probability is None
 
 
-def test_new_evidence_that_withdraws_validation_takes_the_bands_away(db, radiologist):  # type: ignore[no-untyped-def]
+def test_new_evidence_that_withdraws_validation_takes_the_bands_away(db, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = False  # a site that lets the manifest decide
     version = ModelVersionFactory(is_active=True, evidence=scored_evidence())
     case = case_scored_by(version, 0.97, hours_ago=1)
     assert case.risk_band == RiskBand.HIGH

@@ -3,6 +3,8 @@ worked out by hand on eight screens and against scikit-learn and SciPy on a larg
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -11,9 +13,10 @@ from sklearn.metrics import recall_score, roc_auc_score
 
 from screening.audit import local_validation, stats
 from screening.audit.actions import record_outcome
+from screening.audit.drift import DriftFilter
 from screening.audit.local_validation import FINAL, FIRST
-from screening.choices import AIStatus, CaseStatus, Outcome
-from screening.models import AIResult, Case, Patient, Study
+from screening.choices import AgeBand, AIStatus, CaseStatus, Density, Outcome
+from screening.models import AIResult, Case, Image, Patient, Study, density_bit
 from tests.conftest import login, requires_postgres
 from tests.factories import ModelVersionFactory, N, R, UserFactory, screen, validated_evidence
 
@@ -111,6 +114,65 @@ def test_training_women_come_from_the_metrics_too(eight):  # type: ignore[no-unt
     assert (report.subjects_named, report.excluded_screens, report.screens) == (1, 2, 8)
 
 
+def test_women_the_manifest_names_are_left_out(eight):  # type: ignore[no-untyped-def]
+    """A brought model names its training and calibration women in its manifest, not its
+    evidence (``ml.manifest_schema.subjects``): the shipped model names 104 that way."""
+    version, _ = eight
+    version.evidence.pop("training_data")
+    version.manifest = {
+        "training_data": {"subjects": ["NEVER-SCREENED-HERE"]},
+        "calibration": {"subjects": ["TRAINED-1"]},
+    }
+    version.save()
+    report = local_validation.build(version)
+    assert (report.subjects_named, report.excluded_women, report.excluded_screens) == (2, 1, 2)
+    assert report.screens == 8
+
+
+def _expected_auc(indices: list[int]) -> float:
+    rows = [EIGHT[i] for i in indices]
+    return float(roc_auc_score([o == M for _, o, _ in rows], [s for s, _, _ in rows]))
+
+
+def test_every_figure_is_filtered_by_manufacturer_density_and_age_band(eight):  # type: ignore[no-untyped-def]
+    """The drift page's filter, on screens: a film of that manufacturer, a density a reader
+    recorded, the woman's age at the screen."""
+    version, cases = eight
+    ids = [c.pk for c in cases]
+    Image.objects.filter(study__case_id__in=[ids[i] for i in (0, 2, 4, 5)]).update(
+        manufacturer="Hologic"
+    )
+    Case.objects.filter(pk__in=[ids[i] for i in (1, 2, 3, 6, 7)]).update(
+        read_densities=density_bit(Density.C)
+    )
+    Study.objects.update(study_date=dt.date(2025, 6, 1))
+    Patient.objects.filter(cases__pk__in=ids[:5]).update(birth_year=1970)  # 55, the rest 60
+    for about, indices in [
+        (DriftFilter(manufacturer="Hologic"), [0, 2, 4, 5]),
+        (DriftFilter(density=Density.C), [1, 2, 3, 6, 7]),
+        (DriftFilter(age_band=AgeBand.AGE_50_59), [0, 1, 2, 3, 4]),
+        (DriftFilter(age_band=AgeBand.AGE_50_59, manufacturer="Hologic"), [0, 2, 4]),
+    ]:
+        report = local_validation.build(version, about=about)
+        assert report.screens == len(indices), about
+        assert report.cancers == sum(EIGHT[i][1] == M for i in indices), about
+        assert report.auc.auc == pytest.approx(_expected_auc(indices)), about
+        assert report.about == about
+    assert local_validation.build(version).screens == 8
+
+
+def test_the_page_filters_and_says_so(client, auditor, eight):  # type: ignore[no-untyped-def]
+    version, cases = eight
+    Image.objects.filter(study__case_id__in=[c.pk for c in cases[:3]]).update(manufacturer="GE")
+    page = login(client, auditor).get(
+        reverse("audit-local"), {"version": version.pk, "manufacturer": "GE"}
+    )
+    text = page.content.decode()
+    assert "only the screens with a film from a GE unit" in text
+    assert "3 screens of 3 women, 3 cancers" in text
+    assert "manufacturer=GE&amp;refresh=1" in text
+
+
 def test_without_named_women_nothing_is_left_out(eight):  # type: ignore[no-untyped-def]
     version, _ = eight
     version.evidence.pop("training_data")
@@ -124,7 +186,7 @@ def cohort(n: int = 600, women: int = 350, seed: int = 3, separation: float = 0.
     """``n`` screens of ``women`` women with scores and outcomes, written in bulk (no reads):
     what the AUC and the version's own figures are checked on."""
     rng = np.random.default_rng(seed)
-    version = ModelVersionFactory(threshold=0.55)
+    version = ModelVersionFactory(threshold=0.55, switched_on=False)  # measured, not yet on
     patients = Patient.objects.bulk_create(
         [Patient(pseudonym=f"COHORT-{i:04d}") for i in range(women)]
     )
@@ -244,6 +306,7 @@ def test_auditor_sees_the_page_with_its_counts_and_case_links(client, auditor, e
     assert response.status_code == 200
     page = response.content.decode()
     assert "8 screens of 7 women, 4 cancers" in page
+    assert "name 2 women it was trained or calibrated on" in page
     assert "2 screens of 1 of them are left out" in page
     assert "0.812" in page  # AUC 13/16
     assert reverse("case-detail", args=[cases[2].pk]) in page

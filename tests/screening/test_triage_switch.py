@@ -3,9 +3,12 @@ switched off in one step."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.urls import reverse
 
+from mammo_portal import settings as project_settings
 from screening.audit import triage_switch
 from screening.choices import AuditAction, ProposalStatus, Role
 from screening.errors import Conflict, DomainError
@@ -160,12 +163,19 @@ def test_the_pages_switch_it_with_two_roles_and_show_what_it_rests_on(client, ve
     assert Case.objects.get(pk=shown.pk).triage_priority == -1.0
 
 
-def test_a_site_may_require_local_evidence_whatever_the_manifest_shows(local_rules, shown):  # type: ignore[no-untyped-def]
+def test_local_evidence_is_needed_unless_a_site_opts_out():  # type: ignore[no-untyped-def]
+    """The safe rule is the default: a site must say AI_TRIAGE_NEEDS_LOCAL_EVIDENCE=off."""
+    assert os.environ.get("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE") is None
+    assert project_settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE is True
+
+
+def test_by_default_only_local_evidence_switches_a_version_on(local_rules, shown):  # type: ignore[no-untyped-def]
     version = ModelVersion.objects.get(pk=shown.ai_result.model_version_id)
     version.evidence = validated_evidence(version.threshold)  # passes on its files
     version.save()
+    local_rules.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = False  # a site that opted out: files suffice
     assert version.validated_for_triage
-    local_rules.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = True
+    local_rules.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = project_settings.AI_TRIAGE_NEEDS_LOCAL_EVIDENCE
     assert not version.validated_for_triage
     assert "not been switched on by them" in version.triage_reason
     triage_switch.confirm(auditor(), triage_switch.propose(admin(), version.pk).pk)
