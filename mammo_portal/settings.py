@@ -396,6 +396,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 # running results of a worker that is gone: recovery within a sweep period plus replies.
 AI_SWEEP_SECONDS = float(envint("AI_SWEEP_SECONDS", 15))
 AI_WORKER_REPLY_SECONDS = float(envint("AI_WORKER_REPLY_SECONDS", 2))
+# Every worker writes a heartbeat row this often (whatever the broker); one not seen for
+# two intervals counts as gone on the queue page.
+AI_WORKER_HEARTBEAT_SECONDS = float(envint("AI_WORKER_HEARTBEAT_SECONDS", 10))
 CELERY_BEAT_SCHEDULE = {
     "sweep-stranded-ai-work": {"task": "screening.sweep", "schedule": AI_SWEEP_SECONDS},
     "raise-drift-alerts": {"task": "screening.drift_sweep", "schedule": DRIFT_SWEEP_SECONDS},

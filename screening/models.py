@@ -1020,3 +1020,18 @@ class ReaderSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Reading settings of user {self.user_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per running Celery worker, touched every ``AI_WORKER_HEARTBEAT_SECONDS``.
+
+    The broker's ping needs a broadcast exchange the embedded filesystem broker lacks; the
+    database is there with every broker, so the queue page counts live workers from here.
+    """
+
+    name = models.CharField(max_length=255, unique=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -8,7 +8,11 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from ..errors import StorageFull
-from . import inference, workers
+from . import (
+    heartbeat,  # noqa: F401  (connects the worker's heartbeat to its signals)
+    inference,
+    workers,
+)
 
 # A full disk is transient too: the job is retried (with backoff) once space is freed.
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError, StorageFull)

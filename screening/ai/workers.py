@@ -1,6 +1,7 @@
-"""What the Celery workers say about themselves, asked over the broker's control channel.
+"""What the Celery workers say about themselves: their heartbeat rows, and what they
+answer over the broker's control channel.
 
-The queue page shows who answers; the sweep uses the answers as heartbeats: a running
+The queue page counts fresh heartbeats (every broker has them); the sweep uses the answers as heartbeats: a running
 result whose job no live worker holds belonged to a worker that is gone.
 """
 
@@ -9,11 +10,22 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
+
+from ..models import WorkerHeartbeat
 
 log = logging.getLogger(__name__)
+
+
+def alive() -> list[str]:
+    """Names of workers whose heartbeat is fresh (seen within two intervals), any broker."""
+    since = timezone.now() - timedelta(seconds=2 * settings.AI_WORKER_HEARTBEAT_SECONDS)
+    names = WorkerHeartbeat.objects.filter(seen_at__gte=since).values_list("name", flat=True)
+    return sorted(names)
 
 
 def online(timeout: float = 0.5) -> list[str] | None:

@@ -58,7 +58,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "seconds_per_image": recent.aggregate(avg=Avg(Cast(KT("timings__predict"), FloatField())))[
             "avg"
         ],
-        "workers": workers.online(),
+        "workers": workers.alive(),
     }
     return render(request, "screening/queue.html", context)
 
