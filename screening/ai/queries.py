@@ -29,6 +29,12 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
     return {r.image_id: r for r in results if r.image_id is not None}
 
 
+def overlay_drawable(results: Iterable[AIResult]) -> bool:
+    """Whether anything of the AI may be drawn on these films (a heatmap or region marks the
+    version's evidence lets readers see): the viewer offers its overlay controls only then."""
+    return any(result.shows_heatmap or result.shown_marks for result in results)
+
+
 def case_ai_states(cases: list[Case]) -> dict[int, str]:
     """What a reader sees of each case's AI, in one query for a whole page of cases.
 
