@@ -35,6 +35,12 @@ def overlay_drawable(results: Iterable[AIResult]) -> bool:
     return any(result.shows_heatmap or result.shown_marks for result in results)
 
 
+def ai_awaited(case: Case) -> bool:
+    """Whether the case's AI may still arrive in place (live.js polls while it may): the
+    viewer keeps room for the overlay controls, so films do not move when it comes."""
+    return case.ai_result is None or case.ai_result.status not in (AIStatus.DONE, AIStatus.FAILED)
+
+
 def case_ai_states(cases: list[Case]) -> dict[int, str]:
     """What a reader sees of each case's AI, in one query for a whole page of cases.
 

@@ -373,6 +373,7 @@ def _render_case(
         "images": images,
         "panels": hanging.hang(images),
         "overlay_drawable": ai_queries.overlay_drawable(results.values()),
+        "ai_awaited": ai_queries.ai_awaited(case),
         "priors": priors,
         "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,

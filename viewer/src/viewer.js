@@ -434,14 +434,18 @@ function placeOverlay(panel) {
 
 // Only what the server sent can be drawn (a heatmap or marks the version's evidence lets
 // readers see; screening.ai.queries.overlay_drawable decides the first page): without it
-// the overlay controls and H are not offered. The AI arriving in place may bring some.
+// the overlay controls and H are not offered. While the AI may still arrive in place the
+// page keeps their room ("unavailable", not shown), so the films do not move when it comes.
 function overlayDrawable() {
   return Boolean(viewer.querySelector(".panel.current .layers img.heatmap, .panel.current .layers svg.marks"));
 }
 
 function applyOverlay() {
   const controls = document.getElementById("overlay-controls");
-  if (controls) controls.hidden = !overlayDrawable();
+  if (controls && overlayDrawable()) {
+    controls.hidden = false;
+    controls.classList.remove("unavailable");
+  } else if (controls && !controls.hidden) controls.classList.add("unavailable");
   const toggle = document.getElementById("overlay-toggle");
   const opacity = document.getElementById("overlay-opacity");
   const on = !toggle || toggle.checked;
