@@ -29,6 +29,18 @@ def case_ai_results(case: Case) -> dict[int, AIResult]:
     return {r.image_id: r for r in results if r.image_id is not None}
 
 
+def overlay_drawable(results: Iterable[AIResult]) -> bool:
+    """Whether anything of the AI may be drawn on these films (a heatmap or region marks the
+    version's evidence lets readers see): the viewer offers its overlay controls only then."""
+    return any(result.shows_heatmap or result.shown_marks for result in results)
+
+
+def ai_awaited(case: Case) -> bool:
+    """Whether the case's AI may still arrive in place (live.js polls while it may): the
+    viewer keeps room for the overlay controls, so films do not move when it comes."""
+    return case.ai_result is None or case.ai_result.status not in (AIStatus.DONE, AIStatus.FAILED)
+
+
 def case_ai_states(cases: list[Case]) -> dict[int, str]:
     """What a reader sees of each case's AI, in one query for a whole page of cases.
 

@@ -389,6 +389,8 @@ def _render_case(
         "case": case,
         "images": images,
         "panels": hanging.hang(images),
+        "overlay_drawable": ai_queries.overlay_drawable(results.values()),
+        "ai_awaited": ai_queries.ai_awaited(case),
         "priors": priors,
         "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,

@@ -256,6 +256,7 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     open_case(page, live_server, case)
     assert page.is_visible("#record-read") and page.locator("#accept-ai").count() == 0
     assert "Awaiting AI" in page.inner_text("#ai-box")
+    assert not page.is_visible("#overlay-toggle")  # nothing to draw yet
     page.evaluate("window.__marker = 1")
 
     page.wait_for_selector('#viewer[data-ready="1"]', state="attached")
@@ -278,6 +279,7 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     assert page.input_value("#id_reason") == "Benign calcifications, stable"
     assert "0.93" in page.inner_text("#ai-box")
     assert page.locator(".panel img.heatmap").count() == 2
+    assert page.is_visible("#overlay-toggle") and page.is_visible("#overlay-opacity")
     assert "Differs from the AI" in page.inner_text("#read-summary")
 
     page.click("#override-ai")  # the focus is still in the reason: "o" would type there

@@ -23,6 +23,7 @@ from tests.factories import (
     case_with_images,
     dicom_screen,
     score_case,
+    unvalidated_evidence,
 )
 from tests.screening.test_ai_evidence import MARKS, scored_evidence
 
@@ -170,6 +171,149 @@ def test_dragging_changes_window_level_on_the_painted_pixels(reader_on_screen): 
     assert page.locator(film).screenshot() != before
 
 
+SLOTS = ("RCC", "LCC", "RMLO", "LMLO")
+
+
+def windows(page) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Each current film's painted window (data-voi, set on every render) as centre and width
+    relative to its own reference window (the one it was first shown with)."""
+    found = {}
+    for slot in SLOTS:
+        panel = page.locator(f'.panel.current[data-slot="{slot}"]')
+        lower, upper = map(float, panel.get_attribute("data-voi").split(","))
+        low, high = map(float, panel.get_attribute("data-reference").split(","))
+        width = high - low
+        found[slot] = (((lower + upper) / 2 - (low + high) / 2) / width, (upper - lower) / width)
+    return found
+
+
+def drag_window(page, slot: str) -> None:  # type: ignore[no-untyped-def]
+    x, y = centre(box(page, f'.panel.current[data-slot="{slot}"] .viewport'))
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 80, steps=8)
+    page.mouse.up()
+
+
+def to_16_bits(image) -> None:  # type: ignore[no-untyped-def]
+    """The 12-bit film stored again as 16-bit, its window scaled with it: one film of the
+    screen with another bit depth and other presets (as a mixed-vendor study can have)."""
+    with image.file.open("rb") as handle:
+        ds = pydicom.dcmread(io.BytesIO(handle.read()))
+    ds.PixelData = (ds.pixel_array.astype("uint16") << 4).tobytes()
+    ds.BitsStored, ds.HighBit = 16, 15
+    ds.WindowCenter, ds.WindowWidth = float(ds.WindowCenter) * 16, float(ds.WindowWidth) * 16
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+
+
+def test_window_level_is_linked_across_the_four_views_relative_to_each_film(  # type: ignore[no-untyped-def]
+    live_server, browser_page
+):
+    """Issue 24: linked by default; a drag on one film windows all four alike, each relative
+    to its own window: the 16-bit LCC moves sixteen times as far as the 12-bit films."""
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300)
+    to_16_bits(case.studies.get().images.get(laterality="L", view="CC"))
+    page = browser_page
+    log_in(page, live_server, "reader")
+    open_viewer(page, live_server, case)
+    assert page.get_attribute("#link-wl", "aria-pressed") == "true"
+    reference = {
+        slot: page.get_attribute(f'.panel.current[data-slot="{slot}"]', "data-reference")
+        for slot in SLOTS
+    }
+    assert reference["LCC"] != reference["RCC"]  # the films' own windows differ
+    before = {
+        slot: page.locator(f'.panel.current[data-slot="{slot}"] .viewport').screenshot()
+        for slot in SLOTS
+    }
+    assert all(
+        shift == pytest.approx(0, abs=0.01) and scale == pytest.approx(1, abs=0.01)
+        for shift, scale in windows(page).values()
+    )
+    drag_window(page, "RCC")
+    wait_until(
+        page,
+        "() => [...document.querySelectorAll('.panel.current')]"
+        ".every(p => p.dataset.voi !== p.dataset.reference)",
+    )
+    page.wait_for_timeout(300)
+    moved = windows(page)
+    shift, scale = moved["RCC"]
+    assert abs(shift) > 0.01 or abs(scale - 1) > 0.01
+    for slot in SLOTS:
+        assert moved[slot] == pytest.approx((shift, scale), abs=0.01), (slot, moved, reference)
+        assert (
+            page.locator(f'.panel.current[data-slot="{slot}"] .viewport').screenshot()
+            != before[slot]
+        )
+    # painted alike: the 16-bit film looks as its 12-bit partner would through the same window
+    rcc = grey_mean(page.locator('.panel.current[data-slot="RCC"] .viewport').screenshot())
+    lcc = grey_mean(page.locator('.panel.current[data-slot="LCC"] .viewport').screenshot())
+    assert abs(rcc - lcc) < 15, (rcc, lcc)
+
+
+def test_unlinked_window_level_changes_only_the_film_dragged(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    page.click("#link-wl")
+    assert page.get_attribute("#link-wl", "aria-pressed") == "false"
+    drag_window(page, "LCC")
+    wait_until(
+        page,
+        "() => { const p = document.querySelector('.panel.current[data-slot=\"LCC\"]');"
+        " return p.dataset.voi !== p.dataset.reference; }",
+    )
+    page.wait_for_timeout(300)
+    for slot in ("RCC", "RMLO", "LMLO"):
+        panel = f'.panel.current[data-slot="{slot}"]'
+        assert page.get_attribute(panel, "data-voi") == page.get_attribute(panel, "data-reference")
+
+
+def test_invert_shows_its_state_on_the_button_and_each_film(reader_on_screen):  # type: ignore[no-untyped-def]
+    page, _ = reader_on_screen
+    labels = ".panel.current:not([hidden]) .vp-inverted"
+    assert page.get_attribute("#invert", "aria-pressed") == "false"
+    assert page.locator(labels).count() == 4 and not any(
+        label.is_visible() for label in page.locator(labels).all()
+    )
+    before = page.locator('.panel.current[data-slot="RCC"] .viewport').screenshot()
+    page.keyboard.press("i")
+    assert page.get_attribute("#invert", "aria-pressed") == "true"
+    assert all(
+        label.is_visible() and label.inner_text() == "Inverted"
+        for label in page.locator(labels).all()
+    )
+    page.wait_for_timeout(300)
+    assert page.locator('.panel.current[data-slot="RCC"] .viewport').screenshot() != before
+    page.click("#invert")
+    assert page.get_attribute("#invert", "aria-pressed") == "false"
+    assert not any(label.is_visible() for label in page.locator(labels).all())
+
+
+def test_no_overlay_controls_when_the_versions_evidence_lets_nothing_be_drawn(  # type: ignore[no-untyped-def]
+    live_server, browser_page
+):
+    """Issue 24: the shipped-like version (heatmap and marks failing their gates) has
+    heatmaps and marks stored, but none may be shown: no checkbox, no slider, H does nothing."""
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300)
+    score_case(case, 0.9, ModelVersionFactory(is_active=True, evidence=unvalidated_evidence()))
+    AIResult.objects.filter(case=case, image__isnull=False).update(marks=MARKS)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    log_in(page, live_server, "reader")
+    open_viewer(page, live_server, case)
+    assert page.locator(".panel.current .layers img.heatmap, .panel.current svg.marks").count() == 0
+    for control in ("#overlay-controls", "#overlay-toggle", "#overlay-opacity", "#heat-legend"):
+        assert not page.is_visible(control), control
+    page.keyboard.press("h")
+    assert page.is_checked("#overlay-toggle") and not page.is_visible("#overlay-toggle")
+    assert errors == []
+
+
 def test_the_prior_hangs_beneath_the_current_with_its_date(reader_on_screen):  # type: ignore[no-untyped-def]
     page, _ = reader_on_screen
     assert "2022-03-10" in page.inner_text("#priors")
@@ -193,6 +337,7 @@ def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  #
     page, _ = reader_on_screen
     heatmap = '.panel.current[data-slot="RCC"] img.heatmap'
     assert page.is_visible(heatmap) and page.is_visible("#heat-legend")
+    assert page.is_visible("#overlay-toggle") and page.is_visible("#overlay-opacity")
     film = box(page, '.panel.current[data-slot="RCC"] .layers')
     assert film["width"] > 50 and box(page, heatmap) == film
     mark = page.locator('.panel.current[data-slot="RCC"] svg.marks circle').first.bounding_box()

@@ -7,13 +7,18 @@ import re
 import pytest
 from django.urls import reverse
 
+from screening.choices import CaseStatus
 from screening.reading.hanging import hang
 from tests.factories import (
     ImageFactory,
+    ModelVersionFactory,
     StudyFactory,
     UserFactory,
     dicom_screen,
     read_case,
+    score_case,
+    unvalidated_evidence,
+    validated_evidence,
 )
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +119,37 @@ def test_every_prior_is_listed_with_its_date_and_the_reader_picks_which_hangs(cl
     for other in (current.pk, "x"):
         shown = client.get(url, {"prior": other}).content.decode()
         assert f'data-compare-case="{latest.pk}"' in shown
+
+
+def overlay_controls(html: str) -> str:
+    found = re.search(r'<span class="overlay-controls[^"]*" id="overlay-controls"[^>]*>', html)
+    assert found, "no overlay controls in the page"
+    return found.group(0)
+
+
+def test_no_overlay_controls_when_the_versions_heatmaps_and_marks_fail_their_gates(
+    client, radiologist
+):  # type: ignore[no-untyped-def]
+    case = dicom_screen(size=128)
+    score_case(case, 0.9, ModelVersionFactory(is_active=True, evidence=unvalidated_evidence()))
+    client.force_login(radiologist)
+    html = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    assert " hidden" in overlay_controls(html) and 'class="heatmap"' not in html
+
+
+def test_the_overlay_controls_are_offered_when_a_heatmap_may_be_drawn(client, radiologist):  # type: ignore[no-untyped-def]
+    case = dicom_screen(size=128)
+    score_case(case, 0.9, ModelVersionFactory(is_active=True, evidence=validated_evidence()))
+    client.force_login(radiologist)
+    html = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    tag = overlay_controls(html)
+    assert " hidden" not in tag and "unavailable" not in tag and 'class="heatmap"' in html
+
+
+def test_the_overlay_controls_keep_their_room_unshown_while_the_ai_may_still_come(
+    client, radiologist
+):  # type: ignore[no-untyped-def]
+    case = dicom_screen(size=128, status=CaseStatus.AWAITING_AI)
+    client.force_login(radiologist)
+    tag = overlay_controls(client.get(reverse("case-detail", args=[case.pk])).content.decode())
+    assert "unavailable" in tag and " hidden" not in tag

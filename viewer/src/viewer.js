@@ -50,7 +50,11 @@ const PRIMARY_TOOLS = {
 const FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*";
 
 const viewer = document.getElementById("viewer");
-const state = { layout: "four", compare: false, active: null, tool: WindowLevelTool.toolName };
+// W/L linked by default: a screening reader judges symmetry (left against right, CC against
+// MLO), which holds only while every film is shown through the same window; one film windowed
+// alone is the exception, chosen with the toggle.
+const state = { layout: "four", compare: false, active: null, tool: WindowLevelTool.toolName, linkWL: true };
+let settingWindows = 0; // the viewer's own window changes (presets, loading): not propagated
 let engine;
 let group;
 const loaded = new Map(); // panel -> Promise of its film shown
@@ -274,6 +278,7 @@ function show(panel) {
       if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
       else applyFileVoiLut(panel, viewport, imageId);
       hangBackToBack(panel, viewport, imageId);
+      panel.dataset.baseInvert = String(Boolean(viewport.getProperties().invert));
       const painted = new Promise((resolve) =>
         panel.querySelector(".viewport").addEventListener(Events.IMAGE_RENDERED, resolve, { once: true }),
       );
@@ -283,7 +288,9 @@ function show(panel) {
       relinkPairs();
     }
     performance.mark(`film-painted-${panel.dataset.image}`);
+    markReference(panel, viewport);
     panel.dataset.loaded = "1";
+    markInvert();
     fillPresets();
   })().catch((error) => {
     panel.dataset.loaded = "error";
@@ -375,6 +382,7 @@ function applyLayout() {
   panels().forEach((panel) => {
     panel.hidden = !shown.has(panel);
   });
+  markInvert();
   viewer.dataset.layout = state.layout;
   viewer.classList.toggle("comparing", state.compare);
   const name = LAYOUTS.find(([key]) => key === state.layout)[1];
@@ -424,7 +432,20 @@ function placeOverlay(panel) {
   if (voi) panel.dataset.voi = `${Math.round(voi.lower)},${Math.round(voi.upper)}`;
 }
 
+// Only what the server sent can be drawn (a heatmap or marks the version's evidence lets
+// readers see; screening.ai.queries.overlay_drawable decides the first page): without it
+// the overlay controls and H are not offered. While the AI may still arrive in place the
+// page keeps their room ("unavailable", not shown), so the films do not move when it comes.
+function overlayDrawable() {
+  return Boolean(viewer.querySelector(".panel.current .layers img.heatmap, .panel.current .layers svg.marks"));
+}
+
 function applyOverlay() {
+  const controls = document.getElementById("overlay-controls");
+  if (controls && overlayDrawable()) {
+    controls.hidden = false;
+    controls.classList.remove("unavailable");
+  } else if (controls && !controls.hidden) controls.classList.add("unavailable");
   const toggle = document.getElementById("overlay-toggle");
   const opacity = document.getElementById("overlay-opacity");
   const on = !toggle || toggle.checked;
@@ -464,36 +485,116 @@ function fillPresets() {
 
 function applyPreset(value) {
   const targets = state.layout === "single" ? visiblePanels() : panels(".current");
-  targets.forEach((panel) => {
-    const viewport = viewportOf(panel);
-    const image = panel.dataset.imageId && cache.getImage(panel.dataset.imageId);
-    if (!viewport || !image) return;
-    let range;
-    if (value === "file") {
-      viewport.resetProperties();
-      if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
-      else applyFileVoiLut(panel, viewport, panel.dataset.imageId);
-      viewport.render();
-      return;
-    }
-    if (panel.dataset.voiLut) linearGrey(panel, viewport); // a window replaces the file's table
-    if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
-    else {
-      const [center, width] = value.split("/").map(Number);
-      range = csUtils.windowLevel.toLowHighRange(width, center);
-    }
-    viewport.setProperties({ voiRange: range });
+  settingWindows += 1;
+  try {
+    targets.forEach((panel) => setPreset(panel, value));
+  } finally {
+    settingWindows -= 1;
+  }
+  markInvert();
+}
+
+function setPreset(panel, value) {
+  const viewport = viewportOf(panel);
+  const image = panel.dataset.imageId && cache.getImage(panel.dataset.imageId);
+  if (!viewport || !image) return;
+  let range;
+  if (value === "file") {
+    viewport.resetProperties();
+    if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
+    else applyFileVoiLut(panel, viewport, panel.dataset.imageId);
     viewport.render();
-  });
+    markReference(panel, viewport);
+    return;
+  }
+  if (panel.dataset.voiLut) linearGrey(panel, viewport); // a window replaces the file's table
+  if (value === "full") range = { lower: image.minPixelValue, upper: image.maxPixelValue };
+  else {
+    const [center, width] = value.split("/").map(Number);
+    range = csUtils.windowLevel.toLowHighRange(width, center);
+  }
+  viewport.setProperties({ voiRange: range });
+  viewport.render();
+  markReference(panel, viewport);
+}
+
+// --- Linked window/level -------------------------------------------------------------------
+
+// Each film's reference window: the one it was first shown with (its file's window or table,
+// over its own bit depth) or last given by a preset. A change dragged on one film is carried
+// to the others as the same change relative to their own reference: width scaled by the same
+// factor, centre moved by the same fraction of the reference width. A 12-bit and a 16-bit
+// film, or two films with different presets, so stay windowed alike.
+function markReference(panel, viewport) {
+  const voi = viewport.getProperties().voiRange;
+  if (voi) panel.dataset.reference = `${voi.lower},${voi.upper}`;
+}
+
+function referenceOf(panel) {
+  const [lower, upper] = (panel.dataset.reference || "").split(",").map(Number);
+  return upper > lower ? { centre: (lower + upper) / 2, width: upper - lower } : null;
+}
+
+function windowChanged(source, range) {
+  if (!state.linkWL || settingWindows || source.dataset.loaded !== "1" || !range) return;
+  const reference = referenceOf(source);
+  if (!reference) return;
+  const scale = (range.upper - range.lower) / reference.width;
+  const shift = ((range.lower + range.upper) / 2 - reference.centre) / reference.width;
+  settingWindows += 1;
+  try {
+    panels().forEach((panel) => {
+      const viewport = viewportOf(panel);
+      const own = referenceOf(panel);
+      if (panel === source || panel.dataset.loaded !== "1" || !viewport || !own) return;
+      const centre = own.centre + shift * own.width;
+      const width = own.width * scale;
+      viewport.setProperties({ voiRange: { lower: centre - width / 2, upper: centre + width / 2 } });
+      viewport.render();
+    });
+  } finally {
+    settingWindows -= 1;
+  }
+}
+
+function toggleLinkWL() {
+  state.linkWL = !state.linkWL;
+  const button = document.getElementById("link-wl");
+  if (button) button.setAttribute("aria-pressed", String(state.linkWL));
+  viewer.dataset.linkWl = String(state.linkWL);
 }
 
 function invert() {
-  panels(":not([hidden])").forEach((panel) => {
+  settingWindows += 1;
+  try {
+    panels(":not([hidden])").forEach((panel) => {
+      const viewport = viewportOf(panel);
+      if (!viewport || !panel.dataset.imageId) return;
+      viewport.setProperties({ invert: !viewport.getProperties().invert });
+      viewport.render();
+    });
+  } finally {
+    settingWindows -= 1;
+  }
+  markInvert();
+}
+
+// A film is inverted when it is shown the other way from how it first hung (a MONOCHROME1
+// film is drawn inverted to begin with, so that alone is not "Inverted"). Each such film
+// says so on itself; the button is pressed while a film in view is.
+function markInvert() {
+  let shownInverted = false;
+  panels().forEach((panel) => {
     const viewport = viewportOf(panel);
-    if (!viewport || !panel.dataset.imageId) return;
-    viewport.setProperties({ invert: !viewport.getProperties().invert });
-    viewport.render();
+    if (!viewport || panel.dataset.loaded !== "1") return;
+    const inverted = String(Boolean(viewport.getProperties().invert)) !== panel.dataset.baseInvert;
+    panel.dataset.inverted = String(inverted);
+    const label = panel.querySelector(".vp-inverted");
+    if (label) label.hidden = !inverted;
+    if (inverted && !panel.hidden) shownInverted = true;
   });
+  const button = document.getElementById("invert");
+  if (button) button.setAttribute("aria-pressed", String(shownInverted));
 }
 
 function resetView() {
@@ -614,6 +715,7 @@ async function start() {
     group.addViewport(viewportId(panel), engine.id);
     const element = panel.querySelector(".viewport");
     element.addEventListener(Events.IMAGE_RENDERED, () => placeOverlay(panel));
+    element.addEventListener(Events.VOI_MODIFIED, (event) => windowChanged(panel, event.detail.range));
     element.addEventListener("contextmenu", (event) => event.preventDefault());
     element.addEventListener("pointerdown", () => {
       state.active = panel;
@@ -621,6 +723,7 @@ async function start() {
     });
   });
   linkPairs();
+  viewer.dataset.linkWl = String(state.linkWL);
   new ResizeObserver(() => engine.resize(true, true)).observe(document.getElementById("hanging"));
   applyLayout();
   applyOverlay();
@@ -634,7 +737,7 @@ function handleKey(key) {
   const actions = {
     h: () => {
       const toggle = document.getElementById("overlay-toggle");
-      if (toggle) {
+      if (toggle && overlayDrawable()) {
         toggle.checked = !toggle.checked;
         applyOverlay();
       }
@@ -656,6 +759,7 @@ if (viewer) {
   viewer.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-key]");
     if (button) handleKey(button.dataset.key);
+    if (event.target.closest("#link-wl")) toggleLinkWL();
   });
   const opacity = document.getElementById("overlay-opacity");
   if (opacity) opacity.addEventListener("input", applyOverlay);
