@@ -859,7 +859,7 @@ def _code(value: str, meaning: str, scheme: str = "DCM") -> Any:
 
 
 def read(content: bytes) -> Any:
-    """A stored (already checked, de-identified) file as a pydicom dataset."""
+    """A stored (already checked and rebuilt) file as a pydicom dataset."""
     import pydicom
 
     return pydicom.dcmread(io.BytesIO(content))
