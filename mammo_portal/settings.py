@@ -282,6 +282,16 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 1
 # patient and the same study get new pseudonyms and re-uploads are no longer recognised.
 DICOM_DEID_KEY = envsecret("DICOM_DEID_KEY") or SECRET_KEY
 
+# Identity mode, chosen at install. "research" (the default): every DICOM file is
+# de-identified on ingest (keyed pseudonyms, remapped UIDs): for anything outside the
+# hospital network. "clinical": inside the hospital, beside its PACS: the woman's name,
+# patient ID, birth date and the original UIDs are kept, and readers see name, ID and age
+# on the case page (a wrong-patient check). Recorded on each study at ingest: switching
+# never re-identifies what was stored de-identified.
+IDENTITY_MODE = os.environ.get("IDENTITY_MODE", "research").strip().lower() or "research"
+if IDENTITY_MODE not in ("research", "clinical"):
+    raise ImproperlyConfigured("IDENTITY_MODE must be research or clinical.")
+
 # The DICOM node (manage.py dicom_node): modalities and PACS send studies by C-STORE to this
 # AE title and port. Only the peers listed may associate, each as "AETITLE@host" (the host an
 # IP address or a name resolved at each association): unknown callers are rejected.

@@ -63,6 +63,13 @@ class SourceFormat(models.TextChoices):
     SYNTHETIC = "synthetic", "Synthetic (demo)"
 
 
+class IdentityMode(models.TextChoices):
+    """How a site ingests DICOM (settings.IDENTITY_MODE), recorded on each study at ingest."""
+
+    RESEARCH = "research", "Research (de-identified)"
+    CLINICAL = "clinical", "Clinical (identity kept)"
+
+
 class Laterality(models.TextChoices):
     LEFT = "L", "Left"
     RIGHT = "R", "Right"

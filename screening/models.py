@@ -29,6 +29,7 @@ from .choices import (
     FindingDepth,
     FindingSite,
     FindingType,
+    IdentityMode,
     Laterality,
     Modality,
     Outcome,
@@ -284,8 +285,20 @@ class Study(models.Model):
     study_date = models.DateField()
     modality = models.CharField(max_length=4, choices=Modality.choices, default=Modality.MG)
     source_format = models.CharField(max_length=10, choices=SourceFormat.choices)
-    # DICOM studies only: the *remapped* StudyInstanceUID (never the hospital's own).
+    # DICOM studies only: the *remapped* StudyInstanceUID in research mode, the hospital's
+    # own (original) one in clinical mode.
     study_instance_uid = models.CharField(max_length=64, blank=True, default="")
+    # The site's identity mode when the study was ingested (settings.IDENTITY_MODE then):
+    # identity is shown only for clinical studies, so a later switch to clinical never
+    # re-identifies a study stored de-identified.
+    identity_mode = models.CharField(
+        max_length=8, choices=IdentityMode.choices, default=IdentityMode.RESEARCH
+    )
+    # Clinical studies only (empty in research mode): who the films are of, as the header
+    # says, for the readers' wrong-patient check. Never in URLs, logs or audit details.
+    patient_name = models.CharField(max_length=128, blank=True, default="")
+    patient_id = models.CharField(max_length=64, blank=True, default="")
+    patient_age = models.PositiveSmallIntegerField(null=True, blank=True)  # at screening
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

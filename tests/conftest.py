@@ -26,6 +26,21 @@ def media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
+def identity_mode(settings):  # type: ignore[no-untyped-def]
+    """Tests run in research mode (de-identification), whatever IDENTITY_MODE the machine
+    sets; MAMMO_TEST_IDENTITY_MODE=clinical runs the intake suites in clinical mode too.
+    Privacy tests pin research with ``research_mode`` whatever this says."""
+    settings.IDENTITY_MODE = os.environ.get("MAMMO_TEST_IDENTITY_MODE", "research")
+    return settings.IDENTITY_MODE
+
+
+@pytest.fixture
+def research_mode(settings, identity_mode):  # type: ignore[no-untyped-def]
+    """Pins research mode: every privacy test runs de-identifying."""
+    settings.IDENTITY_MODE = "research"
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():  # type: ignore[no-untyped-def]
     """Cached figures from one test must never answer another."""
     from django.core.cache import cache

@@ -314,6 +314,11 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
         case=case,
         source_format=SourceFormat.DICOM,
         study_instance_uid=checked[0].header.study_uid,
+        # As an upload records it: the mode the files were inspected in, and (clinical) who.
+        identity_mode=checked[0].header.identity_mode,
+        patient_name=checked[0].header.patient_name,
+        patient_id=checked[0].header.patient_id,
+        patient_age=checked[0].header.patient_age,
     )
     for item in checked:
         stored_dicom_image(study, item)

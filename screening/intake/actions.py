@@ -83,6 +83,12 @@ class StudySpec:
     # STOW-RS: an instance sent again (a client's retry after a timeout) whose stored copy
     # is the same object is answered as stored, not refused as a duplicate.
     resend_is_stored: bool = False
+    # The identity mode the files were inspected in ("": the site's now) and who the films
+    # are of: DICOM in clinical mode only (the header's), else empty.
+    identity_mode: str = ""
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_age: int | None = None
 
 
 ALREADY_STORED = "already_stored"
@@ -229,10 +235,11 @@ def _check_new_instance(
 
 
 def _mark_if_stored(image: InspectedImage, result: FileResult) -> None:
-    """An instance whose (remapped) UID is stored with the same de-identified bytes is the
-    same object sent again: answered as stored. De-identification is deterministic (keyed
-    pseudonyms and UIDs), so the same original gives the same SHA-256; a different object
-    under the same UID differs and stays a duplicate (409)."""
+    """An instance whose UID (remapped, or original in clinical mode) is stored with the same
+    rebuilt bytes is the same object sent again: answered as stored. The rebuild is
+    deterministic in both modes (keyed pseudonyms and UIDs, or the originals kept), so the
+    same original gives the same SHA-256; a different object under the same UID differs
+    and stays a duplicate (409)."""
     header = image.dicom
     if header is None:
         return
@@ -362,7 +369,7 @@ def _image_row(study: Study, name: str, image: InspectedImage) -> Image:
 
 
 def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Study:
-    """The study a DICOM file belongs to: found by its (remapped) UID, or created.
+    """The study a DICOM file belongs to: found by its UID (as stored), or created.
 
     The accession number and date come from the header; the form's are a fallback for
     a single study whose header has none. The patient is the header's pseudonym, the
@@ -411,6 +418,10 @@ def _dicom_spec(spec: StudySpec, header: DicomHeader, several: bool) -> StudySpe
         "birth_year": header.birth_year,
         "study_date": header.study_date or (None if several else spec.study_date),
         "modality": Modality.MG,  # checked in the header
+        "identity_mode": header.identity_mode,
+        "patient_name": header.patient_name,
+        "patient_id": header.patient_id,
+        "patient_age": header.patient_age,
     }
     return StudySpec(**{**spec.__dict__, **fields, "new_study": True})
 
@@ -458,6 +469,11 @@ def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = ""
         study_date=spec.study_date or timezone.localdate(),
         source_format=SourceFormat.SYNTHETIC if spec.synthetic else source_format,
         study_instance_uid=study_instance_uid,
+        # The mode at ingest, for good: a later switch never shows who a research study is.
+        identity_mode=spec.identity_mode or settings.IDENTITY_MODE,
+        patient_name=spec.patient_name,
+        patient_id=spec.patient_id,
+        patient_age=spec.patient_age,
     )
 
 

@@ -13,6 +13,11 @@ original bytes are never written anywhere.
 ``rendition`` is the one pixel path: the browser shows it and the model scores it. The
 upload renders the de-identified file exactly as the viewer and the worker will, and
 refuses it unless that gives one 2-D film of the declared size with something on it.
+
+The site's identity mode (``settings.IDENTITY_MODE``) decides what the rebuilt file keeps:
+*research* (the default) de-identifies as above; *clinical* (inside the hospital) keeps
+the same allow-list plus the woman's identifiers and the original UIDs (``CLINICAL_KEPT``),
+so readers can check they read the right woman and results can go back into her study.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-from ..choices import Laterality, View
+from ..choices import IdentityMode, Laterality, View
 from . import streams
 from .films import FileRejected, refuse_blank
 
@@ -147,6 +152,22 @@ REMAPPED_UIDS = (
     "SOPInstanceUID",
     "FrameOfReferenceUID",
 )
+# What a clinical-mode file keeps besides ``KEPT``: who the woman is and the hospital's own
+# UIDs (its study, series, instance and frame of reference), nothing else.
+CLINICAL_KEPT = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "PatientAge",
+        "AccessionNumber",
+        "StudyID",
+        "ReferringPhysicianName",
+        *REMAPPED_UIDS,
+    }
+)
 DEID_METHOD = "PS3.15 E Basic Profile, Full Dates; allow-list"
 DEID_CODES = (
     ("113100", "Basic Application Confidentiality Profile"),
@@ -158,10 +179,11 @@ VIEWS = {v.value for v in View if v.value}
 
 @dataclass(frozen=True)
 class DicomHeader:
-    """What the upload needs from a file's header: no original identifier is kept here."""
+    """What the upload needs from a file's header: in research mode no original identifier
+    is kept here; in clinical mode the UIDs are the originals and the identity is kept."""
 
-    study_uid: str  # remapped
-    sop_uid: str  # remapped
+    study_uid: str  # remapped (research) or original (clinical)
+    sop_uid: str  # remapped (research) or original (clinical)
     sop_class_uid: str
     laterality: str
     view: str
@@ -176,11 +198,17 @@ class DicomHeader:
     manufacturer: str = ""
     scanner_model: str = ""
     site: str = ""
+    # The identity mode the file was ingested in; name, id and age are kept in clinical
+    # mode only ("" and None in research mode).
+    identity_mode: str = IdentityMode.RESEARCH
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_age: int | None = None
 
 
 @dataclass(frozen=True)
 class InspectedDicom:
-    content: bytes  # the de-identified file, the only bytes ever stored
+    content: bytes  # the rebuilt file (de-identified in research mode), the only bytes stored
     header: DicomHeader
     width: int
     height: int
@@ -193,12 +221,15 @@ def is_part10(content: bytes) -> bool:
 
 
 def inspect_dicom(content: bytes) -> InspectedDicom:
-    """Parse, check and fully decode one DICOM file, then de-identify it; or FileRejected."""
+    """Parse, check and fully decode one DICOM file, then rebuild it for storing (de-identified
+    in research mode, identity kept in clinical mode: ``settings.IDENTITY_MODE``); or
+    FileRejected."""
     ds = _parse(content)
     try:
         _check(ds)
-        header = _header(ds)
-        stored = deidentify(ds, header)
+        clinical = settings.IDENTITY_MODE == IdentityMode.CLINICAL
+        header = _header(ds, clinical)
+        stored = keep_identity(ds, header) if clinical else deidentify(ds, header)
         # Decode what is stored, through the viewer's and the worker's own function.
         _check_film(rendition_of(stored), int(ds.Rows), int(ds.Columns))
         return InspectedDicom(
@@ -500,6 +531,8 @@ def _window(pixels: np.ndarray, ds: Any) -> np.ndarray:
 # Header values the database keeps as text: a control character (a NUL byte above all,
 # which PostgreSQL refuses) is not valid in their value representations.
 STORED_TEXT = ("AccessionNumber", "StudyDate", "ImageLaterality", "Laterality", "ViewPosition")
+# UIDs kept as sent in clinical mode: the database keeps them, so they must be UIDs.
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def _refuse_control_characters(ds: Any) -> None:
@@ -510,20 +543,30 @@ def _refuse_control_characters(ds: Any) -> None:
             )
 
 
-def _header(ds: Any) -> DicomHeader:
+def _header(ds: Any, clinical: bool = False) -> DicomHeader:
     _refuse_control_characters(ds)
     laterality = str(ds.get("ImageLaterality") or ds.get("Laterality") or "").upper()
     view = str(ds.get("ViewPosition") or "").upper()
     if view not in VIEWS:
         view = _view_from_code(ds)
+    uid = _original_uid if clinical else remap_uid
+    study_date = _date(ds.get("StudyDate"))
+    identity: dict[str, Any] = {}
+    if clinical:
+        identity = {
+            "identity_mode": IdentityMode.CLINICAL,
+            "patient_name": _person_name(ds.get("PatientName")),
+            "patient_id": _label(ds.get("PatientID")),
+            "patient_age": _age(ds.get("PatientAge"), ds.get("PatientBirthDate"), study_date),
+        }
     return DicomHeader(
-        study_uid=remap_uid(str(ds.StudyInstanceUID)),
-        sop_uid=remap_uid(str(ds.SOPInstanceUID)),
+        study_uid=uid(str(ds.StudyInstanceUID)),
+        sop_uid=uid(str(ds.SOPInstanceUID)),
         sop_class_uid=str(ds.SOPClassUID),
         laterality=laterality if laterality in (Laterality.LEFT, Laterality.RIGHT) else "",
         view=view if view in VIEWS else View.UNKNOWN,
         accession_number=str(ds.get("AccessionNumber") or "").strip()[:64],
-        study_date=_date(ds.get("StudyDate")),
+        study_date=study_date,
         patient_pseudonym=pseudonym_for(
             str(ds.get("PatientID") or ""),
             str(ds.get("IssuerOfPatientID") or ""),
@@ -535,6 +578,39 @@ def _header(ds: Any) -> DicomHeader:
         manufacturer=_label(ds.get("Manufacturer")),
         scanner_model=_label(ds.get("ManufacturerModelName")),
         site=site_code(_label(ds.get("InstitutionName")) or _label(ds.get("StationName"))),
+        **identity,
+    )
+
+
+def _original_uid(uid: str) -> str:
+    """A UID kept as sent (clinical mode): refused unless it is one (PS3.5 9.1)."""
+    uid = uid.strip().rstrip("\0")
+    if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
+        raise FileRejected("corrupt", "DICOM header holds a UID that is not a valid UID.")
+    return uid
+
+
+def _person_name(value: Any) -> str:
+    """A person name (PN) as a reader reads it: "FAMILY, Given Middle" (the alphabetic
+    group only), control characters dropped; "" where the header has none."""
+    text = "".join(ch for ch in str(value or "").split("=")[0] if ord(ch) >= 32)
+    parts = [" ".join(part.split()) for part in text.split("^")]
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    name = f"{family.upper()}, {given}" if family and given else family.upper() or given
+    return name[:128]
+
+
+def _age(age: Any, birth: Any, study_date: dt.date | None) -> int | None:
+    """Age in whole years at screening: Patient's Age (nnnY) if given, else birth date to
+    study date; None where neither says."""
+    text = str(age or "").strip().upper()
+    if len(text) == 4 and text[:3].isdigit() and text[3] == "Y":
+        return int(text[:3])
+    born = _date(birth)
+    if born is None or study_date is None or born > study_date:
+        return None
+    return (
+        study_date.year - born.year - ((study_date.month, study_date.day) < (born.month, born.day))
     )
 
 
@@ -669,12 +745,7 @@ def site_code(name: str) -> str:
 
 def deidentify(ds: Any, header: DicomHeader) -> bytes:
     """A new Part 10 file holding only the allow-listed attributes, identity replaced."""
-    from pydicom.dataset import FileMetaDataset
-
-    clean = _kept(ds, KEPT)
-    _pixels_only(clean, ds.file_meta.TransferSyntaxUID)
-    if str(ds.get("RescaleType") or "").strip() in RESCALE_TYPES:
-        clean.RescaleType = str(ds.RescaleType).strip()
+    clean = _rebuilt(ds, KEPT)
     for keyword in REMAPPED_UIDS:
         original = ds.get(keyword)
         if original:
@@ -689,6 +760,31 @@ def deidentify(ds: Any, header: DicomHeader) -> bytes:
         _code(value, meaning) for value, meaning in DEID_CODES
     ]
     clean.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    return _part10(clean, ds)
+
+
+def keep_identity(ds: Any, header: DicomHeader) -> bytes:
+    """Clinical mode: the same allow-listed file, with the woman's identifiers and the
+    original UIDs kept as sent (``CLINICAL_KEPT``); still no private tag, free text or
+    other attribute beyond the allow-list."""
+    clean = _rebuilt(ds, KEPT | CLINICAL_KEPT)
+    for keyword in ("PatientName", "PatientID", *EMPTIED):  # Type 2: present, maybe empty
+        if keyword not in clean:
+            setattr(clean, keyword, "")
+    return _part10(clean, ds)
+
+
+def _rebuilt(ds: Any, allowed: frozenset[str]) -> Any:
+    clean = _kept(ds, allowed)
+    _pixels_only(clean, ds.file_meta.TransferSyntaxUID)
+    if str(ds.get("RescaleType") or "").strip() in RESCALE_TYPES:
+        clean.RescaleType = str(ds.RescaleType).strip()
+    return clean
+
+
+def _part10(clean: Any, ds: Any) -> bytes:
+    from pydicom.dataset import FileMetaDataset
+
     clean.file_meta = FileMetaDataset()
     clean.file_meta.MediaStorageSOPClassUID = clean.SOPClassUID
     clean.file_meta.MediaStorageSOPInstanceUID = clean.SOPInstanceUID
@@ -763,7 +859,7 @@ def _code(value: str, meaning: str, scheme: str = "DCM") -> Any:
 
 
 def read(content: bytes) -> Any:
-    """A stored (already checked, de-identified) file as a pydicom dataset."""
+    """A stored (already checked and rebuilt) file as a pydicom dataset."""
     import pydicom
 
     return pydicom.dcmread(io.BytesIO(content))

@@ -144,8 +144,10 @@ def report_study(case: Case) -> Study | None:
 def report_study_uid(study: Study) -> str:
     """The one place that decides which Study Instance UID the report lands in.
 
-    Today every study is stored de-identified, so this is the remapped UID as stored (the
-    one its films carry); a clinical identity mode keeping original UIDs answers here.
+    The UID as stored, the one the study's films carry: in research mode the remapped UID
+    (the report lands beside the de-identified copy), in clinical mode the hospital's
+    original, so the report lands in the woman's study on the PACS. Decided by the mode
+    the study was ingested in, never the site's mode now: a research study stays remapped.
     """
     return study.study_instance_uid
 

@@ -3,14 +3,15 @@ see (the pathway's blind-reading rule), who could arbitrate, and a woman's prior
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
-from ..choices import RANKING_BANDS, CaseStatus, ReadKind
-from ..models import Case, ModelVersion, Read, ReadDraft, ReaderSettings
+from ..choices import RANKING_BANDS, CaseStatus, IdentityMode, ReadKind
+from ..models import Case, ModelVersion, Read, ReadDraft, ReaderSettings, Study
 from ..roles import holders, person
 from . import pathway, worklist_pages
 
@@ -122,6 +123,30 @@ def priors(case: Case) -> list[Case]:
     if own is not None:
         earlier = earlier.filter(first_study__lt=own)
     return list(earlier.select_related("patient").order_by("-first_study", "-pk"))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a study's films are of, as its header said (clinical mode)."""
+
+    name: str
+    patient_id: str
+    age: int | None
+
+
+def identities(studies: Iterable[Study]) -> list[Identity]:
+    """The women a case's studies are of, for the readers' wrong-patient check: from the
+    studies ingested in clinical mode only, so a study stored de-identified stays so after
+    the site switches to clinical. One entry per distinct identity: two mean the case's
+    films name different women."""
+    seen: list[Identity] = []
+    for study in studies:
+        if study.identity_mode != IdentityMode.CLINICAL:
+            continue
+        who = Identity(study.patient_name, study.patient_id, study.patient_age)
+        if who not in seen:
+            seen.append(who)
+    return seen
 
 
 def draft(reader: User, case: Case) -> ReadDraft | None:

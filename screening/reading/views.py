@@ -395,6 +395,8 @@ def _render_case(
         "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,
         "studies": studies,
+        # Clinical mode: the woman's name, ID and age for her readers (never in a URL or log).
+        "identities": queries.identities(studies) if is_reader else [],
         # The readers' report leaves only once the case is closed, to its readers and auditors.
         "read_report": pathway.may_take_report(me, case.status, given)
         and any(study.is_dicom for study in studies),

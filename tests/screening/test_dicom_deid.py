@@ -28,6 +28,8 @@ from tests.dicom_files import (
 )
 
 URL = "/api/studies/"
+# Privacy tests: de-identification is research mode's, pinned whatever the run's mode.
+pytestmark = pytest.mark.usefixtures("research_mode")
 
 # PS3.15 Annex E Basic Profile attributes a mammogram header may carry (action D, Z, X or
 # U): none may survive with its original value; UIDs must be remapped.

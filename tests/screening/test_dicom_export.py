@@ -104,7 +104,9 @@ def test_the_sr_holds_case_and_image_scores_model_version_and_references(api, ra
     sr = read(response)
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
     assert sr.StudyInstanceUID == scored.study_instance_uid
-    assert sr.PatientID == scored.case.patient.pseudonym
+    # The films' patient module: the pseudonym, or in clinical mode her own patient ID.
+    clinical = scored.identity_mode == "clinical"
+    assert sr.PatientID == (scored.patient_id if clinical else scored.case.patient.pseudonym)
     images = {i.sop_instance_uid: i for i in scored.images.all()}
     groups = measurement_groups(sr)
     case_group = next(g for g in groups if len(g["references"]) == 2)

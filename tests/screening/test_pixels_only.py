@@ -25,6 +25,8 @@ from screening.models import Image
 
 NAME = "Doe^Jane Quinn"
 URL = "/api/studies/"
+# Privacy tests: de-identification is research mode's, pinned whatever the run's mode.
+pytestmark = pytest.mark.usefixtures("research_mode")
 PNG_PIXEL_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
 # What a JPEG needs to be decoded: the frame, its tables and its scan (no APPn, no COM).
 JPEG_PIXEL_MARKERS = {0xD8, 0xDB, 0xC4, 0xC0, 0xC1, 0xC2, 0xDD, 0xDA, 0xD9}

@@ -185,7 +185,10 @@ def test_the_report_lands_in_the_stored_study_and_references_its_films(closed): 
     stored = set(study.images.values_list("sop_instance_uid", flat=True))
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
     assert sr.StudyInstanceUID == study.study_instance_uid
-    assert sr.PatientID == closed.patient.pseudonym
+    # The woman's patient module as her films carry it: the pseudonym, or in clinical mode
+    # her own patient ID (the report lands in her study on the PACS).
+    clinical = study.identity_mode == "clinical"
+    assert sr.PatientID == (study.patient_id if clinical else closed.patient.pseudonym)
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
     assert evidence.StudyInstanceUID == study.study_instance_uid
     referenced = {

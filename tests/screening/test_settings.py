@@ -121,3 +121,17 @@ def test_a_stricter_gate_setting_is_taken():  # type: ignore[no-untyped-def]
     result = manage("shell", "-c", code, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["0.85", "0.01"]
+
+
+def test_an_unknown_identity_mode_refuses_to_start():  # type: ignore[no-untyped-def]
+    result = manage("check", env={**PRODUCTION, "IDENTITY_MODE": "anonymous"})
+    assert result.returncode != 0
+    assert "IDENTITY_MODE must be research or clinical" in result.stderr
+
+
+def test_the_identity_mode_is_research_unless_the_install_says_clinical():  # type: ignore[no-untyped-def]
+    code = "from django.conf import settings; print(settings.IDENTITY_MODE)"
+    for env, expected in (({}, "research"), ({"IDENTITY_MODE": "Clinical"}, "clinical")):
+        result = manage("shell", "-c", code, env={**PRODUCTION, **env})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == expected

@@ -36,6 +36,7 @@ def uids(image: Image) -> tuple[str, str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("research_mode")  # a privacy check: the pseudonym, never a name
 def test_dicomweb_client_retrieves_the_stored_study(live_server, radiologist):  # type: ignore[no-untyped-def]
     case = dicom_case_with_images(images=2)
     study = case.studies.get()
