@@ -384,6 +384,7 @@ SPECTACULAR_SETTINGS = {
         "BiRadsEnum": "screening.choices.BiRads",
         "ReadKindEnum": "screening.choices.ReadKind",
         "BreastEnum": "screening.choices.Breast",
+        "AIStatusEnum": "screening.choices.AIStatus",
     },
 }
 
