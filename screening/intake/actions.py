@@ -182,21 +182,35 @@ def _inspect_all(
                 and image.dicom.sop_uid not in seen_uids
             ):
                 _mark_if_stored(image, result)
-            if image.dicom is not None and result.code != ALREADY_STORED:
-                _check_new_instance(image.dicom, files, seen_uids)
-            if image.sha256 in seen:
-                raise FileRejected(
-                    "duplicate",
-                    f"Same content as {files[seen[image.sha256]].name} in this upload.",
-                    HTTPStatus.CONFLICT,
+            try:
+                if image.dicom is not None and result.code != ALREADY_STORED:
+                    _check_new_instance(image.dicom, files, seen_uids)
+                if image.sha256 in seen:
+                    raise FileRejected(
+                        "duplicate",
+                        f"Same content as {files[seen[image.sha256]].name} in this upload.",
+                        HTTPStatus.CONFLICT,
+                    )
+                existing = Image.objects.filter(sha256=image.sha256).values_list(
+                    "study_id", flat=True
                 )
-            existing = Image.objects.filter(sha256=image.sha256).values_list("study_id", flat=True)
-            if existing and result.code != ALREADY_STORED:
-                raise FileRejected(
-                    "duplicate",
-                    f"This image is already stored (study {existing[0]}).",
-                    HTTPStatus.CONFLICT,
+                if existing and result.code != ALREADY_STORED:
+                    raise FileRejected(
+                        "duplicate",
+                        f"This image is already stored (study {existing[0]}).",
+                        HTTPStatus.CONFLICT,
+                    )
+            except FileRejected:
+                # A parallel push of the same instance may have committed between the look
+                # for it above and these checks: for STOW-RS that copy is stored, not a clash.
+                in_upload = image.sha256 in seen or (
+                    image.dicom is not None and image.dicom.sop_uid in seen_uids
                 )
+                if not resend_is_stored or image.dicom is None or in_upload:
+                    raise
+                _mark_if_stored(image, result)
+                if result.code != ALREADY_STORED:
+                    raise
         except FileRejected as rejection:
             results.append(
                 FileResult(
