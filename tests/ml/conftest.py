@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,21 +68,13 @@ def ddsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained custom CNN saved as an artifact (input 64, no weights)."""
-    import keras
-
+def save_tiny_artifact(model: Any, out: Path, version: str, source: str) -> Path:
+    """Save a tiny 64-pixel custom CNN as an artifact, with the manifest every test shares."""
     from ml.artifacts import Manifest, save_artifact
-    from ml.config import ModelConfig
-    from ml.models import build_model
 
-    keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig("custom_cnn", input_size=64))
-    out = tmp_path_factory.mktemp("artifact")
     manifest = Manifest(
         architecture="custom_cnn",
-        version="0.0.1",
+        version=version,
         target="abnormal",
         input_size=64,
         threshold=0.5,
@@ -98,10 +91,24 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "aggregation": "max",
             "batch_size": 16,
         },
-        training_data={"source": "none (untrained test model)"},
+        training_data={"source": source},
     )
-    save_artifact(model, out, manifest, "# test card\n")
+    save_artifact(model, out, manifest, f"# {source}\n")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained custom CNN saved as an artifact (input 64, no weights)."""
+    import keras
+
+    from ml.config import ModelConfig
+    from ml.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig("custom_cnn", input_size=64))
+    out = tmp_path_factory.mktemp("artifact")
+    return save_tiny_artifact(model, out, "0.0.1", "none (untrained test model)")
 
 
 def external_manifest(sha256: str) -> dict:

@@ -40,6 +40,7 @@ from screening.models import AIResult, AuditEvent, Case, Image, ModelVersion, St
 from screening.roles import Role
 from tests.dicom_files import dicom_bytes
 from tests.factories import UserFactory, case_with_images, validated_evidence
+from tests.ml.conftest import save_tiny_artifact
 from tests.screening import test_role_matrix as matrix
 
 SHADOW_VERSION = "9.9.9-silent"
@@ -51,7 +52,6 @@ def shadow_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the untrained active model's, so a leaked number is recognisable."""
     import keras
 
-    from ml.artifacts import Manifest, save_artifact
     from ml.config import ModelConfig
     from ml.models import OUTPUT_LAYER, build_model
 
@@ -59,29 +59,9 @@ def shadow_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(ModelConfig("custom_cnn", input_size=64))
     model.get_layer(OUTPUT_LAYER).bias.assign([3.0])
     out = tmp_path_factory.mktemp("shadow-artifact")
-    manifest = Manifest(
-        architecture="custom_cnn",
-        version=SHADOW_VERSION,
-        target="abnormal",
-        input_size=64,
-        threshold=0.5,
-        metrics={},
-        sha256="",
-        preprocessing={
-            "method": "scale_0_1",
-            "gradcam_layer": "conv4",
-            "patch_size": 64,
-            "stride": 32,
-            "pixel_spacing_mm": 0.2,
-            "default_long_side": 256,
-            "min_breast_fraction": 0.2,
-            "aggregation": "max",
-            "batch_size": 16,
-        },
-        training_data={"source": "none (untrained test model, shifted output)"},
+    return save_tiny_artifact(
+        model, out, SHADOW_VERSION, "none (untrained test model, shifted output)"
     )
-    save_artifact(model, out, manifest, "# silent trial test card\n")
-    return out
 
 
 def validated(version: ModelVersion) -> ModelVersion:
