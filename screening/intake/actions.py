@@ -183,33 +183,9 @@ def _inspect_all(
             ):
                 _mark_if_stored(image, result)
             try:
-                if image.dicom is not None and result.code != ALREADY_STORED:
-                    _check_new_instance(image.dicom, files, seen_uids)
-                if image.sha256 in seen:
-                    raise FileRejected(
-                        "duplicate",
-                        f"Same content as {files[seen[image.sha256]].name} in this upload.",
-                        HTTPStatus.CONFLICT,
-                    )
-                existing = Image.objects.filter(sha256=image.sha256).values_list(
-                    "study_id", flat=True
-                )
-                if existing and result.code != ALREADY_STORED:
-                    raise FileRejected(
-                        "duplicate",
-                        f"This image is already stored (study {existing[0]}).",
-                        HTTPStatus.CONFLICT,
-                    )
+                _refuse_duplicates(image, result, files, seen, seen_uids)
             except FileRejected:
-                # A parallel push of the same instance may have committed between the look
-                # for it above and these checks: for STOW-RS that copy is stored, not a clash.
-                in_upload = image.sha256 in seen or (
-                    image.dicom is not None and image.dicom.sop_uid in seen_uids
-                )
-                if not resend_is_stored or image.dicom is None or in_upload:
-                    raise
-                _mark_if_stored(image, result)
-                if result.code != ALREADY_STORED:
+                if not _stored_meanwhile(image, result, resend_is_stored, seen, seen_uids):
                     raise
         except FileRejected as rejection:
             results.append(
@@ -225,6 +201,50 @@ def _inspect_all(
         results.append(result)
     _refuse_mixed_formats(inspected, results)
     return inspected, results
+
+
+def _refuse_duplicates(
+    image: InspectedImage,
+    result: FileResult,
+    files: Sequence[UploadedFile],
+    seen: dict[str, int],
+    seen_uids: dict[str, int],
+) -> None:
+    """A file this upload already holds, or one stored before (unless answered as stored
+    already): a 409."""
+    if image.dicom is not None and result.code != ALREADY_STORED:
+        _check_new_instance(image.dicom, files, seen_uids)
+    if image.sha256 in seen:
+        raise FileRejected(
+            "duplicate",
+            f"Same content as {files[seen[image.sha256]].name} in this upload.",
+            HTTPStatus.CONFLICT,
+        )
+    existing = Image.objects.filter(sha256=image.sha256).values_list("study_id", flat=True)
+    if existing and result.code != ALREADY_STORED:
+        raise FileRejected(
+            "duplicate",
+            f"This image is already stored (study {existing[0]}).",
+            HTTPStatus.CONFLICT,
+        )
+
+
+def _stored_meanwhile(
+    image: InspectedImage,
+    result: FileResult,
+    resend_is_stored: bool,
+    seen: dict[str, int],
+    seen_uids: dict[str, int],
+) -> bool:
+    """For STOW-RS, a parallel push of the same instance may have committed between the look
+    for it and the duplicate checks: that copy is stored, not a clash. A second copy inside
+    one upload always is one."""
+    header = image.dicom
+    in_upload = image.sha256 in seen or (header is not None and header.sop_uid in seen_uids)
+    if not resend_is_stored or header is None or in_upload:
+        return False
+    _mark_if_stored(image, result)
+    return result.code == ALREADY_STORED
 
 
 def _check_new_instance(
