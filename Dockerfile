@@ -7,6 +7,8 @@
 #   beat      localhost/mammo-beat    celery beat (the sweep); exactly one
 #   postgres  localhost/mammo-postgres  Debian's PostgreSQL 15
 #   redis     localhost/mammo-redis     Debian's redis-server (the Celery broker)
+#   orthanc   localhost/mammo-orthanc   Debian's Orthanc + DICOMweb plugin: the site's PACS in
+#                                       compose (deploy/orthanc: routes new studies to the node)
 #
 # web, worker and beat share every layer but the last (CMD): one venv, one copy of the code
 # and of the model artifact (models/, which the worker loads from /app/models).
@@ -122,6 +124,21 @@ EXPOSE 6379
 # jobs survive a restart.
 CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data", \
      "--appendonly", "yes", "--save", ""]
+
+# ---------------------------------------------------------------- Orthanc (Debian's)
+FROM ${BASE} AS orthanc
+RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends orthanc orthanc-dicomweb \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o orthanc -g orthanc -m 0750 /var/lib/orthanc/db
+COPY deploy/orthanc/ /etc/mammo-orthanc/
+USER orthanc
+VOLUME ["/var/lib/orthanc/db"]
+EXPOSE 4242 8042
+# The project's configuration: DICOM on 4242 (AE ORTHANC), REST and DICOMweb on 8042 (user
+# mammo, password ORTHANC_PASSWORD), new mammography studies routed to the DICOM node.
+CMD ["Orthanc", "/etc/mammo-orthanc/orthanc.json"]
 
 # ---------------------------------------------------------------- default: the web image
 FROM app AS web

@@ -18,6 +18,9 @@ from .factories import UserFactory
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MAMMO_SHARED_DIR", REPO.parent / "shared"))
 
+# A real Orthanc PACS (``orthanc_factory``) for the interop tests.
+pytest_plugins = ["tests.orthanc"]
+
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
