@@ -200,10 +200,11 @@ def _decide(
 
 
 def _quantities(c: Cohort, policy: str, positive: np.ndarray) -> np.ndarray:
-    """The (``QUANTITIES``, screens) table each figure is a row sum of."""
+    """The (``QUANTITIES``, screens) table each figure is a row sum of, as floats (what
+    ``bincount`` sums; exact for whole numbers below 2**53)."""
     decision, reads, single, prompts = _decide(c, policy, positive)
     cancer, normal = c.cancer == 1, c.cancer == 0
-    table = np.empty((QUANTITIES, len(c)), np.int64)
+    table = np.empty((QUANTITIES, len(c)))
     table[SCREENS] = 1
     table[RECALLS] = decision
     table[TP] = decision & cancer
@@ -218,19 +219,26 @@ def _quantities(c: Cohort, policy: str, positive: np.ndarray) -> np.ndarray:
 
 
 def sweep(c: Cohort, policy: str, cuts: Sequence[float]) -> list[Replay]:
-    """``policy`` at each cut, in one sort: below a cut a screen counts as the policy treats
-    a negative, at or above it as a positive, so each figure is a prefix sum of the one and
-    a suffix sum of the other."""
-    order = np.argsort(c.score, kind="stable")
-    ranked = c.score[order]
-    totals = []
+    """``policy`` at each cut, in one pass: below a cut a screen counts as the policy treats
+    a negative, at or above it as a positive. Screens are summed per gap between the sorted
+    cuts (``bincount``), so each cut's figures are a prefix sum of the negatives' gaps and a
+    suffix sum of the positives': no sort of the screens, whatever their number."""
+    wanted = np.asarray(cuts, float)
+    order = np.argsort(wanted, kind="stable")
+    # How many of the sorted cuts each screen's score reaches (is at or above).
+    reached = np.searchsorted(wanted[order], c.score, side="right")
+    gaps = len(wanted) + 1
+    sums = []
     for positive in (False, True):
-        table = _quantities(c, policy, np.full(len(c), positive))[:, order]
-        totals.append(np.concatenate([np.zeros((QUANTITIES, 1), np.int64), table.cumsum(1)], 1))
-    below_sums, above_sums = totals
-    below = np.searchsorted(ranked, np.asarray(cuts, float), side="left")
-    summed = below_sums[:, below] + above_sums[:, -1:] - above_sums[:, below]
-    return [_replay(policy, float(cut), summed[:, i]) for i, cut in enumerate(cuts)]
+        table = _quantities(c, policy, np.full(len(c), positive))
+        per_gap = np.stack([np.bincount(reached, row, gaps) for row in table])
+        sums.append(np.rint(per_gap).astype(np.int64).cumsum(1))
+    below, above = sums
+    # The j-th sorted cut: screens reaching at most j cuts are below it, the rest above.
+    at = np.arange(len(wanted))
+    summed = np.empty((QUANTITIES, len(wanted)), np.int64)
+    summed[:, order] = below[:, at] + above[:, -1:] - above[:, at]
+    return [_replay(policy, float(cut), summed[:, i]) for i, cut in enumerate(wanted)]
 
 
 def _replay(policy: str, cut: float | None, q: np.ndarray) -> Replay:
@@ -273,10 +281,11 @@ class Simulation:
 def simulate(c: Cohort, high: float, normal: float, steps: Sequence[float] = SWEEP) -> Simulation:
     """Each policy at its cut (``normal`` for normal triage, ``high`` for the others) and
     over ``steps``."""
-    chosen = [
-        replay(c, policy, normal if policy in NORMAL_CUT else high) for policy in ReadingPolicy
-    ]
-    curves = {policy.value: sweep(c, policy, steps) for policy in ReadingPolicy}
+    chosen, curves = [], {}
+    for policy in ReadingPolicy:
+        *curve, at_cut = sweep(c, policy, [*steps, normal if policy in NORMAL_CUT else high])
+        chosen.append(at_cut)
+        curves[policy.value] = curve
     return Simulation(c, high, normal, chosen, steps, curves)
 
 
