@@ -325,7 +325,7 @@ def _replay_row(r: simulation.Replay, chosen: str) -> list[Any]:
     p = r.performance
     return [
         r.policy,
-        _num(r.cut, 2),
+        "" if r.cut is None else f"{r.cut:g}",
         chosen,
         r.screens,
         r.reads,

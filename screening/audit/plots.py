@@ -202,13 +202,13 @@ POLICY_LINES = {
 
 
 def simulation_plot(result: simulation.Simulation) -> str:
-    """Each policy's reads, recall rate, cancers found and cancers left to one reader,
+    """Each policy's reads, recall rate, cancers found and cancers sent to single reading,
     against its cut; the chosen high and normal cuts marked."""
     panels = [
         ("reads per 1,000 screens", lambda r: r.reads_per_1000),
         ("recall rate (%)", lambda r: _percent(r.recall_rate.value)),
         ("cancers detected per 1,000", lambda r: r.cancers_per_1000),
-        ("cancers read by one human", lambda r: r.single_read_cancers),
+        ("cancers sent to single reading", lambda r: r.single_read_cancers),
     ]
     margins = {"left": 0.05, "right": 0.99, "bottom": 0.3, "top": 0.9, "wspace": 0.3}
     with _figure(11.0, 3.0, ncols=len(panels), **margins) as (fig, axes):

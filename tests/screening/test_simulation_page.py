@@ -148,7 +148,7 @@ def test_the_csv_holds_the_chosen_cuts_and_the_sweep_and_is_audited(client, audi
     chosen = {row[0]: dict(zip(header, row, strict=True)) for row in body if row[2] == "yes"}
     routing = chosen[ReadingPolicy.ROUTING]
     assert (routing["cut"], routing["reads"], routing["reads_per_1000"]) == (
-        "0.50",
+        "0.5",
         "17",
         "1700.00",
     )
