@@ -123,6 +123,15 @@ def test_the_date_range_narrows_the_cohort(client, auditor, recorded):  # type: 
     assert len(response.context["simulation"].cohort) == 8
 
 
+def test_a_range_with_no_screens_shows_dashes_not_zeros(client, auditor, recorded):  # type: ignore[no-untyped-def]
+    future = (timezone.localdate() + dt.timedelta(days=7)).isoformat()
+    response = login(client, auditor).get(reverse("audit-simulate"), {"date_from": future})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "0 closed screens" in html and response.context["plot"] is None
+    assert response.context["simulation"].chosen[0].reads_per_1000 is None
+
+
 @pytest.mark.parametrize("role", ["auditor", "admin"])
 def test_auditors_and_admins_may_look(client, role, recorded):  # type: ignore[no-untyped-def]
     response = login(client, UserFactory(role=role)).get(reverse("audit-simulate"))
