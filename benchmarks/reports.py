@@ -219,6 +219,10 @@ def main() -> None:
             ("local validation, recomputed", "/reports/local/?refresh=1", args.runs),
             ("local validation, kept figures", "/reports/local/", args.runs),
             ("export performance CSV", "/reports/export/performance/", args.runs),
+            # Issue 26: every policy at its cut and over 101 cuts, from one pass of columns.
+            ("policy simulator", "/reports/simulate/", args.runs),
+            ("policy simulator, other cuts", "/reports/simulate/?high=0.7&normal=0.2", args.runs),
+            ("export policy simulation CSV", "/reports/simulate/export/", args.runs),
             # Every case as a row: seconds per 100k screens, so timed once at scale.
             (
                 "export case-level CSV",

@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from screening import account_views
 from screening.ai.views import evidence, queue, status, versions
-from screening.audit import drift_views, local_views
+from screening.audit import drift_views, local_views, simulation_views
 from screening.audit import views as audit
 from screening.intake import views as manage
 from screening.interop import dicomweb, wado
@@ -59,6 +59,12 @@ urlpatterns = [
     ),
     path("models/<int:version_id>/triage/off/", local_views.triage_off, name="triage-off"),
     path("reports/drift/", drift_views.drift_page, name="audit-drift"),
+    path("reports/simulate/", simulation_views.simulate_page, name="audit-simulate"),
+    path(
+        "reports/simulate/export/",
+        simulation_views.export_simulation,
+        name="audit-simulate-export",
+    ),
     path("reports/export/<slug:table>/", audit.export_report, name="audit-export"),
     path("upload/", manage.upload, name="upload"),
     path("studies/", manage.study_list, name="study-list"),

@@ -274,6 +274,16 @@ class AuditAction(models.TextChoices):
     DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
 
 
+class ReadingPolicy(models.TextChoices):
+    """How a site's cases are read: the standard pathway, or one that uses an AI version."""
+
+    STANDARD = "standard", "Standard double reading"
+    ROUTING = "routing", "Routing by AI (MASAI)"
+    NORMAL_TRIAGE = "normal_triage", "Normal triage (PRAIM)"
+    SAFETY_NET = "safety_net", "Safety net"
+    AI_SECOND_READER = "ai_second_reader", "AI as second reader"
+
+
 class ProposalStatus(models.TextChoices):
     PENDING = "pending", "Waiting for an auditor"
     CONFIRMED = "confirmed", "Confirmed"

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from django.db.models import QuerySet
 
-from ..choices import RANKING_BANDS, ReadKind
+from ..choices import RANKING_BANDS, ReadingPolicy, ReadKind
 from ..models import RAW_SCORE_LABEL, AuditEvent
-from . import reporting, stats
+from . import reporting, simulation, stats
 
 Table = tuple[list[str], Sequence[Sequence[Any]]]
 
@@ -272,6 +272,86 @@ REPORT_TABLES: dict[str, Callable[[reporting.Report], Table]] = {
     "roc": roc_table,
     "versions": lambda report: versions_table(report.versions),
 }
+
+
+SIMULATION_HEADER = [
+    "policy",
+    "cut",
+    "chosen_cut",
+    "screens",
+    "reads",
+    "reads_per_1000",
+    "reads_per_1000_ci_low",
+    "reads_per_1000_ci_high",
+    "recalls",
+    "recall_rate",
+    "recall_rate_ci_low",
+    "recall_rate_ci_high",
+    "cancers_detected",
+    "cancers_per_1000",
+    "cancers_per_1000_ci_low",
+    "cancers_per_1000_ci_high",
+    "sensitivity",
+    "sensitivity_ci_low",
+    "sensitivity_ci_high",
+    "specificity",
+    "specificity_ci_low",
+    "specificity_ci_high",
+    "cancers_known",
+    "cancers_single_read",
+    "cancers_single_read_share",
+    "cancers_single_read_ci_low",
+    "cancers_single_read_ci_high",
+    "safety_net_prompts",
+]
+
+
+def simulation_table(result: simulation.Simulation | None) -> Table:
+    """Each policy at its chosen cut (``chosen_cut`` yes), then swept over every cut;
+    standard double reading, which uses no cut, once. An empty cell: no figure."""
+    if result is None:
+        return SIMULATION_HEADER, []
+    swept = [
+        replay
+        for policy, curve in result.curves.items()
+        if policy != ReadingPolicy.STANDARD
+        for replay in curve
+    ]
+    body = [_replay_row(r, "yes") for r in result.chosen] + [_replay_row(r, "") for r in swept]
+    return SIMULATION_HEADER, body
+
+
+def _replay_row(r: simulation.Replay, chosen: str) -> list[Any]:
+    p = r.performance
+    return [
+        r.policy,
+        "" if r.cut is None else f"{r.cut:g}",
+        chosen,
+        r.screens,
+        r.reads,
+        _num(r.reads_per_1000, 2),
+        *_ci1(r.reads_per_1000_ci),
+        p.recalls,
+        _num(r.recall_rate.value),
+        *_ci(r.recall_rate.ci),
+        p.tp,
+        _num(r.cancers_per_1000, 2),
+        *_ci1(r.cancers_per_1000_ci),
+        _num(r.sensitivity.value),
+        *_ci(r.sensitivity.ci),
+        _num(r.specificity.value),
+        *_ci(r.specificity.ci),
+        p.tp + p.fn,
+        r.single_read_cancers,
+        _num(r.sent_to_single_reading.value),
+        *_ci(r.sent_to_single_reading.ci),
+        r.prompts,
+    ]
+
+
+def _ci1(interval: stats.Interval | None) -> list[str]:
+    """A per-1,000 interval, to two decimals."""
+    return ["", ""] if interval is None else [_num(interval.low, 2), _num(interval.high, 2)]
 
 
 def audit_table(auditevents: QuerySet[AuditEvent]) -> Table:

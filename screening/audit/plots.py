@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import stats
+from . import simulation, stats
 
 TEXT, MUTED, PANEL, LINE = "#e6e9ee", "#9aa6b2", "#161b22", "#2d3643"
 COLOURS = ["#4da3ff", "#ff9f43", "#3ecf8e", "#c9b3ff", "#ff5d5d", "#ffd699", "#a6f0cc"]
@@ -188,6 +188,53 @@ def threshold_plot(thresholds: list[Any], current: float, what_if: float | None)
         ax.grid(True, linewidth=0.5)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
         return _data_uri(fig)
+
+
+# How each policy is drawn on the simulator's plot: routing and normal triage with single
+# reading replay alike at one cut, so normal triage is dashed over routing's line.
+POLICY_LINES = {
+    "standard": {"color": MUTED, "linestyle": "-"},
+    "routing": {"color": COLOURS[0], "linestyle": "-"},
+    "normal_triage": {"color": COLOURS[1], "linestyle": "--"},
+    "safety_net": {"color": COLOURS[2], "linestyle": "-"},
+    "ai_second_reader": {"color": COLOURS[3], "linestyle": "-"},
+}
+
+
+def simulation_plot(result: simulation.Simulation) -> str:
+    """Each policy's reads, recall rate, cancers found and cancers sent to single reading,
+    against its cut; the chosen high and normal cuts marked."""
+    panels = [
+        ("reads per 1,000 screens", lambda r: r.reads_per_1000),
+        ("recall rate (%)", lambda r: _percent(r.recall_rate.value)),
+        ("cancers detected per 1,000", lambda r: r.cancers_per_1000),
+        ("cancers sent to single reading", lambda r: r.single_read_cancers),
+    ]
+    margins = {"left": 0.05, "right": 0.99, "bottom": 0.3, "top": 0.9, "wspace": 0.3}
+    with _figure(11.0, 3.0, ncols=len(panels), **margins) as (fig, axes):
+        for ax, (title, figure) in zip(axes, panels, strict=True):
+            for policy, curve in result.curves.items():
+                points = [
+                    (cut, figure(r))
+                    for cut, r in zip(result.steps, curve, strict=True)
+                    if figure(r) is not None
+                ]
+                if points:
+                    label = str(simulation.ReadingPolicy(policy).label)
+                    ax.plot(*zip(*points, strict=True), label=label, linewidth=1.5,
+                            **POLICY_LINES[policy])  # fmt: skip
+            ax.axvline(result.high, color=TEXT, linewidth=0.8)
+            ax.axvline(result.normal, color=TEXT, linewidth=0.8, linestyle=":")
+            ax.set(xlabel="cut on the AI score", xlim=(0, 1))
+            ax.set_title(title, fontsize=9)
+            ax.grid(True, linewidth=0.5)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+        return _data_uri(fig)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
 
 
 def trend_plot(trend: list[Any]) -> str | None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from ..choices import AIStatus, CaseStatus, Outcome
 from ..models import AIResult, Case, ModelVersion, density_bit
+from . import simulation
 
 KINDS = ("first", "second", "arbitration")
 # Bits per reader id, and the most readers a row's packed column can hold.
@@ -409,3 +410,13 @@ def version_scores(
         ids = np.array([r[0] for r in rows], np.int64)
         scores = np.array([r[1] for r in rows], float)
     return align(case_ids, ids, scores)
+
+
+def replay_cohort(
+    version: ModelVersion, date_from: dt.date | None = None, date_to: dt.date | None = None
+) -> simulation.Cohort:
+    """The screens received in the date range that the policy simulator can replay, from
+    the same one pass as the dashboard's columns."""
+    clauses, params = where(date_from, date_to)
+    data = case_data(clauses, params, version)
+    return simulation.cohort(data.closed, data.score, data.recall, data.cancer)

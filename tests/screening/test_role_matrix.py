@@ -137,6 +137,13 @@ MATRIX = [
     ("drift", "get", lambda o: reverse("audit-drift"), page({AUD})),
     ("discordant cases", "get", lambda o: reverse("audit-discordant"), page({AUD})),
     ("local validation", "get", lambda o: reverse("audit-local"), page({AUD})),
+    ("policy simulator", "get", lambda o: reverse("audit-simulate"), page({AUD, ADMIN})),
+    (
+        "policy simulator export",
+        "get",
+        lambda o: reverse("audit-simulate-export"),
+        page({AUD, ADMIN}),
+    ),
     # Refused by the verb (no local evidence, no such proposal, nothing to switch off): the
     # allowed role is sent back to the models page with the reason; every other role gets 403.
     (
