@@ -85,7 +85,7 @@ def test_a_study_sent_to_the_pacs_is_routed_to_the_node_and_filed_as_one_case(
     # The node files the study, then records the association's end: wait for both.
     pacs.wait_for(filed_studies(1))
     pacs.wait_for(AuditEvent.objects.filter(action=AuditAction.DICOM_ASSOCIATION).exists)
-    assert "Routing study" in pacs.log()
+    pacs.wait_for(lambda: "Routing study" in pacs.log())
     study = Study.objects.get()
     assert study.images.count() == 4
     assert Case.objects.count() == 1
