@@ -18,7 +18,7 @@ from http import HTTPStatus
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,7 +29,16 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from screening.choices import CaseStatus, Decision, ReadKind, Role
+from screening.choices import (
+    AIReveal,
+    CaseRoute,
+    CaseStatus,
+    Decision,
+    ReadingPolicy,
+    ReadKind,
+    RevisionTrigger,
+    Role,
+)
 from screening.errors import DomainError
 from screening.models import Case, Read
 from screening.reading import actions as reading_actions
@@ -529,3 +538,144 @@ def test_a_second_reader_never_sees_the_first_read_through_any_page_or_endpoint(
     reached = run_blind_reading(pool)
     # The random reading did reach the states the blind rule is about.
     assert {CaseStatus.FIRST_READ_DONE, CaseStatus.ARBITRATION, CaseStatus.CLOSED} <= reached
+
+
+# --- Every site reading policy ------------------------------------------------------
+
+PLANS = [
+    pathway.Plan(),
+    pathway.Plan(CaseRoute.SINGLE),
+    pathway.Plan(CaseRoute.AI_SECOND, Decision.RECALL),
+    pathway.Plan(CaseRoute.AI_SECOND, Decision.NO_RECALL),
+]
+
+
+def holds_under_every_plan(check: Callable[[ReadingPathway, pathway.Plan], None]) -> None:
+    """Random read sequences under each route a policy can give a case (double, single, AI
+    as second reader either way), checking ``check`` after every step."""
+    reached: set[tuple[str, str, int]] = set()
+
+    class Machine(ReadingPathway):
+        plan = pathway.Plan()
+
+        @initialize(plan=st.sampled_from(PLANS))
+        def routed(self, plan: pathway.Plan) -> None:
+            self.plan = plan
+
+        @rule(who=st.sampled_from(POOL), recall=st.booleans())
+        def read_as_expected(self, who: Person, recall: bool) -> None:
+            stated = pathway.expected_kind(self.status) or ReadKind.FIRST
+            if not pathway.may_read(who, self.status, self.reads):
+                return
+            kind = pathway.read_role(who, self.status, self.reads, stated)
+            decision = Decision.RECALL if recall else Decision.NO_RECALL
+            self.reads.append(GivenRead(kind, who.id, decision))
+            self.status = pathway.after_read(self.reads, self.plan).status
+
+        def attempt(self, who: Person, stated: str, recall: bool) -> None:  # type: ignore[override]
+            return  # replaced by read_as_expected, which applies the case's plan
+
+        @invariant()
+        def rule_holds(self) -> None:
+            reached.add((self.plan.route, self.status, len(self.reads)))
+            check(self, self.plan)
+
+    run_state_machine_as_test(Machine, settings=PURE)
+    assert {
+        (CaseRoute.SINGLE, CaseStatus.CLOSED, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.CLOSED, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.ARBITRATION, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.CLOSED, 2),
+        (CaseRoute.DOUBLE, CaseStatus.CLOSED, 3),
+    } <= reached
+
+
+def test_under_every_policy_nobody_reads_twice_and_arbitration_is_independent() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        readers = [read.reader_id for read in case.reads]
+        assert len(readers) == len(set(readers)), case.reads
+        arbitration = case.read_of(ReadKind.ARBITRATION)
+        if arbitration is not None:
+            earlier = {r.reader_id for r in case.reads if r.kind != ReadKind.ARBITRATION}
+            assert arbitration.reader_id not in earlier
+
+    holds_under_every_plan(check)
+
+
+def test_under_every_policy_a_reader_sees_no_other_read_until_close_but_as_arbitrator() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        for who in POOL:
+            seen = pathway.visible_reads(who, case.status, case.reads)
+            assert seen == blind_rule(who, case.status, case.reads), (who, plan, case.reads)
+
+    holds_under_every_plan(check)
+
+
+def test_under_every_policy_the_final_decision_is_the_deciding_reads() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        final = pathway.final_decision(case.status, case.reads, plan)
+        if case.status != CaseStatus.CLOSED:
+            assert final == ""
+            return
+        closing = case.read_of(pathway.closing_kind(case.reads, plan))
+        assert closing is not None and closing.decision == final
+        if plan.route == CaseRoute.AI_SECOND and len(case.reads) == 1:
+            assert final == plan.ai_decision  # the first reader agreed with the AI
+        if plan.route == CaseRoute.SINGLE:
+            assert [r.kind for r in case.reads] == [ReadKind.FIRST]
+
+    holds_under_every_plan(check)
+
+
+CASE_AIS = st.one_of(
+    st.none(),
+    st.builds(
+        pathway.CaseAI,
+        usable=st.booleans(),
+        band=st.sampled_from(["high", "intermediate", "low", "unvalidated", "failed"]),
+        recall=st.one_of(st.none(), st.booleans()),
+        validated_bands=st.booleans(),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    policy=st.sampled_from(["", *ReadingPolicy.values]),
+    single=st.booleans(),
+    ai=CASE_AIS,
+)
+def test_a_policy_removes_a_read_only_on_the_usable_ais_word_and_never_in_the_high_band(
+    policy: str, single: bool, ai: pathway.CaseAI | None
+) -> None:
+    routed = pathway.route(policy, single, ai)
+    if ai is None or not ai.usable or not pathway.policy_uses_ai(policy):
+        assert routed == pathway.Routed(CaseRoute.DOUBLE)
+    if routed.route == CaseRoute.SINGLE:
+        assert ai is not None and ai.band in ("intermediate", "low")
+        assert policy in (ReadingPolicy.ROUTING, ReadingPolicy.NORMAL_TRIAGE)
+    if routed.ai_normal:
+        assert policy == ReadingPolicy.NORMAL_TRIAGE and ai and ai.band == "low"
+    if routed.route == CaseRoute.AI_SECOND:
+        assert ai is not None and ai.recall is not None
+        assert routed.ai_decision == (Decision.RECALL if ai.recall else Decision.NO_RECALL)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    policy=st.sampled_from(ReadingPolicy.values),
+    reveal=st.sampled_from(AIReveal.values),
+    ai=CASE_AIS,
+    decision=st.sampled_from(Decision.values),
+)
+def test_the_safety_net_questions_only_a_no_recall_in_the_usable_high_band(
+    policy: str, reveal: str, ai: pathway.CaseAI | None, decision: str
+) -> None:
+    trigger = pathway.revision_trigger(policy, reveal, ai, ai is not None, decision)
+    if trigger == RevisionTrigger.SAFETY_NET:
+        assert policy == ReadingPolicy.SAFETY_NET and decision == Decision.NO_RECALL
+        assert ai is not None and ai.usable and ai.band == "high"
+    if reveal == AIReveal.SEQUENTIAL and ai is not None:
+        assert trigger  # sequential: every read with an AI to show is held first
+    if reveal == AIReveal.CONCURRENT and policy != ReadingPolicy.SAFETY_NET:
+        assert trigger == ""
