@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from ..choices import (
     RANKING_BANDS,
+    AIReveal,
     AIStatus,
     BiRads,
     Breast,
@@ -342,7 +343,12 @@ class CaseSummarySerializer(serializers.ModelSerializer):
     def _not_shown(self, case: Case) -> bool:
         """Unvalidated version, or hidden from this reader until their unaided opinion."""
         result = case.ai_result
-        hidden = bool(getattr(self, "context", {}).get("ai_hidden"))
+        context = getattr(self, "context", {})
+        hidden = bool(context.get("ai_hidden")) or (
+            bool(context.get("worklist"))
+            and case.policy is not None
+            and case.policy.ai_reveal == AIReveal.SEQUENTIAL
+        )
         return hidden or (result is not None and not result.model_version.validated_for_triage)
 
 

@@ -119,7 +119,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         assert isinstance(paginator, WorklistPagination)
         paginator.page = page
         paginator.links_from(request, {k: v for k, v in params.items() if v})
-        data = s.CaseSummarySerializer(page.object_list, many=True).data
+        data = s.CaseSummarySerializer(page.object_list, many=True, context={"worklist": True}).data
         return self.get_paginated_response(data)
 
     @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})

@@ -52,7 +52,7 @@ def worklist(user: User, flt: WorklistFilter | None = None) -> QuerySet[Case]:
         Case.objects.filter(status__in=statuses)
         # Only these statuses have reads, so only their rows need the anti-join.
         .exclude(Q(status__in=pathway.STATUSES_WITH_READS) & Exists(already_read))
-        .select_related("patient", "ai_result__model_version")
+        .select_related("patient", "ai_result__model_version", "policy")
         # what a row never shows: large JSON decoded 50 times a page for nothing
         .defer(
             "ai_result__timings",
@@ -192,6 +192,12 @@ def ai_hidden_from(user: User, case: Case) -> bool:
     may = pathway.may_read(person(user), case.status, given_reads(case))
     committed = bool(kind) and opinion_of(user, case, kind) is not None
     return pathway.ai_hidden(reveal, may, committed)
+
+
+def reveals_later(case: Case) -> bool:
+    """The case arrived under sequential reveal: lists (the worklist, its API) show none of
+    its AI, whoever looks; the case page and case API show it once the reader's opinion is in."""
+    return case.policy is not None and case.policy.ai_reveal == AIReveal.SEQUENTIAL
 
 
 def opinion_of(user: User, case: Case, kind: str) -> UnaidedOpinion | None:

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import errors, events
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
-from ..ai.badges import ai_badge
+from ..ai.badges import Badge, ai_badge
 from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, Role
 from ..forms import (
     PolicyForm,
@@ -93,6 +93,14 @@ def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "screening/worklist.html", context)
 
 
+# A case under sequential reveal shows no AI on the worklist: its band would be the AI's
+# opinion before the reader's own.
+SEQUENTIAL_BADGE = Badge(
+    "band-pending", "AI after your read", "Sequential reveal: the AI is shown once you record "
+    "your unaided opinion on the case page.",
+)  # fmt: skip
+
+
 def worklist_rows(cases: list[Case]) -> list[dict[str, Any]]:
     """What each row shows, computed once here so the template only prints it."""
     states = ai_queries.case_ai_states(cases)
@@ -104,7 +112,10 @@ def worklist_rows(cases: list[Case]) -> list[dict[str, Any]]:
             "url": template.format(case.pk),
             "patient": neutralise_bidi(str(case.patient)),
             "synthetic": case.is_synthetic,
-            "badge": asdict(ai_badge(case, states[case.pk])),
+            "badge": asdict(
+                SEQUENTIAL_BADGE if queries.reveals_later(case) else ai_badge(case, states[case.pk])
+            ),
+            "ai_normal": case.ai_normal and not queries.reveals_later(case),
             "state": f"{case.status}:{states[case.pk]}",
             "status": case.status,
             "status_label": case.get_status_display(),
@@ -472,7 +483,9 @@ def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
 @role_required(Role.ADMIN)
 def reading_policy(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The site's reading policy: the one in force, its history, and (admin) a new version."""
-    form = PolicyForm(request.POST or None)
+    in_force = queries.policy_in_force()
+    initial = {"policy": in_force.policy, "ai_reveal": in_force.ai_reveal} if in_force else {}
+    form = PolicyForm(request.POST or None, initial=initial)
     status = HTTPStatus.OK
     if request.method == "POST" and form.is_valid():
         try:
@@ -487,7 +500,7 @@ def reading_policy(request: AuthenticatedHttpRequest) -> HttpResponse:
         status = HTTPStatus.BAD_REQUEST
     context = {
         "form": form,
-        "in_force": queries.policy_in_force(),
+        "in_force": in_force,
         "history": queries.policies(),
     }
     return render(request, "screening/reading_policy.html", context, status=status)

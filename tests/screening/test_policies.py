@@ -4,6 +4,7 @@ case page and the API; the AI reveal (sequential) and the safety net; the refusa
 from __future__ import annotations
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from screening.ai import inference
@@ -26,6 +27,7 @@ from tests.factories import (
     ModelVersionFactory,
     UserFactory,
     case_with_images,
+    heatmap_png,
     read_case,
     unvalidated_evidence,
 )
@@ -49,10 +51,12 @@ def arrive(version, score: float | None) -> Case:  # type: ignore[no-untyped-def
     case = case_with_images(images=1, status=CaseStatus.AWAITING_AI)
     if score is not None:
         for image in Image.objects.filter(study__case=case):
-            AIResult.objects.create(
+            result = AIResult(
                 model_version=version, case=case, image=image, status=AIStatus.DONE,
                 probability=score,
             )  # fmt: skip
+            result.heatmap.save("h.png", ContentFile(heatmap_png()), save=False)
+            result.save()
         inference.aggregate_case(case.pk, version.pk)
     case.refresh_from_db()
     return case
@@ -212,14 +216,20 @@ def test_sequential_reveal_hides_the_ai_until_the_unaided_opinion_then_allows_on
     client.force_login(radiologist)
     page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
     assert 'id="ai-hidden"' in page and 'id="ai-summary"' not in page
+    assert 'class="heatmap"' not in page
     api.force_authenticate(radiologist)
+    listed = api.get(reverse("api-case-list")).json()["results"]
+    assert [(c["id"], c["risk_band"], c["ai_score"]) for c in listed] == [(case.pk, None, None)]
     detail = api.get(reverse("api-case-detail", args=[case.pk])).json()
     assert detail["ai_hidden"] and detail["case_ai_result"] is None and detail["risk_band"] is None
 
+    assert "AI after your read" in client.get(reverse("worklist")).content.decode()
     held = api_read(api, radiologist, case, recall=False)
     assert held.status_code == 202 and held.json()["trigger"] == RevisionTrigger.SEQUENTIAL
     detail = api.get(reverse("api-case-detail", args=[case.pk])).json()
     assert not detail["ai_hidden"] and detail["case_ai_result"] is not None
+    page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    assert 'class="heatmap"' in page and 'id="revision-prompt"' in page
     assert api_read(api, radiologist, case, recall=True).status_code == 400  # no reason
     assert api_read(api, radiologist, case, recall=True, reason="AI mass").status_code == 201
     opinion = UnaidedOpinion.objects.get()
