@@ -40,13 +40,15 @@ from screening.choices import (
     Role,
 )
 from screening.errors import DomainError
-from screening.models import Case, Read
+from screening.models import Case, Read, UnaidedOpinion
 from screening.reading import actions as reading_actions
 from screening.reading import pathway
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
 from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
-from tests.factories import UserFactory, case_with_images
+from screening.reading.queries import plan_of
+from tests.factories import ModelVersionFactory, UserFactory, case_with_images
+from tests.screening.test_policies import arrive
 
 KINDS = [ReadKind.FIRST, ReadKind.SECOND, ReadKind.ARBITRATION]
 OPEN_AT_START = [CaseStatus.AWAITING_AI, CaseStatus.READY]
@@ -391,7 +393,11 @@ def blind_rule(viewer: Person, status: str, reads: list[GivenRead]) -> list[Give
     return [read for read in reads if read.reader_id == viewer.id]
 
 
-def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBasedStateMachine]:
+def blind_reading_machine(
+    pool: list[Member], reached: set[str], version: object = None
+) -> type[RuleBasedStateMachine]:
+    """``version``: cases arrive scored by it through the worker's routing step, under the
+    site policy already set (else as before: scored or not, no policy)."""
     members = pool
     by_id = {m.person.id: m for m in members}
 
@@ -403,14 +409,18 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             self.case: Case | None = None
             self.reads: list[GivenRead] = []
             self.status: str = CaseStatus.READY
+            self.plan = pathway.Plan()
 
-        @initialize(scored=st.booleans())
-        def receive_a_case(self, scored: bool) -> None:
-            if scored:
+        @initialize(scored=st.booleans(), score=st.sampled_from([0.1, 0.3, 0.9]))
+        def receive_a_case(self, scored: bool, score: float) -> None:
+            if version is not None:
+                self.case = arrive(version, score if scored else None)
+            elif scored:
                 self.case = case_with_images(images=1, score=0.7)
             else:
                 self.case = case_with_images(images=1, status=CaseStatus.AWAITING_AI)
             self.status = self.case.status
+            self.plan = plan_of(self.case)
             self.reads = []
             self.check_everyone_sees_only_what_the_pathway_shows()
 
@@ -432,11 +442,11 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             if through_api:
                 api = APIClient()
                 api.force_authenticate(who.user)
-                response = api.post(
-                    f"/api/cases/{self.case.pk}/reads/",
-                    api_payload(recall, stated, who.username),
-                    format="json",
-                )
+                payload = api_payload(recall, stated, who.username)
+                response = api.post(f"/api/cases/{self.case.pk}/reads/", payload, format="json")
+                if response.status_code == HTTPStatus.ACCEPTED:  # held: the AI shown, confirm
+                    self.check_everyone_sees_only_what_the_pathway_shows()
+                    response = api.post(f"/api/cases/{self.case.pk}/reads/", payload, format="json")
                 got = response.status_code
                 if refusal is None:
                     assert got == HTTPStatus.CREATED, response.content
@@ -446,11 +456,11 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                     assert got == refusal, response.content
             else:
                 try:
-                    reading_actions.submit_read(
-                        who.user,  # type: ignore[arg-type]
-                        self.case.pk,
-                        structured(recall, stated, who.username),
-                    )
+                    given = structured(recall, stated, who.username)
+                    held = reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
+                    if isinstance(held, UnaidedOpinion):  # held: the AI shown, confirm
+                        self.check_everyone_sees_only_what_the_pathway_shows()
+                        reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
                     got = HTTPStatus.CREATED
                 except DomainError as error:
                     got = error.status
@@ -458,7 +468,8 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             if refusal is None:
                 decision = Decision.RECALL if recall else Decision.NO_RECALL
                 self.reads.append(GivenRead(stated, who.person.id, decision))
-                self.status = pathway.after_read(self.reads).status
+                self.plan = plan_of(Case.objects.get(pk=self.case.pk))
+                self.status = pathway.after_read(self.reads, self.plan).status
                 reached.add(self.status)
             self.check_the_database_matches_the_pathway()
             if refusal is None:
@@ -474,7 +485,9 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                 .values_list("kind", "reader_id", "decision")
             )
             assert stored == [(r.kind, r.reader_id, r.decision) for r in self.reads]
-            assert self.case.final_decision == pathway.final_decision(self.status, self.reads)
+            assert self.case.final_decision == pathway.final_decision(
+                self.status, self.reads, self.plan
+            )
             assert not Case.objects.filter(status=CaseStatus.CLOSED, final_decision="").exists()
 
         def check_everyone_sees_only_what_the_pathway_shows(self) -> None:
@@ -501,7 +514,8 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             ], viewer.username
             assert body["status"] == self.status
             if self.status == CaseStatus.CLOSED:
-                assert body["final_decision"] == pathway.final_decision(self.status, self.reads)
+                final = pathway.final_decision(self.status, self.reads, self.plan)
+                assert body["final_decision"] == final
                 assert body["final_decision"]
             else:
                 assert body["final_decision"] == ""
@@ -528,9 +542,9 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
     return BlindReading
 
 
-def run_blind_reading(pool: list[Member]) -> set[str]:
+def run_blind_reading(pool: list[Member], version: object = None, runs: object = DB) -> set[str]:
     reached: set[str] = set()
-    run_state_machine_as_test(blind_reading_machine(pool, reached), settings=DB)
+    run_state_machine_as_test(blind_reading_machine(pool, reached, version), settings=runs)
     return reached
 
 
@@ -679,3 +693,26 @@ def test_the_safety_net_questions_only_a_no_recall_in_the_usable_high_band(
         assert trigger  # sequential: every read with an AI to show is held first
     if reveal == AIReveal.CONCURRENT and policy != ReadingPolicy.SAFETY_NET:
         assert trigger == ""
+
+
+POLICY_DB = settings(DB, max_examples=10)
+
+
+@pytest.mark.parametrize(
+    ("policy", "options"),
+    [
+        (ReadingPolicy.ROUTING, {}),
+        (ReadingPolicy.NORMAL_TRIAGE, {"single_read_normal": True}),
+        (ReadingPolicy.SAFETY_NET, {}),
+        (ReadingPolicy.AI_SECOND_READER, {}),
+        (ReadingPolicy.STANDARD, {"ai_reveal": AIReveal.SEQUENTIAL}),
+    ],
+)
+def test_under_each_policy_nobody_sees_a_read_the_blind_rule_hides(pool, policy, options) -> None:  # type: ignore[no-untyped-def]
+    """The database-level machine again, each case arriving through the worker's routing
+    step under the policy (held opinions confirmed at once, checked while held too)."""
+    version = ModelVersionFactory(is_active=True)
+    admin = next(m.user for m in pool if Role.ADMIN in m.person.roles)
+    reading_actions.set_policy(admin, policy, **options)  # type: ignore[arg-type]
+    reached = run_blind_reading(pool, version, POLICY_DB)
+    assert CaseStatus.CLOSED in reached
