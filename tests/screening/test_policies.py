@@ -170,6 +170,9 @@ def test_ai_as_second_reader_closes_on_agreement_and_sends_disagreement_to_arbit
     assert disputed.status == CaseStatus.ARBITRATION
     detail = api.get(reverse("api-case-detail", args=[disputed.pk])).json()
     assert detail["route"] == CaseRoute.AI_SECOND
+    client.force_login(radiologist2)
+    page = client.get(reverse("case-detail", args=[disputed.pk])).content.decode()
+    assert "The first read and the AI, as second reader (recall), disagree" in page
     response = page_read(client, radiologist2, disputed, recall=True)
     assert response.status_code == 302
     disputed.refresh_from_db()
