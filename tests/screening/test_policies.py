@@ -220,6 +220,7 @@ def test_sequential_reveal_hides_the_ai_until_the_unaided_opinion_then_allows_on
     page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
     assert 'id="ai-hidden"' in page and 'id="ai-summary"' not in page
     assert 'class="heatmap"' not in page
+    assert "AI not available" not in page and "AI 0.900" not in page  # film captions
     api.force_authenticate(radiologist)
     listed = api.get(reverse("api-case-list")).json()["results"]
     assert [(c["id"], c["risk_band"], c["ai_score"]) for c in listed] == [(case.pk, None, None)]
