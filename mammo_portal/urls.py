@@ -31,6 +31,7 @@ urlpatterns = [
     path("cases/<int:case_id>/draft/", pages.case_draft, name="case-draft"),
     path("session/stay/", pages.stay_signed_in, name="stay-signed-in"),
     path("reading/settings/", pages.reading_settings, name="reading-settings"),
+    path("reading/policy/", pages.reading_policy, name="reading-policy"),
     path("cases/<int:case_id>/ai-panel/", pages.case_ai_panel, name="case-ai-panel"),
     path("cases/<int:case_id>/ai-status/", status.case_ai_status, name="case-ai-status"),
     path("worklist/ai-status/", status.worklist_ai_status, name="worklist-ai-status"),

@@ -131,6 +131,52 @@ class ReadKind(models.TextChoices):
     ARBITRATION = "arbitration", "Arbitration"
 
 
+class ReadingPolicy(models.TextChoices):
+    """How a site reads its screens (``SitePolicy``; the rules in ``reading/pathway.py``).
+
+    Every policy but standard uses the AI, and is refused unless the active version is
+    validated for triage.
+    """
+
+    STANDARD = "standard", "Standard double reading"
+    ROUTING = "routing", "Routing by AI (MASAI): high band double-read, others single-read"
+    NORMAL_TRIAGE = "normal_triage", "Normal triage (PRAIM): low band tagged AI: normal"
+    SAFETY_NET = "safety_net", "Safety net (PRAIM): a no-recall on a high-band exam is questioned"
+    AI_SECOND_READER = "ai_second_reader", "AI as second reader, a human arbitrates"
+
+
+# The policies that need the AI's band or decision to route or prompt a read.
+AI_POLICIES = (
+    ReadingPolicy.ROUTING,
+    ReadingPolicy.NORMAL_TRIAGE,
+    ReadingPolicy.SAFETY_NET,
+    ReadingPolicy.AI_SECOND_READER,
+)
+
+
+class AIReveal(models.TextChoices):
+    """When a reader is shown the AI (a site's choice, kept on ``SitePolicy``)."""
+
+    CONCURRENT = "concurrent", "With the images (concurrent)"
+    SEQUENTIAL = "sequential", "After an unaided opinion is committed (sequential)"
+
+
+class CaseRoute(models.TextChoices):
+    """How many human reads a case gets, decided once, before any read (``pathway.route``)."""
+
+    UNDECIDED = "", "Not decided yet (AI awaited)"
+    DOUBLE = "double", "Double reading"
+    SINGLE = "single", "Single reading"
+    AI_SECOND = "ai_second", "One reader, the AI as second reader"
+
+
+class RevisionTrigger(models.TextChoices):
+    """Why a reader was shown the AI after committing an unaided opinion."""
+
+    SEQUENTIAL = "sequential", "Sequential reveal"
+    SAFETY_NET = "safety_net", "Safety net"
+
+
 class BiRads(models.IntegerChoices):
     INCOMPLETE = 0, "0 — Incomplete, needs further imaging"
     NEGATIVE = 1, "1 — Negative"
@@ -272,16 +318,8 @@ class AuditAction(models.TextChoices):
     DICOM_ASSOCIATION = "dicom_association", "DICOM association ended"
     DICOM_ASSOCIATION_REJECTED = "dicom_rejected", "DICOM association rejected"
     DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
-
-
-class ReadingPolicy(models.TextChoices):
-    """How a site's cases are read: the standard pathway, or one that uses an AI version."""
-
-    STANDARD = "standard", "Standard double reading"
-    ROUTING = "routing", "Routing by AI (MASAI)"
-    NORMAL_TRIAGE = "normal_triage", "Normal triage (PRAIM)"
-    SAFETY_NET = "safety_net", "Safety net"
-    AI_SECOND_READER = "ai_second_reader", "AI as second reader"
+    POLICY_SET = "policy_set", "Reading policy set"
+    OPINION_COMMITTED = "opinion_committed", "Unaided opinion committed"
 
 
 class ProposalStatus(models.TextChoices):

@@ -13,7 +13,17 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from .choices import AuditAction, AuditOutcome
-from .models import AIResult, AuditEvent, Case, DriftAlert, ModelVersion, Read, Study
+from .models import (
+    AIResult,
+    AuditEvent,
+    Case,
+    DriftAlert,
+    ModelVersion,
+    Read,
+    SitePolicy,
+    Study,
+    UnaidedOpinion,
+)
 
 Actor = User | AnonymousUser | None
 
@@ -100,6 +110,32 @@ def read_recorded(user: Actor, read: Read) -> AuditEvent:
         agrees_with_ai=read.agrees_with_ai,
         overrode_ai=read.agrees_with_ai is False,
         ai_result_id=read.ai_result_id,
+    )
+
+
+def opinion_committed(user: Actor, opinion: UnaidedOpinion) -> AuditEvent:
+    """A read held as an unaided opinion before the AI is shown (sequential, safety net)."""
+    return _record(
+        user,
+        AuditAction.OPINION_COMMITTED,
+        opinion.case,
+        opinion_id=opinion.pk,
+        kind=opinion.kind,
+        trigger=opinion.trigger,
+        decision=opinion.decision,
+        ai_result_id=opinion.ai_result_id,
+    )
+
+
+def policy_set(user: Actor, policy: SitePolicy) -> AuditEvent:
+    return _record(
+        user,
+        AuditAction.POLICY_SET,
+        policy,
+        policy=policy.policy,
+        single_read_normal=policy.single_read_normal,
+        ai_reveal=policy.ai_reveal,
+        starts_at=policy.starts_at.isoformat(),
     )
 
 

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.signing import BadSignature, Signer
 
 from .choices import (
+    AIReveal,
     AuditAction,
     BiRads,
     Breast,
@@ -19,6 +20,7 @@ from .choices import (
     FindingSite,
     FindingType,
     Modality,
+    ReadingPolicy,
     ReadKind,
     RiskBand,
     Role,
@@ -294,3 +296,20 @@ class AuditTrailFilterForm(forms.Form):
     case = forms.IntegerField(min_value=1, required=False, label="Case #")
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class PolicyForm(forms.Form):
+    """A new version of the site's reading policy (``reading.actions.set_policy``)."""
+
+    policy = forms.ChoiceField(choices=ReadingPolicy.choices, label="Reading policy")
+    single_read_normal = forms.BooleanField(
+        required=False, label="Normal triage: single-read exams tagged AI: normal"
+    )
+    ai_reveal = forms.ChoiceField(
+        choices=AIReveal.choices, initial=AIReveal.CONCURRENT, label="Show the AI"
+    )
+    starts_at = forms.DateTimeField(
+        required=False,
+        label="Starts at (empty: now)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )

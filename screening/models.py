@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
 
 from ml import evidence, manifest_schema
@@ -16,12 +17,14 @@ from ml.evidence import Verdict
 
 from .choices import (
     READABLE_STATUSES,
+    AIReveal,
     AIStatus,
     Architecture,
     AuditAction,
     AuditOutcome,
     BiRads,
     Breast,
+    CaseRoute,
     CaseStatus,
     Decision,
     Density,
@@ -36,7 +39,9 @@ from .choices import (
     OutcomeSource,
     PendingReason,
     ProposalStatus,
+    ReadingPolicy,
     ReadKind,
+    RevisionTrigger,
     RiskBand,
     Role,
     SilentTrial,
@@ -67,6 +72,10 @@ READ_GIST_COLUMNS = frozenset(
         "read_densities",
     ]
 )
+
+# A case's route, set once by the routing step (``ai.inference.route_case``) or the first
+# read; a stale copy of the case saved whole must not undo it.
+ROUTE_COLUMNS = frozenset(["route", "ai_normal", "ai_decision"])
 
 
 def _read_link(to: str) -> models.ForeignKey:
@@ -149,6 +158,25 @@ class Case(models.Model):
     # The ACR densities its readers recorded, one bit each (``density_bit``).
     read_densities = models.PositiveSmallIntegerField(default=0, editable=False)
 
+    # The site's reading policy in force when the case arrived (None: cases from before
+    # policies existed, read as standard double reading). It never changes afterwards.
+    policy = models.ForeignKey(
+        "SitePolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        editable=False,
+    )  # fmt: skip
+    # What the policy decided for this case, once, before any read (``pathway.route``).
+    route = models.CharField(
+        max_length=10, choices=CaseRoute.choices, default=CaseRoute.UNDECIDED, blank=True,
+        editable=False,
+    )  # fmt: skip
+    ai_normal = models.BooleanField(
+        default=False, editable=False, help_text="Tagged 'AI: normal' by normal triage."
+    )
+    # The AI's decision as the second read (AI as second reader), fixed at routing.
+    ai_decision = models.CharField(
+        max_length=10, choices=Decision.choices, blank=True, editable=False
+    )
+
     class Meta:
         indexes = [
             # Only open cases, already in worklist order: the first page is a short index
@@ -181,8 +209,11 @@ class Case(models.Model):
             kwargs["update_fields"] = [
                 f.name
                 for f in self._meta.concrete_fields
-                if not f.primary_key and f.attname not in READ_GIST_COLUMNS
+                if not f.primary_key
+                and f.attname not in READ_GIST_COLUMNS | ROUTE_COLUMNS | {"policy_id"}
             ]
+        elif self._state.adding and self.policy_id is None:
+            self.policy = SitePolicy.in_force()
         super().save(*args, **kwargs)
 
     def show_ai_result(self, result: AIResult | None) -> None:
@@ -277,6 +308,48 @@ def score_band(score: float | None, threshold: float) -> str:
 
 def score_bands(scores: np.ndarray, threshold: float) -> np.ndarray:
     return evidence.cut_bands(scores, threshold / 2, threshold)
+
+
+class SitePolicy(models.Model):
+    """One version of the site's reading policy, in force from ``starts_at`` until the next.
+
+    Rows are never edited: a change is a new row, so every case keeps the policy it arrived
+    under (``Case.policy``) and the history says who chose what, when.
+    """
+
+    policy = models.CharField(max_length=20, choices=ReadingPolicy.choices)
+    single_read_normal = models.BooleanField(
+        default=False, help_text="Normal triage: exams tagged AI: normal get one read."
+    )
+    ai_reveal = models.CharField(
+        max_length=12, choices=AIReveal.choices, default=AIReveal.CONCURRENT
+    )
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    starts_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_policy_display()} from {self.starts_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def in_force(cls, at: Any = None) -> SitePolicy | None:
+        """The version in force at ``at`` (now by default); None: standard, never set."""
+        return cls.objects.filter(starts_at__lte=at or timezone.now()).first()
+
+    @property
+    def options(self) -> str:
+        """The options chosen, in words ("" where none apply)."""
+        parts = []
+        if self.policy == ReadingPolicy.NORMAL_TRIAGE and self.single_read_normal:
+            parts.append("single-read AI-normal exams")
+        if self.ai_reveal == AIReveal.SEQUENTIAL:
+            parts.append("AI shown after an unaided opinion")
+        return ", ".join(parts)
 
 
 class Study(models.Model):
@@ -782,6 +855,44 @@ class Read(models.Model):
         if self.birads_right is None or self.birads_left is None:
             return f"BI-RADS {self.birads} (whole case)"
         return f"BI-RADS R {self.birads_right}, L {self.birads_left}"
+
+
+class UnaidedOpinion(models.Model):
+    """A reader's opinion committed before the AI was shown to them (sequential reveal), or
+    a no-recall the safety net questioned; the read that follows is their final one.
+
+    Both stay: this row is the unaided opinion, ``read`` the final read (None until given),
+    ``changed`` whether the decision moved and ``reason`` why (required for a change).
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="unaided_opinions")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=ReadKind.choices)
+    trigger = models.CharField(max_length=12, choices=RevisionTrigger.choices)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    birads = models.PositiveSmallIntegerField(choices=BiRads.choices)
+    fields = models.JSONField(default=dict, help_text="The read as the reader committed it.")
+    ai_result = models.ForeignKey(
+        AIResult, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The case-level AI result shown once the opinion was committed.",
+    )  # fmt: skip
+    ai_recall = models.BooleanField(null=True, blank=True)
+    read = models.OneToOneField(
+        "Read", null=True, blank=True, on_delete=models.PROTECT, related_name="unaided"
+    )
+    changed = models.BooleanField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "reader", "kind"], name="one_unaided_opinion_per_read"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Unaided {self.get_kind_display().lower()} of case {self.case_id}"
 
 
 class Finding(models.Model):

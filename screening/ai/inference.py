@@ -31,10 +31,12 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from ..choices import AIStatus, CaseStatus, SilentTrial
+from ..choices import AIStatus, CaseRoute, CaseStatus, SilentTrial
 from ..intake import films, imaging
 from ..models import AIResult, Case, Image, ModelVersion, Study
+from ..reading import pathway
 from ..storage import storage_error
+from .queries import case_ai
 
 if TYPE_CHECKING:  # ml is imported where it runs, so TensorFlow never loads in the web process
     from ml.predictor import ImagePrediction, Predictor
@@ -450,7 +452,30 @@ def _show_if_active(case: Case, case_result: AIResult) -> None:
         case.show_ai_result(case_result)
     if case.status == CaseStatus.AWAITING_AI:
         case.status = CaseStatus.READY
-    case.save(update_fields=["ai_result", "ai_score", "triage_priority", "risk_band", "status"])
+    routed = route_case(case)
+    case.save(
+        update_fields=["ai_result", "ai_score", "triage_priority", "risk_band", "status", *routed]
+    )
+
+
+def route_case(case: Case) -> list[str]:
+    """Take the case's route under the policy it arrived with, now that its AI is shown:
+    once, and only while no read is recorded (the caller holds the case row locked, as the
+    read verb does, so a read and the routing never cross). Returns the fields set."""
+    if case.route != CaseRoute.UNDECIDED or case.first_reader_id is not None:
+        return []
+    policy = case.policy
+    routed = pathway.route(
+        policy.policy if policy else "",
+        policy.single_read_normal if policy else False,
+        case_ai(case),
+    )
+    case.route, case.ai_normal, case.ai_decision = (
+        routed.route,
+        routed.ai_normal,
+        routed.ai_decision,
+    )
+    return ["route", "ai_normal", "ai_decision"]
 
 
 # --- Recovery -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from ..choices import AIStatus, AuditAction, SilentTrial
 from ..errors import NotFound
 from ..models import AIResult, AuditEvent, Case, ModelVersion
+from ..reading.pathway import CaseAI
 
 
 def case_ai_results(case: Case) -> dict[int, AIResult]:
@@ -118,3 +119,21 @@ def version_case_scores(version: ModelVersion) -> QuerySet[AIResult]:
     """Every case-level result of one version, newest first: what an auditor compares a
     silent trial on. Never for a reader's surface."""
     return AIResult.for_cases.filter(model_version=version).order_by("-finished_at", "-pk")
+
+
+def case_ai(case: Case) -> CaseAI | None:
+    """What a reading policy may know of the case's shown AI (None: no finished result).
+
+    Usable only from the active version validated for triage: a policy never routes or
+    prompts a read on the word of a version not trusted to order the worklist.
+    """
+    result = case.ai_result
+    if result is None or result.status != AIStatus.DONE or result.probability is None:
+        return None
+    version = result.model_version
+    return CaseAI(
+        usable=version.is_active and version.validated_for_triage,
+        band=case.risk_band,
+        recall=case.ai_recommends_recall,
+        validated_bands=bool((version.evidence or {}).get("bands")),
+    )

@@ -9,9 +9,11 @@ from rest_framework import serializers
 
 from ..choices import (
     RANKING_BANDS,
+    AIReveal,
     AIStatus,
     BiRads,
     Breast,
+    CaseRoute,
     CaseStatus,
     Decision,
     Density,
@@ -21,10 +23,21 @@ from ..choices import (
     Modality,
     Outcome,
     OutcomeSource,
+    ReadingPolicy,
     ReadKind,
     RiskBand,
 )
-from ..models import AIResult, Case, Finding, Image, ModelVersion, Read, Study
+from ..models import (
+    AIResult,
+    Case,
+    Finding,
+    Image,
+    ModelVersion,
+    Read,
+    SitePolicy,
+    Study,
+    UnaidedOpinion,
+)
 from ..reading import pathway
 from ..reading.actions import ReadInput
 from ..reading.assessment import FindingInput
@@ -327,10 +340,16 @@ class CaseSummarySerializer(serializers.ModelSerializer):
     def get_not_shown_reason(self, case: Case) -> str | None:
         return not_shown_reason(case.ai_result.model_version if case.ai_result else None)
 
-    @staticmethod
-    def _not_shown(case: Case) -> bool:
+    def _not_shown(self, case: Case) -> bool:
+        """Unvalidated version, or hidden from this reader until their unaided opinion."""
         result = case.ai_result
-        return result is not None and not result.model_version.validated_for_triage
+        context = getattr(self, "context", {})
+        hidden = bool(context.get("ai_hidden")) or (
+            bool(context.get("worklist"))
+            and case.policy is not None
+            and case.policy.ai_reveal == AIReveal.SEQUENTIAL
+        )
+        return hidden or (result is not None and not result.model_version.validated_for_triage)
 
 
 class CaseDetailSerializer(CaseSummarySerializer):
@@ -342,10 +361,16 @@ class CaseDetailSerializer(CaseSummarySerializer):
     final_decision = serializers.SerializerMethodField()
     read_kind_expected = serializers.SerializerMethodField()
     case_ai_result = serializers.SerializerMethodField()
+    policy = serializers.SerializerMethodField()
+    route = serializers.SerializerMethodField()
+    ai_hidden = serializers.SerializerMethodField()
 
     class Meta(CaseSummarySerializer.Meta):
         fields = [
             *CaseSummarySerializer.Meta.fields,
+            "policy",
+            "route",
+            "ai_hidden",
             "final_decision",
             "closed_at",
             "read_kind_expected",
@@ -374,7 +399,49 @@ class CaseDetailSerializer(CaseSummarySerializer):
 
     @extend_schema_field(AIResultSerializer(allow_null=True))
     def get_case_ai_result(self, case: Case) -> dict | None:
-        return AIResultSerializer(case.ai_result).data if case.ai_result_id else None
+        if self.context.get("ai_hidden") or not case.ai_result_id:
+            return None
+        return AIResultSerializer(case.ai_result).data
+
+    @extend_schema_field(serializers.ChoiceField(choices=ReadingPolicy.choices))
+    def get_policy(self, case: Case) -> str:
+        """The site policy the case arrived under (standard for cases from before them)."""
+        return case.policy.policy if case.policy else ReadingPolicy.STANDARD
+
+    @extend_schema_field(serializers.ChoiceField(choices=CaseRoute.choices, allow_null=True))
+    def get_route(self, case: Case) -> str | None:
+        """Double, single or AI as second reader; null while undecided or while the AI
+        is hidden from this reader (the route would tell its band)."""
+        return None if self.context.get("ai_hidden") or not case.route else case.route
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_ai_hidden(self, case: Case) -> bool:
+        """Sequential reveal: the AI is withheld until this reader's unaided opinion."""
+        return bool(self.context.get("ai_hidden"))
+
+
+class UnaidedOpinionSerializer(serializers.ModelSerializer):
+    """A read held as the reader's unaided opinion: the AI is now shown to them, and their
+    next read of this kind is their final one (a change needs a reason)."""
+
+    prompt = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UnaidedOpinion
+        fields = ["id", "kind", "trigger", "decision", "birads", "prompt", "created_at"]
+
+    def get_prompt(self, opinion: UnaidedOpinion) -> str:
+        return pathway.revision_prompt(opinion.trigger)
+
+
+class SitePolicySerializer(serializers.ModelSerializer):
+    set_by: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
+    starts_at = serializers.DateTimeField(required=False)
+
+    class Meta:
+        model = SitePolicy
+        fields = ["id", "policy", "single_read_normal", "ai_reveal", "set_by", "starts_at"]
+        read_only_fields = ["id", "set_by"]
 
 
 class FindingInputSerializer(serializers.Serializer):

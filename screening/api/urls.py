@@ -12,6 +12,7 @@ from .common import SchemaNegotiation, UnknownEndpointView
 router = DefaultRouter()
 router.include_root_view = False
 router.register("cases", reading.CaseViewSet, basename="api-case")
+router.register("policies", reading.PolicyViewSet, basename="api-policy")
 router.register("studies", intake.StudyUploadViewSet, basename="api-study")
 router.register("model-versions", ai.ModelVersionViewSet, basename="api-model-version")
 

@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from ..choices import AIStatus, CaseStatus, Decision, Outcome, ReadKind, RiskBand
+from ..choices import AIStatus, CaseRoute, CaseStatus, Decision, Outcome, ReadKind, RiskBand
 from ..models import AIResult, Case, ModelVersion, Read, version_bands
 from ..reading import pathway
 from . import report_data, stats
@@ -111,7 +111,11 @@ class CaseRow:
             )
             for r in self.reads.values()
         ]
-        decision = pathway.final_decision(self.status, given)
+        # A case closed on its first read alone was single-read, or agreed with the AI as
+        # second reader (never possible under double reading): its first read decided.
+        alone = {r.kind for r in self.reads.values()} == {ReadKind.FIRST}
+        plan = pathway.Plan(CaseRoute.SINGLE) if alone else pathway.Plan()
+        decision = pathway.final_decision(self.status, given, plan)
         return None if not decision else decision == Decision.RECALL
 
     @property

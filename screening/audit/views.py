@@ -22,7 +22,7 @@ from ..http import paginate
 from ..models import RAW_SCORE_LABEL, AuditEvent, ModelVersion
 from ..roles import role_required
 from ..templatetags.safe_text import neutralise_bidi
-from . import exports, plots, reporting
+from . import automation_bias, exports, plots, reporting
 
 AUDIT_VIEWERS = (Role.AUDITOR, Role.ADMIN)
 
@@ -74,6 +74,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "query": _query(request),
         "cache_minutes": settings.REPORT_CACHE_SECONDS // 60,
         **plots.report_plots(report),
+        "automation_bias": automation_bias.figures(),
     }
     return render(request, "screening/audit_dashboard.html", context)
 

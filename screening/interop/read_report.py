@@ -31,7 +31,16 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from ..choices import BiRads, Breast, Decision, Density, FindingDepth, FindingType, ReadKind
+from ..choices import (
+    BiRads,
+    Breast,
+    CaseRoute,
+    Decision,
+    Density,
+    FindingDepth,
+    FindingType,
+    ReadKind,
+)
 from ..models import Case, Image, Read, Study
 from ..reading import pathway
 from ..reading.queries import given
@@ -130,6 +139,11 @@ READ_KIND_CODES = {
 }
 CLOSED_BY = ("CLOSEDBY", LOCAL_SCHEME, "Case closed by")
 CLOSED_BY_CODES = {
+    ReadKind.FIRST: (
+        "FIRSTREAD",
+        LOCAL_SCHEME,
+        "First read alone (single reading, or agreed with the AI as second reader)",
+    ),
     ReadKind.SECOND: ("AGREED", LOCAL_SCHEME, "Agreement of first and second reads"),
     ReadKind.ARBITRATION: ("ARBITRATED", LOCAL_SCHEME, "Arbitration of disagreeing reads"),
 }
@@ -246,7 +260,8 @@ def _read(read: Read) -> Any:
 
 def _overall(case: Case, reads: Sequence[Read]) -> Any:
     """The final decision, how the case closed and the closing read's categories."""
-    closing = pathway.closing_kind([given(read) for read in reads])
+    plan = pathway.Plan(case.route or CaseRoute.DOUBLE, case.ai_decision)
+    closing = pathway.closing_kind([given(read) for read in reads], plan)
     deciding = next(read for read in reads if read.kind == closing)
     children = [
         _code(DECISION, DECISION_CODES[Decision(case.final_decision)], "CONTAINS"),

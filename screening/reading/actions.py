@@ -6,6 +6,7 @@ module locks the case, checks the reader's role and writes the read and its audi
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +17,23 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import events
-from ..choices import CaseStatus, Decision
+from ..ai.queries import case_ai
+from ..choices import AIReveal, CaseRoute, CaseStatus, Decision, ReadingPolicy
 from ..errors import Conflict, DomainError, NotFound
-from ..models import Case, Finding, Read, ReadDraft, ReaderSettings
+from ..models import (
+    Case,
+    Finding,
+    ModelVersion,
+    Read,
+    ReadDraft,
+    ReaderSettings,
+    SitePolicy,
+    UnaidedOpinion,
+)
 from ..roles import person
 from . import pathway
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
-from .queries import given, given_reads
+from .queries import given, given_reads, plan_of
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +74,14 @@ class ReadInput:
         )
 
 
-def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
+def submit_read(reader: User, case_id: int, data: ReadInput) -> Read | UnaidedOpinion:
     """Record a read exactly as given and move the case along the reading pathway.
 
-    The case row is locked so two readers deciding at once cannot both win: the
-    second gets a Conflict, and nothing is overwritten.
+    Where the site's policy asks for it (sequential reveal, the safety net) the reader's
+    first submission is held as their unaided opinion and returned as such: the case does
+    not move, the AI is shown to them, and their next submission is the final read, with a
+    reason if it changed the decision. The case row is locked so two readers deciding at
+    once cannot both win: the second gets a Conflict, and nothing is overwritten.
     """
     try:
         resolved = resolve(data.assessment())
@@ -77,7 +91,7 @@ def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
         with transaction.atomic():
             case = (
                 Case.objects.select_for_update(of=("self",))
-                .select_related("ai_result__model_version")
+                .select_related("ai_result__model_version", "policy")
                 .filter(pk=case_id)
                 .first()
             )
@@ -85,17 +99,73 @@ def submit_read(reader: User, case_id: int, data: ReadInput) -> Read:
                 raise NotFound("No such case.")
             earlier = given_reads(case)
             kind = _read_role(reader, case, earlier, data)
+            opinion = pending_opinion(reader, case, kind)
+            if opinion is None and (trigger := _revision_trigger(case, resolved.decision)):
+                opinion = _commit_opinion(reader, case, kind, trigger, data, resolved)
+                events.opinion_committed(reader, opinion)
+                return opinion
+            if opinion is not None and opinion.decision != resolved.decision:
+                if not data.reason.strip():
+                    raise DomainError("Say why you changed your opinion after seeing the AI.")
             read = _create_read(reader, case, kind, data, resolved)
+            if opinion is not None:
+                opinion.read, opinion.changed = read, opinion.decision != read.decision
+                opinion.reason = data.reason.strip()
+                opinion.save(update_fields=["read", "changed", "reason"])
             _advance(case, [*earlier, given(read)], case.note_read(read))
             ReadDraft.objects.filter(case=case, reader=reader).delete()
             events.read_recorded(reader, read)
     except Conflict as conflict:
-        case = Case.objects.filter(pk=case_id).first()
-        if case is not None:
-            events.read_conflicted(reader, case, conflict.message)
+        found = Case.objects.filter(pk=case_id).first()
+        if found is not None:
+            events.read_conflicted(reader, found, conflict.message)
         raise
     log.info("Read %s recorded on case %s by user %s", read.kind, case.pk, reader.pk)
     return read
+
+
+def pending_opinion(reader: User, case: Case, kind: str) -> UnaidedOpinion | None:
+    """The reader's committed opinion awaiting their final read of this kind, if any."""
+    return UnaidedOpinion.objects.filter(
+        case=case, reader=reader, kind=kind, read__isnull=True
+    ).first()
+
+
+def _revision_trigger(case: Case, decision: str) -> str:
+    policy = case.policy
+    return pathway.revision_trigger(
+        policy.policy if policy else "",
+        policy.ai_reveal if policy else AIReveal.CONCURRENT,
+        ai := case_ai(case),
+        ai is not None,
+        decision,
+    )
+
+
+def _commit_opinion(
+    reader: User, case: Case, kind: str, trigger: str, data: ReadInput, resolved: Resolved
+) -> UnaidedOpinion:
+    # As the read form names its fields, so the page can put the opinion back to confirm.
+    fields: dict[str, object] = {
+        "birads_right": data.birads_right,
+        "birads_left": data.birads_left,
+        "density": data.density,
+        "reason": data.reason.strip(),
+    }
+    for f in data.findings:
+        fields |= {f"finding_{f.breast}": f.finding, f"site_{f.breast}": f.site}
+        fields[f"depth_{f.breast}"] = f.depth
+    return UnaidedOpinion.objects.create(
+        case=case,
+        reader=reader,
+        kind=kind,
+        trigger=trigger,
+        decision=resolved.decision,
+        birads=resolved.birads,
+        fields=fields,
+        ai_result=case.ai_result,
+        ai_recall=case.ai_recommends_recall,
+    )
 
 
 def _read_role(reader: User, case: Case, earlier: list[pathway.GivenRead], data: ReadInput) -> str:
@@ -141,14 +211,19 @@ def _create_read(reader: User, case: Case, kind: str, data: ReadInput, resolved:
 
 
 def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = ()) -> None:
-    """Move the case along the pathway; ``noted``: read columns already set on it."""
-    after = pathway.after_read(reads)
+    """Move the case along the pathway; ``noted``: read columns already set on it.
+
+    A case read before its route was taken (AI late or failed) is double-read from now on:
+    the route is never taken after a read."""
+    if case.route == CaseRoute.UNDECIDED:
+        case.route = CaseRoute.DOUBLE
+    after = pathway.after_read(reads, plan_of(case))
     case.status = after.status
     if after.status == CaseStatus.CLOSED:
         case.final_decision = after.final_decision
         case.closed_at = timezone.now()
         ReadDraft.objects.filter(case=case).delete()  # nobody can record them now
-    case.save(update_fields=["status", "final_decision", "closed_at", *noted])
+    case.save(update_fields=["status", "final_decision", "closed_at", "route", *noted])
 
 
 def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
@@ -180,3 +255,46 @@ def set_open_next(reader: User, on: bool) -> None:
     """Whether the next case opens once this reader records a read. A reader's own
     convenience, changing nothing anyone else sees: no audit event."""
     ReaderSettings.objects.update_or_create(user=reader, defaults={"open_next_after_read": on})
+
+
+def set_policy(
+    actor: User,
+    policy: str,
+    single_read_normal: bool = False,
+    ai_reveal: str = AIReveal.CONCURRENT,
+    starts_at: dt.datetime | None = None,
+) -> SitePolicy:
+    """Start a new version of the site's reading policy for cases received from
+    ``starts_at`` (now by default; never in the past, so no case changes policy).
+
+    A policy that uses the AI is refused unless the active version is validated for
+    triage: it would route or prompt reads on figures the site has not accepted.
+    """
+    if policy not in ReadingPolicy.values:
+        raise DomainError("Choose one of the reading policies.")
+    if ai_reveal not in AIReveal.values:
+        raise DomainError("AI reveal must be concurrent or sequential.")
+    now = timezone.now()
+    starts_at = starts_at or now
+    if starts_at < now - dt.timedelta(minutes=1):
+        raise DomainError(
+            "A policy applies to cases received after it: it cannot start in the past."
+        )
+    if pathway.policy_uses_ai(policy):
+        active = ModelVersion.objects.filter(is_active=True).first()
+        if active is None or not active.validated_for_triage:
+            why = active.not_shown_reason if active is not None else "No version is active."
+            raise DomainError(
+                f"{ReadingPolicy(policy).label} uses the AI, and no active version is "
+                f"validated for triage here. {why}"
+            )
+    with transaction.atomic():
+        chosen = SitePolicy.objects.create(
+            policy=policy,
+            single_read_normal=single_read_normal and policy == ReadingPolicy.NORMAL_TRIAGE,
+            ai_reveal=ai_reveal,
+            set_by=actor,
+            starts_at=starts_at,
+        )
+        events.policy_set(actor, chosen)
+    return chosen

@@ -23,7 +23,7 @@ from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response, path_id
 from ..choices import RANKING_BANDS, Role
 from ..http import private_file
-from ..models import Case, Image
+from ..models import Case, Image, SitePolicy, UnaidedOpinion
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as reading_actions
 from . import queries as reading_queries
@@ -119,23 +119,29 @@ class CaseViewSet(viewsets.GenericViewSet):
         assert isinstance(paginator, WorklistPagination)
         paginator.page = page
         paginator.links_from(request, {k: v for k, v in params.items() if v})
-        data = s.CaseSummarySerializer(page.object_list, many=True).data
+        data = s.CaseSummarySerializer(page.object_list, many=True, context={"worklist": True}).data
         return self.get_paginated_response(data)
 
     @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})
     def retrieve(self, request: AuthenticatedRequest, pk: str) -> Response:
         case = get_object_or_404(CASE_QUERYSET, pk=path_id(pk, "case"))
         events.case_opened(request.user, case, via="api")
+        hidden = reading_queries.ai_hidden_from(request.user, case)
         context = {
             "request": request,
-            "ai_results": ai_queries.case_ai_results(case),
+            "ai_results": {} if hidden else ai_queries.case_ai_results(case),
+            "ai_hidden": hidden,
             "visible_reads": reading_queries.visible_reads(request.user, case),
         }
         return Response(s.CaseDetailSerializer(case, context=context).data)
 
     @extend_schema(
         request=s.ReadCreateSerializer,
-        responses={201: s.ReadSerializer, **s.refusals(400, 404, 409)},
+        responses={
+            201: s.ReadSerializer,
+            202: s.UnaidedOpinionSerializer,
+            **s.refusals(400, 404, 409),
+        },
     )
     @action(detail=True, methods=["post"])
     def reads(self, request: AuthenticatedRequest, pk: str) -> Response:
@@ -146,7 +152,39 @@ class CaseViewSet(viewsets.GenericViewSet):
             read = reading_actions.submit_read(request.user, case_id, serializer.read_input())
         except errors.DomainError as error:
             return error_response(error)
+        if isinstance(read, UnaidedOpinion):  # held: the AI is shown, the final read follows
+            return Response(s.UnaidedOpinionSerializer(read).data, status=HTTPStatus.ACCEPTED)
         return Response(s.ReadSerializer(read).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyViewSet(viewsets.GenericViewSet):
+    """The site's reading policy, every version: read by every role that reads or audits;
+    a new version set by an admin (``reading.actions.set_policy``)."""
+
+    serializer_class = s.SitePolicySerializer
+    queryset = SitePolicy.objects.select_related("set_by")
+    pagination_class = None
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [api_role(Role.ADMIN)()]
+        return [api_role(Role.ADMIN, Role.AUDITOR, Role.RADIOLOGIST, Role.ARBITRATOR)()]
+
+    @extend_schema(responses={200: s.SitePolicySerializer(many=True), **s.refusals()})
+    def list(self, request: AuthenticatedRequest) -> Response:
+        return Response(s.SitePolicySerializer(reading_queries.policies(), many=True).data)
+
+    @extend_schema(
+        request=s.SitePolicySerializer, responses={201: s.SitePolicySerializer, **s.refusals(400)}
+    )
+    def create(self, request: AuthenticatedRequest) -> Response:
+        given = s.SitePolicySerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            chosen = reading_actions.set_policy(request.user, **given.validated_data)
+        except errors.DomainError as error:
+            return error_response(error)
+        return Response(s.SitePolicySerializer(chosen).data, status=status.HTTP_201_CREATED)
 
 
 class ImageFileView(BinaryDownloadView):

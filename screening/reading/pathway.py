@@ -14,6 +14,21 @@ Programme runs it):
   closes the case;
 - blind: until the case closes a reader sees only their own read; the arbitrator sees both
   reads they arbitrate; auditors see everything, read-only; admins see no reads.
+
+Site reading policies (``ReadingPolicy``, one version in force per arrival, kept on the case)
+change how many human reads a case needs, never who may see what:
+- standard and safety net: double reading as above;
+- routing by AI (MASAI): high band double-read, the others single-read;
+- normal triage (PRAIM): the validated low band is tagged "AI: normal" and, where the site
+  chose it, single-read;
+- AI as second reader: the AI's decision stands as the second read; the first reader and
+  the AI disagreeing go to arbitration.
+The route is decided once (``route``), when the AI result arrives and before any read; a
+case whose first read is recorded before that (AI late, failed, or from a version not
+active for triage) is double-read. A policy's AI is trusted only from the active version
+validated for triage: anything else routes as standard.
+Safety net and sequential reveal (``revision_trigger``): the reader commits an opinion,
+is shown the AI, and gives their final read once; both are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +37,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from ..choices import CaseStatus, ReadKind, Role
+from ..choices import (
+    AIReveal,
+    CaseRoute,
+    CaseStatus,
+    Decision,
+    ReadingPolicy,
+    ReadKind,
+    RevisionTrigger,
+    RiskBand,
+    Role,
+)
 
 # The read each open status waits for.
 KIND_FOR_STATUS = {
@@ -151,6 +176,102 @@ def may_read(person: Person, status: str, reads: Sequence[GivenRead]) -> bool:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What a case's policy decided for it: its route and, for AI as second reader, the AI's
+    decision standing as the second read. Undecided reads as double reading."""
+
+    route: str = CaseRoute.DOUBLE
+    ai_decision: str = ""
+
+
+@dataclass(frozen=True)
+class CaseAI:
+    """What routing may know of a case's AI when its result arrives.
+
+    ``usable``: from the active version, validated for triage (no other version's band or
+    decision routes a case); ``band``: the case's risk band; ``recall``: the AI's decision;
+    ``validated_bands``: the band cuts come from the version's validation figures.
+    """
+
+    usable: bool
+    band: str = ""
+    recall: bool | None = None
+    validated_bands: bool = False
+
+
+@dataclass(frozen=True)
+class Routed:
+    route: str
+    ai_normal: bool = False
+    ai_decision: str = ""
+
+
+def policy_uses_ai(policy: str) -> bool:
+    return policy not in ("", ReadingPolicy.STANDARD)
+
+
+def route(policy: str, single_read_normal: bool, ai: CaseAI | None) -> Routed:
+    """The route a case takes under ``policy`` given its AI (None: no AI result yet).
+
+    Whenever the AI cannot be trusted for this (none, failed, not usable, no band), the
+    case is double-read: a policy only ever removes a read on the AI's validated word.
+    """
+    double = Routed(CaseRoute.DOUBLE)
+    if not policy_uses_ai(policy) or ai is None or not ai.usable:
+        return double
+    if policy == ReadingPolicy.ROUTING and ai.band in (RiskBand.INTERMEDIATE, RiskBand.LOW):
+        return Routed(CaseRoute.SINGLE)
+    if policy == ReadingPolicy.NORMAL_TRIAGE and ai.band == RiskBand.LOW and ai.validated_bands:
+        return Routed(CaseRoute.SINGLE if single_read_normal else CaseRoute.DOUBLE, True)
+    if policy == ReadingPolicy.AI_SECOND_READER and ai.recall is not None:
+        decision = Decision.RECALL if ai.recall else Decision.NO_RECALL
+        return Routed(CaseRoute.AI_SECOND, ai_decision=decision)
+    return double
+
+
+def revision_trigger(
+    policy: str, reveal: str, ai: CaseAI | None, ai_shown: bool, decision: str
+) -> str:
+    """Why this read is held as an unaided opinion and the AI shown before the final read
+    ("" for none): the safety net for a no-recall on an exam the usable AI puts in its high
+    band; sequential reveal whenever the case has an AI result to show."""
+    if (
+        policy == ReadingPolicy.SAFETY_NET
+        and ai is not None
+        and ai.usable
+        and ai.band == RiskBand.HIGH
+        and decision == Decision.NO_RECALL
+    ):
+        return RevisionTrigger.SAFETY_NET
+    if reveal == AIReveal.SEQUENTIAL and ai_shown:
+        return RevisionTrigger.SEQUENTIAL
+    return ""
+
+
+REVISION_PROMPTS = {
+    RevisionTrigger.SAFETY_NET: (
+        "Safety net: the AI scores this exam in its high band, and you recorded no recall. "
+        "Look at the AI's regions, then confirm your read or change it, once, with a reason."
+    ),
+    RevisionTrigger.SEQUENTIAL: (
+        "Your unaided opinion is committed. The AI is now shown: confirm your read, or "
+        "change it once, with a reason."
+    ),
+}
+
+
+def revision_prompt(trigger: str) -> str:
+    """What the reader is asked once their opinion is held."""
+    return REVISION_PROMPTS[RevisionTrigger(trigger)]
+
+
+def ai_hidden(reveal: str, may_read_now: bool, committed: bool) -> bool:
+    """Sequential reveal: a reader who may read the case now sees none of its AI until
+    they have committed their unaided opinion."""
+    return reveal == AIReveal.SEQUENTIAL and may_read_now and not committed
+
+
+@dataclass(frozen=True)
 class Next:
     """Where a case goes after a read: its new status and, once closed, the final decision."""
 
@@ -158,11 +279,18 @@ class Next:
     final_decision: str = ""
 
 
-def after_read(reads: Sequence[GivenRead]) -> Next:
+def after_read(reads: Sequence[GivenRead], plan: Plan = Plan()) -> Next:
     """The case's state once ``reads`` (in order, the newest last) are recorded."""
     by_kind = {read.kind: read for read in reads}
     if ReadKind.ARBITRATION in by_kind:
         return Next(CaseStatus.CLOSED, by_kind[ReadKind.ARBITRATION].decision)
+    if ReadKind.FIRST in by_kind and plan.route == CaseRoute.SINGLE:
+        return Next(CaseStatus.CLOSED, by_kind[ReadKind.FIRST].decision)
+    if ReadKind.FIRST in by_kind and plan.route == CaseRoute.AI_SECOND:
+        decision = by_kind[ReadKind.FIRST].decision
+        if decision == plan.ai_decision:
+            return Next(CaseStatus.CLOSED, decision)
+        return Next(CaseStatus.ARBITRATION)
     if ReadKind.SECOND in by_kind:
         first, second = by_kind[ReadKind.FIRST], by_kind[ReadKind.SECOND]
         if first.decision == second.decision:
@@ -173,20 +301,23 @@ def after_read(reads: Sequence[GivenRead]) -> Next:
     raise ValueError("after_read needs at least one read")
 
 
-def final_decision(status: str, reads: Sequence[GivenRead]) -> str:
+def final_decision(status: str, reads: Sequence[GivenRead], plan: Plan = Plan()) -> str:
     """The decision that closed the case ('' while open)."""
     if status != CaseStatus.CLOSED or not reads:
         return ""
-    return after_read(reads).final_decision
+    return after_read(reads, plan).final_decision
 
 
-def closing_kind(reads: Sequence[GivenRead]) -> str:
+def closing_kind(reads: Sequence[GivenRead], plan: Plan = Plan()) -> str:
     """The kind of the read whose decision closed the case ('' while open): the
-    arbitration, else the second read that agreed with the first (``after_read``)."""
-    if after_read(reads).status != CaseStatus.CLOSED:
+    arbitration, else the second read that agreed with the first (``after_read``), else,
+    single-read or agreeing with the AI as second reader, the first."""
+    if after_read(reads, plan).status != CaseStatus.CLOSED:
         return ""
     kinds = {read.kind for read in reads}
-    return ReadKind.ARBITRATION if ReadKind.ARBITRATION in kinds else ReadKind.SECOND
+    if ReadKind.ARBITRATION in kinds:
+        return ReadKind.ARBITRATION
+    return ReadKind.SECOND if ReadKind.SECOND in kinds else ReadKind.FIRST
 
 
 def may_take_report(person: Person, status: str, reads: Sequence[GivenRead]) -> bool:

@@ -10,8 +10,17 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
-from ..choices import RANKING_BANDS, CaseStatus, IdentityMode, ReadKind
-from ..models import Case, ModelVersion, Read, ReadDraft, ReaderSettings, Study
+from ..choices import RANKING_BANDS, AIReveal, CaseRoute, CaseStatus, IdentityMode, ReadKind
+from ..models import (
+    Case,
+    ModelVersion,
+    Read,
+    ReadDraft,
+    ReaderSettings,
+    SitePolicy,
+    Study,
+    UnaidedOpinion,
+)
 from ..roles import holders, person
 from . import pathway, worklist_pages
 
@@ -43,7 +52,7 @@ def worklist(user: User, flt: WorklistFilter | None = None) -> QuerySet[Case]:
         Case.objects.filter(status__in=statuses)
         # Only these statuses have reads, so only their rows need the anti-join.
         .exclude(Q(status__in=pathway.STATUSES_WITH_READS) & Exists(already_read))
-        .select_related("patient", "ai_result__model_version")
+        .select_related("patient", "ai_result__model_version", "policy")
         # what a row never shows: large JSON decoded 50 times a page for nothing
         .defer(
             "ai_result__timings",
@@ -157,3 +166,40 @@ def draft(reader: User, case: Case) -> ReadDraft | None:
 def reader_settings(user: User) -> ReaderSettings:
     """The reader's reading-room settings; the defaults (unsaved) until they change one."""
     return ReaderSettings.objects.filter(user=user).first() or ReaderSettings(user=user)
+
+
+def plan_of(case: Case) -> pathway.Plan:
+    """The case's route as the pathway reads it (undecided: double reading)."""
+    return pathway.Plan(case.route or CaseRoute.DOUBLE, case.ai_decision)
+
+
+def policies() -> list[SitePolicy]:
+    """Every version of the site's reading policy, the latest start first."""
+    return list(SitePolicy.objects.select_related("set_by"))
+
+
+def policy_in_force() -> SitePolicy | None:
+    return SitePolicy.in_force()
+
+
+def ai_hidden_from(user: User, case: Case) -> bool:
+    """Sequential reveal: whether this user is shown none of the case's AI yet (they may
+    read it now and have not committed their unaided opinion)."""
+    reveal = case.policy.ai_reveal if case.policy else AIReveal.CONCURRENT
+    if reveal != AIReveal.SEQUENTIAL:
+        return False
+    kind = pathway.expected_kind(case.status) or ""
+    may = pathway.may_read(person(user), case.status, given_reads(case))
+    committed = bool(kind) and opinion_of(user, case, kind) is not None
+    return pathway.ai_hidden(reveal, may, committed)
+
+
+def reveals_later(case: Case) -> bool:
+    """The case arrived under sequential reveal: lists (the worklist, its API) show none of
+    its AI, whoever looks; the case page and case API show it once the reader's opinion is in."""
+    return case.policy is not None and case.policy.ai_reveal == AIReveal.SEQUENTIAL
+
+
+def opinion_of(user: User, case: Case, kind: str) -> UnaidedOpinion | None:
+    """This reader's own unaided opinion for the read they give now (never another's)."""
+    return UnaidedOpinion.objects.filter(case=case, reader=user, kind=kind).first()

@@ -26,15 +26,21 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import errors, events
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
-from ..ai.badges import ai_badge
+from ..ai.badges import Badge, ai_badge
 from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, Role
-from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
+from ..forms import (
+    PolicyForm,
+    ReadForm,
+    WorklistFilterForm,
+    seconds_since_opened,
+    sign_opened,
+)
 from ..http import NO_STORE, conflict_page, paginate, private_file
 from ..intake import previews
 from ..intake.films import FileRejected
 from ..intake.imaging import display_png
 from ..middleware import extend_session, session_expires_in
-from ..models import AIResult, Case, Image, ReadDraft
+from ..models import AIResult, Case, Image, ReadDraft, UnaidedOpinion
 from ..roles import (
     CLINICAL_VIEWERS,
     READERS,
@@ -87,6 +93,14 @@ def worklist(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "screening/worklist.html", context)
 
 
+# A case under sequential reveal shows no AI on the worklist: its band would be the AI's
+# opinion before the reader's own.
+SEQUENTIAL_BADGE = Badge(
+    "band-pending", "AI after your read", "Sequential reveal: the AI is shown once you record "
+    "your unaided opinion on the case page.",
+)  # fmt: skip
+
+
 def worklist_rows(cases: list[Case]) -> list[dict[str, Any]]:
     """What each row shows, computed once here so the template only prints it."""
     states = ai_queries.case_ai_states(cases)
@@ -98,7 +112,10 @@ def worklist_rows(cases: list[Case]) -> list[dict[str, Any]]:
             "url": template.format(case.pk),
             "patient": neutralise_bidi(str(case.patient)),
             "synthetic": case.is_synthetic,
-            "badge": asdict(ai_badge(case, states[case.pk])),
+            "badge": asdict(
+                SEQUENTIAL_BADGE if queries.reveals_later(case) else ai_badge(case, states[case.pk])
+            ),
+            "ai_normal": case.ai_normal and not queries.reveals_later(case),
             "state": f"{case.status}:{states[case.pk]}",
             "status": case.status,
             "status_label": case.get_status_display(),
@@ -153,9 +170,10 @@ def case_detail(request: AuthenticatedHttpRequest, case_id: int) -> HttpResponse
     events.case_opened(request.user, case, via="page")
     drafts.take(request.session, request.user, case.pk)
     draft = queries.draft(request.user, case)
-    form = ReadForm(
-        initial={**(draft.fields if draft else {}), **_read_initial(case, request.user)}
-    )
+    kind = pathway.expected_kind(case.status) or ""
+    opinion = actions.pending_opinion(request.user, case, kind) if kind else None
+    kept = opinion.fields if opinion else (draft.fields if draft else {})
+    form = ReadForm(initial={**kept, **_read_initial(case, request.user)})
     return _render_case(request, case, form, restored=draft)
 
 
@@ -241,6 +259,9 @@ def _record_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpRespons
     )
     try:
         read = actions.submit_read(request.user, case.pk, read_input)
+        if isinstance(read, UnaidedOpinion):
+            messages.info(request, pathway.revision_prompt(read.trigger))
+            return redirect("case-detail", case_id=case.pk)
     except errors.Conflict as conflict:
         back = reverse("case-detail", args=[case.pk])
         return conflict_page(request, conflict.message, back, f"Reopen case {case.pk}")
@@ -271,18 +292,19 @@ def reading_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
-def case_ai_panel(request: HttpRequest, case_id: int) -> JsonResponse:
+def case_ai_panel(request: AuthenticatedHttpRequest, case_id: int) -> JsonResponse:
     """The AI parts of the case page, so a result that arrives is shown without a reload
     (a reload would lose the reader's zoom and the categories they chose)."""
     case = _case_or_404(case_id)
-    results = ai_queries.case_ai_results(case)
-    context = {"case": case, "ai_recall": _ai_recall(case)}
+    hidden = queries.ai_hidden_from(request.user, case)
+    results = {} if hidden else ai_queries.case_ai_results(case)
+    context = {"case": case, "ai_recall": "" if hidden else _ai_recall(case), "ai_hidden": hidden}
     return JsonResponse(
         {
             "ai_status": case.ai_result.status if case.ai_result else "pending",
             "case_status": case.status,  # "Awaiting AI" moves on as the result arrives
             "case_status_label": case.get_status_display(),
-            "ai_recall": _ai_recall(case),
+            "ai_recall": context["ai_recall"],
             "ai_box": render_to_string("screening/_ai_box.html", context, request),
             "decision_buttons": render_to_string(
                 "screening/_decision_buttons.html", context, request
@@ -373,7 +395,8 @@ def _render_case(
     status: int = HTTPStatus.OK,
     restored: ReadDraft | None = None,
 ) -> HttpResponse:
-    results = ai_queries.case_ai_results(case)
+    hidden = queries.ai_hidden_from(request.user, case)
+    results = {} if hidden else ai_queries.case_ai_results(case)
     images = [
         (image, results.get(image.pk))
         for image in Image.objects.filter(study__case=case).select_related("study")
@@ -385,12 +408,19 @@ def _render_case(
     is_reader = bool(me.roles & pathway.READER_ROLES)
     can_read = pathway.may_read(me, case.status, given)
     studies = list(case.studies.all())
+    kind = pathway.expected_kind(case.status) or ""
+    opinion = actions.pending_opinion(request.user, case, kind) if can_read and kind else None
     context = {
+        "policy": case.policy,
+        "route": case.get_route_display() if case.route else "",
+        "ai_hidden": hidden,
+        "opinion": opinion,
+        "revision_prompt": pathway.revision_prompt(opinion.trigger) if opinion else "",
         "case": case,
         "images": images,
         "panels": hanging.hang(images),
         "overlay_drawable": ai_queries.overlay_drawable(results.values()),
-        "ai_awaited": ai_queries.ai_awaited(case),
+        "ai_awaited": not hidden and ai_queries.ai_awaited(case),
         "priors": priors,
         "compared": _compared(request, priors),
         "next_case": queries.next_case(request.user, after=case) if is_reader else None,
@@ -417,7 +447,7 @@ def _render_case(
         "read_kind": pathway.expected_kind(case.status),
         "read_rules": assessment.browser_rules(),
         "open_next": queries.reader_settings(request.user).open_next_after_read,
-        "ai_recall": _ai_recall(case),
+        "ai_recall": "" if hidden else _ai_recall(case),
         "arbitration_note": _arbitration_note(case, me, given),
     }
     return render(request, "screening/case_detail.html", context, status=status)
@@ -448,3 +478,29 @@ def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
     if case.status != CaseStatus.ARBITRATION or not pathway.has_read(me, given):
         return ""
     return pathway.waiting_for_arbitration_note(queries.eligible_arbitrators(case))
+
+
+@role_required(Role.ADMIN)
+def reading_policy(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The site's reading policy: the one in force, its history, and (admin) a new version."""
+    in_force = queries.policy_in_force()
+    initial = {"policy": in_force.policy, "ai_reveal": in_force.ai_reveal} if in_force else {}
+    form = PolicyForm(request.POST or None, initial=initial)
+    status = HTTPStatus.OK
+    if request.method == "POST" and form.is_valid():
+        try:
+            chosen = actions.set_policy(request.user, **form.cleaned_data)
+        except errors.DomainError as error:
+            form.add_error(None, error.message)
+            status = HTTPStatus.BAD_REQUEST
+        else:
+            messages.success(request, f"Reading policy set: {chosen}.")
+            return redirect("reading-policy")
+    elif request.method == "POST":
+        status = HTTPStatus.BAD_REQUEST
+    context = {
+        "form": form,
+        "in_force": in_force,
+        "history": queries.policies(),
+    }
+    return render(request, "screening/reading_policy.html", context, status=status)

@@ -18,7 +18,7 @@ from http import HTTPStatus
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,15 +29,26 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from screening.choices import CaseStatus, Decision, ReadKind, Role
+from screening.choices import (
+    AIReveal,
+    CaseRoute,
+    CaseStatus,
+    Decision,
+    ReadingPolicy,
+    ReadKind,
+    RevisionTrigger,
+    Role,
+)
 from screening.errors import DomainError
-from screening.models import Case, Read
+from screening.models import Case, Read, UnaidedOpinion
 from screening.reading import actions as reading_actions
 from screening.reading import pathway
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
 from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
-from tests.factories import UserFactory, case_with_images
+from screening.reading.queries import plan_of
+from tests.factories import ModelVersionFactory, UserFactory, case_with_images
+from tests.screening.test_policies import arrive
 
 KINDS = [ReadKind.FIRST, ReadKind.SECOND, ReadKind.ARBITRATION]
 OPEN_AT_START = [CaseStatus.AWAITING_AI, CaseStatus.READY]
@@ -382,7 +393,11 @@ def blind_rule(viewer: Person, status: str, reads: list[GivenRead]) -> list[Give
     return [read for read in reads if read.reader_id == viewer.id]
 
 
-def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBasedStateMachine]:
+def blind_reading_machine(
+    pool: list[Member], reached: set[str], version: object = None
+) -> type[RuleBasedStateMachine]:
+    """``version``: cases arrive scored by it through the worker's routing step, under the
+    site policy already set (else as before: scored or not, no policy)."""
     members = pool
     by_id = {m.person.id: m for m in members}
 
@@ -394,14 +409,18 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             self.case: Case | None = None
             self.reads: list[GivenRead] = []
             self.status: str = CaseStatus.READY
+            self.plan = pathway.Plan()
 
-        @initialize(scored=st.booleans())
-        def receive_a_case(self, scored: bool) -> None:
-            if scored:
+        @initialize(scored=st.booleans(), score=st.sampled_from([0.1, 0.3, 0.9]))
+        def receive_a_case(self, scored: bool, score: float) -> None:
+            if version is not None:
+                self.case = arrive(version, score if scored else None)
+            elif scored:
                 self.case = case_with_images(images=1, score=0.7)
             else:
                 self.case = case_with_images(images=1, status=CaseStatus.AWAITING_AI)
             self.status = self.case.status
+            self.plan = plan_of(self.case)
             self.reads = []
             self.check_everyone_sees_only_what_the_pathway_shows()
 
@@ -423,11 +442,11 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             if through_api:
                 api = APIClient()
                 api.force_authenticate(who.user)
-                response = api.post(
-                    f"/api/cases/{self.case.pk}/reads/",
-                    api_payload(recall, stated, who.username),
-                    format="json",
-                )
+                payload = api_payload(recall, stated, who.username)
+                response = api.post(f"/api/cases/{self.case.pk}/reads/", payload, format="json")
+                if response.status_code == HTTPStatus.ACCEPTED:  # held: the AI shown, confirm
+                    self.check_everyone_sees_only_what_the_pathway_shows()
+                    response = api.post(f"/api/cases/{self.case.pk}/reads/", payload, format="json")
                 got = response.status_code
                 if refusal is None:
                     assert got == HTTPStatus.CREATED, response.content
@@ -437,11 +456,11 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                     assert got == refusal, response.content
             else:
                 try:
-                    reading_actions.submit_read(
-                        who.user,  # type: ignore[arg-type]
-                        self.case.pk,
-                        structured(recall, stated, who.username),
-                    )
+                    given = structured(recall, stated, who.username)
+                    held = reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
+                    if isinstance(held, UnaidedOpinion):  # held: the AI shown, confirm
+                        self.check_everyone_sees_only_what_the_pathway_shows()
+                        reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
                     got = HTTPStatus.CREATED
                 except DomainError as error:
                     got = error.status
@@ -449,7 +468,8 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             if refusal is None:
                 decision = Decision.RECALL if recall else Decision.NO_RECALL
                 self.reads.append(GivenRead(stated, who.person.id, decision))
-                self.status = pathway.after_read(self.reads).status
+                self.plan = plan_of(Case.objects.get(pk=self.case.pk))
+                self.status = pathway.after_read(self.reads, self.plan).status
                 reached.add(self.status)
             self.check_the_database_matches_the_pathway()
             if refusal is None:
@@ -465,7 +485,9 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                 .values_list("kind", "reader_id", "decision")
             )
             assert stored == [(r.kind, r.reader_id, r.decision) for r in self.reads]
-            assert self.case.final_decision == pathway.final_decision(self.status, self.reads)
+            assert self.case.final_decision == pathway.final_decision(
+                self.status, self.reads, self.plan
+            )
             assert not Case.objects.filter(status=CaseStatus.CLOSED, final_decision="").exists()
 
         def check_everyone_sees_only_what_the_pathway_shows(self) -> None:
@@ -492,7 +514,8 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             ], viewer.username
             assert body["status"] == self.status
             if self.status == CaseStatus.CLOSED:
-                assert body["final_decision"] == pathway.final_decision(self.status, self.reads)
+                final = pathway.final_decision(self.status, self.reads, self.plan)
+                assert body["final_decision"] == final
                 assert body["final_decision"]
             else:
                 assert body["final_decision"] == ""
@@ -519,9 +542,9 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
     return BlindReading
 
 
-def run_blind_reading(pool: list[Member]) -> set[str]:
+def run_blind_reading(pool: list[Member], version: object = None, runs: object = DB) -> set[str]:
     reached: set[str] = set()
-    run_state_machine_as_test(blind_reading_machine(pool, reached), settings=DB)
+    run_state_machine_as_test(blind_reading_machine(pool, reached, version), settings=runs)
     return reached
 
 
@@ -529,3 +552,167 @@ def test_a_second_reader_never_sees_the_first_read_through_any_page_or_endpoint(
     reached = run_blind_reading(pool)
     # The random reading did reach the states the blind rule is about.
     assert {CaseStatus.FIRST_READ_DONE, CaseStatus.ARBITRATION, CaseStatus.CLOSED} <= reached
+
+
+# --- Every site reading policy ------------------------------------------------------
+
+PLANS = [
+    pathway.Plan(),
+    pathway.Plan(CaseRoute.SINGLE),
+    pathway.Plan(CaseRoute.AI_SECOND, Decision.RECALL),
+    pathway.Plan(CaseRoute.AI_SECOND, Decision.NO_RECALL),
+]
+
+
+def holds_under_every_plan(check: Callable[[ReadingPathway, pathway.Plan], None]) -> None:
+    """Random read sequences under each route a policy can give a case (double, single, AI
+    as second reader either way), checking ``check`` after every step."""
+    reached: set[tuple[str, str, int]] = set()
+
+    class Machine(ReadingPathway):
+        plan = pathway.Plan()
+
+        @initialize(plan=st.sampled_from(PLANS))
+        def routed(self, plan: pathway.Plan) -> None:
+            self.plan = plan
+
+        @rule(who=st.sampled_from(POOL), recall=st.booleans())
+        def read_as_expected(self, who: Person, recall: bool) -> None:
+            stated = pathway.expected_kind(self.status) or ReadKind.FIRST
+            if not pathway.may_read(who, self.status, self.reads):
+                return
+            kind = pathway.read_role(who, self.status, self.reads, stated)
+            decision = Decision.RECALL if recall else Decision.NO_RECALL
+            self.reads.append(GivenRead(kind, who.id, decision))
+            self.status = pathway.after_read(self.reads, self.plan).status
+
+        def attempt(self, who: Person, stated: str, recall: bool) -> None:  # type: ignore[override]
+            return  # replaced by read_as_expected, which applies the case's plan
+
+        @invariant()
+        def rule_holds(self) -> None:
+            reached.add((self.plan.route, self.status, len(self.reads)))
+            check(self, self.plan)
+
+    run_state_machine_as_test(Machine, settings=PURE)
+    assert {
+        (CaseRoute.SINGLE, CaseStatus.CLOSED, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.CLOSED, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.ARBITRATION, 1),
+        (CaseRoute.AI_SECOND, CaseStatus.CLOSED, 2),
+        (CaseRoute.DOUBLE, CaseStatus.CLOSED, 3),
+    } <= reached
+
+
+def test_under_every_policy_nobody_reads_twice_and_arbitration_is_independent() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        readers = [read.reader_id for read in case.reads]
+        assert len(readers) == len(set(readers)), case.reads
+        arbitration = case.read_of(ReadKind.ARBITRATION)
+        if arbitration is not None:
+            earlier = {r.reader_id for r in case.reads if r.kind != ReadKind.ARBITRATION}
+            assert arbitration.reader_id not in earlier
+
+    holds_under_every_plan(check)
+
+
+def test_under_every_policy_a_reader_sees_no_other_read_until_close_but_as_arbitrator() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        for who in POOL:
+            seen = pathway.visible_reads(who, case.status, case.reads)
+            assert seen == blind_rule(who, case.status, case.reads), (who, plan, case.reads)
+
+    holds_under_every_plan(check)
+
+
+def test_under_every_policy_the_final_decision_is_the_deciding_reads() -> None:
+    def check(case: ReadingPathway, plan: pathway.Plan) -> None:
+        final = pathway.final_decision(case.status, case.reads, plan)
+        if case.status != CaseStatus.CLOSED:
+            assert final == ""
+            return
+        closing = case.read_of(pathway.closing_kind(case.reads, plan))
+        assert closing is not None and closing.decision == final
+        if plan.route == CaseRoute.AI_SECOND and len(case.reads) == 1:
+            assert final == plan.ai_decision  # the first reader agreed with the AI
+        if plan.route == CaseRoute.SINGLE:
+            assert [r.kind for r in case.reads] == [ReadKind.FIRST]
+
+    holds_under_every_plan(check)
+
+
+CASE_AIS = st.one_of(
+    st.none(),
+    st.builds(
+        pathway.CaseAI,
+        usable=st.booleans(),
+        band=st.sampled_from(["high", "intermediate", "low", "unvalidated", "failed"]),
+        recall=st.one_of(st.none(), st.booleans()),
+        validated_bands=st.booleans(),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    policy=st.sampled_from(["", *ReadingPolicy.values]),
+    single=st.booleans(),
+    ai=CASE_AIS,
+)
+def test_a_policy_removes_a_read_only_on_the_usable_ais_word_and_never_in_the_high_band(
+    policy: str, single: bool, ai: pathway.CaseAI | None
+) -> None:
+    routed = pathway.route(policy, single, ai)
+    if ai is None or not ai.usable or not pathway.policy_uses_ai(policy):
+        assert routed == pathway.Routed(CaseRoute.DOUBLE)
+    if routed.route == CaseRoute.SINGLE:
+        assert ai is not None and ai.band in ("intermediate", "low")
+        assert policy in (ReadingPolicy.ROUTING, ReadingPolicy.NORMAL_TRIAGE)
+    if routed.ai_normal:
+        assert policy == ReadingPolicy.NORMAL_TRIAGE and ai and ai.band == "low"
+    if routed.route == CaseRoute.AI_SECOND:
+        assert ai is not None and ai.recall is not None
+        assert routed.ai_decision == (Decision.RECALL if ai.recall else Decision.NO_RECALL)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    policy=st.sampled_from(ReadingPolicy.values),
+    reveal=st.sampled_from(AIReveal.values),
+    ai=CASE_AIS,
+    decision=st.sampled_from(Decision.values),
+)
+def test_the_safety_net_questions_only_a_no_recall_in_the_usable_high_band(
+    policy: str, reveal: str, ai: pathway.CaseAI | None, decision: str
+) -> None:
+    trigger = pathway.revision_trigger(policy, reveal, ai, ai is not None, decision)
+    if trigger == RevisionTrigger.SAFETY_NET:
+        assert policy == ReadingPolicy.SAFETY_NET and decision == Decision.NO_RECALL
+        assert ai is not None and ai.usable and ai.band == "high"
+    if reveal == AIReveal.SEQUENTIAL and ai is not None:
+        assert trigger  # sequential: every read with an AI to show is held first
+    if reveal == AIReveal.CONCURRENT and policy != ReadingPolicy.SAFETY_NET:
+        assert trigger == ""
+
+
+POLICY_DB = settings(DB, max_examples=10)
+
+
+@pytest.mark.parametrize(
+    ("policy", "options"),
+    [
+        (ReadingPolicy.ROUTING, {}),
+        (ReadingPolicy.NORMAL_TRIAGE, {"single_read_normal": True}),
+        (ReadingPolicy.SAFETY_NET, {}),
+        (ReadingPolicy.AI_SECOND_READER, {}),
+        (ReadingPolicy.STANDARD, {"ai_reveal": AIReveal.SEQUENTIAL}),
+    ],
+)
+def test_under_each_policy_nobody_sees_a_read_the_blind_rule_hides(pool, policy, options) -> None:  # type: ignore[no-untyped-def]
+    """The database-level machine again, each case arriving through the worker's routing
+    step under the policy (held opinions confirmed at once, checked while held too)."""
+    version = ModelVersionFactory(is_active=True)
+    admin = next(m.user for m in pool if Role.ADMIN in m.person.roles)
+    reading_actions.set_policy(admin, policy, **options)  # type: ignore[arg-type]
+    reached = run_blind_reading(pool, version, POLICY_DB)
+    assert CaseStatus.CLOSED in reached

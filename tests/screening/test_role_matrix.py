@@ -76,6 +76,8 @@ MATRIX = [
         lambda o: reverse("reading-settings"),
         page({RAD, ARB}, ok=302),
     ),
+    ("reading policy", "get", lambda o: reverse("reading-policy"), page({ADMIN})),
+    ("reading policy set", "post", lambda o: reverse("reading-policy"), page({ADMIN}, ok=400)),
     (
         "favicon",
         "get",
@@ -232,6 +234,8 @@ MATRIX = [
         lambda o: reverse("api-heatmap-file", args=[o["heatmap"].pk]),
         api({RAD, ARB, AUD}),
     ),
+    ("api policies", "get", lambda o: reverse("api-policy-list"), api({RAD, ARB, ADMIN, AUD})),
+    ("api policy set", "post", lambda o: reverse("api-policy-list"), api({ADMIN}, ok=400)),
     ("api model versions", "get", lambda o: reverse("api-model-version-list"), api({ADMIN, AUD})),
     (
         "api model activate",
