@@ -363,7 +363,8 @@ def _store(
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
     films = [image for study in studies for image in study.images.all()]
     previews.warm(films)
-    lossless.warm(films)
+    if settings.DICOMWEB_LOSSLESS_FRAMES:
+        lossless.warm(films)
     if not studies:  # every instance was stored before (a STOW-RS retry)
         stored = [r.image_id for r in results if r.image_id is not None]
         log.info("Upload sent again: all %d instances were already stored", len(results))

@@ -1,16 +1,18 @@
 """A film's frame losslessly compressed as JPEG-LS (ISO 14495-1, lossless mode; DICOM
 transfer syntax 1.2.840.10008.1.2.4.80), which WADO-RS sends a client that takes any
-transfer syntax, such as the case viewer: half or less of a native frame's bytes on the wire
+transfer syntax, such as the case viewer, where the site says so
+(``settings.DICOMWEB_LOSSLESS_FRAMES``): half or less of a native frame's bytes on the wire
 (issue 24: 108 MB of native frames per four-view case), decoded in the browser's worker by
-the CharLS codec the viewer already carries (``viewer/build.mjs``).
+the CharLS codec the viewer already carries (``viewer/build.mjs``). It pays only where the
+link, not the reading station's CPU, is what is slow (``docs/viewer-frames.md``).
 
 Never lossy: the encoded frame is decoded again when it is made and kept only where every
 decoded value equals the stored one, so a codec that changed a single pixel leaves the film
 served as stored. Made for films stored native (uncompressed Little Endian, one frame, one
 sample, unsigned, values within Bits Stored); a film stored compressed is sent as it lies.
 
-Made once per stored file (keyed by its SHA-256) when the upload stores it, else on the
-first frame request, and kept under the media folder's ``frames/``: derived data, remade
+Made once per stored file (keyed by its SHA-256) when the upload stores it (on a site that
+sends them), else on the first frame request, and kept under the media folder's ``frames/``: derived data, remade
 whenever it is missing, so backups need not hold it.
 """
 
@@ -111,7 +113,7 @@ def warm(images: Iterable[Image]) -> None:
     """Make the lossless frames of newly stored films, so their first viewing is sent
     compressed at once; a film whose frame cannot be made is logged and served as stored."""
     for image in images:
-        if not image.file.name.endswith(".dcm"):
+        if not (image.file.name or "").endswith(".dcm"):
             continue
         try:
             compressed_frame(image)

@@ -192,6 +192,7 @@ class FramesView(WadoView):
         single = single_part(request)
         stored = found_instance.native_pixels()
         compressed = found_instance.lossless_frame() if stored and takes_lossless(request) else None
+        response: Any
         if compressed:
             syntax, media = JPEG_LS_LOSSLESS, FRAME_MEDIA_TYPES[JPEG_LS_LOSSLESS]
             response = HttpResponse(
@@ -202,7 +203,7 @@ class FramesView(WadoView):
         elif stored:  # streamed from the file as it lies: no copy of a 27 MB frame in memory
             syntax, media = EXPLICIT_LITTLE, OCTET_STREAM
             pixels: Any = found_instance.chunks(*stored)
-            response: Any = StreamingHttpResponse(
+            response = StreamingHttpResponse(
                 pixels if single else _parts([(_frame_type(media, syntax), pixels)], boundary)
             )
             if single:

@@ -52,6 +52,7 @@ def seen(page) -> dict[str, dict]:  # type: ignore[no-untyped-def]
 def test_lossless_frames_show_exactly_the_pixels_of_the_native_path(  # type: ignore[no-untyped-def]
     live_server, browser_page, settings
 ):
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
     UserFactory(username="reader", role="radiologist")
     case = dicom_screen(size=512, bits=16)
     films = {f"{i.laterality}{i.view}": i for i in case.studies.get().images.all()}

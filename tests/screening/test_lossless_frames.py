@@ -93,7 +93,7 @@ def test_a_film_that_gets_none_is_remembered_and_not_tried_again(monkeypatch) ->
     assert lossless.compressed_frame(image) is None and tried == []
 
 
-def test_an_upload_makes_the_frames_of_its_films(admin_user) -> None:  # type: ignore[no-untyped-def]
+def upload_two_films(admin_user):  # type: ignore[no-untyped-def]
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from screening.intake import actions
@@ -109,5 +109,18 @@ def test_an_upload_makes_the_frames_of_its_films(admin_user) -> None:  # type: i
     spec = actions.StudySpec(accession_number="", patient_pseudonym="")
     study = actions.upload_study(admin_user, spec, files).study
     assert study.images.count() == 2
-    for image in study.images.all():
+    return study
+
+
+def test_an_upload_makes_the_frames_of_its_films_where_the_site_sends_them(  # type: ignore[no-untyped-def]
+    admin_user, settings
+) -> None:
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
+    for image in upload_two_films(admin_user).images.all():
         assert default_storage.exists(f"frames/{image.sha256}.jls")
+
+
+def test_an_upload_on_a_site_that_sends_native_frames_makes_none(admin_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DICOMWEB_LOSSLESS_FRAMES = False
+    for image in upload_two_films(admin_user).images.all():
+        assert not default_storage.exists(f"frames/{image.sha256}.jls")

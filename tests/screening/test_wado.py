@@ -226,8 +226,9 @@ def frame_url(image: Image) -> str:
 
 
 def test_a_film_stored_native_goes_as_its_jpeg_ls_lossless_frame_to_a_client_taking_any(  # type: ignore[no-untyped-def]
-    client, radiologist
+    client, radiologist, settings
 ):
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
     image = dicom_case_with_images(images=1).studies.get().images.get()
     client.force_login(radiologist)
     answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
@@ -243,7 +244,8 @@ def test_a_film_stored_native_goes_as_its_jpeg_ls_lossless_frame_to_a_client_tak
     assert answer.content in multipart.content
 
 
-def test_a_client_that_names_no_syntax_still_gets_the_native_frame(client, radiologist):  # type: ignore[no-untyped-def]
+def test_a_client_that_names_no_syntax_still_gets_the_native_frame(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
     image = dicom_case_with_images(images=1).studies.get().images.get()
     client.force_login(radiologist)
     answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream")
@@ -251,8 +253,10 @@ def test_a_client_that_names_no_syntax_still_gets_the_native_frame(client, radio
     assert b"".join(answer.streaming_content) == stored(image).PixelData
 
 
-def test_a_site_that_turns_compressed_frames_off_sends_them_native(client, radiologist, settings):  # type: ignore[no-untyped-def]
-    settings.DICOMWEB_LOSSLESS_FRAMES = False
+def test_a_site_that_sends_native_frames_sends_them_to_a_client_taking_any(  # type: ignore[no-untyped-def]
+    client, radiologist, settings
+):
+    settings.DICOMWEB_LOSSLESS_FRAMES = False  # the default
     image = dicom_case_with_images(images=1).studies.get().images.get()
     client.force_login(radiologist)
     answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")

@@ -2,11 +2,12 @@
 //
 // Each frame is asked for as one bare payload (PS3.18 single part) in whatever syntax the
 // server picks: the loader's multipart parser would search a whole frame byte by byte for
-// the closing boundary and then copy it. The server sends a film stored native as its
-// JPEG-LS lossless frame, checked bit for bit when it was made (screening/intake/lossless.py),
-// half or less of the native bytes, and a film stored compressed as it lies; the worker
-// decodes either (CharLS, OpenJPEG, RLE, ... in decodeImageFrameWorker.js), so the page's
-// thread never decodes. The syntax a film came in is kept on its panel (data-syntax).
+// the closing boundary and then copy it. A film stored compressed comes as it lies; one
+// stored native comes native, or, on a site that turns DICOMWEB_LOSSLESS_FRAMES on (a slow
+// link to the reading rooms), as its JPEG-LS lossless frame, checked bit for bit when it was
+// made (screening/intake/lossless.py), half the bytes. The worker decodes every syntax
+// (CharLS, OpenJPEG, RLE, ... in decodeImageFrameWorker.js), so the page's thread never
+// decodes. The syntax a film came in is kept on its panel (data-syntax).
 import { cache, Enums, eventTarget } from "@cornerstonejs/core";
 import { init as initDicom } from "@cornerstonejs/dicom-image-loader";
 
