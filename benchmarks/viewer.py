@@ -4,13 +4,24 @@ for a four-view study of 3328 x 4096 16-bit DICOM films, in headless Chromium on
 
     python benchmarks/viewer.py                 # on DATABASE_URL (default SQLite), 7 runs
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mammo_portal python benchmarks/viewer.py
+    python benchmarks/viewer.py --busy          # every core kept busy while it measures
+    python benchmarks/viewer.py --lossless      # frames sent as JPEG-LS lossless, not native
+    python benchmarks/viewer.py --link 1000     # the browser's link throttled to 1000 Mbit/s
+
+``--busy`` starts one spinning process per core (a tight loop at normal priority) before the
+browser and stops them after the last run, so the server, the browser's page thread, its
+decoding workers and its software WebGL all share the cores with them, as on a reading
+station doing other work. ``--link`` throttles the browser's downloads (Chromium's network
+emulation): localhost carries a frame faster than any hospital network.
 
 The app runs in a throw-away test database behind Django's threaded live server, with the
 production static set-up (collectstatic, hashed and compressed files served by WhiteNoise)
 and WADO-RS from the same process; the browser is Debian's Chromium without a GPU, as in CI. The time is the page's own clock
 (performance.now() from the navigation the click starts) when the viewer marks the last
 of the four films painted: the page, its scripts, the WADO-RS metadata, the four frames
-(27 MB each, uncompressed) decoded in the worker, and their first render. The first image
+(native, 27 MB each; with ``--lossless`` their JPEG-LS lossless frames, made when the study
+is stored as an upload does, ``settings.DICOMWEB_LOSSLESS_FRAMES``) decoded in the worker,
+and their first render. The first image
 is the earliest paint of a film's preview (``screening/intake/previews.py``, made when the study
 is stored, as an upload does), by the Element Timing API on the same clock; "four
 previews" is the latest of the four.
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,15 +80,34 @@ def seed_case():  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import Group
 
     from screening.choices import Role
+    from screening.intake import lossless, previews
     from tests.factories import dicom_screen
 
     reader = get_user_model().objects.create_user("bench-reader", password=PASSWORD)
-    from screening.intake import previews
-
     reader.groups.add(Group.objects.get_or_create(name=Role.RADIOLOGIST)[0])
     case = dicom_screen(size=4096, bits=16, patient_id="BENCH-VIEWER")
-    previews.warm(case.studies.get().images.all())  # as an upload does
+    films = list(case.studies.get().images.all())
+    previews.warm(films)  # as an upload does
+    if settings.DICOMWEB_LOSSLESS_FRAMES:
+        lossless.warm(films)
     return case
+
+
+def frame_bytes(case) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(native, JPEG-LS lossless) bytes of the case's four frames."""
+    from screening.intake import lossless
+
+    films = list(case.studies.get().images.all())
+    native = sum(f.width * f.height * 2 for f in films)
+    if not settings.DICOMWEB_LOSSLESS_FRAMES:
+        return native, 0
+    return native, sum(len(lossless.compressed_frame(f) or b"") for f in films)
+
+
+def spinners(count: int) -> list[subprocess.Popen]:
+    """``count`` processes each spinning a core at normal priority until stopped."""
+    loop = "while True:\n    pass"
+    return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(count)]
 
 
 def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +118,9 @@ def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-
         page.wait_for_timeout(20)
 
 
-def run(url: str, case_id: int, runs: int) -> tuple[list[dict[str, float]], dict]:
+def run(
+    url: str, case_id: int, runs: int, link_mbit: float = 0
+) -> tuple[list[dict[str, float]], dict]:
     from playwright.sync_api import sync_playwright
 
     times = []
@@ -96,6 +129,19 @@ def run(url: str, case_id: int, runs: int) -> tuple[list[dict[str, float]], dict
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        if link_mbit:
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            rate = link_mbit * 1e6 / 8  # bytes per second
+            cdp.send(
+                "Network.emulateNetworkConditions",
+                {
+                    "offline": False,
+                    "latency": 0,
+                    "downloadThroughput": rate,
+                    "uploadThroughput": rate,
+                },
+            )
         response = page.goto(f"{url}/accounts/login/")
         assert response and response.ok, (
             response.status if response else None,
@@ -134,7 +180,11 @@ def run(url: str, case_id: int, runs: int) -> tuple[list[dict[str, float]], dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--busy", action="store_true", help="keep every core busy meanwhile")
+    parser.add_argument("--lossless", action="store_true", help="send JPEG-LS lossless frames")
+    parser.add_argument("--link", type=float, default=0, help="throttle to this many Mbit/s")
     args = parser.parse_args()
+    settings.DICOMWEB_LOSSLESS_FRAMES = args.lossless
     setup_test_environment()
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     if connection.vendor == "sqlite":  # a file, so the server's threads share it
@@ -152,15 +202,33 @@ def main() -> None:
         server.is_ready.wait()
         if server.error:
             raise server.error
-        times, rendering = run(f"http://127.0.0.1:{server.port}", case.pk, args.runs)
+        sizes = frame_bytes(case)
+        busy = spinners(os.cpu_count() or 1) if args.busy else []
+        try:
+            time.sleep(1 if busy else 0)  # the spinners at full speed before the first run
+            load_before = os.getloadavg()[0]
+            times, rendering = run(f"http://127.0.0.1:{server.port}", case.pk, args.runs, args.link)
+            load_after = os.getloadavg()[0]
+        finally:
+            for process in busy:
+                process.terminate()
+                process.wait()
     finally:
         server.terminate()
         connection.creation.destroy_test_db(old_name, verbosity=0)
     how = "CPU fallback" if rendering["cpu"] else "WebGL (software, no GPU)"
+    frames = (
+        f"native ({sizes[0] / 1e6:.0f} MB)"
+        if not args.lossless
+        else f"JPEG-LS lossless ({sizes[1] / 1e6:.0f} MB of {sizes[0] / 1e6:.0f} MB native)"
+    )
     print(
         f"\nClick on a case to all four views painted: 4 x 3328 x 4096 16-bit DICOM "
         f"(seeded in {seeded:.0f} s), {connection.vendor}, Chromium --disable-gpu, "
-        f"rendering: {how}, {os.cpu_count()} CPU cores\n"
+        f"rendering: {how}, {os.cpu_count()} CPU cores; frames {frames}; "
+        f"link {f'{args.link:g} Mbit/s' if args.link else 'localhost'}; "
+        f"{f'{len(busy)} spinning processes' if busy else 'no added load'}, "
+        f"load average {load_before:.1f} before and {load_after:.1f} after the runs\n"
     )
     columns = ("first_image", "four_previews", "on_texture", "four_views")
     print(

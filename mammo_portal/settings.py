@@ -343,6 +343,12 @@ AI_LOCAL_MIN_CANCERS = max(envint("AI_LOCAL_MIN_CANCERS", 50), AI_GATES.triage_m
 # manifest shows, as issue 25 asks. Off is the less safe choice a site must make explicitly:
 # figures measured on someone else's files then suffice.
 AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = envbool("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE", True)
+# On: WADO-RS sends a film stored native to a client taking any transfer syntax (the case
+# viewer) as its JPEG-LS lossless frame, checked bit for bit, made at upload (issue 24,
+# screening/intake/lossless.py): half the bytes, but a CharLS decode per film in the browser.
+# Off (the default): the native frame, which the browser need not decode; measured faster on
+# localhost and a 1 Gbit/s link, slower on slow links (docs/viewer-frames.md).
+DICOMWEB_LOSSLESS_FRAMES = envbool("DICOMWEB_LOSSLESS_FRAMES", False)
 # How long the auditor dashboard keeps computed figures (per web process); 0 turns it off.
 REPORT_CACHE_SECONDS = envint("REPORT_CACHE_SECONDS", 300)
 # Drift monitoring (``screening/audit/drift.py``): a group's week of AI film scores alerts

@@ -26,7 +26,7 @@ from ..ai.actions import request_inference
 from ..choices import CaseStatus, Modality, SourceFormat
 from ..errors import DomainError
 from ..models import Case, Image, Patient, Study
-from . import previews
+from . import lossless, previews
 from .dicom import DicomHeader
 from .films import FileRejected
 from .imaging import InspectedImage, inspect_image, view_from_name
@@ -361,7 +361,10 @@ def _store(
         raise
     for study in studies:
         log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
-    previews.warm(image for study in studies for image in study.images.all())
+    films = [image for study in studies for image in study.images.all()]
+    previews.warm(films)
+    if settings.DICOMWEB_LOSSLESS_FRAMES:
+        lossless.warm(films)
     if not studies:  # every instance was stored before (a STOW-RS retry)
         stored = [r.image_id for r in results if r.image_id is not None]
         log.info("Upload sent again: all %d instances were already stored", len(results))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..intake import lossless
 from ..models import Image
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -73,6 +74,11 @@ class StoredInstance:
         size_at, header = (8, 12) if explicit else (4, 8)
         length = int.from_bytes(head[size_at : size_at + 4], "little")
         return (start + header, length) if length != 0xFFFFFFFF else None
+
+    def lossless_frame(self) -> bytes | None:
+        """The frame as JPEG-LS lossless (``screening.intake.lossless``), for a film stored
+        native; None where there is none."""
+        return lossless.compressed_frame(self.image)
 
     def chunks(self, offset: int, length: int, size: int = 1 << 23) -> Iterator[bytes]:
         with self.image.file.open("rb") as handle:

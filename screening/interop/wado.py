@@ -2,9 +2,11 @@
 
 Study, series and instance retrieve answer ``multipart/related; type="application/dicom"``;
 metadata answers DICOM JSON without the pixel data; frames answer the pixel data of a frame
-as stored (``transfer-syntax=*``) or, for a client that asks for
-``application/octet-stream`` without naming a syntax, decoded to Explicit VR Little Endian
-(the PS3.18 default); as one ``multipart/related`` part, or as the bare single-part payload
+in the syntax the server picks for a client that takes any (``transfer-syntax=*``): a film
+stored native goes as its JPEG-LS lossless frame (``screening.intake.lossless``, checked bit
+for bit; ``settings.DICOMWEB_LOSSLESS_FRAMES``), a film stored compressed as it lies; for a
+client that asks for ``application/octet-stream`` without naming a syntax, the frame goes
+decoded to Explicit VR Little Endian (the PS3.18 default); as one ``multipart/related`` part, or as the bare single-part payload
 (PS3.18 8.7.3.5) to a client whose Accept names no multipart type: the case viewer asks
 so, which spares the browser a byte-by-byte search of a 27 MB frame for the boundary. The case page's viewer loads its films through these endpoints, and
 any DICOMweb client (OHIF, ``dicomweb-client``) can.
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import path
 from drf_spectacular.openapi import AutoSchema
@@ -40,6 +43,7 @@ from rest_framework.views import APIView
 
 from .. import errors
 from ..choices import Role
+from ..intake.lossless import JPEG_LS_LOSSLESS
 from ..roles import AuthenticatedRequest, api_role
 from . import actions
 from .dicomweb import DICOM_MEDIA_TYPE, DicomJSONRenderer, _refusals
@@ -187,10 +191,19 @@ class FramesView(WadoView):
         boundary = secrets.token_hex(16)
         single = single_part(request)
         stored = found_instance.native_pixels()
-        if stored:  # streamed from the file as it lies: no copy of a 27 MB frame in memory
+        compressed = found_instance.lossless_frame() if stored and takes_lossless(request) else None
+        response: Any
+        if compressed:
+            syntax, media = JPEG_LS_LOSSLESS, FRAME_MEDIA_TYPES[JPEG_LS_LOSSLESS]
+            response = HttpResponse(
+                compressed
+                if single
+                else b"".join(_parts([(_frame_type(media, syntax), compressed)], boundary))
+            )
+        elif stored:  # streamed from the file as it lies: no copy of a 27 MB frame in memory
             syntax, media = EXPLICIT_LITTLE, OCTET_STREAM
             pixels: Any = found_instance.chunks(*stored)
-            response: Any = StreamingHttpResponse(
+            response = StreamingHttpResponse(
                 pixels if single else _parts([(_frame_type(media, syntax), pixels)], boundary)
             )
             if single:
@@ -260,6 +273,12 @@ def accepts(request: Request, media: str, part_type: str) -> bool:
 def accepts_any_syntax(request: Request) -> bool:
     """Whether the client takes frames in the stored syntax (``transfer-syntax=*``)."""
     return any(e.get("transfer-syntax") == "*" for e in _accept_ranges(request))
+
+
+def takes_lossless(request: Request) -> bool:
+    """Whether a film stored native goes to this client as its JPEG-LS lossless frame: the
+    client takes any syntax, and the site sends compressed frames."""
+    return bool(settings.DICOMWEB_LOSSLESS_FRAMES) and accepts_any_syntax(request)
 
 
 def single_part(request: Request) -> bool:

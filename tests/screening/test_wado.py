@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import jpeg_ls
 import numpy as np
 import pydicom
 import pytest
@@ -159,15 +160,15 @@ def test_a_client_naming_no_multipart_type_gets_the_bare_frame(client, radiologi
     client.force_login(radiologist)
     study_uid, series_uid, sop_uid = uids(image)
     url = f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
-    answer = client.get(url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    answer = client.get(
+        url, HTTP_ACCEPT="application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    )
     assert answer.status_code == 200
     assert answer["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
     body = b"".join(answer.streaming_content)
     assert body == stored(image).PixelData
     assert int(answer["Content-Length"]) == len(body)
-    multipart = client.get(
-        url, HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*"
-    )
+    multipart = client.get(url, HTTP_ACCEPT="multipart/related; type=application/octet-stream")
     assert multipart["Content-Type"].startswith("multipart/related; type=application/octet-stream")
 
 
@@ -217,3 +218,47 @@ def test_each_viewing_over_dicomweb_is_recorded_once_and_a_later_one_again(  # t
     monkeypatch.setattr(events, "SAME_VIEWING", timedelta(0))  # the viewing is long past
     client.get(f"/dicomweb/studies/{study_uid}/metadata")
     assert AuditEvent.objects.filter(action=AuditAction.CASE_OPENED, actor=auditor).count() == 2
+
+
+def frame_url(image: Image) -> str:
+    study_uid, series_uid, sop_uid = uids(image)
+    return f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+
+
+def test_a_film_stored_native_goes_as_its_jpeg_ls_lossless_frame_to_a_client_taking_any(  # type: ignore[no-untyped-def]
+    client, radiologist, settings
+):
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    client.force_login(radiologist)
+    answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    assert answer["Content-Type"] == "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"
+    decoded = jpeg_ls.decode(np.frombuffer(answer.content, dtype=np.uint8))
+    assert np.array_equal(decoded, stored(image).pixel_array)
+    assert len(answer.content) < len(stored(image).PixelData)
+    multipart = client.get(
+        frame_url(image),
+        HTTP_ACCEPT="multipart/related; type=application/octet-stream; transfer-syntax=*",
+    )
+    assert multipart["Content-Type"].startswith("multipart/related; type=image/jls; boundary=")
+    assert answer.content in multipart.content
+
+
+def test_a_client_that_names_no_syntax_still_gets_the_native_frame(client, radiologist, settings):  # type: ignore[no-untyped-def]
+    settings.DICOMWEB_LOSSLESS_FRAMES = True
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    client.force_login(radiologist)
+    answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream")
+    assert answer["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    assert b"".join(answer.streaming_content) == stored(image).PixelData
+
+
+def test_a_site_that_sends_native_frames_sends_them_to_a_client_taking_any(  # type: ignore[no-untyped-def]
+    client, radiologist, settings
+):
+    settings.DICOMWEB_LOSSLESS_FRAMES = False  # the default
+    image = dicom_case_with_images(images=1).studies.get().images.get()
+    client.force_login(radiologist)
+    answer = client.get(frame_url(image), HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    assert answer["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    assert b"".join(answer.streaming_content) == stored(image).PixelData

@@ -28,7 +28,8 @@ import {
   WindowLevelTool,
   ZoomTool,
 } from "@cornerstonejs/tools";
-import { init as initDicom, wadors } from "@cornerstonejs/dicom-image-loader";
+import { wadors } from "@cornerstonejs/dicom-image-loader";
+import { initFrames } from "./frames.js";
 
 const { Events, ViewportType } = Enums;
 const { MouseBindings } = ToolEnums;
@@ -46,8 +47,6 @@ const PRIMARY_TOOLS = {
   v: ProbeTool.toolName,
   g: MagnifyTool.toolName,
 };
-
-const FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*";
 
 const viewer = document.getElementById("viewer");
 // W/L linked by default: a screening reader judges symmetry (left against right, CC against
@@ -692,13 +691,7 @@ async function start() {
   await previewsPainted();
   await initCore({ rendering: { webGlContextCount: 1 } });
   initTools();
-  initDicom({
-    maxWebWorkers: Math.min(4, navigator.hardwareConcurrency || 1),
-    // The frame as one bare payload (PS3.18 single part) in whatever syntax it is stored:
-    // the loader's multipart parser searches a whole 27 MB frame byte by byte for the
-    // closing boundary and then copies it, about 0.1 s of the page's thread per film.
-    beforeSend: () => ({ Accept: FRAME_ACCEPT }),
-  });
+  initFrames(viewer); // the frames' loader and decoding workers: frames.js
   metaData.addProvider(filmPlane, 10000);
   imageLoader.registerImageLoader("web", (imageId) => ({ promise: loadWebImage(imageId) }));
   engine = new RenderingEngine("films");
