@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import events
-from ..choices import CaseStatus, Decision
+from ..choices import CaseStatus, Decision, HangingProtocol
 from ..errors import Conflict, DomainError, NotFound
 from ..models import Case, Finding, Read, ReadDraft, ReaderSettings
 from ..roles import person
@@ -180,3 +180,9 @@ def set_open_next(reader: User, on: bool) -> None:
     """Whether the next case opens once this reader records a read. A reader's own
     convenience, changing nothing anyone else sees: no audit event."""
     ReaderSettings.objects.update_or_create(user=reader, defaults={"open_next_after_read": on})
+
+
+def set_hanging_protocol(reader: User, protocol: HangingProtocol) -> None:
+    """The hanging protocol this reader's case pages open in, on every workstation. Their
+    own convenience, as ``set_open_next``: no audit event."""
+    ReaderSettings.objects.update_or_create(user=reader, defaults={"hanging_protocol": protocol})

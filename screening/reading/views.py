@@ -27,7 +27,7 @@ from .. import errors, events
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
 from ..ai.badges import ai_badge
-from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, Role
+from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, HangingProtocol, Role
 from ..forms import ReadForm, WorklistFilterForm, seconds_since_opened, sign_opened
 from ..http import NO_STORE, conflict_page, paginate, private_file
 from ..intake import previews
@@ -261,8 +261,20 @@ def _record_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpRespons
 @require_POST
 @role_required(*READERS)
 def reading_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The reader's "open the next case after a read" switch, kept for them on the server."""
-    actions.set_open_next(request.user, request.POST.get("open_next") == "on")
+    """The reader's own settings, kept for them on the server: whether the next case opens
+    after a read, and the hanging protocol case pages open in; each changed only when sent.
+    The viewer saves the protocol without leaving the case, and is answered in JSON."""
+    protocol = request.POST.get("hanging_protocol")
+    if protocol is not None and protocol not in HangingProtocol.values:
+        return JsonResponse({"detail": "No such hanging protocol."}, status=HTTPStatus.BAD_REQUEST)
+    if "open_next" in request.POST:
+        actions.set_open_next(request.user, request.POST["open_next"] == "on")
+    if protocol is not None:
+        actions.set_hanging_protocol(request.user, HangingProtocol(protocol))
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse(
+            {"hanging_protocol": queries.reader_settings(request.user).hanging_protocol}
+        )
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         back = reverse("worklist")
@@ -385,6 +397,7 @@ def _render_case(
     is_reader = bool(me.roles & pathway.READER_ROLES)
     can_read = pathway.may_read(me, case.status, given)
     studies = list(case.studies.all())
+    own = queries.reader_settings(request.user)
     context = {
         "case": case,
         "images": images,
@@ -416,7 +429,8 @@ def _render_case(
         },
         "read_kind": pathway.expected_kind(case.status),
         "read_rules": assessment.browser_rules(),
-        "open_next": queries.reader_settings(request.user).open_next_after_read,
+        "open_next": own.open_next_after_read,
+        "hanging_rules": hanging.viewer_rules(own.hanging_protocol),
         "ai_recall": _ai_recall(case),
         "arbitration_note": _arbitration_note(case, me, given),
     }
