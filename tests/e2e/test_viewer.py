@@ -127,7 +127,7 @@ def test_the_four_views_hang_1x4_in_the_sites_order_with_labels(reader_on_screen
     assert "Current · 2024-03-15" in page.inner_text('.panel.current[data-slot="RCC"] .vp-date')
     # Each viewport has its own canvas (data-loaded "1" above: its film was rendered).
     assert page.eval_on_selector_all(".panel.current canvas", "cs => cs.length") >= 4
-    page.screenshot(path=str(SHOTS / "viewer-1-hanging.png"))
+    page.screenshot(path=str(ARTIFACTS / "viewer-1-hanging.png"))
 
     page.keyboard.press("l")
     assert page.inner_text("#layout-name") == "CC pair"
@@ -332,7 +332,7 @@ def test_the_prior_hangs_beside_the_current_with_its_date(reader_on_screen):  # 
     assert prior["y"] == current["y"] and prior["x"] > current["x"]
     assert prior["x"] - (current["x"] + current["width"]) < 10  # directly beside
     assert "Prior · 2022-03-10" in page.inner_text('.panel.prior[data-slot="RMLO"] .vp-date')
-    page.screenshot(path=str(SHOTS / "viewer-2-prior.png"))
+    page.screenshot(path=str(ARTIFACTS / "viewer-2-prior.png"))
 
 
 def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  # type: ignore[no-untyped-def]
