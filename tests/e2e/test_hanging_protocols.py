@@ -15,7 +15,7 @@ from screening.choices import HangingProtocol
 from screening.models import ReaderSettings
 from tests.e2e.test_reading_flow import log_in
 from tests.e2e.test_viewer import SHOTS, box, open_viewer, screen_with_prior, wait_until
-from tests.factories import UserFactory
+from tests.factories import UserFactory, dicom_screen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -217,3 +217,22 @@ def test_the_1x4_stays_usable_at_a_1366_by_768_station(live_server, browser_page
     )
     assert box(page, "#id_birads_right")["y"] + 30 < STATION["height"]
     page.screenshot(path=str(SHOTS / "hanging-6-1x4-1366x768.png"))
+
+
+def test_without_a_prior_l_skips_current_and_prior_and_c_does_nothing(  # type: ignore[no-untyped-def]
+    live_server, browser_page
+):
+    UserFactory(username="reader", role="radiologist")
+    case = dicom_screen(seed=300)  # her first screen: no prior
+    page = browser_page
+    page.set_viewport_size(FULL_HD)
+    log_in(page, live_server, "reader")
+    open_viewer(page, live_server, case)
+    assert page.locator("#compare-prior").count() == 0
+    page.keyboard.press("c")
+    assert page.inner_text("#layout-name") == "1×4"
+    seen = []
+    for _ in range(4):
+        page.keyboard.press("l")
+        seen.append(page.inner_text("#layout-name").split(":")[0])
+    assert seen == ["CC pair", "MLO pair", "Single film", "1×4"]
