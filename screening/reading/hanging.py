@@ -21,6 +21,10 @@ from ..models import AIResult, Image
 SLOTS = ("RCC", "LCC", "RMLO", "LMLO")
 SIDES = {Laterality.RIGHT.value, Laterality.LEFT.value}
 PAIRED_VIEWS = {View.CC.value, View.MLO.value}
+PAIR_PROTOCOLS = {
+    HangingProtocol.CC.value: View.CC.value,
+    HangingProtocol.MLO.value: View.MLO.value,
+}
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,11 @@ def hang(films: Iterable[tuple[Image, AIResult | None]]) -> list[Panel]:
 
 def viewer_rules(default: str) -> dict[str, object]:
     """What the viewer hangs by, sent with the page: the protocols in the order <kbd>L</kbd>
-    cycles them, the site's 1×4 order (``HANGING_ROW_ORDER``) and this reader's default."""
+    cycles them, the view each pair shows, the site's 1×4 order (``HANGING_ROW_ORDER``) and
+    this reader's default."""
     return {
         "protocols": [[protocol.value, protocol.label] for protocol in HangingProtocol],
+        "pair_views": PAIR_PROTOCOLS,
         "row_order": list(settings.HANGING_ROW_ORDER),
         "default": default,
     }

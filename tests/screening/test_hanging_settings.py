@@ -33,6 +33,7 @@ def test_the_page_sends_the_protocols_the_sites_order_and_the_readers_default(  
     rules = rules_sent(client, case_with_images())
     assert rules == {
         "protocols": [[p.value, p.label] for p in HangingProtocol],
+        "pair_views": {"cc": "CC", "mlo": "MLO"},
         "row_order": ["RCC", "LCC", "RMLO", "LMLO"],
         "default": "row",
     }

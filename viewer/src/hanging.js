@@ -4,12 +4,10 @@
 // its chest wall is on its viewport's inner edge (back to back); where the film is wider
 // than its viewport, what is cut is the outer edge, the air beyond the skin line.
 //
-// The protocols, their order and the site's 1×4 order are the server's (screening/reading/
+// The protocols, their order, the view each pair shows and the site's 1×4 order are the server's (screening/reading/
 // hanging.py, sent with json_script as #hanging-rules), as is the reader's default, saved
 // with "Make default" (POST /reading/settings/, answered in JSON, so the case stays open).
 import { metaData, utilities as csUtils } from "@cornerstonejs/core";
-
-const PAIR_VIEWS = { cc: "CC", mlo: "MLO" };
 
 // viewer: the #viewer section; panels(selector): its .panel elements; active(): the film
 // last clicked; changed(shown): called after each new hanging with the films now in view.
@@ -43,8 +41,9 @@ export function createHanging({ viewer, panels, active, changed }) {
       const four = films.filter((p) => rules.row_order.includes(p.dataset.slot));
       return four.length ? four : films;
     }
-    if (PAIR_VIEWS[state.protocol]) {
-      const pair = films.filter((p) => p.dataset.view === PAIR_VIEWS[state.protocol]);
+    const view = rules.pair_views[state.protocol];
+    if (view) {
+      const pair = films.filter((p) => p.dataset.view === view);
       return pair.length ? pair : films.slice(0, 2);
     }
     const film = focused();
