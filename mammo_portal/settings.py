@@ -292,6 +292,12 @@ IDENTITY_MODE = os.environ.get("IDENTITY_MODE", "research").strip().lower() or "
 if IDENTITY_MODE not in ("research", "clinical"):
     raise ImproperlyConfigured("IDENTITY_MODE must be research or clinical.")
 
+# The 1×4 hanging protocol's order, left to right: how this site's readers hang the four
+# screening views (right films with their chest wall on the right, left films on the left).
+HANGING_ROW_ORDER = envlist("HANGING_ROW_ORDER", "RMLO,LMLO,RCC,LCC")
+if sorted(HANGING_ROW_ORDER) != ["LCC", "LMLO", "RCC", "RMLO"]:
+    raise ImproperlyConfigured("HANGING_ROW_ORDER must name RCC, LCC, RMLO and LMLO once each.")
+
 # The DICOM node (manage.py dicom_node): modalities and PACS send studies by C-STORE to this
 # AE title and port. Only the peers listed may associate, each as "AETITLE@host" (the host an
 # IP address or a name resolved at each association): unknown callers are rejected.

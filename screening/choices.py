@@ -349,3 +349,14 @@ class AgeBand(models.TextChoices):
     AGE_60_69 = "60_69", "60–69"
     AGE_70_UP = "70_up", "70 and over"
     UNKNOWN = "unknown", "unknown"
+
+
+class HangingProtocol(models.TextChoices):
+    """How the case page hangs the films (``reading/hanging.py``, ``viewer/src/hanging.js``),
+    in the order <kbd>L</kbd> cycles them. Each film fills its viewport's height."""
+
+    ROW = "row", "1×4"
+    CC = "cc", "CC pair"
+    MLO = "mlo", "MLO pair"
+    PRIOR = "prior", "Current and prior"
+    SINGLE = "single", "Single film"

@@ -32,6 +32,7 @@ from .choices import (
     FindingDepth,
     FindingSite,
     FindingType,
+    HangingProtocol,
     IdentityMode,
     Laterality,
     Modality,
@@ -1140,6 +1141,12 @@ class ReaderSettings(models.Model):
     )
     open_next_after_read = models.BooleanField(
         default=True, help_text="After a read is recorded, open the next case of the worklist."
+    )
+    hanging_protocol = models.CharField(
+        max_length=8,
+        choices=HangingProtocol.choices,
+        default=HangingProtocol.ROW,
+        help_text="The hanging protocol the case page opens in.",
     )
 
     def __str__(self) -> str:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .. import events
 from ..ai.queries import case_ai
-from ..choices import AIReveal, CaseRoute, CaseStatus, Decision, ReadingPolicy
+from ..choices import AIReveal, CaseRoute, CaseStatus, Decision, HangingProtocol, ReadingPolicy
 from ..errors import Conflict, DomainError, NotFound
 from ..models import (
     Case,
@@ -298,3 +298,9 @@ def set_policy(
         )
         events.policy_set(actor, chosen)
     return chosen
+
+
+def set_hanging_protocol(reader: User, protocol: HangingProtocol) -> None:
+    """The hanging protocol this reader's case pages open in, on every workstation. Their
+    own convenience, as ``set_open_next``: no audit event."""
+    ReaderSettings.objects.update_or_create(user=reader, defaults={"hanging_protocol": protocol})

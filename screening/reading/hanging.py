@@ -1,9 +1,11 @@
-"""The screening hanging protocol: which film the case page puts in which viewport.
+"""The screening hanging protocols: which films the case page hangs, and how.
 
-Screening readers hang the four standard views as RCC | LCC over RMLO | LMLO, back to
-back (each film turned so the chest walls meet in the middle; the viewer does the
-turning). Any other film of the study (an extra view, a second exposure, a film without
-side or view) follows the four, in upload order.
+The page lists the four standard views first (RCC, LCC, RMLO, LMLO, the first film of
+each), then any other film of the study (an extra view, a second exposure, a film without
+side or view) in upload order. The viewer (``viewer/src/hanging.js``) hangs them by the
+protocol the reader chose (``HangingProtocol``: 1×4 in the site's order, the CC or MLO
+pair, current and prior of one view, a single film), each film filling its viewport's
+height, back to back (turned so the chest walls meet in the middle).
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..choices import Laterality, View
+from django.conf import settings
+
+from ..choices import HangingProtocol, Laterality, View
 from ..models import AIResult, Image
 
 SLOTS = ("RCC", "LCC", "RMLO", "LMLO")
 SIDES = {Laterality.RIGHT.value, Laterality.LEFT.value}
 PAIRED_VIEWS = {View.CC.value, View.MLO.value}
+PAIR_PROTOCOLS = {
+    HangingProtocol.CC.value: View.CC.value,
+    HangingProtocol.MLO.value: View.MLO.value,
+}
 
 
 @dataclass(frozen=True)
@@ -49,3 +57,15 @@ def hang(films: Iterable[tuple[Image, AIResult | None]]) -> list[Panel]:
         else:
             rest.append(Panel(image, result, ""))
     return [placed[slot] for slot in SLOTS if slot in placed] + rest
+
+
+def viewer_rules(default: str) -> dict[str, object]:
+    """What the viewer hangs by, sent with the page: the protocols in the order <kbd>L</kbd>
+    cycles them, the view each pair shows, the site's 1×4 order (``HANGING_ROW_ORDER``) and
+    this reader's default."""
+    return {
+        "protocols": [[protocol.value, protocol.label] for protocol in HangingProtocol],
+        "pair_views": PAIR_PROTOCOLS,
+        "row_order": list(settings.HANGING_ROW_ORDER),
+        "default": default,
+    }

@@ -27,7 +27,7 @@ from .. import errors, events
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
 from ..ai.badges import Badge, ai_badge
-from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, Role
+from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, HangingProtocol, Role
 from ..forms import (
     PolicyForm,
     ReadForm,
@@ -282,8 +282,20 @@ def _record_read(request: AuthenticatedHttpRequest, case_id: int) -> HttpRespons
 @require_POST
 @role_required(*READERS)
 def reading_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The reader's "open the next case after a read" switch, kept for them on the server."""
-    actions.set_open_next(request.user, request.POST.get("open_next") == "on")
+    """The reader's own settings, kept for them on the server: whether the next case opens
+    after a read, and the hanging protocol case pages open in; each changed only when sent.
+    The viewer saves the protocol without leaving the case, and is answered in JSON."""
+    protocol = request.POST.get("hanging_protocol")
+    if protocol is not None and protocol not in HangingProtocol.values:
+        return JsonResponse({"detail": "No such hanging protocol."}, status=HTTPStatus.BAD_REQUEST)
+    if "open_next" in request.POST:
+        actions.set_open_next(request.user, request.POST["open_next"] == "on")
+    if protocol is not None:
+        actions.set_hanging_protocol(request.user, HangingProtocol(protocol))
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse(
+            {"hanging_protocol": queries.reader_settings(request.user).hanging_protocol}
+        )
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         back = reverse("worklist")
@@ -410,6 +422,7 @@ def _render_case(
     studies = list(case.studies.all())
     kind = pathway.expected_kind(case.status) or ""
     opinion = actions.pending_opinion(request.user, case, kind) if can_read and kind else None
+    own = queries.reader_settings(request.user)
     context = {
         "policy": case.policy,
         "route": case.get_route_display() if case.route else "",
@@ -446,7 +459,8 @@ def _render_case(
         },
         "read_kind": pathway.expected_kind(case.status),
         "read_rules": assessment.browser_rules(),
-        "open_next": queries.reader_settings(request.user).open_next_after_read,
+        "open_next": own.open_next_after_read,
+        "hanging_rules": hanging.viewer_rules(own.hanging_protocol),
         "ai_recall": "" if hidden else _ai_recall(case),
         "arbitration_note": _arbitration_note(case, me, given),
     }

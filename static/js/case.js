@@ -220,7 +220,7 @@
   // Shortcuts work whatever has focus (a select or a radio button included), except while
   // typing in a text field. Captured first, so a focused select never takes the letter.
   const TYPES_NOT_TYPED_IN = ["radio", "checkbox", "range", "button", "submit"];
-  const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c"];
+  const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c", "f"];
   window.addEventListener("keydown", (event) => {
     const target = event.target;
     const typing = target.tagName === "TEXTAREA" ||
@@ -238,7 +238,7 @@
         o: () => form && openOverride(),
         n: () => reading && normalRead(),
         j: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
-      }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key } })))) || null;
+      }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key, shift: event.shiftKey } })))) || null;
     }
     if (!act) return;
     event.preventDefault();

@@ -106,31 +106,28 @@ def reader_on_screen(live_server, browser_page):  # type: ignore[no-untyped-def]
         assert page.evaluate("window.__csp") == []  # W/L, tools, workers, all under the CSP
 
 
-def test_the_four_views_hang_rcc_lcc_over_rmlo_lmlo_with_labels(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_the_four_views_hang_1x4_in_the_sites_order_with_labels(reader_on_screen):  # type: ignore[no-untyped-def]
+    """The default protocol (issue 24): RMLO LMLO RCC LCC in one row, back to back; each
+    protocol is measured in tests/e2e/test_hanging_protocols.py."""
     page, _ = reader_on_screen
-    shown = page.eval_on_selector_all(
-        ".panel.current:not([hidden])", "ps => ps.map(p => [p.dataset.slot, p.dataset.loaded])"
+    order = page.eval_on_selector_all(
+        ".panel.current:not([hidden])",
+        "ps => ps.map(p => [p.getBoundingClientRect().left, p.getBoundingClientRect().top,"
+        " p.dataset.slot, p.dataset.loaded])",
     )
-    assert shown == [["RCC", "1"], ["LCC", "1"], ["RMLO", "1"], ["LMLO", "1"]]
-    rcc, lcc = (
-        box(page, '.panel.current[data-slot="RCC"]'),
-        box(page, '.panel.current[data-slot="LCC"]'),
-    )
-    rmlo, lmlo = (
-        box(page, '.panel.current[data-slot="RMLO"]'),
-        box(page, '.panel.current[data-slot="LMLO"]'),
-    )
-    assert rcc["x"] < lcc["x"] and rcc["y"] == lcc["y"]
-    assert rmlo["x"] == rcc["x"] and rmlo["y"] > rcc["y"] and lmlo["y"] == rmlo["y"]
+    assert [(slot, loaded) for _, _, slot, loaded in sorted(order)] == [
+        ("RMLO", "1"), ("LMLO", "1"), ("RCC", "1"), ("LCC", "1"),
+    ]  # fmt: skip
+    assert len({top for _, top, _, _ in order}) == 1  # one row
     assert_back_to_back(page)
     labels = page.eval_on_selector_all(
         ".panel.current:not([hidden]) .vp-label", "ls => ls.map(l => l.textContent)"
     )
-    assert labels == ["R CC", "L CC", "R MLO", "L MLO"]
+    assert sorted(labels) == ["L CC", "L MLO", "R CC", "R MLO"]
     assert "Current · 2024-03-15" in page.inner_text('.panel.current[data-slot="RCC"] .vp-date')
     # Each viewport has its own canvas (data-loaded "1" above: its film was rendered).
     assert page.eval_on_selector_all(".panel.current canvas", "cs => cs.length") >= 4
-    page.screenshot(path=str(SHOTS / "viewer-1-hanging.png"))
+    page.screenshot(path=str(ARTIFACTS / "viewer-1-hanging.png"))
 
     page.keyboard.press("l")
     assert page.inner_text("#layout-name") == "CC pair"
@@ -138,7 +135,12 @@ def test_the_four_views_hang_rcc_lcc_over_rmlo_lmlo_with_labels(reader_on_screen
         ".panel.current:not([hidden])", "ps => ps.map(p => p.dataset.slot)"
     )
     assert visible == ["RCC", "LCC"]
-    for name, slots in (("MLO pair", ["RMLO", "LMLO"]), ("Single view", ["RCC"]), ("4-up", None)):
+    for name, slots in (
+        ("MLO pair", ["RMLO", "LMLO"]),
+        ("Current and prior: R MLO", None),
+        ("Single film: R MLO", ["RMLO"]),
+        ("1×4", None),
+    ):
         page.keyboard.press("l")
         assert page.inner_text("#layout-name") == name
         if slots:
@@ -148,7 +150,7 @@ def test_the_four_views_hang_rcc_lcc_over_rmlo_lmlo_with_labels(reader_on_screen
                 )
                 == slots
             )
-    assert_back_to_back(page)  # a new layout hangs the films again
+    assert_back_to_back(page)  # a new protocol hangs the films again
     page.keyboard.press("r")
     assert_back_to_back(page)  # and so does a reset
 
@@ -314,23 +316,23 @@ def test_no_overlay_controls_when_the_versions_evidence_lets_nothing_be_drawn(  
     assert errors == []
 
 
-def test_the_prior_hangs_beneath_the_current_with_its_date(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_the_prior_hangs_beside_the_current_with_its_date(reader_on_screen):  # type: ignore[no-untyped-def]
     page, _ = reader_on_screen
     assert "2022-03-10" in page.inner_text("#priors")
     assert page.locator(".panel.prior:not([hidden])").count() == 0
     page.keyboard.press("c")
     wait_until(
         page,
-        "() => [...document.querySelectorAll('.panel.prior')].every(p => p.dataset.loaded === '1')",
+        "() => document.querySelector('.panel.prior[data-slot=\"RMLO\"]').dataset.loaded === '1'",
     )
     current, prior = (
-        box(page, '.panel.current[data-slot="RCC"]'),
-        box(page, '.panel.prior[data-slot="RCC"]'),
+        box(page, '.panel.current[data-slot="RMLO"]'),
+        box(page, '.panel.prior[data-slot="RMLO"]'),
     )
-    assert prior["x"] == current["x"] and prior["y"] > current["y"]
-    assert prior["y"] - (current["y"] + current["height"]) < 10  # directly beneath
-    assert "Prior · 2022-03-10" in page.inner_text('.panel.prior[data-slot="RCC"] .vp-date')
-    page.screenshot(path=str(SHOTS / "viewer-2-prior.png"))
+    assert prior["y"] == current["y"] and prior["x"] > current["x"]
+    assert prior["x"] - (current["x"] + current["width"]) < 10  # directly beside
+    assert "Prior · 2022-03-10" in page.inner_text('.panel.prior[data-slot="RMLO"] .vp-date')
+    page.screenshot(path=str(ARTIFACTS / "viewer-2-prior.png"))
 
 
 def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  # type: ignore[no-untyped-def]
@@ -386,8 +388,7 @@ def test_the_probe_reads_the_stored_pixel_value(reader_on_screen):  # type: igno
     page, _ = reader_on_screen
     page.keyboard.press("v")
     panel = '.panel.current[data-slot="RCC"]'
-    point = page.evaluate(f"window.mammoViewer.imageToPage('{panel}', 200, 256)")
-    page.mouse.click(point["x"], point["y"])
+    page.mouse.click(*centre(box(page, f"{panel} .viewport")))  # on the film, which fills it
     wait_until(
         page, "p => /\\d/.test(document.querySelector(`${p} .viewport svg`).textContent)", panel
     )
@@ -481,6 +482,16 @@ def grey_mean(shot: bytes) -> float:
     return sum(pixels) / len(pixels)
 
 
+def grey_difference(shot: bytes, other: bytes) -> float:
+    """The mean grey-level difference, pixel by pixel, between two shots of one viewport."""
+    from PIL import Image as PILImage
+    from PIL import ImageChops
+
+    a, b = (PILImage.open(io.BytesIO(s)).convert("L") for s in (shot, other))
+    pixels = list(ImageChops.difference(a, b).getdata())
+    return sum(pixels) / len(pixels)
+
+
 @pytest.mark.parametrize(
     ("voi", "photometric"),
     [("lut", "MONOCHROME2"), ("window", "MONOCHROME2"), ("lut", "MONOCHROME1")],
@@ -509,12 +520,13 @@ def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(  # type: i
         route.continue_()
     page.unroute("**/frames/1")
     wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
-    full = grey_mean(viewport.screenshot())
+    shown = viewport.screenshot()
+    full = grey_mean(shown)
     assert abs(full - preview) < 4, (voi, full, preview)
     if voi == "lut":  # a window from the list replaces the table; "as the file says" restores it
         page.select_option("#voi-preset", "full")
         page.wait_for_timeout(300)
-        assert abs(grey_mean(viewport.screenshot()) - preview) > 4
+        assert grey_difference(viewport.screenshot(), shown) > 4
         page.select_option("#voi-preset", "file")
         page.wait_for_timeout(300)
         assert abs(grey_mean(viewport.screenshot()) - preview) < 4

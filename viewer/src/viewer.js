@@ -30,16 +30,10 @@ import {
 } from "@cornerstonejs/tools";
 import { wadors } from "@cornerstonejs/dicom-image-loader";
 import { initFrames } from "./frames.js";
+import { createHanging, hangFilm } from "./hanging.js";
 
 const { Events, ViewportType } = Enums;
 const { MouseBindings } = ToolEnums;
-const LAYOUTS = [
-  ["four", "4-up"],
-  ["cc", "CC pair"],
-  ["mlo", "MLO pair"],
-  ["single", "Single view"],
-];
-const PAIR_VIEWS = { cc: "CC", mlo: "MLO" };
 const PRIMARY_TOOLS = {
   w: WindowLevelTool.toolName,
   p: PanTool.toolName,
@@ -52,10 +46,11 @@ const viewer = document.getElementById("viewer");
 // W/L linked by default: a screening reader judges symmetry (left against right, CC against
 // MLO), which holds only while every film is shown through the same window; one film windowed
 // alone is the exception, chosen with the toggle.
-const state = { layout: "four", compare: false, active: null, tool: WindowLevelTool.toolName, linkWL: true };
+const state = { active: null, tool: WindowLevelTool.toolName, linkWL: true };
 let settingWindows = 0; // the viewer's own window changes (presets, loading): not propagated
 let engine;
 let group;
+let hanging; // the hanging protocol in use (./hanging.js)
 const loaded = new Map(); // panel -> Promise of its film shown
 
 const panels = (selector = "") => Array.from(viewer.querySelectorAll(`.panel${selector}`));
@@ -304,40 +299,21 @@ function show(panel) {
 // Back to back: a right film with its chest wall on the right, a left film on the left, so
 // the chest walls meet in the middle. The header's PatientOrientation says where the
 // columns run; without it the chest wall is the edge with the tissue on it.
+// The turn and the slide are ./hanging.js's (hangFilm), with the fill to the viewport's height.
 function hangBackToBack(panel, viewport, imageId) {
   const side = panel.dataset.side;
-  if (side !== "R" && side !== "L") return;
-  const orientation = metaData.get("generalImageModule", imageId)?.patientOrientation;
-  let wallOnRight;
-  const rows = Array.isArray(orientation) ? String(orientation[0] || "") : "";
-  if (rows.includes("P") || rows.includes("A")) {
-    wallOnRight = rows.includes("P");
-  } else {
-    wallOnRight = tissueOnRight(imageId);
+  if (side === "R" || side === "L") {
+    const orientation = metaData.get("generalImageModule", imageId)?.patientOrientation;
+    let wallOnRight;
+    const rows = Array.isArray(orientation) ? String(orientation[0] || "") : "";
+    if (rows.includes("P") || rows.includes("A")) {
+      wallOnRight = rows.includes("P");
+    } else {
+      wallOnRight = tissueOnRight(imageId);
+    }
+    if (wallOnRight !== undefined) panel.dataset.flip = String(side === "R" ? !wallOnRight : wallOnRight);
   }
-  if (wallOnRight === undefined) return;
-  panel.dataset.flip = String(side === "R" ? !wallOnRight : wallOnRight);
-  hang(panel, viewport);
-}
-
-// Turn the film as decided and slide it to the viewport's inner edge (a right film to the
-// right edge, a left film to the left), so the pair's chest walls meet; kept as the camera
-// that zoom and pan are measured from, and applied again after reset or a new layout.
-function hang(panel, viewport) {
-  if (panel.dataset.flip === undefined) return;
-  viewport.setCamera({ flipHorizontal: panel.dataset.flip === "true" }, true);
-  const imageId = panel.dataset.imageId;
-  const plane = metaData.get("imagePlaneModule", imageId);
-  const width = viewport.canvas.clientWidth;
-  if (!plane || !width) return;
-  const corner = (col, row) => viewport.worldToCanvas(csUtils.imageToWorldCoords(imageId, [col, row]))[0];
-  const [x0, x1] = [corner(0, 0), corner(plane.columns, plane.rows)];
-  const shift = panel.dataset.side === "R" ? width - Math.max(x0, x1) : -Math.min(x0, x1);
-  if (Math.abs(shift) < 1) return;
-  const [a, b] = [viewport.canvasToWorld([0, 0]), viewport.canvasToWorld([shift, 0])];
-  const camera = viewport.getCamera();
-  const moved = (point) => point.map((value, i) => value + a[i] - b[i]);
-  viewport.setCamera({ focalPoint: moved(camera.focalPoint), position: moved(camera.position) }, true);
+  hangFilm(panel, viewport);
 }
 
 function tissueOnRight(imageId) {
@@ -359,54 +335,18 @@ function tissueOnRight(imageId) {
 }
 
 function visiblePanels() {
-  const current = panels(".current");
-  let shown;
-  if (state.layout === "single") {
-    shown = [state.active && state.active.classList.contains("current") ? state.active : current[0]];
-  } else if (PAIR_VIEWS[state.layout]) {
-    shown = current.filter((p) => p.dataset.view === PAIR_VIEWS[state.layout]);
-    if (!shown.length) shown = current.slice(0, 2);
-  } else {
-    shown = current;
-  }
-  if (state.compare) {
-    const prior = panels(".prior").filter((p) => p.dataset.case === viewer.dataset.compareCase);
-    shown = shown.flatMap((p) => [p, ...prior.filter((q) => q.dataset.slot && q.dataset.slot === p.dataset.slot)]);
-  }
-  return shown.filter(Boolean);
+  return hanging.shown();
 }
 
-function applyLayout() {
-  const shown = new Set(visiblePanels());
-  panels().forEach((panel) => {
-    panel.hidden = !shown.has(panel);
-  });
+// A new hanging (./hanging.js): the films now in view are loaded where they are not yet,
+// and hung again once the new grid is laid out (and the resize observer has run).
+function hungAgain(shown) {
   markInvert();
-  viewer.dataset.layout = state.layout;
-  viewer.classList.toggle("comparing", state.compare);
-  const name = LAYOUTS.find(([key]) => key === state.layout)[1];
-  document.getElementById("layout-name").textContent = name + (state.compare ? ", with prior" : "");
-  viewer.dataset.columns = shown.size > 1 ? "2" : "1";
   requestAnimationFrame(() => {
     engine.resize(true, false);
     shown.forEach((panel) => show(panel));
-    // Once the new grid is laid out (and the resize observer has run), hang again.
     requestAnimationFrame(() => rehang([...shown]));
   });
-}
-
-function cycleLayout() {
-  const index = LAYOUTS.findIndex(([key]) => key === state.layout);
-  state.layout = LAYOUTS[(index + 1) % LAYOUTS.length][0];
-  applyLayout();
-}
-
-function toggleCompare() {
-  if (!viewer.dataset.compareCase) return;
-  state.compare = !state.compare;
-  const button = document.getElementById("compare-prior");
-  if (button) button.setAttribute("aria-pressed", String(state.compare));
-  applyLayout();
 }
 
 // --- AI overlay: the heatmap and marks sit on the film, following zoom, pan and flip ----
@@ -483,7 +423,7 @@ function fillPresets() {
 }
 
 function applyPreset(value) {
-  const targets = state.layout === "single" ? visiblePanels() : panels(".current");
+  const targets = hanging.protocol === "single" ? visiblePanels() : panels(".current");
   settingWindows += 1;
   try {
     targets.forEach((panel) => setPreset(panel, value));
@@ -646,7 +586,7 @@ function rehang(targets) {
       const viewport = viewportOf(panel);
       if (!viewport || panel.dataset.loaded !== "1") return;
       viewport.resetCamera();
-      hang(panel, viewport);
+      hangFilm(panel, viewport);
     });
   } finally {
     relinkPairs();
@@ -718,14 +658,16 @@ async function start() {
   linkPairs();
   viewer.dataset.linkWl = String(state.linkWL);
   new ResizeObserver(() => engine.resize(true, true)).observe(document.getElementById("hanging"));
-  applyLayout();
+  hanging = createHanging({ viewer, panels, active: () => state.active, changed: hungAgain });
+  hanging.apply();
   applyOverlay();
   await Promise.all(visiblePanels().map((panel) => show(panel)));
   viewer.dataset.readyMs = String(Math.round(performance.now())); // from the navigation's start
   viewer.dataset.ready = "1";
 }
 
-function handleKey(key) {
+function handleKey(key, shift = false) {
+  if (!hanging) return; // the viewer is still starting
   if (PRIMARY_TOOLS[key]) return useTool(PRIMARY_TOOLS[key]);
   const actions = {
     h: () => {
@@ -736,15 +678,16 @@ function handleKey(key) {
       }
     },
     r: resetView,
-    l: cycleLayout,
+    l: () => hanging.cycle(shift ? -1 : 1),
+    f: () => hanging.step(shift ? -1 : 1),
     i: invert,
-    c: toggleCompare,
+    c: () => hanging.togglePrior(),
   };
   if (actions[key]) actions[key]();
 }
 
 if (viewer) {
-  document.addEventListener("viewer:key", (event) => handleKey(event.detail.key));
+  document.addEventListener("viewer:key", (event) => handleKey(event.detail.key, event.detail.shift));
   document.addEventListener("ai:arrived", () => {
     applyOverlay();
     panels(".current").forEach(placeOverlay);
