@@ -272,6 +272,8 @@ class AuditAction(models.TextChoices):
     DICOM_ASSOCIATION = "dicom_association", "DICOM association ended"
     DICOM_ASSOCIATION_REJECTED = "dicom_rejected", "DICOM association rejected"
     DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
+    PRIORS_FETCHED = "priors_fetched", "Prior studies fetched from the PACS"
+    PRIOR_OPENED = "prior_opened", "Prior study viewed"
 
 
 class ProposalStatus(models.TextChoices):
