@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 from pydicom.uid import generate_uid
@@ -68,10 +70,10 @@ def write(folder: Path, instances: list[bytes]) -> list[Path]:
     return paths
 
 
-@pytest.fixture
-def pacs_and_node(
-    orthanc_factory, admin_user, active_model
-) -> Iterator[tuple[Orthanc, Callable[[int], PriorFetcher]]]:  # type: ignore[no-untyped-def]
+@contextmanager
+def pacs_with_node(
+    orthanc_factory: Callable[..., Orthanc], admin_user: User
+) -> Iterator[tuple[Orthanc, PriorFetcher]]:
     """Orthanc routing new MG studies to the node, and the node fetching priors from it."""
     port = free_port()
     pacs = orthanc_factory(portal_port=port)
@@ -80,9 +82,17 @@ def pacs_and_node(
     )
     node = DicomNode(admin_user, PORTAL_AET, parse_peers(["ORTHANC@127.0.0.1"]), 30, priors=fetcher)
     server = node.start("127.0.0.1", port)
-    yield pacs, fetcher
-    server.shutdown()
-    fetcher.shutdown()
+    try:
+        yield pacs, fetcher
+    finally:
+        server.shutdown()
+        fetcher.shutdown()
+
+
+@pytest.fixture
+def pacs_and_node(orthanc_factory, admin_user) -> Iterator[tuple[Orthanc, PriorFetcher]]:  # type: ignore[no-untyped-def]
+    with pacs_with_node(orthanc_factory, admin_user) as running:
+        yield running
 
 
 def priors_fetched(pacs: Orthanc) -> Callable[[], bool]:
@@ -90,7 +100,7 @@ def priors_fetched(pacs: Orthanc) -> Callable[[], bool]:
 
 
 def test_a_prior_only_in_the_pacs_is_fetched_and_hung_when_a_screen_arrives_by_the_node(
-    pacs_and_node, tmp_path: Path, client, radiologist
+    active_model, pacs_and_node, tmp_path: Path, client, radiologist
 ) -> None:  # type: ignore[no-untyped-def]
     pacs, _ = pacs_and_node
     keep_in_pacs(pacs, screen("20220310", 10, "ACC-2022"))
