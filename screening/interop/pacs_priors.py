@@ -212,7 +212,7 @@ class PriorFetcher:
             connections.close_all()  # this thread's connections only
 
     def _fetch(self, wanted: Wanted) -> tuple[int, list[int], list[str]]:
-        with self._association() as (assoc, retrieval):
+        with _Associated(self) as (assoc, retrieval):
             found = self._find(assoc, wanted)
             chosen = earlier(found, wanted, self.count)
             stored: list[int] = []
@@ -229,14 +229,12 @@ class PriorFetcher:
                     stored.append(pk)
             return len(found), stored, failures
 
-    def _association(self) -> _Associated:
-        return _Associated(self)
-
     def _find(self, assoc: Association, wanted: Wanted) -> list[Found]:
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.PatientID = wanted.patient_id
-        query.IssuerOfPatientID = wanted.issuer
+        # Asked for, not matched on: not every PACS indexes the issuer at study level.
+        query.IssuerOfPatientID = ""
         query.ModalitiesInStudy = "MG"
         query.StudyInstanceUID = ""
         query.StudyDate = ""
@@ -246,8 +244,7 @@ class PriorFetcher:
         ):
             code = int(status.Status) if status else -1
             if code in PENDING and identifier is not None:
-                # A PACS that ignores the issuer in matching: another issuer's patient
-                # with the same ID is not her.
+                # Another issuer's patient with the same ID is not her.
                 issuer = str(identifier.get("IssuerOfPatientID") or "").strip()
                 if wanted.issuer and issuer and issuer != wanted.issuer:
                     continue

@@ -9,11 +9,13 @@ The node runs in this process's threads (as in test_dicom_node), hence transacti
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pydicom
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
@@ -197,3 +199,28 @@ def test_the_pacs_setting_is_aetitle_at_host_and_port() -> None:
     for wrong in ("ORTHANC@pacs.local", "pacs.local:4242", "A" * 17 + "@h:1", "X@h:port"):
         with pytest.raises(ImproperlyConfigured):
             parse_pacs(wrong)
+
+
+def with_issuer(instances: list[bytes], issuer: str) -> list[bytes]:
+    out = []
+    for content in instances:
+        ds = pydicom.dcmread(io.BytesIO(content))
+        ds.IssuerOfPatientID = issuer
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(buffer.getvalue())
+    return out
+
+
+def test_a_study_of_the_same_patient_id_from_another_issuer_is_not_her_prior(
+    pacs_and_node, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pacs, _ = pacs_and_node
+    keep_in_pacs(pacs, with_issuer(screen("20220310", 10, "ACC-A-2022"), "HOSP-A"))
+    keep_in_pacs(pacs, with_issuer(screen("20230310", 30, "ACC-B-2023"), "HOSP-B"))
+    current = with_issuer(screen("20240315", 20, "ACC-A-2024"), "HOSP-A")
+    storescu(pacs, write(tmp_path / "current", current))
+    pacs.wait_for(priors_fetched(pacs), 90)
+    prior = Study.objects.get(case__isnull=True)
+    assert prior.study_date.isoformat() == "2022-03-10"  # HOSP-B's 2023 study is someone else
+    assert prior.prior_of == Study.objects.get(case__isnull=False).woman
