@@ -309,6 +309,14 @@ DICOM_NODE_PEERS = envlist("DICOM_NODE_PEERS", "")
 DICOM_NODE_QUIET_SECONDS = envfloat("DICOM_NODE_QUIET_SECONDS", 60.0)
 # The admin the node's uploads are recorded as (as import_studies' --as-user).
 DICOM_NODE_AS_USER = os.environ.get("DICOM_NODE_AS_USER", "admin")
+# Priors (screening/interop/pacs_priors.py): when the node files a new screen it asks this
+# PACS ("AETITLE@host:port", empty: off) for the woman's earlier MG studies (C-FIND) and
+# retrieves the newest PRIORS_COUNT of them (C-GET, on the same association), stored as
+# prior studies. The PACS must let DICOM_NODE_AE_TITLE query and retrieve.
+PRIORS_PACS = os.environ.get("PRIORS_PACS", "").strip()
+PRIORS_COUNT = envint("PRIORS_COUNT", 2)
+# How long one DIMSE exchange with that PACS may wait for an answer.
+PRIORS_TIMEOUT_SECONDS = envfloat("PRIORS_TIMEOUT_SECONDS", 60.0)
 
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
 # Smaller images are not scored (the AI result fails with the reason): no mammogram is this small.

@@ -320,6 +320,8 @@ class AuditAction(models.TextChoices):
     DICOM_REFUSED = "dicom_refused", "DICOM instance or study refused"
     POLICY_SET = "policy_set", "Reading policy set"
     OPINION_COMMITTED = "opinion_committed", "Unaided opinion committed"
+    PRIORS_FETCHED = "priors_fetched", "Prior studies fetched from the PACS"
+    PRIOR_OPENED = "prior_opened", "Prior study viewed"
 
 
 class ProposalStatus(models.TextChoices):

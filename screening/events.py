@@ -94,6 +94,22 @@ def case_opened_over_dicomweb(user: Actor, case: Case) -> AuditEvent | None:
     return case_opened(user, case, via="wado-rs")
 
 
+def prior_opened_over_dicomweb(user: Actor, study: Study) -> AuditEvent | None:
+    """A prior study's films retrieved by WADO-RS (hung beside a current screen): recorded
+    once per user and study within ``SAME_VIEWING``, as a case's viewing is."""
+    if user is not None and user.is_authenticated:
+        recent = AuditEvent.objects.filter(
+            actor=user,
+            action=AuditAction.PRIOR_OPENED,
+            object_type=study._meta.model_name,
+            object_id=str(study.pk),
+            created_at__gte=timezone.now() - SAME_VIEWING,
+        )
+        if recent.exists():
+            return None
+    return _record(user, AuditAction.PRIOR_OPENED, study, via="wado-rs")
+
+
 def read_recorded(user: Actor, read: Read) -> AuditEvent:
     return _record(
         user,
@@ -146,8 +162,14 @@ def read_conflicted(user: Actor, case: Case, reason: str) -> AuditEvent:
 
 
 def study_uploaded(user: Actor, study: Study, image_ids: list[int]) -> AuditEvent:
+    """A prior study (history, no case) says so: ``case_id`` is then None."""
     return _record(
-        user, AuditAction.STUDY_UPLOADED, study, case_id=study.case_id, image_ids=image_ids
+        user,
+        AuditAction.STUDY_UPLOADED,
+        study,
+        case_id=study.case_id,
+        image_ids=image_ids,
+        prior=study.is_prior,
     )
 
 
@@ -510,4 +532,23 @@ def dicom_refused(
         position=position,
         code=code,
         reason=reason[:500],
+    )
+
+
+def priors_fetched(
+    study: Study, pacs: str, found: int, stored: list[int], failure: str = ""
+) -> AuditEvent:
+    """The PACS was asked for the woman's earlier MG studies when ``study`` arrived: how many
+    it holds, which were stored here as priors, or why the look-up failed (never an
+    identifier: the Patient ID asked for stays in memory)."""
+    return _record(
+        None,
+        AuditAction.PRIORS_FETCHED,
+        study,
+        outcome=AuditOutcome.FAILURE if failure else AuditOutcome.SUCCESS,
+        actor_name=f"PACS {pacs}"[:150],
+        pacs=pacs,
+        found=found,
+        stored_study_ids=stored,
+        failure=failure[:500],
     )

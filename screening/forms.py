@@ -67,6 +67,11 @@ class UploadForm(forms.Form):
     birth_year = forms.IntegerField(min_value=1900, max_value=2100, required=False)
     study_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     modality = forms.ChoiceField(choices=Modality.choices, initial=Modality.MG)
+    prior = forms.BooleanField(
+        required=False,
+        label="A prior study",
+        help_text="Stored as history for comparison: no case, no reading task, not scored by the AI; shown beside the woman's later screens. A study dated before her newest screen is a prior even unticked.",
+    )
     # A declared field: the form's metaclass moves it out of the class attribute it shadows.
     files = MultipleFileField(required=False)  # type: ignore[assignment]
 

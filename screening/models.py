@@ -354,7 +354,17 @@ class SitePolicy(models.Model):
 
 
 class Study(models.Model):
-    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="studies")
+    # A screen's study belongs to its case. A prior study (history: fetched from the PACS
+    # for comparison, or uploaded as one) has no case and so no reading task: it belongs to
+    # the woman directly (``prior_of``), and every query that starts from cases (worklists, the next case,
+    # the AI queue, the auditor's figures, exports) never meets it. Exactly one of the two
+    # is set (``study_is_a_screen_or_a_prior``).
+    case = models.ForeignKey(
+        Case, on_delete=models.PROTECT, related_name="studies", null=True, blank=True
+    )
+    prior_of = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="prior_studies", null=True, blank=True
+    )
     accession_number = models.CharField(max_length=64, unique=True)
     study_date = models.DateField()
     modality = models.CharField(max_length=4, choices=Modality.choices, default=Modality.MG)
@@ -378,6 +388,11 @@ class Study(models.Model):
     class Meta:
         verbose_name_plural = "studies"
         constraints = [
+            models.CheckConstraint(
+                condition=Q(case__isnull=False, prior_of__isnull=True)
+                | Q(case__isnull=True, prior_of__isnull=False),
+                name="study_is_a_screen_or_a_prior",
+            ),
             models.UniqueConstraint(
                 fields=["study_instance_uid"],
                 condition=~Q(study_instance_uid=""),
@@ -391,6 +406,18 @@ class Study(models.Model):
     @property
     def is_dicom(self) -> bool:
         return bool(self.study_instance_uid)
+
+    @property
+    def is_prior(self) -> bool:
+        """History for comparison: no case, never read, never scored."""
+        return self.case_id is None
+
+    @property
+    def woman(self) -> Patient:
+        """Whose films these are, for a screen's study and a prior alike."""
+        owner = self.prior_of if self.case is None else self.case.patient
+        assert owner is not None  # study_is_a_screen_or_a_prior
+        return owner
 
 
 def image_upload_path(instance: Image, filename: str) -> str:

@@ -73,7 +73,10 @@ def active_model_version() -> ModelVersion | None:
 
 def request_inference(study: Study) -> list[int]:
     """Queue a study for the active model, if there is one, and for every version in silent
-    trial; the jobs are sent after commit (a silent trial's behind the active one's)."""
+    trial; the jobs are sent after commit (a silent trial's behind the active one's). A
+    prior study is history for comparison and is never scored."""
+    if study.is_prior:
+        return []
     wanted = ModelVersion.objects.filter(
         Q(is_active=True) | Q(silent_trial=SilentTrial.RUNNING)
     ).values_list("pk", flat=True)

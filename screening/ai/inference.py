@@ -62,14 +62,16 @@ class PermanentFailure(Exception):
 
 
 def queue_study(study_id: int, model_version_id: int) -> list[int]:
-    """Create the queued result rows of a study (idempotent) and send its job after commit."""
-    images = Image.objects.filter(study_id=study_id).select_related("study")
+    """Create the queued result rows of a study (idempotent) and send its job after commit.
+
+    A prior study (no case) is history for comparison: never queued, never scored."""
+    case_id = Study.objects.filter(pk=study_id).values_list("case_id", flat=True).first()
+    if case_id is None:
+        return []
     ids = []
-    for image in images:
+    for image in Image.objects.filter(study_id=study_id):
         result, _ = AIResult.objects.get_or_create(
-            image=image,
-            model_version_id=model_version_id,
-            defaults={"case_id": image.study.case_id},
+            image=image, model_version_id=model_version_id, defaults={"case_id": case_id}
         )
         ids.append(result.pk)
     transaction.on_commit(lambda: dispatch(study_id, model_version_id))
@@ -173,7 +175,8 @@ def score_study(study_id: int, model_version_id: int, task_id: str = "") -> Stud
         if claimed:
             _score_claimed(predictor, claimed, outcome)
     study = Study.objects.get(pk=study_id)
-    aggregate_case(study.case_id, model_version_id)
+    if study.case_id is not None:  # queue_study never queues a prior; kept true here too
+        aggregate_case(study.case_id, model_version_id)
     return outcome
 
 

@@ -259,7 +259,7 @@ class StudySerializer(serializers.ModelSerializer):
 
     def get_dicom_report_url(self, study: Study) -> str | None:
         """The AI result as a DICOM SR, once a DICOM study's case is scored."""
-        result = study.case.ai_result
+        result = study.case.ai_result if study.case is not None else None
         if not study.is_dicom or result is None or result.status != AIStatus.DONE:
             return None
         return reverse("api-study-ai-report", args=[study.pk])
@@ -536,6 +536,10 @@ class StudyUploadSerializer(serializers.Serializer):
     birth_year = serializers.IntegerField(min_value=1900, max_value=2100, required=False)
     study_date = serializers.DateField(required=False)
     modality = serializers.ChoiceField(choices=Modality.choices, default=Modality.MG)
+    prior = serializers.BooleanField(
+        default=False,
+        help_text="Stored as history for comparison: no case, no reading task, not scored by the AI; shown beside the woman's later screens. A study dated before her newest screen is a prior even unticked.",
+    )
 
 
 @extend_schema_field({"type": "string", "format": "binary"})
@@ -564,6 +568,9 @@ class UploadResultSerializer(serializers.Serializer):
     detail = serializers.CharField()
     study_id = serializers.IntegerField(allow_null=True)
     case_id = serializers.IntegerField(allow_null=True)
+    prior = serializers.BooleanField(
+        required=False, help_text="Stored as a prior study: history, with no case (case_id null)."
+    )
     files = FileResultSerializer(many=True)
 
 

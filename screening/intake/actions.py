@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from .. import events
@@ -89,6 +90,10 @@ class StudySpec:
     patient_name: str = ""
     patient_id: str = ""
     patient_age: int | None = None
+    # Marked as a prior (the upload page's box, the API's ``prior``, a fetch from the PACS):
+    # stored as history with no case. A new study dated before the woman's newest screen
+    # is a prior whether marked or not.
+    prior: bool = False
 
 
 ALREADY_STORED = "already_stored"
@@ -360,7 +365,11 @@ def _store(
         _delete_files(written)
         raise
     for study in studies:
-        log.info("Stored images in study %s (case %s)", study.pk, study.case_id)
+        log.info(
+            "Stored images in study %s (%s)",
+            study.pk,
+            "a prior, no case" if study.is_prior else f"case {study.case_id}",
+        )
     films = [image for study in studies for image in study.images.all()]
     previews.warm(films)
     if settings.DICOMWEB_LOSSLESS_FRAMES:
@@ -436,13 +445,14 @@ def _dicom_study_for(spec: StudySpec, header: DicomHeader, several: bool) -> Stu
     return study
 
 
-def _locked_study(study_uid: str) -> Study | None:
-    return (
-        Study.objects.select_for_update()
-        .select_related("case")
-        .filter(study_instance_uid=study_uid)
-        .first()
-    )
+def _locked_study(study_uid: str = "", accession: str = "") -> Study | None:
+    """The study, and its case if it has one, locked against a read starting meanwhile
+    (two locks: a prior's missing case is the nullable side of an outer join)."""
+    lookup = {"study_instance_uid": study_uid} if study_uid else {"accession_number": accession}
+    study = Study.objects.select_for_update().filter(**lookup).first()
+    if study is not None and study.case_id is not None:
+        study.case = Case.objects.select_for_update().get(pk=study.case_id)
+    return study
 
 
 def _dicom_spec(spec: StudySpec, header: DicomHeader, several: bool) -> StudySpec:
@@ -464,6 +474,8 @@ def _dicom_spec(spec: StudySpec, header: DicomHeader, several: bool) -> StudySpe
 
 
 def _check_can_add(study: Study) -> None:
+    if study.case is None:  # a prior study: history, never read
+        return
     if study.case.reads.exists() or study.case.status == CaseStatus.CLOSED:
         raise UploadRefused(
             "This case is already being read; images can no longer be added.",
@@ -476,12 +488,7 @@ def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = ""
     if not accession:
         raise UploadRefused("An accession number is required.")
     if not spec.new_study:
-        study = (
-            Study.objects.select_for_update()
-            .select_related("case")
-            .filter(accession_number=accession)
-            .first()
-        )
+        study = _locked_study(accession=accession)
         if study is None:
             raise UploadRefused(
                 "Unknown accession number: no such study.", status=HTTPStatus.NOT_FOUND
@@ -498,12 +505,18 @@ def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = ""
     patient, _ = Patient.objects.get_or_create(
         pseudonym=spec.patient_pseudonym.strip(), defaults={"birth_year": spec.birth_year}
     )
-    case = Case.objects.create(patient=patient, is_synthetic=spec.synthetic, outcome=spec.outcome)
+    study_date = spec.study_date or timezone.localdate()
+    case = None
+    if not (spec.prior or _older_than_newest_screen(patient, study_date)):
+        case = Case.objects.create(
+            patient=patient, is_synthetic=spec.synthetic, outcome=spec.outcome
+        )
     return Study.objects.create(
         case=case,
+        prior_of=patient if case is None else None,
         accession_number=accession,
         modality=spec.modality,
-        study_date=spec.study_date or timezone.localdate(),
+        study_date=study_date,
         source_format=SourceFormat.SYNTHETIC if spec.synthetic else source_format,
         study_instance_uid=study_instance_uid,
         # The mode at ingest, for good: a later switch never shows who a research study is.
@@ -512,6 +525,13 @@ def _study_for(spec: StudySpec, source_format: str, study_instance_uid: str = ""
         patient_id=spec.patient_id,
         patient_age=spec.patient_age,
     )
+
+
+def _older_than_newest_screen(patient: Patient, study_date: dt.date) -> bool:
+    """A study from before the woman's newest screen is history: reading it now would put
+    an old screen on the worklist as if it were new."""
+    newest = Study.objects.filter(case__patient=patient).aggregate(newest=Max("study_date"))
+    return newest["newest"] is not None and study_date < newest["newest"]
 
 
 def _delete_files(names: list[str]) -> None:

@@ -72,6 +72,7 @@ class StudyUploadViewSet(viewsets.GenericViewSet):
             "detail": f"Stored {len(accepted.results)} image(s).",
             "study_id": accepted.study.pk,
             "case_id": accepted.study.case_id,
+            "prior": accepted.study.is_prior,
             "files": [r.as_dict() for r in accepted.results],
         }
         return Response(body, status=status.HTTP_201_CREATED)

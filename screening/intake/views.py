@@ -65,6 +65,7 @@ def spec_from(data: dict) -> actions.StudySpec:
         study_date=data.get("study_date"),
         modality=data.get("modality") or "MG",
         birth_year=data.get("birth_year"),
+        prior=bool(data.get("prior")),
     )
 
 

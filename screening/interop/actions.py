@@ -40,6 +40,8 @@ def export_study_report(actor: User, study_id: int) -> DicomExport:
     )
     if study is None:
         raise NotFound("No such study.")
+    if study.case is None:
+        _refuse_export(actor, study, "A prior study is history: the AI does not score it.")
     case_result = _exportable(actor, study, study.case.ai_result)
     results = case_ai_results(study.case)
     content = dicom_export.study_report(study, case_result, results)
@@ -161,6 +163,8 @@ def wado_retrieve(
         instances = [i for i in instances if i.series_uid == series_uid]
     if not instances:
         raise NotFound("No stored instance matches.")
-    if audit:
+    if audit and study.case is None:
+        events.prior_opened_over_dicomweb(actor, study)
+    elif audit and study.case is not None:
         events.case_opened_over_dicomweb(actor, study.case)
     return instances

@@ -9,8 +9,10 @@ when the association ends each study goes through the same upload verb as the pa
 and STOW-RS. It ends when the sender releases it, aborts it, or stays quiet for
 DICOM_NODE_QUIET_SECONDS: an instance answered with success is filed whichever way.
 
-Original identifiers never leave this module: instances are named by their order in the
-association ("instance 3"), studies by their order ("study 1"), in the log and audit trail.
+Original identifiers never leave this module but in memory, to ``pacs_priors`` (the woman's
+Patient ID, to ask the PACS for her earlier studies once a screen is filed): instances are
+named by their order in the association ("instance 3"), studies by their order ("study 1"),
+in the log and audit trail.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ..intake.films import FileRejected
 from ..intake.imaging import inspect_image
 from ..intake.streams import KINDS_BY_SYNTAX
 from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_STUDIES
+from .pacs_priors import PriorFetcher, Wanted, fetcher_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,9 @@ class PendingStudy:
     order: int
     instances: dict[str, SpooledInstance] = field(default_factory=dict)
     refusal: tuple[str, str] | None = None  # (code, reason)
+    # Whose earlier studies to fetch once it is filed: the original Patient ID, in memory
+    # only (``pacs_priors``), from its first instance.
+    wanted: Wanted | None = None
 
 
 @dataclass
@@ -156,10 +162,16 @@ class DicomNode:
     """The application entity and its handlers; ``start`` serves in background threads."""
 
     def __init__(
-        self, actor: User, ae_title: str, peers: list[Peer], quiet_seconds: float = 60.0
+        self,
+        actor: User,
+        ae_title: str,
+        peers: list[Peer],
+        quiet_seconds: float = 60.0,
+        priors: PriorFetcher | None = None,
     ) -> None:
         self.actor, self.ae_title, self.peers = actor, ae_title, peers
         self.quiet_seconds = quiet_seconds
+        self.priors = priors  # None: priors are not fetched (PRIORS_PACS unset)
         self._receptions: dict[int, Reception] = {}
         self._lock = threading.Lock()
 
@@ -222,13 +234,17 @@ class DicomNode:
         position = reception.instances
         reception.instances += 1
         content = event.encoded_dataset()
+        wanted = None
         try:
             study_uid = str(event.dataset.get("StudyInstanceUID", "") or "")
+            wanted = Wanted.of(event.dataset)
         except Exception:  # a dataset pydicom cannot even parse: refused as corrupt below
             study_uid = ""
         request = cast(C_STORE, event.request)
         sop_uid = str(request.AffectedSOPInstanceUID or "")
-        pending = reception.studies.setdefault(study_uid, PendingStudy(len(reception.studies)))
+        pending = reception.studies.setdefault(
+            study_uid, PendingStudy(len(reception.studies), wanted=wanted)
+        )
         if pending.refusal is not None:
             return self._refuse(
                 reception, position, "study_refused", "Another instance of this study was refused."
@@ -346,6 +362,9 @@ class DicomNode:
             outcome.replace("_", " "),
             accepted.study.pk,
         )
+        if self.priors is not None and pending.wanted is not None and accepted.studies:
+            if not accepted.study.is_prior:  # a screen just filed: hang her history beside it
+                self.priors.submit(accepted.study.pk, pending.wanted)
         return True
 
     def _keep_unfiled(
@@ -412,4 +431,11 @@ def node_from_settings(actor: User) -> DicomNode:
     peers = parse_peers(settings.DICOM_NODE_PEERS)
     if not peers:
         log.warning("DICOM_NODE_PEERS is empty: every association will be rejected")
-    return DicomNode(actor, settings.DICOM_NODE_AE_TITLE, peers, settings.DICOM_NODE_QUIET_SECONDS)
+    ae_title = settings.DICOM_NODE_AE_TITLE
+    return DicomNode(
+        actor,
+        ae_title,
+        peers,
+        settings.DICOM_NODE_QUIET_SECONDS,
+        fetcher_from_settings(actor, ae_title),
+    )

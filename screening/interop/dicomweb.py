@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from .. import events
 from ..api.serializers import ErrorSerializer
-from ..choices import Role
+from ..choices import IdentityMode, Role
 from ..http import request_too_large
 from ..intake import actions as intake_actions
 from ..intake.dicom import PART10_MAGIC, is_part10
@@ -455,14 +455,14 @@ def _whole_number(params: QueryDict, name: str, default: int) -> int:
 def _search(params: Any) -> QuerySet[CountedStudy]:
     studies = (
         Study.objects.filter(~Q(study_instance_uid=""))
-        .select_related("case__patient")
+        .select_related("case__patient", "prior_of")
         .annotate(instances=Count("images"))
         .order_by("-study_date", "pk")
     )
     if params.get("StudyInstanceUID"):
         studies = studies.filter(study_instance_uid__in=params["StudyInstanceUID"].split(","))
     if params.get("PatientID"):
-        studies = studies.filter(case__patient__pseudonym=params["PatientID"])
+        studies = studies.filter(_patient_id_is(params["PatientID"]))
     value = params.get("StudyDate", "")
     if not re.fullmatch(STUDY_DATE, value):
         raise ValueError(f"StudyDate {value!r} is not YYYYMMDD or a range of such dates.")
@@ -473,6 +473,22 @@ def _search(params: Any) -> QuerySet[CountedStudy]:
         if end:
             studies = studies.filter(study_date__lte=_qido_date(end))
     return studies
+
+
+def _patient_id(study: Study) -> str:
+    """The Patient ID the stored files carry: the hospital's own in clinical mode, the
+    keyed pseudonym in research mode (the study's mode at ingest, as everywhere)."""
+    if study.identity_mode == IdentityMode.CLINICAL:
+        return study.patient_id
+    return study.woman.pseudonym
+
+
+def _patient_id_is(value: str) -> Q:
+    """Studies whose answered Patient ID (``_patient_id``) is ``value``."""
+    pseudonym = Q(case__patient__pseudonym=value) | Q(prior_of__pseudonym=value)
+    return Q(identity_mode=IdentityMode.CLINICAL, patient_id=value) | (
+        ~Q(identity_mode=IdentityMode.CLINICAL) & pseudonym
+    )
 
 
 def _qido_date(value: str) -> dt.date:
@@ -487,7 +503,7 @@ def _study_json(study: CountedStudy) -> dict[str, Any]:
     return {
         "00080020": _element("DA", study.study_date.strftime("%Y%m%d")),
         "00080061": _element("CS", study.modality),
-        "00100020": _element("LO", study.case.patient.pseudonym),
+        "00100020": _element("LO", _patient_id(study)),
         "0020000D": _element("UI", study.study_instance_uid),
         "00201208": _element("IS", study.instances),
     }

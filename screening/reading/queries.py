@@ -134,6 +134,16 @@ def priors(case: Case) -> list[Case]:
     return list(earlier.select_related("patient").order_by("-first_study", "-pk"))
 
 
+def prior_studies(case: Case) -> list[Study]:
+    """The woman's prior studies (history: no case, never read or scored) dated before
+    this screen, newest first, to hang beside it."""
+    own = Study.objects.filter(case=case).aggregate(first=Min("study_date"))["first"]
+    earlier = Study.objects.filter(prior_of_id=case.patient_id)
+    if own is not None:
+        earlier = earlier.filter(study_date__lt=own)
+    return list(earlier.prefetch_related("images").order_by("-study_date", "-pk"))
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who a study's films are of, as its header said (clinical mode)."""

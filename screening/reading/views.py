@@ -40,7 +40,7 @@ from ..intake import previews
 from ..intake.films import FileRejected
 from ..intake.imaging import display_png
 from ..middleware import extend_session, session_expires_in
-from ..models import AIResult, Case, Image, ReadDraft, UnaidedOpinion
+from ..models import AIResult, Case, Image, ReadDraft, Study, UnaidedOpinion
 from ..roles import (
     CLINICAL_VIEWERS,
     READERS,
@@ -413,7 +413,14 @@ def _render_case(
         (image, results.get(image.pk))
         for image in Image.objects.filter(study__case=case).select_related("study")
     ]
-    priors = [_prior(request, prior) for prior in queries.priors(case)]
+    priors = sorted(
+        [
+            *(_prior(request, prior) for prior in queries.priors(case)),
+            *(_history(study) for study in queries.prior_studies(case)),
+        ],
+        key=lambda prior: prior["date"] or dt.date.min,
+        reverse=True,
+    )
     me = person(request.user)
     given = queries.given_reads(case)
     reads = queries.visible_reads(request.user, case)
@@ -469,9 +476,10 @@ def _render_case(
 
 def _compared(request: AuthenticatedHttpRequest, priors: list[dict]) -> dict | None:
     """The prior hung beside the current films: the one the reader picked from the list
-    (``?prior=<case id>``, one of this woman's earlier screens), else the latest."""
+    (``?prior=<key>``: an earlier screen's case id, or ``study-<id>`` for a prior study),
+    else the latest."""
     chosen = request.GET.get("prior", "")
-    picked = [p for p in priors if chosen.isdigit() and p["case"].pk == int(chosen)]
+    picked = [p for p in priors if p["key"] == chosen]
     return next(iter(picked or priors), None)
 
 
@@ -480,11 +488,29 @@ def _prior(request: AuthenticatedHttpRequest, prior: Case) -> dict:
     what the reading pathway lets this user see (a prior still open stays blind)."""
     films = Image.objects.filter(study__case=prior).select_related("study")
     return {
+        "key": str(prior.pk),  # the panels' data-case, the viewer's data-compare-case
         "case": prior,
         "date": min((image.study.study_date for image in films), default=None),
         "panels": hanging.hang((image, None) for image in films),
         "reads": queries.visible_reads(request.user, prior),
         "closed": prior.status == CaseStatus.CLOSED,
+    }
+
+
+def _history(study: Study) -> dict:
+    """A prior study of the same woman (history, no case): its films to compare with, no
+    reads and no AI (it is never read or scored here)."""
+    films = list(study.images.all())
+    for image in films:
+        image.study = study  # the panels read its UID: no query per film
+    return {
+        "key": f"study-{study.pk}",
+        "case": None,
+        "study": study,
+        "date": study.study_date,
+        "panels": hanging.hang((image, None) for image in films),
+        "reads": [],
+        "closed": False,
     }
 
 

@@ -36,7 +36,10 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stopping.set())
         self.stdout.write(
             f"DICOM node {node.ae_title} on {options['bind']}:{options['port']}; "
-            f"peers: {', '.join(f'{p.ae_title}@{p.host}' for p in node.peers)}"
+            f"peers: {', '.join(f'{p.ae_title}@{p.host}' for p in node.peers)}; "
+            f"priors from: {node.priors.pacs if node.priors else 'nowhere (PRIORS_PACS unset)'}"
         )
         stopping.wait()
         server.shutdown()
+        if node.priors is not None:
+            node.priors.shutdown()  # a look-up under way finishes first

@@ -59,7 +59,7 @@ def _import(user, spec: intake_actions.StudySpec, files: list) -> None:
     rolled-back transaction would take with it.
     """
     accepted = intake_actions.upload_study(user, spec, files)
-    if spec.outcome:
+    if spec.outcome and accepted.study.case is not None:  # a prior has no outcome of its own
         events.outcome_recorded(user, accepted.study.case, previous="")
 
 
