@@ -12,6 +12,7 @@ API and the case page: nobody ever sees a read the blind-reading rule hides from
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -35,7 +36,7 @@ from screening.models import Case, Read
 from screening.reading import actions as reading_actions
 from screening.reading import pathway
 from screening.reading.actions import ReadInput
-from screening.reading.assessment import FindingInput
+from screening.reading.assessment import FindingInput, Mark
 from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
 from tests.factories import UserFactory, case_with_images
 
@@ -335,9 +336,16 @@ def reason_of(username: str) -> str:
     return f"Opinion recorded by {username}"
 
 
-def structured(recall: bool, kind: str, username: str) -> ReadInput:
+def mark_of(username: str) -> tuple[float, float]:
+    """Each reader marks their finding at their own point of the film, so a page or answer
+    carrying that point gives their mark away."""
+    return (1.25 + [name for name, _ in USERS].index(username), 7.5)
+
+
+def structured(recall: bool, kind: str, username: str, image_id: int = 0) -> ReadInput:
     if recall:
-        mass = FindingInput(breast="R", finding="mass", site="10", depth="middle")
+        mark = Mark(image_id, "point", (mark_of(username),)) if image_id else None
+        mass = FindingInput(breast="R", finding="mass", site="10", depth="middle", mark=mark)
         return ReadInput(
             kind=kind, birads_right=4, birads_left=1, density="b", findings=(mass,),
             reason=reason_of(username),
@@ -347,8 +355,8 @@ def structured(recall: bool, kind: str, username: str) -> ReadInput:
     )
 
 
-def api_payload(recall: bool, kind: str, username: str) -> dict:
-    data = structured(recall, kind, username)
+def api_payload(recall: bool, kind: str, username: str, image_id: int = 0) -> dict:
+    data = structured(recall, kind, username, image_id)
     return {
         "kind": data.kind,
         "birads_right": data.birads_right,
@@ -392,6 +400,7 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
         def __init__(self) -> None:
             super().__init__()
             self.case: Case | None = None
+            self.film = 0
             self.reads: list[GivenRead] = []
             self.status: str = CaseStatus.READY
 
@@ -402,6 +411,7 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             else:
                 self.case = case_with_images(images=1, status=CaseStatus.AWAITING_AI)
             self.status = self.case.status
+            self.film = self.case.studies.get().images.get().pk
             self.reads = []
             self.check_everyone_sees_only_what_the_pathway_shows()
 
@@ -425,7 +435,7 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                 api.force_authenticate(who.user)
                 response = api.post(
                     f"/api/cases/{self.case.pk}/reads/",
-                    api_payload(recall, stated, who.username),
+                    api_payload(recall, stated, who.username, self.film),
                     format="json",
                 )
                 got = response.status_code
@@ -440,7 +450,7 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                     reading_actions.submit_read(
                         who.user,  # type: ignore[arg-type]
                         self.case.pk,
-                        structured(recall, stated, who.username),
+                        structured(recall, stated, who.username, self.film),
                     )
                     got = HTTPStatus.CREATED
                 except DomainError as error:
@@ -490,6 +500,8 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
             assert [(read["reader"], read["kind"]) for read in body["reads"]] == [
                 (by_id[read.reader_id].username, read.kind) for read in shown
             ], viewer.username
+            marks = [f["mark"] for read in body["reads"] for f in read["findings"]]
+            assert marks == self.marks_of(shown), viewer.username
             assert body["status"] == self.status
             if self.status == CaseStatus.CLOSED:
                 assert body["final_decision"] == pathway.final_decision(self.status, self.reads)
@@ -515,6 +527,24 @@ def blind_reading_machine(pool: list[Member], reached: set[str]) -> type[RuleBas
                 assert reason_of(name) not in html
             for read in shown:
                 assert reason_of(by_id[read.reader_id].username) in html, viewer.username
+            if response.status_code == HTTPStatus.OK:
+                sent = json.loads(
+                    html.split('id="film-marks" type="application/json">')[1].split("</script>")[0]
+                )
+                drawn = [{k: m[k] for k in ("image", "shape", "points")} for m in sent]
+                assert drawn == self.marks_of(shown), viewer.username
+
+        def marks_of(self, reads: list[GivenRead]) -> list[dict]:
+            """The marks ``reads`` carry: each recall's finding, at its reader's own point."""
+            return [
+                {
+                    "image": self.film,
+                    "shape": "point",
+                    "points": [list(mark_of(by_id[read.reader_id].username))],
+                }
+                for read in reads
+                if read.decision == Decision.RECALL
+            ]
 
     return BlindReading
 

@@ -29,6 +29,7 @@ import {
   ZoomTool,
 } from "@cornerstonejs/tools";
 import { init as initDicom, wadors } from "@cornerstonejs/dicom-image-loader";
+import { addMarkTools, markTools, setUpMarks } from "./marks.js";
 
 const { Events, ViewportType } = Enums;
 const { MouseBindings } = ToolEnums;
@@ -45,6 +46,7 @@ const PRIMARY_TOOLS = {
   m: LengthTool.toolName,
   v: ProbeTool.toolName,
   g: MagnifyTool.toolName,
+  ...markTools(), // findings marked on the film: marks.js
 };
 
 const FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*";
@@ -623,6 +625,7 @@ function setUpTools() {
     bindings: [{ mouseButton: MouseBindings.Secondary }, { mouseButton: MouseBindings.Wheel }],
   });
   [LengthTool, ProbeTool, MagnifyTool].forEach((tool) => group.setToolPassive(tool.toolName));
+  addMarkTools(group);
 }
 
 const pairSyncs = [];
@@ -711,6 +714,7 @@ async function start() {
     })),
   );
   setUpTools();
+  setUpMarks({ panels, planeOf: (panel) => panel.dataset.imageId && metaData.get("imagePlaneModule", panel.dataset.imageId) });
   panels().forEach((panel) => {
     group.addViewport(viewportId(panel), engine.id);
     const element = panel.querySelector(".viewport");
