@@ -29,7 +29,9 @@
     const right = category("id_birads_right");
     const left = category("id_birads_left");
     const state = { right, left, problems: [] };
-    const need = (id, text) => state.problems.push({ field: id, text, missing: true });
+    const need = (id, text) => {
+      if (!state.problems.some((p) => p.text === text)) state.problems.push({ field: id, text, missing: true });
+    };
     for (const [side, value] of [["R", right], ["L", left]]) {
       const name = side === "R" ? "right" : "left";
       // The breast's finding rows (finding_R, finding_R_2, ...: static/js/findings.js).

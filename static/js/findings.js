@@ -7,7 +7,7 @@
   "use strict";
   const form = document.getElementById("read-form");
   if (!form) return;
-  const help = document.getElementById("mark-help");
+  const feedback = document.getElementById("mark-feedback");
   const SHAPE_WORDS = { point: "point", ellipse: "ellipse", arrow: "arrow" };
 
   const rowsOf = (breast) => Array.from(form.querySelectorAll(`.breast .finding-row[data-row^="${breast}"]`));
@@ -26,7 +26,7 @@
       const remove = row.querySelector(".remove-mark");
       let mark = null;
       try { mark = input && input.value ? JSON.parse(input.value) : null; } catch (error) { mark = null; }
-      if (mark) row.hidden = false;
+      if (mark || Array.from(row.querySelectorAll("select")).some((select) => select.value)) row.hidden = false;
       if (text) text.textContent = mark ? `Marked: ${SHAPE_WORDS[mark.shape] || mark.shape} on ${filmName(mark.image)}.` : "";
       if (remove) remove.hidden = !mark;
       if (text) text.parentElement.hidden = !mark;
@@ -34,9 +34,9 @@
   }
 
   function say(text) {
-    if (!help) return;
-    help.textContent = text;
-    help.setAttribute("role", "status");
+    if (!feedback) return;
+    feedback.textContent = text;
+    feedback.hidden = false;
   }
 
   function changed(element) {

@@ -14,6 +14,7 @@ import {
   EllipticalROITool,
   Enums as ToolEnums,
   ProbeTool,
+  utilities as toolUtils,
 } from "@cornerstonejs/tools";
 
 class FindingPointTool extends ProbeTool {
@@ -67,7 +68,7 @@ function clampTo(points, columns, rows) {
   return points.map(([x, y]) => [round(Math.min(Math.max(x, 0), columns)), round(Math.min(Math.max(y, 0), rows))]);
 }
 
-export function setUpMarks({ panels, planeOf }) {
+export function setUpMarks({ panels, planeOf, viewportId }) {
   const sent = JSON.parse((document.getElementById("film-marks") || {}).textContent || "[]");
   let version = 0;
 
@@ -119,9 +120,13 @@ export function setUpMarks({ panels, planeOf }) {
     const placed = event.detail.annotation;
     const kind = placed && SHAPES[placed.metadata.toolName];
     if (!kind) return;
-    annotation.state.removeAnnotation(placed.annotationUID);
     const imageId = placed.metadata.referencedImageId;
     const panel = panels().find((p) => p.dataset.imageId === imageId);
+    // Removed once the tool has finished with it (the arrow still labels it after this).
+    setTimeout(() => {
+      annotation.state.removeAnnotation(placed.annotationUID);
+      if (panel) toolUtils.triggerAnnotationRenderForViewportIds([viewportId(panel)]);
+    }, 0);
     if (!panel) return;
     const plane = planeOf(panel);
     const detail = { image: Number(panel.dataset.image), breast: panel.dataset.side, film: panel.querySelector(".vp-label")?.textContent || "" };

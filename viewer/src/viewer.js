@@ -714,7 +714,7 @@ async function start() {
     })),
   );
   setUpTools();
-  setUpMarks({ panels, planeOf: (panel) => panel.dataset.imageId && metaData.get("imagePlaneModule", panel.dataset.imageId) });
+  setUpMarks({ panels, viewportId, planeOf: (panel) => panel.dataset.imageId && metaData.get("imagePlaneModule", panel.dataset.imageId) });
   panels().forEach((panel) => {
     group.addViewport(viewportId(panel), engine.id);
     const element = panel.querySelector(".viewport");
