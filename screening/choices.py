@@ -267,6 +267,24 @@ class FindingDepth(models.TextChoices):
     POSTERIOR = "posterior", "Posterior third"
 
 
+class MarkShape(models.TextChoices):
+    """How a reader marks a finding on a film (Cornerstone3D's probe, ellipse and arrow).
+
+    Each stores its points in the stored film's pixel coordinates, (0, 0) the top left
+    corner of the top left pixel, as a DICOM SR's SCOORD does: a point one, an arrow two
+    (its tail, then the head that points at the finding), an ellipse four (the ends of one
+    axis, then the ends of the other).
+    """
+
+    POINT = "point", "Point"
+    ELLIPSE = "ellipse", "Ellipse"
+    ARROW = "arrow", "Arrow"
+
+
+# How many points each mark shape stores (see MarkShape).
+MARK_POINTS = {MarkShape.POINT: 1, MarkShape.ARROW: 2, MarkShape.ELLIPSE: 4}
+
+
 class RiskBand(models.TextChoices):
     HIGH = "high", "High"
     INTERMEDIATE = "intermediate", "Intermediate"

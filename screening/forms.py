@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from .choices import (
     Role,
 )
 from .models import ModelVersion
-from .reading.assessment import FindingInput
+from .reading.assessment import FindingInput, Mark
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -81,6 +82,34 @@ def _choose(choices: list[tuple], prompt: str = "— choose —") -> list[tuple]
     return [("", prompt), *choices]
 
 
+# Finding rows the case page offers per breast (the API takes any number).
+FINDINGS_PER_BREAST = 4
+
+
+def finding_row(breast: str, n: int) -> str:
+    """A finding row's field suffix: "R" for the right breast's first, "R_2" for its second."""
+    return breast if n == 1 else f"{breast}_{n}"
+
+
+def mark_from_json(text: str) -> Mark:
+    """A mark as the page's hidden field carries it; ValueError where it is not one."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    image, shape, points = value.get("image"), value.get("shape"), value.get("points")
+    if not isinstance(image, int) or isinstance(image, bool) or not isinstance(shape, str):
+        raise ValueError("image or shape")
+    if not isinstance(points, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(_number(v) for v in p) for p in points
+    ):
+        raise ValueError("points")
+    return Mark(image, shape, tuple((float(x), float(y)) for x, y in points))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class ReadForm(forms.Form):
     """A structured read: BI-RADS per breast, density, findings of recalled breasts.
 
@@ -116,45 +145,68 @@ class ReadForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for breast in Breast:
-            side = breast.label.lower()
-            self.fields[f"finding_{breast}"] = forms.ChoiceField(
-                choices=_choose(FindingType.choices, "— no finding —"),
-                required=False,
-                label=f"Finding, {side}",
-            )
-            self.fields[f"site_{breast}"] = forms.ChoiceField(
-                choices=_choose(FindingSite.choices, "— site —"),
-                required=False,
-                label=f"Site, {side}",
-            )
-            self.fields[f"depth_{breast}"] = forms.ChoiceField(
-                choices=_choose(FindingDepth.choices, "— depth —"),
-                required=False,
-                label=f"Depth, {side}",
-            )
+            for n in range(1, FINDINGS_PER_BREAST + 1):
+                self._add_finding_row(breast, n)
 
-    def breast_fields(self) -> list[tuple[str, list[forms.BoundField]]]:
-        """Per breast, right first (as the films hang): category, finding, site, depth."""
+    def _add_finding_row(self, breast: Breast, n: int) -> None:
+        side = breast.label.lower()
+        what = "Finding" if n == 1 else f"Finding {n}"
+        row = finding_row(breast, n)
+        self.fields[f"finding_{row}"] = forms.ChoiceField(
+            choices=_choose(FindingType.choices, "— no finding —"),
+            required=False,
+            label=f"{what}, {side}",
+        )
+        self.fields[f"site_{row}"] = forms.ChoiceField(
+            choices=_choose(FindingSite.choices, "— site —"), required=False, label=f"Site, {side}"
+        )
+        self.fields[f"depth_{row}"] = forms.ChoiceField(
+            choices=_choose(FindingDepth.choices, "— depth —"),
+            required=False,
+            label=f"Depth, {side}",
+        )
+        # Where the reader marked it on a film (static/js/findings.js fills it from the
+        # viewer's mark): {"image": id, "shape": ..., "points": [[x, y], ...]} as JSON.
+        self.fields[f"mark_{row}"] = forms.CharField(
+            required=False,
+            max_length=2000,
+            label=f"Mark of {what.lower()}, {side}",
+            widget=forms.HiddenInput(attrs={"data-mark": row}),
+        )
+
+    def breast_fields(self) -> list[tuple[str, forms.BoundField, list[dict[str, Any]]]]:
+        """Per breast, right first (as the films hang): the category, then its finding rows
+        (finding, site, depth, and the mark); a row past the first shows once it holds
+        something, or when the reader adds a finding or marks one."""
         return [
             (
                 breast.label,
-                [self[f"birads_{breast.label.lower()}"]]
-                + [self[f"{name}_{breast}"] for name in ("finding", "site", "depth")],
+                self[f"birads_{breast.label.lower()}"],
+                [self._row_of(breast, n) for n in range(1, FINDINGS_PER_BREAST + 1)],
             )
             for breast in Breast
         ]
+
+    def _row_of(self, breast: Breast, n: int) -> dict[str, Any]:
+        row = finding_row(breast, n)
+        fields = [self[f"{name}_{row}"] for name in ("finding", "site", "depth")]
+        mark = self[f"mark_{row}"]
+        held = any(field.value() for field in [*fields, mark])
+        return {"row": row, "n": n, "fields": fields, "mark": mark, "shown": n == 1 or held}
 
     def findings(self) -> tuple[FindingInput, ...]:
         data = self.cleaned_data
         return tuple(
             FindingInput(
                 breast=breast,
-                finding=data[f"finding_{breast}"],
-                site=data[f"site_{breast}"],
-                depth=data[f"depth_{breast}"],
+                finding=data[f"finding_{row}"],
+                site=data[f"site_{row}"],
+                depth=data[f"depth_{row}"],
+                mark=data[f"mark_{row}"],
             )
             for breast in Breast
-            if data.get(f"finding_{breast}")
+            for row in (finding_row(breast, n) for n in range(1, FINDINGS_PER_BREAST + 1))
+            if data.get(f"finding_{row}")
         )
 
     # What a draft keeps: what the reader chose or typed, not the stamp, kind or button.
@@ -181,10 +233,30 @@ class ReadForm(forms.Form):
         super().clean()
         data = self.cleaned_data
         for breast in Breast:
-            if data.get(f"finding_{breast}") and not data.get(f"site_{breast}"):
-                side = breast.label.lower()
-                self.add_error(f"site_{breast}", f"Give the site of the {side} finding.")
+            side = breast.label.lower()
+            for n in range(1, FINDINGS_PER_BREAST + 1):
+                row = finding_row(breast, n)
+                self._clean_mark(row, side)
+                if data.get(f"finding_{row}") and not data.get(f"site_{row}"):
+                    self.add_error(f"site_{row}", f"Give the site of the {side} finding.")
         return data
+
+    def _clean_mark(self, row: str, side: str) -> None:
+        """The mark's JSON as a ``Mark`` (None where there is none); whether it lies on one of
+        the case's films is the reading verb's check (``assessment.check_mark``)."""
+        data = self.cleaned_data
+        text = data.get(f"mark_{row}") or ""
+        data[f"mark_{row}"] = None
+        if not text:
+            return
+        try:
+            mark = mark_from_json(text)
+        except ValueError:
+            self.add_error(f"mark_{row}", "This mark could not be read: mark the finding again.")
+            return
+        if not data.get(f"finding_{row}"):
+            self.add_error(f"finding_{row}", f"Say what the mark on the {side} film shows.")
+        data[f"mark_{row}"] = mark
 
 
 # Primary keys are bigints: a number past this names no object (and SQLite cannot bind it).

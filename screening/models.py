@@ -35,6 +35,7 @@ from .choices import (
     HangingProtocol,
     IdentityMode,
     Laterality,
+    MarkShape,
     Modality,
     Outcome,
     OutcomeSource,
@@ -931,10 +932,24 @@ class Finding(models.Model):
     finding = models.CharField(max_length=14, choices=FindingType.choices)
     site = models.CharField(max_length=14, choices=FindingSite.choices)
     depth = models.CharField(max_length=10, choices=FindingDepth.choices, blank=True)
+    # Where the reader marked it, if they did: one film of the read's case and the mark's
+    # points in that film's pixel coordinates (``MarkShape`` says how many and in what order).
+    image = models.ForeignKey(
+        "Image", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    mark_shape = models.CharField(max_length=8, choices=MarkShape.choices, blank=True)
+    mark_points = models.JSONField(default=list, blank=True)
 
     class Meta:
         # Right first, as the films hang and the form asks ("R" sorts after "L").
         ordering = ["-breast", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(image__isnull=True) & Q(mark_shape=""))
+                | (Q(image__isnull=False) & ~Q(mark_shape="")),
+                name="finding_mark_has_image_and_shape",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_finding_display()}, {self.get_breast_display().lower()} {self.get_site_display()}"

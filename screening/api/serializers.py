@@ -20,6 +20,7 @@ from ..choices import (
     FindingDepth,
     FindingSite,
     FindingType,
+    MarkShape,
     Modality,
     Outcome,
     OutcomeSource,
@@ -40,7 +41,7 @@ from ..models import (
 )
 from ..reading import pathway
 from ..reading.actions import ReadInput
-from ..reading.assessment import FindingInput
+from ..reading.assessment import FindingInput, Mark
 from ..reading.worklist_pages import CURSOR_PATTERN
 
 # Text as the schema states it, in patterns JSON Schema (ECMA) and Python read alike: no
@@ -265,10 +266,44 @@ class StudySerializer(serializers.ModelSerializer):
         return reverse("api-study-ai-report", args=[study.pk])
 
 
+class MarkSerializer(serializers.Serializer):
+    """Where a finding is marked: one of the case's films and the shape's points in that
+    film's pixel coordinates, (0, 0) its top left corner (``choices.MarkShape``)."""
+
+    image = serializers.IntegerField(min_value=1, help_text="The film's id (one of the case's).")
+    shape = serializers.ChoiceField(
+        choices=MarkShape.choices,
+        help_text="point: 1 point; arrow: 2 (tail, head); ellipse: 4 (one axis's ends, "
+        "then the other's).",
+    )
+    points = serializers.ListField(
+        child=serializers.ListField(
+            child=serializers.FloatField(), min_length=2, max_length=2, help_text="[x, y]"
+        ),
+        min_length=1,
+        max_length=4,
+    )
+
+    def to_mark(self, data: dict) -> Mark:
+        return Mark(data["image"], data["shape"], tuple((x, y) for x, y in data["points"]))
+
+
 class FindingSerializer(serializers.ModelSerializer):
+    mark = serializers.SerializerMethodField()
+
     class Meta:
         model = Finding
-        fields = ["breast", "finding", "site", "depth"]
+        fields = ["breast", "finding", "site", "depth", "mark"]
+
+    @extend_schema_field(MarkSerializer(allow_null=True))
+    def get_mark(self, finding: Finding) -> dict | None:
+        if finding.image_id is None:
+            return None
+        return {
+            "image": finding.image_id,
+            "shape": finding.mark_shape,
+            "points": finding.mark_points,
+        }
 
 
 class ReadSerializer(serializers.ModelSerializer):
@@ -449,6 +484,12 @@ class FindingInputSerializer(serializers.Serializer):
     finding = serializers.ChoiceField(choices=FindingType.choices)
     site = serializers.ChoiceField(choices=FindingSite.choices)
     depth = serializers.ChoiceField(choices=FindingDepth.choices, required=False, default="")
+    mark = MarkSerializer(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Optional: where the finding is marked on one of the case's films.",
+    )
 
 
 # The read payload's version. Version 1 (``decision`` and one ``birads`` for the whole case,
@@ -511,7 +552,10 @@ class ReadCreateSerializer(serializers.Serializer):
     def read_input(self) -> ReadInput:
         data = dict(self.validated_data)
         data.pop("payload_version")
-        findings = tuple(FindingInput(**f) for f in data.pop("findings", []))
+        findings = tuple(
+            FindingInput(**{**f, "mark": f["mark"] and MarkSerializer().to_mark(f["mark"])})
+            for f in data.pop("findings", [])
+        )
         return ReadInput(**data, findings=findings)
 
 

@@ -12,7 +12,9 @@ follows the concepts of DICOM's Breast Imaging Report (TID 4200), written with h
 - one container per read (first, second, arbitration) with its reader as person observer
   (TID 1002), its decision, breast composition (CID 6000), per-breast categories and each
   finding (CID 6054) with its breast, clock face or quadrant (CID 6019/6020) and depth
-  (CID 6024). Reads store no image coordinates, so findings carry no SCOORD;
+  (CID 6024), and where the reader marked it on a film the report holds, the mark as an
+  "Image Region" SCOORD (POINT, ELLIPSE, or an arrow as a two-point POLYLINE, tail then
+  head) in the film's pixel coordinates, SELECTED FROM the film by its SOP Instance UID;
 - an "Image Library" (DCM 111028) naming every film of the study by its SOP Instance UID
   as stored.
 
@@ -39,9 +41,10 @@ from ..choices import (
     Density,
     FindingDepth,
     FindingType,
+    MarkShape,
     ReadKind,
 )
-from ..models import Case, Image, Read, Study
+from ..models import Case, Finding, Image, Read, Study
 from ..reading import pathway
 from ..reading.queries import given
 from .dicom_export import LOCAL_SCHEME, MANUFACTURER, _encode, _uid
@@ -57,6 +60,7 @@ CLOCKFACE = ("111014", "DCM", "Clockface or region")
 QUADRANT = ("111048", "DCM", "Quadrant location")
 DEPTH = ("111020", "DCM", "Depth")
 IMAGE_LIBRARY = ("111028", "DCM", "Image Library")
+IMAGE_REGION = ("111030", "DCM", "Image Region")
 SOURCE_IMAGE = ("121324", "DCM", "Source image")
 PROCEDURE_REPORTED = ("121058", "DCM", "Procedure reported")
 SCREENING_MAMMOGRAPHY = ("24623002", "SCT", "Screening mammography")
@@ -210,8 +214,45 @@ def _assessments(read: Read) -> list[Any]:
     ]
 
 
-def _finding(finding: Any) -> Any:
-    """One finding: its type, breast, clock face or quadrant, and depth where given."""
+# A mark's shape as an SCOORD graphic type: an arrow is the line from its tail to its head.
+GRAPHIC_TYPES = {
+    MarkShape.POINT: "POINT",
+    MarkShape.ELLIPSE: "ELLIPSE",
+    MarkShape.ARROW: "POLYLINE",
+}
+
+
+def _region(finding: Finding) -> Any:
+    """The finding's mark as an SCOORD on its film (``None`` where it has none the report
+    can point at: no mark, or a film without a SOP Instance UID in this report)."""
+    import highdicom as hd
+    import numpy as np
+
+    points = np.array(finding.mark_points, dtype=float).reshape(-1, 2)
+    if finding.mark_shape == MarkShape.ELLIPSE:
+        axes = np.linalg.norm(points[[1, 3]] - points[[0, 2]], axis=1)
+        if axes[0] < axes[1]:  # SCOORD ELLIPSE: the major axis's ends first
+            points = points[[2, 3, 0, 1]]
+    region = hd.sr.ScoordContentItem(
+        name=_concept(IMAGE_REGION),
+        graphic_type=GRAPHIC_TYPES[MarkShape(finding.mark_shape)],
+        graphic_data=points,
+        relationship_type="INFERRED FROM",
+    )
+    film = finding.image
+    assert film is not None
+    source = hd.sr.ImageContentItem(
+        name=_concept(SOURCE_IMAGE),
+        referenced_sop_class_uid=film.sop_class_uid,
+        referenced_sop_instance_uid=film.sop_instance_uid,
+        relationship_type="SELECTED FROM",
+    )
+    return _with(region, [source])
+
+
+def _finding(finding: Finding, films: frozenset[int]) -> Any:
+    """One finding: its type, breast, clock face or quadrant, depth where given, and its
+    mark where it is on one of ``films`` (the report's films, by id)."""
     site = (
         (CLOCKFACE, CLOCK_CODES[finding.site])
         if finding.site in CLOCK_CODES
@@ -223,6 +264,8 @@ def _finding(finding: Any) -> Any:
     ]
     if finding.depth:
         properties.append(_code(DEPTH, DEPTH_CODES[FindingDepth(finding.depth)], "HAS PROPERTIES"))
+    if finding.image_id in films:
+        properties.append(_region(finding))
     return _with(
         _code(FINDING, FINDING_CODES[FindingType(finding.finding)], "CONTAINS"), properties
     )
@@ -245,7 +288,7 @@ def _observer(read: Read) -> list[Any]:
     )
 
 
-def _read(read: Read) -> Any:
+def _read(read: Read, films: frozenset[int]) -> Any:
     children = [
         *_observer(read),
         _code(READ_KIND, READ_KIND_CODES[ReadKind(read.kind)], "CONTAINS"),
@@ -254,7 +297,8 @@ def _read(read: Read) -> Any:
     if read.density:
         children.append(_code(BREAST_COMPOSITION, DENSITY_CODES[Density(read.density)], "CONTAINS"))
     children.extend(_assessments(read))
-    children.extend(_finding(finding) for finding in read.findings.all())
+    findings = read.findings.select_related("image")
+    children.extend(_finding(finding, films) for finding in findings)
     return _container(READ, children, "CONTAINS")
 
 
@@ -313,7 +357,7 @@ def read_report(case: Case, study: Study, reads: Sequence[Read]) -> bytes:
         [
             _code(PROCEDURE_REPORTED, SCREENING_MAMMOGRAPHY, "HAS CONCEPT MOD"),
             _overall(case, reads),
-            *(_read(read) for read in reads),
+            *(_read(read, frozenset(image.pk for image in images)) for read in reads),
             _library(images),
         ],
         None,

@@ -33,7 +33,7 @@ from ..models import (
 from ..roles import person
 from . import pathway
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
-from .queries import given, given_reads, plan_of
+from .queries import films, given, given_reads, plan_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def submit_read(reader: User, case_id: int, data: ReadInput) -> Read | UnaidedOp
     once cannot both win: the second gets a Conflict, and nothing is overwritten.
     """
     try:
-        resolved = resolve(data.assessment())
+        resolved = resolve(data.assessment(), films(case_id))
     except AssessmentError as error:
         raise DomainError(str(error)) from None
     try:
@@ -201,13 +201,24 @@ def _create_read(reader: User, case: Case, kind: str, data: ReadInput, resolved:
                 reason=data.reason.strip(),
                 seconds_taken=data.seconds_taken,
             )
-            Finding.objects.bulk_create(
-                Finding(read=read, breast=f.breast, finding=f.finding, site=f.site, depth=f.depth)
-                for f in data.findings
-            )
+            Finding.objects.bulk_create(_finding(read, f) for f in data.findings)
             return read
     except IntegrityError:
         raise Conflict("Another reader recorded this read first; nothing was saved.") from None
+
+
+def _finding(read: Read, entered: FindingInput) -> Finding:
+    mark = entered.mark
+    return Finding(
+        read=read,
+        breast=entered.breast,
+        finding=entered.finding,
+        site=entered.site,
+        depth=entered.depth,
+        image_id=mark.image if mark else None,
+        mark_shape=mark.shape if mark else "",
+        mark_points=[list(point) for point in mark.points] if mark else [],
+    )
 
 
 def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = ()) -> None:

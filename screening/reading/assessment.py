@@ -7,12 +7,14 @@ twice; a decision sent alongside is a confirmation and must match what the categ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..choices import (
     BIRADS_CONCERN_ORDER,
     BIRADS_FOR_DECISION,
     BIRADS_NEEDING_FINDINGS,
+    MARK_POINTS,
     BiRads,
     Breast,
     Decision,
@@ -20,6 +22,7 @@ from ..choices import (
     FindingDepth,
     FindingSite,
     FindingType,
+    MarkShape,
 )
 
 
@@ -28,11 +31,31 @@ class AssessmentError(ValueError):
 
 
 @dataclass(frozen=True)
+class Mark:
+    """Where a finding was marked: a film (its id) and the shape's points on it, in the
+    stored film's pixel coordinates (``choices.MarkShape``)."""
+
+    image: int
+    shape: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Film:
+    """What the rules need of a film a mark may be on: its side and its size in pixels."""
+
+    breast: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class FindingInput:
     breast: str
     finding: str
     site: str
     depth: str = ""
+    mark: Mark | None = None
 
 
 @dataclass(frozen=True)
@@ -85,11 +108,12 @@ def browser_rules() -> dict[str, object]:
     }
 
 
-def resolve(entered: Assessment) -> Resolved:
+def resolve(entered: Assessment, films: Mapping[int, Film] | None = None) -> Resolved:
     """Check a read and return the decision and overall category it records.
 
     A whole-case category alone (the API's first payload) is refused: reads without
     per-breast categories and density would drop out of the auditor's density figures.
+    ``films``: the case's own films by id, the only ones a finding may be marked on.
     """
     if entered.birads_right is None or entered.birads_left is None:
         raise AssessmentError("Give a BI-RADS category for each breast, right and left.")
@@ -111,7 +135,34 @@ def resolve(entered: Assessment) -> Resolved:
             f"The case's category is {category} (its most concerning breast), not {entered.birads}."
         )
     _check_findings(entered)
+    for item in entered.findings:
+        if item.mark is not None:
+            check_mark(item.mark, item.breast, films or {})
     return Resolved(decision, category)
+
+
+def check_mark(mark: Mark, breast: str, films: Mapping[int, Film]) -> None:
+    """A mark must lie on one of the case's own films, of the finding's breast, inside it.
+
+    A point on the film's edge is on it: SCOORD puts the film's far corner at (width, height).
+    """
+    film = films.get(mark.image)
+    if film is None:
+        raise AssessmentError("A finding is marked on a film that is not one of this case's.")
+    if mark.shape not in MarkShape.values:
+        raise AssessmentError(f"A mark is one of: {', '.join(MarkShape.values)}.")
+    if len(mark.points) != MARK_POINTS[MarkShape(mark.shape)]:
+        count = MARK_POINTS[MarkShape(mark.shape)]
+        raise AssessmentError(f"A mark of shape {mark.shape} has {count} point(s) (x, y).")
+    if film.breast in Breast.values and film.breast != breast:
+        side = Breast(breast).label.lower()
+        raise AssessmentError(f"A finding in the {side} breast is marked on a film of the other.")
+    for x, y in mark.points:
+        if not (0 <= x <= film.width and 0 <= y <= film.height):
+            raise AssessmentError(
+                f"A mark's point ({x:g}, {y:g}) lies outside its film "
+                f"({film.width}×{film.height} pixels)."
+            )
 
 
 def _check_findings(entered: Assessment) -> None:

@@ -13,6 +13,7 @@ from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from ..choices import RANKING_BANDS, AIReveal, CaseRoute, CaseStatus, IdentityMode, ReadKind
 from ..models import (
     Case,
+    Image,
     ModelVersion,
     Read,
     ReadDraft,
@@ -23,6 +24,7 @@ from ..models import (
 )
 from ..roles import holders, person
 from . import pathway, worklist_pages
+from .assessment import Film
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,34 @@ def visible_reads(user: User, case: Case) -> list[Read]:
     shown = pathway.visible_reads(person(user), case.status, [given(r) for r in reads])
     shown_readers = {(read.kind, read.reader_id) for read in shown}
     return [read for read in reads if (read.kind, read.reader_id) in shown_readers]
+
+
+def films(case_id: int) -> dict[int, Film]:
+    """The case's own films by id: the only ones its readers may mark a finding on."""
+    rows = Image.objects.filter(study__case_id=case_id).values_list(
+        "pk", "laterality", "width", "height"
+    )
+    return {pk: Film(side, width, height) for pk, side, width, height in rows}
+
+
+def film_marks(reads: Iterable[Read]) -> list[dict[str, object]]:
+    """The findings marked on films in ``reads``, as the case page's viewer draws them.
+
+    Pass only the reads the user may see (``visible_reads``): this adds no rule of its own,
+    so a blind second reader, given no other read, is sent no other reader's marks.
+    """
+    return [
+        {
+            "image": finding.image_id,
+            "shape": finding.mark_shape,
+            "points": finding.mark_points,
+            "read": read.kind,
+            "label": f"{read.get_kind_display()} ({read.reader}): {finding}",
+        }
+        for read in reads
+        for finding in read.findings.all()
+        if finding.image_id is not None
+    ]
 
 
 def eligible_arbitrators(case: Case) -> int:

@@ -451,6 +451,7 @@ def _render_case(
         "read_report": pathway.may_take_report(me, case.status, given)
         and any(study.is_dicom for study in studies),
         "reads": reads,
+        "film_marks": queries.film_marks(reads),
         "my_reads": [read for read in reads if read.reader_id == me.id],
         "other_reads_shown": any(read.reader_id != me.id for read in reads),
         "others_reads_hidden": len(reads) < len(given),

@@ -29,19 +29,28 @@
     const right = category("id_birads_right");
     const left = category("id_birads_left");
     const state = { right, left, problems: [] };
-    const need = (id, text) => state.problems.push({ field: id, text, missing: true });
+    const need = (id, text) => {
+      if (!state.problems.some((p) => p.text === text)) state.problems.push({ field: id, text, missing: true });
+    };
     for (const [side, value] of [["R", right], ["L", left]]) {
       const name = side === "R" ? "right" : "left";
-      const finding = field(`id_finding_${side}`);
-      const site = field(`id_site_${side}`);
+      // The breast's finding rows (finding_R, finding_R_2, ...: static/js/findings.js).
+      const findings = Array.from(form.querySelectorAll(`select[name^="finding_${side}"]`));
       if (value === null) need(`id_birads_${name}`, `a BI-RADS category for the ${name} breast`);
-      if (!finding) continue;
-      if (finding.value && value === 1) {
-        state.problems.push({ field: finding.id, text: `A finding is recorded in the ${name} breast, which you assessed BI-RADS 1 (negative): change the category or set the finding back to none.` });
-      } else if (NEEDS_FINDING.includes(value) && !finding.value) {
-        need(finding.id, `the finding in the ${name} breast (BI-RADS ${value})`);
+      if (!findings.length) continue;
+      const named = findings.find((finding) => finding.value);
+      if (named && value === 1) {
+        state.problems.push({ field: named.id, text: `A finding is recorded in the ${name} breast, which you assessed BI-RADS 1 (negative): change the category or set the finding back to none.` });
+      } else if (NEEDS_FINDING.includes(value) && !named) {
+        need(findings[0].id, `the finding in the ${name} breast (BI-RADS ${value})`);
       }
-      if (finding.value && site && !site.value) need(site.id, `the site of the ${name} finding`);
+      for (const finding of findings) {
+        const row = finding.name.slice("finding_".length);
+        const site = field(`id_site_${row}`);
+        const mark = form.querySelector(`input[name="mark_${row}"]`);
+        if (finding.value && site && !site.value) need(site.id, `the site of the ${name} finding`);
+        if (!finding.value && mark && mark.value) need(finding.id, `what the mark on the ${name} film shows`);
+      }
     }
     if (!form.querySelector("input[name=density]:checked")) need("id_density_0", "the breast density");
     if (right !== null && left !== null) {
@@ -220,7 +229,7 @@
   // Shortcuts work whatever has focus (a select or a radio button included), except while
   // typing in a text field. Captured first, so a focused select never takes the letter.
   const TYPES_NOT_TYPED_IN = ["radio", "checkbox", "range", "button", "submit"];
-  const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c", "f"];
+  const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c", "f", "k", "e", "x"];
   window.addEventListener("keydown", (event) => {
     const target = event.target;
     const typing = target.tagName === "TEXTAREA" ||

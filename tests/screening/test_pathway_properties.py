@@ -12,6 +12,7 @@ API and the case page: nobody ever sees a read the blind-reading rule hides from
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -44,7 +45,7 @@ from screening.models import Case, Read, UnaidedOpinion
 from screening.reading import actions as reading_actions
 from screening.reading import pathway
 from screening.reading.actions import ReadInput
-from screening.reading.assessment import FindingInput
+from screening.reading.assessment import FindingInput, Mark
 from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
 from screening.reading.queries import plan_of
 from tests.factories import ModelVersionFactory, UserFactory, case_with_images
@@ -346,9 +347,16 @@ def reason_of(username: str) -> str:
     return f"Opinion recorded by {username}"
 
 
-def structured(recall: bool, kind: str, username: str) -> ReadInput:
+def mark_of(username: str) -> tuple[float, float]:
+    """Each reader marks their finding at their own point of the film, so a page or answer
+    carrying that point gives their mark away."""
+    return (1.25 + [name for name, _ in USERS].index(username), 7.5)
+
+
+def structured(recall: bool, kind: str, username: str, image_id: int = 0) -> ReadInput:
     if recall:
-        mass = FindingInput(breast="R", finding="mass", site="10", depth="middle")
+        mark = Mark(image_id, "point", (mark_of(username),)) if image_id else None
+        mass = FindingInput(breast="R", finding="mass", site="10", depth="middle", mark=mark)
         return ReadInput(
             kind=kind, birads_right=4, birads_left=1, density="b", findings=(mass,),
             reason=reason_of(username),
@@ -358,8 +366,8 @@ def structured(recall: bool, kind: str, username: str) -> ReadInput:
     )
 
 
-def api_payload(recall: bool, kind: str, username: str) -> dict:
-    data = structured(recall, kind, username)
+def api_payload(recall: bool, kind: str, username: str, image_id: int = 0) -> dict:
+    data = structured(recall, kind, username, image_id)
     return {
         "kind": data.kind,
         "birads_right": data.birads_right,
@@ -407,6 +415,7 @@ def blind_reading_machine(
         def __init__(self) -> None:
             super().__init__()
             self.case: Case | None = None
+            self.film = 0
             self.reads: list[GivenRead] = []
             self.status: str = CaseStatus.READY
             self.plan = pathway.Plan()
@@ -421,6 +430,7 @@ def blind_reading_machine(
                 self.case = case_with_images(images=1, status=CaseStatus.AWAITING_AI)
             self.status = self.case.status
             self.plan = plan_of(self.case)
+            self.film = self.case.studies.get().images.get().pk
             self.reads = []
             self.check_everyone_sees_only_what_the_pathway_shows()
 
@@ -442,7 +452,7 @@ def blind_reading_machine(
             if through_api:
                 api = APIClient()
                 api.force_authenticate(who.user)
-                payload = api_payload(recall, stated, who.username)
+                payload = api_payload(recall, stated, who.username, self.film)
                 response = api.post(f"/api/cases/{self.case.pk}/reads/", payload, format="json")
                 if response.status_code == HTTPStatus.ACCEPTED:  # held: the AI shown, confirm
                     self.check_everyone_sees_only_what_the_pathway_shows()
@@ -456,7 +466,7 @@ def blind_reading_machine(
                     assert got == refusal, response.content
             else:
                 try:
-                    given = structured(recall, stated, who.username)
+                    given = structured(recall, stated, who.username, self.film)
                     held = reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
                     if isinstance(held, UnaidedOpinion):  # held: the AI shown, confirm
                         self.check_everyone_sees_only_what_the_pathway_shows()
@@ -512,6 +522,8 @@ def blind_reading_machine(
             assert [(read["reader"], read["kind"]) for read in body["reads"]] == [
                 (by_id[read.reader_id].username, read.kind) for read in shown
             ], viewer.username
+            marks = [f["mark"] for read in body["reads"] for f in read["findings"]]
+            assert marks == self.marks_of(shown), viewer.username
             assert body["status"] == self.status
             if self.status == CaseStatus.CLOSED:
                 final = pathway.final_decision(self.status, self.reads, self.plan)
@@ -538,6 +550,24 @@ def blind_reading_machine(
                 assert reason_of(name) not in html
             for read in shown:
                 assert reason_of(by_id[read.reader_id].username) in html, viewer.username
+            if response.status_code == HTTPStatus.OK:
+                sent = json.loads(
+                    html.split('id="film-marks" type="application/json">')[1].split("</script>")[0]
+                )
+                drawn = [{k: m[k] for k in ("image", "shape", "points")} for m in sent]
+                assert drawn == self.marks_of(shown), viewer.username
+
+        def marks_of(self, reads: list[GivenRead]) -> list[dict]:
+            """The marks ``reads`` carry: each recall's finding, at its reader's own point."""
+            return [
+                {
+                    "image": self.film,
+                    "shape": "point",
+                    "points": [list(mark_of(by_id[read.reader_id].username))],
+                }
+                for read in reads
+                if read.decision == Decision.RECALL
+            ]
 
     return BlindReading
 

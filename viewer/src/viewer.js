@@ -31,6 +31,7 @@ import {
 import { wadors } from "@cornerstonejs/dicom-image-loader";
 import { initFrames } from "./frames.js";
 import { createHanging, hangFilm } from "./hanging.js";
+import { addMarkTools, markTools, setUpMarks } from "./marks.js";
 
 const { Events, ViewportType } = Enums;
 const { MouseBindings } = ToolEnums;
@@ -40,6 +41,7 @@ const PRIMARY_TOOLS = {
   m: LengthTool.toolName,
   v: ProbeTool.toolName,
   g: MagnifyTool.toolName,
+  ...markTools(), // findings marked on the film: marks.js
 };
 
 const viewer = document.getElementById("viewer");
@@ -562,6 +564,7 @@ function setUpTools() {
     bindings: [{ mouseButton: MouseBindings.Secondary }, { mouseButton: MouseBindings.Wheel }],
   });
   [LengthTool, ProbeTool, MagnifyTool].forEach((tool) => group.setToolPassive(tool.toolName));
+  addMarkTools(group);
 }
 
 const pairSyncs = [];
@@ -644,6 +647,7 @@ async function start() {
     })),
   );
   setUpTools();
+  setUpMarks({ panels, viewportId, planeOf: (panel) => panel.dataset.imageId && metaData.get("imagePlaneModule", panel.dataset.imageId) });
   panels().forEach((panel) => {
     group.addViewport(viewportId(panel), engine.id);
     const element = panel.querySelector(".viewport");
