@@ -18,6 +18,7 @@ from django.utils import timezone
 from .. import events
 from ..choices import CaseStatus, Decision
 from ..errors import Conflict, DomainError, NotFound
+from ..interop import pacs_delivery
 from ..models import Case, Finding, Read, ReadDraft, ReaderSettings
 from ..roles import person
 from . import pathway
@@ -149,6 +150,8 @@ def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = 
         case.closed_at = timezone.now()
         ReadDraft.objects.filter(case=case).delete()  # nobody can record them now
     case.save(update_fields=["status", "final_decision", "closed_at", *noted])
+    if after.status == CaseStatus.CLOSED:
+        pacs_delivery.queue_case(case)  # its results are final: back into the PACS
 
 
 def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:
