@@ -301,6 +301,10 @@ DICOM_NODE_PORT = envint("DICOM_NODE_PORT", 11112)
 DICOM_NODE_PEERS = envlist("DICOM_NODE_PEERS", "")
 # An association idle this long is closed and what it brought is filed (the quiet period).
 DICOM_NODE_QUIET_SECONDS = envfloat("DICOM_NODE_QUIET_SECONDS", 60.0)
+# Associations served at once. Each one's thread lives on while its studies are filed after
+# the release, so a PACS routing a burst (one association per study) keeps more alive than it
+# has open: pynetdicom's default of 10 turned one of 100 routed studies away (benchmarks/pacs.py).
+DICOM_NODE_MAX_ASSOCIATIONS = envint("DICOM_NODE_MAX_ASSOCIATIONS", 32)
 # The admin the node's uploads are recorded as (as import_studies' --as-user).
 DICOM_NODE_AS_USER = os.environ.get("DICOM_NODE_AS_USER", "admin")
 

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
+from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Count, F, Q
@@ -126,6 +127,16 @@ def destinations() -> list[Destination]:
     return found
 
 
+def check_destinations(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """A Django system check (``manage.py check``, and ``migrate`` before every start): a
+    malformed PACS_DESTINATIONS stops the deployment instead of every later delivery."""
+    try:
+        destinations()
+    except ImproperlyConfigured as error:
+        return [Error(str(error), id="screening.E101")]
+    return []
+
+
 def destination_named(name: str) -> Destination | None:
     return next((d for d in destinations() if d.name == name), None)
 
@@ -156,10 +167,15 @@ def queue_case(case: Case) -> list[int]:
     Called inside the transaction that closes the case; withheld rows (research mode) are
     written and audited at once, so the case's send status says why nothing left."""
     study = report_study(case)
-    targets = destinations()
+    try:
+        targets = destinations()
+    except ImproperlyConfigured as error:  # never a reason to refuse the read that closed it
+        log.error("PACS_DESTINATIONS is wrong, case %s queued nothing: %s", case.pk, error)
+        return []
     if study is None or not targets:
         return []
     withheld = study.identity_mode != IdentityMode.CLINICAL
+    known = set(PacsDelivery.objects.filter(case=case).values_list("object_key", "destination"))
     rows = [
         PacsDelivery(
             case=case,
@@ -171,15 +187,19 @@ def queue_case(case: Case) -> list[int]:
         )
         for kind, key in case_objects(case)
         for target in targets
+        if (key, target.name) not in known
     ]
     PacsDelivery.objects.bulk_create(rows, ignore_conflicts=True)
-    created = list(PacsDelivery.objects.filter(case=case).order_by("pk"))
+    new = [
+        delivery
+        for delivery in PacsDelivery.objects.filter(case=case).order_by("pk")
+        if (delivery.object_key, delivery.destination) not in known
+    ]
     if withheld:
-        for delivery in created:
-            if delivery.attempts == 0 and delivery.status == DeliveryStatus.WITHHELD:
-                events.pacs_delivery_withheld(delivery, WITHHELD_RESEARCH)
+        for delivery in new:
+            events.pacs_delivery_withheld(delivery, WITHHELD_RESEARCH)
         return []
-    pending = [d.pk for d in created if d.status == DeliveryStatus.PENDING]
+    pending = [d.pk for d in new if d.status == DeliveryStatus.PENDING]
     transaction.on_commit(lambda: [dispatch(pk) for pk in pending])
     return pending
 

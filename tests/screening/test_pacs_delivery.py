@@ -196,6 +196,8 @@ def test_a_research_mode_study_is_withheld_and_says_why(
     assert pacs.get("/instances") == []
     withheld = AuditEvent.objects.filter(action=AuditAction.PACS_DELIVERY_WITHHELD)
     assert withheld.count() == rows.count()
+    pacs_delivery.queue_case(Case.objects.get(pk=case.pk))  # a replayed close: audited once
+    assert withheld.count() == rows.count()
 
 
 def test_an_open_case_sends_nothing(clinical, pacs, radiologist) -> None:  # type: ignore[no-untyped-def]
@@ -261,3 +263,16 @@ def test_destinations_are_c_store_peers_or_stow_rs_roots() -> None:
         parse_destination("pacs=dicom://pacs.example:4242")  # no AE title
     with pytest.raises(ImproperlyConfigured):
         parse_destination("pacs=ftp://pacs.example/")
+
+
+def test_a_malformed_destination_fails_the_system_check_but_never_a_read(
+    clinical, settings, radiologist, radiologist2
+) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.PACS_DESTINATIONS = ["pacs=dicom://pacs.example:4242"]
+    with pytest.raises(SystemCheckError, match="AETITLE"):
+        call_command("check")
+    case = closed_case(radiologist, radiologist2, images=1)
+    assert case.status == "closed" and not PacsDelivery.objects.filter(case=case).exists()
