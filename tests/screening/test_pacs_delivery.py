@@ -276,3 +276,14 @@ def test_a_malformed_destination_fails_the_system_check_but_never_a_read(
         call_command("check")
     case = closed_case(radiologist, radiologist2, images=1)
     assert case.status == "closed" and not PacsDelivery.objects.filter(case=case).exists()
+
+
+def test_the_celery_tasks_send_through_the_verb(clinical, pacs, radiologist, radiologist2) -> None:  # type: ignore[no-untyped-def]
+    """The worker's task (run in this process) sends; the sweep counts what is due."""
+    from screening.interop.tasks import deliver_to_pacs_task, pacs_sweep_task
+
+    case = closed_case(radiologist, radiologist2, images=1)
+    assert pacs_sweep_task.apply().get() == 3  # all three due: their jobs are sent again
+    report = PacsDelivery.objects.get(case=case, kind=DeliveredObject.READ_REPORT)
+    assert deliver_to_pacs_task.apply(args=[report.pk]).get() == DeliveryStatus.SENT
+    assert pacs_sweep_task.apply().get() == 2
