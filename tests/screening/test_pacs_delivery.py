@@ -287,3 +287,16 @@ def test_the_celery_tasks_send_through_the_verb(clinical, pacs, radiologist, rad
     report = PacsDelivery.objects.get(case=case, kind=DeliveredObject.READ_REPORT)
     assert deliver_to_pacs_task.apply(args=[report.pk]).get() == DeliveryStatus.SENT
     assert pacs_sweep_task.apply().get() == 2
+
+
+def test_the_case_page_links_the_send_status_for_admins_only(
+    clinical, pacs, client, radiologist, radiologist2, auditor
+) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import Group
+
+    case = closed_case(radiologist, radiologist2, images=1)
+    link = reverse("case-pacs-deliveries", args=[case.pk])
+    login(client, auditor)
+    assert link not in client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    auditor.groups.add(Group.objects.get_or_create(name="admin")[0])  # an admin who audits
+    assert link in client.get(reverse("case-detail", args=[case.pk])).content.decode()
