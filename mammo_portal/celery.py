@@ -8,5 +8,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
 
 app = Celery("mammo_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# The tasks live in the AI capability (screening.ai.tasks), not at the app's top level.
-app.autodiscover_tasks(["screening.ai", "screening.audit"])
+# The tasks live in their capabilities (screening.ai, .audit, .interop), not at the top level.
+app.autodiscover_tasks(["screening.ai", "screening.audit", "screening.interop"])

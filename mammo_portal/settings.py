@@ -307,6 +307,10 @@ DICOM_NODE_PORT = envint("DICOM_NODE_PORT", 11112)
 DICOM_NODE_PEERS = envlist("DICOM_NODE_PEERS", "")
 # An association idle this long is closed and what it brought is filed (the quiet period).
 DICOM_NODE_QUIET_SECONDS = envfloat("DICOM_NODE_QUIET_SECONDS", 60.0)
+# Associations served at once. Each one's thread lives on while its studies are filed after
+# the release, so a PACS routing a burst (one association per study) keeps more alive than it
+# has open: pynetdicom's default of 10 turned one of 100 routed studies away (benchmarks/pacs.py).
+DICOM_NODE_MAX_ASSOCIATIONS = envint("DICOM_NODE_MAX_ASSOCIATIONS", 32)
 # The admin the node's uploads are recorded as (as import_studies' --as-user).
 DICOM_NODE_AS_USER = os.environ.get("DICOM_NODE_AS_USER", "admin")
 # Priors (screening/interop/pacs_priors.py): when the node files a new screen it asks this
@@ -317,6 +321,24 @@ PRIORS_PACS = os.environ.get("PRIORS_PACS", "").strip()
 PRIORS_COUNT = envint("PRIORS_COUNT", 2)
 # How long one DIMSE exchange with that PACS may wait for an answer.
 PRIORS_TIMEOUT_SECONDS = envfloat("PRIORS_TIMEOUT_SECONDS", 60.0)
+
+# Where a closed case's results go back (docs/pacs-delivery.md): the AI's SR and SC and the
+# readers' report, into the woman's study. Comma-separated "name=URL" entries, each a
+# C-STORE peer "dicom://AETITLE@host:port" or a STOW-RS root "https://user:pass@host/dicom-web/"
+# (credentials may also come from PACS_DESTINATION_<NAME>_AUTH[_FILE] as "user:password").
+# Empty: nothing is sent. Only clinical-mode studies are sent (research ones are withheld).
+PACS_DESTINATIONS = envlist("PACS_DESTINATIONS", "")
+PACS_DESTINATION_AUTH = {
+    entry.partition("=")[0].strip(): envsecret(
+        f"PACS_DESTINATION_{entry.partition('=')[0].strip().upper()}_AUTH"
+    )
+    for entry in PACS_DESTINATIONS
+}
+# A failed send is retried after BASE * 2^(attempts-1) seconds, at most MAX, until acknowledged.
+PACS_RETRY_BASE_SECONDS = envfloat("PACS_RETRY_BASE_SECONDS", 15.0)
+PACS_RETRY_MAX_SECONDS = envfloat("PACS_RETRY_MAX_SECONDS", 3600.0)
+# A send claimed this long ago with no answer (its worker died) is taken again.
+PACS_SEND_TIMEOUT_SECONDS = envint("PACS_SEND_TIMEOUT_SECONDS", 300)
 
 WORKLIST_PAGE_SIZE = envint("WORKLIST_PAGE_SIZE", 50)
 # Smaller images are not scored (the AI result fails with the reason): no mammogram is this small.
@@ -433,6 +455,8 @@ AI_WORKER_HEARTBEAT_SECONDS = float(envint("AI_WORKER_HEARTBEAT_SECONDS", 10))
 CELERY_BEAT_SCHEDULE = {
     "sweep-stranded-ai-work": {"task": "screening.sweep", "schedule": AI_SWEEP_SECONDS},
     "raise-drift-alerts": {"task": "screening.drift_sweep", "schedule": DRIFT_SWEEP_SECONDS},
+    # Due PACS deliveries whose message was lost (broker down, worker gone) are sent again.
+    "send-due-pacs-deliveries": {"task": "screening.pacs_sweep", "schedule": AI_SWEEP_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Queued work not picked up within this time is sent again (idempotent on the worker).

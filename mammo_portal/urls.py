@@ -43,6 +43,12 @@ urlpatterns = [
     path("ai-results/<int:result_id>/heatmap.dcm", exports.heatmap_dicom, name="heatmap-dicom"),
     path("studies/<int:study_id>/ai-report.dcm", exports.study_ai_report, name="study-ai-report"),
     path("cases/<int:case_id>/read-report.dcm", exports.case_read_report, name="case-read-report"),
+    path("pacs/deliveries/", exports.pacs_deliveries, name="pacs-deliveries"),
+    path(
+        "cases/<int:case_id>/pacs-deliveries/",
+        exports.case_pacs_deliveries,
+        name="case-pacs-deliveries",
+    ),
     path("audit/", audit.audit_trail, name="audit-trail"),
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),

@@ -7,4 +7,9 @@ class ScreeningConfig(AppConfig):
     verbose_name = "Screening"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from . import accounts, signals  # noqa: F401  (signal receivers)
+        from .interop.pacs_delivery import check_destinations
+
+        checks.register(check_destinations)

@@ -340,6 +340,37 @@ class AuditAction(models.TextChoices):
     OPINION_COMMITTED = "opinion_committed", "Unaided opinion committed"
     PRIORS_FETCHED = "priors_fetched", "Prior studies fetched from the PACS"
     PRIOR_OPENED = "prior_opened", "Prior study viewed"
+    PACS_DELIVERED = "pacs_delivered", "Result delivered to the PACS"
+    PACS_DELIVERY_FAILED = "pacs_failed", "PACS delivery failed (will retry)"
+    PACS_DELIVERY_WITHHELD = "pacs_withheld", "PACS delivery withheld"
+
+
+class DeliveryStatus(models.TextChoices):
+    """Where one object's way to one PACS destination stands (``PacsDelivery``)."""
+
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"  # claimed by a worker
+    RETRYING = "retrying", "Failed, retrying"
+    SENT = "sent", "Sent (acknowledged)"
+    # Never sent, by design: a research-mode study's remapped UIDs and pseudonyms would
+    # make a study of their own on the PACS, never land in the woman's.
+    WITHHELD = "withheld", "Not sent (research mode)"
+
+
+# Deliveries a worker still has to take or finish.
+OUTSTANDING_DELIVERIES = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.RETRYING,
+)
+
+
+class DeliveredObject(models.TextChoices):
+    """What a delivery carries back into the woman's study."""
+
+    AI_REPORT = "ai_sr", "AI result (SR)"
+    AI_HEATMAP = "ai_sc", "AI heatmap (SC)"
+    READ_REPORT = "read_sr", "Readers' final report (SR)"
 
 
 class ProposalStatus(models.TextChoices):

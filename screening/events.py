@@ -19,6 +19,7 @@ from .models import (
     Case,
     DriftAlert,
     ModelVersion,
+    PacsDelivery,
     Read,
     SitePolicy,
     Study,
@@ -551,4 +552,51 @@ def priors_fetched(
         found=found,
         stored_study_ids=stored,
         failure=failure[:500],
+    )
+
+
+def _delivery(delivery: PacsDelivery) -> dict[str, Any]:
+    return {
+        "case_id": delivery.case_id,
+        "object": delivery.kind,
+        "destination": delivery.destination,
+        "attempt": delivery.attempts,
+    }
+
+
+def pacs_delivered(delivery: PacsDelivery) -> AuditEvent:
+    """An object of a closed case acknowledged by the PACS: it left the portal."""
+    return _record(
+        None,
+        AuditAction.PACS_DELIVERED,
+        delivery,
+        actor_name="PACS delivery",
+        sop_instance_uid=delivery.sop_instance_uid,
+        **_delivery(delivery),
+    )
+
+
+def pacs_delivery_failed(delivery: PacsDelivery, error: str) -> AuditEvent:
+    """One attempt the PACS did not acknowledge; the delivery is tried again later."""
+    return _record(
+        None,
+        AuditAction.PACS_DELIVERY_FAILED,
+        delivery,
+        outcome=AuditOutcome.FAILURE,
+        actor_name="PACS delivery",
+        error=error[:500],
+        **_delivery(delivery),
+    )
+
+
+def pacs_delivery_withheld(delivery: PacsDelivery, reason: str) -> AuditEvent:
+    """An object deliberately not sent (a research-mode study): why, once."""
+    return _record(
+        None,
+        AuditAction.PACS_DELIVERY_WITHHELD,
+        delivery,
+        outcome=AuditOutcome.FAILURE,
+        actor_name="PACS delivery",
+        reason=reason,
+        **_delivery(delivery),
     )

@@ -27,6 +27,8 @@ from .choices import (
     CaseRoute,
     CaseStatus,
     Decision,
+    DeliveredObject,
+    DeliveryStatus,
     Density,
     DriftGroupBy,
     FindingDepth,
@@ -1208,3 +1210,43 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PacsDelivery(models.Model):
+    """One object of a closed case (the AI's SR or SC, the readers' report) on its way to
+    one PACS destination (settings.PACS_DESTINATIONS): sent until the PACS acknowledges it.
+
+    One row per object and destination (the unique constraint), claimed atomically by the
+    worker that sends it, so an object is never sent twice at once; its SOP Instance UID
+    derives from what it carries, so a resend after a lost acknowledgement is the same
+    instance and the PACS keeps one copy.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="pacs_deliveries")
+    kind = models.CharField(max_length=8, choices=DeliveredObject.choices)
+    # Which object of its kind: the AI result it carries (``ai_sr:12``, ``ai_sc:34``) or
+    # ``read_sr`` (a case has one final report).
+    object_key = models.CharField(max_length=40)
+    destination = models.CharField(max_length=32)  # a PACS_DESTINATIONS name
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    sop_instance_uid = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["case_id", "pk"]
+        verbose_name_plural = "PACS deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "object_key", "destination"], name="one_delivery_per_object"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} ({self.kind} to {self.destination})"

@@ -46,6 +46,8 @@ class Orthanc:
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
     ae_title: str = "ORTHANC"
+    command: list[str] = field(default_factory=list, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def request(self, method: str, path: str, body: bytes | None = None, **headers: str) -> bytes:
         auth = base64.b64encode(f"mammo:{PASSWORD}".encode()).decode()
@@ -81,6 +83,26 @@ class Orthanc:
             if time.monotonic() > deadline:
                 raise AssertionError(f"Orthanc: not in time. Its log:\n{self.log()[-4000:]}")
             time.sleep(0.2)
+
+    def restart(self) -> None:
+        """Starts it again after ``stop``: same ports, same storage (a PACS back up)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+        self.wait_until_up()
+
+    def wait_until_up(self, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.get("/system")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"Orthanc did not start:\n{self.log()[-4000:]}") from None
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -141,21 +163,14 @@ def start_orthanc(
     config_path.write_text(json.dumps(config, indent=2))
     log_path = workdir / "orthanc.log"
     env = {**os.environ, "ORTHANC_PASSWORD": PASSWORD, "MAMMO_ROUTE_TOKEN": token}
+    command = [binary, str(config_path)]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-    pacs = Orthanc(config["HttpPort"], config["DicomPort"], log_path, process)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            pacs.get("/system")
-            return pacs
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pacs.stop()
-                raise AssertionError(f"Orthanc did not start:\n{pacs.log()[-4000:]}") from None
-            time.sleep(0.2)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    pacs = Orthanc(
+        config["HttpPort"], config["DicomPort"], log_path, process, command=command, env=env
+    )
+    pacs.wait_until_up()
+    return pacs
 
 
 @pytest.fixture

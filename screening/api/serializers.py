@@ -16,6 +16,8 @@ from ..choices import (
     CaseRoute,
     CaseStatus,
     Decision,
+    DeliveredObject,
+    DeliveryStatus,
     Density,
     FindingDepth,
     FindingSite,
@@ -34,6 +36,7 @@ from ..models import (
     Finding,
     Image,
     ModelVersion,
+    PacsDelivery,
     Read,
     SitePolicy,
     Study,
@@ -692,3 +695,31 @@ REFUSALS = {
 def refusals(*statuses: int) -> dict[int, OpenApiResponse]:
     """The documented error responses: 401 and 403 always (every endpoint has roles)."""
     return {code: REFUSALS[code] for code in sorted({401, 403, *statuses})}
+
+
+class PacsDeliverySerializer(serializers.ModelSerializer):
+    """One object of a closed case on its way to one PACS destination."""
+
+    object = serializers.ChoiceField(source="kind", choices=DeliveredObject.choices)
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+
+    class Meta:
+        model = PacsDelivery
+        fields = [
+            "object",
+            "destination",
+            "status",
+            "attempts",
+            "last_error",
+            "sop_instance_uid",
+            "next_attempt_at",
+            "acknowledged_at",
+        ]
+
+
+class CaseSendStatusSerializer(serializers.Serializer):
+    """A case's send status: its deliveries, or why it has none (``note``)."""
+
+    case = serializers.IntegerField()
+    note = serializers.CharField()
+    deliveries = PacsDeliverySerializer(many=True)

@@ -45,6 +45,11 @@ urlpatterns = [
         interop.CaseReadReportView.as_view(),
         name="api-case-read-report",
     ),
+    path(
+        "cases/<int:pk>/pacs-deliveries/",
+        interop.CaseSendStatusView.as_view(),
+        name="api-case-pacs-deliveries",
+    ),
     path("", include(router.urls)),
     # Last: what nothing above matched. Only paths ending in a slash, so a missing slash is
     # still redirected (APPEND_SLASH) to the endpoint it names.

@@ -1,26 +1,31 @@
-"""The interop verbs: DICOM SR and SC exports to a PACS (the AI's and the readers'), and
-the WADO-RS retrieve.
+"""The interop verbs: DICOM SR and SC exports to a PACS (the AI's and the readers'), their
+delivery into the woman's study on the PACS (``pacs_delivery``), and the WADO-RS retrieve.
 
 Each verb authorises nothing (callers do) and audits what it gives out or refuses.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 from dataclasses import dataclass
 from typing import NoReturn
 
 from django.contrib.auth.models import User
+from django.db import transaction
 
 from .. import events
 from ..ai.queries import case_ai_results, heatmap_hidden, shown_to_readers
-from ..choices import AIStatus, CaseStatus
+from ..choices import AIStatus, CaseStatus, DeliveredObject
 from ..errors import Conflict, DomainError, Forbidden, NotFound
-from ..models import AIResult, Case, Study
+from ..models import AIResult, Case, PacsDelivery, Study
 from ..reading import pathway
 from ..reading.queries import given_reads
 from ..roles import person
-from . import dicom_export, read_report
+from . import dicom_export, pacs_delivery, read_report
 from .stored_dicom import StoredInstance
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,93 @@ def export_read_report(actor: User, case_id: int) -> DicomExport:
 def _refuse_report(actor: User, case: Case, error: DomainError) -> NoReturn:
     events.read_report_refused(actor, case, error.message)
     raise error
+
+
+def deliver(delivery_id: int) -> str:
+    """Send one object of a closed case to its PACS, if it is due and no other worker holds
+    it (``pacs_delivery.claim``); the delivery's status after this attempt.
+
+    Acknowledged: sent, audited. Anything else (PACS unreachable, a failed status, an object
+    that could not be built) is audited as a failed attempt and retried after a backoff, until
+    the PACS acknowledges it: the row says why meanwhile, for admins.
+    """
+    delivery = pacs_delivery.claim(delivery_id)
+    if delivery is None:
+        return "not_claimed"
+    sop_uid = ""
+    try:
+        destination = pacs_delivery.destination_named(delivery.destination)
+        if destination is None:
+            raise pacs_delivery.SendFailed("This destination is no longer configured.")
+        content = delivery_content(delivery)
+        sop_uid = _sop_instance_uid(content)
+        pacs_delivery.send(destination, content)
+    except (pacs_delivery.SendFailed, DomainError) as error:
+        return _attempt_failed(delivery, str(error), sop_uid)
+    except Exception as error:  # the object could not be built (a stored file missing…)
+        log.exception("PACS delivery %s: the object could not be built or sent", delivery.pk)
+        return _attempt_failed(
+            delivery, f"Could not build or send ({type(error).__name__}).", sop_uid
+        )
+    with transaction.atomic():
+        if pacs_delivery.mark_sent(delivery, sop_uid):
+            events.pacs_delivered(delivery)
+    log.info(
+        "PACS delivery %s (%s) acknowledged by %s", delivery.pk, delivery.kind, delivery.destination
+    )
+    return delivery.status
+
+
+def _attempt_failed(delivery: PacsDelivery, error: str, sop_uid: str) -> str:
+    with transaction.atomic():
+        pacs_delivery.mark_failed(delivery, error, sop_uid)
+        events.pacs_delivery_failed(delivery, error)
+    log.warning(
+        "PACS delivery %s to %s failed (attempt %d), retried in %.0f s: %s",
+        delivery.pk,
+        delivery.destination,
+        delivery.attempts,
+        pacs_delivery.backoff_seconds(delivery.attempts),
+        error,
+    )
+    return delivery.status
+
+
+def send_due_deliveries() -> int:
+    """The sweep: send the job of every delivery due now (its backoff over, its message lost
+    with a broker or a worker); the claim keeps a doubled message harmless."""
+    due = pacs_delivery.due_deliveries()
+    for delivery_id in due:
+        pacs_delivery.dispatch(delivery_id)
+    return len(due)
+
+
+def delivery_content(delivery: PacsDelivery) -> bytes:
+    """The Part 10 object a delivery carries, built as the downloads build it: the same
+    deterministic UIDs, so every resend is the same instance."""
+    case = delivery.case
+    if delivery.kind == DeliveredObject.READ_REPORT:
+        return build_read_report(case).content
+    result = (
+        AIResult.objects.select_related("model_version", "image__study", "case__ai_result")
+        .filter(pk=int(delivery.object_key.partition(":")[2]), case=case)
+        .first()
+    )
+    if result is None:
+        raise NotFound("The AI result this delivery carries no longer exists.")
+    if delivery.kind == DeliveredObject.AI_HEATMAP:
+        return dicom_export.heatmap_capture(result.scored_image, result)
+    study = read_report.report_study(case)
+    if study is None:
+        raise NotFound(REPORT_NO_DICOM)
+    return dicom_export.study_report(study, result, case_ai_results(case))
+
+
+def _sop_instance_uid(content: bytes) -> str:
+    import pydicom
+
+    header = pydicom.dcmread(io.BytesIO(content), stop_before_pixels=True)
+    return str(header.SOPInstanceUID)
 
 
 def wado_retrieve(

@@ -1,19 +1,24 @@
-"""The export endpoints: a study's AI result as a DICOM SR, a heatmap as a DICOM SC, a closed
-case's readers' report as a DICOM SR."""
+"""The export endpoints (a study's AI result as a DICOM SR, a heatmap as a DICOM SC, a closed
+case's readers' report as a DICOM SR) and a case's PACS send status."""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from .. import errors
 from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response
 from ..choices import Role
 from ..http import dicom_download
+from ..models import Case
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as interop_actions
+from . import pacs_delivery
 
 
 class StudyAIReportView(BinaryDownloadView):
@@ -61,3 +66,21 @@ class CaseReadReportView(BinaryDownloadView):
             return dicom_download(interop_actions.export_read_report(request.user, pk))
         except errors.DomainError as error:
             return error_response(error)
+
+
+class CaseSendStatusView(APIView):
+    """A case's results on their way to the PACS: each object and destination, its status
+    (pending, sending, failed and retrying, sent, withheld in research mode), attempts and
+    last error. Admins only, as the page."""
+
+    permission_classes = [api_role(Role.ADMIN)]
+
+    @extend_schema(responses={200: s.CaseSendStatusSerializer, **s.refusals(404)})
+    def get(self, request: AuthenticatedRequest, pk: int) -> Response:
+        case = get_object_or_404(Case, pk=pk)
+        status = {
+            "case": case.pk,
+            "note": pacs_delivery.case_send_note(case),
+            "deliveries": pacs_delivery.case_deliveries(case),
+        }
+        return Response(s.CaseSendStatusSerializer(status).data)

@@ -184,6 +184,9 @@ class DicomNode:
         # The quiet period: a sender that holds its association open without sending is
         # cut off (A-ABORT, as Orthanc and storescp do), and what it sent is filed.
         ae.network_timeout = self.quiet_seconds
+        # Past the limit pynetdicom rejects (A-ASSOCIATE-RJ, local limit exceeded) before the
+        # handlers see the caller: settings.DICOM_NODE_MAX_ASSOCIATIONS says why it is raised.
+        ae.maximum_associations = settings.DICOM_NODE_MAX_ASSOCIATIONS
         return ae
 
     def handlers(self) -> list[EventHandler]:

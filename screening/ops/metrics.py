@@ -25,8 +25,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, m
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from ..choices import READABLE_STATUSES, AIStatus
-from ..models import AIResult, Case
+from ..choices import OUTSTANDING_DELIVERIES, READABLE_STATUSES, AIStatus, DeliveryStatus
+from ..models import AIResult, Case, PacsDelivery
 from .logs import method_of, view_name
 
 REQUEST_SECONDS = Histogram(
@@ -52,6 +52,12 @@ DICOM_STUDIES = Counter(
     "Studies the node filed when an association ended, by outcome "
     "(stored, already_stored, refused, unfiled: kept on disk after a fault of ours).",
     ["outcome"],
+)
+PACS_SEND_ATTEMPTS = Counter(
+    "mammo_pacs_send_attempts",
+    "Attempts to send a closed case's result to a PACS, by destination and outcome "
+    "(sent: acknowledged; failed: retried with backoff).",
+    ["destination", "outcome"],
 )
 AI_QUEUE = "inference"  # every AIResult is a job of the inference queue
 WINDOW = timedelta(hours=1)
@@ -112,7 +118,13 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("mammo_database_up", "1 if the metrics queries answered.")
         try:
-            families = [*_ai_queue(), *_ai_recent(), *_ai_failures(), *_cases_open()]
+            families = [
+                *_ai_queue(),
+                *_ai_recent(),
+                *_ai_failures(),
+                *_cases_open(),
+                *_pacs_deliveries(),
+            ]
             up.add_metric([], 1)
         except DatabaseError:
             families = []
@@ -234,3 +246,27 @@ def _cases_open() -> list[Metric]:
         age = (now - row["first"]).total_seconds() if row["first"] else 0.0
         oldest.add_metric([status], max(age, 0.0))
     return [open_cases, oldest]
+
+
+def _pacs_deliveries() -> list[Metric]:
+    """Results on their way back to the PACS: how many in each state per destination, and
+    how long the oldest not yet acknowledged has waited (an alert: the PACS is unreachable)."""
+    deliveries = GaugeMetricFamily(
+        "mammo_pacs_deliveries",
+        "PACS deliveries (an object of a closed case to one destination) by status.",
+        labels=["destination", "status"],
+    )
+    counts = PacsDelivery.objects.values_list("destination", "status").annotate(n=Count("pk"))
+    seen = {(destination, status): n for destination, status, n in counts.order_by()}
+    for destination in sorted({destination for destination, _ in seen}):
+        for status in DeliveryStatus.values:
+            deliveries.add_metric([destination, status], seen.get((destination, status), 0))
+    oldest = GaugeMetricFamily(
+        "mammo_pacs_delivery_oldest_outstanding_seconds",
+        "Age of the oldest delivery not yet acknowledged by its PACS (0 when none).",
+    )
+    first = PacsDelivery.objects.filter(status__in=OUTSTANDING_DELIVERIES).aggregate(
+        first=Min("created_at")
+    )["first"]
+    oldest.add_metric([], max((timezone.now() - first).total_seconds(), 0.0) if first else 0.0)
+    return [deliveries, oldest]

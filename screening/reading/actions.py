@@ -20,6 +20,7 @@ from .. import events
 from ..ai.queries import case_ai
 from ..choices import AIReveal, CaseRoute, CaseStatus, Decision, HangingProtocol, ReadingPolicy
 from ..errors import Conflict, DomainError, NotFound
+from ..interop import pacs_delivery
 from ..models import (
     Case,
     Finding,
@@ -235,6 +236,8 @@ def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = 
         case.closed_at = timezone.now()
         ReadDraft.objects.filter(case=case).delete()  # nobody can record them now
     case.save(update_fields=["status", "final_decision", "closed_at", "route", *noted])
+    if after.status == CaseStatus.CLOSED:
+        pacs_delivery.queue_case(case)  # its results are final: back into the PACS
 
 
 def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:

@@ -444,3 +444,10 @@ def test_the_dicom_node_command_counts_in_the_web_process_metrics(
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_the_node_serves_as_many_associations_at_once_as_configured(settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """A burst routed by a PACS must not meet pynetdicom's default limit of 10."""
+    settings.DICOM_NODE_MAX_ASSOCIATIONS = 40
+    ae = DicomNode(admin_user, NODE_AE, parse_peers([f"{SENDER}@127.0.0.1"])).application_entity()
+    assert ae.maximum_associations == 40

@@ -90,6 +90,8 @@ def test_a_study_sent_to_the_pacs_is_routed_to_the_node_and_filed_as_one_case(
     assert study.images.count() == 4
     assert Case.objects.count() == 1
     assert AIResult.for_images.filter(image__study=study).count() == 4
+    # The association's audit event is written once its studies are filed: a moment later.
+    pacs.wait_for(AuditEvent.objects.filter(action=AuditAction.DICOM_ASSOCIATION).exists)
     association = AuditEvent.objects.get(action=AuditAction.DICOM_ASSOCIATION)
     assert association.detail["calling_ae"] == "ORTHANC"
 

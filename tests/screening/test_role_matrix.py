@@ -319,6 +319,20 @@ MATRIX = [
         lambda o: reverse("api-case-read-report", args=[o["closed_case"].pk]),
         api({RAD, ARB, AUD}),
     ),
+    # A case's PACS send status, and the overview: admins only.
+    ("pacs deliveries", "get", lambda o: reverse("pacs-deliveries"), page({ADMIN})),
+    (
+        "case pacs deliveries",
+        "get",
+        lambda o: reverse("case-pacs-deliveries", args=[o["closed_case"].pk]),
+        page({ADMIN}),
+    ),
+    (
+        "api case pacs deliveries",
+        "get",
+        lambda o: reverse("api-case-pacs-deliveries", args=[o["closed_case"].pk]),
+        api({ADMIN}),
+    ),
     # Probes need no login (no model version is active here, so not ready); the scraper needs
     # the metrics token, which no role's session stands in for.
     ("healthz", "get", lambda o: reverse("healthz"), dict.fromkeys(ROLES, 200)),
