@@ -38,7 +38,7 @@ from ml.data import (
     read_mias,
     to_target,
 )
-from ml.metrics import bootstrap_auc_ci
+from ml.metrics import pooled_oof_auc
 from ml.models import build_model
 from ml.predictor import Predictor
 from ml.runs import inference_settings
@@ -156,34 +156,6 @@ def score_films(predictor: Any, films: list[Any], batch: int = 8) -> list[dict[s
     return rows
 
 
-def pooled_auc(rows: list[dict[str, Any]], key: str, n_boot: int, seed: int = 0) -> dict[str, Any]:
-    """Film AUC of out-of-fold scores, pooled over folds; 95 % CI by bootstrap over women.
-
-    With repeats, the figure is the mean of each repeat's pooled AUC, and a bootstrap draw
-    of women recomputes that mean, so a woman counts once however often she was scored.
-    """
-    repeats = sorted({r["repeat"] for r in rows})
-    y = np.array([r["label"] for r in rows])
-    p = np.array([r[key] for r in rows], dtype=float)
-    women = np.array([r["patient"] for r in rows])
-    reps = np.array([r["repeat"] for r in rows])
-    aucs = [exact_auc(y[reps == r], p[reps == r]) for r in repeats]
-    if len(repeats) == 1:
-        lo, hi = bootstrap_auc_ci(y, p, n_boot=n_boot, groups=women, seed=seed)
-        return {"auc": aucs[0], "ci95": [lo, hi], "per_repeat": aucs}
-    rng = np.random.default_rng(seed)
-    ids = np.unique(women)
-    index = {w: np.flatnonzero(women == w) for w in ids}
-    draws = []
-    for _ in range(n_boot):
-        idx = np.concatenate([index[w] for w in rng.choice(ids, len(ids))])
-        per = [exact_auc(y[idx][reps[idx] == r], p[idx][reps[idx] == r]) for r in repeats]
-        if all(a == a for a in per):
-            draws.append(float(np.mean(per)))
-    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"),) * 2
-    return {"auc": float(np.mean(aucs)), "ci95": [float(lo), float(hi)], "per_repeat": aucs}
-
-
 def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
     """Train and score every fold of every repeat; write ``crossval.json`` and ``oof.csv``."""
     cfg = cv.train
@@ -259,7 +231,7 @@ def summarise(
     total_seconds: float,
 ) -> dict[str, Any]:
     """The ``crossval.json`` figures, plus the saturation check on normal films."""
-    headline = pooled_auc(rows, "score", cv.train.bootstrap)
+    headline = pooled_oof_auc(rows, "score", cv.train.bootstrap)
     normal = [r["max"] for r in rows if r["label"] == 0]
     abnormal = [r["max"] for r in rows if r["label"] == 1]
     secondary = "mean_top3" if cv.aggregation == "max" else "max"
@@ -269,6 +241,7 @@ def summarise(
         "repeats": cv.repeats,
         "film_auc": headline["auc"],
         "ci95": headline["ci95"],
+        "estimator": headline["estimator"],
         "per_fold": per_fold,
         "films": len({r["refnum"] for r in rows}),
         "women": len({r["patient"] for r in rows}),
@@ -279,7 +252,7 @@ def summarise(
         "normal_film_max_median": float(np.median(normal)) if normal else float("nan"),
         "abnormal_film_max_median": float(np.median(abnormal)) if abnormal else float("nan"),
         # the same fold models re-aggregated; reported, never used to choose anything
-        f"film_auc_{secondary}": pooled_auc(rows, secondary, cv.train.bootstrap),
+        f"film_auc_{secondary}": pooled_oof_auc(rows, secondary, cv.train.bootstrap),
         "total_seconds": round(total_seconds, 1),
     }
 

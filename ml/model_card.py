@@ -138,6 +138,8 @@ def _image_section(image: dict[str, Any] | None, pre: dict[str, Any]) -> list[st
     loc = t["localisation"]
     return [
         "## Whole-film results (test-split films)",
+        "- One held-out split, not cross-validated: these figures are not the project's "
+        "cross-validation estimator (see Attempts and docs/cross-validation.md).",
         f"- {image['test_films']} films; image score = {image['aggregation']} of the "
         f"patch probabilities over a {pre.get('patch_size')} px grid, stride "
         f"{pre.get('stride')} px, inside the breast.",
@@ -340,7 +342,10 @@ def _attempts_section(attempts: Sequence[dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "## Attempts",
-        "Recipes tried for this target, with their cross-validated film AUC:",
+        "Recipes tried for this target, each by the project's one cross-validation "
+        "estimator (docs/cross-validation.md): pooled out-of-fold film AUC over folds grouped "
+        "by woman, mean over repeats, 95 % CI by bootstrap over women. These are not the "
+        "single-split test figures above:",
         "",
         "| recipe | film AUC (95 % CI) | folds × repeats | notes |",
         "|---|---|---|---|",
