@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Architecture = Literal["custom_cnn", "vgg16", "resnet50v2"]
+Architecture = Literal["custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0"]
 Target = Literal["abnormal", "malignant"]
 
-ARCHITECTURES: tuple[str, ...] = ("custom_cnn", "vgg16", "resnet50v2")
+ARCHITECTURES: tuple[str, ...] = ("custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0")
 TARGETS: tuple[str, ...] = ("abnormal", "malignant")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
