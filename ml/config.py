@@ -166,6 +166,27 @@ class CrossValConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Nested cross-validated hyperparameter search of one recipe (see ``ml.tune``).
+
+    ``cv`` is the base recipe and the outer folds; in each outer fold an Optuna study of
+    ``trials`` trials scores every candidate by an ``inner_folds``-fold cross-validation over
+    that fold's training women only, so the outer test women never take part in a choice.
+    """
+
+    cv: CrossValConfig = field(default_factory=CrossValConfig)
+    trials: int = 20
+    inner_folds: int = 3
+    # After the nested estimate, one more study over every woman picks the configuration to
+    # ship; its score is a selection figure (optimistic), never the estimate.
+    final_study: bool = False
+    sampler_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class WholeImageConfig:
     """How a whole film is scored from patches (see ``ml.predictor``)."""
 

@@ -156,6 +156,39 @@ def score_films(predictor: Any, films: list[Any], batch: int = 8) -> list[dict[s
     return rows
 
 
+def film_labels(films: list[Any], target: str) -> dict[str, int]:
+    """Each film's 0/1 label for ``target``, by refnum."""
+    labels = to_target([f.label for f in films], target).tolist()
+    return dict(zip((f.refnum for f in films), labels, strict=True))
+
+
+def fit_and_score(
+    cv: CrossValConfig,
+    patches: Any,
+    films: list[Any],
+    split: dict[str, list[int]],
+    out: Path,
+    description: dict[str, Any],
+) -> tuple[Any, Any, dict[str, Any], list[dict[str, Any]]]:
+    """Train one model from scratch on ``split``'s train and val women, score its test women.
+
+    The one step every cross-validation here repeats (``run_crossval``'s folds, ``ml.tune``'s
+    inner and outer folds): returns the model, its predictor, the training figures
+    (``train_seconds`` included) and one row per test film with its label.
+    """
+    t0 = time.time()
+    model, info = train_fold(cv, fold_data(patches, split, description), out)
+    info["train_seconds"] = time.time() - t0
+    note = ", ".join(f"{k} {description[k]}" for k in ("fold", "repeat") if k in description)
+    predictor = fold_predictor(model, cv.train, cv.aggregation, note)
+    test = set(split["test"])
+    rows = score_films(predictor, [f for f in films if f.patient in test])
+    label_of = film_labels(films, cv.train.target)
+    for row in rows:
+        row["label"] = label_of[row["refnum"]]
+    return model, predictor, info, rows
+
+
 def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
     """Train and score every fold of every repeat; write ``crossval.json`` and ``oof.csv``."""
     cfg = cv.train
@@ -164,13 +197,6 @@ def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
     (root / "config.json").write_text(json.dumps(cv.to_dict(), indent=2) + "\n")
     started = time.time()
     films = read_mias(cfg.data)
-    label_of = dict(
-        zip(
-            (f.refnum for f in films),
-            to_target([f.label for f in films], cfg.target).tolist(),
-            strict=True,
-        )
-    )
     patches = load_film_patches(cfg)
     rows: list[dict[str, Any]] = []
     per_fold: list[dict[str, Any]] = []
@@ -183,13 +209,12 @@ def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
             split["test"] = test
             description = {"source": "mini-MIAS", "fold": i, "repeat": r, "split": split}
             t0 = time.time()
-            model, info = train_fold(cv, fold_data(patches, split, description), root / f"r{r}f{i}")
-            train_seconds += time.time() - t0
-            predictor = fold_predictor(model, cfg, cv.aggregation, f"fold {i}, repeat {r}")
-            test_films = [f for f in films if f.patient in set(test)]
-            scored = score_films(predictor, test_films)
+            model, predictor, info, scored = fit_and_score(
+                cv, patches, films, split, root / f"r{r}f{i}", description
+            )
+            train_seconds += info.pop("train_seconds")
             for row in scored:
-                row.update(repeat=r, fold=i, label=label_of[row["refnum"]])
+                row.update(repeat=r, fold=i)
             rows.extend(scored)
             y = np.array([row["label"] for row in scored])
             fold_auc = exact_auc(y, np.array([row["score"] for row in scored]))
