@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Architecture = Literal["custom_cnn", "vgg16", "resnet50v2"]
+Architecture = Literal["custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0"]
 Target = Literal["abnormal", "malignant"]
 
-ARCHITECTURES: tuple[str, ...] = ("custom_cnn", "vgg16", "resnet50v2")
+ARCHITECTURES: tuple[str, ...] = ("custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0")
 TARGETS: tuple[str, ...] = ("abnormal", "malignant")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +160,27 @@ class CrossValConfig:
     hard_negative_epochs: int = 0
     aggregation: Literal["max", "mean_top3"] = "max"
     notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TuneConfig:
+    """Nested cross-validated hyperparameter search of one recipe (see ``ml.tune``).
+
+    ``cv`` is the base recipe and the outer folds; in each outer fold an Optuna study of
+    ``trials`` trials scores every candidate by an ``inner_folds``-fold cross-validation over
+    that fold's training women only, so the outer test women never take part in a choice.
+    """
+
+    cv: CrossValConfig = field(default_factory=CrossValConfig)
+    trials: int = 20
+    inner_folds: int = 3
+    # After the nested estimate, one more study over every woman picks the configuration to
+    # ship; its score is a selection figure (optimistic), never the estimate.
+    final_study: bool = False
+    sampler_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

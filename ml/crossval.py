@@ -38,7 +38,7 @@ from ml.data import (
     read_mias,
     to_target,
 )
-from ml.metrics import bootstrap_auc_ci
+from ml.metrics import pooled_oof_auc
 from ml.models import build_model
 from ml.predictor import Predictor
 from ml.runs import inference_settings
@@ -156,32 +156,37 @@ def score_films(predictor: Any, films: list[Any], batch: int = 8) -> list[dict[s
     return rows
 
 
-def pooled_auc(rows: list[dict[str, Any]], key: str, n_boot: int, seed: int = 0) -> dict[str, Any]:
-    """Film AUC of out-of-fold scores, pooled over folds; 95 % CI by bootstrap over women.
+def film_labels(films: list[Any], target: str) -> dict[str, int]:
+    """Each film's 0/1 label for ``target``, by refnum."""
+    labels = to_target([f.label for f in films], target).tolist()
+    return dict(zip((f.refnum for f in films), labels, strict=True))
 
-    With repeats, the figure is the mean of each repeat's pooled AUC, and a bootstrap draw
-    of women recomputes that mean, so a woman counts once however often she was scored.
+
+def fit_and_score(
+    cv: CrossValConfig,
+    patches: Any,
+    films: list[Any],
+    split: dict[str, list[int]],
+    out: Path,
+    description: dict[str, Any],
+) -> tuple[Any, Any, dict[str, Any], list[dict[str, Any]]]:
+    """Train one model from scratch on ``split``'s train and val women, score its test women.
+
+    The one step every cross-validation here repeats (``run_crossval``'s folds, ``ml.tune``'s
+    inner and outer folds): returns the model, its predictor, the training figures
+    (``train_seconds`` included) and one row per test film with its label.
     """
-    repeats = sorted({r["repeat"] for r in rows})
-    y = np.array([r["label"] for r in rows])
-    p = np.array([r[key] for r in rows], dtype=float)
-    women = np.array([r["patient"] for r in rows])
-    reps = np.array([r["repeat"] for r in rows])
-    aucs = [exact_auc(y[reps == r], p[reps == r]) for r in repeats]
-    if len(repeats) == 1:
-        lo, hi = bootstrap_auc_ci(y, p, n_boot=n_boot, groups=women, seed=seed)
-        return {"auc": aucs[0], "ci95": [lo, hi], "per_repeat": aucs}
-    rng = np.random.default_rng(seed)
-    ids = np.unique(women)
-    index = {w: np.flatnonzero(women == w) for w in ids}
-    draws = []
-    for _ in range(n_boot):
-        idx = np.concatenate([index[w] for w in rng.choice(ids, len(ids))])
-        per = [exact_auc(y[idx][reps[idx] == r], p[idx][reps[idx] == r]) for r in repeats]
-        if all(a == a for a in per):
-            draws.append(float(np.mean(per)))
-    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"),) * 2
-    return {"auc": float(np.mean(aucs)), "ci95": [float(lo), float(hi)], "per_repeat": aucs}
+    t0 = time.time()
+    model, info = train_fold(cv, fold_data(patches, split, description), out)
+    info["train_seconds"] = time.time() - t0
+    note = ", ".join(f"{k} {description[k]}" for k in ("fold", "repeat") if k in description)
+    predictor = fold_predictor(model, cv.train, cv.aggregation, note)
+    test = set(split["test"])
+    rows = score_films(predictor, [f for f in films if f.patient in test])
+    label_of = film_labels(films, cv.train.target)
+    for row in rows:
+        row["label"] = label_of[row["refnum"]]
+    return model, predictor, info, rows
 
 
 def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
@@ -192,13 +197,6 @@ def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
     (root / "config.json").write_text(json.dumps(cv.to_dict(), indent=2) + "\n")
     started = time.time()
     films = read_mias(cfg.data)
-    label_of = dict(
-        zip(
-            (f.refnum for f in films),
-            to_target([f.label for f in films], cfg.target).tolist(),
-            strict=True,
-        )
-    )
     patches = load_film_patches(cfg)
     rows: list[dict[str, Any]] = []
     per_fold: list[dict[str, Any]] = []
@@ -211,13 +209,12 @@ def run_crossval(cv: CrossValConfig) -> dict[str, Any]:
             split["test"] = test
             description = {"source": "mini-MIAS", "fold": i, "repeat": r, "split": split}
             t0 = time.time()
-            model, info = train_fold(cv, fold_data(patches, split, description), root / f"r{r}f{i}")
-            train_seconds += time.time() - t0
-            predictor = fold_predictor(model, cfg, cv.aggregation, f"fold {i}, repeat {r}")
-            test_films = [f for f in films if f.patient in set(test)]
-            scored = score_films(predictor, test_films)
+            model, predictor, info, scored = fit_and_score(
+                cv, patches, films, split, root / f"r{r}f{i}", description
+            )
+            train_seconds += info.pop("train_seconds")
             for row in scored:
-                row.update(repeat=r, fold=i, label=label_of[row["refnum"]])
+                row.update(repeat=r, fold=i)
             rows.extend(scored)
             y = np.array([row["label"] for row in scored])
             fold_auc = exact_auc(y, np.array([row["score"] for row in scored]))
@@ -259,7 +256,7 @@ def summarise(
     total_seconds: float,
 ) -> dict[str, Any]:
     """The ``crossval.json`` figures, plus the saturation check on normal films."""
-    headline = pooled_auc(rows, "score", cv.train.bootstrap)
+    headline = pooled_oof_auc(rows, "score", cv.train.bootstrap)
     normal = [r["max"] for r in rows if r["label"] == 0]
     abnormal = [r["max"] for r in rows if r["label"] == 1]
     secondary = "mean_top3" if cv.aggregation == "max" else "max"
@@ -269,6 +266,7 @@ def summarise(
         "repeats": cv.repeats,
         "film_auc": headline["auc"],
         "ci95": headline["ci95"],
+        "estimator": headline["estimator"],
         "per_fold": per_fold,
         "films": len({r["refnum"] for r in rows}),
         "women": len({r["patient"] for r in rows}),
@@ -279,7 +277,7 @@ def summarise(
         "normal_film_max_median": float(np.median(normal)) if normal else float("nan"),
         "abnormal_film_max_median": float(np.median(abnormal)) if abnormal else float("nan"),
         # the same fold models re-aggregated; reported, never used to choose anything
-        f"film_auc_{secondary}": pooled_auc(rows, secondary, cv.train.bootstrap),
+        f"film_auc_{secondary}": pooled_oof_auc(rows, secondary, cv.train.bootstrap),
         "total_seconds": round(total_seconds, 1),
     }
 

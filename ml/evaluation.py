@@ -39,6 +39,8 @@ from ml.metrics import evaluate_scores, threshold_for_sensitivity, write_plots
 from ml.predictor import Predictor
 from ml.selection import select_films
 
+TEST_FILM_SCORES = "test_film_scores.json"
+
 
 def predict_arrays(model: Any, images: np.ndarray, cfg: TrainConfig, method: str) -> np.ndarray:
     """Scores of uint8 patches, through the same tf.data preprocessing training used."""
@@ -137,6 +139,12 @@ def film_level(
     result["plots"] = write_plots(y_test, p_test, result, out, "image_test")
     result["seconds_per_film"] = seconds
     result["localisation"] = localisation(test, heats, cfg.target)
+    rows = [
+        {"refnum": f.refnum, "patient": f.patient, "label": int(t), "score": float(s)}
+        for f, t, s in zip(test, y_test, p_test, strict=True)
+    ]
+    # one row per test film, so k runs' films pool into one estimate (ml.runs.cross_validate)
+    (out / TEST_FILM_SCORES).write_text(json.dumps(rows, indent=1) + "\n")
     return {
         "threshold": threshold,
         "aggregation": predictor.whole_image.aggregation,

@@ -297,6 +297,13 @@ def write_evidence(artifact: str | Path, evidence: dict[str, Any]) -> None:
     if attempts and "attempts" not in evidence:
         manifest.evidence["attempts"] = attempts
     write_manifest(artifact, manifest)
+    render_card(artifact, manifest)
+
+
+def render_card(artifact: str | Path, manifest: Any | None = None) -> None:
+    """Re-render MODEL_CARD.md from the manifest, keeping its hand-written lineage notes."""
+    artifact = Path(artifact)
+    manifest = manifest or load_manifest(artifact)
     card = artifact / MODEL_CARD
     notes = kept_notes(card.read_text()) if card.is_file() else []
     history = None

@@ -4,7 +4,8 @@
 ``finalise`` picks the threshold on validation, evaluates on test (``ml.evaluation``) and
 writes ``model.keras``, ``manifest.json``, ``metrics.json``, plots and ``MODEL_CARD.md``.
 ``finalise_run`` finishes a run stopped early from its checkpoint; ``cross_validate`` is
-``--kfold``: one full run per patient fold.
+``--kfold``: one full run per patient fold, its test films (``test_film_scores.json``)
+pooled into the one cross-validation estimate (``ml.metrics.pooled_oof_auc``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ml.artifacts import (
     MODEL_CARD,
     MODEL_FILE,
@@ -26,8 +25,8 @@ from ml.artifacts import (
     write_manifest,
 )
 from ml.config import TrainConfig, mias_pseudonym
-from ml.evaluation import evaluate_patches, film_level
-from ml.metrics import plot_history
+from ml.evaluation import TEST_FILM_SCORES, evaluate_patches, film_level
+from ml.metrics import plot_history, pooled_oof_auc
 from ml.model_card import model_card
 from ml.models import GRADCAM_LAYER, PREPROCESSING
 from ml.predictor import Predictor
@@ -143,24 +142,30 @@ def inference_settings(cfg: TrainConfig, aggregation: str = "max") -> dict[str, 
 
 
 def cross_validate(cfg: TrainConfig) -> dict[str, Any]:
-    """Train one model per patient fold; each fold is a full run under ``out/fold<i>``."""
+    """Train one model per patient fold (each a full run under ``out/fold<i>``) and pool.
+
+    The headline is the project's one estimator (``ml.metrics.pooled_oof_auc``) over every
+    fold's test films; per-fold AUCs are kept as context only, without their mean, which
+    hides each fold model's offset (0.588 against a pooled 0.511 for the same attempt).
+    """
     k = cfg.split.folds
     root = Path(cfg.out_dir)
-    folds = []
+    folds, rows = [], []
     for i in range(k):
         fold_cfg = copy.deepcopy(cfg)
         fold_cfg.split.fold = i
         fold_cfg.out_dir = str(root / f"fold{i}")
-        metrics = json.loads((run(fold_cfg) / "metrics.json").read_text())
+        out = run(fold_cfg)
+        metrics = json.loads((out / "metrics.json").read_text())
         entry = {"fold": i, "patch_auc": metrics["patch"]["test"]["auc"]}
         if "image" in metrics:
-            entry["image_auc"] = metrics["image"]["test"]["auc"]
+            entry["film_auc"] = metrics["image"]["test"]["auc"]
+            scored = json.loads((out / TEST_FILM_SCORES).read_text())
+            rows += [{**r, "fold": i, "repeat": 0} for r in scored]
         folds.append(entry)
-    summary: dict[str, Any] = {"folds": folds}
-    for key in ("patch_auc", "image_auc"):
-        values = [f[key] for f in folds if key in f]
-        if values:
-            summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
+    summary: dict[str, Any] = {"per_fold_context_only": folds}
+    if rows:
+        summary["film_auc"] = pooled_oof_auc(rows, "score", cfg.bootstrap)
     (root / "kfold.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

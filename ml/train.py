@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from ml.config import ARCHITECTURES, TARGETS, ModelConfig, PatchConfig, SplitConfig, TrainConfig
 from ml.runs import cross_validate, finalise_run, run
@@ -94,6 +95,26 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
 
 
+def kfold_lines(summary: dict[str, Any]) -> str:
+    """What ``--kfold`` prints: the pooled estimate first, named, and per-fold AUCs as context."""
+    lines = []
+    if film := summary.get("film_auc"):
+        lo, hi = film["ci95"]
+        lines.append(
+            f"film AUC, pooled out-of-fold (the project's estimator): {film['auc']:.3f} "
+            f"(95% CI {lo:.3f}-{hi:.3f}, bootstrap over {film['women']} women, "
+            f"{film['films']} films)"
+        )
+    folds = summary["per_fold_context_only"]
+    for key, name in (("film_auc", "film"), ("patch_auc", "patch")):
+        values = [f"{f[key]:.3f}" for f in folds if key in f]
+        if values:
+            lines.append(
+                f"per-fold {name} AUCs (context only, not an estimate): {', '.join(values)}"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(argv) if argv is not None else None
@@ -103,11 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         cfg = parse_args(argv)
         if cfg.split.folds > 1:
-            summary = cross_validate(cfg)
-            for key in ("patch_auc", "image_auc"):
-                if key in summary:
-                    s = summary[key]
-                    print(f"{key}: {s['mean']:.3f} ± {s['sd']:.3f} over {cfg.split.folds} folds")
+            print(kfold_lines(cross_validate(cfg)))
             return
         out = run(cfg)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -97,6 +97,7 @@ class Architecture(models.TextChoices):
     CUSTOM_CNN = "custom_cnn", "Custom CNN"
     VGG16 = "vgg16", "VGG16"
     RESNET50V2 = "resnet50v2", "ResNet50V2"
+    EFFICIENTNETV2B0 = "efficientnetv2b0", "EfficientNetV2-B0"
     # built elsewhere (a vendor's, another machine's): the manifest says how to feed it
     EXTERNAL = "external", "Brought-in model"
 

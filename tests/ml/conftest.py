@@ -160,17 +160,15 @@ def external_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def mini_mias_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A mini-MIAS-shaped folder of 12 synthetic 256 px films (6 women), some with lesions."""
+def write_mini_mias_like(root: Path, films: int = 12) -> Path:
+    """A mini-MIAS-shaped folder of synthetic 256 px films, every third with a bright lesion."""
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("mias")
-    (root / "images").mkdir()
+    (root / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
     rows = ["refnum,background,abnormality,severity,x,y,radius,png"]
     rr, cc = np.mgrid[0:256, 0:256]
-    for n in range(1, 13):
+    for n in range(1, films + 1):
         ref = f"mdb{n:03d}"
         img = np.where((rr - 128) ** 2 + cc**2 < 180**2, rng.integers(80, 140, (256, 256)), 0)
         if n % 3 == 0:
@@ -182,3 +180,9 @@ def mini_mias_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(img.astype(np.uint8)).save(root / "images" / f"{ref}.png")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def mini_mias_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mini-MIAS-shaped folder of 12 synthetic 256 px films (6 women), some with lesions."""
+    return write_mini_mias_like(tmp_path_factory.mktemp("mias"))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ml.config import CrossValConfig
-from ml.crossval import pooled_auc, run_crossval
+from ml.crossval import run_crossval
+from ml.metrics import pooled_oof_auc
 from tests.ml.test_train_mias import tiny_run
 
 
@@ -47,7 +48,7 @@ def test_pooled_auc_over_repeats_is_the_mean_of_each_repeats_auc():
         for r, scores in enumerate(([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [0.8] + [0.5] * 7))
         for i, s in enumerate(scores)
     ]
-    result = pooled_auc(rows, "score", n_boot=50)
+    result = pooled_oof_auc(rows, "score", n_boot=50)
     assert result["per_repeat"] == [1.0, pytest.approx(0.375)]
     assert result["auc"] == pytest.approx((1.0 + 0.375) / 2)
     lo, hi = result["ci95"]

@@ -591,3 +591,17 @@ def test_re_rendering_a_card_keeps_its_hand_written_lineage():
 
     card = "## Training\n- 10 epochs.\n- Lineage: v1 was\n  trained first.\n\n## Figures\n"
     assert kept_notes(card) == ["- Lineage: v1 was", "  trained first."]
+
+
+def test_the_card_compares_test_film_localisation_with_the_brightest_point_and_random_weights():
+    from ml.model_card import model_card
+
+    manifest = load_manifest(DEFAULT_ARTIFACT)
+    hm = manifest.evidence["heatmap"]
+    test = set(manifest.training_data["test_patients"])
+    keep = [i for i, ref in enumerate(hm["film_refs"]) if (int(ref[3:]) + 1) // 2 in test]
+    brightest = np.mean([hm["baseline_hits"][i] for i in keep])
+    line = next(x for x in model_card(manifest).splitlines() if x.startswith("- Localisation"))
+    assert f"brightest point of the smoothed film ({brightest:.0%})" in line
+    assert "random weights" in line and "no better than the brightest point" in line
+    assert (DEFAULT_ARTIFACT / "MODEL_CARD.md").read_text().count(line) == 1

@@ -19,7 +19,10 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-@pytest.mark.parametrize("arch,size", [("custom_cnn", 64), ("vgg16", 64), ("resnet50v2", 64)])
+@pytest.mark.parametrize(
+    "arch,size",
+    [("custom_cnn", 64), ("vgg16", 64), ("resnet50v2", 64), ("efficientnetv2b0", 64)],
+)
 def test_fast_path_matches_tf_keras_vis_on_random_inputs(arch, size):
     import keras
 

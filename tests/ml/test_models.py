@@ -8,7 +8,7 @@ from ml.config import ModelConfig, TrainConfig
 from ml.models import GRADCAM_LAYER, build_model, preprocess
 
 
-@pytest.mark.parametrize("arch", ["custom_cnn", "vgg16", "resnet50v2"])
+@pytest.mark.parametrize("arch", ["custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0"])
 def test_each_architecture_maps_a_batch_to_one_probability(arch):
     model = build_model(ModelConfig(arch, input_size=32))
     out = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32)))
@@ -16,7 +16,7 @@ def test_each_architecture_maps_a_batch_to_one_probability(arch):
     assert ((out >= 0) & (out <= 1)).all()
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "resnet50v2"])
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50v2", "efficientnetv2b0"])
 def test_transfer_models_are_flat_so_the_last_convolution_is_reachable(arch):
     import keras
 
@@ -30,6 +30,41 @@ def test_custom_cnn_has_the_seeds_four_blocks_and_accepts_299_input_when_resizin
     convs = [layer for layer in model.layers if layer.name.startswith("conv")]
     assert [c.filters for c in convs] == [32, 64, 128, 256]
     assert model.input_shape == (None, 299, 299, 3)
+
+
+def test_efficientnet_takes_raw_pixels_and_scales_them_inside_itself():
+    """Its manifest says ``raw_0_255``: the network's own Rescaling and ImageNet Normalization
+    do the work, so feeding pixels already scaled to 0..1 gives another answer."""
+    import keras
+
+    from ml.models import PREPROCESSING
+
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig("efficientnetv2b0", input_size=32))
+    assert PREPROCESSING["efficientnetv2b0"] == "raw_0_255"
+    kinds = {type(layer).__name__ for layer in model.layers[:4]}
+    assert {"Rescaling", "Normalization"} <= kinds
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert not np.allclose(np.asarray(model(x)), np.asarray(model(x / 255.0)))
+
+
+def test_efficientnet_imagenet_weights_are_asked_of_keras_and_freeze_the_base(monkeypatch):
+    """Offline here, so Keras' download is replaced by the weights of a fresh copy: what is
+    tested is that ``--weights imagenet`` reaches Keras and freezes the base for fine-tuning."""
+    import keras
+
+    asked = []
+    real = keras.applications.EfficientNetV2B0
+
+    def application(**kwargs):  # type: ignore[no-untyped-def]
+        asked.append(kwargs["weights"])
+        return real(**{**kwargs, "weights": None})
+
+    monkeypatch.setattr(keras.applications, "EfficientNetV2B0", application)
+    model = build_model(ModelConfig("efficientnetv2b0", input_size=32, weights="imagenet"))
+    assert asked == ["imagenet"]
+    trainable = {layer.name for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {"prediction"}
 
 
 def test_local_weights_file_is_loaded(tmp_path: Path):
@@ -55,7 +90,7 @@ def test_preprocessing_methods_match_keras_applications():
     )
 
 
-@pytest.mark.parametrize("arch", ["custom_cnn", "vgg16", "resnet50v2"])
+@pytest.mark.parametrize("arch", ["custom_cnn", "vgg16", "resnet50v2", "efficientnetv2b0"])
 def test_a_few_training_steps_write_a_complete_run_directory(arch, ddsm_dir: Path, tmp_path):
     from ml.artifacts import load_manifest, verify_checksum
     from ml.runs import run

@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ml.config import ModelConfig, PatchConfig, SplitConfig, TrainConfig
 from ml.data import mias_split_patches
 
@@ -96,3 +98,28 @@ def test_a_run_can_continue_from_an_artifact_with_its_hard_negatives(mini_mias_l
     assert "best validation whole-film AUC" in card and "continued from" in card
     assert "val_film_auc" in (second / "history.csv").read_text()
     assert json.loads((second / "config.json").read_text())["init_from"] == str(first)
+
+
+def test_kfold_reports_the_pooled_out_of_fold_film_auc_with_per_fold_figures_as_context(
+    mini_mias_like, tmp_path
+):
+    from ml.metrics import ESTIMATOR, pooled_oof_auc
+    from ml.runs import cross_validate
+    from ml.train import kfold_lines
+
+    cfg = tiny_run(mini_mias_like, tmp_path / "kf")
+    cfg.split = SplitConfig(folds=3)
+    summary = cross_validate(cfg)
+    rows = [
+        r
+        for i in range(3)
+        for r in json.loads((tmp_path / "kf" / f"fold{i}" / "test_film_scores.json").read_text())
+    ]
+    assert sorted(r["refnum"] for r in rows) == [f"mdb{n:03d}" for n in range(1, 13)]
+    pooled = pooled_oof_auc(rows, "score", cfg.bootstrap)
+    film = summary["film_auc"]
+    assert film["estimator"] == ESTIMATOR and film["films"] == 12 and film["women"] == 6
+    assert film["auc"] == pooled["auc"] or np.isnan(pooled["auc"])
+    printed = kfold_lines(summary)
+    assert printed.splitlines()[0].startswith("film AUC, pooled out-of-fold")
+    assert "context only" in printed and "mean" not in printed
