@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('screening', '0023_study_identity_mode'),
+        ('screening', '0028_pacs_delivery'),
     ]
 
     operations = [
