@@ -365,6 +365,15 @@ OUTSTANDING_DELIVERIES = (
 )
 
 
+class AssociationRefusal(models.TextChoices):
+    """Why the DICOM node refused an association (audited, and counted in /metrics)."""
+
+    NOT_ALLOWED = "not_allowed", "Caller not a configured peer (AE title or address)"
+    CALLED_AE = "called_ae", "Called AE title not this node's"
+    # Transient: the sender may try again later (A-ASSOCIATE-RJ, local limit exceeded).
+    BUSY = "busy", "Node busy (DICOM_NODE_MAX_ASSOCIATIONS reached)"
+
+
 class DeliveredObject(models.TextChoices):
     """What a delivery carries back into the woman's study."""
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
-from .choices import AuditAction, AuditOutcome
+from .choices import AssociationRefusal, AuditAction, AuditOutcome
 from .models import (
     AIResult,
     AuditEvent,
@@ -485,8 +485,11 @@ def triage_switched_off(user: Actor, model_version: ModelVersion, previous: dict
     return _record(user, AuditAction.TRIAGE_OFF, model_version, previous=previous)
 
 
-def dicom_association_rejected(calling_ae: str, address: str, reason: str) -> AuditEvent:
-    """A caller the node does not know (AE title or address): nothing was received."""
+def dicom_association_rejected(
+    calling_ae: str, address: str, reason: str, code: str = AssociationRefusal.NOT_ALLOWED
+) -> AuditEvent:
+    """An association the node refused (a caller it does not know, or none free): nothing
+    was received. ``code`` is a ``choices.AssociationRefusal``."""
     return _record(
         None,
         AuditAction.DICOM_ASSOCIATION_REJECTED,
@@ -495,6 +498,7 @@ def dicom_association_rejected(calling_ae: str, address: str, reason: str) -> Au
         calling_ae=calling_ae,
         address=address,
         reason=reason,
+        code=code,
     )
 
 
