@@ -42,12 +42,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import events
+from ..choices import AssociationRefusal
 from ..intake import actions as intake_actions
 from ..intake.dicom import IMAGE_SOP_CLASSES
 from ..intake.films import FileRejected
 from ..intake.imaging import inspect_image
 from ..intake.streams import KINDS_BY_SYNTAX
-from ..choices import AssociationRefusal
 from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_REFUSALS, DICOM_STUDIES
 from .pacs_priors import PriorFetcher, Wanted, fetcher_from_settings
 
