@@ -343,6 +343,7 @@ class AuditAction(models.TextChoices):
     PACS_DELIVERED = "pacs_delivered", "Result delivered to the PACS"
     PACS_DELIVERY_FAILED = "pacs_failed", "PACS delivery failed (will retry)"
     PACS_DELIVERY_WITHHELD = "pacs_withheld", "PACS delivery withheld"
+    PACS_SEND_NOW = "pacs_send_now", "PACS delivery's next attempt brought forward"
 
 
 class DeliveryStatus(models.TextChoices):

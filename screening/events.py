@@ -593,6 +593,17 @@ def pacs_delivery_failed(delivery: PacsDelivery, error: str) -> AuditEvent:
     )
 
 
+def pacs_send_now(user: User, delivery: PacsDelivery, was_due_at: dt.datetime | None) -> AuditEvent:
+    """An admin brought a retrying delivery's next attempt forward to now."""
+    return _record(
+        user,
+        AuditAction.PACS_SEND_NOW,
+        delivery,
+        was_due_at=was_due_at.isoformat() if was_due_at else None,
+        **_delivery(delivery),
+    )
+
+
 def pacs_delivery_withheld(delivery: PacsDelivery, reason: str) -> AuditEvent:
     """An object deliberately not sent (a research-mode study): why, once."""
     return _record(
