@@ -49,6 +49,11 @@ urlpatterns = [
         exports.case_pacs_deliveries,
         name="case-pacs-deliveries",
     ),
+    path(
+        "cases/<int:case_id>/pacs-deliveries/<int:delivery_id>/send-now/",
+        exports.send_delivery_now,
+        name="case-pacs-delivery-send-now",
+    ),
     path("audit/", audit.audit_trail, name="audit-trail"),
     path("audit/export/", audit.export_audit_trail, name="audit-trail-export"),
     path("reports/", audit.dashboard, name="audit-dashboard"),

@@ -344,6 +344,7 @@ class AuditAction(models.TextChoices):
     PACS_DELIVERED = "pacs_delivered", "Result delivered to the PACS"
     PACS_DELIVERY_FAILED = "pacs_failed", "PACS delivery failed (will retry)"
     PACS_DELIVERY_WITHHELD = "pacs_withheld", "PACS delivery withheld"
+    PACS_SEND_NOW = "pacs_send_now", "PACS delivery's next attempt brought forward"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -364,6 +365,15 @@ OUTSTANDING_DELIVERIES = (
     DeliveryStatus.SENDING,
     DeliveryStatus.RETRYING,
 )
+
+
+class AssociationRefusal(models.TextChoices):
+    """Why the DICOM node refused an association (audited, and counted in /metrics)."""
+
+    NOT_ALLOWED = "not_allowed", "Caller not a configured peer (AE title or address)"
+    CALLED_AE = "called_ae", "Called AE title not this node's"
+    # Transient: the sender may try again later (A-ASSOCIATE-RJ, local limit exceeded).
+    BUSY = "busy", "Node busy (DICOM_NODE_MAX_ASSOCIATIONS reached)"
 
 
 class DeliveredObject(models.TextChoices):

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
-from .choices import AuditAction, AuditOutcome
+from .choices import AssociationRefusal, AuditAction, AuditOutcome
 from .models import (
     AIResult,
     AuditEvent,
@@ -485,8 +485,11 @@ def triage_switched_off(user: Actor, model_version: ModelVersion, previous: dict
     return _record(user, AuditAction.TRIAGE_OFF, model_version, previous=previous)
 
 
-def dicom_association_rejected(calling_ae: str, address: str, reason: str) -> AuditEvent:
-    """A caller the node does not know (AE title or address): nothing was received."""
+def dicom_association_rejected(
+    calling_ae: str, address: str, reason: str, code: str = AssociationRefusal.NOT_ALLOWED
+) -> AuditEvent:
+    """An association the node refused (a caller it does not know, or none free): nothing
+    was received. ``code`` is a ``choices.AssociationRefusal``."""
     return _record(
         None,
         AuditAction.DICOM_ASSOCIATION_REJECTED,
@@ -495,6 +498,7 @@ def dicom_association_rejected(calling_ae: str, address: str, reason: str) -> Au
         calling_ae=calling_ae,
         address=address,
         reason=reason,
+        code=code,
     )
 
 
@@ -585,6 +589,17 @@ def pacs_delivery_failed(delivery: PacsDelivery, error: str) -> AuditEvent:
         outcome=AuditOutcome.FAILURE,
         actor_name="PACS delivery",
         error=error[:500],
+        **_delivery(delivery),
+    )
+
+
+def pacs_send_now(user: User, delivery: PacsDelivery, was_due_at: dt.datetime | None) -> AuditEvent:
+    """An admin brought a retrying delivery's next attempt forward to now."""
+    return _record(
+        user,
+        AuditAction.PACS_SEND_NOW,
+        delivery,
+        was_due_at=was_due_at.isoformat() if was_due_at else None,
         **_delivery(delivery),
     )
 

@@ -190,6 +190,21 @@ def _attempt_failed(delivery: PacsDelivery, error: str, sop_uid: str) -> str:
     return delivery.status
 
 
+def send_delivery_now(user: User, case_id: int, delivery_id: int) -> PacsDelivery:
+    """An admin's "send again now" for a delivery that is retrying: its next attempt is
+    brought forward and its job sent after commit (with the broker down, the sweep sends it,
+    as it is due). Conflict where it is not retrying (sent, being sent, pending, withheld)."""
+    with transaction.atomic():
+        moved = pacs_delivery.bring_forward(case_id, delivery_id)
+        if moved is None:
+            raise Conflict("Only a delivery that failed and waits for its retry can be sent now.")
+        delivery, was_due_at = moved
+        events.pacs_send_now(user, delivery, was_due_at)
+        transaction.on_commit(lambda: pacs_delivery.dispatch(delivery_id))
+    log.info("PACS delivery %s brought forward by an admin", delivery_id)
+    return delivery
+
+
 def send_due_deliveries() -> int:
     """The sweep: send the job of every delivery due now (its backoff over, its message lost
     with a broker or a worker); the claim keeps a doubled message harmless."""

@@ -42,12 +42,13 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import events
+from ..choices import AssociationRefusal
 from ..intake import actions as intake_actions
 from ..intake.dicom import IMAGE_SOP_CLASSES
 from ..intake.films import FileRejected
 from ..intake.imaging import inspect_image
 from ..intake.streams import KINDS_BY_SYNTAX
-from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_STUDIES
+from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_REFUSALS, DICOM_STUDIES
 from .pacs_priors import PriorFetcher, Wanted, fetcher_from_settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ STATUS_BY_CODE = {
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 REJECT_UNKNOWN_CALLER = (0x01, 0x01, 0x03)
 REJECT_CALLED = (0x01, 0x01, 0x07)  # called AE title not recognised
+REJECT_BUSY = (0x02, 0x03, 0x02)  # rejected transient, by the provider: local limit exceeded
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,8 @@ class DicomNode:
         # The quiet period: a sender that holds its association open without sending is
         # cut off (A-ABORT, as Orthanc and storescp do), and what it sent is filed.
         ae.network_timeout = self.quiet_seconds
-        # Past the limit pynetdicom rejects (A-ASSOCIATE-RJ, local limit exceeded) before the
-        # handlers see the caller: settings.DICOM_NODE_MAX_ASSOCIATIONS says why it is raised.
+        # Past the limit the node rejects (A-ASSOCIATE-RJ, local limit exceeded), audited and
+        # counted (``on_requested``): settings.DICOM_NODE_MAX_ASSOCIATIONS says why it is raised.
         ae.maximum_associations = settings.DICOM_NODE_MAX_ASSOCIATIONS
         return ae
 
@@ -207,23 +209,42 @@ class DicomNode:
         return server
 
     def on_requested(self, event: evt.Event) -> None:
-        """Let in configured peers calling this node's AE title; reject the rest, audited."""
+        """Let in configured peers calling this node's AE title while an association is free;
+        reject the rest, audited and counted (before pynetdicom's own limit check, which
+        would reject a busy caller unseen)."""
         assoc = event.assoc
         calling_ae, address = _caller(assoc)
-        called_ae = str(cast(A_ASSOCIATE, assoc.requestor.primitive).called_ae_title).strip()
-        refusal, reason = caller_refusal(self.peers, calling_ae, address), REJECT_UNKNOWN_CALLER
-        if called_ae != self.ae_title:
-            refusal, reason = f"called AE title {called_ae!r} is not this node's", REJECT_CALLED
-        if not refusal:
+        refusal = self._refusal(assoc, calling_ae, address)
+        if refusal is None:
             return
-        log.warning("DICOM association from %s at %s rejected: %s", calling_ae, address, refusal)
+        code, why, reason = refusal
+        log.warning("DICOM association from %s at %s rejected: %s", calling_ae, address, why)
         DICOM_ASSOCIATIONS.labels("rejected").inc()
+        DICOM_REFUSALS.labels(code).inc()
         try:
-            events.dicom_association_rejected(calling_ae, address, refusal)
+            events.dicom_association_rejected(calling_ae, address, why, code)
         finally:
             connections.close_all()  # this association's thread, not the server's
         assoc.acse.send_reject(*reason)
         assoc.kill()
+
+    def _refusal(
+        self, assoc: Association, calling_ae: str, address: str
+    ) -> tuple[AssociationRefusal, str, tuple[int, int, int]] | None:
+        """(code, why, A-ASSOCIATE-RJ reason) of a refused association, None if let in."""
+        called_ae = str(cast(A_ASSOCIATE, assoc.requestor.primitive).called_ae_title).strip()
+        not_allowed = caller_refusal(self.peers, calling_ae, address)
+        if not_allowed:
+            return AssociationRefusal.NOT_ALLOWED, not_allowed, REJECT_UNKNOWN_CALLER
+        if called_ae != self.ae_title:
+            why = f"called AE title {called_ae!r} is not this node's"
+            return AssociationRefusal.CALLED_AE, why, REJECT_CALLED
+        # pynetdicom's own count (this association included), asked before it does.
+        serving = [a for a in assoc.ae.active_associations if a.is_acceptor]
+        if len(serving) > assoc.ae.maximum_associations:
+            why = f"busy: {assoc.ae.maximum_associations} associations already (try again later)"
+            return AssociationRefusal.BUSY, why, REJECT_BUSY
+        return None
 
     def on_established(self, event: evt.Event) -> None:
         DICOM_ASSOCIATIONS.labels("accepted").inc()

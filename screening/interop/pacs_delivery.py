@@ -244,6 +244,23 @@ def claim(delivery_id: int) -> PacsDelivery | None:
     return PacsDelivery.objects.select_related("case").get(pk=delivery_id)
 
 
+def bring_forward(case_id: int, delivery_id: int) -> tuple[PacsDelivery, datetime | None] | None:
+    """Make a retrying delivery due now (an admin's "send again now"): the delivery and when
+    it was due, or None if it is not waiting for a retry. Only the schedule moves: the
+    attempt still goes through ``claim``, so a row being sent or sent is never sent twice."""
+    delivery = PacsDelivery.objects.filter(pk=delivery_id, case_id=case_id).first()
+    if delivery is None or delivery.status != DeliveryStatus.RETRYING:
+        return None
+    was_due_at, now = delivery.next_attempt_at, timezone.now()
+    moved = PacsDelivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.RETRYING, next_attempt_at=was_due_at
+    ).update(next_attempt_at=now)
+    if not moved:  # claimed (or moved) meanwhile
+        return None
+    delivery.next_attempt_at = now
+    return delivery, was_due_at
+
+
 def backoff_seconds(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed ones: doubling, capped."""
     base, cap = settings.PACS_RETRY_BASE_SECONDS, settings.PACS_RETRY_MAX_SECONDS

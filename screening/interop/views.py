@@ -3,9 +3,10 @@ case's readers' report as a DICOM SR) and the admins' PACS send status."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from .. import errors
 from ..choices import Role
@@ -73,3 +74,18 @@ def case_pacs_deliveries(request: AuthenticatedHttpRequest, case_id: int) -> Htt
         "note": pacs_delivery.case_send_note(case),
     }
     return render(request, "screening/case_pacs_deliveries.html", context)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def send_delivery_now(
+    request: AuthenticatedHttpRequest, case_id: int, delivery_id: int
+) -> HttpResponse:
+    """ "Send again now" on a retrying delivery: its next attempt now, never a second copy."""
+    try:
+        interop_actions.send_delivery_now(request.user, case_id, delivery_id)
+    except errors.DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "The next attempt was brought forward: it is sent now.")
+    return redirect("case-pacs-deliveries", case_id=case_id)

@@ -42,6 +42,12 @@ DICOM_ASSOCIATIONS = Counter(
     "DICOM associations asked of the node, by outcome (accepted, rejected).",
     ["outcome"],
 )
+DICOM_REFUSALS = Counter(
+    "mammo_dicom_association_refusals",
+    "DICOM associations the node refused, by reason (choices.AssociationRefusal: not_allowed, "
+    "called_ae, busy: at DICOM_NODE_MAX_ASSOCIATIONS).",
+    ["reason"],
+)
 DICOM_INSTANCES = Counter(
     "mammo_dicom_instances",
     "Instances received by C-STORE, by outcome (received, refused).",

@@ -451,3 +451,34 @@ def test_the_node_serves_as_many_associations_at_once_as_configured(settings, ad
     settings.DICOM_NODE_MAX_ASSOCIATIONS = 40
     ae = DicomNode(admin_user, NODE_AE, parse_peers([f"{SENDER}@127.0.0.1"])).application_entity()
     assert ae.maximum_associations == 40
+
+
+def test_an_association_past_the_limit_is_refused_as_busy_audited_and_counted(  # type: ignore[no-untyped-def]
+    settings, admin_user
+) -> None:
+    settings.DICOM_NODE_MAX_ASSOCIATIONS = 1
+    port = free_port()
+    server = DicomNode(admin_user, NODE_AE, parse_peers([f"{SENDER}@127.0.0.1"])).start(
+        "127.0.0.1", port
+    )
+    sender = AE(ae_title=SENDER)
+    sender.add_requested_context(Verification)
+    try:
+        held = sender.associate("127.0.0.1", port, ae_title=NODE_AE)
+        assert held.is_established
+        refused = sender.associate("127.0.0.1", port, ae_title=NODE_AE)
+        assert refused.is_rejected
+        assert held.send_c_echo().Status == 0x0000  # the one being served goes on
+        held.release()
+        wait_for(lambda: not [a for a in server.active_associations if a.is_acceptor])
+        again = sender.associate("127.0.0.1", port, ae_title=NODE_AE)
+        assert again.is_established  # transient: a later try is let in
+        again.release()
+    finally:
+        server.shutdown()
+    busy = AuditEvent.objects.get(action=AuditAction.DICOM_ASSOCIATION_REJECTED)
+    assert busy.detail["code"] == "busy" and busy.detail["calling_ae"] == SENDER
+    assert busy.outcome == AuditOutcome.FAILURE
+    assert 'mammo_dicom_association_refusals_total{reason="busy"} 1.0' in (
+        exposition(None)[0].decode()
+    )

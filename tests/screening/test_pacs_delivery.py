@@ -300,3 +300,66 @@ def test_the_case_page_links_the_send_status_for_admins_only(
     assert link not in client.get(reverse("case-detail", args=[case.pk])).content.decode()
     auditor.groups.add(Group.objects.get_or_create(name="admin")[0])  # an admin who audits
     assert link in client.get(reverse("case-detail", args=[case.pk])).content.decode()
+
+
+def test_an_admin_sends_a_retrying_delivery_again_now_and_it_is_still_sent_once(
+    clinical, pacs, settings, client, admin_user, radiologist, radiologist2
+) -> None:  # type: ignore[no-untyped-def]
+    settings.PACS_RETRY_BASE_SECONDS = 3600
+    pacs.stop()
+    case = closed_case(radiologist, radiologist2, images=1)
+    report = PacsDelivery.objects.get(case=case, kind=DeliveredObject.READ_REPORT)
+    assert interop_actions.deliver(report.pk) == DeliveryStatus.RETRYING
+    pacs.restart()
+    assert interop_actions.deliver(report.pk) == "not_claimed"  # its retry is an hour away
+
+    login(client, admin_user)
+    page = reverse("case-pacs-deliveries", args=[case.pk])
+    send_now = reverse("case-pacs-delivery-send-now", args=[case.pk, report.pk])
+    assert send_now in client.get(page).content.decode()
+    answer = client.post(send_now, follow=True)
+    assert answer.redirect_chain[-1][0] == page and "brought forward" in answer.content.decode()
+    report.refresh_from_db()
+    assert report.status == DeliveryStatus.RETRYING and report.attempts == 1
+    assert report.next_attempt_at <= timezone.now()
+    audited = AuditEvent.objects.get(action=AuditAction.PACS_SEND_NOW)
+    assert audited.actor == admin_user and audited.detail["case_id"] == case.pk
+
+    assert interop_actions.deliver(report.pk) == DeliveryStatus.SENT
+    # Sent: the action refuses, so it never makes a second copy.
+    answer = client.post(send_now, follow=True)
+    assert "waits for its retry" in answer.content.decode()
+    assert interop_actions.deliver(report.pk) == "not_claimed"
+    assert len(pacs.get("/instances")) == 1
+    assert AuditEvent.objects.filter(action=AuditAction.PACS_SEND_NOW).count() == 1
+
+
+def test_send_again_now_needs_an_admin_a_post_and_the_csrf_token(
+    clinical, pacs, settings, radiologist, radiologist2, admin_user
+) -> None:  # type: ignore[no-untyped-def]
+    from django.test import Client
+
+    settings.PACS_RETRY_BASE_SECONDS = 3600
+    pacs.stop()
+    case = closed_case(radiologist, radiologist2, images=1)
+    report = PacsDelivery.objects.get(case=case, kind=DeliveredObject.READ_REPORT)
+    interop_actions.deliver(report.pk)
+    due = PacsDelivery.objects.get(pk=report.pk).next_attempt_at
+    send_now = reverse("case-pacs-delivery-send-now", args=[case.pk, report.pk])
+
+    reader = Client()  # CSRF not enforced: the role check alone refuses
+    login(reader, radiologist)
+    assert reader.post(send_now).status_code == 403
+    admin = Client(enforce_csrf_checks=True)
+    login(admin, admin_user)
+    assert admin.get(send_now).status_code == 405
+    assert admin.post(send_now).status_code == 403  # no CSRF token
+    other = closed_case(radiologist, radiologist2, images=1)
+    admin.get(reverse("case-pacs-deliveries", args=[case.pk]))
+    token = admin.cookies["csrftoken"].value
+    wrong_case = reverse("case-pacs-delivery-send-now", args=[other.pk, report.pk])
+    admin.post(wrong_case, {"csrfmiddlewaretoken": token})  # the delivery is not that case's
+    assert PacsDelivery.objects.get(pk=report.pk).next_attempt_at == due
+    assert not AuditEvent.objects.filter(action=AuditAction.PACS_SEND_NOW).exists()
+    assert admin.post(send_now, {"csrfmiddlewaretoken": token}).status_code == 302
+    assert PacsDelivery.objects.get(pk=report.pk).next_attempt_at < due

@@ -327,6 +327,12 @@ MATRIX = [
         lambda o: reverse("case-pacs-deliveries", args=[o["closed_case"].pk]),
         page({ADMIN}),
     ),
+    (  # no such delivery here: an admin is sent back to the page with the reason
+        "case pacs delivery send now",
+        "post",
+        lambda o: reverse("case-pacs-delivery-send-now", args=[o["closed_case"].pk, 999999]),
+        page({ADMIN}, ok=302),
+    ),
     (
         "api case pacs deliveries",
         "get",
