@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('screening', '0028_pacs_delivery'),
+        ('screening', '0029_efficientnet_architecture'),
     ]
 
     operations = [
