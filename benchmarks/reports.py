@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
@@ -194,16 +195,28 @@ def main() -> None:
     parser.add_argument("--screens", "--cases", dest="screens", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="Keep the seeded test database")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Time the database a --keep run left, unseeded"
+    )
+    parser.add_argument("--only", default="", help="Time only the requests whose name has this")
     args = parser.parse_args()
-    with throwaway_database(args.keep):
-        readers = [user_with_role(f"bench-reader-{i}", Role.RADIOLOGIST) for i in range(8)]
-        auditor = user_with_role("bench-auditor", Role.AUDITOR)
-        started = time.perf_counter()
-        seed(args.screens, readers)
-        seeded = time.perf_counter() - started
+    with throwaway_database(args.keep, reuse=args.reuse):
+        if args.reuse:
+            users = get_user_model().objects.order_by("pk")
+            readers = list(users.filter(username__startswith="bench-reader-"))
+            auditor = users.get(username="bench-auditor")
+            seeded = 0.0
+        else:
+            readers = [user_with_role(f"bench-reader-{i}", Role.RADIOLOGIST) for i in range(8)]
+            auditor = user_with_role("bench-auditor", Role.AUDITOR)
+            started = time.perf_counter()
+            seed(args.screens, readers)
+            seeded = time.perf_counter() - started
         client = Client()
         client.force_login(auditor)
-        rows = [("build_report (no page, no plots)", *_time_report(args.runs))]
+        rows = []
+        if args.only in "build_report (no page, no plots)":
+            rows.append(("build_report (no page, no plots)", *_time_report(args.runs)))
         # Every figure recomputed: the cache (REPORT_CACHE_SECONDS) is never in front.
         urls = [
             ("dashboard, recomputed", "/reports/?refresh=1", args.runs),
@@ -231,7 +244,9 @@ def main() -> None:
             ),
             ("audit trail page 1", "/audit/", args.runs),
         ]
-        rows += [(name, *measure(client, url, runs)) for name, url, runs in urls]
+        rows += [
+            (name, *measure(client, url, runs)) for name, url, runs in urls if args.only in name
+        ]
         print_table(
             f"Auditor report latency, {args.screens:,} closed screens on {connection.vendor} "
             f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client",

@@ -177,6 +177,8 @@ def measure(client: Client, url: str, runs: int) -> tuple[float, float]:
     for _ in range(runs):
         start = time.perf_counter()
         response = client.get(url)
+        if response.streaming:  # the whole body, as the browser waits for it
+            b"".join(response.streaming_content)
         times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200, response.status_code
     times.sort()
@@ -184,8 +186,9 @@ def measure(client: Client, url: str, runs: int) -> tuple[float, float]:
 
 
 @contextmanager
-def throwaway_database(keep: bool = False) -> Iterator[None]:
-    """A fresh test database on DATABASE_URL's server, dropped afterwards unless ``keep``."""
+def throwaway_database(keep: bool = False, reuse: bool = False) -> Iterator[None]:
+    """A fresh test database on DATABASE_URL's server, dropped afterwards unless ``keep``;
+    ``reuse``: the one a ``keep`` run left, as it is (seeding a million screens takes minutes)."""
     setup_test_environment()
     settings.ALLOWED_HOSTS = ["testserver"]
     # Static file names without collectstatic's manifest: the benchmark times views, not assets.
@@ -196,6 +199,11 @@ def throwaway_database(keep: bool = False) -> Iterator[None]:
         }
     ).enable()
     old_name = connection.settings_dict["NAME"]
+    if reuse:
+        connection.close()
+        connection.settings_dict["NAME"] = connection.creation._get_test_db_name()
+        yield
+        return
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         yield

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import io
-from collections.abc import Iterator
+import pickle
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -285,7 +287,8 @@ def week_positions(mondays: list[dt.date]) -> tuple[list[dt.datetime], list[str]
 
 
 def report_plots(report: Any) -> dict[str, str | None]:
-    """Every picture of the auditor dashboard for one ``reporting.Report``."""
+    """Every picture of the auditor dashboard for one ``reporting.Report``; each one
+    rendered once per input (``_kept``)."""
     version = report.filter.model_version
     ai, ai_name = report.ai_performance, report.ai_name
     marks = [(f"{ai_name} at {version.threshold:.2f}", ai)] if version is not None else []
@@ -293,12 +296,29 @@ def report_plots(report: Any) -> dict[str, str | None]:
     if what_if is not None:
         marks.append((f"what-if {what_if.threshold:.2f}", what_if.performance))
     return {
-        "roc_plot": roc_plot(report.roc, report.reader_points, marks, ai_name),
-        "confusion_plot": confusion_plot(report.performances),
-        "threshold_plot": threshold_plot(
+        "roc_plot": _kept(roc_plot, report.roc, report.reader_points, marks, ai_name),
+        "confusion_plot": _kept(confusion_plot, report.performances),
+        "threshold_plot": _kept(
+            threshold_plot,
             report.thresholds,
             version.threshold if version is not None else 0.5,
             what_if.threshold if what_if is not None else None,
         ),
-        "trend_plot": trend_plot(report.trend),
+        "trend_plot": _kept(trend_plot, report.trend),
     }
+
+
+def _kept(plot: Callable[..., str | None], *inputs: Any) -> str | None:
+    """``plot(*inputs)``, kept for ``REPORT_CACHE_SECONDS`` under a digest of its inputs: a
+    recomputed report whose figures did not move draws the same picture, and matplotlib's
+    rendering is a third of a recomputed dashboard's time at a million screens."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    digest = hashlib.sha256(pickle.dumps((plot.__name__, inputs), protocol=5)).hexdigest()
+    key = f"plot:{digest}"
+    found = cache.get(key)
+    if found is None:
+        found = plot(*inputs)
+        cache.set(key, found or "", settings.REPORT_CACHE_SECONDS)
+    return found or None

@@ -818,7 +818,11 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
     columns = Columns.of(data, flt.model_version)
     few = len(data) <= 10_000  # a list of ids is then quicker than the whole filter
     text = report_data.case_text(*flt.where(), data.case_id.tolist() if few else None)
-    ordered = [text[case_id] for case_id in data.case_id.tolist()]
+    patient, status, outcome = (
+        map(list, zip(*map(text.__getitem__, data.case_id.tolist()), strict=True))
+        if len(data)
+        else ([], [], [])
+    )
     version = flt.model_version
     scored = ~np.isnan(data.score)
     exam = calibrated = None
@@ -832,9 +836,9 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
         validated=version is None or version.validated_for_triage,
         data=data,
         columns=columns,
-        patient=[row[0] for row in ordered],
-        status=[row[1] for row in ordered],
-        outcome=[row[2] for row in ordered],
+        patient=patient,
+        status=status,
+        outcome=outcome,
         exam=None if exam is None else np.where(scored, exam, 0),
         calibrated=calibrated,
         band=band,

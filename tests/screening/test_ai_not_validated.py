@@ -258,7 +258,7 @@ def test_the_openapi_schema_says_the_figures_may_be_null_and_why(api, auditor): 
 
 
 def _case_csv(client) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    content = client.get(reverse("audit-export", args=["cases"])).content.decode()
+    content = client.get(reverse("audit-export", args=["cases"])).getvalue().decode()
     return list(csv.DictReader(io.StringIO(content)))
 
 

@@ -36,7 +36,7 @@ def screens(version, radiologist, radiologist2):  # type: ignore[no-untyped-def]
 def rows_of(response) -> list[list[str]]:  # type: ignore[no-untyped-def]
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
-    return list(csv.reader(io.StringIO(response.content.decode())))
+    return list(csv.reader(io.StringIO(response.getvalue().decode())))
 
 
 def test_dashboard_shows_figures_and_plots(client, auditor, screens):  # type: ignore[no-untyped-def]
@@ -141,7 +141,7 @@ def test_each_table_exports_as_csv_and_is_audited(
 
 def test_case_export_is_pseudonymous(client, auditor, screens):  # type: ignore[no-untyped-def]
     client.force_login(auditor)
-    content = client.get(reverse("audit-export", args=["cases"])).content.decode()
+    content = client.get(reverse("audit-export", args=["cases"])).getvalue().decode()
     study = screens[0].studies.get()
     assert screens[0].patient.pseudonym in content
     assert study.accession_number not in content

@@ -130,7 +130,7 @@ def test_no_one_else_ever_sees_a_draft(client, api, radiologist, radiologist2, a
         reverse("audit-export", args=["cases"]),
         reverse("case-list"),
     ):
-        assert REASON not in client.get(url).content.decode(), url
+        assert REASON not in client.get(url).getvalue().decode(), url
     for user in (auditor, radiologist2):
         api.force_authenticate(user)
         body = api.get(reverse("api-case-detail", args=[case.pk])).content.decode()

@@ -161,7 +161,7 @@ def test_the_case_export_says_what_each_case_row_says(client, auditor, readers):
 
     version = _mixed_screens(readers)
     client.force_login(auditor)
-    content = client.get("/reports/export/cases/").content.decode()
+    content = client.get("/reports/export/cases/").getvalue().decode()
     exported = list(csv.reader(io.StringIO(content)))[1:]
 
     def flag(value):  # type: ignore[no-untyped-def]
@@ -192,3 +192,40 @@ def test_the_case_export_says_what_each_case_row_says(client, auditor, readers):
             ]
         )
     assert exported == expected
+
+
+def test_the_streamed_case_csv_is_the_csv_writers_text(readers):  # type: ignore[no-untyped-def]
+    """The streamed case CSV (the quick path) against ``csv.writer`` over ``case_table``, on
+    pseudonyms and reader names that need every escape (formula, delimiter, quote, line
+    break, bidi control), under a validated version and one whose AI is not shown."""
+    from screening.audit import exports
+    from screening.models import RAW_SCORE_LABEL, Patient
+    from screening.templatetags.safe_text import neutralise_bidi
+    from tests.screening.test_ai_not_validated import shipped_like_evidence
+
+    names = ['=HYPERLINK("x"),1', "r\u202eader", "-12.5"]
+    for reader, name in zip(readers, names, strict=True):
+        reader.username = name
+        reader.save()
+    version = _mixed_screens(readers)
+    screen(version, 0.8, [N, N], readers[:2], outcome=Outcome.NORMAL)  # discordant
+    pseudonyms = ["+SUM(A1)", 'a,"b"', "line\nbreak", "\u202eevil", "@x", "\tT", "-3"]
+    for patient, pseudonym in zip(Patient.objects.order_by("pk"), pseudonyms, strict=False):
+        patient.pseudonym = pseudonym
+        patient.save()
+    for evidence, switch in (
+        (version.evidence, version.triage_switch),
+        (shipped_like_evidence(), {}),
+    ):
+        version.evidence, version.triage_switch = evidence, switch
+        version.save()
+        for direction in (None, ""):
+            cases = reporting.case_list(reporting.ReportFilter(version), direction)
+            written = exports.to_csv(exports.case_table(cases), defused=True)
+            streamed = "".join(exports.case_csv(cases, chunk=2))
+            assert streamed == neutralise_bidi(written)
+            assert len(streamed.splitlines()) > len(cases.data) > 0
+            if direction is None:
+                every = streamed
+        assert (RAW_SCORE_LABEL in every) is not version.validated_for_triage
+    assert "'+SUM(A1)" in every and '"a,""b"""' in every and "[U+202E]evil" in every
