@@ -129,7 +129,7 @@ def test_priors_are_never_on_a_worklist_the_next_case_the_ai_queue_figures_or_ex
         screen["case_id"]
     ]
     client.force_login(auditor)
-    csv = client.get(reverse("audit-export", args=["cases"])).content.decode()
+    csv = client.get(reverse("audit-export", args=["cases"])).getvalue().decode()
     assert len(csv.strip().splitlines()) == 2  # the header and the one screen
     assert Case.objects.count() == 1
 
