@@ -214,7 +214,7 @@
   // The reader changed the form with the mouse while N waited for a density: N's read is
   // no longer the one on the form, so a letter must not send it.
   if (form) {
-    form.addEventListener("change", (event) => {
+    form.addEventListener("change", () => {
       if (!awaitingDensity || keying) return;
       awaitingDensity = false;
       said("You changed the read: the normal read was not recorded. Press N again, or record with the buttons.");
@@ -237,7 +237,7 @@
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
     const reading = form && RULES;
-    let act = null;
+    let act;
     if (reading && awaitingDensity && RULES.densities.includes(key)) act = () => densityKey(key);
     else if (reading && awaitingDensity && key === "escape") act = () => { awaitingDensity = false; said("Normal read cancelled: nothing was recorded."); };
     else if (reading && /^[0-9]$/.test(key) && RULES.categories.includes(Number(key))) act = () => setCategory(Number(key));

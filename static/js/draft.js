@@ -70,6 +70,7 @@
   let deadline = Date.now() + 1000 * Number(warning ? warning.dataset.expiresIn : 0);
   let signedOut = false;
   let timer = null;
+  let pending = null;  // the draft's save, waiting for typing to stop (below); tick() flushes it
 
   function clock(seconds) {
     const s = Math.max(0, Math.ceil(seconds));
@@ -119,7 +120,6 @@
   }
 
   // --- The draft: kept in this tab at once, on the server a moment after typing stops ----
-  let pending = null;
   let saving = true;  // false once the server says this case no longer takes this read
 
   async function saveNow() {

@@ -13,6 +13,12 @@
   const rowsOf = (breast) => Array.from(form.querySelectorAll(`.breast .finding-row[data-row^="${breast}"]`));
   const markOf = (row) => row.querySelector("input[data-mark]");
 
+  // The mark a row's hidden input holds, or null (empty, or not a mark the page wrote).
+  function markIn(input) {
+    if (!input || !input.value) return null;
+    try { return JSON.parse(input.value); } catch (error) { return null; }
+  }
+
   function filmName(image) {
     const label = document.querySelector(`.panel.current[data-image="${image}"] .vp-label`);
     return label ? label.textContent : "a film";
@@ -24,8 +30,7 @@
       const input = markOf(row);
       const text = row.querySelector(".mark-text");
       const remove = row.querySelector(".remove-mark");
-      let mark = null;
-      try { mark = input && input.value ? JSON.parse(input.value) : null; } catch (error) { mark = null; }
+      const mark = markIn(input);
       if (mark || Array.from(row.querySelectorAll("select")).some((select) => select.value)) row.hidden = false;
       if (text) text.textContent = mark ? `Marked: ${SHAPE_WORDS[mark.shape] || mark.shape} on ${filmName(mark.image)}.` : "";
       if (remove) remove.hidden = !mark;

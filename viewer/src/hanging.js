@@ -96,10 +96,10 @@ export function createHanging({ viewer, panels, active, changed }) {
     apply();
   }
 
-  function cycle(step) {
+  function cycle(by) {
     const order = rules.protocols.map(([value]) => value).filter(available);
     const at = order.indexOf(state.protocol);
-    use(order[(at + step + order.length) % order.length]);
+    use(order[(at + by + order.length) % order.length]);
   }
 
   // C: current and prior of the film in focus, and back to the protocol it came from.

@@ -43,6 +43,7 @@ const PRIMARY_TOOLS = {
   g: MagnifyTool.toolName,
   ...markTools(), // findings marked on the film: marks.js
 };
+const PRIMARY_TOOLS_BY_NAME = new Set(Object.values(PRIMARY_TOOLS));
 
 const viewer = document.getElementById("viewer");
 // W/L linked by default: a screening reader judges symmetry (left against right, CC against
@@ -550,7 +551,6 @@ function useTool(name) {
   viewer.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === name)));
   viewer.dataset.tool = name;
 }
-const PRIMARY_TOOLS_BY_NAME = new Set(Object.values(PRIMARY_TOOLS));
 
 // --- Setup --------------------------------------------------------------------------------
 
