@@ -216,6 +216,8 @@ BIRADS_CONCERN_ORDER = (
 # Recalled breasts with these categories must name what was seen (0 may be a technical
 # recall, 6 a known cancer).
 BIRADS_NEEDING_FINDINGS = {BiRads.PROBABLY_BENIGN, BiRads.SUSPICIOUS, BiRads.HIGHLY_SUGGESTIVE}
+# A breast assessed negative has nothing in it to record: a finding there contradicts the read.
+BIRADS_REFUSING_FINDINGS = {BiRads.NEGATIVE}
 
 
 class Density(models.TextChoices):

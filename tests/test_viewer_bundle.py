@@ -33,3 +33,43 @@ def test_rebuilding_from_the_lockfile_gives_the_committed_bundle() -> None:
         ["node", "build.mjs", "--check"], cwd=VIEWER, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+NEEDS_NODE = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def run_patches(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as an ES module with viewer/patches.mjs imported as ``p``."""
+    module = "import * as p from './patches.mjs';\n" + script
+    return subprocess.run(
+        ["node", "--input-type=module", "-e", module],
+        cwd=VIEWER,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@NEEDS_NODE
+def test_a_patch_refuses_a_package_version_it_was_not_written_for() -> None:
+    done = run_patches("p.checkVersions(() => '0.0.1');")
+    assert done.returncode != 0
+    assert "written for @cornerstonejs/tools 4.22.13, installed 0.0.1" in done.stderr
+
+
+@NEEDS_NODE
+def test_every_patch_names_the_version_the_lockfile_installs() -> None:
+    import json
+
+    lock = json.loads((VIEWER / "package-lock.json").read_text())["packages"]
+    done = run_patches("console.log(JSON.stringify(p.PATCHES.map((x) => [x.package, x.version])));")
+    assert done.returncode == 0, done.stderr
+    for package, version in json.loads(done.stdout):
+        assert lock[f"node_modules/{package}"]["version"] == version, package
+
+
+@NEEDS_NODE
+def test_a_patch_whose_text_is_gone_fails_instead_of_building() -> None:
+    done = run_patches("p.applyPatch(p.PATCHES[0], 'upgraded source', 'drawTextBox.js');")
+    assert done.returncode != 0
+    assert "expects its text 1 time(s), found 0: it no longer applies" in done.stderr

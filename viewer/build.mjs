@@ -13,12 +13,16 @@
 // when a frame needs it; HTJ2K (a 2 MB codec no mammography archive here sends) is left
 // out, and JPEG 12-bit falls to the server: WADO-RS decodes any frame for a client that
 // asks for uncompressed pixels.
+//
+// Five of Cornerstone3D's files are edited as they are bundled: viewer/patches.mjs holds the
+// edits, each with the package version it was written for; a mismatch stops the build.
 import { build } from "esbuild";
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyPatch, checkVersions, PATCHES } from "./patches.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const target = join(here, "..", "static", "viewer");
@@ -37,53 +41,27 @@ const WASM_FILES = {
   "codec-openjpeg/decodewasm": "openjpegwasm_decode.wasm",
 };
 
-// Where Cornerstone writes a style *attribute* (measurement lines and text boxes), which the
-// page's CSP (style-src 'self', no inline styles) refuses, the same declarations go through
-// the CSSOM instead, which the CSP allows. A patch whose text is gone fails the build, so an
-// upgrade cannot drop one silently.
-const STYLE_BY_CSSOM = [
-  [/drawingSvg[\\/]drawTextBox\.js$/, "textElement.setAttribute('style', combinedStyle);", "textElement.style.cssText = combinedStyle;"],
-  [/drawingSvg[\\/]setNewAttributesIfValid\.js$/, "svgNode.setAttribute(key, newValue);", "if (key === 'style') svgNode.style.cssText = newValue; else svgNode.setAttribute(key, newValue);"],
-  [/drawingSvg[\\/]setAttributesIfNecessary\.js$/, "svgNode.setAttribute(key, newValue);", "if (key === 'style') svgNode.style.cssText = newValue; else svgNode.setAttribute(key, newValue);"],
-];
-
-// The fetched frame goes to the decoder worker *transferred*, not copied: the loader computes
-// a transfer list and never passes it, so Comlink structured-clones the 27 MB frame on the
-// page's thread. Nothing on the page reads the fetched bytes after handing them to the worker
-// (the viewer asks for whole frames, neither streamed nor by byte range), and the frame is
-// transferred only where it is its buffer's whole content.
-const SEND_FROM = "return webWorkerManager.executeTask('dicomImageLoader', 'decodeTask', {";
-const SEND_TO =
-  "const whole = pixelData && pixelData.buffer && pixelData.byteOffset === 0 && pixelData.byteLength === pixelData.buffer.byteLength;\n" +
-  "    const send = (args) => (whole ? transfer(args, [pixelData.buffer]) : args);\n" +
-  "    return webWorkerManager.executeTask('dicomImageLoader', 'decodeTask', send({";
-const SEND_CLOSE_FROM = "        decodeConfig,\n    }, {";
-const SEND_CLOSE_TO = "        decodeConfig,\n    }), {";
+// Cornerstone3D's files as patches.mjs edits them, for one bundle ("page" or "worker"); the
+// patches' package versions are checked against node_modules before anything is built.
+const installedVersion = (pkg) => JSON.parse(readFileSync(join(here, "node_modules", pkg, "package.json"), "utf8")).version;
+checkVersions(installedVersion);
+const applied = new Set();
+const patched = (bundle) => ({
+  name: `patches-${bundle}`,
+  setup(b) {
+    for (const patch of PATCHES.filter((p) => p.bundle === bundle)) {
+      b.onLoad({ filter: patch.file }, (args) => {
+        applied.add(patch);
+        return { contents: applyPatch(patch, readFileSync(args.path, "utf8"), args.path), loader: "js", resolveDir: dirname(args.path) };
+      });
+    }
+  },
+});
 
 // The page bundle never decodes: the decoders live in the worker only.
 const pageOnly = {
   name: "page",
   setup(b) {
-    b.onLoad({ filter: /imageLoader[\\/]decodeImageFrame\.js$/ }, (args) => {
-      const source = readFileSync(args.path, "utf8");
-      if (!source.includes(SEND_FROM) || !source.includes(SEND_CLOSE_FROM)) {
-        throw new Error(`${args.path}: the transfer patch no longer applies`);
-      }
-      return {
-        contents:
-          "import { transfer } from 'comlink';\n" +
-          source.replace(SEND_FROM, SEND_TO).replace(SEND_CLOSE_FROM, SEND_CLOSE_TO),
-        loader: "js",
-        resolveDir: dirname(args.path),
-      };
-    });
-    for (const [filter, from, to] of STYLE_BY_CSSOM) {
-      b.onLoad({ filter }, (args) => {
-        const source = readFileSync(args.path, "utf8");
-        if (!source.includes(from)) throw new Error(`${args.path}: the CSP patch no longer applies`);
-        return { contents: source.replaceAll(from, to), loader: "js", resolveDir: dirname(args.path) };
-      });
-    }
     b.onResolve({ filter: /(decodeImageFrameWorker|shared\/decoders)(\.js)?$/ }, (args) =>
       args.importer.startsWith(loader) && args.importer.endsWith(join("esm", "index.js"))
         ? { path: args.path, namespace: "stub" }
@@ -96,32 +74,10 @@ const pageOnly = {
   },
 };
 
-// The decoded frame goes back to the page *transferred*, not copied: Comlink structured-clones
-// a return value unless told otherwise, which costs the page's thread a 27 MB copy per film.
-// The worker keeps no reference to a frame it has returned. A patch whose text is gone fails
-// the build.
-const TRANSFER_FROM = "return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options, callbackFn);";
-const TRANSFER_TO =
-  "return decodeImageFrame(imageFrame, transferSyntax, pixelData, decodeConfig, options, callbackFn)" +
-  ".then((frame) => frame && frame.pixelData && frame.pixelData.buffer ? transfer(frame, [frame.pixelData.buffer]) : frame);";
-
 // The worker: codec URLs point at the copied .wasm files; HTJ2K is not bundled.
 const workerCodecs = {
   name: "worker-codecs",
   setup(b) {
-    b.onLoad({ filter: /esm[\\/]decodeImageFrameWorker\.js$/ }, (args) => {
-      const source = readFileSync(args.path, "utf8");
-      if (!source.includes(TRANSFER_FROM) || !source.includes("import { expose } from 'comlink';")) {
-        throw new Error(`${args.path}: the transfer patch no longer applies`);
-      }
-      return {
-        contents: source
-          .replace("import { expose } from 'comlink';", "import { expose, transfer } from 'comlink';")
-          .replace(TRANSFER_FROM, TRANSFER_TO),
-        loader: "js",
-        resolveDir: dirname(args.path),
-      };
-    });
     b.onLoad({ filter: /shared[\\/]decoders[\\/]decode[A-Za-z0-9]+\.js$/ }, (args) => {
       if (args.path.endsWith("decodeHTJ2K.js")) {
         return {
@@ -152,13 +108,16 @@ const common = {
 };
 
 mkdirSync(join(out, "codecs"), { recursive: true });
-await build({ ...common, entryPoints: { viewer: join(here, "src", "viewer.js") }, outdir: out, plugins: [pageOnly] });
+await build({ ...common, entryPoints: { viewer: join(here, "src", "viewer.js") }, outdir: out, plugins: [patched("page"), pageOnly] });
 await build({
   ...common,
   entryPoints: { decodeImageFrameWorker: join(loader, "decodeImageFrameWorker.js") },
   outdir: out,
-  plugins: [workerCodecs],
+  plugins: [patched("worker"), workerCodecs],
 });
+// A patch whose file was never bundled (renamed or moved by an upgrade) fails as loudly.
+const missed = PATCHES.filter((patch) => !applied.has(patch));
+if (missed.length) throw new Error(`viewer/patches.mjs: no bundled file matched ${missed.map((p) => `"${p.name}"`).join(", ")}`);
 for (const [from, to] of Object.entries(CODECS)) {
   const [pkg] = from.split("/");
   cpSync(join(here, "node_modules", "@cornerstonejs", pkg, "dist", WASM_FILES[from]), join(out, "codecs", to));

@@ -14,6 +14,7 @@ from ..choices import (
     BIRADS_CONCERN_ORDER,
     BIRADS_FOR_DECISION,
     BIRADS_NEEDING_FINDINGS,
+    BIRADS_REFUSING_FINDINGS,
     MARK_POINTS,
     BiRads,
     Breast,
@@ -102,6 +103,7 @@ def browser_rules() -> dict[str, object]:
         "concern": [int(value) for value in BIRADS_CONCERN_ORDER],
         "recall": sorted(int(value) for value in BIRADS_FOR_DECISION[Decision.RECALL]),
         "needs_finding": sorted(int(value) for value in BIRADS_NEEDING_FINDINGS),
+        "refuses_finding": sorted(int(value) for value in BIRADS_REFUSING_FINDINGS),
         "densities": list(Density.values),
         "normal": int(NORMAL_READ),
         "decisions": {"recall": Decision.RECALL.value, "no_recall": Decision.NO_RECALL.value},
@@ -176,7 +178,7 @@ def _check_findings(entered: Assessment) -> None:
             raise AssessmentError("A finding needs its site: a clock-face hour or a quadrant.")
         if item.depth and item.depth not in FindingDepth.values:
             raise AssessmentError("Depth must be anterior, middle or posterior.")
-        if by_breast[Breast(item.breast)] == BiRads.NEGATIVE:
+        if by_breast[Breast(item.breast)] in BIRADS_REFUSING_FINDINGS:
             side = Breast(item.breast).label.lower()
             raise AssessmentError(f"A finding is recorded in the {side} breast, assessed negative.")
     for breast, category in by_breast.items():

@@ -2,7 +2,7 @@
 // the viewer's (static/viewer/viewer.js, built from viewer/): its keys are passed to it.
 (function () {
   "use strict";
-  const form = document.getElementById("read-form");
+  const form = /** @type {HTMLFormElement | null} */ (document.getElementById("read-form"));
 
   // The read: BI-RADS per breast and density as the reader chose them, with the mouse or
   // a key the reader pressed (below); nothing is ever set or sent without one. The rules
@@ -12,16 +12,20 @@
   const CONCERN = RULES ? RULES.concern : [];  // least to most concerning (BI-RADS Atlas)
   const RECALL = RULES ? RULES.recall : [];
   const NEEDS_FINDING = RULES ? RULES.needs_finding : [];
+  const REFUSES_FINDING = RULES ? RULES.refuses_finding : [];
+  const DECISIONS = RULES ? RULES.decisions : {};
   const summary = document.getElementById("read-summary");
-  const words = (decision) => (decision === "recall" ? "recall" : "no recall");
+  const words = (decision) => (decision === DECISIONS.recall ? "recall" : "no recall");
   const aiRecall = () => (form ? form.dataset.aiRecall || "" : "");
 
   function category(id) {
-    const select = document.getElementById(id);
+    const select = /** @type {HTMLSelectElement | null} */ (document.getElementById(id));
     return select && select.value !== "" ? Number(select.value) : null;
   }
 
-  function field(id) { return document.getElementById(id); }
+  /** @typedef {HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement} Control */
+  /** @returns {Control | null} */
+  function field(id) { return /** @type {Control | null} */ (document.getElementById(id)); }
 
   // What the read says so far, and what still stops it from being sent: { right, left,
   // decision (once both categories are chosen), problems: [{ field, text, missing }] }.
@@ -35,19 +39,19 @@
     for (const [side, value] of [["R", right], ["L", left]]) {
       const name = side === "R" ? "right" : "left";
       // The breast's finding rows (finding_R, finding_R_2, ...: static/js/findings.js).
-      const findings = Array.from(form.querySelectorAll(`select[name^="finding_${side}"]`));
+      const findings = Array.from(/** @type {NodeListOf<HTMLSelectElement>} */ (form.querySelectorAll(`select[name^="finding_${side}"]`)));
       if (value === null) need(`id_birads_${name}`, `a BI-RADS category for the ${name} breast`);
       if (!findings.length) continue;
       const named = findings.find((finding) => finding.value);
-      if (named && value === 1) {
-        state.problems.push({ field: named.id, text: `A finding is recorded in the ${name} breast, which you assessed BI-RADS 1 (negative): change the category or set the finding back to none.` });
+      if (named && REFUSES_FINDING.includes(value)) {
+        state.problems.push({ field: named.id, text: `A finding is recorded in the ${name} breast, which you assessed BI-RADS ${value}, a category with nothing to record: change the category or set the finding back to none.` });
       } else if (NEEDS_FINDING.includes(value) && !named) {
         need(findings[0].id, `the finding in the ${name} breast (BI-RADS ${value})`);
       }
       for (const finding of findings) {
         const row = finding.name.slice("finding_".length);
         const site = field(`id_site_${row}`);
-        const mark = form.querySelector(`input[name="mark_${row}"]`);
+        const mark = /** @type {HTMLInputElement | null} */ (form.querySelector(`input[name="mark_${row}"]`));
         if (finding.value && site && !site.value) need(site.id, `the site of the ${name} finding`);
         if (!finding.value && mark && mark.value) need(finding.id, `what the mark on the ${name} film shows`);
       }
@@ -55,7 +59,7 @@
     if (!form.querySelector("input[name=density]:checked")) need("id_density_0", "the breast density");
     if (right !== null && left !== null) {
       const overall = CONCERN.indexOf(right) >= CONCERN.indexOf(left) ? right : left;
-      state.decision = RECALL.includes(overall) ? "recall" : "no_recall";
+      state.decision = RECALL.includes(overall) ? DECISIONS.recall : DECISIONS.no_recall;
     }
     return state;
   }
@@ -91,7 +95,7 @@
     const problem = firstProblem(state);
     if (problem) return { ...problem, message: `${problem.message} Nothing was sent.` };
     if (sent && sent !== state.decision) {
-      const panel = field("override-panel");
+      const panel = document.getElementById("override-panel");
       const button = state.decision === aiRecall() ? "Accept AI" : panel && !panel.hidden ? "Confirm" : "Override AI";
       return { field: "id_birads_right", message: `Your categories (right ${state.right}, left ${state.left}) mean ${words(state.decision)}, but that button records ${words(sent)}. Change the categories, or use ${button}. Nothing was sent.` };
     }
@@ -124,7 +128,8 @@
     let sending = false;  // one read per press: a second A while the page loads sends nothing
     form.addEventListener("submit", (event) => {
       if (sending) { event.preventDefault(); return; }
-      const sent = event.submitter && event.submitter.name === "decision" ? event.submitter.value : "";
+      const submitter = /** @type {HTMLButtonElement | null} */ (event.submitter);
+      const sent = submitter && submitter.name === "decision" ? submitter.value : "";
       const problem = problemWith(readState(), sent);
       if (!problem) {
         sending = true;
@@ -140,7 +145,7 @@
     // Back to this page from the browser's cache: the earlier submit is over.
     window.addEventListener("pageshow", () => { sending = false; });
     document.addEventListener("click", (event) => {
-      if (event.target.closest("#override-ai")) openOverride();
+      if (event.target instanceof Element && event.target.closest("#override-ai")) openOverride();
     });
     document.addEventListener("ai:arrived", updateSummary);
     updateSummary();
@@ -178,8 +183,13 @@
     said(`${digit}: ${side} breast BI-RADS ${digit}. Next digit sets the ${nextSide}.`);
   }
 
+  function checkedDensity() {
+    const radio = /** @type {HTMLInputElement | null} */ (form.querySelector("input[name=density]:checked"));
+    return radio ? radio.value : "";
+  }
+
   function setDensity(letter) {
-    const radio = form.querySelector(`input[name=density][value="${letter}"]`);
+    const radio = /** @type {HTMLInputElement | null} */ (form.querySelector(`input[name=density][value="${letter}"]`));
     if (!radio) return false;
     radio.checked = true;
     changed(radio);
@@ -190,15 +200,14 @@
   // it, Record read where there is no suggestion. Where the AI suggests recall, a normal
   // read overrides it, which needs the reader's reason: the override opens instead.
   function sendNormal() {
-    const noRecall = RULES.decisions.no_recall;
     const ai = aiRecall();
-    if (ai && ai !== noRecall) {
+    if (ai && ai !== DECISIONS.no_recall) {
       openOverride();
-      said("N: right 1, left 1, density set. The AI suggests recall: give your reason, then Confirm.");
+      said(`N: right ${RULES.normal}, left ${RULES.normal}, density set. The AI suggests recall: give your reason, then Confirm.`);
       return;
     }
     const button = field(ai ? "accept-ai" : "record-read");
-    said(`N: right ${RULES.normal}, left ${RULES.normal}, no recall, density ${form.querySelector("input[name=density]:checked").value}: recording.`);
+    said(`N: right ${RULES.normal}, left ${RULES.normal}, no recall, density ${checkedDensity()}: recording.`);
     if (button) form.requestSubmit(button);
   }
 
@@ -214,7 +223,7 @@
   // The reader changed the form with the mouse while N waited for a density: N's read is
   // no longer the one on the form, so a letter must not send it.
   if (form) {
-    form.addEventListener("change", (event) => {
+    form.addEventListener("change", () => {
       if (!awaitingDensity || keying) return;
       awaitingDensity = false;
       said("You changed the read: the normal read was not recorded. Press N again, or record with the buttons.");
@@ -232,12 +241,13 @@
   const VIEWER_KEYS = ["h", "r", "l", "w", "p", "m", "v", "g", "i", "c", "f", "k", "e", "x"];
   window.addEventListener("keydown", (event) => {
     const target = event.target;
-    const typing = target.tagName === "TEXTAREA" ||
-      (target.tagName === "INPUT" && !TYPES_NOT_TYPED_IN.includes(target.type)) || target.isContentEditable;
+    const typing = target instanceof HTMLTextAreaElement ||
+      (target instanceof HTMLInputElement && !TYPES_NOT_TYPED_IN.includes(target.type)) ||
+      (target instanceof HTMLElement && target.isContentEditable);
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
     const reading = form && RULES;
-    let act = null;
+    let act;
     if (reading && awaitingDensity && RULES.densities.includes(key)) act = () => densityKey(key);
     else if (reading && awaitingDensity && key === "escape") act = () => { awaitingDensity = false; said("Normal read cancelled: nothing was recorded."); };
     else if (reading && /^[0-9]$/.test(key) && RULES.categories.includes(Number(key))) act = () => setCategory(Number(key));
@@ -246,7 +256,7 @@
         a: () => form && accept(),
         o: () => form && openOverride(),
         n: () => reading && normalRead(),
-        j: () => { const next = document.getElementById("next-case"); if (next) window.location.assign(next.href); },
+        j: () => { const next = /** @type {HTMLAnchorElement | null} */ (document.getElementById("next-case")); if (next) window.location.assign(next.href); },
       }[key] || (VIEWER_KEYS.includes(key) && (() => document.dispatchEvent(new CustomEvent("viewer:key", { detail: { key, shift: event.shiftKey } })))) || null;
     }
     if (!act) return;

@@ -9,7 +9,7 @@
   if (!sidebar || !sidebar.dataset.reader) return;
   const PREFIX = "mammo.read.";
   const key = `${PREFIX}${sidebar.dataset.reader}.${sidebar.dataset.case}`;
-  const form = document.getElementById("read-form");
+  const form = /** @type {HTMLFormElement | null} */ (document.getElementById("read-form"));
   const NOT_KEPT = ["csrfmiddlewaretoken", "kind", "opened", "decision"];
 
   function storage() {
@@ -29,11 +29,17 @@
     return;
   }
 
+  // The form's own fields (inputs, selects, text), the ones a draft keeps and puts back.
+  function fields() {
+    return Array.from(form.elements).filter((element) =>
+      element instanceof HTMLInputElement || element instanceof HTMLSelectElement || element instanceof HTMLTextAreaElement);
+  }
+
   function entered() {
     const values = {};
-    for (const element of form.elements) {
+    for (const element of fields()) {
       if (!element.name || NOT_KEPT.includes(element.name) || element.type === "submit" || element.type === "button") continue;
-      if (element.type === "radio") { if (element.checked) values[element.name] = element.value; continue; }
+      if (element instanceof HTMLInputElement && element.type === "radio") { if (element.checked) values[element.name] = element.value; continue; }
       if (element.value) values[element.name] = element.value;
     }
     return values;
@@ -45,9 +51,9 @@
   }
 
   function putBack(values) {
-    for (const element of form.elements) {
+    for (const element of fields()) {
       if (!element.name || NOT_KEPT.includes(element.name) || element.type === "submit" || element.type === "button") continue;
-      if (element.type === "radio") element.checked = values[element.name] === element.value;
+      if (element instanceof HTMLInputElement && element.type === "radio") element.checked = values[element.name] === element.value;
       else element.value = values[element.name] || "";
     }
     form.dispatchEvent(new Event("change", { bubbles: true }));  // case.js explains the read again
@@ -70,6 +76,7 @@
   let deadline = Date.now() + 1000 * Number(warning ? warning.dataset.expiresIn : 0);
   let signedOut = false;
   let timer = null;
+  let pending = null;  // the draft's save, waiting for typing to stop (below); tick() flushes it
 
   function clock(seconds) {
     const s = Math.max(0, Math.ceil(seconds));
@@ -103,7 +110,7 @@
   }
 
   async function post(url, body) {
-    const token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+    const token = /** @type {HTMLInputElement} */ (form.querySelector("input[name=csrfmiddlewaretoken]")).value;
     const response = await fetch(url, {
       method: "POST", body, credentials: "same-origin",
       headers: { Accept: "application/json", "X-CSRFToken": token },
@@ -119,7 +126,6 @@
   }
 
   // --- The draft: kept in this tab at once, on the server a moment after typing stops ----
-  let pending = null;
   let saving = true;  // false once the server says this case no longer takes this read
 
   async function saveNow() {

@@ -10,8 +10,16 @@
   const feedback = document.getElementById("mark-feedback");
   const SHAPE_WORDS = { point: "point", ellipse: "ellipse", arrow: "arrow" };
 
+  /** @type {(breast: string) => HTMLElement[]} */
   const rowsOf = (breast) => Array.from(form.querySelectorAll(`.breast .finding-row[data-row^="${breast}"]`));
+  /** @type {(row: Element) => HTMLInputElement | null} */
   const markOf = (row) => row.querySelector("input[data-mark]");
+
+  // The mark a row's hidden input holds, or null (empty, or not a mark the page wrote).
+  function markIn(input) {
+    if (!input || !input.value) return null;
+    try { return JSON.parse(input.value); } catch (error) { return null; }
+  }
 
   function filmName(image) {
     const label = document.querySelector(`.panel.current[data-image="${image}"] .vp-label`);
@@ -20,12 +28,12 @@
 
   // What each row's mark is, said in words beside it, with the way to remove it.
   function describeMarks() {
-    form.querySelectorAll(".finding-row").forEach((row) => {
+    /** @type {NodeListOf<HTMLElement>} */ (form.querySelectorAll(".finding-row")).forEach((row) => {
       const input = markOf(row);
       const text = row.querySelector(".mark-text");
+      /** @type {HTMLElement | null} */
       const remove = row.querySelector(".remove-mark");
-      let mark = null;
-      try { mark = input && input.value ? JSON.parse(input.value) : null; } catch (error) { mark = null; }
+      const mark = markIn(input);
       if (mark || Array.from(row.querySelectorAll("select")).some((select) => select.value)) row.hidden = false;
       if (text) text.textContent = mark ? `Marked: ${SHAPE_WORDS[mark.shape] || mark.shape} on ${filmName(mark.image)}.` : "";
       if (remove) remove.hidden = !mark;
@@ -51,7 +59,7 @@
   }
 
   document.addEventListener("viewer:marked", (event) => {
-    const mark = event.detail;
+    const mark = /** @type {CustomEvent} */ (event).detail;
     if (mark.refused) { say(`${mark.refused} Nothing was marked.`); return; }
     const side = mark.breast === "R" ? "right" : "left";
     const row = freeRow(mark.breast);
@@ -65,14 +73,16 @@
     row.hidden = false;
     describeMarks();
     changed(input);
-    const finding = row.querySelector("select[name^='finding_']");
-    const site = row.querySelector("select[name^='site_']");
+    const finding = /** @type {HTMLSelectElement} */ (row.querySelector("select[name^='finding_']"));
+    const site = /** @type {HTMLSelectElement} */ (row.querySelector("select[name^='site_']"));
     const next = !finding.value ? finding : !site.value ? site : null;
     say(`Marked (${SHAPE_WORDS[mark.shape]}) on ${mark.film}: ${next === finding ? "choose what it shows and its site" : next === site ? "choose its site" : "recorded with this finding"} in the ${side} breast's row.`);
     if (next) next.focus();
   });
 
   form.addEventListener("click", (event) => {
+    if (!(event.target instanceof Element)) return;
+    /** @type {HTMLElement | null} */
     const add = event.target.closest(".add-finding");
     if (add) {
       const row = rowsOf(add.dataset.breast).find((r) => r.hidden);
@@ -80,8 +90,10 @@
       add.hidden = !rowsOf(add.dataset.breast).some((r) => r.hidden);
       return;
     }
+    /** @type {HTMLElement | null} */
     const remove = event.target.closest("[data-remove-mark]");
     if (remove) {
+      /** @type {HTMLInputElement} */
       const input = form.querySelector(`input[name="mark_${remove.dataset.removeMark}"]`);
       input.value = "";
       describeMarks();

@@ -18,7 +18,7 @@
 
   const table = document.getElementById("worklist");
   if (table) {
-    const rows = Array.from(table.querySelectorAll("tr[data-case]"));
+    const rows = Array.from(/** @type {NodeListOf<HTMLTableRowElement>} */ (table.querySelectorAll("tr[data-case]")));
     if (rows.length) {
       const ids = rows.map((r) => r.dataset.case).join(",");
       poll(() => `${table.dataset.statusUrl}?ids=${ids}`, 5000, (states) => {

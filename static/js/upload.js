@@ -66,7 +66,7 @@
     });
     request.addEventListener("load", () => {
       if (request.status >= 500) {
-        failed(form, button, `The server failed (${request.status}). Look in the studies list before uploading again.`);
+        failed(button, `The server failed (${request.status}). Look in the studies list before uploading again.`);
         return;
       }
       if (!replacePage(request.responseText, request.responseURL)) return;
@@ -75,12 +75,12 @@
       const outcome = document.getElementById("upload-outcome");
       if (outcome) outcome.scrollIntoView({ block: "nearest" });
     });
-    request.addEventListener("error", () => failed(form, button, "The connection failed before the server answered. Look in the studies list before uploading again."));
+    request.addEventListener("error", () => failed(button, "The connection failed before the server answered. Look in the studies list before uploading again."));
     request.open("POST", form.action || window.location.href);
     request.send(new FormData(form));
   }
 
-  function failed(form, button, message) {
+  function failed(button, message) {
     const outcome = document.getElementById("upload-outcome");
     const box = document.createElement("div");
     box.className = "error";

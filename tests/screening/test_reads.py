@@ -467,6 +467,7 @@ def test_the_page_sends_the_servers_read_rules_for_its_keys(client, radiologist)
         BIRADS_CONCERN_ORDER,
         BIRADS_FOR_DECISION,
         BIRADS_NEEDING_FINDINGS,
+        BIRADS_REFUSING_FINDINGS,
         BiRads,
         Density,
     )
@@ -480,6 +481,8 @@ def test_the_page_sends_the_servers_read_rules_for_its_keys(client, radiologist)
     assert set(sent["needs_finding"]) == BIRADS_NEEDING_FINDINGS
     assert sent["categories"] == list(BiRads.values) and sent["normal"] == BiRads.NEGATIVE
     assert sent["densities"] == list(Density.values)
+    assert set(sent["refuses_finding"]) == BIRADS_REFUSING_FINDINGS
+    assert sent["decisions"] == {"recall": Decision.RECALL, "no_recall": Decision.NO_RECALL}
 
 
 def test_case_js_restates_no_bi_rads_rule() -> None:
@@ -487,3 +490,6 @@ def test_case_js_restates_no_bi_rads_rule() -> None:
 
     script = (Path(__file__).resolve().parents[2] / "static/js/case.js").read_text()
     assert not re.search(r"\[\s*1,\s*2,\s*3|\[\s*0,\s*3,\s*4|\[\s*3,\s*4,\s*5", script)
+    # no category compared by hand
+    assert not re.search(r"[=!]==\s*[0-6]\b|\b[0-6]\s*[=!]==", script)
+    assert '"no_recall"' not in script and "'no_recall'" not in script  # decisions as sent

@@ -96,10 +96,10 @@ export function createHanging({ viewer, panels, active, changed }) {
     apply();
   }
 
-  function cycle(step) {
+  function cycle(by) {
     const order = rules.protocols.map(([value]) => value).filter(available);
     const at = order.indexOf(state.protocol);
-    use(order[(at + step + order.length) % order.length]);
+    use(order[(at + by + order.length) % order.length]);
   }
 
   // C: current and prior of the film in focus, and back to the protocol it came from.
@@ -122,10 +122,10 @@ export function createHanging({ viewer, panels, active, changed }) {
 
   // --- The reader's default, kept on the server ------------------------------------------
 
-  const form = document.getElementById("protocol-default-form");
+  const form = /** @type {HTMLFormElement | null} */ (document.getElementById("protocol-default-form"));
 
   function showDefault() {
-    const button = document.getElementById("protocol-default");
+    const button = /** @type {HTMLButtonElement | null} */ (document.getElementById("protocol-default"));
     if (!button) return;
     const mine = state.protocol === state.saved;
     button.disabled = mine;
@@ -149,7 +149,7 @@ export function createHanging({ viewer, panels, active, changed }) {
       state.saved = (await response.json()).hanging_protocol;
       showDefault();
     } catch (error) {
-      button.textContent = `Not saved (${error.message})`;
+      button.textContent = `Not saved (${error instanceof Error ? error.message : error})`;
     }
   }
 

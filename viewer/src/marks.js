@@ -76,7 +76,7 @@ export function setUpMarks({ panels, planeOf, viewportId }) {
     const found = [];
     const entry = form();
     if (!entry) return found;
-    entry.querySelectorAll("input[data-mark]").forEach((input) => {
+    /** @type {NodeListOf<HTMLInputElement>} */ (entry.querySelectorAll("input[data-mark]")).forEach((input) => {
       if (!input.value) return;
       try {
         const mark = JSON.parse(input.value);

@@ -43,6 +43,7 @@ const PRIMARY_TOOLS = {
   g: MagnifyTool.toolName,
   ...markTools(), // findings marked on the film: marks.js
 };
+const PRIMARY_TOOLS_BY_NAME = new Set(Object.values(PRIMARY_TOOLS));
 
 const viewer = document.getElementById("viewer");
 // W/L linked by default: a screening reader judges symmetry (left against right, CC against
@@ -55,6 +56,7 @@ let group;
 let hanging; // the hanging protocol in use (./hanging.js)
 const loaded = new Map(); // panel -> Promise of its film shown
 
+/** @type {(selector?: string) => HTMLElement[]} */
 const panels = (selector = "") => Array.from(viewer.querySelectorAll(`.panel${selector}`));
 const viewportId = (panel) => `film-${panel.dataset.image}`;
 const viewportOf = (panel) => engine && engine.getViewport(viewportId(panel));
@@ -97,7 +99,8 @@ function filmPlane(type, imageId) {
   if (type !== "imagePlaneModule" || !imageId.startsWith("wadors:")) return undefined;
   const meta = wadors.metaDataManager.get(imageId);
   const plane = wadors.metaData.metaDataProvider(type, imageId);
-  const spacing = (meta && (meta["00280030"] || meta["00181164"]) || {}).Value;
+  const value = (meta && (meta["00280030"] || meta["00181164"]) || {}).Value;
+  const spacing = Array.isArray(value) ? value : undefined;
   if (!plane || !spacing || spacing.length < 2) return plane;
   const [row, column] = spacing.map(Number);
   return { ...plane, pixelSpacing: [row, column], rowPixelSpacing: row, columnPixelSpacing: column, usingDefaultValues: false };
@@ -197,6 +200,7 @@ function webModules(imageId, rows, columns) {
   };
 }
 
+/** @returns {Promise<import("@cornerstonejs/core").Types.IImage>} */
 async function loadWebImage(imageId) {
   const response = await fetch(imageId.slice("web:".length), { credentials: "same-origin" });
   if (!response.ok) throw new Error(`image ${response.status}`);
@@ -235,6 +239,10 @@ async function loadWebImage(imageId) {
     windowCenter: 127.5,
     windowWidth: 256,
     color: false,
+    rgba: false,
+    dataType: "Uint8Array",
+    voiLUTFunction: Enums.VOILUTFunctionType.LINEAR,
+    getCanvas: () => canvas,
     numberOfComponents: 1,
     minPixelValue: min,
     maxPixelValue: max,
@@ -387,15 +395,15 @@ function applyOverlay() {
     controls.hidden = false;
     controls.classList.remove("unavailable");
   } else if (controls && !controls.hidden) controls.classList.add("unavailable");
-  const toggle = document.getElementById("overlay-toggle");
-  const opacity = document.getElementById("overlay-opacity");
+  const toggle = /** @type {HTMLInputElement | null} */ (document.getElementById("overlay-toggle"));
+  const opacity = /** @type {HTMLInputElement | null} */ (document.getElementById("overlay-opacity"));
   const on = !toggle || toggle.checked;
   panels(".current").forEach((panel) => {
-    panel.querySelectorAll("img.heatmap").forEach((img) => {
+    /** @type {NodeListOf<HTMLImageElement>} */ (panel.querySelectorAll("img.heatmap")).forEach((img) => {
       img.style.display = on ? "block" : "none";
-      img.style.opacity = opacity ? opacity.value / 100 : 0.5;
+      img.style.opacity = String(opacity ? Number(opacity.value) / 100 : 0.5);
     });
-    panel.querySelectorAll("svg.marks").forEach((svg) => {
+    /** @type {NodeListOf<SVGSVGElement>} */ (panel.querySelectorAll("svg.marks")).forEach((svg) => {
       svg.style.display = on ? "block" : "none";
     });
   });
@@ -406,7 +414,7 @@ function applyOverlay() {
 // --- Window/level presets from the files ------------------------------------------------
 
 function fillPresets() {
-  const select = document.getElementById("voi-preset");
+  const select = /** @type {HTMLSelectElement | null} */ (document.getElementById("voi-preset"));
   if (!select) return;
   const seen = new Set(Array.from(select.options).map((o) => o.value));
   panels(".current").forEach((panel) => {
@@ -530,6 +538,7 @@ function markInvert() {
     if (!viewport || panel.dataset.loaded !== "1") return;
     const inverted = String(Boolean(viewport.getProperties().invert)) !== panel.dataset.baseInvert;
     panel.dataset.inverted = String(inverted);
+    /** @type {HTMLElement | null} */
     const label = panel.querySelector(".vp-inverted");
     if (label) label.hidden = !inverted;
     if (inverted && !panel.hidden) shownInverted = true;
@@ -547,10 +556,9 @@ function useTool(name) {
   group.setToolPassive(state.tool);
   group.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }] });
   state.tool = name;
-  viewer.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === name)));
+  /** @type {NodeListOf<HTMLElement>} */ (viewer.querySelectorAll("[data-tool]")).forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === name)));
   viewer.dataset.tool = name;
 }
-const PRIMARY_TOOLS_BY_NAME = new Set(Object.values(PRIMARY_TOOLS));
 
 // --- Setup --------------------------------------------------------------------------------
 
@@ -621,7 +629,7 @@ function linkPairs() {
 const PREVIEW_WAIT_MS = 300;
 
 function previewsPainted() {
-  const previews = panels(".current").map((panel) => panel.querySelector("img.preview"));
+  const previews = panels(".current").map((panel) => /** @type {HTMLImageElement | null} */ (panel.querySelector("img.preview")));
   const decoded = Promise.allSettled(previews.filter(Boolean).map((img) => img.decode()));
   const limit = new Promise((resolve) => setTimeout(resolve, PREVIEW_WAIT_MS));
   return Promise.race([decoded, limit]).then(
@@ -632,7 +640,8 @@ function previewsPainted() {
 async function start() {
   panels(".current[data-kind='dicom']").forEach((panel) => metadataOf(panel.dataset.study).catch(() => {}));
   await previewsPainted();
-  await initCore({ rendering: { webGlContextCount: 1 } });
+  // init() fills what is not given from its defaults, though its type asks for every field.
+  await initCore(/** @type {import("@cornerstonejs/core").Types.Cornerstone3DConfig} */ ({ rendering: { webGlContextCount: 1 } }));
   initTools();
   initFrames(viewer); // the frames' loader and decoding workers: frames.js
   metaData.addProvider(filmPlane, 10000);
@@ -652,7 +661,7 @@ async function start() {
     group.addViewport(viewportId(panel), engine.id);
     const element = panel.querySelector(".viewport");
     element.addEventListener(Events.IMAGE_RENDERED, () => placeOverlay(panel));
-    element.addEventListener(Events.VOI_MODIFIED, (event) => windowChanged(panel, event.detail.range));
+    element.addEventListener(Events.VOI_MODIFIED, (event) => windowChanged(panel, /** @type {CustomEvent} */ (event).detail.range));
     element.addEventListener("contextmenu", (event) => event.preventDefault());
     element.addEventListener("pointerdown", () => {
       state.active = panel;
@@ -675,7 +684,7 @@ function handleKey(key, shift = false) {
   if (PRIMARY_TOOLS[key]) return useTool(PRIMARY_TOOLS[key]);
   const actions = {
     h: () => {
-      const toggle = document.getElementById("overlay-toggle");
+      const toggle = /** @type {HTMLInputElement | null} */ (document.getElementById("overlay-toggle"));
       if (toggle && overlayDrawable()) {
         toggle.checked = !toggle.checked;
         applyOverlay();
@@ -691,12 +700,17 @@ function handleKey(key, shift = false) {
 }
 
 if (viewer) {
-  document.addEventListener("viewer:key", (event) => handleKey(event.detail.key, event.detail.shift));
+  document.addEventListener("viewer:key", (event) => {
+    const { key, shift } = /** @type {CustomEvent} */ (event).detail;
+    handleKey(key, shift);
+  });
   document.addEventListener("ai:arrived", () => {
     applyOverlay();
     panels(".current").forEach(placeOverlay);
   });
   viewer.addEventListener("click", (event) => {
+    if (!(event.target instanceof Element)) return;
+    /** @type {HTMLButtonElement | null} */
     const button = event.target.closest("button[data-key]");
     if (button) handleKey(button.dataset.key);
     if (event.target.closest("#link-wl")) toggleLinkWL();
@@ -705,13 +719,13 @@ if (viewer) {
   if (opacity) opacity.addEventListener("input", applyOverlay);
   const toggle = document.getElementById("overlay-toggle");
   if (toggle) toggle.addEventListener("change", applyOverlay);
-  const preset = document.getElementById("voi-preset");
+  const preset = /** @type {HTMLSelectElement | null} */ (document.getElementById("voi-preset"));
   if (preset) preset.addEventListener("change", () => applyPreset(preset.value));
   // Test and benchmark hook: where an image pixel of a panel is on the page, and how the
   // film is rendered (GPU or the CPU fallback).
   window.mammoViewer = {
     describe(selector) {
-      const panel = viewer.querySelector(selector);
+      const panel = /** @type {HTMLElement} */ (viewer.querySelector(selector));
       const viewport = viewportOf(panel);
       const data = viewport.getImageData();
       return {
@@ -722,7 +736,7 @@ if (viewer) {
       };
     },
     imageToPage(selector, col, row) {
-      const panel = viewer.querySelector(selector);
+      const panel = /** @type {HTMLElement} */ (viewer.querySelector(selector));
       const viewport = viewportOf(panel);
       const [x, y] = viewport.worldToCanvas(csUtils.imageToWorldCoords(panel.dataset.imageId, [col, row]));
       const box = panel.querySelector(".viewport").getBoundingClientRect();
