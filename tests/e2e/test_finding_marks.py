@@ -36,6 +36,20 @@ def to_page(page, panel: str, x: float, y: float) -> tuple[float, float]:  # typ
     return point["x"], point["y"]
 
 
+def alone(page, slot: str) -> None:  # type: ignore[no-untyped-def]
+    """Hang one film alone (the single-film protocol, F to step to it), so the whole 512 px
+    film is in view whatever the 1×4 crops at its outer edge."""
+    from tests.e2e.test_hanging_protocols import hung
+
+    while not page.inner_text("#layout-name").startswith("Single"):
+        page.keyboard.press("l")
+    for _ in range(4):
+        if page.is_visible(f'.panel.current[data-slot="{slot}"]'):
+            break
+        page.keyboard.press("f")
+    hung(page, [f"current {slot}"])
+
+
 def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(  # type: ignore[no-untyped-def]
     live_server, browser_page
 ):
@@ -47,10 +61,12 @@ def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(  #
     log_in(page, live_server, "reader")
     open_viewer(page, live_server, case)
 
+    alone(page, "RCC")
     page.keyboard.press("k")  # a point on the right CC
     page.mouse.click(*to_page(page, RCC, 200, 300))
     wait_until(page, "() => document.getElementById('id_mark_R').value !== ''")
     assert page.evaluate("document.activeElement.id") == "id_finding_R"  # what it shows, next
+    alone(page, "RMLO")
     page.keyboard.press("e")  # an ellipse on the right MLO: a second finding of that breast
     start, end = to_page(page, RMLO, 150, 200), to_page(page, RMLO, 250, 260)
     page.mouse.move(*start)
@@ -61,12 +77,14 @@ def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(  #
     wait_until(page, "() => document.getElementById('id_mark_R_2').value !== ''")
     assert page.is_visible("#id_finding_R_2")
     wait_until(
-        page, f"() => document.querySelectorAll('{RCC} svg.finding-marks g.read-this').length === 1"
-    )
-    wait_until(
         page,
         f"() => document.querySelectorAll('{RMLO} svg.finding-marks g.read-this').length === 1",
     )
+    alone(page, "RCC")
+    wait_until(
+        page, f"() => document.querySelectorAll('{RCC} svg.finding-marks g.read-this').length === 1"
+    )
+    alone(page, "LCC")
     page.keyboard.press("x")  # an arrow on the left CC, pointing where the drag began
     head, tail = to_page(page, LCC, 260, 240), to_page(page, LCC, 330, 180)
     page.mouse.move(*head)
