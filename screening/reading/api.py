@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import BasePagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -164,6 +165,9 @@ class PolicyViewSet(viewsets.GenericViewSet):
     serializer_class = s.SitePolicySerializer
     queryset = SitePolicy.objects.select_related("set_by")
     pagination_class = None
+    # JSON only: a form's empty field would fall back to its default (DRF's HTML-input rule),
+    # so "ai_reveal=" would set concurrent reveal silently instead of being refused.
+    parser_classes = [JSONParser]
 
     def get_permissions(self):
         if self.action == "create":

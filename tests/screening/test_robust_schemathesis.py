@@ -56,6 +56,7 @@ WRITERS = {
     "POST /api/studies/": Role.ADMIN,
     "POST /api/model-versions/{id}/activate/": Role.ADMIN,
     "POST /dicomweb/studies": Role.ADMIN,
+    "POST /api/policies/": Role.ADMIN,
 }
 CONFORMANCE = [
     not_a_server_error,
@@ -67,9 +68,12 @@ REJECTION = [not_a_server_error, negative_data_rejection]
 # Where a 400 to a schema-valid request is the domain speaking, not a schema that says too
 # little: a file's bytes must be a film (no schema states a decodable DICOM or PNG), and a
 # read's categories, decision and findings must agree (``reading.assessment.resolve``), a
-# clinical rule across fields that OpenAPI 3.0 has no way to state. Their 400s stay
-# documented (``status_code_conformance``); every other operation must accept valid data.
+# clinical rule across fields that OpenAPI 3.0 has no way to state; a reading policy starts
+# now or later, never in the past, and one that uses the AI needs a version validated for
+# triage (a rule on the clock and the site's state, not on the request's shape). Their 400s
+# stay documented (``status_code_conformance``); every other operation must accept valid data.
 CONTENT_CHECKED = {
+    "POST /api/policies/",
     "POST /api/cases/{id}/reads/",
     "POST /api/studies/",
     "POST /dicomweb/studies",
