@@ -50,6 +50,7 @@ from ..intake.imaging import inspect_image
 from ..intake.streams import KINDS_BY_SYNTAX
 from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_REFUSALS, DICOM_STUDIES
 from .pacs_priors import PriorFetcher, Wanted, fetcher_from_settings
+from .spooled import SpooledInstance
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +115,6 @@ def caller_refusal(peers: list[Peer], calling_ae: str, address: str) -> str:
     if not any(address in peer.addresses() for peer in titled):
         return "calling AE title not allowed from this address"
     return ""
-
-
-class SpooledInstance:
-    """An instance kept on disk until its study is filed: what the upload verb reads."""
-
-    def __init__(self, path: Path, position: int) -> None:
-        self.path, self.position = path, position
-
-    @property
-    def name(self) -> str:
-        return f"instance {self.position + 1}"
-
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
-
-    def read(self) -> bytes:
-        return self.path.read_bytes()
 
 
 @dataclass

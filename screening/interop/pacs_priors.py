@@ -42,6 +42,7 @@ from ..intake import actions as intake_actions
 from ..intake.dicom import IMAGE_SOP_CLASSES, remap_uid
 from ..intake.streams import KINDS_BY_SYNTAX
 from ..models import Study
+from .spooled import SpooledInstance
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +109,10 @@ class Found:
     study_date: str
 
 
-class RetrievedInstance:
-    """An instance the PACS sent back, kept on disk until its study is filed."""
+class RetrievedInstance(SpooledInstance):
+    """An instance the PACS sent back by C-GET, kept on disk until its study is filed."""
 
-    def __init__(self, path: Path, position: int) -> None:
-        self.path, self.position = path, position
-
-    @property
-    def name(self) -> str:
-        return f"retrieved instance {self.position + 1}"
-
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
-
-    def read(self) -> bytes:
-        return self.path.read_bytes()
+    label = "retrieved instance"
 
 
 @dataclass
