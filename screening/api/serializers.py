@@ -689,6 +689,7 @@ REFUSALS = {
         ErrorSerializer, "The object is not in a state that allows this (someone acted first)."
     ),
     413: OpenApiResponse(UploadResultSerializer, "The request is larger than the upload limit."),
+    415: OpenApiResponse(ErrorSerializer, "The body is not in a media type this operation takes."),
 }
 
 

@@ -179,7 +179,8 @@ class PolicyViewSet(viewsets.GenericViewSet):
         return Response(s.SitePolicySerializer(reading_queries.policies(), many=True).data)
 
     @extend_schema(
-        request=s.SitePolicySerializer, responses={201: s.SitePolicySerializer, **s.refusals(400)}
+        request=s.SitePolicySerializer,
+        responses={201: s.SitePolicySerializer, **s.refusals(400, 415)},
     )
     def create(self, request: AuthenticatedRequest) -> Response:
         given = s.SitePolicySerializer(data=request.data)
