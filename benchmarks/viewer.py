@@ -34,30 +34,18 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mammo_portal.settings")
-os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-for-production-use")
-os.environ.setdefault("SECURE_HTTPS", "0")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="viewer-bench-media-"))
-os.environ["STATIC_ROOT"] = tempfile.mkdtemp(prefix="viewer-bench-static-")
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
+from benchmarks import _live  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+_live.setup_django("viewer-bench")
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.testcases import LiveServerThread  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = _live.CHROMIUM
 PASSWORD = "bench-password-123"
 ALL_FOUR = "() => document.querySelectorAll('.panel.current[data-loaded=\"1\"]').length === 4"
 # The previews' paint times (Element Timing: the page's clock, from the navigation's start).
@@ -185,37 +173,21 @@ def main() -> None:
     parser.add_argument("--link", type=float, default=0, help="throttle to this many Mbit/s")
     args = parser.parse_args()
     settings.DICOMWEB_LOSSLESS_FRAMES = args.lossless
-    setup_test_environment()
-    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-    if connection.vendor == "sqlite":  # a file, so the server's threads share it
-        connection.settings_dict["TEST"]["NAME"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    call_command("collectstatic", interactive=False, verbosity=0)
-    server = LiveServerThread("127.0.0.1", lambda app: app, port=0)  # WhiteNoise serves static
-    server.daemon = True
-    try:
+    with _live.serving() as url:
         started = time.perf_counter()
         case = seed_case()
         seeded = time.perf_counter() - started
-        server.start()
-        server.is_ready.wait()
-        if server.error:
-            raise server.error
         sizes = frame_bytes(case)
         busy = spinners(os.cpu_count() or 1) if args.busy else []
         try:
             time.sleep(1 if busy else 0)  # the spinners at full speed before the first run
             load_before = os.getloadavg()[0]
-            times, rendering = run(f"http://127.0.0.1:{server.port}", case.pk, args.runs, args.link)
+            times, rendering = run(url, case.pk, args.runs, args.link)
             load_after = os.getloadavg()[0]
         finally:
             for process in busy:
                 process.terminate()
                 process.wait()
-    finally:
-        server.terminate()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
     how = "CPU fallback" if rendering["cpu"] else "WebGL (software, no GPU)"
     frames = (
         f"native ({sizes[0] / 1e6:.0f} MB)"
