@@ -22,7 +22,7 @@ of the four films painted: the page, its scripts, the WADO-RS metadata, the four
 (native, 27 MB each; with ``--lossless`` their JPEG-LS lossless frames, made when the study
 is stored as an upload does, ``settings.DICOMWEB_LOSSLESS_FRAMES``) decoded in the worker,
 and their first render. The first image
-is the earliest paint of a film's preview (``screening/intake/previews.py``, made when the study
+is the earliest paint of a film's preview (``screening/imaging/previews.py``, made when the study
 is stored, as an upload does), by the Element Timing API on the same clock; "four
 previews" is the latest of the four.
 """
@@ -68,7 +68,7 @@ def seed_case():  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import Group
 
     from screening.choices import Role
-    from screening.intake import lossless, previews
+    from screening.imaging import lossless, previews
     from tests.factories import dicom_screen
 
     reader = get_user_model().objects.create_user("bench-reader", password=PASSWORD)
@@ -83,7 +83,7 @@ def seed_case():  # type: ignore[no-untyped-def]
 
 def frame_bytes(case) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """(native, JPEG-LS lossless) bytes of the case's four frames."""
-    from screening.intake import lossless
+    from screening.imaging import lossless
 
     films = list(case.studies.get().images.all())
     native = sum(f.width * f.height * 2 for f in films)

@@ -381,7 +381,7 @@ AI_LOCAL_MIN_CANCERS = max(envint("AI_LOCAL_MIN_CANCERS", 50), AI_GATES.triage_m
 AI_TRIAGE_NEEDS_LOCAL_EVIDENCE = envbool("AI_TRIAGE_NEEDS_LOCAL_EVIDENCE", True)
 # On: WADO-RS sends a film stored native to a client taking any transfer syntax (the case
 # viewer) as its JPEG-LS lossless frame, checked bit for bit, made at upload (issue 24,
-# screening/intake/lossless.py): half the bytes, but a CharLS decode per film in the browser.
+# screening/imaging/lossless.py): half the bytes, but a CharLS decode per film in the browser.
 # Off (the default): the native frame, which the browser need not decode; measured faster on
 # localhost and a 1 Gbit/s link, slower on slow links (docs/viewer-frames.md).
 DICOMWEB_LOSSLESS_FRAMES = envbool("DICOMWEB_LOSSLESS_FRAMES", False)

@@ -94,7 +94,7 @@ urlpatterns = [
         {"verb": "stop"},
         name="model-silent-trial-stop",
     ),
-    path("api/", include("screening.api.urls")),
+    path("api/", include("mammo_portal.api_urls")),
     path("dicomweb/studies", dicomweb.StudiesView.as_view(), name="dicomweb-studies"),
     path("dicomweb/", include(wado.urlpatterns)),
     path("admin/", admin.site.urls),

@@ -1,4 +1,6 @@
-"""Django admin for admins: users and model versions; clinical records are read-only here.
+"""Django admin for admins: users here, model versions in ``ai.admin``; clinical records are
+read-only here. Django finds only this module, so it imports each capability's admin: it
+stands with the pages, above the capabilities, never in the kernel.
 
 Accounts, API tokens and sign-in lockouts are the admin role's (``accounts.manages_accounts``),
 whatever Django permissions a user holds; every change to them is audited.
@@ -22,7 +24,7 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from . import accounts
-from .ai import actions as ai_actions
+from .ai import admin as ai_admin  # noqa: F401 (registers the model versions' admin)
 from .choices import Role
 from .models import (
     AIResult,
@@ -31,7 +33,6 @@ from .models import (
     Case,
     Finding,
     Image,
-    ModelVersion,
     Patient,
     PendingRole,
     PendingToken,
@@ -87,32 +88,6 @@ class CaseAdmin(ReadOnlyAdmin):
 @admin.register(Patient, Study, Image, AIResult, Finding)
 class ClinicalRecordAdmin(ReadOnlyAdmin):
     pass
-
-
-@admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["architecture", "version", "threshold", "is_active", "created_at"]
-    # What a version is and how its scores are banded never change once registered: stored
-    # results and the cases' risk bands were computed with them.
-    readonly_fields = [
-        "architecture",
-        "version",
-        "artifact_path",
-        "checksum",
-        "input_size",
-        "threshold",
-        "is_active",
-        "activated_at",
-    ]
-    actions = ["activate"]
-
-    @admin.action(description="Activate for triage")
-    def activate(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Choose exactly one model version.", messages.ERROR)
-            return
-        version = ai_actions.activate_model_version(request.user, queryset.get().pk)
-        self.message_user(request, f"{version} is now active.")
 
 
 # --- Accounts, tokens and lockouts --------------------------------------------------

@@ -1,6 +1,13 @@
 """The vocabulary of screening: every status, code and role lives here, never as bare strings."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, overload
+
 from django.db import models
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Role(models.TextChoices):
@@ -133,7 +140,7 @@ class ReadKind(models.TextChoices):
 
 
 class ReadingPolicy(models.TextChoices):
-    """How a site reads its screens (``SitePolicy``; the rules in ``reading/pathway.py``).
+    """How a site reads its screens (``SitePolicy``; the rules in ``pathway.py``).
 
     Every policy but standard uses the AI, and is refused unless the active version is
     validated for triage.
@@ -300,6 +307,17 @@ class RiskBand(models.TextChoices):
 
 RANKING_BANDS = (RiskBand.HIGH, RiskBand.INTERMEDIATE, RiskBand.LOW)
 """The bands that rank cases: only a version validated for triage gives them."""
+
+
+@overload
+def ai_recalls(score: float, threshold: float) -> bool: ...
+@overload
+def ai_recalls(score: np.ndarray, threshold: float) -> np.ndarray: ...
+def ai_recalls(score: float | np.ndarray, threshold: float) -> bool | np.ndarray:
+    """The AI says recall where its score is at or above its version's threshold: the one
+    statement of that rule, for the case (``Case.ai_recommends_recall``), the reports' rows
+    and the what-if decisions (``audit.stats.decisions_at``), one score or an array."""
+    return score >= threshold
 
 
 class AuditAction(models.TextChoices):

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+
+from .text import neutralise_bidi
 
 # Images and heatmaps are patient data: never kept in a browser's or a proxy's cache.
 NO_STORE = "private, no-store"
@@ -90,3 +93,33 @@ def request_too_large(request: HttpRequest) -> str:
         limit_mb = settings.UPLOAD_MAX_REQUEST_BYTES // (1024 * 1024)
         return f"The upload is larger than the {limit_mb} MB limit for one request; nothing was stored."
     return ""
+
+
+# Primary keys are bigints: a number past this names no object (and SQLite cannot bind it).
+MAX_ID = 2**63 - 1
+
+
+def object_id(text: str) -> int | None:
+    """The object id a path or query gives, or None where it names none: not a whole number
+    from 1 (text, a sign, a fraction, other scripts' digits) or past the database's range."""
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        return None
+    return int(text)
+
+
+CsvResponse = TypeVar("CsvResponse", HttpResponse, StreamingHttpResponse)
+
+
+def csv_response(name: str, content: str) -> HttpResponse:
+    """The CSV as a download; bidi controls in any cell are shown, never obeyed, as on the
+    pages (a spreadsheet would otherwise reorder what the auditor reads)."""
+    return csv_download(name, HttpResponse(neutralise_bidi(content)))
+
+
+def csv_download(name: str, response: CsvResponse) -> CsvResponse:
+    """``response`` (its CSV text already bidi-safe) as a download that no cache keeps."""
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Type"] = "text/csv; charset=utf-8"
+    response["Content-Disposition"] = f'attachment; filename="mammo-{name}-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -51,6 +51,7 @@ from .choices import (
     SilentTrial,
     SourceFormat,
     View,
+    ai_recalls,
 )
 
 
@@ -252,7 +253,7 @@ class Case(models.Model):
         version = self.ai_result.model_version
         if not version.validated_for_triage:
             return None
-        return self.ai_score >= version.threshold
+        return ai_recalls(self.ai_score, version.threshold)
 
     @property
     def band_description(self) -> str:

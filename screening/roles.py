@@ -4,6 +4,7 @@ any a second admin has yet to confirm (``models.PendingRole``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -17,7 +18,6 @@ from rest_framework.request import Request
 
 from .choices import Role
 from .models import PendingRole
-from .reading.pathway import Person
 
 # Who reads cases, and who may view one (its films, heatmaps and exports).
 READERS = (Role.RADIOLOGIST, Role.ARBITRATOR)
@@ -73,6 +73,14 @@ def holders(*roles: str) -> QuerySet[User]:
     waiting = PendingRole.objects.filter(user=OuterRef(OuterRef("pk"))).values("role")
     held = Group.objects.filter(user=OuterRef("pk"), name__in=roles).exclude(name__in=waiting)
     return get_user_model().objects.filter(Exists(held), is_active=True)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who is asking: a user id and their roles (what the reading pathway decides on)."""
+
+    id: int
+    roles: frozenset[str]
 
 
 def person(user: User) -> Person:

@@ -15,10 +15,10 @@ from PIL import Image as PILImage
 
 from ml.evidence import triage_gate
 from ml.synthetic import generate_film
+from screening import pathway
 from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
 from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
 from screening.reading import actions as reading_actions
-from screening.reading import pathway
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
 
@@ -279,7 +279,7 @@ def case_with_images(images: int = 2, score: float | None = None, **case_kwargs)
 
 
 def stored_dicom_image(study: Study, item, **extra) -> Image:  # type: ignore[no-untyped-def]
-    """An image row for a checked DICOM file (``screening.intake.dicom.inspect_dicom``), stored
+    """An image row for a checked DICOM file (``screening.imaging.dicom.inspect_dicom``), stored
     de-identified as an upload stores it."""
     return ImageFactory(
         study=study,
@@ -300,7 +300,7 @@ def dicom_case_with_images(images: int = 2, score: float | None = None) -> Case:
     """A case whose study came in as DICOM: stored de-identified, as an upload stores it."""
     from pydicom.uid import generate_uid
 
-    from screening.intake.dicom import inspect_dicom
+    from screening.imaging.dicom import inspect_dicom
     from tests.dicom_files import dicom_bytes
 
     study_uid = generate_uid()
@@ -379,7 +379,7 @@ def dicom_screen(
     Photometric Interpretation."""
     from pydicom.uid import generate_uid
 
-    from screening.intake.dicom import inspect_dicom
+    from screening.imaging.dicom import inspect_dicom
     from tests.dicom_files import dicom_bytes
 
     study_uid = generate_uid()

@@ -16,20 +16,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import errors
-from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response, path_id
+from ..api.serializers import refusals
 from ..choices import Role
 from ..http import private_file
 from ..models import AIResult, ModelVersion
 from ..roles import AuthenticatedRequest, api_role, has_role
 from . import actions as ai_actions
 from . import queries as ai_queries
+from . import serializers as s
 
 
 class HeatmapFileView(BinaryDownloadView):
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY, **s.refusals(404)})
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY, **refusals(404)})
     def get(self, request: Request, pk: int) -> FileResponse:
         try:
             auditor = has_role(request.user, Role.AUDITOR)
@@ -39,7 +40,7 @@ class HeatmapFileView(BinaryDownloadView):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **s.refusals(400, 404)})
+    list=extend_schema(responses={200: s.ModelVersionSerializer(many=True), **refusals(400, 404)})
 )
 class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     queryset = ModelVersion.objects.order_by("-is_active", "-created_at")
@@ -50,7 +51,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return [api_role(Role.ADMIN)()]
         return [api_role(Role.ADMIN, Role.AUDITOR)()]
 
-    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404)})
+    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **refusals(404)})
     @action(detail=True, methods=["post"])
     def activate(self, request: AuthenticatedRequest, pk: str) -> Response:
         version_id = path_id(pk, "model version")
@@ -60,13 +61,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return error_response(error)
         return Response(s.ModelVersionSerializer(version).data)
 
-    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404, 409)})
+    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **refusals(404, 409)})
     @action(detail=True, methods=["post"], url_path="start-silent-trial")
     def start_silent_trial(self, request: AuthenticatedRequest, pk: str) -> Response:
         """Score every new study with this version, for auditors only."""
         return self._change(ai_actions.start_silent_trial, request, pk)
 
-    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **s.refusals(404, 409)})
+    @extend_schema(request=None, responses={200: s.ModelVersionSerializer, **refusals(404, 409)})
     @action(detail=True, methods=["post"], url_path="stop-silent-trial")
     def stop_silent_trial(self, request: AuthenticatedRequest, pk: str) -> Response:
         """Stop at once: nothing more is queued for it; its results stay for auditors."""
@@ -81,7 +82,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 @extend_schema_view(
-    get=extend_schema(responses={200: s.TrialScoreSerializer(many=True), **s.refusals(404)})
+    get=extend_schema(responses={200: s.TrialScoreSerializer(many=True), **refusals(404)})
 )
 class VersionScoresView(generics.ListAPIView):
     """One version's case scores, newest first: auditors only, a silent trial's too."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..choices import AIStatus
 from ..models import Case
-from ..templatetags.safe_text import neutralise_bidi
+from ..text import neutralise_bidi
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
+from .. import pathway
 from ..choices import AIStatus, CaseRoute, CaseStatus, SilentTrial
-from ..intake import films, imaging
+from ..imaging import films, pictures
 from ..models import AIResult, Case, Image, ModelVersion, Study
-from ..reading import pathway
 from ..storage import storage_error
 from .queries import case_ai
 
@@ -278,7 +278,7 @@ def read_pixels(image: Image) -> np.ndarray:
     """
     try:
         with image.file.open("rb") as handle:
-            pixels, shown = imaging.pixels_and_rendition(handle.read())
+            pixels, shown = pictures.pixels_and_rendition(handle.read())
     except FileNotFoundError:
         raise PermanentFailure("The stored image file is missing.") from None
     except films.FileRejected as refusal:  # a rendition that is not numbers

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from ..choices import AIStatus, AuditAction, SilentTrial
 from ..errors import NotFound
 from ..models import AIResult, AuditEvent, Case, ModelVersion
-from ..reading.pathway import CaseAI
+from ..pathway import CaseAI
 
 
 def case_ai_results(case: Case) -> dict[int, AIResult]:

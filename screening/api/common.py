@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import errors
-from ..forms import object_id
+from ..http import object_id
 
 
 def error_response(error: errors.DomainError) -> Response:

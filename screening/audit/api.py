@@ -7,11 +7,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import errors
-from ..api import serializers as s
 from ..api.common import error_response
+from ..api.serializers import refusals
 from ..choices import Role
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as audit_actions
+from . import serializers as s
 
 
 class OutcomeView(APIView):
@@ -20,7 +21,7 @@ class OutcomeView(APIView):
     permission_classes = [api_role(Role.ADMIN)]
 
     @extend_schema(
-        request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer, **s.refusals(400, 404)}
+        request=s.OutcomeSerializer, responses={200: s.OutcomeSerializer, **refusals(400, 404)}
     )
     def post(self, request: AuthenticatedRequest) -> Response:
         serializer = s.OutcomeSerializer(data=request.data)

@@ -7,61 +7,15 @@ once, audited, without waiting for the periodic sweep that raises them when nobo
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from ..choices import AgeBand, Density, DriftGroupBy, Role
-from ..models import Image, ModelVersion
+from ..choices import DriftGroupBy, Role
 from ..roles import role_required
 from . import drift
-
-
-class ScreenFilterForm(forms.Form):
-    """About which screens: one density, age band or manufacturer; empty: all of them. The
-    drift page and the local validation page filter alike."""
-
-    density = forms.ChoiceField(
-        choices=[("", "Any density"), *Density.choices], required=False, label="Density (ACR)"
-    )
-    age_band = forms.ChoiceField(
-        choices=[("", "Any age"), *AgeBand.choices], required=False, label="Age band"
-    )
-    manufacturer = forms.ChoiceField(choices=[], required=False, label="Manufacturer")
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        makers = Image.objects.order_by("manufacturer").values_list("manufacturer", flat=True)
-        named = [m or drift.UNKNOWN for m in makers.distinct()]
-        self.fields["manufacturer"].choices = [  # type: ignore[attr-defined]
-            ("", "Any manufacturer"),
-            *((m, m) for m in sorted(set(named))),
-        ]
-
-    def chosen(self) -> drift.DriftFilter:
-        """The filter asked for; every screen when the form is unbound or invalid."""
-        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
-        return drift.DriftFilter(
-            density=data.get("density", ""),
-            age_band=data.get("age_band", ""),
-            manufacturer=data.get("manufacturer", ""),
-        )
-
-
-class DriftFilterForm(ScreenFilterForm):
-    """Which version, grouped how, about which films; empty: the active version, all films."""
-
-    model_version = forms.ModelChoiceField(
-        queryset=ModelVersion.objects.none(), required=False, empty_label="Active version"
-    )
-    group_by = forms.ChoiceField(choices=DriftGroupBy.choices, required=False, label="Group by")
-    field_order = ["model_version", "group_by", "density", "age_band", "manufacturer"]
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["model_version"].queryset = drift.monitored_versions()  # type: ignore[attr-defined]
+from .forms import DriftFilterForm
 
 
 @require_GET

@@ -21,7 +21,7 @@ from django.db.models import QuerySet
 
 from ..choices import RANKING_BANDS, ReadingPolicy, ReadKind
 from ..models import RAW_SCORE_LABEL, AuditEvent
-from ..templatetags.safe_text import BIDI_CONTROLS, neutralise_bidi
+from ..text import BIDI_CONTROLS, neutralise_bidi
 from . import reporting, simulation, stats
 
 Table = tuple[list[str], Sequence[Sequence[Any]]]

@@ -18,7 +18,7 @@ from ..choices import Role
 from ..models import ModelVersion
 from ..roles import AuthenticatedHttpRequest, role_required
 from . import local_validation, reporting, triage_switch
-from .drift_views import ScreenFilterForm
+from .forms import ScreenFilterForm
 
 
 def _chosen(request: HttpRequest, versions: list[ModelVersion]) -> ModelVersion | None:

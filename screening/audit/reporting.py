@@ -22,9 +22,18 @@ from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from ..choices import AIStatus, CaseRoute, CaseStatus, Decision, Outcome, ReadKind, RiskBand
+from .. import pathway
+from ..choices import (
+    AIStatus,
+    CaseRoute,
+    CaseStatus,
+    Decision,
+    Outcome,
+    ReadKind,
+    RiskBand,
+    ai_recalls,
+)
 from ..models import AIResult, Case, ModelVersion, Read, version_bands
-from ..reading import pathway
 from . import report_data, stats
 
 AI = "AI"
@@ -180,7 +189,7 @@ def all_rows(flt: ReportFilter, case_ids: list[int] | None = None) -> list[CaseR
                 continue
             row = rows[case_id]
             row.ai_score = probability
-            row.ai_recall = probability >= version.threshold
+            row.ai_recall = ai_recalls(probability, version.threshold)
             scored.append(row)
         bands = version_bands(np.array([row.ai_score for row in scored], float), version)
         for row, band in zip(scored, bands, strict=True):
@@ -525,6 +534,8 @@ class ThresholdCounts:
         self.sorted = {code: np.sort(c.score[scored & (c.cancer == code)]) for code in (-1, 0, 1)}
 
     def at(self, threshold: float) -> WhatIf:
+        # Scores left of the threshold's leftmost slot are those ``ai_recalls`` refuses: the
+        # same count as applying it to every score, found by bisection.
         below = {
             code: int(np.searchsorted(scores, threshold, side="left"))
             for code, scores in self.sorted.items()

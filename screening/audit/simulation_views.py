@@ -18,10 +18,10 @@ from django.views.decorators.http import require_GET
 
 from .. import events
 from ..choices import ReadingPolicy, Role
+from ..http import csv_response
 from ..models import ModelVersion
 from ..roles import role_required
 from . import exports, local_validation, plots, report_data, reporting, simulation
-from .views import _csv_response
 
 SIMULATION_VIEWERS = (Role.AUDITOR, Role.ADMIN)
 CUT_WIDGET = forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"})
@@ -128,4 +128,4 @@ def export_simulation(request: HttpRequest) -> HttpResponse:
     result = _simulated(choice)
     content = exports.simulation_table(result)
     events.exported(request.user, "simulation", len(content[1]), choice.as_detail())
-    return _csv_response("simulation", exports.to_csv(content))
+    return csv_response("simulation", exports.to_csv(content))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choices import ai_recalls
+
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 KAPPA_CI_MIN_N = 10
 
@@ -492,7 +494,7 @@ def decisions_at(scores: Sequence[float | None] | np.ndarray, threshold: float) 
         values = np.array([np.nan if s is None else s for s in scores], dtype=float)
     decided = ~np.isnan(values)
     result = np.full(len(values), -1, dtype=np.int8)
-    result[decided] = values[decided] >= threshold
+    result[decided] = ai_recalls(values[decided], threshold)
     return result
 
 

@@ -6,27 +6,24 @@ audit event that records an export.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from .. import events
 from ..choices import Role
-from ..forms import AuditTrailFilterForm, ReportFilterForm
-from ..http import paginate
+from ..http import csv_download, csv_response, paginate
 from ..models import RAW_SCORE_LABEL, AuditEvent, ModelVersion
 from ..roles import role_required
-from ..templatetags.safe_text import neutralise_bidi
 from . import automation_bias, exports, plots, reporting
+from .forms import AuditTrailFilterForm, ReportFilterForm
 
 AUDIT_VIEWERS = (Role.AUDITOR, Role.ADMIN)
-Download = TypeVar("Download", HttpResponse, StreamingHttpResponse)
 
 
 def _report_filter(request: HttpRequest) -> tuple[ReportFilterForm, reporting.ReportFilter, dict]:
@@ -111,14 +108,14 @@ def export_report(request: HttpRequest, table: str) -> HttpResponseBase:
         with exports.collection_paused():
             cases = reporting.case_list(flt, direction)
         events.exported(request.user, table, len(cases.data), flt.as_detail())
-        return _csv_download(table, StreamingHttpResponse(exports.case_csv(cases)))
+        return csv_download(table, StreamingHttpResponse(exports.case_csv(cases)))
     if table not in exports.REPORT_TABLES:
         raise Http404("No such table.")
     content = exports.REPORT_TABLES[table](
         reporting.build_report(flt, what_if=data.get("threshold"))
     )
     events.exported(request.user, table, len(content[1]), flt.as_detail())
-    return _csv_response(table, exports.to_csv(content))
+    return csv_response(table, exports.to_csv(content))
 
 
 def _audit_events(request: HttpRequest) -> tuple[AuditTrailFilterForm, QuerySet[AuditEvent], dict]:
@@ -156,7 +153,7 @@ def export_audit_trail(request: HttpRequest) -> HttpResponse:
     content = exports.audit_table(found)
     filters = {k: str(getattr(v, "pk", v)) for k, v in data.items() if v}
     events.exported(request.user, "audit_trail", len(content[1]), filters)
-    return _csv_response("audit-trail", exports.to_csv(content))
+    return csv_response("audit-trail", exports.to_csv(content))
 
 
 def _filter_refused(form: ReportFilterForm | AuditTrailFilterForm) -> HttpResponse:
@@ -171,18 +168,3 @@ def _filter_refused(form: ReportFilterForm | AuditTrailFilterForm) -> HttpRespon
         "Correct it and export again."
     )
     return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
-
-
-def _csv_response(name: str, content: str) -> HttpResponse:
-    """The CSV as a download; bidi controls in any cell are shown, never obeyed, as on the
-    pages (a spreadsheet would otherwise reorder what the auditor reads)."""
-    return _csv_download(name, HttpResponse(neutralise_bidi(content)))
-
-
-def _csv_download(name: str, response: Download) -> Download:
-    """``response`` (its CSV text already bidi-safe) as a download that no cache keeps."""
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Type"] = "text/csv; charset=utf-8"
-    response["Content-Disposition"] = f'attachment; filename="mammo-{name}-{stamp}.csv"'
-    response["Cache-Control"] = "no-store"
-    return response

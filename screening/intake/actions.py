@@ -26,11 +26,11 @@ from .. import events
 from ..ai.actions import request_inference
 from ..choices import CaseStatus, Modality, SourceFormat
 from ..errors import DomainError
+from ..imaging import lossless, previews
+from ..imaging.dicom import DicomHeader
+from ..imaging.films import FileRejected
+from ..imaging.pictures import InspectedImage, inspect_image, view_from_name
 from ..models import Case, Image, Patient, Study
-from . import lossless, previews
-from .dicom import DicomHeader
-from .films import FileRejected
-from .imaging import InspectedImage, inspect_image, view_from_name
 
 log = logging.getLogger(__name__)
 

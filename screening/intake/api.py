@@ -10,24 +10,23 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import events
-from ..api import serializers as s
+from ..api.serializers import REFUSALS, UPLOAD_REFUSAL, UploadResultSerializer, refusals
 from ..choices import Role
 from ..http import request_too_large
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as intake_actions
+from . import serializers as s
 
 
 @extend_schema_view(
     create=extend_schema(
         responses={
-            201: s.UploadResultSerializer,
-            400: OpenApiResponse(s.UPLOAD_REFUSAL, "Refused: the report per file, or the fields."),
-            **s.refusals(),
-            404: OpenApiResponse(s.UploadResultSerializer, "No such study to add to."),
-            409: OpenApiResponse(
-                s.UploadResultSerializer, "A file or the study is stored already."
-            ),
-            413: s.REFUSALS[413],
+            201: UploadResultSerializer,
+            400: OpenApiResponse(UPLOAD_REFUSAL, "Refused: the report per file, or the fields."),
+            **refusals(),
+            404: OpenApiResponse(UploadResultSerializer, "No such study to add to."),
+            409: OpenApiResponse(UploadResultSerializer, "A file or the study is stored already."),
+            413: REFUSALS[413],
         }
     )
 )

@@ -12,11 +12,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from .. import events
 from ..choices import Role
-from ..forms import UploadForm
 from ..http import paginate, request_too_large
 from ..models import Study
 from ..roles import AuthenticatedHttpRequest, role_required
 from . import actions
+from .forms import UploadForm
 
 
 @require_http_methods(["GET", "POST"])

@@ -14,12 +14,11 @@ from typing import NoReturn
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from .. import events
+from .. import events, pathway
 from ..ai.queries import case_ai_results, heatmap_hidden, shown_to_readers
 from ..choices import AIStatus, CaseStatus, DeliveredObject
 from ..errors import Conflict, DomainError, Forbidden, NotFound
 from ..models import AIResult, Case, PacsDelivery, Study
-from ..reading import pathway
 from ..reading.queries import given_reads
 from ..roles import person
 from . import dicom_export, pacs_delivery, read_report

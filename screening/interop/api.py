@@ -11,14 +11,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import errors
-from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response
+from ..api.serializers import refusals
 from ..choices import Role
 from ..http import dicom_download
 from ..models import Case
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as interop_actions
 from . import pacs_delivery
+from . import serializers as s
 
 
 class StudyAIReportView(BinaryDownloadView):
@@ -27,7 +28,7 @@ class StudyAIReportView(BinaryDownloadView):
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(
-        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **refusals(404, 409)}
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
@@ -42,7 +43,7 @@ class HeatmapDicomView(BinaryDownloadView):
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(
-        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(404, 409)}
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **refusals(404, 409)}
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
@@ -59,7 +60,7 @@ class CaseReadReportView(BinaryDownloadView):
     permission_classes = [api_role(Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)]
 
     @extend_schema(
-        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **s.refusals(403, 404, 409)}
+        responses={(200, "application/dicom"): OpenApiTypes.BINARY, **refusals(403, 404, 409)}
     )
     def get(self, request: AuthenticatedRequest, pk: int) -> HttpResponse:
         try:
@@ -75,7 +76,7 @@ class CaseSendStatusView(APIView):
 
     permission_classes = [api_role(Role.ADMIN)]
 
-    @extend_schema(responses={200: s.CaseSendStatusSerializer, **s.refusals(404)})
+    @extend_schema(responses={200: s.CaseSendStatusSerializer, **refusals(404)})
     def get(self, request: AuthenticatedRequest, pk: int) -> Response:
         case = get_object_or_404(Case, pk=pk)
         status = {

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from ..intake import dicom
+from ..imaging import dicom
 from ..models import AIResult, Image, ModelVersion, Study
 
 MANUFACTURER = "Mammo Portal"

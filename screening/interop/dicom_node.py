@@ -43,11 +43,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import events
 from ..choices import AssociationRefusal
+from ..imaging.dicom import IMAGE_SOP_CLASSES
+from ..imaging.films import FileRejected
+from ..imaging.pictures import inspect_image
+from ..imaging.streams import KINDS_BY_SYNTAX
 from ..intake import actions as intake_actions
-from ..intake.dicom import IMAGE_SOP_CLASSES
-from ..intake.films import FileRejected
-from ..intake.imaging import inspect_image
-from ..intake.streams import KINDS_BY_SYNTAX
 from ..ops.metrics import DICOM_ASSOCIATIONS, DICOM_INSTANCES, DICOM_REFUSALS, DICOM_STUDIES
 from .pacs_priors import PriorFetcher, Wanted, fetcher_from_settings
 from .spooled import SpooledInstance

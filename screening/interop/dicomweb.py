@@ -30,15 +30,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import events
-from ..api.serializers import ErrorSerializer
 from ..choices import IdentityMode, Role
 from ..http import request_too_large
+from ..imaging.dicom import PART10_MAGIC, is_part10
 from ..intake import actions as intake_actions
-from ..intake.dicom import PART10_MAGIC, is_part10
 from ..models import Study
 from ..roles import AuthenticatedRequest, api_role
+from .dicom_json import DICOM_MEDIA_TYPE, DicomJSONRenderer, refusals_as_sent
 
-DICOM_MEDIA_TYPE = "application/dicom"
 QIDO_LIMIT = 100  # results per page, whatever limit asks for
 QIDO_MAX_NUMBER = 999_999_999  # limit and offset: far past any archive, inside SQL's bigint
 QIDO_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
@@ -66,12 +65,6 @@ if TYPE_CHECKING:
     CountedStudy = WithAnnotations[Study, _InstanceCount]
 
 
-def _refusals(*statuses: int) -> dict:
-    """Refusals as this view sends them: ``{"detail": …}``, as DICOM JSON or plain JSON
-    (whichever the client accepts)."""
-    return {code: OpenApiResponse(ErrorSerializer, HTTPStatus(code).phrase) for code in statuses}
-
-
 PREAMBLE = bytes(128)
 READ_BYTES = 1024 * 1024
 CHUNK_LINE_BYTES = 4096  # a chunk-size line with its extensions, or a trailer field
@@ -89,13 +82,6 @@ FAILURE_REASONS = {
 }
 CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0x0110
-
-
-class DicomJSONRenderer(JSONRenderer):
-    """DICOM JSON (PS3.18 F.2): the only media type DICOMweb clients parse."""
-
-    media_type = "application/dicom+json"
-    format = "dicom+json"
 
 
 class MultipartError(Exception):
@@ -366,7 +352,7 @@ class StudiesView(APIView):
                 "A different object under a stored SOP Instance UID: FailedSOPSequence "
                 "(the same object sent again is answered 200, as stored).",
             ),
-            **_refusals(401, 403, 411, 413, 415, 501),
+            **refusals_as_sent(401, 403, 411, 413, 415, 501),
         },
     )
     def post(self, request: AuthenticatedRequest) -> Response:
@@ -420,7 +406,7 @@ class StudiesView(APIView):
                 {"type": "array", "items": {"type": "object"}},
                 "The matching studies, each a DICOM JSON object.",
             ),
-            **_refusals(400, 401, 403),
+            **refusals_as_sent(400, 401, 403),
         },
     )
     def get(self, request: Request) -> Response:

@@ -161,6 +161,11 @@ def case_objects(case: Case) -> list[tuple[str, str]]:
     return found
 
 
+def on_case_closed(sender: object, case: Case, **kwargs: object) -> None:
+    """``hooks.case_closed``'s receiver: a closed case's results go back into the PACS."""
+    queue_case(case)
+
+
 def queue_case(case: Case) -> list[int]:
     """Create the closed case's delivery rows (idempotent) and send their jobs after commit.
 

@@ -38,9 +38,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from .. import events
 from ..choices import IdentityMode
+from ..imaging.dicom import IMAGE_SOP_CLASSES, remap_uid
+from ..imaging.streams import KINDS_BY_SYNTAX
 from ..intake import actions as intake_actions
-from ..intake.dicom import IMAGE_SOP_CLASSES, remap_uid
-from ..intake.streams import KINDS_BY_SYNTAX
 from ..models import Study
 from .spooled import SpooledInstance
 

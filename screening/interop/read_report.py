@@ -33,6 +33,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from .. import pathway
 from ..choices import (
     BiRads,
     Breast,
@@ -45,7 +46,6 @@ from ..choices import (
     ReadKind,
 )
 from ..models import Case, Finding, Image, Read, Study
-from ..reading import pathway
 from ..reading.queries import given
 from .dicom_export import LOCAL_SCHEME, MANUFACTURER, _encode, _uid
 

@@ -1,7 +1,7 @@
 """A stored, de-identified DICOM instance as DICOMweb retrieves it: its bytes, its
 metadata (DICOM JSON) and its frame's pixel data.
 
-The stored file is the one the upload checked and de-identified (``screening.intake.dicom``):
+The stored file is the one the upload checked and de-identified (``screening.imaging.dicom``):
 nothing here reads anything but that file, so retrieve can give out nothing the
 de-identification removed.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..intake import lossless
+from ..imaging import lossless
 from ..models import Image
 
 EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
@@ -76,7 +76,7 @@ class StoredInstance:
         return (start + header, length) if length != 0xFFFFFFFF else None
 
     def lossless_frame(self) -> bytes | None:
-        """The frame as JPEG-LS lossless (``screening.intake.lossless``), for a film stored
+        """The frame as JPEG-LS lossless (``screening.imaging.lossless``), for a film stored
         native; None where there is none."""
         return lossless.compressed_frame(self.image)
 

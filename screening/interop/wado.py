@@ -3,7 +3,7 @@
 Study, series and instance retrieve answer ``multipart/related; type="application/dicom"``;
 metadata answers DICOM JSON without the pixel data; frames answer the pixel data of a frame
 in the syntax the server picks for a client that takes any (``transfer-syntax=*``): a film
-stored native goes as its JPEG-LS lossless frame (``screening.intake.lossless``, checked bit
+stored native goes as its JPEG-LS lossless frame (``screening.imaging.lossless``, checked bit
 for bit; ``settings.DICOMWEB_LOSSLESS_FRAMES``), a film stored compressed as it lies; for a
 client that asks for ``application/octet-stream`` without naming a syntax, the frame goes
 decoded to Explicit VR Little Endian (the PS3.18 default); as one ``multipart/related`` part, or as the bare single-part payload
@@ -43,10 +43,10 @@ from rest_framework.views import APIView
 
 from .. import errors
 from ..choices import Role
-from ..intake.lossless import JPEG_LS_LOSSLESS
+from ..imaging.lossless import JPEG_LS_LOSSLESS
 from ..roles import AuthenticatedRequest, api_role
 from . import actions
-from .dicomweb import DICOM_MEDIA_TYPE, DicomJSONRenderer, _refusals
+from .dicom_json import DICOM_MEDIA_TYPE, DicomJSONRenderer, refusals_as_sent
 
 WADO_ROLES = (Role.RADIOLOGIST, Role.ARBITRATOR, Role.AUDITOR)
 # Frame numbers from 1, comma-separated (PS3.18 10.4.1.1.5), as the schema states them.
@@ -107,7 +107,7 @@ class RetrieveView(WadoView):
             (200, 'multipart/related; type="application/dicom"'): OpenApiResponse(
                 OpenApiTypes.BINARY, "The instances, one Part 10 file per part."
             ),
-            **_refusals(401, 403, 404, 406),
+            **refusals_as_sent(401, 403, 404, 406),
         }
     )
     def get(
@@ -137,7 +137,7 @@ class MetadataView(WadoView):
                 {"type": "array", "items": {"type": "object"}},
                 "One DICOM JSON object per instance, without its pixel data.",
             ),
-            **_refusals(401, 403, 404),
+            **refusals_as_sent(401, 403, 404),
         }
     )
     def get(
@@ -160,7 +160,7 @@ class FramesView(WadoView):
             (200, "multipart/related"): OpenApiResponse(
                 OpenApiTypes.BINARY, "The frame's pixel data, one part."
             ),
-            **_refusals(400, 401, 403, 404, 406),
+            **refusals_as_sent(400, 401, 403, 404, 406),
         },
         parameters=[
             OpenApiParameter(

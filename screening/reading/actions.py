@@ -16,11 +16,10 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import events
+from .. import events, hooks, pathway
 from ..ai.queries import case_ai
 from ..choices import AIReveal, CaseRoute, CaseStatus, Decision, HangingProtocol, ReadingPolicy
 from ..errors import Conflict, DomainError, NotFound
-from ..interop import pacs_delivery
 from ..models import (
     Case,
     Finding,
@@ -32,7 +31,6 @@ from ..models import (
     UnaidedOpinion,
 )
 from ..roles import person
-from . import pathway
 from .assessment import Assessment, AssessmentError, FindingInput, Resolved, resolve
 from .queries import films, given, given_reads, plan_of
 
@@ -237,7 +235,7 @@ def _advance(case: Case, reads: list[pathway.GivenRead], noted: Sequence[str] = 
         ReadDraft.objects.filter(case=case).delete()  # nobody can record them now
     case.save(update_fields=["status", "final_decision", "closed_at", "route", *noted])
     if after.status == CaseStatus.CLOSED:
-        pacs_delivery.queue_case(case)  # its results are final: back into the PACS
+        hooks.case_closed.send(sender=Case, case=case)  # final: interop sends it to the PACS
 
 
 def save_draft(reader: User, case_id: int, fields: dict[str, str]) -> bool:

@@ -20,14 +20,15 @@ from rest_framework.response import Response
 
 from .. import errors, events
 from ..ai import queries as ai_queries
-from ..api import serializers as s
 from ..api.common import BinaryDownloadView, error_response, path_id
+from ..api.serializers import refusals
 from ..choices import RANKING_BANDS, Role
 from ..http import private_file
 from ..models import Case, Image, SitePolicy, UnaidedOpinion
 from ..roles import AuthenticatedRequest, api_role
 from . import actions as reading_actions
 from . import queries as reading_queries
+from . import serializers as s
 from . import worklist_pages
 from .worklist_pages import BadCursor
 
@@ -99,7 +100,7 @@ class CaseViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         parameters=[s.WorklistQuerySerializer],
-        responses={200: s.CaseSummarySerializer(many=True), **s.refusals(400, 404)},
+        responses={200: s.CaseSummarySerializer(many=True), **refusals(400, 404)},
     )
     def list(self, request: AuthenticatedRequest) -> Response:
         query = s.WorklistQuerySerializer(data=request.query_params)
@@ -123,7 +124,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         data = s.CaseSummarySerializer(page.object_list, many=True, context={"worklist": True}).data
         return self.get_paginated_response(data)
 
-    @extend_schema(responses={200: s.CaseDetailSerializer, **s.refusals(404)})
+    @extend_schema(responses={200: s.CaseDetailSerializer, **refusals(404)})
     def retrieve(self, request: AuthenticatedRequest, pk: str) -> Response:
         case = get_object_or_404(CASE_QUERYSET, pk=path_id(pk, "case"))
         events.case_opened(request.user, case, via="api")
@@ -141,7 +142,7 @@ class CaseViewSet(viewsets.GenericViewSet):
         responses={
             201: s.ReadSerializer,
             202: s.UnaidedOpinionSerializer,
-            **s.refusals(400, 404, 409),
+            **refusals(400, 404, 409),
         },
     )
     @action(detail=True, methods=["post"])
@@ -174,13 +175,13 @@ class PolicyViewSet(viewsets.GenericViewSet):
             return [api_role(Role.ADMIN)()]
         return [api_role(Role.ADMIN, Role.AUDITOR, Role.RADIOLOGIST, Role.ARBITRATOR)()]
 
-    @extend_schema(responses={200: s.SitePolicySerializer(many=True), **s.refusals()})
+    @extend_schema(responses={200: s.SitePolicySerializer(many=True), **refusals()})
     def list(self, request: AuthenticatedRequest) -> Response:
         return Response(s.SitePolicySerializer(reading_queries.policies(), many=True).data)
 
     @extend_schema(
         request=s.SitePolicySerializer,
-        responses={201: s.SitePolicySerializer, **s.refusals(400, 415)},
+        responses={201: s.SitePolicySerializer, **refusals(400, 415)},
     )
     def create(self, request: AuthenticatedRequest) -> Response:
         given = s.SitePolicySerializer(data=request.data)
@@ -203,7 +204,7 @@ class ImageFileView(BinaryDownloadView):
             (200, "image/png"): OpenApiTypes.BINARY,
             (200, "image/jpeg"): OpenApiTypes.BINARY,
             (200, "application/dicom"): OpenApiTypes.BINARY,
-            **s.refusals(404),
+            **refusals(404),
         }
     )
     def get(self, request: Request, pk: int) -> FileResponse:

@@ -14,8 +14,8 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
-from ..forms import ReadForm, opened_by
 from . import actions
+from .forms import ReadForm, opened_by
 
 KEPT = "read_sent_after_signout"
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
+from .. import pathway
 from ..choices import RANKING_BANDS, AIReveal, CaseRoute, CaseStatus, IdentityMode, ReadKind
 from ..models import (
     Case,
@@ -23,7 +24,7 @@ from ..models import (
     UnaidedOpinion,
 )
 from ..roles import holders, person
-from . import pathway, worklist_pages
+from . import worklist_pages
 from .assessment import Film
 
 

@@ -23,34 +23,35 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import errors, events
+from .. import errors, events, pathway
 from ..ai import actions as ai_actions
 from ..ai import queries as ai_queries
 from ..ai.badges import Badge, ai_badge
 from ..choices import RANKING_BANDS, AIStatus, CaseStatus, Decision, HangingProtocol, Role
-from ..forms import (
-    PolicyForm,
-    ReadForm,
-    WorklistFilterForm,
-    seconds_since_opened,
-    sign_opened,
-)
 from ..http import NO_STORE, conflict_page, paginate, private_file
-from ..intake import previews
-from ..intake.films import FileRejected
-from ..intake.imaging import display_png
+from ..imaging import previews
+from ..imaging.films import FileRejected
+from ..imaging.pictures import display_png
 from ..middleware import extend_session, session_expires_in
 from ..models import AIResult, Case, Image, ReadDraft, Study, UnaidedOpinion
 from ..roles import (
     CLINICAL_VIEWERS,
     READERS,
     AuthenticatedHttpRequest,
+    Person,
     has_role,
     person,
     role_required,
 )
-from ..templatetags.safe_text import neutralise_bidi
-from . import actions, assessment, drafts, hanging, pathway, queries
+from ..text import neutralise_bidi
+from . import actions, assessment, drafts, hanging, queries
+from .forms import (
+    PolicyForm,
+    ReadForm,
+    WorklistFilterForm,
+    seconds_since_opened,
+    sign_opened,
+)
 from .worklist_pages import BadCursor
 
 
@@ -364,7 +365,7 @@ def image_file(request: HttpRequest, image_id: int) -> HttpResponseBase:
 @require_GET
 @role_required(*CLINICAL_VIEWERS)
 def image_preview(request: HttpRequest, image_id: int) -> HttpResponseBase:
-    """The film's small picture the case page paints at once (``screening.intake.previews``);
+    """The film's small picture the case page paints at once (``screening.imaging.previews``);
     the same roles as the film itself, and kept out of shared caches as it is."""
     image = get_object_or_404(Image, pk=image_id)
     try:
@@ -515,7 +516,7 @@ def _history(study: Study) -> dict:
     }
 
 
-def _arbitration_note(case: Case, me: pathway.Person, given: list) -> str:
+def _arbitration_note(case: Case, me: Person, given: list) -> str:
     if case.status != CaseStatus.ARBITRATION or not pathway.has_read(me, given):
         return ""
     return pathway.waiting_for_arbitration_note(queries.eligible_arbitrators(case))

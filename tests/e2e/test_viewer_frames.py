@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from screening.intake import lossless
+from screening.imaging import lossless
 from tests.e2e.test_reading_flow import log_in
 from tests.e2e.test_robust_csp import RECORD_VIOLATIONS
 from tests.e2e.test_viewer import open_viewer

@@ -45,10 +45,22 @@ def test_a_mias_run_reports_whole_image_figures_and_localisation(mini_mias_like,
     out = run(tiny_run(mini_mias_like, tmp_path / "run"))
     metrics = json.loads((out / "metrics.json").read_text())
     image = metrics["image"]["test"]
-    assert 0.0 <= image["auc"] <= 1.0 or image["auc"] != image["auc"]  # NaN if one class
-    assert image["seconds_per_film"] > 0
-    assert image["localisation"]["films"] >= 0
     manifest = json.loads((out / "manifest.json").read_text())
+    # Film N belongs to woman (N+1)//2 and every third film carries a lesion (the fixture):
+    # the figures must count exactly the held-out women's films and lesions.
+    test_films = [
+        n for n in range(1, 13) if (n + 1) // 2 in manifest["training_data"]["test_patients"]
+    ]
+    lesion_films = [n for n in test_films if n % 3 == 0]
+    assert metrics["image"]["test_films"] == image["at_threshold"]["n"] == len(test_films)
+    assert image["at_threshold"]["positives"] == len(lesion_films)
+    assert sum(map(sum, image["at_threshold"]["confusion_matrix"])) == len(test_films)
+    assert image["localisation"]["films"] == len(lesion_films)
+    if 0 < len(lesion_films) < len(test_films):  # AUC is defined: both classes held out
+        assert 0.0 <= image["auc"] <= 1.0
+    else:
+        assert np.isnan(image["auc"])
+    assert image["seconds_per_film"] > 0
     assert manifest["threshold"] == metrics["image"]["threshold"]  # what the app applies
     assert set(manifest["training_data"]["test_patients"]).isdisjoint(
         manifest["training_data"]["val_patients"]

@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from pydicom.uid import generate_uid
 
-from screening.intake.dicom import KEPT, KEPT_IN_ITEMS
+from screening.imaging.dicom import KEPT, KEPT_IN_ITEMS
 from screening.models import AuditEvent, Image, Patient, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (

@@ -23,8 +23,8 @@ from pydicom.uid import (
 
 from screening.ai import inference
 from screening.choices import AuditAction, Laterality, SourceFormat, View
-from screening.intake import dicom
-from screening.intake.films import FileRejected
+from screening.imaging import dicom
+from screening.imaging.films import FileRejected
 from screening.models import AuditEvent, Case, Image, Study
 from tests.conftest import SHARED
 from tests.dicom_files import (
@@ -410,7 +410,7 @@ def test_a_duplicate_sop_instance_uid_is_a_conflict(admin_api, media_root):  # t
     assert response.json()["files"][0]["code"] == "duplicate"
     assert "SOPInstanceUID" in response.json()["files"][0]["message"]
     assert Image.objects.count() == 1 and Study.objects.count() == 1
-    # The first upload's file and its preview (screening.intake.previews); nothing of the second.
+    # The first upload's file and its preview (screening.imaging.previews); nothing of the second.
     assert sorted(p.parent.name for p in stored_files(media_root))[-1] == "previews"
     assert len(stored_files(media_root)) == 2
 
@@ -500,7 +500,7 @@ def test_mutated_headers_are_refused_or_accepted_never_a_crash(db, settings):  #
     """Random byte flips in the header: every outcome is a clean FileRejected or a file."""
     import random
 
-    from screening.intake.imaging import inspect_image
+    from screening.imaging.pictures import inspect_image
 
     original = dicom_bytes(size=32)
     rng = random.Random(6)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from screening.audit import drift
 from screening.choices import AIStatus, AuditAction, CaseStatus, Decision, DriftGroupBy
-from screening.intake import dicom
+from screening.imaging import dicom
 from screening.models import (
     AIResult,
     AuditEvent,

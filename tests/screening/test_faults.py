@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from screening.ai import inference
 from screening.errors import StorageFull
-from screening.intake import previews
+from screening.imaging import previews
 from screening.models import Image, Study
 from screening.ops import health
 from tests.factories import ImageFactory, png_bytes

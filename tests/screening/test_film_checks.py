@@ -10,9 +10,9 @@ from PIL import Image as PILImage
 from PIL import ImageFile
 
 from ml.synthetic import generate_film
-from screening.intake import dicom
-from screening.intake.films import FileRejected, refuse_blank
-from screening.intake.imaging import inspect_image
+from screening.imaging import dicom
+from screening.imaging.films import FileRejected, refuse_blank
+from screening.imaging.pictures import inspect_image
 from tests.conftest import SHARED
 from tests.dicom_files import dicom_bytes
 

@@ -60,3 +60,39 @@ def test_the_check_finds_a_circle(tmp_path, monkeypatch):  # type: ignore[no-unt
     (package / "c.py").write_text("from . import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert circles("circled") == [["circled.a", "circled.b"]]
+
+
+CAPABILITIES = ("intake", "reading", "ai", "interop", "audit", "ops")
+
+
+def arrows_both_ways(package: str, members: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Pairs of ``package``'s sub-packages that each import the other, through any modules."""
+    graph = grimp.build_graph(package, cache_dir=None)
+    arrows = set()
+    for source in members:
+        for target in members:
+            if source != target and graph.find_matching_direct_imports(
+                import_expression=f"{package}.{source}.** -> {package}.{target}.**"
+            ):
+                arrows.add((source, target))
+    return sorted((a, b) for a, b in arrows if a < b and (b, a) in arrows)
+
+
+def test_no_two_capabilities_import_each_other() -> None:
+    """Each arrow between capabilities points one way (docs/architecture.md, "Floors and
+    arrows"); what must flow back goes through the kernel's hooks."""
+    assert arrows_both_ways("screening", CAPABILITIES) == []
+
+
+def test_the_check_finds_two_packages_pointing_at_each_other(tmp_path, monkeypatch) -> None:
+    package = tmp_path / "paired"
+    for sub in ("x", "y", "z"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "x" / "one.py").write_text("from ..y import two\n")
+    (package / "y" / "two.py").write_text("def f():\n    from ..x import three\n    return three\n")
+    (package / "x" / "three.py").write_text("")
+    (package / "z" / "four.py").write_text("from ..x import three\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert arrows_both_ways("paired", ("x", "y", "z")) == [("x", "y")]

@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, RLELossless
 
-from screening.intake import lossless
+from screening.imaging import lossless
 from tests.dicom_files import dicom_bytes
 from tests.factories import dicom_case_with_images
 

@@ -1,4 +1,4 @@
-"""Property-based tests of the reading pathway (screening/reading/pathway.py).
+"""Property-based tests of the reading pathway (screening/pathway.py).
 
 Pure level: random sequences of read attempts by a pool of people (radiologists, an
 arbitrator-only user, an auditor, an admin), each stating some kind of read, are applied
@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
+from screening import pathway
 from screening.choices import (
     AIReveal,
     CaseRoute,
@@ -42,12 +43,12 @@ from screening.choices import (
 )
 from screening.errors import DomainError
 from screening.models import Case, Read, UnaidedOpinion
+from screening.pathway import GivenRead, ReadNotAllowed
 from screening.reading import actions as reading_actions
-from screening.reading import pathway
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput, Mark
-from screening.reading.pathway import GivenRead, Person, ReadNotAllowed
 from screening.reading.queries import plan_of
+from screening.roles import Person
 from tests.factories import ModelVersionFactory, UserFactory, case_with_images
 from tests.screening.test_policies import arrive
 

@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from ml.synthetic import generate_film
-from screening.intake import streams
+from screening.imaging import streams
 from screening.models import Image
 
 NAME = "Doe^Jane Quinn"

@@ -13,9 +13,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 
-from screening.intake import previews
-from screening.intake.dicom import inspect_dicom
-from screening.intake.imaging import display_pixels
+from screening.imaging import previews
+from screening.imaging.dicom import inspect_dicom
+from screening.imaging.pictures import display_pixels
 from screening.models import Image
 from tests.dicom_files import dicom_bytes
 from tests.factories import StudyFactory, stored_dicom_image

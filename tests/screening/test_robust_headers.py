@@ -16,7 +16,7 @@ from screening import events
 from screening.choices import AIStatus, ReadKind
 from screening.models import AIResult, Image
 from screening.reading import actions as reading_actions
-from screening.templatetags.safe_text import neutralise_bidi
+from screening.text import neutralise_bidi
 from tests.factories import case_with_images, dicom_case_with_images, read_input
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

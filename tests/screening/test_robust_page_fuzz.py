@@ -37,10 +37,12 @@ from hypothesis import strategies as st
 from rest_framework import serializers
 
 from screening import choices
-from screening import forms as screening_forms
-from screening.api.serializers import WorklistQuerySerializer
 from screening.audit import exports
+from screening.audit import forms as audit_forms
 from screening.choices import Outcome, Role
+from screening.intake import forms as intake_forms
+from screening.reading import forms as reading_forms
+from screening.reading.serializers import WorklistQuerySerializer
 from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
 from tests.screening.test_role_matrix import (  # noqa: F401  (fixtures shared with the matrix)
     ANON,
@@ -66,9 +68,10 @@ SCHEMA_PARAMETER = re.compile(r"""OpenApiParameter\(\s*["']([A-Za-z_][A-Za-z0-9_
 def query_fields() -> dict[str, Any]:
     """The fields of every form and query serializer, by name: their types pick the values."""
     found: dict[str, Any] = {}
-    for _, form in inspect.getmembers(screening_forms, inspect.isclass):
-        if issubclass(form, forms.BaseForm) and form.__module__ == screening_forms.__name__:
-            found.update(form.base_fields)
+    for module in (intake_forms, reading_forms, audit_forms):
+        for _, form in inspect.getmembers(module, inspect.isclass):
+            if issubclass(form, forms.BaseForm) and form.__module__ == module.__name__:
+                found.update(form.base_fields)
     found.update(WorklistQuerySerializer().fields)
     return found
 

@@ -8,13 +8,14 @@ import datetime as dt
 
 from django.urls import reverse
 
+from screening import pathway
 from screening.audit.plots import week_positions
 from screening.choices import AuditAction, Decision, ReadKind
 from screening.models import AuditEvent, Read
 from screening.reading import actions as reading_actions
-from screening.reading import pathway
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
+from screening.roles import Person
 from tests.factories import case_with_images, read_case
 
 ICO_MAGIC = b"\x00\x00\x01\x00"
@@ -79,7 +80,7 @@ def test_the_api_keeps_its_own_405_answer(client, radiologist):  # type: ignore[
 
 
 def test_a_refused_read_names_the_read_with_the_right_article(db):  # type: ignore[no-untyped-def]
-    me = pathway.Person(id=1, roles=frozenset({"radiologist"}))
+    me = Person(id=1, roles=frozenset({"radiologist"}))
     try:
         pathway.read_role(
             me, "first_read_done", [pathway.GivenRead("first", 2, "recall")], "arbitration"

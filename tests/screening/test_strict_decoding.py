@@ -33,9 +33,9 @@ from pydicom.uid import (
 
 from ml.synthetic import generate_film
 from screening.choices import AuditAction
-from screening.intake import dicom
-from screening.intake.films import FileRejected
-from screening.intake.imaging import inspect_image
+from screening.imaging import dicom
+from screening.imaging.films import FileRejected
+from screening.imaging.pictures import inspect_image
 from screening.models import AIResult, AuditEvent, Case, Image, Study
 from tests.dicom_files import (
     compressed_dicom,

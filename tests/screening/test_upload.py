@@ -103,7 +103,7 @@ def test_it_stores_a_study_with_laterality_and_view_from_file_names(admin_api, m
     assert study.case.status == CaseStatus.AWAITING_AI
     images = {(i.laterality, i.view) for i in study.images.all()}
     assert images == {(Laterality.LEFT, View.CC), (Laterality.RIGHT, View.MLO)}
-    # Two films and their two previews (screening.intake.previews), none named as uploaded.
+    # Two films and their two previews (screening.imaging.previews), none named as uploaded.
     assert len(stored_files(media_root)) == 4
     assert sum(p.parent.name == "previews" for p in stored_files(media_root)) == 2
     assert all("L_CC" not in str(p) and "RMLO" not in str(p) for p in stored_files(media_root))

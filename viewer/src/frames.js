@@ -5,7 +5,7 @@
 // the closing boundary and then copy it. A film stored compressed comes as it lies; one
 // stored native comes native, or, on a site that turns DICOMWEB_LOSSLESS_FRAMES on (a slow
 // link to the reading rooms), as its JPEG-LS lossless frame, checked bit for bit when it was
-// made (screening/intake/lossless.py), half the bytes. The worker decodes every syntax
+// made (screening/imaging/lossless.py), half the bytes. The worker decodes every syntax
 // (CharLS, OpenJPEG, RLE, ... in decodeImageFrameWorker.js), so the page's thread never
 // decodes. The syntax a film came in is kept on its panel (data-syntax).
 import { cache, Enums, eventTarget } from "@cornerstonejs/core";

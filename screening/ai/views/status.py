@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
 from ...choices import Role
-from ...forms import object_id
+from ...http import object_id
 from ...models import Case
 from ...roles import role_required
 from .. import queries as ai_queries

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from screening.intake.dicom import site_code
+from screening.imaging.dicom import site_code
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """A film's preview: a small 8-bit picture the case page paints at once, while the viewer
 loads the full-bit-depth film (issue 16: the first image within 300 ms of navigation).
 
-The preview is the film's own rendition (``imaging.display_pixels``: the file's modality
+The preview is the film's own rendition (``pictures.display_pixels``: the file's modality
 LUT and VOI, MONOCHROME1 inverted, what the AI scores), scaled to at most ``HEIGHT`` rows
 and already turned as the hanging protocol hangs it (chest wall towards the middle), so
 the viewer's full film replaces it without a jump. It is a picture only: window/level,
@@ -27,7 +27,7 @@ from ..choices import Laterality
 from ..errors import StorageFull
 from ..models import Image
 from . import dicom
-from .imaging import display_pixels
+from .pictures import display_pixels
 
 log = logging.getLogger(__name__)
 

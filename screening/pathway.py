@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from ..choices import (
+from .choices import (
     AIReveal,
     CaseRoute,
     CaseStatus,
@@ -48,6 +48,7 @@ from ..choices import (
     RiskBand,
     Role,
 )
+from .roles import Person
 
 # The read each open status waits for.
 KIND_FOR_STATUS = {
@@ -69,14 +70,6 @@ ROLES_FOR_KIND = {
 
 # Roles that read cases (and so see them through the reading rules, not as auditors).
 READER_ROLES = frozenset({Role.RADIOLOGIST, Role.ARBITRATOR})
-
-
-@dataclass(frozen=True)
-class Person:
-    """Who is asking: a user id and their roles."""
-
-    id: int
-    roles: frozenset[str]
 
 
 @dataclass(frozen=True)

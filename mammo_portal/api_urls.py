@@ -1,13 +1,16 @@
+"""The REST API's routes: each capability's endpoints under /api/ (the project wires them;
+``screening.api`` holds only what they share: authentication, paging, refusals)."""
+
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
-from ..ai import api as ai
-from ..audit import api as audit
-from ..intake import api as intake
-from ..interop import api as interop
-from ..reading import api as reading
-from .common import SchemaNegotiation, UnknownEndpointView
+from screening.ai import api as ai
+from screening.api.common import SchemaNegotiation, UnknownEndpointView
+from screening.audit import api as audit
+from screening.intake import api as intake
+from screening.interop import api as interop
+from screening.reading import api as reading
 
 router = DefaultRouter()
 router.include_root_view = False

@@ -1,3 +1,6 @@
+"""The reading pages' forms: the read (BI-RADS, density, findings and their marks), the
+worklist filter, the signed stamp of when a case was opened, and the site's reading policy."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.core.signing import BadSignature, Signer
 
-from .choices import (
+from ..choices import (
     AIReveal,
-    AuditAction,
     BiRads,
     Breast,
     CaseStatus,
@@ -20,61 +21,11 @@ from .choices import (
     FindingDepth,
     FindingSite,
     FindingType,
-    Modality,
     ReadingPolicy,
     ReadKind,
     RiskBand,
-    Role,
 )
-from .models import ModelVersion
-from .reading.assessment import FindingInput, Mark
-
-
-class MultipleFileInput(forms.ClearableFileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault(
-            "widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.dcm,application/dicom"})
-        )
-        super().__init__(*args, **kwargs)
-
-    def clean(self, data, initial=None):
-        # Files are checked one by one in the upload action, which reports each.
-        if isinstance(data, list | tuple):
-            return list(data)
-        return [data] if data else []
-
-
-class UploadForm(forms.Form):
-    target = forms.ChoiceField(
-        choices=[("new", "New study"), ("existing", "Add to an existing study")],
-        initial="new",
-        widget=forms.RadioSelect,
-    )
-    accession_number = forms.CharField(
-        max_length=64,
-        required=False,
-        help_text="Required for PNG/JPEG; DICOM files bring their own (this is a fallback).",
-    )
-    patient_pseudonym = forms.CharField(
-        max_length=64,
-        required=False,
-        help_text="Pseudonymous id only: never a name or hospital number. DICOM files get "
-        "one derived from their header.",
-    )
-    birth_year = forms.IntegerField(min_value=1900, max_value=2100, required=False)
-    study_date = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    modality = forms.ChoiceField(choices=Modality.choices, initial=Modality.MG)
-    prior = forms.BooleanField(
-        required=False,
-        label="A prior study",
-        help_text="Stored as history for comparison: no case, no reading task, not scored by the AI; shown beside the woman's later screens. A study dated before her newest screen is a prior even unticked.",
-    )
-    # A declared field: the form's metaclass moves it out of the class attribute it shadows.
-    files = MultipleFileField(required=False)  # type: ignore[assignment]
+from .assessment import FindingInput, Mark
 
 
 def _choose(choices: list[tuple], prompt: str = "— choose —") -> list[tuple]:
@@ -259,18 +210,6 @@ class ReadForm(forms.Form):
         data[f"mark_{row}"] = mark
 
 
-# Primary keys are bigints: a number past this names no object (and SQLite cannot bind it).
-MAX_ID = 2**63 - 1
-
-
-def object_id(text: str) -> int | None:
-    """The object id a path or query gives, or None where it names none: not a whole number
-    from 1 (text, a sign, a fraction, other scripts' digits) or past the database's range."""
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_ID:
-        return None
-    return int(text)
-
-
 class WorklistFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status"), *CaseStatus.choices], required=False)
     band = forms.ChoiceField(choices=[("", "Any risk"), *RiskBand.choices], required=False)
@@ -305,74 +244,6 @@ def opened_by(stamp: str, case_id: int) -> int | None:
     value = _opened(stamp, case_id)
     reader = value.get("by") if value else None
     return reader if isinstance(reader, int) else None
-
-
-class ReportFilterForm(forms.Form):
-    """The auditor's filters; an empty form means the default version and every case."""
-
-    model_version = forms.ModelChoiceField(
-        queryset=ModelVersion.objects.order_by("-created_at"),
-        required=False,
-        empty_label="Active version",
-    )
-    reader = forms.ModelChoiceField(
-        queryset=get_user_model()
-        .objects.filter(groups__name__in=[Role.RADIOLOGIST, Role.ARBITRATOR])
-        .distinct()
-        .order_by("username"),
-        required=False,
-        empty_label="Any reader",
-    )
-    date_from = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Received from"
-    )
-    date_to = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to"
-    )
-    band = forms.ChoiceField(
-        choices=[("", "Any risk band"), *RiskBand.choices[:3]], required=False, label="AI band"
-    )
-    density = forms.ChoiceField(
-        choices=[("", "Any density"), *Density.choices],
-        required=False,
-        label="Density (ACR)",
-        help_text="Cases a reader recorded with this breast density.",
-    )
-    threshold = forms.FloatField(
-        min_value=0,
-        max_value=1,
-        required=False,
-        label="What-if threshold",
-        widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "e.g. 0.40"}),
-    )
-    direction = forms.ChoiceField(
-        choices=[
-            ("", "Either direction"),
-            ("ai_recall", "AI recall, readers no recall"),
-            ("reader_recall", "Readers recall, AI no recall"),
-        ],
-        required=False,
-    )
-
-    def clean(self):
-        super().clean()
-        data = self.cleaned_data
-        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
-
-
-class AuditTrailFilterForm(forms.Form):
-    actor = forms.ModelChoiceField(
-        queryset=get_user_model().objects.order_by("username"),
-        required=False,
-        empty_label="Anyone",
-        label="User",
-    )
-    action = forms.ChoiceField(choices=[("", "Any action"), *AuditAction.choices], required=False)
-    case = forms.IntegerField(min_value=1, required=False, label="Case #")
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
 
 class PolicyForm(forms.Form):
