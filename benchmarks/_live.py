@@ -68,7 +68,7 @@ def serving() -> Iterator[str]:
         _destroy(connection, old_name)
 
 
-def _destroy(connection, old_name: str) -> None:  # type: ignore[no-untyped-def]
+def _destroy(connection, old_name: str) -> None:
     """Drop the test database once the server's request threads, which close their own
     connections as the browser's sockets close, have let go of it."""
     from django.db import OperationalError
@@ -82,7 +82,7 @@ def _destroy(connection, old_name: str) -> None:  # type: ignore[no-untyped-def]
     connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def user(username: str, role: str):  # type: ignore[no-untyped-def]
+def user(username: str, role: str):
     """A user with one role and the benchmarks' password."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -92,7 +92,7 @@ def user(username: str, role: str):  # type: ignore[no-untyped-def]
     return person
 
 
-def sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, url: str, username: str) -> None:
     page.goto(f"{url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)

@@ -96,7 +96,7 @@ def worker_env(broker_url: str) -> dict[str, str]:
     }
 
 
-def _interrupt(signum, frame):  # type: ignore[no-untyped-def]
+def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
@@ -155,7 +155,7 @@ def quantiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(p50), float(p95), max(seconds)
 
 
-def measure(args: argparse.Namespace, admin, pacs: Orthanc) -> dict:  # type: ignore[no-untyped-def]
+def measure(args: argparse.Namespace, admin, pacs: Orthanc) -> dict:
     print(f"Writing {args.studies} studies of four {args.size}px films ...", flush=True)
     studies = write_studies(args.studies, args.size)
     print(f"Sending them to Orthanc, {args.senders} associations at a time ...", flush=True)

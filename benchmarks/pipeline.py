@@ -98,7 +98,7 @@ def build_artifact(arch: str, size: int, out: Path) -> Path:
     return out
 
 
-def bare_patches_per_s(model, size: int, seconds: float = 3.0) -> float:  # type: ignore[no-untyped-def]
+def bare_patches_per_s(model, size: int, seconds: float = 3.0) -> float:
     """The bare model's rate: ``predict_on_batch`` on batches of 16 preprocessed patches."""
     x = np.random.default_rng(0).uniform(0, 1, (16, size, size, 3)).astype(np.float32)
     model.predict_on_batch(x)  # warm
@@ -109,7 +109,7 @@ def bare_patches_per_s(model, size: int, seconds: float = 3.0) -> float:  # type
     return 16 * calls / (time.perf_counter() - start)
 
 
-def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) -> dict:  # type: ignore[no-untyped-def]
+def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) -> dict:
     version = ai_actions.register_model_version(admin, str(artifact), activate=True)
     inference._predictors.clear()
     wall, counted = 0.0, []

@@ -100,7 +100,7 @@ def seed(runs: int, size: int) -> dict[str, list[int]]:
     from screening.choices import Role
     from screening.models import ModelVersion
     from tests.factories import ModelVersionFactory, dicom_screen, read_case, score_case
-    from tests.screening.test_ai_evidence import scored_evidence
+    from tests.screening.ai.test_ai_evidence import scored_evidence
 
     first = _live.user("first-reader", Role.RADIOLOGIST)
     second = _live.user("second-reader", Role.RADIOLOGIST)
@@ -175,7 +175,7 @@ def recorded(found: dict[str, list[dict]]) -> None:
             row["decision"] = read.get_decision_display().lower()
 
 
-def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+def wait(page, predicate: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not page.evaluate(predicate):
         if time.monotonic() > deadline:

@@ -136,7 +136,7 @@ def _replicate(copies: int) -> None:
             )
 
 
-def _copied(model, field, copy: int, offsets: dict) -> str:  # type: ignore[no-untyped-def]
+def _copied(model, field, copy: int, offsets: dict) -> str:
     column = f't."{field.column}"'
     if field.primary_key:
         return f"{column} + {copy * offsets[model]}"

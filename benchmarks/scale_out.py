@@ -91,7 +91,7 @@ THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THRE
 FINAL = (AIStatus.DONE, AIStatus.FAILED)
 
 
-def _interrupt(signum, frame):  # type: ignore[no-untyped-def]
+def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
@@ -108,14 +108,14 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def upload(admin, label: str, seed: int) -> Study:  # type: ignore[no-untyped-def]
+def upload(admin, label: str, seed: int) -> Study:
     spec = intake_actions.StudySpec(
         accession_number=f"SCALE-{label}", patient_pseudonym=f"SCALE-{label}", synthetic=True
     )
     return intake_actions.upload_study(admin, spec, study_files(seed)).study
 
 
-def image_results(version: ModelVersion, studies: list[Study]):  # type: ignore[no-untyped-def]
+def image_results(version: ModelVersion, studies: list[Study]):
     return AIResult.objects.filter(model_version=version, image__study__in=[s.pk for s in studies])
 
 

@@ -63,7 +63,7 @@ FILM_MARKS = """() => performance.getEntriesByType("mark")
   .filter((m) => m.name.startsWith("film-")).map((m) => [m.name, m.startTime])"""
 
 
-def seed_case():  # type: ignore[no-untyped-def]
+def seed_case():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -81,7 +81,7 @@ def seed_case():  # type: ignore[no-untyped-def]
     return case
 
 
-def frame_bytes(case) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def frame_bytes(case) -> tuple[int, int]:
     """(native, JPEG-LS lossless) bytes of the case's four frames."""
     from screening.imaging import lossless
 
@@ -98,7 +98,7 @@ def spinners(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(count)]
 
 
-def wait(page, predicate: str, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+def wait(page, predicate: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not page.evaluate(predicate):
         if time.monotonic() > deadline:

@@ -88,7 +88,7 @@ STATUS_MIX = [CaseStatus.READY] * 6 + [
 ]
 
 
-def seed(count: int, reader) -> None:  # type: ignore[no-untyped-def]
+def seed(count: int, reader) -> None:
     rng = random.Random(7)
     version = ModelVersion.objects.create(
         architecture="custom_cnn",
@@ -161,7 +161,7 @@ def seed(count: int, reader) -> None:  # type: ignore[no-untyped-def]
             cursor.execute("ANALYZE")
 
 
-def cursor_of_page(reader, number: int) -> str:  # type: ignore[no-untyped-def]
+def cursor_of_page(reader, number: int) -> str:
     """The ``after`` value a reader holds on reaching page ``number`` by Next links."""
     from screening.reading.queries import worklist_page
 
@@ -212,7 +212,7 @@ def throwaway_database(keep: bool = False, reuse: bool = False) -> Iterator[None
             connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def user_with_role(username: str, role: str):  # type: ignore[no-untyped-def]
+def user_with_role(username: str, role: str):
     user = get_user_model().objects.create_user(username, password="bench-password-123")
     user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user

@@ -42,7 +42,7 @@ ALL_HUNG = """() => [...document.querySelectorAll('.panel:not([hidden])')].every
 def seed(size: int) -> int:
     from screening.choices import CaseStatus, Role
     from tests.factories import ModelVersionFactory, dicom_screen, score_case
-    from tests.screening.test_ai_evidence import scored_evidence
+    from tests.screening.ai.test_ai_evidence import scored_evidence
 
     _live.user("reader", Role.RADIOLOGIST)
     dicom_screen(study_date="20220310", seed=400, size=size, bits=16, status=CaseStatus.CLOSED)

@@ -23,13 +23,13 @@ pytest_plugins = ["tests.orthanc"]
 
 
 @pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
+def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
 
 @pytest.fixture(autouse=True)
-def identity_mode(settings):  # type: ignore[no-untyped-def]
+def identity_mode(settings):
     """Tests run in research mode (de-identification), whatever IDENTITY_MODE the machine
     sets; MAMMO_TEST_IDENTITY_MODE=clinical runs the intake suites in clinical mode too.
     Privacy tests pin research with ``research_mode`` whatever this says."""
@@ -38,13 +38,13 @@ def identity_mode(settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def research_mode(settings, identity_mode):  # type: ignore[no-untyped-def]
+def research_mode(settings, identity_mode):
     """Pins research mode: every privacy test runs de-identifying."""
     settings.IDENTITY_MODE = "research"
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache():  # type: ignore[no-untyped-def]
+def fresh_cache():
     """Cached figures from one test must never answer another."""
     from django.core.cache import cache
 
@@ -54,41 +54,41 @@ def fresh_cache():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def radiologist(db):  # type: ignore[no-untyped-def]
+def radiologist(db):
     return UserFactory(role=Role.RADIOLOGIST, username="rad1")
 
 
 @pytest.fixture
-def radiologist2(db):  # type: ignore[no-untyped-def]
+def radiologist2(db):
     return UserFactory(role=Role.RADIOLOGIST, username="rad2")
 
 
 @pytest.fixture
-def admin_user(db):  # type: ignore[no-untyped-def]
+def admin_user(db):
     return UserFactory(role=Role.ADMIN, username="admin1")
 
 
 @pytest.fixture
-def auditor(db):  # type: ignore[no-untyped-def]
+def auditor(db):
     return UserFactory(role=Role.AUDITOR, username="aud1")
 
 
 @pytest.fixture
-def roleless(db):  # type: ignore[no-untyped-def]
+def roleless(db):
     return UserFactory(role=None, username="nobody")
 
 
 @pytest.fixture
-def api():  # type: ignore[no-untyped-def]
+def api():
     return APIClient()
 
 
-def login(client, user):  # type: ignore[no-untyped-def]
+def login(client, user):
     client.force_login(user)
     return client
 
 
-def requires_postgres():  # type: ignore[no-untyped-def]
+def requires_postgres():
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -96,12 +96,12 @@ def requires_postgres():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def role_groups(db):  # type: ignore[no-untyped-def]
+def role_groups(db):
     return {g.name: g for g in Group.objects.filter(name__in=Role.values)}
 
 
 @pytest.fixture
-def point_app_at(monkeypatch) -> Iterator[Callable[[str, dict], None]]:  # type: ignore[no-untyped-def]
+def point_app_at(monkeypatch) -> Iterator[Callable[[str, dict], None]]:
     """Make this test process publish to the worker's broker, and restore the app after.
 
     Celery reads ``CELERY_BROKER_URL`` from the environment before its own settings, so the

@@ -20,7 +20,7 @@ BROWSER_ARGS = [
 
 
 @pytest.fixture
-def browser_page(monkeypatch):  # type: ignore[no-untyped-def]
+def browser_page(monkeypatch):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     # Playwright's sync API runs an event loop in this thread; Django's ORM calls in the

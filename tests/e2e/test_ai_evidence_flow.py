@@ -10,12 +10,12 @@ from screening.models import AI_NOT_VALIDATED, AIResult, Read
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import choose, log_in, open_case, show_ai_evidence
 from tests.factories import ModelVersionFactory, UserFactory, unvalidated_evidence
-from tests.screening.test_ai_evidence import MARKS, case_scored_by, scored_evidence
+from tests.screening.ai.test_ai_evidence import MARKS, case_scored_by, scored_evidence
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     version = ModelVersionFactory(is_active=True, evidence=unvalidated_evidence())
     newest_high = case_scored_by(version, 0.98, hours_ago=1)
@@ -50,7 +50,7 @@ def test_an_unvalidated_ai_neither_orders_nor_suggests_nor_paints(live_server, b
     assert read.decision == Decision.RECALL and read.agrees_with_ai is None
 
 
-def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     version = ModelVersionFactory(is_active=True, evidence=scored_evidence())
     low = case_scored_by(version, 0.2, hours_ago=20)
@@ -85,7 +85,7 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     page.screenshot(path=str(ARTIFACTS / "evidence-case-validated.png"))
 
 
-def test_the_models_page_shows_each_gate_with_its_figures_and_verdict(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_models_page_shows_each_gate_with_its_figures_and_verdict(live_server, browser_page):
     UserFactory(username="auditor", role="auditor")
     good = ModelVersionFactory(is_active=True, evidence=scored_evidence())
     bad = ModelVersionFactory(evidence=unvalidated_evidence())

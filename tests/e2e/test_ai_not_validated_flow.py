@@ -26,9 +26,9 @@ from tests.factories import (
     score_case,
     screen,
 )
-from tests.screening.test_ai_evidence import scored_evidence
-from tests.screening.test_ai_not_validated import RANKING_FIELDS, shipped_like_evidence
-from tests.screening.test_dicom_export import (
+from tests.screening.ai.test_ai_evidence import scored_evidence
+from tests.screening.ai.test_ai_not_validated import RANKING_FIELDS, shipped_like_evidence
+from tests.screening.interop.test_dicom_export import (
     ABNORMAL_LIKELIHOOD,
     COMMENT,
     PROBABILITY_OF_CANCER,
@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 EXAM_SCORE = re.compile(r"\b\d+\s*/\s*10\b")
 
 
-def _download(page, selector: str) -> Path:  # type: ignore[no-untyped-def]
+def _download(page, selector: str) -> Path:
     with page.expect_download() as info:
         page.click(selector)
     return Path(info.value.path())
@@ -56,12 +56,12 @@ def _sr_numbers(path: Path) -> tuple[set[str], list[str]]:
     )
 
 
-def _case_csv(page) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _case_csv(page) -> list[dict[str, str]]:
     path = _download(page, "text=Case-level CSV")
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     version = ModelVersionFactory(is_active=True, threshold=0.915, evidence=shipped_like_evidence())
     high = dicom_case_with_images(images=2)
@@ -103,7 +103,7 @@ def test_a_reader_sees_no_ranking_from_the_shipped_like_version(live_server, bro
     assert refused.status == 400 and AI_NOT_VALIDATED in refused.json()["detail"]
 
 
-def test_the_result_arriving_live_brings_the_statement_not_a_score(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_result_arriving_live_brings_the_statement_not_a_score(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     version = ModelVersionFactory(is_active=True, evidence=shipped_like_evidence())
     case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
@@ -122,7 +122,7 @@ def test_the_result_arriving_live_brings_the_statement_not_a_score(live_server, 
 
 def test_an_auditor_gets_the_raw_score_labelled_and_figures_of_an_unvalidated_model(
     live_server, browser_page
-):  # type: ignore[no-untyped-def]
+):
     UserFactory(username="auditor", role="auditor")
     readers = [UserFactory(role="radiologist"), UserFactory(role="radiologist")]
     version = ModelVersionFactory(is_active=True, evidence=shipped_like_evidence())
@@ -147,7 +147,7 @@ def test_an_auditor_gets_the_raw_score_labelled_and_figures_of_an_unvalidated_mo
             assert row[column] == "", column
 
 
-def test_a_validated_version_still_shows_its_figures_everywhere(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_a_validated_version_still_shows_its_figures_everywhere(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     version = ModelVersionFactory(is_active=True, evidence=scored_evidence())
     high = dicom_case_with_images(images=2)

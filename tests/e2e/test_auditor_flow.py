@@ -14,7 +14,7 @@ from tests.factories import ModelVersionFactory, N, R, UserFactory, screen
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_auditor_reads_the_dashboard_opens_a_discordant_case_and_exports(  # type: ignore[no-untyped-def]
+def test_an_auditor_reads_the_dashboard_opens_a_discordant_case_and_exports(
     live_server, browser_page
 ):
     ARTIFACTS.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ def test_an_admin_sees_a_brought_model_unvalidated_beside_the_shipped_one(
     live_server,
     browser_page,
     external_artifact,  # noqa: F811
-):  # type: ignore[no-untyped-def]
+):
     admin = UserFactory(username="site-admin", role="admin")
     shipped = ai_actions.register_model_version(admin, str(DEFAULT_ARTIFACT), activate=True)
     brought = ai_actions.register_model_version(admin, str(external_artifact))

@@ -26,17 +26,17 @@ LCC = '.panel.current[data-slot="LCC"]'
 FIRST_POINT = (123.0, 234.0)  # distinctive: found nowhere else on the page or in its JSON
 
 
-def film(case, slot: str) -> Image:  # type: ignore[no-untyped-def]
+def film(case, slot: str) -> Image:
     side, view = slot[0], slot[1:]
     return Image.objects.get(study__case=case, laterality=side, view=view)
 
 
-def to_page(page, panel: str, x: float, y: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def to_page(page, panel: str, x: float, y: float) -> tuple[float, float]:
     point = page.evaluate(f"window.mammoViewer.imageToPage('{panel}', {x}, {y})")
     return point["x"], point["y"]
 
 
-def alone(page, slot: str) -> None:  # type: ignore[no-untyped-def]
+def alone(page, slot: str) -> None:
     """Hang one film alone (the single-film protocol, F to step to it), so the whole 512 px
     film is in view whatever the 1×4 crops at its outer edge."""
     from tests.e2e.test_hanging_protocols import hung
@@ -50,7 +50,7 @@ def alone(page, slot: str) -> None:  # type: ignore[no-untyped-def]
     hung(page, [f"current {slot}"])
 
 
-def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(  # type: ignore[no-untyped-def]
+def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(
     live_server, browser_page
 ):
     UserFactory(username="reader", role=Role.RADIOLOGIST)
@@ -120,7 +120,7 @@ def test_a_reader_marks_findings_on_the_films_and_records_the_read_with_them(  #
     assert abs(tail_x - 330) <= 2 and abs(tail_y - 180) <= 2
 
 
-def marked_reads(case) -> None:  # type: ignore[no-untyped-def]
+def marked_reads(case) -> None:
     """A first read with a point on the right CC, a second (disagreeing) with an arrow on it."""
     rcc = film(case, "RCC")
     first = UserFactory(username="rad_one", role=Role.RADIOLOGIST)
@@ -131,7 +131,7 @@ def marked_reads(case) -> None:  # type: ignore[no-untyped-def]
     ))  # fmt: skip
 
 
-def second_read(case) -> None:  # type: ignore[no-untyped-def]
+def second_read(case) -> None:
     rcc = film(case, "RCC")
     second = UserFactory(username="rad_two", role=Role.RADIOLOGIST)
     arrow = Mark(rcc.pk, "arrow", ((400.0, 100.0), (300.0, 150.0)))
@@ -141,13 +141,13 @@ def second_read(case) -> None:  # type: ignore[no-untyped-def]
     ))  # fmt: skip
 
 
-def drawn(page, panel: str) -> list[str]:  # type: ignore[no-untyped-def]
+def drawn(page, panel: str) -> list[str]:
     return page.eval_on_selector_all(
         f"{panel} svg.finding-marks g.finding-mark", "gs => gs.map(g => g.dataset.read)"
     )
 
 
-def test_the_arbitrator_sees_each_readers_marks_on_the_film_told_apart(  # type: ignore[no-untyped-def]
+def test_the_arbitrator_sees_each_readers_marks_on_the_film_told_apart(
     live_server, browser_page
 ):
     case = dicom_screen()
@@ -174,7 +174,7 @@ def test_the_arbitrator_sees_each_readers_marks_on_the_film_told_apart(  # type:
     page.screenshot(path=str(ARTIFACTS / "finding-marks-2-arbitration.png"))
 
 
-def test_the_blind_second_reader_is_shown_none_of_the_first_readers_marks(  # type: ignore[no-untyped-def]
+def test_the_blind_second_reader_is_shown_none_of_the_first_readers_marks(
     live_server, browser_page
 ):
     case = dicom_screen()
@@ -183,7 +183,7 @@ def test_the_blind_second_reader_is_shown_none_of_the_first_readers_marks(  # ty
     page = browser_page
     bodies: list[str] = []
 
-    def keep(response) -> None:  # type: ignore[no-untyped-def]
+    def keep(response) -> None:
         if "json" in (response.headers.get("content-type") or ""):
             bodies.append(response.text())
 

@@ -24,7 +24,7 @@ STATION = {"width": 1366, "height": 768}
 
 
 @pytest.fixture
-def reader(live_server, browser_page):  # type: ignore[no-untyped-def]
+def reader(live_server, browser_page):
     """A radiologist at a 1920×1080 screen, signed in, a current screen with a prior open."""
     UserFactory(username="reader", role="radiologist")
     case = screen_with_prior()
@@ -38,7 +38,7 @@ def reader(live_server, browser_page):  # type: ignore[no-untyped-def]
     assert errors == []
 
 
-def in_view(page) -> list[str]:  # type: ignore[no-untyped-def]
+def in_view(page) -> list[str]:
     """The films in view, left to right, as "current RCC" or "prior RCC"."""
     found = page.eval_on_selector_all(
         ".panel:not([hidden])",
@@ -48,12 +48,12 @@ def in_view(page) -> list[str]:  # type: ignore[no-untyped-def]
     return [name for _, name in sorted(found)]
 
 
-def film(page, name: str) -> str:  # type: ignore[no-untyped-def]
+def film(page, name: str) -> str:
     group, slot = name.split()
     return f'.panel.{group}[data-slot="{slot}"]'
 
 
-def hung(page, names: list[str], seconds: float = 15) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+def hung(page, names: list[str], seconds: float = 15) -> dict[str, dict]:
     """Wait until each film is painted and fills its viewport's height, its chest wall on the
     viewport's inner edge; then each film's box on the page (the overlay layer the viewer
     keeps on the film's corners) and its viewport's."""
@@ -76,14 +76,14 @@ def hung(page, names: list[str], seconds: float = 15) -> dict[str, dict]:  # typ
     }
 
 
-def wall_on_right(page, name: str) -> bool:  # type: ignore[no-untyped-def]
+def wall_on_right(page, name: str) -> bool:
     """A right film's chest wall is on its viewport's right edge; a prior hung beside its
     current film is mirrored, so its wall faces the current's."""
     mirrored = page.get_attribute(film(page, name), "data-mirror") == "true"
     return (name.split()[1][0] == "R") != mirrored
 
 
-def test_the_1x4_hangs_the_sites_order_each_film_over_1000_px_tall(reader):  # type: ignore[no-untyped-def]
+def test_the_1x4_hangs_the_sites_order_each_film_over_1000_px_tall(reader):
     page = reader
     assert page.inner_text("#layout-name") == "1×4"
     names = ["current RMLO", "current LMLO", "current RCC", "current LCC"]
@@ -104,7 +104,7 @@ def test_the_1x4_hangs_the_sites_order_each_film_over_1000_px_tall(reader):  # t
     assert box(page, "#id_birads_right")["y"] < FULL_HD["height"]
 
 
-def test_the_cc_and_mlo_pairs_hang_full_height_back_to_back(reader):  # type: ignore[no-untyped-def]
+def test_the_cc_and_mlo_pairs_hang_full_height_back_to_back(reader):
     page = reader
     for protocol, names, shot in (
         ("CC pair", ["current RCC", "current LCC"], "hanging-2-cc-pair.png"),
@@ -118,7 +118,7 @@ def test_the_cc_and_mlo_pairs_hang_full_height_back_to_back(reader):  # type: ig
         page.screenshot(path=str(SHOTS / shot))
 
 
-def test_current_and_prior_of_one_view_hang_side_by_side_back_to_back(reader):  # type: ignore[no-untyped-def]
+def test_current_and_prior_of_one_view_hang_side_by_side_back_to_back(reader):
     """C: the current film where its side hangs, the prior mirrored beside it, chest walls
     meeting; F steps to the next view in the site's order."""
     page = reader
@@ -140,7 +140,7 @@ def test_current_and_prior_of_one_view_hang_side_by_side_back_to_back(reader):  
     hung(page, ["current RMLO", "current LMLO", "current RCC", "current LCC"])
 
 
-def test_a_single_film_fills_the_height_and_shift_l_cycles_back(reader):  # type: ignore[no-untyped-def]
+def test_a_single_film_fills_the_height_and_shift_l_cycles_back(reader):
     page = reader
     page.click('.panel.current[data-slot="LCC"] .viewport')  # the film in focus
     page.keyboard.press("Shift+L")
@@ -155,7 +155,7 @@ def test_a_single_film_fills_the_height_and_shift_l_cycles_back(reader):  # type
     assert page.inner_text("#layout-name") == "1×4"
 
 
-def test_the_site_sets_the_1x4_order(live_server, browser_page, settings):  # type: ignore[no-untyped-def]
+def test_the_site_sets_the_1x4_order(live_server, browser_page, settings):
     settings.HANGING_ROW_ORDER = ["RCC", "LCC", "RMLO", "LMLO"]
     UserFactory(username="reader", role="radiologist")
     case = screen_with_prior()
@@ -168,7 +168,7 @@ def test_the_site_sets_the_1x4_order(live_server, browser_page, settings):  # ty
     hung(page, names)
 
 
-def test_a_readers_default_protocol_opens_every_case_and_only_theirs(  # type: ignore[no-untyped-def]
+def test_a_readers_default_protocol_opens_every_case_and_only_theirs(
     live_server, browser_page
 ):
     UserFactory(username="reader", role="radiologist")
@@ -198,7 +198,7 @@ def test_a_readers_default_protocol_opens_every_case_and_only_theirs(  # type: i
     assert page.inner_text("#layout-name") == "1×4"
 
 
-def test_the_1x4_stays_usable_at_a_1366_by_768_station(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_1x4_stays_usable_at_a_1366_by_768_station(live_server, browser_page):
     """The films still fill the height, and the read form still starts on screen beside them."""
     UserFactory(username="reader", role="radiologist")
     case = screen_with_prior()
@@ -219,7 +219,7 @@ def test_the_1x4_stays_usable_at_a_1366_by_768_station(live_server, browser_page
     page.screenshot(path=str(SHOTS / "hanging-6-1x4-1366x768.png"))
 
 
-def test_without_a_prior_l_skips_current_and_prior_and_c_does_nothing(  # type: ignore[no-untyped-def]
+def test_without_a_prior_l_skips_current_and_prior_and_c_does_nothing(
     live_server, browser_page
 ):
     UserFactory(username="reader", role="radiologist")

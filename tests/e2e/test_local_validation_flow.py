@@ -13,7 +13,7 @@ from tests.factories import ModelVersionFactory, UserFactory, screen
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_auditor_opens_local_validation_and_a_missed_cancer(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_an_auditor_opens_local_validation_and_a_missed_cancer(live_server, browser_page):
     ARTIFACTS.mkdir(exist_ok=True)
     version = ModelVersionFactory(threshold=0.5, is_active=True)
     readers = [UserFactory(username=f"reader{i}", role="radiologist") for i in range(2)]

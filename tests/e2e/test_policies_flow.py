@@ -11,17 +11,17 @@ from screening.reading import actions
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import PASSWORD, choose, log_in, open_case
 from tests.factories import ModelVersionFactory, UserFactory
-from tests.screening.test_policies import HIGH, LOW, arrive
+from tests.screening.reading.test_policies import HIGH, LOW, arrive
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name))
 
 
-def test_an_admin_selects_a_policy_and_each_new_case_shows_it(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_an_admin_selects_a_policy_and_each_new_case_shows_it(live_server, browser_page):
     UserFactory(username="boss", role=Role.ADMIN)
     UserFactory(username="reader", role=Role.RADIOLOGIST)
     version = ModelVersionFactory(is_active=True)
@@ -48,7 +48,7 @@ def test_an_admin_selects_a_policy_and_each_new_case_shows_it(live_server, brows
     assert "Routing by AI" in shown and "Single reading" in shown
 
 
-def test_sequential_reveal_shows_the_ai_only_after_the_unaided_opinion(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_sequential_reveal_shows_the_ai_only_after_the_unaided_opinion(live_server, browser_page):
     boss = UserFactory(username="boss", role=Role.ADMIN)
     UserFactory(username="reader", role=Role.RADIOLOGIST)
     version = ModelVersionFactory(is_active=True)
@@ -79,7 +79,7 @@ def test_sequential_reveal_shows_the_ai_only_after_the_unaided_opinion(live_serv
     assert opinion.changed and Read.objects.get().decision == Decision.RECALL
 
 
-def test_the_safety_net_asks_to_confirm_a_no_recall_on_a_high_band_exam(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_safety_net_asks_to_confirm_a_no_recall_on_a_high_band_exam(live_server, browser_page):
     boss = UserFactory(username="boss", role=Role.ADMIN)
     UserFactory(username="reader", role=Role.RADIOLOGIST)
     version = ModelVersionFactory(is_active=True)

@@ -14,21 +14,21 @@ from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import log_in
 from tests.e2e.test_viewer import open_viewer, wait_until
 from tests.factories import UserFactory
-from tests.screening.test_orthanc_routing import storescu
-from tests.screening.test_priors_pacs import keep_in_pacs, pacs_with_node, screen, write
+from tests.screening.interop.test_orthanc_routing import storescu
+from tests.screening.interop.test_priors_pacs import keep_in_pacs, pacs_with_node, screen, write
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def pacs_and_node(orthanc_factory, admin_user):  # type: ignore[no-untyped-def]
+def pacs_and_node(orthanc_factory, admin_user):
     with pacs_with_node(orthanc_factory, admin_user) as running:
         yield running
 
 
 def test_the_case_page_paints_the_prior_fetched_from_the_pacs_beside_the_screen(
     pacs_and_node, live_server, browser_page, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     pacs, _ = pacs_and_node
     keep_in_pacs(pacs, screen("20220310", 10, "ACC-2022"))
     storescu(pacs, write(tmp_path / "current", screen("20240315", 20, "ACC-2024")))

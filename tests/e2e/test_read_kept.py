@@ -29,12 +29,12 @@ FULL_READ = {
 KEPT_LINE = "Your unsaved read was kept: check it and record it."
 
 
-def record_button(page) -> str:  # type: ignore[no-untyped-def]
+def record_button(page) -> str:
     """Accept AI where the AI suggests recall (as this read does), else Record read."""
     return "#accept-ai" if page.locator("#accept-ai").count() else "#record-read"
 
 
-def wait_for_draft(case, fields: dict, seconds: float = 10) -> ReadDraft:  # type: ignore[no-untyped-def]
+def wait_for_draft(case, fields: dict, seconds: float = 10) -> ReadDraft:
     """The server's draft once it holds ``fields`` (the page saves it as the reader types)."""
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
@@ -45,11 +45,11 @@ def wait_for_draft(case, fields: dict, seconds: float = 10) -> ReadDraft:  # typ
     raise AssertionError(f"no draft with {fields}: {ReadDraft.objects.values('fields')}")
 
 
-def session_key(page) -> str:  # type: ignore[no-untyped-def]
+def session_key(page) -> str:
     return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
 
 
-def sign_in_again(page, live_server, case) -> None:  # type: ignore[no-untyped-def]
+def sign_in_again(page, live_server, case) -> None:
     """From the sign-in page the reader was sent to: sign in, land on the case."""
     page.fill("#id_username", "reader")
     page.fill("#id_password", PASSWORD)
@@ -58,7 +58,7 @@ def sign_in_again(page, live_server, case) -> None:  # type: ignore[no-untyped-d
     page.wait_for_selector("#read-form")
 
 
-def record_once_and_check(page, case) -> None:  # type: ignore[no-untyped-def]
+def record_once_and_check(page, case) -> None:
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.url.endswith("/read/") else None)
     with page.expect_navigation():
@@ -77,7 +77,7 @@ def record_once_and_check(page, case) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_a_read_sent_after_the_session_row_was_deleted_is_back_after_signing_in(  # type: ignore[no-untyped-def]
+def test_a_read_sent_after_the_session_row_was_deleted_is_back_after_signing_in(
     live_server, browser_page
 ):
     """Before: the sign-in page said nothing, then the browser landed on "HTTP ERROR 405"
@@ -118,7 +118,7 @@ def test_a_read_sent_after_the_session_row_was_deleted_is_back_after_signing_in(
     record_once_and_check(page, case)
 
 
-def test_a_read_whose_session_cookie_went_is_back_after_signing_in(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_a_read_whose_session_cookie_went_is_back_after_signing_in(live_server, browser_page):
     """The whole read reached the server as a draft before the cookie went."""
     UserFactory(username="reader", role="radiologist")
     case = case_with_images(images=2, score=0.93)
@@ -142,7 +142,7 @@ def test_a_read_whose_session_cookie_went_is_back_after_signing_in(live_server, 
     record_once_and_check(page, case)
 
 
-def test_the_page_warns_before_the_session_ends_and_can_keep_it(  # type: ignore[no-untyped-def]
+def test_the_page_warns_before_the_session_ends_and_can_keep_it(
     live_server, browser_page, settings
 ):
     settings.SESSION_COOKIE_AGE = 12
@@ -183,7 +183,7 @@ def test_the_page_warns_before_the_session_ends_and_can_keep_it(  # type: ignore
     record_once_and_check(page, case)
 
 
-def test_entries_typed_after_the_session_ended_come_back_from_the_tab(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_entries_typed_after_the_session_ended_come_back_from_the_tab(live_server, browser_page):
     """No submit at all: the reader types on after the session ended (the server refuses the
     draft), signs in again from the warning, and finds the whole read, which the page then
     hands to the server as the draft."""
@@ -210,7 +210,7 @@ def test_entries_typed_after_the_session_ended_come_back_from_the_tab(live_serve
     record_once_and_check(page, case)
 
 
-def test_another_reader_signing_in_on_the_same_tab_never_sees_the_kept_read(  # type: ignore[no-untyped-def]
+def test_another_reader_signing_in_on_the_same_tab_never_sees_the_kept_read(
     live_server, browser_page
 ):
     reader = UserFactory(username="reader", role="radiologist")

@@ -18,19 +18,19 @@ from tests.factories import case_with_images
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def serve_rules(monkeypatch, **changed: object) -> None:  # type: ignore[no-untyped-def]
+def serve_rules(monkeypatch, **changed: object) -> None:
     rules = {**assessment.browser_rules(), **changed}
     monkeypatch.setattr(assessment, "browser_rules", lambda: rules)
 
 
-def summary_after(page, live_server, right: str, left: str) -> str:  # type: ignore[no-untyped-def]
+def summary_after(page, live_server, right: str, left: str) -> str:
     sign_in(page, live_server)
     open_case(page, live_server, case_with_images(images=2))
     choose(page, right, left, "b")
     return page.inner_text("#read-summary")
 
 
-def test_the_page_says_no_recall_for_categories_the_server_does_not_recall(  # type: ignore[no-untyped-def]
+def test_the_page_says_no_recall_for_categories_the_server_does_not_recall(
     live_server, browser_page, monkeypatch
 ):
     serve_rules(monkeypatch, recall=[0, 5, 6], needs_finding=[])
@@ -39,7 +39,7 @@ def test_the_page_says_no_recall_for_categories_the_server_does_not_recall(  # t
     )
 
 
-def test_the_page_ranks_the_breasts_by_the_servers_concern_order(  # type: ignore[no-untyped-def]
+def test_the_page_ranks_the_breasts_by_the_servers_concern_order(
     live_server, browser_page, monkeypatch
 ):
     # 2 ranked above 3 and only 2 recalled: right 3, left 2 means the left breast's recall.
@@ -49,7 +49,7 @@ def test_the_page_ranks_the_breasts_by_the_servers_concern_order(  # type: ignor
     )
 
 
-def test_the_page_asks_for_a_finding_where_the_server_needs_one(  # type: ignore[no-untyped-def]
+def test_the_page_asks_for_a_finding_where_the_server_needs_one(
     live_server, browser_page, monkeypatch
 ):
     serve_rules(monkeypatch, needs_finding=[2])
@@ -57,7 +57,7 @@ def test_the_page_asks_for_a_finding_where_the_server_needs_one(  # type: ignore
     assert "the finding in the right breast (BI-RADS 2)" in summary
 
 
-def test_the_page_follows_the_servers_rules_as_sent(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_page_follows_the_servers_rules_as_sent(live_server, browser_page):
     """Unaltered, the same reads come out as the server's own rules say."""
     summary = summary_after(browser_page, live_server, "4", "1")
     assert "the finding in the right breast (BI-RADS 4)" in summary

@@ -29,7 +29,7 @@ PASSWORD = "correct-horse-battery"
 VIEWPORT = {"width": 1600, "height": 1000}
 
 
-def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
+def log_in(page, live_server, username: str) -> None:
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -37,12 +37,12 @@ def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped
     page.wait_for_url(f"{live_server.url}/worklist/")
 
 
-def open_case(page, live_server, case: Case) -> None:  # type: ignore[no-untyped-def]
+def open_case(page, live_server, case: Case) -> None:
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     page.wait_for_selector("#read-form, #my-read, #arbitration-note")
 
 
-def reader_page(browser_page, live_server, username: str):  # type: ignore[no-untyped-def]
+def reader_page(browser_page, live_server, username: str):
     """A separate browser context (own cookies) for one more signed-in user."""
     context = browser_page.context.browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
@@ -50,13 +50,13 @@ def reader_page(browser_page, live_server, username: str):  # type: ignore[no-un
     return page
 
 
-def show_ai_evidence(page) -> None:  # type: ignore[no-untyped-def]
+def show_ai_evidence(page) -> None:
     """Unfold the AI's evidence, as a reader does who wants more than its one line."""
     page.click("#ai-details > summary")
     page.wait_for_selector("#ai-details[open]")
 
 
-def choose(page, right: str, left: str, density: str, **finding: str) -> None:  # type: ignore[no-untyped-def]
+def choose(page, right: str, left: str, density: str, **finding: str) -> None:
     """Fill the read as a reader does; ``finding`` as finding_R="mass", site_R="10"."""
     page.select_option("#id_birads_right", right)
     page.select_option("#id_birads_left", left)
@@ -65,7 +65,7 @@ def choose(page, right: str, left: str, density: str, **finding: str) -> None:  
     page.check(f"input[name=density][value={density}]")
 
 
-def form_values(page) -> dict:  # type: ignore[no-untyped-def]
+def form_values(page) -> dict:
     return page.evaluate(
         """() => ({
             right: document.getElementById('id_birads_right').value,
@@ -78,7 +78,7 @@ def form_values(page) -> dict:  # type: ignore[no-untyped-def]
     )
 
 
-def read_posts(page) -> list[str]:  # type: ignore[no-untyped-def]
+def read_posts(page) -> list[str]:
     """Every read the page sends, recorded as it goes (not the drafts it keeps as the
     reader types: ``test_read_kept.py``)."""
     sent: list[str] = []
@@ -93,11 +93,11 @@ def read_posts(page) -> list[str]:  # type: ignore[no-untyped-def]
     return sent
 
 
-def sidebar(page) -> str:  # type: ignore[no-untyped-def]
+def sidebar(page) -> str:
     return page.inner_text("aside.sidebar")
 
 
-def save_doc(page, name: str, top: str = "") -> None:  # type: ignore[no-untyped-def]
+def save_doc(page, name: str, top: str = "") -> None:
     """A README screenshot, <name>.png (see SHOTS): the viewport, with the sidebar scrolled to put
     ``top`` at its top (or to its end), in 256 colours (dithered) to keep the file small."""
     page.wait_for_load_state("networkidle")
@@ -122,7 +122,7 @@ def findings_of(read: Read) -> list[tuple[str, str, str, str]]:
     return [(f.breast, f.finding, f.site, f.depth) for f in read.findings.all()]
 
 
-def test_categories_that_mean_recall_are_never_stored_as_no_recall(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_categories_that_mean_recall_are_never_stored_as_no_recall(live_server, browser_page):
     """The past bug: Confirm "no recall" with right BI-RADS 4 rewrote the category to 1 and
     stored no recall. Now nothing is sent, the categories stay exactly as chosen, and the
     reader's Accept AI stores exactly what was entered."""
@@ -169,7 +169,7 @@ def test_categories_that_mean_recall_are_never_stored_as_no_recall(live_server, 
     assert len(posts) == 1
 
 
-def test_accept_with_nothing_chosen_records_nothing_and_says_what_is_missing(  # type: ignore[no-untyped-def]
+def test_accept_with_nothing_chosen_records_nothing_and_says_what_is_missing(
     live_server, browser_page
 ):
     UserFactory(username="reader", role="radiologist")
@@ -208,7 +208,7 @@ def test_accept_with_nothing_chosen_records_nothing_and_says_what_is_missing(  #
     assert form_values(page)["left"] == "5" and form_values(page)["right"] == "2"
 
 
-def test_shortcuts_work_from_a_select_and_never_while_typing(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_shortcuts_work_from_a_select_and_never_while_typing(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = case_with_images(images=2, score=0.93)
     page = browser_page
@@ -248,7 +248,7 @@ def test_shortcuts_work_from_a_select_and_never_while_typing(live_server, browse
     assert (page.input_value("#id_birads_right"), page.input_value("#id_birads_left")) == ("4", "1")
 
 
-def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
     page = browser_page
@@ -293,7 +293,7 @@ def test_the_ai_arriving_keeps_the_readers_zoom_and_choices(live_server, browser
     assert read.reason == "Benign calcifications, stable"
 
 
-def test_after_reading_the_reader_sees_their_read_and_j_opens_the_next_case(  # type: ignore[no-untyped-def]
+def test_after_reading_the_reader_sees_their_read_and_j_opens_the_next_case(
     live_server, browser_page
 ):
     """For a reader who chose to stay on the case after a read (by default the next case
@@ -327,7 +327,7 @@ def test_after_reading_the_reader_sees_their_read_and_j_opens_the_next_case(  # 
     assert page.is_visible("#read-form") and page.locator("#my-read").count() == 0
 
 
-def test_double_reading_with_arbitration_walkthrough(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_double_reading_with_arbitration_walkthrough(live_server, browser_page):
     """First read, blind second read, disagreement, arbitration, closed; screenshots for
     the README in docs/."""
     for name in ("dr_ahmed", "dr_baker", "dr_chen"):

@@ -23,7 +23,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def csp_console(page) -> list[str]:  # type: ignore[no-untyped-def]
+def csp_console(page) -> list[str]:
     messages: list[str] = []
     page.on(
         "console",
@@ -32,7 +32,7 @@ def csp_console(page) -> list[str]:  # type: ignore[no-untyped-def]
     return messages
 
 
-def test_the_case_page_runs_under_the_csp_without_violations(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_case_page_runs_under_the_csp_without_violations(live_server, browser_page):
     UserFactory(username="csp-reader", role=Role.RADIOLOGIST)
     case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
     page = browser_page

@@ -32,7 +32,7 @@ def scored_by(case: Case, version: ModelVersion, probability: float) -> None:
 
 def test_a_trial_started_on_the_models_page_stays_out_of_the_readers_sight(
     live_server, browser_page
-):  # type: ignore[no-untyped-def]
+):
     UserFactory(username="admin", role="admin")
     UserFactory(username="reader", role="radiologist")
     active = ModelVersionFactory(is_active=True, version="1.0-active")

@@ -13,11 +13,11 @@ from tests.factories import ModelVersionFactory, UserFactory, screen
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def routing_reads(page) -> str:  # type: ignore[no-untyped-def]
+def routing_reads(page) -> str:
     return page.inner_text("#simulation-figures tr[data-policy=routing] td:nth-child(3)")
 
 
-def test_an_auditor_moves_the_cut_and_the_figures_follow(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_an_auditor_moves_the_cut_and_the_figures_follow(live_server, browser_page):
     ARTIFACTS.mkdir(exist_ok=True)
     version = ModelVersionFactory(threshold=0.5, is_active=True)
     readers = [UserFactory(username=f"reader{i}", role="radiologist") for i in range(3)]

@@ -24,12 +24,12 @@ STATION = {"width": 1366, "height": 768}
 
 
 @pytest.fixture
-def station(browser_page):  # type: ignore[no-untyped-def]
+def station(browser_page):
     browser_page.set_viewport_size(STATION)
     return browser_page
 
 
-def sign_in(page, live_server) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, live_server) -> None:
     UserFactory(username="reader", role="radiologist")
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "reader")
@@ -38,12 +38,12 @@ def sign_in(page, live_server) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_url(f"{live_server.url}/worklist/")
 
 
-def open_case(page, live_server, case) -> None:  # type: ignore[no-untyped-def]
+def open_case(page, live_server, case) -> None:
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     page.wait_for_selector("#read-form")
 
 
-def in_viewport(page, selector: str) -> bool:  # type: ignore[no-untyped-def]
+def in_viewport(page, selector: str) -> bool:
     """Whole and unscrolled on screen: inside the window and inside the sidebar's own box."""
     box = page.locator(selector).bounding_box()
     side = page.locator("#case-sidebar").bounding_box()
@@ -51,7 +51,7 @@ def in_viewport(page, selector: str) -> bool:  # type: ignore[no-untyped-def]
     return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= bottom
 
 
-def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(  # type: ignore[no-untyped-def]
+def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(
     live_server, station
 ):
     case = case_with_images(images=2, score=0.2)
@@ -85,7 +85,7 @@ def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(  #
     print(f"\nreading effort, normal read: {actions} actions, {seconds:.2f} s to the next case")
 
 
-def test_n_with_the_density_already_chosen_records_at_once(live_server, station):  # type: ignore[no-untyped-def]
+def test_n_with_the_density_already_chosen_records_at_once(live_server, station):
     case = case_with_images(images=2)  # no AI result: Record read, not Accept AI
     page = station
     sign_in(page, live_server)
@@ -99,7 +99,7 @@ def test_n_with_the_density_already_chosen_records_at_once(live_server, station)
     )  # fmt: skip
 
 
-def test_digits_set_the_right_then_the_left_category_and_say_so(live_server, station):  # type: ignore[no-untyped-def]
+def test_digits_set_the_right_then_the_left_category_and_say_so(live_server, station):
     case = case_with_images(images=2, score=0.2)
     page = station
     sign_in(page, live_server)
@@ -116,7 +116,7 @@ def test_digits_set_the_right_then_the_left_category_and_say_so(live_server, sta
     assert not Read.objects.exists()
 
 
-def test_no_key_acts_while_the_reader_types_in_a_text_field(live_server, station):  # type: ignore[no-untyped-def]
+def test_no_key_acts_while_the_reader_types_in_a_text_field(live_server, station):
     case = case_with_images(images=2, score=0.2)
     page = station
     sign_in(page, live_server)
@@ -131,7 +131,7 @@ def test_no_key_acts_while_the_reader_types_in_a_text_field(live_server, station
     assert not Read.objects.exists() and page.url == f"{live_server.url}/cases/{case.pk}/"
 
 
-def test_the_record_button_and_the_ai_summary_fit_a_1366_by_768_station(live_server, station):  # type: ignore[no-untyped-def]
+def test_the_record_button_and_the_ai_summary_fit_a_1366_by_768_station(live_server, station):
     case = case_with_images(images=2, score=0.9)
     case_with_images(images=2)  # a next case, so its link and the setting show too
     page = station
@@ -147,7 +147,7 @@ def test_the_record_button_and_the_ai_summary_fit_a_1366_by_768_station(live_ser
     assert page.is_visible("#ai-evidence")
 
 
-def test_a_reader_who_turned_it_off_stays_on_the_case(live_server, station):  # type: ignore[no-untyped-def]
+def test_a_reader_who_turned_it_off_stays_on_the_case(live_server, station):
     case = case_with_images(images=2)
     case_with_images(images=2)
     page = station
@@ -167,7 +167,7 @@ def test_a_reader_who_turned_it_off_stays_on_the_case(live_server, station):  # 
     assert Read.objects.get().density == "a"
 
 
-def test_the_case_status_moves_on_when_the_ai_result_arrives_in_place(live_server, station):  # type: ignore[no-untyped-def]
+def test_the_case_status_moves_on_when_the_ai_result_arrives_in_place(live_server, station):
     """Before: the AI box showed the result, the Status line still said "Awaiting AI"."""
     case = case_with_images(images=2, status=CaseStatus.AWAITING_AI)
     page = station
@@ -182,7 +182,7 @@ def test_the_case_status_moves_on_when_the_ai_result_arrives_in_place(live_serve
     assert "status-ready" in page.get_attribute("#case-status", "class")
 
 
-def test_the_site_select_shows_upper_outer_quadrant_whole(live_server, station):  # type: ignore[no-untyped-def]
+def test_the_site_select_shows_upper_outer_quadrant_whole(live_server, station):
     case = case_with_images(images=2)
     page = station
     sign_in(page, live_server)
@@ -202,7 +202,7 @@ def test_the_site_select_shows_upper_outer_quadrant_whole(live_server, station):
     assert room >= 0, f"'Upper outer quadrant' is cut by {-room:.0f} px"
 
 
-def test_n_on_a_case_the_ai_would_recall_asks_for_the_override_reason_and_records_nothing(  # type: ignore[no-untyped-def]
+def test_n_on_a_case_the_ai_would_recall_asks_for_the_override_reason_and_records_nothing(
     live_server, station
 ):
     case = case_with_images(images=2, score=0.95)  # the AI suggests recall
@@ -218,7 +218,7 @@ def test_n_on_a_case_the_ai_would_recall_asks_for_the_override_reason_and_record
     assert not Read.objects.exists() and page.url == f"{live_server.url}/cases/{case.pk}/"
 
 
-def test_a_mouse_change_after_n_stops_a_letter_from_sending_the_read(live_server, station):  # type: ignore[no-untyped-def]
+def test_a_mouse_change_after_n_stops_a_letter_from_sending_the_read(live_server, station):
     case = case_with_images(images=2, score=0.2)
     page = station
     sign_in(page, live_server)

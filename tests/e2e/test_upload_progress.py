@@ -34,7 +34,7 @@ setInterval(() => {
 """
 
 
-def signed_in_upload_page(live_server, page):  # type: ignore[no-untyped-def]
+def signed_in_upload_page(live_server, page):
     UserFactory(username="site-admin", role="admin")
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "site-admin")
@@ -45,7 +45,7 @@ def signed_in_upload_page(live_server, page):  # type: ignore[no-untyped-def]
     page.evaluate("window.__same_page = true")  # a form post would load a new page
 
 
-def slow_upload(page, bytes_per_second: int) -> None:  # type: ignore[no-untyped-def]
+def slow_upload(page, bytes_per_second: int) -> None:
     session = page.context.new_cdp_session(page)
     session.send("Network.enable")
     session.send(
@@ -59,7 +59,7 @@ def slow_upload(page, bytes_per_second: int) -> None:  # type: ignore[no-untyped
     )
 
 
-def test_an_upload_shows_bytes_and_files_sent_then_the_stored_study(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_an_upload_shows_bytes_and_files_sent_then_the_stored_study(live_server, browser_page):
     page = browser_page
     page.add_init_script(WATCH)
     page.add_init_script(RECORD_VIOLATIONS)
@@ -97,7 +97,7 @@ def test_an_upload_shows_bytes_and_files_sent_then_the_stored_study(live_server,
     assert len(counts) >= 2 and counts <= {0, 1, 2, 3, 4}, counts  # files counted as they go
 
 
-def test_a_refused_upload_says_why_in_the_page(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_a_refused_upload_says_why_in_the_page(live_server, browser_page):
     page = browser_page
     signed_in_upload_page(live_server, page)
     page.fill("#id_accession_number", "UP-2")
@@ -119,7 +119,7 @@ def test_a_refused_upload_says_why_in_the_page(live_server, browser_page):  # ty
     assert not page.is_disabled("#upload-form button[type=submit]")
 
 
-def test_without_javascript_the_form_still_posts(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_without_javascript_the_form_still_posts(live_server, browser_page):
     context = browser_page.context.browser.new_context(java_script_enabled=False)
     page = context.new_page()
     UserFactory(username="site-admin", role="admin")

@@ -25,7 +25,7 @@ from tests.factories import (
     score_case,
     unvalidated_evidence,
 )
-from tests.screening.test_ai_evidence import MARKS, scored_evidence
+from tests.screening.ai.test_ai_evidence import MARKS, scored_evidence
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 DOCS = ARTIFACTS.parent / "docs"
@@ -33,7 +33,7 @@ SHOTS = DOCS if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else ARTIFACTS
 SPACING_MM = 0.2  # tests.dicom_files writes PixelSpacing 0.2 \ 0.2
 
 
-def screen_with_prior():  # type: ignore[no-untyped-def]
+def screen_with_prior():
     dicom_screen(study_date="20220310", seed=400, status=CaseStatus.CLOSED)
     current = dicom_screen(study_date="20240315", seed=300)
     score_case(current, 0.9, ModelVersionFactory(is_active=True, evidence=scored_evidence()))
@@ -41,12 +41,12 @@ def screen_with_prior():  # type: ignore[no-untyped-def]
     return current
 
 
-def open_viewer(page, live_server, case) -> None:  # type: ignore[no-untyped-def]
+def open_viewer(page, live_server, case) -> None:
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     wait_until(page, "() => document.getElementById('viewer').dataset.ready === '1'")
 
 
-def wait_until(page, predicate: str, arg=None, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+def wait_until(page, predicate: str, arg=None, seconds: float = 30) -> None:
     """Poll a JS function from the test: page.wait_for_function evaluates strings inside
     the page, which its CSP (no unsafe-eval) rightly refuses."""
     deadline = time.monotonic() + seconds
@@ -55,7 +55,7 @@ def wait_until(page, predicate: str, arg=None, seconds: float = 30) -> None:  # 
         page.wait_for_timeout(100)
 
 
-def box(page, selector: str) -> dict:  # type: ignore[no-untyped-def]
+def box(page, selector: str) -> dict:
     found = page.locator(selector).bounding_box()
     assert found, selector
     return found
@@ -65,7 +65,7 @@ def centre(b: dict) -> tuple[float, float]:
     return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
 
 
-def assert_back_to_back(page, slots=("RCC", "LCC", "RMLO", "LMLO"), seconds: float = 10) -> None:  # type: ignore[no-untyped-def]
+def assert_back_to_back(page, slots=("RCC", "LCC", "RMLO", "LMLO"), seconds: float = 10) -> None:
     """The right film's chest wall against its viewport's right edge, the left film's against
     its left edge, so the two meet in the middle. Polled: a new layout hangs the films on
     the viewer's next frames, which a loaded machine paints late."""
@@ -75,7 +75,7 @@ def assert_back_to_back(page, slots=("RCC", "LCC", "RMLO", "LMLO"), seconds: flo
     assert misplaced == {}
 
 
-def off_the_middle(page, slots) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def off_the_middle(page, slots) -> dict[str, float]:
     """Each film whose chest wall is more than 2 px from its viewport's middle-facing edge."""
     gaps = {}
     for slot in slots:
@@ -91,7 +91,7 @@ def off_the_middle(page, slots) -> dict[str, float]:  # type: ignore[no-untyped-
 
 
 @pytest.fixture
-def reader_on_screen(live_server, browser_page):  # type: ignore[no-untyped-def]
+def reader_on_screen(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = screen_with_prior()
     page = browser_page
@@ -106,7 +106,7 @@ def reader_on_screen(live_server, browser_page):  # type: ignore[no-untyped-def]
         assert page.evaluate("window.__csp") == []  # W/L, tools, workers, all under the CSP
 
 
-def test_the_four_views_hang_1x4_in_the_sites_order_with_labels(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_the_four_views_hang_1x4_in_the_sites_order_with_labels(reader_on_screen):
     """The default protocol (issue 24): RMLO LMLO RCC LCC in one row, back to back; each
     protocol is measured in tests/e2e/test_hanging_protocols.py."""
     page, _ = reader_on_screen
@@ -155,7 +155,7 @@ def test_the_four_views_hang_1x4_in_the_sites_order_with_labels(reader_on_screen
     assert_back_to_back(page)  # and so does a reset
 
 
-def test_dragging_changes_window_level_on_the_painted_pixels(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_dragging_changes_window_level_on_the_painted_pixels(reader_on_screen):
     page, _ = reader_on_screen
     film = '.panel.current[data-slot="RCC"] .viewport'
     before = page.locator(film).screenshot()
@@ -176,7 +176,7 @@ def test_dragging_changes_window_level_on_the_painted_pixels(reader_on_screen): 
 SLOTS = ("RCC", "LCC", "RMLO", "LMLO")
 
 
-def windows(page) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+def windows(page) -> dict[str, tuple[float, float]]:
     """Each current film's painted window (data-voi, set on every render) as centre and width
     relative to its own reference window (the one it was first shown with)."""
     found = {}
@@ -189,7 +189,7 @@ def windows(page) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-
     return found
 
 
-def drag_window(page, slot: str) -> None:  # type: ignore[no-untyped-def]
+def drag_window(page, slot: str) -> None:
     x, y = centre(box(page, f'.panel.current[data-slot="{slot}"] .viewport'))
     page.mouse.move(x, y)
     page.mouse.down()
@@ -197,7 +197,7 @@ def drag_window(page, slot: str) -> None:  # type: ignore[no-untyped-def]
     page.mouse.up()
 
 
-def to_16_bits(image) -> None:  # type: ignore[no-untyped-def]
+def to_16_bits(image) -> None:
     """The 12-bit film stored again as 16-bit, its window scaled with it: one film of the
     screen with another bit depth and other presets (as a mixed-vendor study can have)."""
     with image.file.open("rb") as handle:
@@ -210,7 +210,7 @@ def to_16_bits(image) -> None:  # type: ignore[no-untyped-def]
     image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
 
 
-def test_window_level_is_linked_across_the_four_views_relative_to_each_film(  # type: ignore[no-untyped-def]
+def test_window_level_is_linked_across_the_four_views_relative_to_each_film(
     live_server, browser_page
 ):
     """Issue 24: linked by default; a drag on one film windows all four alike, each relative
@@ -257,7 +257,7 @@ def test_window_level_is_linked_across_the_four_views_relative_to_each_film(  # 
     assert abs(rcc - lcc) < 15, (rcc, lcc)
 
 
-def test_unlinked_window_level_changes_only_the_film_dragged(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_unlinked_window_level_changes_only_the_film_dragged(reader_on_screen):
     page, _ = reader_on_screen
     page.click("#link-wl")
     assert page.get_attribute("#link-wl", "aria-pressed") == "false"
@@ -273,7 +273,7 @@ def test_unlinked_window_level_changes_only_the_film_dragged(reader_on_screen): 
         assert page.get_attribute(panel, "data-voi") == page.get_attribute(panel, "data-reference")
 
 
-def test_invert_shows_its_state_on_the_button_and_each_film(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_invert_shows_its_state_on_the_button_and_each_film(reader_on_screen):
     page, _ = reader_on_screen
     labels = ".panel.current:not([hidden]) .vp-inverted"
     assert page.get_attribute("#invert", "aria-pressed") == "false"
@@ -294,7 +294,7 @@ def test_invert_shows_its_state_on_the_button_and_each_film(reader_on_screen):  
     assert not any(label.is_visible() for label in page.locator(labels).all())
 
 
-def test_no_overlay_controls_when_the_versions_evidence_lets_nothing_be_drawn(  # type: ignore[no-untyped-def]
+def test_no_overlay_controls_when_the_versions_evidence_lets_nothing_be_drawn(
     live_server, browser_page
 ):
     """Issue 24: the shipped-like version (heatmap and marks failing their gates) has
@@ -316,7 +316,7 @@ def test_no_overlay_controls_when_the_versions_evidence_lets_nothing_be_drawn(  
     assert errors == []
 
 
-def test_the_prior_hangs_beside_the_current_with_its_date(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_the_prior_hangs_beside_the_current_with_its_date(reader_on_screen):
     page, _ = reader_on_screen
     assert "2022-03-10" in page.inner_text("#priors")
     assert page.locator(".panel.prior:not([hidden])").count() == 0
@@ -335,7 +335,7 @@ def test_the_prior_hangs_beside_the_current_with_its_date(reader_on_screen):  # 
     page.screenshot(path=str(ARTIFACTS / "viewer-2-prior.png"))
 
 
-def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):
     page, _ = reader_on_screen
     heatmap = '.panel.current[data-slot="RCC"] img.heatmap'
     assert page.is_visible(heatmap) and page.is_visible("#heat-legend")
@@ -356,7 +356,7 @@ def test_h_toggles_the_heatmap_and_marks_drawn_on_the_film(reader_on_screen):  #
     assert page.is_visible(heatmap)
 
 
-def test_a_length_measurement_reads_millimetres_from_the_pixel_spacing(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_a_length_measurement_reads_millimetres_from_the_pixel_spacing(reader_on_screen):
     page, _ = reader_on_screen
     page.keyboard.press("m")
     panel = '.panel.current[data-slot="RCC"]'
@@ -375,7 +375,7 @@ def test_a_length_measurement_reads_millimetres_from_the_pixel_spacing(reader_on
     page.screenshot(path=str(SHOTS / "viewer-3-measure.png"))
 
 
-def test_accept_ai_still_records_the_read_from_the_keyboard(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_accept_ai_still_records_the_read_from_the_keyboard(reader_on_screen):
     page, case = reader_on_screen
     choose(page, "4", "1", "b", finding_R="mass", site_R="10")
     with page.expect_navigation():
@@ -384,7 +384,7 @@ def test_accept_ai_still_records_the_read_from_the_keyboard(reader_on_screen):  
     assert read.decision == Decision.RECALL and read.agrees_with_ai is True
 
 
-def test_the_probe_reads_the_stored_pixel_value(reader_on_screen):  # type: ignore[no-untyped-def]
+def test_the_probe_reads_the_stored_pixel_value(reader_on_screen):
     page, _ = reader_on_screen
     page.keyboard.press("v")
     panel = '.panel.current[data-slot="RCC"]'
@@ -394,7 +394,7 @@ def test_the_probe_reads_the_stored_pixel_value(reader_on_screen):  # type: igno
     )
 
 
-def test_png_films_are_painted_as_they_are(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_png_films_are_painted_as_they_are(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = case_with_images(images=2, score=0.9)
     log_in(browser_page, live_server, "reader")
@@ -405,7 +405,7 @@ def test_png_films_are_painted_as_they_are(live_server, browser_page):  # type: 
     assert panels == [["web", "1", "0,255"], ["web", "1", "0,255"]]
 
 
-def recompress(image, syntax) -> None:  # type: ignore[no-untyped-def]
+def recompress(image, syntax) -> None:
     with image.file.open("rb") as handle:
         ds = pydicom.dcmread(io.BytesIO(handle.read()))
     ds.compress(syntax, generate_instance_uid=False)
@@ -414,7 +414,7 @@ def recompress(image, syntax) -> None:  # type: ignore[no-untyped-def]
     image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
 
 
-def test_jpeg_2000_and_jpeg_ls_films_decode_in_the_browser(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_jpeg_2000_and_jpeg_ls_films_decode_in_the_browser(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = dicom_screen(size=256)
     films = {f"{i.laterality}{i.view}": i for i in case.studies.get().images.all()}
@@ -437,7 +437,7 @@ def test_jpeg_2000_and_jpeg_ls_films_decode_in_the_browser(live_server, browser_
     assert errors == [] and page.evaluate("window.__csp") == []
 
 
-def test_the_previews_are_painted_hung_until_the_full_films_replace_them(live_server, browser_page):  # type: ignore[no-untyped-def]
+def test_the_previews_are_painted_hung_until_the_full_films_replace_them(live_server, browser_page):
     """Issue 16: each film's preview is on screen before the viewer has a frame, its chest
     wall towards the middle as the full film will hang, and gone once the film is shown."""
     from PIL import Image as PILImage
@@ -496,7 +496,7 @@ def grey_difference(shot: bytes, other: bytes) -> float:
     ("voi", "photometric"),
     [("lut", "MONOCHROME2"), ("window", "MONOCHROME2"), ("lut", "MONOCHROME1")],
 )
-def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(  # type: ignore[no-untyped-def]
+def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(
     live_server, browser_page, voi, photometric
 ):
     """A file's VOI LUT table (or window) is applied in the browser, MONOCHROME1 shown

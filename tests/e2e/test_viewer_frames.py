@@ -31,7 +31,7 @@ def checksum(values: np.ndarray) -> int:
     return int((flat * weights).sum() % (1 << 32))
 
 
-def stored_facts(image) -> dict:  # type: ignore[no-untyped-def]
+def stored_facts(image) -> dict:
     with image.file.open("rb") as handle:
         values = pydicom.dcmread(io.BytesIO(handle.read())).pixel_array
     return {
@@ -43,13 +43,13 @@ def stored_facts(image) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def seen(page) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+def seen(page) -> dict[str, dict]:
     return {
         slot: page.evaluate(FACTS, slot) | {"voi": page.evaluate(SHOWN, slot)} for slot in SLOTS
     }
 
 
-def test_lossless_frames_show_exactly_the_pixels_of_the_native_path(  # type: ignore[no-untyped-def]
+def test_lossless_frames_show_exactly_the_pixels_of_the_native_path(
     live_server, browser_page, settings
 ):
     settings.DICOMWEB_LOSSLESS_FRAMES = True

@@ -10,7 +10,7 @@ from ml.metrics import pooled_oof_auc
 from tests.ml.test_train_mias import tiny_run
 
 
-def saturated_model_and_data():  # type: ignore[no-untyped-def]
+def saturated_model_and_data():
     """A one-weight model whose scores run 0.9990..0.9999, normals below abnormals."""
     import keras
     import tensorflow as tf

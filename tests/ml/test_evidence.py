@@ -34,7 +34,7 @@ from ml.evidence import (
 from tests.ml.conftest import needs_mias
 
 
-def films(n_women: int = 60, separation: float = 0.0, seed: int = 0):  # type: ignore[no-untyped-def]
+def films(n_women: int = 60, separation: float = 0.0, seed: int = 0):
     """Two films per woman, about a third abnormal; score = noise + separation * label."""
     rng = np.random.default_rng(seed)
     y = (rng.random(2 * n_women) < 0.35).astype(int)
@@ -46,7 +46,7 @@ def films(n_women: int = 60, separation: float = 0.0, seed: int = 0):  # type: i
 # --------------------------------------------------------------------------- triage
 
 
-def scored_films(auc: float, abnormal: int, normal: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def scored_films(auc: float, abnormal: int, normal: int, seed: int = 0):
     """One film per woman; abnormal films score higher by the shift that gives ``auc``
     between two unit normals (AUC = Phi(shift / sqrt 2))."""
     from scipy.stats import norm
@@ -58,7 +58,7 @@ def scored_films(auc: float, abnormal: int, normal: int, seed: int = 0):  # type
     return y, p, np.arange(len(y))
 
 
-def triage_on(auc: float, abnormal: int, normal: int, seed: int = 0, gates: Gates = FLOOR):  # type: ignore[no-untyped-def]
+def triage_on(auc: float, abnormal: int, normal: int, seed: int = 0, gates: Gates = FLOOR):
     y, p, groups = scored_films(auc, abnormal, normal, seed)
     fa = film_auc_evidence(y, p, groups, n_boot=400)
     return fa, triage_gate({"film_auc": fa}, gates)
@@ -161,7 +161,7 @@ def test_the_paired_test_is_the_exact_one_sided_binomial_on_discordant_films():
     assert (test["wins"], test["losses"]) == (2, 1)
 
 
-def heatmap_block(trained, baseline, copies, correlations):  # type: ignore[no-untyped-def]
+def heatmap_block(trained, baseline, copies, correlations):
     return {
         "heatmap": {
             "films": len(trained),
@@ -235,7 +235,7 @@ def test_a_site_can_ask_for_more_random_copies_and_a_smaller_p():
     assert not heatmap_gate(block, Gates(max_p=1e-6)).passed
 
 
-def marks_block(model, baseline):  # type: ignore[no-untyped-def]
+def marks_block(model, baseline):
     return {"marks": {"found_at_1_fp": {"model": list(model), "baseline": list(baseline)}}}
 
 
@@ -505,7 +505,7 @@ def test_a_random_weight_model_on_a_foreign_folder_fails_every_gate_and_fits_not
 # --------------------------------------------------------------------------- model card
 
 
-def ddsm_manifest(**extra) -> Manifest:  # type: ignore[no-untyped-def]
+def ddsm_manifest(**extra) -> Manifest:
     return Manifest(
         architecture="vgg16",
         version="1.0.0",

@@ -56,7 +56,7 @@ def test_efficientnet_imagenet_weights_are_asked_of_keras_and_freeze_the_base(mo
     asked = []
     real = keras.applications.EfficientNetV2B0
 
-    def application(**kwargs):  # type: ignore[no-untyped-def]
+    def application(**kwargs):
         asked.append(kwargs["weights"])
         return real(**{**kwargs, "weights": None})
 

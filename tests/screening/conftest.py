@@ -12,5 +12,5 @@ from tests.ml.conftest import (  # noqa: F401  (session fixtures shared with ml 
 
 
 @pytest.fixture
-def active_model(db, tiny_artifact):  # type: ignore[no-untyped-def]  # noqa: F811
+def active_model(db, tiny_artifact):  # noqa: F811
     return ai_actions.register_model_version(None, str(tiny_artifact), activate=True)

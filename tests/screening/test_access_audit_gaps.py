@@ -28,7 +28,7 @@ def rejections() -> list[dict]:
     ]
 
 
-def test_an_api_upload_with_a_bad_field_is_audited(api, admin_user):  # type: ignore[no-untyped-def]
+def test_an_api_upload_with_a_bad_field_is_audited(api, admin_user):
     api.force_authenticate(admin_user)
     data = {"accession_number": "ACC-1", "study_date": "not-a-date", "files": [png()]}
     response = api.post(API_URL, data, format="multipart")
@@ -38,7 +38,7 @@ def test_an_api_upload_with_a_bad_field_is_audited(api, admin_user):  # type: ig
     ]
 
 
-def test_an_api_upload_declaring_too_large_a_body_is_audited(api, admin_user):  # type: ignore[no-untyped-def]
+def test_an_api_upload_declaring_too_large_a_body_is_audited(api, admin_user):
     api.force_authenticate(admin_user)
     forged = str(django_settings.UPLOAD_MAX_REQUEST_BYTES + 1)
     response = api.post(
@@ -51,7 +51,7 @@ def test_an_api_upload_declaring_too_large_a_body_is_audited(api, admin_user):  
     assert rejections() == [[{"position": -1, "code": "request_too_large", "status": 413}]]
 
 
-def test_a_page_upload_with_a_bad_field_is_audited(client, admin_user):  # type: ignore[no-untyped-def]
+def test_a_page_upload_with_a_bad_field_is_audited(client, admin_user):
     client.force_login(admin_user)
     data = {"target": "new", "accession_number": "ACC-1", "modality": "MG", "study_date": "nope"}
     response = client.post(reverse("upload"), {**data, "files": [png()]})
@@ -61,7 +61,7 @@ def test_a_page_upload_with_a_bad_field_is_audited(client, admin_user):  # type:
     ]
 
 
-def test_a_page_upload_declaring_too_large_a_body_is_audited(client, admin_user):  # type: ignore[no-untyped-def]
+def test_a_page_upload_declaring_too_large_a_body_is_audited(client, admin_user):
     client.force_login(admin_user)
     forged = str(django_settings.UPLOAD_MAX_REQUEST_BYTES + 1)
     response = client.post(reverse("upload"), {"files": [png()]}, CONTENT_LENGTH=forged)
@@ -70,7 +70,7 @@ def test_a_page_upload_declaring_too_large_a_body_is_audited(client, admin_user)
 
 
 @pytest.mark.django_db
-def test_importing_mini_mias_records_each_outcome_in_the_audit_trail(tmp_path, admin_user):  # type: ignore[no-untyped-def]
+def test_importing_mini_mias_records_each_outcome_in_the_audit_trail(tmp_path, admin_user):
     (tmp_path / "images").mkdir()
     for seed, name in enumerate(["mdb001.png", "mdb002.png", "mdb003.png", "mdb004.png"]):
         (tmp_path / "images" / name).write_bytes(png_bytes(seed=seed))
@@ -101,7 +101,7 @@ def test_importing_mini_mias_records_each_outcome_in_the_audit_trail(tmp_path, a
     assert {c.outcome for c in Case.objects.all()} == {Outcome.BENIGN, Outcome.MALIGNANT}
 
 
-def test_auditors_see_model_versions_read_only(client, auditor):  # type: ignore[no-untyped-def]
+def test_auditors_see_model_versions_read_only(client, auditor):
     version = ModelVersionFactory()
     client.force_login(auditor)
     response = client.get(reverse("model-versions"))
@@ -112,7 +112,7 @@ def test_auditors_see_model_versions_read_only(client, auditor):  # type: ignore
     assert client.post(reverse("model-activate", args=[version.pk])).status_code == 403
 
 
-def test_admins_still_activate_from_the_model_versions_page(client, admin_user):  # type: ignore[no-untyped-def]
+def test_admins_still_activate_from_the_model_versions_page(client, admin_user):
     version = ModelVersionFactory()
     client.force_login(admin_user)
     page = client.get(reverse("model-versions")).content.decode()

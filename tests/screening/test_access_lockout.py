@@ -20,23 +20,23 @@ GOOD = "correct-horse-battery"
 
 
 @pytest.fixture(autouse=True)
-def low_limits(settings):  # type: ignore[no-untyped-def]
+def low_limits(settings):
     settings.AXES_FAILURE_LIMIT = 3
     settings.LOGIN_LOCKOUT_MINUTES = 15
     settings.LOGIN_LOCKOUT_MAX_MINUTES = 120
 
 
-def sign_in(client, username: str, password: str, address: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
+def sign_in(client, username: str, password: str, address: str = "10.0.0.1"):
     return client.post(
         reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address
     )
 
 
-def signed_in(client) -> bool:  # type: ignore[no-untyped-def]
+def signed_in(client) -> bool:
     return "_auth_user_id" in client.session
 
 
-def test_repeated_wrong_passwords_lock_the_account_with_a_clear_page(client, radiologist):  # type: ignore[no-untyped-def]
+def test_repeated_wrong_passwords_lock_the_account_with_a_clear_page(client, radiologist):
     assert sign_in(client, "rad1", "wrong").status_code == 200
     assert sign_in(client, "rad1", "wrong").status_code == 200
     locked = sign_in(client, "rad1", "wrong")
@@ -48,7 +48,7 @@ def test_repeated_wrong_passwords_lock_the_account_with_a_clear_page(client, rad
     assert not signed_in(client)
 
 
-def test_an_account_locked_from_one_address_still_signs_in_from_another(client, radiologist):  # type: ignore[no-untyped-def]
+def test_an_account_locked_from_one_address_still_signs_in_from_another(client, radiologist):
     """Someone guessing a colleague's password elsewhere cannot lock the colleague out."""
     for _ in range(5):
         sign_in(client, "rad1", "wrong", address="10.6.6.6")
@@ -57,7 +57,7 @@ def test_an_account_locked_from_one_address_still_signs_in_from_another(client, 
     assert signed_in(client)
 
 
-def test_failures_and_the_lockout_are_audited(client, radiologist):  # type: ignore[no-untyped-def]
+def test_failures_and_the_lockout_are_audited(client, radiologist):
     for _ in range(4):
         sign_in(client, "rad1", "wrong")
     assert AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).count() == 4
@@ -66,7 +66,7 @@ def test_failures_and_the_lockout_are_audited(client, radiologist):  # type: ign
     assert lockout.detail == {"ip_address": "10.0.0.1", "failures": 3}
 
 
-def test_failures_from_one_address_do_not_lock_other_accounts_there(client, radiologist):  # type: ignore[no-untyped-def]
+def test_failures_from_one_address_do_not_lock_other_accounts_there(client, radiologist):
     """Colleagues behind one address (a ward's proxy) are not locked by one guesser."""
     for name in ("ghost1", "ghost2", "ghost3"):
         for _ in range(3):
@@ -80,7 +80,7 @@ def ago(minutes: float) -> None:
     AccessAttempt.objects.update(attempt_time=timezone.now() - dt.timedelta(minutes=minutes))
 
 
-def test_each_further_lockout_of_the_pair_lasts_twice_as_long(client, radiologist):  # type: ignore[no-untyped-def]
+def test_each_further_lockout_of_the_pair_lasts_twice_as_long(client, radiologist):
     for _ in range(3):
         sign_in(client, "rad1", "wrong")
     ago(16)
@@ -98,7 +98,7 @@ def test_each_further_lockout_of_the_pair_lasts_twice_as_long(client, radiologis
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_the_delay_stops_growing_at_its_cap(client, radiologist, settings):  # type: ignore[no-untyped-def]
+def test_the_delay_stops_growing_at_its_cap(client, radiologist, settings):
     settings.LOGIN_LOCKOUT_MAX_MINUTES = 30
     for _ in range(3):
         sign_in(client, "rad1", "wrong")
@@ -109,7 +109,7 @@ def test_the_delay_stops_growing_at_its_cap(client, radiologist, settings):  # t
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_tries_while_locked_neither_count_nor_extend_the_lockout(client, radiologist):  # type: ignore[no-untyped-def]
+def test_tries_while_locked_neither_count_nor_extend_the_lockout(client, radiologist):
     for _ in range(3):
         sign_in(client, "rad1", "wrong")
     ago(10)
@@ -121,7 +121,7 @@ def test_tries_while_locked_neither_count_nor_extend_the_lockout(client, radiolo
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_every_lockout_is_audited_once(client, radiologist):  # type: ignore[no-untyped-def]
+def test_every_lockout_is_audited_once(client, radiologist):
     for _ in range(5):
         sign_in(client, "rad1", "wrong")
     ago(16)
@@ -131,14 +131,14 @@ def test_every_lockout_is_audited_once(client, radiologist):  # type: ignore[no-
     assert [e.detail["failures"] for e in failures] == [3, 4]
 
 
-def test_a_lockout_ends_after_the_cool_off(client, radiologist):  # type: ignore[no-untyped-def]
+def test_a_lockout_ends_after_the_cool_off(client, radiologist):
     for _ in range(3):
         sign_in(client, "rad1", "wrong")
     ago(16)
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_an_admin_unlocks_an_account_and_it_is_audited(client, radiologist, admin_user):  # type: ignore[no-untyped-def]
+def test_an_admin_unlocks_an_account_and_it_is_audited(client, radiologist, admin_user):
     for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         sign_in(client, "rad1", "wrong", address=address)
     admin = client.__class__()
@@ -159,7 +159,7 @@ def test_an_admin_unlocks_an_account_and_it_is_audited(client, radiologist, admi
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_an_admin_unlocks_an_address(client, admin_user):  # type: ignore[no-untyped-def]
+def test_an_admin_unlocks_an_address(client, admin_user):
     for name in ("ghost1", "ghost2", "ghost3"):
         for _ in range(3):
             sign_in(client, name, "guess", address="10.0.0.7")
@@ -169,14 +169,14 @@ def test_an_admin_unlocks_an_address(client, admin_user):  # type: ignore[no-unt
     assert event.detail == {"username": "", "ip_address": "10.0.0.7"}
 
 
-def test_only_admins_see_the_lockouts(client, auditor):  # type: ignore[no-untyped-def]
+def test_only_admins_see_the_lockouts(client, auditor):
     auditor.is_staff = True
     auditor.save()
     client.force_login(auditor)
     assert client.get(reverse("admin:axes_accessattempt_changelist")).status_code == 403
 
 
-def test_a_success_clears_earlier_failures(client, radiologist):  # type: ignore[no-untyped-def]
+def test_a_success_clears_earlier_failures(client, radiologist):
     sign_in(client, "rad1", "wrong")
     sign_in(client, "rad1", "wrong")
     assert sign_in(client, "rad1", GOOD).status_code == 302
@@ -185,7 +185,7 @@ def test_a_success_clears_earlier_failures(client, radiologist):  # type: ignore
     assert sign_in(client, "rad1", GOOD).status_code == 302
 
 
-def test_a_sign_in_without_a_request_is_not_throttled(radiologist):  # type: ignore[no-untyped-def]
+def test_a_sign_in_without_a_request_is_not_throttled(radiologist):
     """Management commands and the shell authenticate without a request."""
     assert authenticate(username="rad1", password=GOOD) == radiologist
 
@@ -195,7 +195,7 @@ def address_of(remote: str, forwarded: str | None = None) -> str | None:
     return accounts.client_address(RequestFactory().get("/", REMOTE_ADDR=remote, **extra))
 
 
-def test_x_forwarded_for_is_ignored_unless_the_connection_is_a_trusted_proxy(settings):  # type: ignore[no-untyped-def]
+def test_x_forwarded_for_is_ignored_unless_the_connection_is_a_trusted_proxy(settings):
     settings.TRUSTED_PROXIES = ["10.0.0.254"]
     assert address_of("192.0.2.7", "203.0.113.9") == "192.0.2.7"
     assert address_of("127.0.0.1", "203.0.113.9") == "127.0.0.1"
@@ -203,7 +203,7 @@ def test_x_forwarded_for_is_ignored_unless_the_connection_is_a_trusted_proxy(set
     assert address_of("10.0.0.254", "203.0.113.9") == "10.0.0.254"
 
 
-def test_behind_a_trusted_proxy_the_address_is_the_one_it_saw(settings):  # type: ignore[no-untyped-def]
+def test_behind_a_trusted_proxy_the_address_is_the_one_it_saw(settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/24", "::1"]
     # A client may write anything on the left; the proxy appends the address it saw.
     assert address_of("10.0.0.254", "6.6.6.6, 203.0.113.9") == "203.0.113.9"
@@ -214,7 +214,7 @@ def test_behind_a_trusted_proxy_the_address_is_the_one_it_saw(settings):  # type
     assert address_of("::ffff:10.0.0.254", "203.0.113.9") == "203.0.113.9"
 
 
-def test_a_forged_header_cannot_spread_one_guesser_over_many_pairs(client, radiologist, settings):  # type: ignore[no-untyped-def]
+def test_a_forged_header_cannot_spread_one_guesser_over_many_pairs(client, radiologist, settings):
     settings.TRUSTED_PROXIES = ["10.0.0.254"]
     for n in range(3):
         client.post(
@@ -227,10 +227,10 @@ def test_a_forged_header_cannot_spread_one_guesser_over_many_pairs(client, radio
     assert sign_in(client, "rad1", GOOD, address="192.0.2.7").status_code == 429
 
 
-def test_behind_a_trusted_proxy_one_clients_lockout_spares_another(client, radiologist, settings):  # type: ignore[no-untyped-def]
+def test_behind_a_trusted_proxy_one_clients_lockout_spares_another(client, radiologist, settings):
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
 
-    def through_proxy(client_address: str, password: str):  # type: ignore[no-untyped-def]
+    def through_proxy(client_address: str, password: str):
         return client.post(
             reverse("login"),
             {"username": "rad1", "password": password},

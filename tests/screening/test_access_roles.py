@@ -14,7 +14,7 @@ from tests.factories import UserFactory, case_with_images
 
 
 @pytest.fixture
-def account_admin(admin_user):  # type: ignore[no-untyped-def]
+def account_admin(admin_user):
     """An admin as bootstrap_demo makes one: with Django's permissions on users and groups."""
     admin_user.user_permissions.add(
         *Permission.objects.filter(
@@ -28,7 +28,7 @@ def role_ids(*names: str) -> list[int]:
     return [Group.objects.get_or_create(name=n)[0].pk for n in names]
 
 
-def change(client, user, **fields):  # type: ignore[no-untyped-def]
+def change(client, user, **fields):
     """Post the whole change form, as the browser would, with ``fields`` on top."""
     data = {
         "username": user.username,
@@ -45,7 +45,7 @@ def change(client, user, **fields):  # type: ignore[no-untyped-def]
     return client.post(reverse("admin:auth_user_change", args=[user.pk]), data)
 
 
-def test_an_admin_cannot_give_themselves_the_radiologist_role(client, account_admin):  # type: ignore[no-untyped-def]
+def test_an_admin_cannot_give_themselves_the_radiologist_role(client, account_admin):
     case = case_with_images(images=1)
     client.force_login(account_admin)
     change(client, account_admin, groups=role_ids(Role.ADMIN, Role.RADIOLOGIST), is_superuser="on")
@@ -56,7 +56,7 @@ def test_an_admin_cannot_give_themselves_the_radiologist_role(client, account_ad
     assert client.get(reverse("image-file", args=[image.pk])).status_code == 403
 
 
-def test_granting_a_role_is_audited_with_ids_and_role_names(client, account_admin, roleless):  # type: ignore[no-untyped-def]
+def test_granting_a_role_is_audited_with_ids_and_role_names(client, account_admin, roleless):
     client.force_login(account_admin)
     response = change(client, roleless, groups=role_ids(Role.RADIOLOGIST))
     assert response.status_code == 302
@@ -77,7 +77,7 @@ def test_granting_a_role_is_audited_with_ids_and_role_names(client, account_admi
     }
 
 
-def test_superuser_staff_and_permissions_are_not_offered_or_taken(client, account_admin, roleless):  # type: ignore[no-untyped-def]
+def test_superuser_staff_and_permissions_are_not_offered_or_taken(client, account_admin, roleless):
     client.force_login(account_admin)
     page = client.get(reverse("admin:auth_user_change", args=[roleless.pk])).content.decode()
     for field in ("is_superuser", "is_staff", "user_permissions"):
@@ -89,7 +89,7 @@ def test_superuser_staff_and_permissions_are_not_offered_or_taken(client, accoun
     assert not roleless.user_permissions.exists()
 
 
-def test_only_role_groups_are_offered_as_roles(client, account_admin, roleless):  # type: ignore[no-untyped-def]
+def test_only_role_groups_are_offered_as_roles(client, account_admin, roleless):
     other = Group.objects.create(name="site-managers")
     client.force_login(account_admin)
     page = client.get(reverse("admin:auth_user_change", args=[roleless.pk])).content.decode()
@@ -97,7 +97,7 @@ def test_only_role_groups_are_offered_as_roles(client, account_admin, roleless):
     assert f'value="{other.pk}"' not in page
 
 
-def test_staff_access_follows_the_admin_role(client, account_admin, roleless):  # type: ignore[no-untyped-def]
+def test_staff_access_follows_the_admin_role(client, account_admin, roleless):
     client.force_login(account_admin)
     change(client, roleless, groups=role_ids(Role.ADMIN))
     roleless.refresh_from_db()
@@ -107,7 +107,7 @@ def test_staff_access_follows_the_admin_role(client, account_admin, roleless):  
     assert not roleless.is_staff
 
 
-def test_a_new_account_is_audited_with_its_roles(client, account_admin):  # type: ignore[no-untyped-def]
+def test_a_new_account_is_audited_with_its_roles(client, account_admin):
     client.force_login(account_admin)
     response = client.post(
         reverse("admin:auth_user_add"),
@@ -125,7 +125,7 @@ def test_a_new_account_is_audited_with_its_roles(client, account_admin):  # type
     assert event.detail["roles_after"] == [Role.RADIOLOGIST]
 
 
-def test_setting_someone_elses_password_is_audited(client, account_admin, radiologist):  # type: ignore[no-untyped-def]
+def test_setting_someone_elses_password_is_audited(client, account_admin, radiologist):
     client.force_login(account_admin)
     response = client.post(
         reverse("admin:auth_user_password_change", args=[radiologist.pk]),
@@ -140,7 +140,7 @@ def test_setting_someone_elses_password_is_audited(client, account_admin, radiol
     assert (event.actor_id, event.detail) == (account_admin.pk, {"user_id": radiologist.pk})
 
 
-def test_an_admin_cannot_change_a_superusers_account(client, account_admin):  # type: ignore[no-untyped-def]
+def test_an_admin_cannot_change_a_superusers_account(client, account_admin):
     root = UserFactory(username="root")
     root.is_superuser = True
     root.save()
@@ -149,7 +149,7 @@ def test_an_admin_cannot_change_a_superusers_account(client, account_admin):  # 
     assert client.get(url).status_code == 403
 
 
-def test_django_permissions_without_the_admin_role_open_no_account(client, roleless):  # type: ignore[no-untyped-def]
+def test_django_permissions_without_the_admin_role_open_no_account(client, roleless):
     roleless.is_staff = True
     roleless.save()
     roleless.user_permissions.add(*Permission.objects.filter(content_type__app_label="auth"))
@@ -157,12 +157,12 @@ def test_django_permissions_without_the_admin_role_open_no_account(client, rolel
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
 
 
-def test_role_groups_cannot_be_edited_in_the_admin(client, account_admin):  # type: ignore[no-untyped-def]
+def test_role_groups_cannot_be_edited_in_the_admin(client, account_admin):
     client.force_login(account_admin)
     assert client.get("/admin/auth/group/").status_code == 404
 
 
-def test_the_account_verb_refuses_a_change_to_ones_own_roles(admin_user):  # type: ignore[no-untyped-def]
+def test_the_account_verb_refuses_a_change_to_ones_own_roles(admin_user):
     before = accounts.stored_access(admin_user.pk)
     admin_user.groups.add(Group.objects.get(name=Role.RADIOLOGIST))
     with pytest.raises(PermissionDenied):

@@ -17,18 +17,18 @@ from screening.models import AuditEvent, TokenExpiry
 API_URL = "/api/model-versions/"
 
 
-def issued_for(admin, user, days: int) -> str:  # type: ignore[no-untyped-def]
+def issued_for(admin, user, days: int) -> str:
     """A token an admin issued for ``user`` and ``user`` confirmed: its key."""
     accounts.issue_token(admin, user, days)
     return accounts.confirm_token(user).key
 
 
-def call_api(api, key: str):  # type: ignore[no-untyped-def]
+def call_api(api, key: str):
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return api.get(API_URL)
 
 
-def test_an_admin_issues_their_own_token_whose_key_is_shown_once(client, admin_user, auditor):  # type: ignore[no-untyped-def]
+def test_an_admin_issues_their_own_token_whose_key_is_shown_once(client, admin_user, auditor):
     client.force_login(admin_user)
     assert client.get(reverse("admin:screening_apitoken_add")).status_code == 200
     response = client.post(
@@ -55,7 +55,7 @@ def test_an_admin_issues_their_own_token_whose_key_is_shown_once(client, admin_u
         assert Token.objects.get(user=auditor).key not in content, page
 
 
-def test_issuing_a_token_is_audited_without_its_key(admin_user, auditor):  # type: ignore[no-untyped-def]
+def test_issuing_a_token_is_audited_without_its_key(admin_user, auditor):
     issued = accounts.issue_token(admin_user, admin_user, 7)
     accounts.issue_token(admin_user, auditor, 7)
     own, offered = AuditEvent.objects.filter(action=AuditAction.TOKEN_ISSUED).order_by("pk")
@@ -70,7 +70,7 @@ def test_issuing_a_token_is_audited_without_its_key(admin_user, auditor):  # typ
     assert confirmed.detail["issued_by_id"] == admin_user.pk and key not in str(confirmed.detail)
 
 
-def test_an_issued_token_works_until_it_expires(api, admin_user, auditor):  # type: ignore[no-untyped-def]
+def test_an_issued_token_works_until_it_expires(api, admin_user, auditor):
     key = issued_for(admin_user, auditor, 1)
     assert call_api(api, key).status_code == 200
     TokenExpiry.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
@@ -79,7 +79,7 @@ def test_an_issued_token_works_until_it_expires(api, admin_user, auditor):  # ty
     assert "expired" in response.json()["detail"]
 
 
-def test_a_token_made_outside_the_admin_expires_after_the_default_lifetime(api, auditor, settings):  # type: ignore[no-untyped-def]
+def test_a_token_made_outside_the_admin_expires_after_the_default_lifetime(api, auditor, settings):
     settings.API_TOKEN_DAYS = 90
     token = Token.objects.create(user=auditor)
     assert call_api(api, token.key).status_code == 200
@@ -87,7 +87,7 @@ def test_a_token_made_outside_the_admin_expires_after_the_default_lifetime(api, 
     assert call_api(api, token.key).status_code == 401
 
 
-def test_a_confirmed_reissue_replaces_the_old_token(api, admin_user, auditor):  # type: ignore[no-untyped-def]
+def test_a_confirmed_reissue_replaces_the_old_token(api, admin_user, auditor):
     old = issued_for(admin_user, auditor, 5)
     new = issued_for(admin_user, auditor, 5)
     assert call_api(api, old).status_code == 401
@@ -95,7 +95,7 @@ def test_a_confirmed_reissue_replaces_the_old_token(api, admin_user, auditor):  
     assert AuditEvent.objects.filter(action=AuditAction.TOKEN_CONFIRMED).first().detail["replaced"]
 
 
-def test_revoking_a_token_in_the_admin_stops_it_and_is_audited(client, api, admin_user, auditor):  # type: ignore[no-untyped-def]
+def test_revoking_a_token_in_the_admin_stops_it_and_is_audited(client, api, admin_user, auditor):
     key = issued_for(admin_user, auditor, 5)
     client.force_login(admin_user)
     response = client.post(
@@ -108,7 +108,7 @@ def test_revoking_a_token_in_the_admin_stops_it_and_is_audited(client, api, admi
     assert call_api(api, key).status_code == 401
 
 
-def test_a_token_lasts_at_most_the_longest_lifetime(client, admin_user, auditor, settings):  # type: ignore[no-untyped-def]
+def test_a_token_lasts_at_most_the_longest_lifetime(client, admin_user, auditor, settings):
     settings.API_TOKEN_MAX_DAYS = 30
     client.force_login(admin_user)
     response = client.post(
@@ -120,7 +120,7 @@ def test_a_token_lasts_at_most_the_longest_lifetime(client, admin_user, auditor,
 
 
 @pytest.mark.parametrize("role", ["auditor", "radiologist", "roleless"])
-def test_only_admins_reach_the_token_admin(client, request, role):  # type: ignore[no-untyped-def]
+def test_only_admins_reach_the_token_admin(client, request, role):
     user = request.getfixturevalue(role)
     user.is_staff = True  # even with the admin site open to them
     user.save()

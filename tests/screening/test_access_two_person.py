@@ -28,7 +28,7 @@ API_URL = "/api/cases/"
 
 
 @pytest.fixture
-def account_admin(admin_user):  # type: ignore[no-untyped-def]
+def account_admin(admin_user):
     admin_user.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="auth", content_type__model__in=["user", "group"]
@@ -38,7 +38,7 @@ def account_admin(admin_user):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def second_admin(db):  # type: ignore[no-untyped-def]
+def second_admin(db):
     return UserFactory(role=Role.ADMIN, username="admin2")
 
 
@@ -46,7 +46,7 @@ def role_ids(*names: str) -> list[int]:
     return [Group.objects.get_or_create(name=n)[0].pk for n in names]
 
 
-def create_account(admin_client: Client, username: str, *roles: str):  # type: ignore[no-untyped-def]
+def create_account(admin_client: Client, username: str, *roles: str):
     response = admin_client.post(
         reverse("admin:auth_user_add"),
         {
@@ -71,13 +71,13 @@ def signed_in_as(username: str, password: str = PASSWORD) -> Client:
     return browser
 
 
-def logged_in(user) -> Client:  # type: ignore[no-untyped-def]
+def logged_in(user) -> Client:
     browser = Client()
     browser.force_login(user)
     return browser
 
 
-def confirm_in_admin(admin_client: Client, user) -> object:  # type: ignore[no-untyped-def]
+def confirm_in_admin(admin_client: Client, user) -> object:
     rows = list(PendingRole.objects.filter(user=user).values_list("pk", flat=True))
     return admin_client.post(
         reverse("admin:screening_pendingrole_changelist"),
@@ -89,7 +89,7 @@ def confirm_in_admin(admin_client: Client, user) -> object:  # type: ignore[no-u
 # --- Roles ----------------------------------------------------------------------------
 
 
-def test_an_admin_cannot_act_clinically_through_an_account_they_create(account_admin):  # type: ignore[no-untyped-def]
+def test_an_admin_cannot_act_clinically_through_an_account_they_create(account_admin):
     create_account(logged_in(account_admin), "rad9", Role.RADIOLOGIST)
     as_rad9 = signed_in_as("rad9")
     assert as_rad9.get(reverse("worklist")).status_code == 403
@@ -98,7 +98,7 @@ def test_an_admin_cannot_act_clinically_through_an_account_they_create(account_a
     assert "waits for a second admin" in page
 
 
-def test_a_second_admin_confirms_the_role_and_it_is_audited(account_admin, second_admin):  # type: ignore[no-untyped-def]
+def test_a_second_admin_confirms_the_role_and_it_is_audited(account_admin, second_admin):
     rad9 = create_account(logged_in(account_admin), "rad9", Role.RADIOLOGIST)
     response = confirm_in_admin(logged_in(second_admin), rad9)
     assert response.status_code == 200
@@ -114,7 +114,7 @@ def test_a_second_admin_confirms_the_role_and_it_is_audited(account_admin, secon
     }
 
 
-def test_the_granting_admin_cannot_confirm_their_own_grant(account_admin):  # type: ignore[no-untyped-def]
+def test_the_granting_admin_cannot_confirm_their_own_grant(account_admin):
     admin_client = logged_in(account_admin)
     rad9 = create_account(admin_client, "rad9", Role.RADIOLOGIST)
     response = confirm_in_admin(admin_client, rad9)
@@ -124,14 +124,14 @@ def test_the_granting_admin_cannot_confirm_their_own_grant(account_admin):  # ty
     assert not AuditEvent.objects.filter(action=AuditAction.ROLE_CONFIRMED).exists()
 
 
-def test_nobody_confirms_their_own_pending_role(account_admin, second_admin):  # type: ignore[no-untyped-def]
+def test_nobody_confirms_their_own_pending_role(account_admin, second_admin):
     rad9 = create_account(logged_in(account_admin), "rad9", Role.RADIOLOGIST, Role.ADMIN)
     confirmed, refused = accounts.confirm_roles(rad9, PendingRole.objects.filter(user=rad9))
     assert confirmed == 0 and refused
     assert PendingRole.objects.filter(user=rad9).count() == 2
 
 
-def test_the_admin_role_an_admin_gives_waits_too(account_admin):  # type: ignore[no-untyped-def]
+def test_the_admin_role_an_admin_gives_waits_too(account_admin):
     """Otherwise one admin could make a second admin and confirm their own grants with it."""
     admin_client = logged_in(account_admin)
     create_account(admin_client, "sock", Role.ADMIN)
@@ -146,7 +146,7 @@ def test_the_admin_role_an_admin_gives_waits_too(account_admin):  # type: ignore
     assert PendingRole.objects.filter(user__username="rad9").exists()
 
 
-def test_a_second_admin_refuses_a_role_and_it_is_removed(account_admin, second_admin):  # type: ignore[no-untyped-def]
+def test_a_second_admin_refuses_a_role_and_it_is_removed(account_admin, second_admin):
     rad9 = create_account(logged_in(account_admin), "rad9", Role.RADIOLOGIST)
     rows = list(PendingRole.objects.filter(user=rad9).values_list("pk", flat=True))
     logged_in(second_admin).post(
@@ -160,7 +160,7 @@ def test_a_second_admin_refuses_a_role_and_it_is_removed(account_admin, second_a
 
 def test_an_admin_setting_a_readers_password_puts_their_roles_on_hold(
     account_admin, second_admin, radiologist
-):  # type: ignore[no-untyped-def]
+):
     response = logged_in(account_admin).post(
         reverse("admin:auth_user_password_change", args=[radiologist.pk]),
         {"usable_password": "true", "password1": PASSWORD, "password2": PASSWORD},
@@ -174,13 +174,13 @@ def test_an_admin_setting_a_readers_password_puts_their_roles_on_hold(
     assert signed_in_as("rad1").get(reverse("worklist")).status_code == 200
 
 
-def test_roles_given_on_the_command_line_act_at_once(db):  # type: ignore[no-untyped-def]
+def test_roles_given_on_the_command_line_act_at_once(db):
     """bootstrap_demo and the factories add groups directly: the install-time path."""
     user = UserFactory(role=Role.RADIOLOGIST, username="radcli")
     assert roles_of(user) == {Role.RADIOLOGIST}
 
 
-def test_the_command_line_confirms_for_a_single_admin_install(account_admin, capsys):  # type: ignore[no-untyped-def]
+def test_the_command_line_confirms_for_a_single_admin_install(account_admin, capsys):
     rad9 = create_account(logged_in(account_admin), "rad9", Role.RADIOLOGIST)
     call_command("confirm_roles", "rad9")
     assert "radiologist" in capsys.readouterr().out
@@ -191,14 +191,14 @@ def test_the_command_line_confirms_for_a_single_admin_install(account_admin, cap
     assert event.object_id == str(rad9.pk)
 
 
-def test_a_pending_admin_role_shows_no_admin_pages(account_admin):  # type: ignore[no-untyped-def]
+def test_a_pending_admin_role_shows_no_admin_pages(account_admin):
     create_account(logged_in(account_admin), "admin9", Role.ADMIN)
     as_admin9 = signed_in_as("admin9")
     assert as_admin9.get(reverse("admin:auth_user_changelist")).status_code == 403
     assert as_admin9.get(reverse("upload")).status_code == 403
 
 
-def test_a_reader_whose_role_waits_is_not_counted_as_an_arbitrator(account_admin, second_admin):  # type: ignore[no-untyped-def]
+def test_a_reader_whose_role_waits_is_not_counted_as_an_arbitrator(account_admin, second_admin):
     case = case_with_images(images=1)
     UserFactory(role=Role.ARBITRATOR, username="arb1")
     create_account(logged_in(account_admin), "arb9", Role.ARBITRATOR)
@@ -210,7 +210,7 @@ def test_a_reader_whose_role_waits_is_not_counted_as_an_arbitrator(account_admin
 # --- Tokens ---------------------------------------------------------------------------
 
 
-def issue_in_admin(admin_client: Client, user, days: int = 30):  # type: ignore[no-untyped-def]
+def issue_in_admin(admin_client: Client, user, days: int = 30):
     response = admin_client.post(
         reverse("admin:screening_apitoken_add"), {"user": user.pk, "days": days}
     )
@@ -222,7 +222,7 @@ def keys_in(html: str) -> set[str]:
     return set(re.findall(r"\b[0-9a-f]{40}\b", html))
 
 
-def test_an_admin_never_sees_a_key_issued_for_someone_else(client, admin_user, radiologist):  # type: ignore[no-untyped-def]
+def test_an_admin_never_sees_a_key_issued_for_someone_else(client, admin_user, radiologist):
     client.force_login(admin_user)
     response = issue_in_admin(client, radiologist)
     assert not Token.objects.filter(user=radiologist).exists()
@@ -234,14 +234,14 @@ def test_an_admin_never_sees_a_key_issued_for_someone_else(client, admin_user, r
     assert event.detail["pending"] is True
 
 
-def test_the_holder_is_told_on_their_next_page(client, admin_user, radiologist):  # type: ignore[no-untyped-def]
+def test_the_holder_is_told_on_their_next_page(client, admin_user, radiologist):
     accounts.issue_token(admin_user, radiologist, 30)
     page = logged_in(radiologist).get(reverse("worklist")).content.decode()
     assert "An API token was issued for you by admin1" in page
     assert reverse("account") in page
 
 
-def test_the_holder_confirms_and_sees_the_key_once(api, admin_user, radiologist):  # type: ignore[no-untyped-def]
+def test_the_holder_confirms_and_sees_the_key_once(api, admin_user, radiologist):
     accounts.issue_token(admin_user, radiologist, 30)
     holder = logged_in(radiologist)
     response = holder.post(reverse("account"), {"token": "confirm"})
@@ -260,7 +260,7 @@ def test_the_holder_confirms_and_sees_the_key_once(api, admin_user, radiologist)
 
 def test_a_new_token_leaves_the_old_one_working_until_the_holder_confirms(
     api, admin_user, radiologist
-):  # type: ignore[no-untyped-def]
+):
     old = Token.objects.create(user=radiologist).key
     accounts.issue_token(admin_user, radiologist, 30)
     api.credentials(HTTP_AUTHORIZATION=f"Token {old}")
@@ -271,7 +271,7 @@ def test_a_new_token_leaves_the_old_one_working_until_the_holder_confirms(
     assert api.get(API_URL).status_code == 401
 
 
-def test_the_holder_refuses_a_token(api, admin_user, radiologist):  # type: ignore[no-untyped-def]
+def test_the_holder_refuses_a_token(api, admin_user, radiologist):
     old = Token.objects.create(user=radiologist).key
     accounts.issue_token(admin_user, radiologist, 30)
     response = logged_in(radiologist).post(reverse("account"), {"token": "refuse"})
@@ -282,7 +282,7 @@ def test_the_holder_refuses_a_token(api, admin_user, radiologist):  # type: igno
     assert (event.actor_id, event.detail["issued_by_id"]) == (radiologist.pk, admin_user.pk)
 
 
-def test_the_holder_revokes_their_own_token(api, radiologist):  # type: ignore[no-untyped-def]
+def test_the_holder_revokes_their_own_token(api, radiologist):
     key = Token.objects.create(user=radiologist).key
     logged_in(radiologist).post(reverse("account"), {"token": "revoke"})
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
@@ -290,13 +290,13 @@ def test_the_holder_revokes_their_own_token(api, radiologist):  # type: ignore[n
     assert AuditEvent.objects.get(action=AuditAction.TOKEN_REVOKED).actor_id == radiologist.pk
 
 
-def test_nothing_to_confirm_is_said_plainly(radiologist):  # type: ignore[no-untyped-def]
+def test_nothing_to_confirm_is_said_plainly(radiologist):
     response = logged_in(radiologist).post(reverse("account"), {"token": "confirm"})
     assert response.status_code == 409
     assert not Token.objects.exists()
 
 
-def test_an_admins_own_token_is_shown_to_them_at_once(client, api, admin_user):  # type: ignore[no-untyped-def]
+def test_an_admins_own_token_is_shown_to_them_at_once(client, api, admin_user):
     client.force_login(admin_user)
     response = issue_in_admin(client, admin_user)
     token = Token.objects.get(user=admin_user)

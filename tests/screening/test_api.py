@@ -9,7 +9,7 @@ from rest_framework.authtoken.models import Token
 from tests.factories import case_with_images
 
 
-def test_the_openapi_schema_describes_every_endpoint(api, auditor):  # type: ignore[no-untyped-def]
+def test_the_openapi_schema_describes_every_endpoint(api, auditor):
     api.force_authenticate(auditor)
     response = api.get(reverse("api-schema"))
     schema = yaml.safe_load(response.content)
@@ -25,18 +25,18 @@ def test_the_openapi_schema_describes_every_endpoint(api, auditor):  # type: ign
         assert path in schema["paths"], path
 
 
-def test_a_token_authenticates_like_a_session(api, radiologist):  # type: ignore[no-untyped-def]
+def test_a_token_authenticates_like_a_session(api, radiologist):
     token = Token.objects.create(user=radiologist)
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert api.get(reverse("api-case-list")).status_code == 200
 
 
-def test_anonymous_api_calls_get_401_not_a_redirect(api):  # type: ignore[no-untyped-def]
+def test_anonymous_api_calls_get_401_not_a_redirect(api):
     response = api.get(reverse("api-case-list"))
     assert response.status_code == 401
 
 
-def test_case_detail_carries_images_and_ai_results(api, auditor):  # type: ignore[no-untyped-def]
+def test_case_detail_carries_images_and_ai_results(api, auditor):
     case = case_with_images(images=2, score=0.42)
     api.force_authenticate(auditor)
     body = api.get(reverse("api-case-detail", args=[case.pk])).json()
@@ -48,7 +48,7 @@ def test_case_detail_carries_images_and_ai_results(api, auditor):  # type: ignor
     assert api.get(images[0]["ai_result"]["heatmap_url"]).status_code == 200
 
 
-def test_16_bit_images_are_stretched_to_8_bits_for_the_browser(client, radiologist):  # type: ignore[no-untyped-def]
+def test_16_bit_images_are_stretched_to_8_bits_for_the_browser(client, radiologist):
     import io
 
     import numpy as np

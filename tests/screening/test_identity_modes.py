@@ -39,13 +39,13 @@ UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfRefer
 
 
 @pytest.fixture
-def admin_api(api, admin_user):  # type: ignore[no-untyped-def]
+def admin_api(api, admin_user):
     api.force_authenticate(admin_user)
     return api
 
 
 @pytest.fixture
-def clinical(settings):  # type: ignore[no-untyped-def]
+def clinical(settings):
     settings.IDENTITY_MODE = IdentityMode.CLINICAL
 
 
@@ -58,7 +58,7 @@ def films(accession: str = "ACC-ID-1", **kwargs: object) -> list[bytes]:
     ]
 
 
-def upload(api, contents: list[bytes]):  # type: ignore[no-untyped-def]
+def upload(api, contents: list[bytes]):
     files = [SimpleUploadedFile(f"IM{i}.dcm", c) for i, c in enumerate(contents)]
     response = api.post(URL, {"files": files}, format="multipart")
     assert response.status_code == 201, response.json()
@@ -76,7 +76,7 @@ def stored(image: Image) -> pydicom.Dataset:
 
 def test_clinical_mode_keeps_the_womans_identifiers_and_the_original_uids(
     admin_api, clinical
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     originals = films()
     study = upload(admin_api, originals)
     sent = {str(header(c).SOPInstanceUID): header(c) for c in originals}
@@ -107,7 +107,7 @@ def test_clinical_mode_keeps_the_womans_identifiers_and_the_original_uids(
     assert report_study_uid(study) == str(header(originals[0]).StudyInstanceUID)
 
 
-def test_research_mode_changes_nothing(admin_api, research_mode) -> None:  # type: ignore[no-untyped-def]
+def test_research_mode_changes_nothing(admin_api, research_mode) -> None:
     originals = films()
     study = upload(admin_api, originals)
     assert study.identity_mode == IdentityMode.RESEARCH
@@ -121,7 +121,7 @@ def test_research_mode_changes_nothing(admin_api, research_mode) -> None:  # typ
         assert not ds.PatientBirthDate and "PatientAge" not in ds
 
 
-def test_the_age_comes_from_the_birth_date_when_the_header_gives_none(admin_api, clinical) -> None:  # type: ignore[no-untyped-def]
+def test_the_age_comes_from_the_birth_date_when_the_header_gives_none(admin_api, clinical) -> None:
     contents = []
     for content in films():
         ds = header(content)
@@ -134,7 +134,7 @@ def test_the_age_comes_from_the_birth_date_when_the_header_gives_none(admin_api,
 
 
 @pytest.mark.parametrize("role", [Role.RADIOLOGIST, Role.ARBITRATOR])
-def test_readers_see_name_id_and_age_of_a_clinical_study(admin_api, clinical, client, role) -> None:  # type: ignore[no-untyped-def]
+def test_readers_see_name_id_and_age_of_a_clinical_study(admin_api, clinical, client, role) -> None:
     study = upload(admin_api, films())
     reader = UserFactory(role=role, username=f"reader-{role}")
     page = login(client, reader).get(f"/cases/{study.case_id}/")
@@ -145,7 +145,7 @@ def test_readers_see_name_id_and_age_of_a_clinical_study(admin_api, clinical, cl
     assert "different women" not in html
 
 
-def test_an_auditor_is_not_shown_who_the_woman_is(admin_api, clinical, client, auditor) -> None:  # type: ignore[no-untyped-def]
+def test_an_auditor_is_not_shown_who_the_woman_is(admin_api, clinical, client, auditor) -> None:
     study = upload(admin_api, films())
     page = login(client, auditor).get(f"/cases/{study.case_id}/")
     assert page.status_code == 200
@@ -155,7 +155,7 @@ def test_an_auditor_is_not_shown_who_the_woman_is(admin_api, clinical, client, a
 
 def test_switching_to_clinical_never_reidentifies_a_research_study(
     admin_api, client, radiologist, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.IDENTITY_MODE = IdentityMode.RESEARCH
     before = upload(admin_api, films("ACC-ID-R"))
     remapped = before.study_instance_uid
@@ -173,7 +173,7 @@ def test_switching_to_clinical_never_reidentifies_a_research_study(
 
 def test_a_case_whose_films_name_two_women_warns_the_reader(
     admin_api, clinical, client, radiologist
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     study = upload(admin_api, films())
     other = films("ACC-ID-2")
     ds = header(other[0])
@@ -190,7 +190,7 @@ def test_a_case_whose_films_name_two_women_warns_the_reader(
 
 def test_who_she_is_never_reaches_a_url_a_log_or_the_audit_trail(
     admin_api, clinical, client, radiologist, caplog
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     caplog.set_level(logging.DEBUG)
     study = upload(admin_api, films())
     page = login(client, radiologist).get(f"/cases/{study.case_id}/")
@@ -207,7 +207,7 @@ def test_who_she_is_never_reaches_a_url_a_log_or_the_audit_trail(
 
 def test_a_stow_resend_in_clinical_mode_is_answered_as_stored(
     admin_api, admin_user, clinical
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """The same original rebuilt the same way: its bytes and UID match the stored copy."""
     originals = films()
     study = upload(admin_api, originals)

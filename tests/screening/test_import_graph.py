@@ -46,11 +46,11 @@ def circles(package: str) -> list[list[str]]:
     return found
 
 
-def test_no_module_of_screening_imports_itself_through_others():  # type: ignore[no-untyped-def]
+def test_no_module_of_screening_imports_itself_through_others():
     assert circles("screening") == []
 
 
-def test_the_check_finds_a_circle(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def test_the_check_finds_a_circle(tmp_path, monkeypatch):
     """The walk itself: two modules importing each other, one inside a function."""
     package = tmp_path / "circled"
     package.mkdir()

@@ -20,13 +20,13 @@ FOOTER = "AI scores support, never replace"
 HOME_LINK = f'href="{reverse("home")}"'
 
 
-def anonymous_get(path: str):  # type: ignore[no-untyped-def]
+def anonymous_get(path: str):
     request = RequestFactory().get(path)
     request.user = AnonymousUser()
     return request
 
 
-def test_a_wrong_role_gets_a_refusal_page_in_the_layout(client, admin_user):  # type: ignore[no-untyped-def]
+def test_a_wrong_role_gets_a_refusal_page_in_the_layout(client, admin_user):
     client.force_login(admin_user)
     response = client.get(reverse("worklist"))
     body = response.content.decode()
@@ -37,7 +37,7 @@ def test_a_wrong_role_gets_a_refusal_page_in_the_layout(client, admin_user):  # 
     assert HOME_LINK in body
 
 
-def test_a_refusal_without_a_sentence_gives_a_generic_reason(db):  # type: ignore[no-untyped-def]
+def test_a_refusal_without_a_sentence_gives_a_generic_reason(db):
     response = defaults.permission_denied(anonymous_get("/somewhere/"), PermissionDenied())
     body = response.content.decode()
     assert response.status_code == HTTPStatus.FORBIDDEN
@@ -45,7 +45,7 @@ def test_a_refusal_without_a_sentence_gives_a_generic_reason(db):  # type: ignor
     assert TOPBAR in body
 
 
-def test_a_missing_case_gets_a_not_found_page_in_the_layout(client, radiologist):  # type: ignore[no-untyped-def]
+def test_a_missing_case_gets_a_not_found_page_in_the_layout(client, radiologist):
     client.force_login(radiologist)
     response = client.get(reverse("case-detail", args=[999999]))
     body = response.content.decode()
@@ -56,7 +56,7 @@ def test_a_missing_case_gets_a_not_found_page_in_the_layout(client, radiologist)
     assert "999999" not in body
 
 
-def test_an_unknown_address_gets_a_not_found_page_without_echoing_it(client, db):  # type: ignore[no-untyped-def]
+def test_an_unknown_address_gets_a_not_found_page_without_echoing_it(client, db):
     response = client.get("/no-such-page-xyz/")
     body = response.content.decode()
     assert response.status_code == HTTPStatus.NOT_FOUND
@@ -66,7 +66,7 @@ def test_an_unknown_address_gets_a_not_found_page_without_echoing_it(client, db)
     assert "Sign out" not in body
 
 
-def test_a_not_found_page_shows_our_reason(db):  # type: ignore[no-untyped-def]
+def test_a_not_found_page_shows_our_reason(db):
     exception = Http404("The stored file is missing.")
     response = defaults.page_not_found(anonymous_get("/images/1/file/"), exception)
     body = response.content.decode()
@@ -75,7 +75,7 @@ def test_a_not_found_page_shows_our_reason(db):  # type: ignore[no-untyped-def]
     assert "/images/1/file/" not in body
 
 
-def test_the_api_keeps_answering_refusals_in_json(api, admin_user):  # type: ignore[no-untyped-def]
+def test_the_api_keeps_answering_refusals_in_json(api, admin_user):
     api.force_authenticate(admin_user)
     response = api.get("/api/cases/")
     assert response.status_code == HTTPStatus.FORBIDDEN
@@ -83,7 +83,7 @@ def test_the_api_keeps_answering_refusals_in_json(api, admin_user):  # type: ign
     assert "detail" in response.json()
 
 
-def test_a_form_failing_its_csrf_check_gets_an_explanation_in_the_layout(radiologist):  # type: ignore[no-untyped-def]
+def test_a_form_failing_its_csrf_check_gets_an_explanation_in_the_layout(radiologist):
     case = case_with_images()
     client = Client(enforce_csrf_checks=True)
     client.force_login(radiologist)
@@ -95,7 +95,7 @@ def test_a_form_failing_its_csrf_check_gets_an_explanation_in_the_layout(radiolo
     assert "Reload the page and try again" in body
 
 
-def test_a_conflict_page_says_why_and_links_back(radiologist):  # type: ignore[no-untyped-def]
+def test_a_conflict_page_says_why_and_links_back(radiologist):
     request = RequestFactory().post("/cases/1/read/")
     request.user = radiologist
     response = conflict_page(

@@ -14,7 +14,7 @@ from tests.factories import ModelVersionFactory, UserFactory, case_with_images
 
 
 @pytest.fixture
-def everyone(db):  # type: ignore[no-untyped-def]
+def everyone(db):
     """One user holding every role, so each endpoint answers on its merits."""
     user = UserFactory(role=Role.RADIOLOGIST, username="all-roles")
     user.groups.add(*Group.objects.filter(name__in=[Role.ADMIN, Role.AUDITOR]))
@@ -22,7 +22,7 @@ def everyone(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def api_as(api, everyone):  # type: ignore[no-untyped-def]
+def api_as(api, everyone):
     api.force_authenticate(everyone)
     return api
 
@@ -31,21 +31,21 @@ NOT_IDS = ["AAA", "-1", "0", "%C2%B2", "99999999999999999999999"]
 
 
 @pytest.mark.parametrize("pk", NOT_IDS)
-def test_it_answers_404_with_a_reason_for_a_case_id_that_is_not_a_number(api_as, pk):  # type: ignore[no-untyped-def]
+def test_it_answers_404_with_a_reason_for_a_case_id_that_is_not_a_number(api_as, pk):
     response = api_as.get(f"/api/cases/{pk}/")
     assert response.status_code == 404
     assert response.json()["detail"]
 
 
 @pytest.mark.parametrize("pk", NOT_IDS)
-def test_it_answers_404_to_a_read_of_a_case_id_that_is_not_a_number(api_as, pk):  # type: ignore[no-untyped-def]
+def test_it_answers_404_to_a_read_of_a_case_id_that_is_not_a_number(api_as, pk):
     response = api_as.post(f"/api/cases/{pk}/reads/", {"kind": "first"}, format="json")
     assert response.status_code == 404
     assert "whole numbers" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("pk", NOT_IDS)
-def test_it_answers_404_to_activating_a_model_version_id_that_is_not_a_number(api_as, pk):  # type: ignore[no-untyped-def]
+def test_it_answers_404_to_activating_a_model_version_id_that_is_not_a_number(api_as, pk):
     ModelVersionFactory()
     response = api_as.post(f"/api/model-versions/{pk}/activate/")
     assert response.status_code == 404
@@ -54,14 +54,14 @@ def test_it_answers_404_to_activating_a_model_version_id_that_is_not_a_number(ap
 
 @pytest.mark.parametrize("param", ["band", "status"])
 @pytest.mark.parametrize("value", ["%00", "high%00", "nonsense"])
-def test_the_api_worklist_refuses_a_filter_outside_the_vocabulary(api_as, param, value):  # type: ignore[no-untyped-def]
+def test_the_api_worklist_refuses_a_filter_outside_the_vocabulary(api_as, param, value):
     case_with_images(images=1, score=0.9)
     response = api_as.get(f"/api/cases/?{param}={value}")
     assert response.status_code == 400
     assert param in response.json()
 
 
-def test_the_api_worklist_still_filters_by_a_valid_band(api_as):  # type: ignore[no-untyped-def]
+def test_the_api_worklist_still_filters_by_a_valid_band(api_as):
     high = case_with_images(images=1, score=0.9)
     case_with_images(images=1, score=0.05)
     body = api_as.get("/api/cases/?band=high&status=").json()
@@ -85,14 +85,14 @@ def test_the_api_worklist_still_filters_by_a_valid_band(api_as):  # type: ignore
         "/worklist/ai-status/?ids=1,%00",
     ],
 )
-def test_pages_ignore_or_refuse_nul_bytes_in_the_query(client, everyone, url):  # type: ignore[no-untyped-def]
+def test_pages_ignore_or_refuse_nul_bytes_in_the_query(client, everyone, url):
     case_with_images(images=1, score=0.5)
     client.force_login(everyone)
     assert client.get(url).status_code in (200, 400)
 
 
 @pytest.mark.parametrize("ids", ["99999999999999999999999", "-1", "1.0", "%D9%A3"])
-def test_polling_refuses_ids_that_name_no_case(client, everyone, ids):  # type: ignore[no-untyped-def]
+def test_polling_refuses_ids_that_name_no_case(client, everyone, ids):
     client.force_login(everyone)
     response = client.get(f"/worklist/ai-status/?ids=1,{ids}")
     assert response.status_code == 400 and "whole numbers" in response.json()["error"]
@@ -108,6 +108,6 @@ def test_polling_refuses_ids_that_name_no_case(client, everyone, ids):  # type: 
         "/api/studies/99999999999999999999999/ai-report/",
     ],
 )
-def test_ids_beyond_the_database_range_are_not_found(client, everyone, url):  # type: ignore[no-untyped-def]
+def test_ids_beyond_the_database_range_are_not_found(client, everyone, url):
     client.force_login(everyone)
     assert client.get(url).status_code == 404

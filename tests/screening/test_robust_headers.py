@@ -24,15 +24,15 @@ RLO = "\u202e"
 
 
 @pytest.fixture
-def case(db):  # type: ignore[no-untyped-def]
+def case(db):
     return case_with_images(images=1, score=0.42)
 
 
-def result_of(case) -> AIResult:  # type: ignore[no-untyped-def]
+def result_of(case) -> AIResult:
     return AIResult.objects.filter(case=case, image__isnull=False).get()
 
 
-def test_every_page_carries_a_csp_without_inline_script_or_style(client, radiologist, case):  # type: ignore[no-untyped-def]
+def test_every_page_carries_a_csp_without_inline_script_or_style(client, radiologist, case):
     client.force_login(radiologist)
     policy = client.get(reverse("case-detail", args=[case.pk]))["Content-Security-Policy"]
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
@@ -55,19 +55,19 @@ INLINE_TODO: set[str] = set()  # templates still waiting to lose an inline scrip
         for name in sorted(str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*.html"))
     ],
 )
-def test_no_template_has_inline_script_style_or_event_handlers(template):  # type: ignore[no-untyped-def]
+def test_no_template_has_inline_script_style_or_event_handlers(template):
     assert INLINE.findall((TEMPLATES / template).read_text()) == []
 
 
 @pytest.mark.parametrize("name", ["case-detail", "case-ai-panel", "case-ai-status"])
-def test_case_pages_are_never_stored_by_a_cache(client, radiologist, case, name):  # type: ignore[no-untyped-def]
+def test_case_pages_are_never_stored_by_a_cache(client, radiologist, case, name):
     client.force_login(radiologist)
     response = client.get(reverse(name, args=[case.pk]))
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
 
 
-def test_images_and_heatmaps_are_never_stored_by_a_cache(client, api, radiologist, case):  # type: ignore[no-untyped-def]
+def test_images_and_heatmaps_are_never_stored_by_a_cache(client, api, radiologist, case):
     image, result = Image.objects.get(study__case=case), result_of(case)
     client.force_login(radiologist)
     api.force_authenticate(radiologist)
@@ -83,7 +83,7 @@ def test_images_and_heatmaps_are_never_stored_by_a_cache(client, api, radiologis
         assert "max-age" not in response["Cache-Control"]
 
 
-def test_the_api_serves_a_dicom_image_as_dicom(api, radiologist):  # type: ignore[no-untyped-def]
+def test_the_api_serves_a_dicom_image_as_dicom(api, radiologist):
     image = Image.objects.filter(study__case=dicom_case_with_images(images=1)).get()
     api.force_authenticate(radiologist)
     response = api.get(reverse("api-image-file", args=[image.pk]), HTTP_ACCEPT="application/dicom")
@@ -92,21 +92,21 @@ def test_the_api_serves_a_dicom_image_as_dicom(api, radiologist):  # type: ignor
     assert b"".join(response.streaming_content)[128:132] == b"DICM"
 
 
-def test_a_download_refusal_is_json_whatever_the_client_accepts(api, radiologist):  # type: ignore[no-untyped-def]
+def test_a_download_refusal_is_json_whatever_the_client_accepts(api, radiologist):
     api.force_authenticate(radiologist)
     response = api.get(reverse("api-image-file", args=[987654]), HTTP_ACCEPT="image/png")
     assert response.status_code == 404
     assert response.json()["detail"]
 
 
-def test_neutralise_bidi_shows_every_control_and_keeps_other_text():  # type: ignore[no-untyped-def]
+def test_neutralise_bidi_shows_every_control_and_keeps_other_text():
     assert neutralise_bidi(f"no {RLO}llacer\u2066x\u2069 \u200f") == (
         "no [U+202E]llacer[U+2066]x[U+2069] [U+200F]"
     )
     assert neutralise_bidi("Ærøskøbing – 乳腺") == "Ærøskøbing – 乳腺"
 
 
-def test_a_reason_with_a_right_to_left_override_shows_neutralised(client, radiologist, case):  # type: ignore[no-untyped-def]
+def test_a_reason_with_a_right_to_left_override_shows_neutralised(client, radiologist, case):
     data = replace(read_input(recall=True, kind=ReadKind.FIRST), reason=f"mass {RLO}llacer on{RLO}")
     reading_actions.submit_read(radiologist, case.pk, data)
     client.force_login(radiologist)
@@ -115,7 +115,7 @@ def test_a_reason_with_a_right_to_left_override_shows_neutralised(client, radiol
     assert "mass [U+202E]llacer on[U+202E]" in html
 
 
-def test_an_ai_error_with_bidi_controls_shows_neutralised(client, radiologist, case):  # type: ignore[no-untyped-def]
+def test_an_ai_error_with_bidi_controls_shows_neutralised(client, radiologist, case):
     case.ai_result.status, case.ai_result.error = AIStatus.FAILED, f"corrupt {RLO}gnp.x"
     case.ai_result.save()
     client.force_login(radiologist)
@@ -125,7 +125,7 @@ def test_an_ai_error_with_bidi_controls_shows_neutralised(client, radiologist, c
         assert RLO not in html and "corrupt [U+202E]gnp.x" in html
 
 
-def test_the_audit_trail_and_its_csv_show_bidi_controls_neutralised(client, admin_user):  # type: ignore[no-untyped-def]
+def test_the_audit_trail_and_its_csv_show_bidi_controls_neutralised(client, admin_user):
     events.login_failed(f"admin{RLO}nimda")
     client.force_login(admin_user)
     html = client.get(reverse("audit-trail"), {"action": "login_failed"}).content.decode()

@@ -267,7 +267,7 @@ def names_read(path: str, fixed: list[tuple[str, str]], users: dict) -> list[str
 
 
 @pytest.fixture
-def screened(objects, users):  # type: ignore[no-untyped-def]  # noqa: F811
+def screened(objects, users):  # noqa: F811
     """The matrix's objects beside two concordant screens with outcomes: figures to compute,
     and no discordant case yet."""
     version = ModelVersionFactory(threshold=0.5, is_active=True)
@@ -278,7 +278,7 @@ def screened(objects, users):  # type: ignore[no-untyped-def]  # noqa: F811
 
 
 @pytest.fixture
-def clients(users):  # type: ignore[no-untyped-def]  # noqa: F811
+def clients(users):  # noqa: F811
     """One signed-in client per role (and a stranger's), so each example costs one request."""
     found = {ANON: Client()}
     for role, user in users.items():
@@ -288,7 +288,7 @@ def clients(users):  # type: ignore[no-untyped-def]  # noqa: F811
 
 
 @pytest.mark.parametrize(("label", "url"), URLS, ids=[u[0] for u in URLS])
-def test_no_query_makes_a_page_or_export_fail(clients, users, screened, label, url):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_no_query_makes_a_page_or_export_fail(clients, users, screened, label, url):  # noqa: F811
     base = urlsplit(url(screened))
     fixed = parse_qsl(base.query, keep_blank_values=True)
     names = names_read(base.path, fixed, users)
@@ -317,7 +317,7 @@ def test_no_query_makes_a_page_or_export_fail(clients, users, screened, label, u
     )(fuzz)()
 
 
-def test_the_fuzz_knows_the_parameters_views_read(users, screened):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_fuzz_knows_the_parameters_views_read(users, screened):  # noqa: F811
     """The names come from the code and from what each view reads, so a new filter joins the
     fuzz by itself; these must be among them."""
     expected = {"date_from", "date_to", "direction", "threshold", "page", "ids", "check"}

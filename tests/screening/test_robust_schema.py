@@ -11,12 +11,12 @@ from tests.factories import case_with_images
 
 
 @pytest.fixture
-def schema(api, auditor) -> dict:  # type: ignore[no-untyped-def]
+def schema(api, auditor) -> dict:
     api.force_authenticate(auditor)
     return yaml.safe_load(api.get(reverse("api-schema")).content)
 
 
-def operations(schema: dict, prefix: str = "/api/"):  # type: ignore[no-untyped-def]
+def operations(schema: dict, prefix: str = "/api/"):
     for path, item in schema["paths"].items():
         for method, operation in item.items():
             if path.startswith(prefix):
@@ -29,7 +29,7 @@ def body_schema(schema: dict, path: str, method: str, status: int, media: str) -
     return {**content[media]["schema"], "components": schema["components"]}
 
 
-def test_every_api_operation_documents_its_refusals(schema):  # type: ignore[no-untyped-def]
+def test_every_api_operation_documents_its_refusals(schema):
     for path, method, operation in operations(schema):
         documented = set(operation["responses"])
         assert {"401", "403"} <= documented, (method, path)
@@ -41,7 +41,7 @@ def test_every_api_operation_documents_its_refusals(schema):  # type: ignore[no-
         assert error == {"$ref": "#/components/schemas/Error"}
 
 
-def test_the_upload_refusal_of_a_bad_field_matches_its_schema(api, admin_user, schema):  # type: ignore[no-untyped-def]
+def test_the_upload_refusal_of_a_bad_field_matches_its_schema(api, admin_user, schema):
     api.force_authenticate(admin_user)
     response = api.post(reverse("api-study-list"), {"birth_year": "1066"}, format="multipart")
     assert response.status_code == 400
@@ -49,7 +49,7 @@ def test_the_upload_refusal_of_a_bad_field_matches_its_schema(api, admin_user, s
     jsonschema.validate(response.json(), documented)
 
 
-def test_the_upload_refusal_of_its_files_matches_its_schema(api, admin_user, schema):  # type: ignore[no-untyped-def]
+def test_the_upload_refusal_of_its_files_matches_its_schema(api, admin_user, schema):
     api.force_authenticate(admin_user)
     response = api.post(reverse("api-study-list"), {"accession_number": "A1"}, format="multipart")
     assert response.status_code == 400 and response.json()["files"] == []
@@ -57,7 +57,7 @@ def test_the_upload_refusal_of_its_files_matches_its_schema(api, admin_user, sch
     jsonschema.validate(response.json(), documented)
 
 
-def test_a_refused_filter_matches_its_schema(api, radiologist, schema):  # type: ignore[no-untyped-def]
+def test_a_refused_filter_matches_its_schema(api, radiologist, schema):
     api.force_authenticate(radiologist)
     response = api.get(reverse("api-case-list"), {"band": "\x00"})
     assert response.status_code == 400
@@ -66,18 +66,18 @@ def test_a_refused_filter_matches_its_schema(api, radiologist, schema):  # type:
     )
 
 
-def test_the_image_file_documents_every_format_it_serves(schema):  # type: ignore[no-untyped-def]
+def test_the_image_file_documents_every_format_it_serves(schema):
     served = schema["paths"]["/api/images/{id}/file/"]["get"]["responses"]["200"]["content"]
     assert set(served) == {"image/png", "image/jpeg", "application/dicom"}
 
 
-def test_the_worklist_documents_its_filters_as_the_vocabulary(schema):  # type: ignore[no-untyped-def]
+def test_the_worklist_documents_its_filters_as_the_vocabulary(schema):
     params = {p["name"]: p for p in schema["paths"]["/api/cases/"]["get"]["parameters"]}
     assert "high" in params["band"]["schema"]["enum"]
     assert "ready" in params["status"]["schema"]["enum"]
 
 
-def test_a_read_refusal_matches_its_schema(api, radiologist, schema):  # type: ignore[no-untyped-def]
+def test_a_read_refusal_matches_its_schema(api, radiologist, schema):
     case = case_with_images(images=1, score=0.9)
     api.force_authenticate(radiologist)
     url = reverse("api-case-reads", args=[case.pk])
@@ -87,7 +87,7 @@ def test_a_read_refusal_matches_its_schema(api, radiologist, schema):  # type: i
     jsonschema.validate(response.json(), documented)
 
 
-def test_the_read_payload_requires_per_breast_categories_and_density(schema):  # type: ignore[no-untyped-def]
+def test_the_read_payload_requires_per_breast_categories_and_density(schema):
     """Version 2 of the read payload: a client reading the schema cannot send version 1."""
     body = schema["paths"]["/api/cases/{id}/reads/"]["post"]["requestBody"]["content"]
     read = schema["components"]["schemas"][
@@ -100,7 +100,7 @@ def test_the_read_payload_requires_per_breast_categories_and_density(schema):  #
     assert "version 1" in read["description"].lower()
 
 
-def test_the_first_version_read_refusal_matches_its_schema(api, radiologist, schema):  # type: ignore[no-untyped-def]
+def test_the_first_version_read_refusal_matches_its_schema(api, radiologist, schema):
     case = case_with_images(images=1)
     api.force_authenticate(radiologist)
     url = reverse("api-case-reads", args=[case.pk])
@@ -111,7 +111,7 @@ def test_the_first_version_read_refusal_matches_its_schema(api, radiologist, sch
     jsonschema.validate(response.json(), documented)
 
 
-def test_an_unknown_format_is_answered_as_documented_and_after_authentication(api, auditor):  # type: ignore[no-untyped-def]
+def test_an_unknown_format_is_answered_as_documented_and_after_authentication(api, auditor):
     """``?format=`` is no parameter: DRF answered an unknown one 404, before asking who calls."""
     url = reverse("api-model-version-list")
     assert api.get(url, {"format": "AAA"}).status_code == 401
@@ -120,7 +120,7 @@ def test_an_unknown_format_is_answered_as_documented_and_after_authentication(ap
     assert api.get(reverse("dicomweb-studies"), {"format": ""}).status_code == 200
 
 
-def test_the_schema_document_keeps_its_format_choice(api, auditor):  # type: ignore[no-untyped-def]
+def test_the_schema_document_keeps_its_format_choice(api, auditor):
     api.force_authenticate(auditor)
     assert api.get(reverse("api-schema"), {"format": "json"})["Content-Type"].startswith(
         "application/vnd.oai.openapi+json"
@@ -129,13 +129,13 @@ def test_the_schema_document_keeps_its_format_choice(api, auditor):  # type: ign
 
 
 @pytest.mark.parametrize("url", ["api-model-version-list", "api-case-list"])
-def test_an_empty_page_number_is_refused_as_the_schema_says(api, admin_user, radiologist, url):  # type: ignore[no-untyped-def]
+def test_an_empty_page_number_is_refused_as_the_schema_says(api, admin_user, radiologist, url):
     api.force_authenticate(radiologist if url == "api-case-list" else admin_user)
     response = api.get(reverse(url), {"page": ""})
     assert response.status_code == 400 and "page" in response.json()
 
 
-def test_dicomweb_states_the_dates_and_frames_it_takes(schema):  # type: ignore[no-untyped-def]
+def test_dicomweb_states_the_dates_and_frames_it_takes(schema):
     import re
 
     qido = {
@@ -155,7 +155,7 @@ def test_dicomweb_states_the_dates_and_frames_it_takes(schema):  # type: ignore[
     )
 
 
-def test_a_study_date_the_calendar_lacks_is_refused(api, auditor):  # type: ignore[no-untyped-def]
+def test_a_study_date_the_calendar_lacks_is_refused(api, auditor):
     api.force_authenticate(auditor)
     assert api.get(reverse("dicomweb-studies"), {"StudyDate": "20260230"}).status_code == 400
     assert (
@@ -163,7 +163,7 @@ def test_a_study_date_the_calendar_lacks_is_refused(api, auditor):  # type: igno
     )
 
 
-def test_the_api_states_what_its_bodies_need(schema):  # type: ignore[no-untyped-def]
+def test_the_api_states_what_its_bodies_need(schema):
     parts = schema["components"]["schemas"]
     assert parts["StudyUploadRequest"]["properties"]["files"]["minItems"] == 1
     assert parts["StudyUploadRequest"]["properties"]["files"]["items"]["format"] == "binary"
@@ -171,7 +171,7 @@ def test_the_api_states_what_its_bodies_need(schema):  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("after", ["0.5_0_1", "1e-05_-99999999999999999_9999999999999999999"])
-def test_every_worklist_position_of_the_documented_shape_is_a_page(api, radiologist, after):  # type: ignore[no-untyped-def]
+def test_every_worklist_position_of_the_documented_shape_is_a_page(api, radiologist, after):
     api.force_authenticate(radiologist)
     assert api.get(reverse("api-case-list"), {"after": after}).status_code == 200
     assert api.get(reverse("api-case-list"), {"after": "bm90IGEgY3Vyc29y"}).status_code == 400

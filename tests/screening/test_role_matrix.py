@@ -352,7 +352,7 @@ MATRIX = [
 ]
 
 
-def arbitrated(first, arbitrator):  # type: ignore[no-untyped-def]
+def arbitrated(first, arbitrator):
     """A closed DICOM case: ``first`` recalls, another radiologist does not, ``arbitrator``
     arbitrates."""
     case = dicom_case_with_images(images=1)
@@ -363,7 +363,7 @@ def arbitrated(first, arbitrator):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def objects(db, users):  # type: ignore[no-untyped-def]
+def objects(db, users):
     case = case_with_images(images=1, score=0.7)
     image = case.studies.get().images.get()
     dicom_study = dicom_case_with_images(images=1, score=0.6).studies.get()
@@ -379,7 +379,7 @@ def objects(db, users):  # type: ignore[no-untyped-def]
     }
 
 
-def wado_kwargs(study) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def wado_kwargs(study) -> dict[str, dict[str, str]]:
     instance = StoredInstance.of(study.images.get())
     uids = {"study": study.study_instance_uid}
     series = {**uids, "series": instance.series_uid}
@@ -396,7 +396,7 @@ def wado_kwargs(study) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-
 
 
 @pytest.fixture
-def users(radiologist, admin_user, auditor, roleless):  # type: ignore[no-untyped-def]
+def users(radiologist, admin_user, auditor, roleless):
     arbitrator = UserFactory(username="arbitrator", role="arbitrator")
     return {RAD: radiologist, ARB: arbitrator, ADMIN: admin_user, AUD: auditor, NONE: roleless}
 
@@ -405,19 +405,19 @@ def users(radiologist, admin_user, auditor, roleless):  # type: ignore[no-untype
 @pytest.mark.parametrize(("name", "method", "url", "expected"), MATRIX, ids=[m[0] for m in MATRIX])
 def test_each_url_answers_each_role_with_its_status(
     client, users, objects, role, name, method, url, expected
-):  # type: ignore[no-untyped-def]
+):
     if role != ANON:
         client.force_login(users[role])
     response = getattr(client, method)(url(objects))
     assert response.status_code == expected[role], (name, role, response.content[:300])
 
 
-def test_guessed_case_id_is_404_not_data(client, radiologist):  # type: ignore[no-untyped-def]
+def test_guessed_case_id_is_404_not_data(client, radiologist):
     client.force_login(radiologist)
     assert client.get(reverse("case-detail", args=[999999])).status_code == 404
 
 
-def test_every_url_pattern_is_in_the_matrix(objects):  # type: ignore[no-untyped-def]
+def test_every_url_pattern_is_in_the_matrix(objects):
     """A new view without a row in the matrix fails here, so no endpoint escapes the role check."""
     from django.urls import get_resolver, resolve
 
