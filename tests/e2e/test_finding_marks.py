@@ -147,9 +147,7 @@ def drawn(page, panel: str) -> list[str]:
     )
 
 
-def test_the_arbitrator_sees_each_readers_marks_on_the_film_told_apart(
-    live_server, browser_page
-):
+def test_the_arbitrator_sees_each_readers_marks_on_the_film_told_apart(live_server, browser_page):
     case = dicom_screen()
     marked_reads(case)
     second_read(case)

@@ -168,9 +168,7 @@ def test_the_site_sets_the_1x4_order(live_server, browser_page, settings):
     hung(page, names)
 
 
-def test_a_readers_default_protocol_opens_every_case_and_only_theirs(
-    live_server, browser_page
-):
+def test_a_readers_default_protocol_opens_every_case_and_only_theirs(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     UserFactory(username="other", role="radiologist")
     case = screen_with_prior()
@@ -219,9 +217,7 @@ def test_the_1x4_stays_usable_at_a_1366_by_768_station(live_server, browser_page
     page.screenshot(path=str(SHOTS / "hanging-6-1x4-1366x768.png"))
 
 
-def test_without_a_prior_l_skips_current_and_prior_and_c_does_nothing(
-    live_server, browser_page
-):
+def test_without_a_prior_l_skips_current_and_prior_and_c_does_nothing(live_server, browser_page):
     UserFactory(username="reader", role="radiologist")
     case = dicom_screen(seed=300)  # her first screen: no prior
     page = browser_page

@@ -51,9 +51,7 @@ def in_viewport(page, selector: str) -> bool:
     return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= bottom
 
 
-def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(
-    live_server, station
-):
+def test_one_key_and_the_density_record_a_normal_read_and_open_the_next_case(live_server, station):
     case = case_with_images(images=2, score=0.2)
     following = case_with_images(images=2, score=0.1)
     page = station

@@ -147,9 +147,7 @@ def test_re_registering_after_a_site_tightens_a_gate_puts_its_cases_in_waiting_o
     assert ai_actions.rekey_under_site_gates(version) == 0  # nothing on the wrong side
 
 
-def test_the_api_lists_each_versions_gates_judged_under_the_sites_settings(
-    api, auditor, settings
-):
+def test_the_api_lists_each_versions_gates_judged_under_the_sites_settings(api, auditor, settings):
     good = ModelVersionFactory(evidence=validated_evidence())
     bad = ModelVersionFactory(evidence=unvalidated_evidence())
     api.force_authenticate(auditor)

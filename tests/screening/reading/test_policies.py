@@ -146,9 +146,7 @@ def test_normal_triage_tags_the_low_band_and_single_reads_it_where_chosen(
     assert (normal.status, normal.final_decision) == (CaseStatus.CLOSED, Decision.NO_RECALL)
 
 
-def test_normal_triage_without_the_option_tags_but_still_double_reads(
-    client, admin_user, version
-):
+def test_normal_triage_without_the_option_tags_but_still_double_reads(client, admin_user, version):
     set_policy(client, admin_user, ReadingPolicy.NORMAL_TRIAGE)
     case = arrive(version, LOW)
     assert (case.ai_normal, case.route) == (True, CaseRoute.DOUBLE)
