@@ -186,3 +186,11 @@ def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     yield start
     for pacs in started:
         pacs.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts a PACS takes seconds: it is marked slow wherever it lives, so
+    ``scripts/test --fast`` leaves it out and the full run keeps it."""
+    for item in items:
+        if "orthanc_factory" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

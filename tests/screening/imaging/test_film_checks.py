@@ -23,6 +23,7 @@ def inspect(content: bytes, name: str = "film.png"):
     return inspect_image(name, len(content), lambda: content)
 
 
+@pytest.mark.slow  # decodes every shared mini-MIAS film
 def test_every_mini_mias_film_is_accepted():
     """The films the model learnt from: decoded and checked exactly as an upload is."""
     paths = sorted(MINI_MIAS.glob("*.png"))

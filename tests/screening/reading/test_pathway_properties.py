@@ -579,6 +579,7 @@ def run_blind_reading(pool: list[Member], version: object = None, runs: object =
     return reached
 
 
+@pytest.mark.slow  # a state machine over every page and endpoint, with the database
 def test_a_second_reader_never_sees_the_first_read_through_any_page_or_endpoint(pool) -> None:
     reached = run_blind_reading(pool)
     # The random reading did reach the states the blind rule is about.
@@ -729,6 +730,7 @@ def test_the_safety_net_questions_only_a_no_recall_in_the_usable_high_band(
 POLICY_DB = settings(DB, max_examples=10)
 
 
+@pytest.mark.slow  # the same state machine once per policy
 @pytest.mark.parametrize(
     ("policy", "options"),
     [
