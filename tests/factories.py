@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -268,6 +268,14 @@ def heatmap_png(size: int = 16) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(rgba, "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def probabilities(results: Iterable[AIResult]) -> list[float]:
+    """The results' probabilities, each of which the test expects present (a done result)."""
+    found = [result.probability for result in results]
+    present = [p for p in found if p is not None]
+    assert len(present) == len(found), f"a result without a probability: {found}"
+    return present
 
 
 def score_case(
