@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from screening.imaging.dicom import InspectedDicom
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 def png_bytes(seed: int = 0, size: int = 64, bit16: bool = False) -> bytes:
@@ -268,6 +269,12 @@ def heatmap_png(size: int = 16) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(rgba, "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def present(value: T | None) -> T:
+    """The value, which the test expects to be there (not None)."""
+    assert value is not None
+    return value
 
 
 def probabilities(results: Iterable[AIResult]) -> list[float]:
