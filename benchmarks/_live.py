@@ -55,7 +55,9 @@ def serving() -> Iterator[str]:
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     call_command("collectstatic", interactive=False, verbosity=0)
-    server = LiveServerThread("127.0.0.1", lambda app: app, port=0)  # WhiteNoise serves static
+    # WhiteNoise serves static: the handler is left as it is (the stub wants a handler class,
+    # Django calls it with the app)
+    server = LiveServerThread("127.0.0.1", lambda app: app, port=0)  # type: ignore[arg-type]
     server.daemon = True
     try:
         server.start()

@@ -26,6 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ml.config import Architecture
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -52,7 +56,7 @@ def _alternated(fn_a, fn_b, rounds: int) -> float:
     return spent[0] / spent[1]
 
 
-def measure(arch: str, size: int, repeats: int, artifact: str | None = None) -> dict:
+def measure(arch: Architecture, size: int, repeats: int, artifact: str | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.one:
         print(json.dumps(measure(a.one, a.size, a.repeats, a.artifact)))
         return
-    jobs = [(arch, None) for arch in a.arch]
+    jobs: list[tuple[str, str | None]] = [(arch, None) for arch in a.arch]
     if not a.no_shipped:
         from ml.artifacts import DEFAULT_ARTIFACT
 

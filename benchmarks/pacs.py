@@ -150,7 +150,7 @@ def send_all(pacs: Orthanc, studies: dict[str, list[Path]], senders: int) -> dic
 
 def quantiles(seconds: list[float]) -> tuple[float, float, float]:
     if not seconds:
-        return (float("nan"),) * 3  # type: ignore[return-value]
+        return (float("nan"),) * 3
     p50, p95 = np.quantile(seconds, [0.5, 0.95])
     return float(p50), float(p95), max(seconds)
 
@@ -168,12 +168,14 @@ def measure(args: argparse.Namespace, admin, pacs: Orthanc) -> dict:
     except TimeoutError as error:
         print(f"!! {error}", flush=True)
     stored = {s.study_instance_uid: s for s in Study.objects.all()}
-    scored = {
-        uid: finished.timestamp()
-        for uid, finished in AIResult.for_cases.filter(status=AIStatus.DONE)
+    scored = {}
+    for uid, finished in (
+        AIResult.for_cases.filter(status=AIStatus.DONE)
         .values_list("case__studies__study_instance_uid", "finished_at")
         .order_by()
-    }
+    ):
+        assert finished is not None  # a done result has finished
+        scored[uid] = finished.timestamp()
     images = dict.fromkeys(stored, 0)
     for uid in Image.objects.values_list("study__study_instance_uid", flat=True):
         images[uid] += 1

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,13 +61,16 @@ from screening.ai import inference  # noqa: E402
 from screening.intake import actions as intake_actions  # noqa: E402
 from screening.models import AIResult  # noqa: E402
 
+if TYPE_CHECKING:
+    from ml.config import Architecture
+
 STAGES = ("decode", "preprocess", "predict", "gradcam", "write")
 TARGET_RATIO = 0.8  # issue 16: pipeline patches/s >= 0.8 of the bare model's batch-16 rate
 ARCHITECTURES = ("custom_cnn", "vgg16", "resnet50v2")
 SHIPPED = REPO / "models" / "custom_cnn-mias-abnormal-v1"
 
 
-def build_artifact(arch: str, size: int, out: Path) -> Path:
+def build_artifact(arch: Architecture, size: int, out: Path) -> Path:
     """An untrained model saved the way ``ml.train`` saves a trained one."""
     from ml.artifacts import Manifest, save_artifact
     from ml.config import ModelConfig
@@ -140,7 +144,7 @@ def measure(label: str, artifact: Path, admin, studies: int, first_seed: int) ->
     failed = [r for r in counted if r.status != "done"]
     if failed:
         raise SystemExit(f"{label}: {len(failed)} images not scored: {failed[0].error}")
-    row = {"model": label, "images": len(counted), "warmup_s": warmup}
+    row: dict[str, Any] = {"model": label, "images": len(counted), "warmup_s": warmup}
     row["images_per_s"] = len(counted) / wall
     row["patches_per_s"] = sum(r.timings.get("patches", 0) for r in counted) / wall
     row["bare_patches_per_s"] = float(np.mean(bare))

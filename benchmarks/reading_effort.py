@@ -32,12 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _live  # noqa: E402
 
-SCREEN = {"width": 1920, "height": 1080}
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+SCREEN: ViewportSize = {"width": 1920, "height": 1080}
 FILMS_PAINTED = "() => document.getElementById('viewer').dataset.ready === '1'"
 
 

@@ -42,7 +42,7 @@ TARGETED = {
 }
 
 
-def seed(count: int, readers: list) -> None:  # type: ignore[type-arg]
+def seed(count: int, readers: list) -> None:
     """``count`` screens through the ORM; on PostgreSQL above ``ORM_SEEDED`` the first
     ``ORM_SEEDED`` are copied in SQL (new patients, arrival times drawn afresh), which takes
     a minute where the ORM would take an hour."""
@@ -112,6 +112,7 @@ def seed(count: int, readers: list) -> None:  # type: ignore[type-arg]
 
 def _replicate(copies: int) -> None:
     """Copy every seeded patient, case, case result and read ``copies - 1`` times."""
+    models: list[type[Patient] | type[Case] | type[AIResult] | type[Read]]
     models = [Patient, Case, AIResult, Read]
     offsets = {m: m.objects.order_by("-pk").values_list("pk", flat=True)[0] for m in models}
     with connection.cursor() as cursor:
@@ -158,7 +159,7 @@ def _outcome(rng: random.Random, cancer: bool) -> str:
     return Outcome.NORMAL if rng.random() < OUTCOME_KNOWN else ""
 
 
-def _reads(rng: random.Random, cancer: bool, readers: list) -> list[Read]:  # type: ignore[type-arg]
+def _reads(rng: random.Random, cancer: bool, readers: list) -> list[Read]:
     first, second, third = rng.sample(readers, 3)
     decisions = [rng.random() < (0.85 if cancer else 0.04) for _ in range(2)]
     reads = [

@@ -264,7 +264,7 @@ def one_round(
     return row
 
 
-def _same(values: list) -> str:  # type: ignore[type-arg]
+def _same(values: list) -> str:
     shown = sorted({str(v) if v is not None else "?" for v in values})
     return "/".join(shown)
 

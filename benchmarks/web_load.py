@@ -60,10 +60,12 @@ class ConnectionSampler(threading.Thread):
     def run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while not self.stopped.is_set():
-                (count,) = conn.execute(
+                row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                     [self.name_of_db],
                 ).fetchone()
+                assert row is not None  # count(*) gives one row
+                (count,) = row
                 self.largest = max(self.largest, count)
                 time.sleep(0.02)
 

@@ -167,7 +167,9 @@ def cursor_of_page(reader, number: int) -> str:
 
     page = worklist_page(reader)
     for _ in range(number - 2):
+        assert page.next_cursor is not None, "fewer pages than asked for"
         page = worklist_page(reader, after=page.next_cursor)
+    assert page.next_cursor is not None, "fewer pages than asked for"
     return page.next_cursor
 
 
@@ -178,7 +180,7 @@ def measure(client: Client, url: str, runs: int) -> tuple[float, float]:
         start = time.perf_counter()
         response = client.get(url)
         if response.streaming:  # the whole body, as the browser waits for it
-            b"".join(response.streaming_content)
+            response.getvalue()  # joins the streamed content
         times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200, response.status_code
     times.sort()
@@ -201,7 +203,8 @@ def throwaway_database(keep: bool = False, reuse: bool = False) -> Iterator[None
     old_name = connection.settings_dict["NAME"]
     if reuse:
         connection.close()
-        connection.settings_dict["NAME"] = connection.creation._get_test_db_name()
+        # the name Django gives the test database (private, so not in django-stubs)
+        connection.settings_dict["NAME"] = connection.creation._get_test_db_name()  # type: ignore[attr-defined]
         yield
         return
     connection.creation.create_test_db(verbosity=0, autoclobber=True)

@@ -137,7 +137,7 @@ def with_transfer_syntax(content: bytes, uid: str) -> bytes:
     """The same file relabelled with a compressed syntax (pixel data merely encapsulated)."""
     ds = pydicom.dcmread(io.BytesIO(content))
     ds.PixelData = encapsulate([ds.PixelData])
-    ds.file_meta.TransferSyntaxUID = uid
+    ds.file_meta.TransferSyntaxUID = UID(uid)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
@@ -350,7 +350,7 @@ def with_stream(content: bytes, stream: bytes, syntax: str | None = None) -> byt
     ds.PixelData = encapsulate([stream if len(stream) % 2 == 0 else stream + b"\0"])
     ds["PixelData"].VR = "OB"
     if syntax is not None:
-        ds.file_meta.TransferSyntaxUID = syntax
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

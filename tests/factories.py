@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import factory
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
@@ -17,10 +20,25 @@ from ml.evidence import triage_gate
 from ml.synthetic import generate_film
 from screening import pathway
 from screening.choices import AIStatus, Architecture, CaseStatus, ReadKind, Role, SourceFormat
-from screening.models import AIResult, Case, Image, ModelVersion, Patient, Study
+from screening.models import (
+    AIResult,
+    Case,
+    Image,
+    ModelVersion,
+    Patient,
+    Read,
+    Study,
+    UnaidedOpinion,
+)
 from screening.reading import actions as reading_actions
 from screening.reading.actions import ReadInput
 from screening.reading.assessment import FindingInput
+
+if TYPE_CHECKING:
+    from screening.imaging.dicom import InspectedDicom
+
+M = TypeVar("M")
+T = TypeVar("T")
 
 
 def png_bytes(seed: int = 0, size: int = 64, bit16: bool = False) -> bytes:
@@ -31,7 +49,17 @@ def png_bytes(seed: int = 0, size: int = 64, bit16: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class ModelFactory(factory.django.DjangoModelFactory[M]):
+    """A Django model factory whose call gives the model: ``CaseFactory()`` is a ``Case``
+    (factory_boy calls ``create``; its ``__new__`` is untyped, so mypy would see the
+    factory class)."""
+
+    if TYPE_CHECKING:
+        # mypy insists __new__ return an instance of its class; this one returns the model.
+        def __new__(cls, *args: Any, **kwargs: Any) -> M: ...  # type: ignore[misc]
+
+
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -41,7 +69,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct-horse-battery")
 
     @factory.post_generation
-    def role(self, create, extracted, **kwargs):  # type: ignore[no-untyped-def]
+    def role(self: User, create: bool, extracted: str | None, **kwargs: Any) -> None:
         if extracted:
             self.groups.add(Group.objects.get_or_create(name=extracted)[0])
             if extracted == Role.ADMIN:
@@ -49,7 +77,7 @@ class UserFactory(factory.django.DjangoModelFactory):
                 self.save()
 
 
-class PatientFactory(factory.django.DjangoModelFactory):
+class PatientFactory(ModelFactory[Patient]):
     class Meta:
         model = Patient
 
@@ -57,7 +85,7 @@ class PatientFactory(factory.django.DjangoModelFactory):
     birth_year = 1965
 
 
-class CaseFactory(factory.django.DjangoModelFactory):
+class CaseFactory(ModelFactory[Case]):
     class Meta:
         model = Case
 
@@ -65,7 +93,7 @@ class CaseFactory(factory.django.DjangoModelFactory):
     status = CaseStatus.READY
 
 
-class StudyFactory(factory.django.DjangoModelFactory):
+class StudyFactory(ModelFactory[Study]):
     class Meta:
         model = Study
 
@@ -75,7 +103,7 @@ class StudyFactory(factory.django.DjangoModelFactory):
     source_format = SourceFormat.PNG
 
 
-class ImageFactory(factory.django.DjangoModelFactory):
+class ImageFactory(ModelFactory[Image]):
     class Meta:
         model = Image
         exclude = ("content",)
@@ -89,7 +117,7 @@ class ImageFactory(factory.django.DjangoModelFactory):
     file = factory.LazyAttribute(lambda o: ContentFile(o.content, name="image.png"))
 
 
-class ModelVersionFactory(factory.django.DjangoModelFactory):
+class ModelVersionFactory(ModelFactory[ModelVersion]):
     class Meta:
         model = ModelVersion
 
@@ -243,6 +271,20 @@ def heatmap_png(size: int = 16) -> bytes:
     return buffer.getvalue()
 
 
+def present(value: T | None) -> T:
+    """The value, which the test expects to be there (not None)."""
+    assert value is not None
+    return value
+
+
+def probabilities(results: Iterable[AIResult]) -> list[float]:
+    """The results' probabilities, each of which the test expects present (a done result)."""
+    found = [result.probability for result in results]
+    present = [p for p in found if p is not None]
+    assert len(present) == len(found), f"a result without a probability: {found}"
+    return present
+
+
 def score_case(
     case: Case, probability: float, model_version: ModelVersion | None = None
 ) -> AIResult:
@@ -268,7 +310,7 @@ def score_case(
     return case_result
 
 
-def case_with_images(images: int = 2, score: float | None = None, **case_kwargs) -> Case:  # type: ignore[no-untyped-def]
+def case_with_images(images: int = 2, score: float | None = None, **case_kwargs: Any) -> Case:
     case = CaseFactory(**case_kwargs)
     study = StudyFactory(case=case)
     for _ in range(images):
@@ -278,7 +320,7 @@ def case_with_images(images: int = 2, score: float | None = None, **case_kwargs)
     return case
 
 
-def stored_dicom_image(study: Study, item, **extra) -> Image:  # type: ignore[no-untyped-def]
+def stored_dicom_image(study: Study, item: InspectedDicom, **extra: Any) -> Image:
     """An image row for a checked DICOM file (``screening.imaging.dicom.inspect_dicom``), stored
     de-identified as an upload stores it."""
     return ImageFactory(
@@ -341,13 +383,21 @@ def read_input(recall: bool, kind: str = ReadKind.FIRST) -> ReadInput:
     return ReadInput(kind=kind, birads_right=1, birads_left=1, density="b", reason="Seeded read")
 
 
-def read_case(reader, case_id: int, recall: bool):  # type: ignore[no-untyped-def]
+def read_case(reader: User, case_id: int, recall: bool) -> Read | UnaidedOpinion:
     """Read a case through the real verb, stating the read it waits for (as the page does)."""
     kind = pathway.expected_kind(Case.objects.get(pk=case_id).status)
+    assert kind is not None, "the case is open"
     return reading_actions.submit_read(reader, case_id, read_input(recall, kind))
 
 
-def screen(version, score, decisions, readers, outcome="", received=None):  # type: ignore[no-untyped-def]
+def screen(
+    version: ModelVersion | None,
+    score: float | None,
+    decisions: Sequence[bool],
+    readers: Sequence[User],
+    outcome: str = "",
+    received: datetime | None = None,
+) -> Case:
     """A case scored by ``version`` (unless ``score`` is None) and read in turn by
     ``readers`` with ``decisions`` through the real read verb."""
     case = case_with_images(images=1, outcome=outcome)

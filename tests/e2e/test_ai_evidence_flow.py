@@ -81,7 +81,8 @@ def test_a_validated_ai_shows_its_exam_score_band_and_marks_on_the_film(live_ser
     assert not marks.first.is_visible()
     page.keyboard.press("h")
     assert marks.first.is_visible()
-    assert AIResult.objects.filter(case=high, image__isnull=False).first().marks == MARKS
+    film_result = AIResult.objects.filter(case=high, image__isnull=False).first()
+    assert film_result is not None and film_result.marks == MARKS
     page.screenshot(path=str(ARTIFACTS / "evidence-case-validated.png"))
 
 

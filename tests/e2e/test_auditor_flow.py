@@ -52,4 +52,5 @@ def test_an_auditor_reads_the_dashboard_opens_a_discordant_case_and_exports(
     rows = list(csv.DictReader(open(download.value.path(), encoding="utf-8")))
     assert [row["case_id"] for row in rows] == [str(missed.pk)]
     event = AuditEvent.objects.get(action=AuditAction.EXPORT)
+    assert event.actor is not None
     assert event.detail["what"] == "discordant" and event.actor.username == "auditor"

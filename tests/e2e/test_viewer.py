@@ -446,7 +446,7 @@ def test_the_previews_are_painted_hung_until_the_full_films_replace_them(live_se
     case = dicom_screen(seed=300)
     page = browser_page
     log_in(page, live_server, "reader")
-    held: list = []  # type: ignore[type-arg]
+    held: list = []
     page.route("**/frames/1", lambda route: held.append(route))  # no frame reaches it yet
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     wait_until(page, "() => document.querySelectorAll('.panel.current img.preview').length === 4")
@@ -506,7 +506,7 @@ def test_the_full_film_shows_the_files_own_voi_as_the_rendition_does(
     case = dicom_screen(seed=300, voi=voi, photometric=photometric)
     page = browser_page
     log_in(page, live_server, "reader")
-    held: list = []  # type: ignore[type-arg]
+    held: list = []
     page.route("**/frames/1", lambda route: held.append(route))
     page.goto(f"{live_server.url}/cases/{case.pk}/")
     viewport = page.locator('.panel.current[data-slot="RCC"] .viewport')

@@ -72,6 +72,7 @@ def test_patient_split_is_reproducible():
 def test_tfrecords_in_the_seed_format_are_read(ddsm_dir: Path):
     files = find_ddsm_files(ddsm_dir)
     assert len(files.train_records) == 2
+    assert files.val is not None and files.test is not None
     assert files.val[0].name == "cv10_data.npy" and files.test[0].name == "test10_data.npy"
     image, label = next(ddsm_tfrecord_dataset(files.train_records).as_numpy_iterator())
     assert image.shape == (299, 299, 1) and image.dtype == np.uint8

@@ -62,7 +62,8 @@ def test_boxes_in_the_scaled_image_map_to_the_input_image_pixels():
 
 
 def test_a_mark_serialises_to_plain_numbers():
-    d = RegionMark(np.int64(5), 7, 12, np.float32(0.75)).to_dict()
+    # numpy scalars on purpose, as the model gives them: to_dict must make them plain
+    d = RegionMark(np.int64(5), 7, 12, np.float32(0.75)).to_dict()  # type: ignore[arg-type]
     assert d == {"row": 5, "col": 7, "radius": 12, "score": 0.75}
 
 

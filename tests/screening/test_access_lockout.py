@@ -4,6 +4,7 @@ admins unlock. Nobody can lock a colleague out from another address."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from axes.models import AccessAttempt
@@ -191,7 +192,8 @@ def test_a_sign_in_without_a_request_is_not_throttled(radiologist):
 
 
 def address_of(remote: str, forwarded: str | None = None) -> str | None:
-    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+    # WSGI environ keys, as extra keywords to the request factory
+    extra: dict[str, Any] = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
     return accounts.client_address(RequestFactory().get("/", REMOTE_ADDR=remote, **extra))
 
 

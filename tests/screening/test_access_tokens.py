@@ -92,7 +92,8 @@ def test_a_confirmed_reissue_replaces_the_old_token(api, admin_user, auditor):
     new = issued_for(admin_user, auditor, 5)
     assert call_api(api, old).status_code == 401
     assert call_api(api, new).status_code == 200
-    assert AuditEvent.objects.filter(action=AuditAction.TOKEN_CONFIRMED).first().detail["replaced"]
+    confirmed = AuditEvent.objects.filter(action=AuditAction.TOKEN_CONFIRMED).first()
+    assert confirmed is not None and confirmed.detail["replaced"]
 
 
 def test_revoking_a_token_in_the_admin_stops_it_and_is_audited(client, api, admin_user, auditor):

@@ -8,9 +8,10 @@ an admin issues for someone else has no key until its holder signs in and confir
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -22,6 +23,9 @@ from screening.models import AuditEvent, PendingRole, PendingToken, TokenExpiry
 from screening.reading import queries
 from screening.roles import roles_of
 from tests.factories import UserFactory, case_with_images
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
 PASSWORD = "a-long-enough-passphrase-9"
 API_URL = "/api/cases/"
@@ -77,7 +81,7 @@ def logged_in(user) -> Client:
     return browser
 
 
-def confirm_in_admin(admin_client: Client, user) -> object:
+def confirm_in_admin(admin_client: Client, user: User) -> TestResponse:
     rows = list(PendingRole.objects.filter(user=user).values_list("pk", flat=True))
     return admin_client.post(
         reverse("admin:screening_pendingrole_changelist"),

@@ -128,6 +128,7 @@ def test_an_unvalidated_case_page_suggests_nothing_and_hides_heatmaps_and_marks(
     assert "Region marks hidden:" in page
     assert "Film AUC 0.61 (95 % CI 0.45–0.77)" in page.replace("film AUC", "Film AUC")
     result = AIResult.objects.filter(case=case, image__isnull=False).first()
+    assert result is not None
     assert client.get(reverse("heatmap-file", args=[result.pk])).status_code == 404
     panel = client.get(reverse("case-ai-panel", args=[case.pk])).json()
     assert all(
@@ -143,6 +144,7 @@ def test_a_validated_case_page_draws_the_marks_and_the_heatmap(client, radiologi
     assert page.count('class="heatmap"') == 2
     assert page.count('<circle cx="12" cy="20" r="6"/>') == 2 and ">0.81</text>" in page
     result = AIResult.objects.filter(case=case, image__isnull=False).first()
+    assert result is not None
     assert client.get(reverse("heatmap-file", args=[result.pk])).status_code == 200
     panel = client.get(reverse("case-ai-panel", args=[case.pk])).json()
     assert all("<circle" in image["marks"] for image in panel["images"].values())
@@ -167,6 +169,7 @@ def test_the_api_carries_scores_evidence_and_hides_what_failed(api, radiologist,
     assert image_result["heatmap_url"] is None and image_result["marks"] == []
     assert set(image_result["hidden"]) == {"heatmap", "marks"}
     result = AIResult.objects.filter(case=hidden, image__isnull=False).first()
+    assert result is not None
     assert api.get(reverse("api-heatmap-file", args=[result.pk])).status_code == 404
 
 
@@ -251,6 +254,7 @@ def test_marks_are_drawn_in_the_stored_images_pixels(client, radiologist, valida
     image = Image.objects.filter(study__case=case).first()
     client.force_login(radiologist)
     page = client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    assert image is not None
     assert f'viewBox="0 0 {image.width} {image.height}"' in page
 
 
@@ -261,6 +265,7 @@ def test_the_pipeline_stores_region_marks_in_the_stored_images_pixels(admin_user
     study = upload(admin_user)
     inference.score_study(study.pk, active_model.pk, task_id="t1")
     for result in AIResult.objects.filter(image__study=study).select_related("image"):
+        assert result.image is not None
         assert isinstance(result.marks, list) and len(result.marks) <= 3
         for mark in result.marks:
             assert set(mark) == {"row", "col", "radius", "score"}

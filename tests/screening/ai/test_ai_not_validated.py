@@ -126,6 +126,7 @@ def test_an_unvalidated_result_has_no_exam_score_probability_or_band(shipped_lik
     assert result.band == RiskBand.UNVALIDATED and case.risk_band == RiskBand.UNVALIDATED
     assert case.ai_recommends_recall is None and case.band_description == ""
     image_result = AIResult.for_images.filter(case=case).first()
+    assert image_result is not None
     assert image_result.caption == AI_CAPTION_NOT_VALIDATED
 
 
@@ -134,6 +135,7 @@ def test_a_calibration_not_fitted_on_validation_films_gives_no_probability(db):
     del evidence["calibration"]["fitted_on"]  # as ml.evaluate wrote it before issue 21
     version = ModelVersionFactory(evidence=evidence)
     case = case_scored_by(version, 0.9, hours_ago=1)
+    assert case.ai_result is not None
     assert case.ai_result.exam_score == 10 and case.ai_result.calibrated_probability is None
 
 

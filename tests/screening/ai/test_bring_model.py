@@ -73,10 +73,13 @@ def test_a_brought_model_scores_a_real_film_through_the_worker(db, admin_user, b
     assert (outcome.scored, outcome.failed) == (1, 0)
     result = AIResult.objects.get(image__study=study)
     assert result.status == AIStatus.DONE and result.model_version == version
+    assert result.probability is not None
     assert 0.0 <= result.probability <= 1.0 and result.heatmap
     predictor = inference.predictor_for(version)
     assert predictor.method == "scale_-1_1" and predictor.whole_image.patch_size == 96
+    assert study.case_id is not None
     case = Case.objects.get(pk=study.case_id)
+    assert case.ai_result is not None
     assert case.ai_result.model_version == version
     assert case.triage_priority < 0  # unvalidated: the worklist keeps waiting order
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,7 +15,17 @@ from screening.ai import inference
 from screening.choices import AIStatus, CaseStatus, RiskBand
 from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, Image, ModelVersion, Study
-from tests.factories import png_bytes
+from tests.factories import png_bytes, probabilities
+
+
+def recorder(sent: list[tuple[int, int]]) -> Callable[[int, int], bool]:
+    """A ``send`` for the sweep that records each job and says it was sent."""
+
+    def send(study_id: int, version_id: int) -> bool:
+        sent.append((study_id, version_id))
+        return True
+
+    return send
 
 
 def upload(admin, accession: str = "ACC-1", seeds=(1, 2)) -> Study:
@@ -32,6 +44,7 @@ def test_an_upload_queues_one_job_per_study_after_commit(
         AIStatus.QUEUED
     }
     assert len(callbacks) == 1
+    assert study.case is not None
     assert study.case.status == CaseStatus.AWAITING_AI
 
 
@@ -40,12 +53,15 @@ def test_scoring_a_study_stores_scores_heatmaps_and_the_max_case_score(admin_use
     outcome = inference.score_study(study.pk, active_model.pk, task_id="t1")
     assert (outcome.scored, outcome.failed) == (2, 0)
     images = AIResult.objects.filter(image__study=study)
-    assert all(r.status == AIStatus.DONE and 0 <= r.probability <= 1 for r in images)
-    assert all(r.heatmap and r.heatmap.storage.exists(r.heatmap.name) for r in images)
+    assert all(r.status == AIStatus.DONE for r in images)
+    assert all(0 <= p <= 1 for p in probabilities(images))
+    assert all(r.heatmap.name and r.heatmap.storage.exists(r.heatmap.name) for r in images)
     assert {"decode", "preprocess", "predict", "gradcam", "write"} <= set(images[0].timings)
+    assert study.case_id is not None
     case = Case.objects.get(pk=study.case_id)
     assert case.status == CaseStatus.READY
-    assert case.ai_score == pytest.approx(max(r.probability for r in images))
+    assert case.ai_score == pytest.approx(max(probabilities(images)))
+    assert case.ai_result is not None
     assert case.ai_result.model_version == active_model and case.ai_result.image is None
 
 
@@ -76,13 +92,16 @@ def test_a_redelivered_message_takes_over_its_own_running_rows_only(admin_user, 
 def test_a_corrupt_image_fails_alone_and_fails_the_case_score(admin_user, active_model):
     study = upload(admin_user, seeds=(1, 2, 3))
     broken = study.images.first()
+    assert broken is not None
     with open(broken.file.path, "wb") as handle:
         handle.write(b"\x89PNG\r\n\x1a\n garbage")
     outcome = inference.score_study(study.pk, active_model.pk)
     assert (outcome.scored, outcome.failed) == (2, 1)
     failed = AIResult.objects.get(image=broken)
     assert failed.status == AIStatus.FAILED and "cannot be decoded" in failed.error
+    assert study.case_id is not None
     case = Case.objects.get(pk=study.case_id)
+    assert case.ai_result is not None
     assert case.ai_result.status == AIStatus.FAILED and case.risk_band == RiskBand.FAILED
     assert case.status == CaseStatus.READY  # readable without AI
 
@@ -133,12 +152,12 @@ def test_a_tampered_artifact_is_refused(admin_user, active_model, tiny_artifact,
 def test_the_sweep_resends_undispatched_and_stranded_work(admin_user, active_model, settings):
     never_sent = upload(admin_user, "A", seeds=(1,))
     stranded = upload(admin_user, "B", seeds=(2,))
-    long_ago = timezone.now() - timezone.timedelta(hours=2)
+    long_ago = timezone.now() - timedelta(hours=2)
     AIResult.objects.filter(image__study=stranded).update(
         status=AIStatus.RUNNING, started_at=long_ago, dispatched_at=long_ago, task_id="dead"
     )
     sent: list[tuple[int, int]] = []
-    assert inference.sweep(send=lambda s, v: sent.append((s, v)) or True) == 2
+    assert inference.sweep(send=recorder(sent)) == 2
     assert sorted(sent) == sorted(
         [(never_sent.pk, active_model.pk), (stranded.pk, active_model.pk)]
     )
@@ -162,7 +181,9 @@ def test_activating_a_new_version_rescores_open_cases_and_keeps_old_results(
     ai_actions.activate_model_version(admin_user, newer.pk)
     assert inference.rescore_open_cases(newer.pk) == 1
     inference.score_study(study.pk, newer.pk)
+    assert study.case_id is not None
     case = Case.objects.get(pk=study.case_id)
+    assert case.ai_result is not None
     assert case.ai_result.model_version == newer
     assert AIResult.objects.get(pk=old.pk).probability == old.probability
     assert AIResult.objects.filter(image__study=study).count() == 2
@@ -188,7 +209,7 @@ def test_running_work_no_live_worker_holds_is_queued_again_at_once(admin_user, a
     come back within one sweep, not after the hard time limit."""
     orphaned = upload(admin_user, "A", seeds=(1,))
     alive = upload(admin_user, "B", seeds=(2,))
-    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    a_minute_ago = timezone.now() - timedelta(seconds=60)
     AIResult.objects.filter(image__study=orphaned).update(
         status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="gone"
     )
@@ -196,7 +217,7 @@ def test_running_work_no_live_worker_holds_is_queued_again_at_once(admin_user, a
         status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="busy"
     )
     sent: list[tuple[int, int]] = []
-    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, running={"busy"})
+    inference.sweep(send=recorder(sent), running={"busy"})
     assert sent == [(orphaned.pk, active_model.pk)]
     assert AIResult.objects.get(image__study=orphaned).status == AIStatus.QUEUED
     assert AIResult.objects.get(image__study=alive).status == AIStatus.RUNNING
@@ -204,7 +225,7 @@ def test_running_work_no_live_worker_holds_is_queued_again_at_once(admin_user, a
 
 def test_without_a_heartbeat_answer_recent_running_work_is_left_alone(admin_user, active_model):
     study = upload(admin_user, seeds=(1,))
-    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    a_minute_ago = timezone.now() - timedelta(seconds=60)
     AIResult.objects.filter(image__study=study).update(
         status=AIStatus.RUNNING, started_at=a_minute_ago, dispatched_at=a_minute_ago, task_id="t"
     )
@@ -220,16 +241,16 @@ def test_sent_work_the_broker_no_longer_holds_is_sent_again_after_a_short_grace(
     lost = upload(admin_user, "A", seeds=(1,))
     waiting = upload(admin_user, "B", seeds=(2,))
     just_sent = upload(admin_user, "C", seeds=(3,))
-    a_minute_ago = timezone.now() - timezone.timedelta(seconds=60)
+    a_minute_ago = timezone.now() - timedelta(seconds=60)
     AIResult.objects.filter(image__study__in=[lost, waiting]).update(dispatched_at=a_minute_ago)
     AIResult.objects.filter(image__study=just_sent).update(dispatched_at=timezone.now())
     settings.AI_LOST_MESSAGE_SECONDS = 30
     sent: list[tuple[int, int]] = []
     in_broker = {(waiting.pk, active_model.pk)}
-    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, in_broker=in_broker)
+    inference.sweep(send=recorder(sent), in_broker=in_broker)
     assert sent == [(lost.pk, active_model.pk)]
     sent.clear()
-    inference.sweep(send=lambda s, v: sent.append((s, v)) or True, in_broker=None)
+    inference.sweep(send=recorder(sent), in_broker=None)
     assert sent == []  # the broker could not be read: nothing is taken as lost
 
 

@@ -39,7 +39,7 @@ from screening.interop.stored_dicom import StoredInstance
 from screening.models import AIResult, AuditEvent, Case, Image, ModelVersion, Study
 from screening.roles import Role
 from tests.dicom_files import dicom_bytes
-from tests.factories import UserFactory, case_with_images, validated_evidence
+from tests.factories import UserFactory, case_with_images, probabilities, validated_evidence
 from tests.ml.conftest import save_tiny_artifact
 from tests.screening import test_role_matrix as matrix
 
@@ -110,10 +110,11 @@ def score(study: Study, version: ModelVersion) -> None:
 
 
 def case_of(study: Study) -> Case:
+    assert study.case_id is not None
     return Case.objects.select_related("ai_result").get(pk=study.case_id)
 
 
-def reader_fields(case: Case) -> tuple:  # type: ignore[type-arg]
+def reader_fields(case: Case) -> tuple:
     return (
         case.ai_result_id,
         case.ai_score,
@@ -148,17 +149,15 @@ def test_a_trial_result_never_becomes_what_readers_are_shown(admin_user, active,
     assert reader_fields(case) == before
     assert case.ai_result is None and case.status == CaseStatus.AWAITING_AI
     trial = AIResult.for_cases.get(case=case, model_version=shadow)
-    assert trial.status == AIStatus.DONE and trial.probability > 0.9
+    assert trial.status == AIStatus.DONE and trial.probability is not None
+    assert trial.probability > 0.9
 
     score(study, active)
     case = case_of(study)
+    assert case.ai_result is not None
     assert case.ai_result.model_version_id == active.pk
     assert case.ai_score == pytest.approx(
-        max(
-            AIResult.for_images.filter(case=case, model_version=active).values_list(
-                "probability", flat=True
-            )
-        )
+        max(probabilities(AIResult.for_images.filter(case=case, model_version=active)))
     )
     assert case.status == CaseStatus.READY
     shown = reader_fields(case)
@@ -176,7 +175,7 @@ def test_alone_a_trial_leaves_the_case_ai_pending_for_readers(admin_user, shadow
     client.force_login(radiologist)
     status_url = reverse("case-ai-status", args=[study.case_id])
     worklist_url = reverse("worklist-ai-status") + f"?ids={study.case_id}"
-    pending = {
+    pending: dict[str, object] = {
         "case": study.case_id,
         "status": CaseStatus.AWAITING_AI,
         "ai_status": "pending",
@@ -194,7 +193,8 @@ def test_alone_a_trial_leaves_the_case_ai_pending_for_readers(admin_user, shadow
     }
     case = case_of(study)
     assert reader_fields(case) == before and (case.ai_result, case.ai_score) == (None, None)
-    assert AIResult.for_cases.get(case=case, model_version=shadow).probability > 0.9
+    trial = AIResult.for_cases.get(case=case, model_version=shadow)
+    assert trial.probability is not None and trial.probability > 0.9
 
 
 # --- Every reader-facing page and endpoint ------------------------------------------
@@ -208,6 +208,7 @@ def scored_by_both(admin_user, active, shadow):
     score(study, active)
     case = case_of(study)
     image = study.images.order_by("pk").first()
+    assert image is not None
     shown = AIResult.for_images.get(image=image, model_version=active)
     return {
         "case": case,
@@ -243,12 +244,12 @@ def shadow_traces(shadow: ModelVersion) -> list[str]:
     traces = [SHADOW_VERSION, shadow.checksum[:12]]
     for row in rows:
         traces += [f"/ai-results/{row.pk}/", repr(row.probability), f"{row.probability:.3f}"]
-        if row.heatmap:
+        if row.heatmap.name:
             traces.append(row.heatmap.name)
     return traces
 
 
-def reader_urls(objects: dict) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+def reader_urls(objects: dict) -> list[tuple[str, str]]:
     """Every GET in the role matrix a radiologist or an arbitrator may open."""
     return [
         (name, url(objects))
@@ -296,7 +297,7 @@ def content_of(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
 
-def assert_no_shadow_version(body: object, shadow_id: int, where: tuple) -> None:  # type: ignore[type-arg]
+def assert_no_shadow_version(body: object, shadow_id: int, where: tuple) -> None:
     if isinstance(body, dict):
         assert body.get("model_version") != shadow_id, where
         for value in body.values():
@@ -340,11 +341,7 @@ def test_auditors_list_the_trial_scores_and_admins_see_it_running(
     scored_by_both, auditor, admin_user, shadow
 ):
     case = scored_by_both["case"]
-    expected = max(
-        AIResult.for_images.filter(case=case, model_version=shadow).values_list(
-            "probability", flat=True
-        )
-    )
+    expected = max(probabilities(AIResult.for_images.filter(case=case, model_version=shadow)))
     api = APIClient()
     api.force_authenticate(auditor)
     body = api.get(reverse("api-model-version-scores", args=[shadow.pk])).json()
@@ -429,6 +426,7 @@ def test_switching_a_trial_version_on_ends_its_trial_and_shows_its_results(admin
     inference.rescore_open_cases(version.pk)  # what the activation fan-out task runs
     inference.score_study(study.pk, version.pk, task_id="after")
     case = case_of(study)
+    assert case.ai_result is not None and case.ai_score is not None
     assert case.ai_result.model_version_id == version.pk and case.ai_score > 0.9
     with pytest.raises(Conflict):
         ai_actions.start_silent_trial(admin_user, version.pk)
@@ -500,6 +498,7 @@ def test_whatever_order_jobs_finish_in_readers_see_only_the_active_version(
             statuses = set(mine.values_list("status", flat=True))
             finished = statuses <= {AIStatus.DONE, AIStatus.FAILED}
             if finished:
+                assert case.ai_result is not None
                 assert case.ai_result.model_version_id == active.pk
             else:
                 assert case.ai_result is None and case.status == CaseStatus.AWAITING_AI

@@ -13,7 +13,7 @@ from screening.ai import actions as ai_actions
 from screening.choices import AIStatus
 from screening.intake import actions as intake_actions
 from screening.models import AIResult, ModelVersion
-from tests.factories import png_bytes
+from tests.factories import png_bytes, present
 from tests.screening.ai.test_silent_trial import shadow_artifact  # noqa: F401  (session fixture)
 from tests.screening.ai.test_worker import RedisServer, Worker, wait_for
 
@@ -61,7 +61,9 @@ def test_the_active_versions_jobs_all_run_before_the_trials(
         )
     finally:
         worker.stop()
-    active_last = max(rows.filter(model_version=active_model).values_list("finished_at", flat=True))
-    trial_first = min(rows.filter(model_version=trial).values_list("started_at", flat=True))
+    finished = rows.filter(model_version=active_model).values_list("finished_at", flat=True)
+    started = rows.filter(model_version=trial).values_list("started_at", flat=True)
+    active_last = max(present(at) for at in finished)
+    trial_first = min(present(at) for at in started)
     assert active_last <= trial_first
     assert ModelVersion.objects.get(pk=trial.pk).in_silent_trial

@@ -26,7 +26,7 @@ from screening.ai import inference, workers
 from screening.choices import AIStatus, CaseStatus
 from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, ModelVersion, Study
-from tests.factories import ImageFactory, StudyFactory, png_bytes
+from tests.factories import ImageFactory, StudyFactory, png_bytes, present, probabilities
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -204,17 +204,22 @@ def upload(admin, accession: str, seeds=(1, 2)) -> Study:
     return intake_actions.upload_study(admin, spec, files).study
 
 
+def case_of(study: Study) -> Case:
+    assert study.case_id is not None
+    return Case.objects.get(pk=study.case_id)
+
+
 def wait_until_scored(study: Study, worker: Worker, seconds: float = 180) -> Case:
     def scored() -> bool:
         assert worker.process.poll() is None, worker.log.read_text()[-3000:]
-        return Case.objects.get(pk=study.case_id).status == CaseStatus.READY
+        return case_of(study).status == CaseStatus.READY
 
     wait_for(
         scored,
         seconds,
         f"study {study.pk} to be scored; worker log:\n{worker.log.read_text()[-2000:]}",
     )
-    return Case.objects.get(pk=study.case_id)
+    return case_of(study)
 
 
 def test_an_upload_is_scored_by_the_worker(redis_worker, admin_user, active_model):
@@ -223,7 +228,7 @@ def test_an_upload_is_scored_by_the_worker(redis_worker, admin_user, active_mode
     case = wait_until_scored(study, worker)
     results = AIResult.objects.filter(image__study=study)
     assert all(r.status == AIStatus.DONE and r.heatmap for r in results)
-    assert case.ai_score == max(r.probability for r in results)
+    assert case.ai_score == max(probabilities(results))
 
 
 def test_a_worker_child_killed_mid_task_reruns_and_writes_once(
@@ -296,7 +301,7 @@ def test_activating_a_new_version_rescores_and_keeps_old_results(
     )
     ai_actions.activate_model_version(admin_user, newer.pk)
     wait_for(
-        lambda: Case.objects.get(pk=study.case_id).ai_result.model_version_id == newer.pk,
+        lambda: present(case_of(study).ai_result).model_version_id == newer.pk,
         120,
         f"the re-score; worker log:\n{worker.log.read_text()[-2000:]}",
     )
@@ -364,6 +369,7 @@ def test_a_whole_worker_lost_mid_job_is_recovered_within_90_seconds(
         if rescuer:
             rescuer.stop()
         redis.stop()
+    assert case.ai_result is not None
     assert case.ai_result.status == AIStatus.DONE, recovered_in
     assert recovered_in < 90
     results = AIResult.objects.filter(image__study=study, model_version=active_model)
@@ -386,9 +392,8 @@ def test_a_job_lost_with_a_broker_killed_mid_dispatch_is_sent_again_within_two_m
     results = AIResult.objects.filter(image__study=study)
     first_sent = {r.dispatched_at for r in results}
     assert None not in first_sent
-    assert (study.pk, active_model.pk) in workers.queued_jobs(
-        inference.SCORE_STUDY_TASK, "inference"
-    )
+    held = workers.queued_jobs(inference.SCORE_STUDY_TASK, "inference")
+    assert held is not None and (study.pk, active_model.pk) in held
     assert redis.process is not None
     redis.process.kill()  # SIGKILL: no shutdown save, and persistence is off anyway
     redis.process.wait(10)

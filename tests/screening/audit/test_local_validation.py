@@ -71,6 +71,7 @@ def test_eight_screens_match_a_hand_computation(eight):
     # Cancers 0.9, 0.7, 0.4, 0.2 against 0.6, 0.3, 0.1, 0.05: 4 + 4 + 3 + 2 of 16 pairs won.
     assert report.auc.auc == pytest.approx(13 / 16)
     assert (report.auc.n, report.auc.positives, report.auc.clusters) == (8, 4, 7)
+    assert report.auc.ci is not None
     assert report.auc.ci.low < 13 / 16 < report.auc.ci.high
 
     points = {p.cut: p for p in report.points}
@@ -221,6 +222,7 @@ def test_a_larger_cohort_matches_scikit_learn():
     assert report.women == len(np.unique(t["woman"]))
     assert report.auc.auc == pytest.approx(roc_auc_score(t["cancer"], t["score"]))
     assert report.auc.ci_method == stats.BOOTSTRAP
+    assert report.auc.auc is not None and report.auc.ci is not None
     assert report.auc.ci.low < report.auc.auc < report.auc.ci.high
     assert [p.cut for p in report.points] == [0.275, 0.55]  # its bands' cuts and threshold
     for point in report.points:
@@ -246,9 +248,11 @@ def test_the_interval_by_woman_agrees_with_obuchowski_worked_pair_by_pair():
     variance = k / (k - 1) * ((a @ a) / m**2 + (b @ b) / n**2 + 2 * (a @ b) / (m * n))
     assert found.ci_method == stats.DELONG
     assert found.auc == pytest.approx(theta)
+    assert found.ci is not None
     assert found.ci.low == pytest.approx(theta - stats.Z95 * variance**0.5)
     assert found.ci.high == pytest.approx(theta + stats.Z95 * variance**0.5)
     by_bootstrap = stats.clustered_auc(p, y, g, bootstrap=True)
+    assert by_bootstrap.ci is not None
     assert by_bootstrap.ci.low == pytest.approx(found.ci.low, abs=0.03)
     assert by_bootstrap.ci.high == pytest.approx(found.ci.high, abs=0.03)
 
@@ -259,6 +263,7 @@ def test_one_screen_per_woman_gives_delongs_interval():
     p = rng.normal(y * 0.7, 1)
     found = stats.clustered_auc(p, y, np.arange(500), bootstrap=False)
     delong = stats.delong_auc_ci(p[y], p[~y])
+    assert found.ci is not None
     assert found.ci.low == pytest.approx(delong.low, abs=2e-3)
     assert found.ci.high == pytest.approx(delong.high, abs=2e-3)
 
@@ -270,6 +275,7 @@ def test_a_woman_screened_many_times_widens_the_interval():
     apart = stats.clustered_auc(p, y, np.arange(300), bootstrap=False)
     by_woman = stats.clustered_auc(p, y, np.repeat(np.arange(60), 5), bootstrap=False)
     assert by_woman.auc == apart.auc
+    assert by_woman.ci is not None and apart.ci is not None
     width = by_woman.ci.high - by_woman.ci.low
     assert width > 1.8 * (apart.ci.high - apart.ci.low)
 

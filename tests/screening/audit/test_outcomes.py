@@ -30,6 +30,7 @@ def test_an_outcome_is_recorded_and_a_correction_keeps_the_old_one(admin_user):
     case.refresh_from_db()
     assert (case.outcome, case.outcome_source) == (Outcome.MALIGNANT, OutcomeSource.FOLLOW_UP)
     latest = AuditEvent.objects.filter(action=AuditAction.OUTCOME_RECORDED).first()
+    assert latest is not None
     assert latest.detail == {
         "screening_outcome": "malignant",
         "source": "follow_up",
@@ -85,7 +86,8 @@ def test_import_outcomes_records_good_rows_and_names_bad_lines(admin_user, tmp_p
     call_command("import_outcomes", str(path), "--as-user", "admin1", stdout=out, stderr=err)
     assert "Recorded 2 outcomes; 1 refused." in out.getvalue()
     assert err.getvalue().strip() == "line 3: Unknown accession number: no such study."
-    first.refresh_from_db(), second.refresh_from_db()
+    first.refresh_from_db()
+    second.refresh_from_db()
     assert (first.outcome, second.outcome) == (Outcome.MALIGNANT, Outcome.NORMAL)
 
 

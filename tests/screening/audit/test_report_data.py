@@ -44,6 +44,7 @@ def test_a_read_leaves_its_gist_on_the_case(readers):
         False,
         42,
     )
+    assert case.ai_result is not None
     assert case.first_seen_version_id == case.ai_result.model_version_id
     assert case.read_densities == density_bit("c")
     assert case.second_reader_id is None and case.second_recall is None
@@ -135,6 +136,7 @@ def test_large_samples_get_delongs_interval_and_small_ones_the_bootstrap():
     boot = stats.roc(scores, truth, n_boot=200, bootstrap=True)
     assert boot.ci_method == stats.BOOTSTRAP and boot.auc == pytest.approx(large.auc)
     # Both estimate the same sampling spread: their intervals nearly coincide.
+    assert large.auc_ci is not None and boot.auc_ci is not None
     assert large.auc_ci.low == pytest.approx(boot.auc_ci.low, abs=0.01)
     assert large.auc_ci.high == pytest.approx(boot.auc_ci.high, abs=0.01)
 

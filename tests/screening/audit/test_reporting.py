@@ -27,7 +27,7 @@ def seeded(readers):
     """40 screens with random scores, reads and outcomes; returns the arrays behind them."""
     version = ModelVersionFactory(threshold=0.6, is_active=True)
     rng = np.random.default_rng(5)
-    truth = {"score": [], "cancer": [], "first": [], "second": [], "final": []}
+    truth: dict[str, list] = {"score": [], "cancer": [], "first": [], "second": [], "final": []}
     for i in range(40):
         cancer = bool(rng.random() < 0.3)
         score = float(np.clip(rng.normal(0.45 + 0.3 * cancer, 0.18), 0.01, 0.99))
@@ -77,6 +77,7 @@ def test_agreement_and_performance_match_scikit_learn(seeded):
         assert found.recall_rate.value == pytest.approx(decisions.mean())
         assert found.cancer_detection_per_1000 == pytest.approx(1000 * tp / 40)
     assert report.roc.auc == pytest.approx(roc_auc_score(t["cancer"], t["score"]))
+    assert report.roc.auc is not None and report.roc.auc_ci is not None
     assert report.roc.auc_ci.low < report.roc.auc < report.roc.auc_ci.high
 
 
@@ -84,6 +85,7 @@ def test_what_if_threshold_changes_only_the_figures(seeded):
     version, t = seeded
     report = reporting.build_report(reporting.ReportFilter(version), what_if=0.3)
     decisions = t["score"] >= 0.3
+    assert report.what_if is not None
     assert report.what_if.performance.recalls == int(decisions.sum())
     assert report.what_if.performance.sensitivity.value == pytest.approx(
         recall_score(t["cancer"], decisions)

@@ -75,18 +75,22 @@ def test_standard_double_reading_is_the_recorded_pathway(cohort):
     assert r.cut is None
     assert r.reads_per_1000 == 2400
     # mean 2.4, sample variance (60 - 10 * 2.4²) / 9 = 0.2667, se 0.1633, ± 1.96 se
+    assert r.reads_per_1000_ci is not None
     assert (r.reads_per_1000_ci.low, r.reads_per_1000_ci.high) == pytest.approx(
         (2079.94, 2720.06), abs=0.01
     )
     assert r.recall_rate.value == 0.4
+    assert r.recall_rate.ci is not None
     assert (r.recall_rate.ci.low, r.recall_rate.ci.high) == pytest.approx(
         (0.1682, 0.6873), abs=1e-4
     )  # Wilson, 4 of 10
     assert r.cancers_per_1000 == 300
+    assert r.cancers_per_1000_ci is not None
     assert (r.cancers_per_1000_ci.low, r.cancers_per_1000_ci.high) == pytest.approx(
         (107.8, 603.2), abs=0.1
     )  # Wilson, 3 of 10, per 1,000
     assert (r.sensitivity.value, r.specificity.value) == (0.6, 0.75)
+    assert r.sensitivity.ci is not None and r.specificity.ci is not None
     assert (r.sensitivity.ci.low, r.sensitivity.ci.high) == pytest.approx(
         (0.2307, 0.8824), abs=1e-4
     )
@@ -105,10 +109,12 @@ def test_routing_double_reads_the_high_scores_and_single_reads_the_rest(cohort):
     assert figures(r) == expected
     assert r.reads_per_1000 == 1700
     # squares: 4+9+4+9+4 + 5 = 35; variance (35 - 10 * 1.7²) / 9 = 0.6778
+    assert r.reads_per_1000_ci is not None
     assert (r.reads_per_1000_ci.low, r.reads_per_1000_ci.high) == pytest.approx(
         (1189.74, 2210.26), abs=0.01
     )
     assert r.sent_to_single_reading.value == 0.4  # 2 of 5 cancers
+    assert r.sent_to_single_reading.ci is not None
     assert (r.sent_to_single_reading.ci.low, r.sent_to_single_reading.ci.high) == pytest.approx(
         (0.1176, 0.7693), abs=1e-4
     )
@@ -127,6 +133,7 @@ def test_normal_triage_single_reads_the_screens_below_the_normal_cut(cohort):
     expected = dict(screens=10, reads=18, recalls=4, tp=3, fn=2, fp=1, tn=3, single=2, prompts=0)
     assert figures(r) == expected
     # squares 4+9+4+9+4+4 + 4 = 38; variance (38 - 10 * 1.8²) / 9 = 0.6222
+    assert r.reads_per_1000_ci is not None
     assert (r.reads_per_1000_ci.low, r.reads_per_1000_ci.high) == pytest.approx(
         (1311.10, 2288.90), abs=0.01
     )
@@ -153,6 +160,7 @@ def test_the_ai_as_second_reader_sends_disagreements_to_arbitration(cohort):
     expected = dict(screens=10, reads=15, recalls=4, tp=2, fn=3, fp=2, tn=2, single=2, prompts=0)
     assert figures(r) == expected
     # squares 5 * 1 + 5 * 4 = 25; variance (25 - 10 * 1.5²) / 9 = 0.2778
+    assert r.reads_per_1000_ci is not None
     assert (r.reads_per_1000_ci.low, r.reads_per_1000_ci.high) == pytest.approx(
         (1173.34, 1826.66), abs=0.01
     )
@@ -166,6 +174,7 @@ def test_routing_at_the_extremes_is_double_reading_or_the_first_reader_alone(coh
     # the first reads alone: recalls 1, 4, 6, 8; cancers found 1, 4; normals recalled 6, 8
     expected = dict(screens=10, reads=10, recalls=4, tp=2, fn=3, fp=2, tn=2, single=5, prompts=0)
     assert figures(nobody) == expected
+    assert nobody.reads_per_1000_ci is not None
     assert nobody.reads_per_1000_ci.low == nobody.reads_per_1000_ci.high == 1000
 
 

@@ -27,6 +27,7 @@ def test_kappa_matches_a_hand_computed_table():
     assert (result.n, result.agreed, result.percent) == (20, 17, pytest.approx(0.85))
     assert result.kappa == pytest.approx(0.625)
     se = math.sqrt(0.85 * 0.15 / (20 * 0.4**2))
+    assert result.kappa_ci is not None
     assert result.kappa_ci.low == pytest.approx(0.625 - 1.959964 * se, abs=1e-6)
     assert result.kappa_ci.high == pytest.approx(min(1.0, 0.625 + 1.959964 * se), abs=1e-6)
 
@@ -38,6 +39,7 @@ def test_kappa_matches_scikit_learn_on_random_reads():
         b = np.where(rng.random(60) < 0.8, a, ~a)
         result = stats.agreement(a.tolist(), b.tolist())
         assert result.kappa == pytest.approx(cohen_kappa_score(a, b))
+        assert result.kappa is not None and result.kappa_ci is not None
         assert result.kappa_ci.low <= result.kappa <= result.kappa_ci.high
 
 
@@ -49,6 +51,7 @@ def test_undecided_cases_are_left_out_of_agreement():
 def test_all_agree_on_both_answers_is_kappa_one():
     reads = [True, False] * 5
     result = stats.agreement(reads, reads)
+    assert result.kappa_ci is not None
     assert result.kappa == 1.0 and (result.kappa_ci.low, result.kappa_ci.high) == (1.0, 1.0)
 
 
@@ -103,9 +106,11 @@ def test_no_known_outcome_leaves_the_detection_rate_undefined():
 def test_wilson_interval_is_sound_at_the_edges():
     assert stats.wilson(0, 0) is None
     zero, full = stats.wilson(0, 10), stats.wilson(10, 10)
+    assert zero is not None and full is not None
     assert zero.low == 0.0 and 0.2 < zero.high < 0.35  # 0.2775 by the Wilson formula
     assert full.high == 1.0 and 0.65 < full.low < 0.8
     mid = stats.wilson(50, 100)
+    assert mid is not None
     assert mid.low == pytest.approx(0.4038, abs=1e-4) and mid.high == pytest.approx(
         0.5962, abs=1e-4
     )
@@ -117,6 +122,7 @@ def test_roc_auc_matches_scikit_learn_with_a_bootstrap_interval():
     p = np.clip(rng.normal(0.4 + 0.25 * y, 0.2), 0, 1)
     result = stats.roc(p.tolist(), y.tolist(), n_boot=300)
     assert result.auc == pytest.approx(roc_auc_score(y, p))
+    assert result.auc is not None and result.auc_ci is not None
     assert result.auc_ci.low < result.auc < result.auc_ci.high
     assert result.fpr[0] == 0.0 and result.tpr[-1] == 1.0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from mammo_portal import settings as project_settings
@@ -50,11 +51,11 @@ def shown(version):
     return case
 
 
-def admin(name: str = "prop") -> object:
+def admin(name: str = "prop") -> User:
     return UserFactory(username=name, role=Role.ADMIN)
 
 
-def auditor(name: str = "conf") -> object:
+def auditor(name: str = "conf") -> User:
     return UserFactory(username=name, role=Role.AUDITOR)
 
 

@@ -9,13 +9,14 @@ import jpeg_ls
 import numpy as np
 import pydicom
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, RLELossless
 
 from screening.imaging import lossless
 from tests.dicom_files import dicom_bytes
-from tests.factories import dicom_case_with_images
+from tests.factories import dicom_case_with_images, present
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def test_the_frame_decodes_exactly_through_pydicom_as_a_jpeg_ls_file_too() -> No
     content = dicom_bytes(seed=8, size=256, bits=16)
     ds = pydicom.dcmread(io.BytesIO(content))
     original = ds.pixel_array.copy()
-    ds.PixelData = encapsulate([lossless.encode(content)])
+    ds.PixelData = encapsulate([present(lossless.encode(content))])
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     assert np.array_equal(ds.pixel_array, original)
 
@@ -86,7 +87,7 @@ def test_a_film_that_gets_none_is_remembered_and_not_tried_again(monkeypatch) ->
     ds.compress(RLELossless, generate_instance_uid=False)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+    image.file.save("image.dcm", ContentFile(buffer.getvalue()))
     assert lossless.compressed_frame(image) is None
     tried: list[bytes] = []
     monkeypatch.setattr(lossless, "encode", lambda content: tried.append(content))

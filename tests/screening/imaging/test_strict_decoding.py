@@ -10,7 +10,10 @@ reason: 400, no row, no stored file, no AI job queued.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -30,6 +33,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from rest_framework.test import APIClient
 
 from ml.synthetic import generate_film
 from screening.choices import AuditAction
@@ -64,7 +68,13 @@ def admin_api(api, admin_user):
     return api
 
 
-def refused(api, media_root: Path, name: str, content: bytes, callbacks) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def refused(
+    api: APIClient,
+    media_root: Path,
+    name: str,
+    content: bytes,
+    callbacks: Callable[[], AbstractContextManager[list[Callable[[], Any]]]],
+) -> dict:
     """Upload one file that must be refused: 400, nothing stored, nothing queued."""
     with callbacks() as queued:
         response = upload(
@@ -76,7 +86,7 @@ def refused(api, media_root: Path, name: str, content: bytes, callbacks) -> dict
     assert AIResult.objects.count() == 0 and queued == []
     assert [p for p in Path(media_root).rglob("*") if p.is_file()] == []
     assert AuditEvent.objects.filter(action=AuditAction.UPLOAD_REJECTED).count() == 1
-    return response.json()["files"][0]  # type: ignore[no-any-return]
+    return response.json()["files"][0]
 
 
 def film_jpeg(seed: int = 2, size: int = 256) -> bytes:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from PIL import Image as PILImage
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
+    UID,
     ComprehensiveSRStorage,
     ComputedRadiographyImageStorage,
     DigitalMammographyXRayImageStorageForProcessing,
@@ -62,7 +63,7 @@ def assert_nothing_stored(media_root: Path) -> None:
     assert stored_files(media_root) == []
 
 
-def four_views(study_uid: str, accession: str = "ACC-4V", seed: int = 10) -> list:  # type: ignore[type-arg]
+def four_views(study_uid: str, accession: str = "ACC-4V", seed: int = 10) -> list:
     views = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
     return [
         dcm(
@@ -202,7 +203,7 @@ def changed(content: bytes, **attributes: object) -> bytes:
     # The File Meta header names the dataset's SOP class and instance: kept in step, as a
     # modality writes it (a file contradicting itself is refused, test_strict_decoding).
     if attributes.get("SOPClassUID"):
-        ds.file_meta.MediaStorageSOPClassUID = attributes["SOPClassUID"]
+        ds.file_meta.MediaStorageSOPClassUID = UID(str(attributes["SOPClassUID"]))
     buffer = io.BytesIO()
     ds.save_as(buffer)
     return buffer.getvalue()

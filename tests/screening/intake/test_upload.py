@@ -100,6 +100,7 @@ def test_it_stores_a_study_with_laterality_and_view_from_file_names(admin_api, m
     response = upload(admin_api, png("L_CC.png", 1), jpeg("RMLO.jpeg"))
     assert response.status_code == 201, response.json()
     study = Study.objects.get()
+    assert study.case is not None
     assert study.case.status == CaseStatus.AWAITING_AI
     images = {(i.laterality, i.view) for i in study.images.all()}
     assert images == {(Laterality.LEFT, View.CC), (Laterality.RIGHT, View.MLO)}

@@ -214,6 +214,7 @@ def test_qido_rs_finds_pushed_studies_by_uid_patient_and_date(live_server, admin
     assert {f.StudyInstanceUID for f in found} == set(
         Study.objects.values_list("study_instance_uid", flat=True)
     )
+    assert study.case is not None
     by_patient = client.search_for_studies(
         search_filters={"PatientID": study.case.patient.pseudonym}
     )

@@ -116,6 +116,7 @@ def test_a_prior_only_in_the_pacs_is_fetched_and_hung_when_a_screen_arrives_by_t
     assert event.detail["found"] == 2  # her two studies in the PACS: the prior and this one
     assert event.detail["stored_study_ids"] == [prior.pk]
     assert prior.study_date.isoformat() == "2022-03-10" and prior.images.count() == 4
+    assert current.case is not None
     assert prior.prior_of == current.case.patient  # the same keyed pseudonym: the same woman
     assert Case.objects.count() == 1  # the prior is no case
     assert not AIResult.objects.filter(image__study=prior).exists()  # never scored

@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from django.core.files.base import ContentFile
 from rest_framework.authtoken.models import Token
 
 from screening.choices import AuditAction
@@ -46,6 +47,7 @@ def test_dicomweb_client_retrieves_the_stored_study(live_server, radiologist):
         study.images.values_list("sop_instance_uid", flat=True)
     )
     first = study.images.order_by("pk").first()
+    assert first is not None
     got = next(ds for ds in datasets if ds.SOPInstanceUID == first.sop_instance_uid)
     assert np.array_equal(got.pixel_array, stored(first).pixel_array)
     assert str(got.PatientName).startswith("DCM-")  # the pseudonym, never a name
@@ -94,7 +96,7 @@ def rle_stored_frame() -> tuple[str, pydicom.Dataset]:
     ds.compress(pydicom.uid.RLELossless, generate_instance_uid=False)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    image.file.save("image.dcm", io.BytesIO(buffer.getvalue()))
+    image.file.save("image.dcm", ContentFile(buffer.getvalue()))
     study_uid, series_uid, sop_uid = uids(image)
     return f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1", ds
 

@@ -62,6 +62,7 @@ def test_import_studies_groups_mini_mias_films_by_woman_with_outcomes(admin_user
     assert "Imported 3 studies" in output
     # Films mdb001-mdb006 belong to women 1-3; mdb001 and mdb002 carry benign masses.
     first = Study.objects.get(accession_number="MIAS-001")
+    assert first.case is not None
     assert first.images.count() == 2 and first.case.outcome == Outcome.BENIGN
     assert {i.width for i in Image.objects.all()} == {1024}
     assert AuditEvent.objects.filter(action="study_uploaded").count() == 3

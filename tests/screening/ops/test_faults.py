@@ -160,7 +160,11 @@ def test_an_upload_page_on_full_storage_answers_507_and_leaves_no_file(admin_use
     client = Client(raise_request_exception=False)
     client.force_login(admin_user)
     fill(small_disk, leave=64 * 1024)
-    data = {"target": "new", "accession_number": "FULL-1", "patient_pseudonym": "P-1"}
+    data: dict[str, object] = {
+        "target": "new",
+        "accession_number": "FULL-1",
+        "patient_pseudonym": "P-1",
+    }
     data.update(modality="MG", files=[film(1)])
     response = client.post("/upload/", data)
     body = response.content.decode()
@@ -174,6 +178,7 @@ def test_an_api_upload_of_two_films_when_only_one_fits_answers_507_json_and_keep
     admin_user, small_disk
 ):
     first, second = film(2), film(3)
+    assert first.size is not None
     fill(small_disk, leave=first.size + 64 * 1024)  # the first film fits, the second does not
     api = APIClient(raise_request_exception=False)
     api.force_authenticate(admin_user)

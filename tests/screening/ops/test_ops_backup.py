@@ -27,7 +27,7 @@ from django.db import connection
 
 from screening.models import AIResult, AuditEvent, Image
 from tests.conftest import REPO
-from tests.factories import case_with_images, read_case
+from tests.factories import case_with_images, present, read_case
 
 SCRIPT = REPO / "scripts" / "backup.py"
 
@@ -126,8 +126,8 @@ def seeded(radiologist, radiologist2):
 
 def referenced_files() -> dict[str, Path]:
     media = Path(settings.MEDIA_ROOT)
-    names = [i.file.name for i in Image.objects.all()]
-    names += [r.heatmap.name for r in AIResult.objects.exclude(heatmap="")]
+    names = [present(i.file.name) for i in Image.objects.all()]
+    names += [present(r.heatmap.name) for r in AIResult.objects.exclude(heatmap="")]
     return {name: media / name for name in names}
 
 
@@ -210,7 +210,9 @@ def test_corrupted_media_file_fails_the_restore_and_names_the_file(
 ):
     archive = tmp_path / "backup-dir"
     assert run_script("backup", str(archive), media_root=media_root).returncode == 0
-    name = Image.objects.first().file.name
+    image = Image.objects.first()
+    assert image is not None and image.file.name is not None
+    name = image.file.name
     stored = archive / "media" / name
     content = bytearray(stored.read_bytes())
     content[len(content) // 2] ^= 0xFF  # one flipped byte, the same size
@@ -235,7 +237,9 @@ def test_corrupted_media_file_fails_the_restore_and_names_the_file(
 
 
 def test_backup_refuses_when_a_referenced_file_is_missing(seeded, tmp_path, media_root):
-    heatmap = AIResult.objects.exclude(heatmap="").first().heatmap.name
+    result = AIResult.objects.exclude(heatmap="").first()
+    assert result is not None and result.heatmap.name is not None
+    heatmap = result.heatmap.name
     (Path(settings.MEDIA_ROOT) / heatmap).unlink()
     archive = tmp_path / "backups" / "mammo.tar.gz"
     made = run_script("backup", str(archive), media_root=media_root)

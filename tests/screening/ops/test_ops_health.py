@@ -39,6 +39,7 @@ def artifact(folder, model: bytes = b"weights") -> str:
     """A model folder as ml.artifacts writes it (manifest naming the file's sha256)."""
     folder.mkdir()
     (folder / "model.keras").write_bytes(model)
+    sha256 = hashlib.sha256(model).hexdigest()
     manifest = {
         "architecture": "custom_cnn",
         "version": "ops-test",
@@ -46,12 +47,12 @@ def artifact(folder, model: bytes = b"weights") -> str:
         "input_size": 299,
         "threshold": 0.5,
         "metrics": {},
-        "sha256": hashlib.sha256(model).hexdigest(),
+        "sha256": sha256,
         "preprocessing": {},
         "training_data": {},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    return manifest["sha256"]
+    return sha256
 
 
 @pytest.fixture

@@ -267,16 +267,14 @@ def test_the_readers_report_holds_each_mark_as_an_scoord_on_its_films_sop_instan
 ):
     case = dicom_case_with_images(images=2)
     image = case.studies.get().images.order_by("pk").first()
+    assert image is not None
     side = image.laterality or "R"
     ellipse = Mark(image.pk, "ellipse", ((30.0, 10.0), (30.0, 50.0), (20.0, 30.0), (40.0, 30.0)))
     findings = (FindingInput(side, "mass", "10", mark=ellipse),)
-    category = (
-        {"birads_right": 4, "birads_left": 1}
-        if side == "R"
-        else {"birads_right": 1, "birads_left": 4}
-    )
+    right, left = (4, 1) if side == "R" else (1, 4)
     for reader, kind in ((radiologist, ReadKind.FIRST), (radiologist2, ReadKind.SECOND)):
-        data = ReadInput(kind=kind, density="b", findings=findings, reason="r", **category)
+        data = ReadInput(kind=kind, birads_right=right, birads_left=left, density="b",
+                         findings=findings, reason="r")  # fmt: skip
         reading_actions.submit_read(reader, case.pk, data)
     case.refresh_from_db()
     assert case.status == CaseStatus.CLOSED

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,7 +43,7 @@ from screening.choices import (
     Role,
 )
 from screening.errors import DomainError
-from screening.models import Case, Read, UnaidedOpinion
+from screening.models import Case, ModelVersion, Read, UnaidedOpinion
 from screening.pathway import GivenRead, ReadNotAllowed
 from screening.reading import actions as reading_actions
 from screening.reading.actions import ReadInput
@@ -335,12 +336,12 @@ DB = settings(
 
 @dataclass(frozen=True)
 class Member:
-    user: object
+    user: User
     person: Person
 
     @property
     def username(self) -> str:
-        return self.user.username  # type: ignore[attr-defined]
+        return self.user.username
 
 
 def reason_of(username: str) -> str:
@@ -403,7 +404,7 @@ def blind_rule(viewer: Person, status: str, reads: list[GivenRead]) -> list[Give
 
 
 def blind_reading_machine(
-    pool: list[Member], reached: set[str], version: object = None
+    pool: list[Member], reached: set[str], version: ModelVersion | None = None
 ) -> type[RuleBasedStateMachine]:
     """``version``: cases arrive scored by it through the worker's routing step, under the
     site policy already set (else as before: scored or not, no policy)."""
@@ -468,10 +469,10 @@ def blind_reading_machine(
             else:
                 try:
                     given = structured(recall, stated, who.username, self.film)
-                    held = reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
+                    held = reading_actions.submit_read(who.user, self.case.pk, given)
                     if isinstance(held, UnaidedOpinion):  # held: the AI shown, confirm
                         self.check_everyone_sees_only_what_the_pathway_shows()
-                        reading_actions.submit_read(who.user, self.case.pk, given)  # type: ignore[arg-type]
+                        reading_actions.submit_read(who.user, self.case.pk, given)
                     got = HTTPStatus.CREATED
                 except DomainError as error:
                     got = error.status
@@ -538,7 +539,7 @@ def blind_reading_machine(
         ) -> None:
             assert self.case is not None
             client = Client()
-            client.force_login(viewer.user)  # type: ignore[arg-type]
+            client.force_login(viewer.user)
             response = client.get(f"/cases/{self.case.pk}/")
             html = response.content.decode()
             if Role.ADMIN in viewer.person.roles:
@@ -573,7 +574,9 @@ def blind_reading_machine(
     return BlindReading
 
 
-def run_blind_reading(pool: list[Member], version: object = None, runs: object = DB) -> set[str]:
+def run_blind_reading(
+    pool: list[Member], version: ModelVersion | None = None, runs: settings = DB
+) -> set[str]:
     reached: set[str] = set()
     run_state_machine_as_test(blind_reading_machine(pool, reached, version), settings=runs)
     return reached
@@ -618,7 +621,7 @@ def holds_under_every_plan(check: Callable[[ReadingPathway, pathway.Plan], None]
             self.reads.append(GivenRead(kind, who.id, decision))
             self.status = pathway.after_read(self.reads, self.plan).status
 
-        def attempt(self, who: Person, stated: str, recall: bool) -> None:  # type: ignore[override]
+        def attempt(self, who: Person, stated: str, recall: bool) -> None:
             return  # replaced by read_as_expected, which applies the case's plan
 
         @invariant()
@@ -746,6 +749,6 @@ def test_under_each_policy_nobody_sees_a_read_the_blind_rule_hides(pool, policy,
     step under the policy (held opinions confirmed at once, checked while held too)."""
     version = ModelVersionFactory(is_active=True)
     admin = next(m.user for m in pool if Role.ADMIN in m.person.roles)
-    reading_actions.set_policy(admin, policy, **options)  # type: ignore[arg-type]
+    reading_actions.set_policy(admin, policy, **options)
     reached = run_blind_reading(pool, version, POLICY_DB)
     assert CaseStatus.CLOSED in reached

@@ -94,7 +94,9 @@ def set_policy(client, admin, policy: str, **options) -> SitePolicy:
     response = client.post(reverse("reading-policy"), sent)
     assert response.status_code == 302, response.content.decode()
     client.logout()
-    return SitePolicy.objects.first()
+    stored = SitePolicy.objects.first()
+    assert stored is not None
+    return stored
 
 
 def test_standard_double_reading_walks_first_second_and_closes(
@@ -102,6 +104,7 @@ def test_standard_double_reading_walks_first_second_and_closes(
 ):
     set_policy(client, admin_user, ReadingPolicy.STANDARD)
     case = arrive(version, LOW)
+    assert case.policy is not None
     assert (case.policy.policy, case.route) == (ReadingPolicy.STANDARD, CaseRoute.DOUBLE)
     assert api_read(api, radiologist, case, recall=False).status_code == 201
     response = page_read(client, radiologist2, case, recall=False)
@@ -194,6 +197,7 @@ def test_the_safety_net_questions_a_no_recall_on_a_high_band_exam_once(
     assert confirmed.status_code == 302
     opinion = UnaidedOpinion.objects.get()
     assert opinion.trigger == RevisionTrigger.SAFETY_NET
+    assert opinion.read is not None
     assert (opinion.decision, opinion.read.decision, opinion.changed) == (
         Decision.NO_RECALL,
         Decision.NO_RECALL,
@@ -235,6 +239,7 @@ def test_sequential_reveal_hides_the_ai_until_the_unaided_opinion_then_allows_on
     assert api_read(api, radiologist, case, recall=True).status_code == 400  # no reason
     assert api_read(api, radiologist, case, recall=True, reason="AI mass").status_code == 201
     opinion = UnaidedOpinion.objects.get()
+    assert opinion.read is not None
     assert (opinion.decision, opinion.read.decision, opinion.changed, opinion.reason) == (
         Decision.NO_RECALL,
         Decision.RECALL,
@@ -275,6 +280,7 @@ def test_a_case_keeps_the_policy_it_arrived_under(client, admin_user, radiologis
     case = arrive(version, LOW)
     set_policy(client, admin_user, ReadingPolicy.STANDARD)
     case.refresh_from_db()
+    assert case.policy is not None
     assert (case.policy.policy, case.route) == (ReadingPolicy.ROUTING, CaseRoute.SINGLE)
     assert arrive(version, LOW).route == CaseRoute.DOUBLE  # the next one: standard
 

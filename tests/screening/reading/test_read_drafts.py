@@ -4,6 +4,7 @@ read sent after the session ended, given back to its reader after they sign in."
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -179,7 +180,7 @@ def test_stay_signed_in_moves_the_idle_timeout_on(client, radiologist):
     session[TOUCHED] = int(time.time()) - 600  # ten minutes idle
     session.save()
     row = Session.objects.get(session_key=session.session_key)
-    row.expire_date = timezone.now() + timezone.timedelta(seconds=60)
+    row.expire_date = timezone.now() + timedelta(seconds=60)
     row.save()
 
     answer = client.post(reverse("stay-signed-in"))

@@ -30,6 +30,7 @@ def second(read: ReadInput) -> ReadInput:
 def test_accepting_a_high_risk_ai_records_agreement(radiologist):
     case = case_with_images(score=0.9)
     read = reading_actions.submit_read(radiologist, case.pk, RECALL)
+    assert isinstance(read, Read)
     case.refresh_from_db()
     assert (read.kind, read.agrees_with_ai, case.status) == (
         ReadKind.FIRST,
@@ -42,6 +43,7 @@ def test_accepting_a_high_risk_ai_records_agreement(radiologist):
 def test_the_stored_read_is_exactly_the_read_given(radiologist):
     case = case_with_images(score=0.9)
     read = reading_actions.submit_read(radiologist, case.pk, RECALL)
+    assert isinstance(read, Read)
     read.refresh_from_db()
     assert (read.birads_right, read.birads_left, read.density) == (4, 1, "b")
     assert (read.decision, read.birads) == (Decision.RECALL, 4)
@@ -94,6 +96,7 @@ def test_overriding_the_ai_needs_a_reason(radiologist):
 def test_an_override_with_a_reason_is_recorded_as_disagreement(radiologist):
     case = case_with_images(score=0.1)
     read = reading_actions.submit_read(radiologist, case.pk, RECALL)
+    assert isinstance(read, Read)
     assert read.agrees_with_ai is False
     event = AuditEvent.objects.get(action=AuditAction.READ_RECORDED)
     assert event.detail["overrode_ai"] is True
@@ -103,6 +106,7 @@ def test_an_override_with_a_reason_is_recorded_as_disagreement(radiologist):
 def test_a_read_without_ai_has_no_agreement_flag(radiologist):
     case = case_with_images(status=CaseStatus.AWAITING_AI)
     read = reading_actions.submit_read(radiologist, case.pk, NO_RECALL)
+    assert isinstance(read, Read)
     assert read.agrees_with_ai is None and read.ai_result is None
 
 

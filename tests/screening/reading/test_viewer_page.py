@@ -38,6 +38,7 @@ def test_the_four_views_hang_rcc_lcc_rmlo_lmlo_whatever_the_upload_order(client,
     for side, view in (("L", "MLO"), ("R", "MLO"), ("L", "CC"), ("R", "CC"), ("R", "ML")):
         ImageFactory(study=study, laterality=side, view=view)
     client.force_login(radiologist)
+    assert study.case is not None
     html = client.get(reverse("case-detail", args=[study.case.pk])).content.decode()
     assert slots_on_page(html) == ["RCC", "LCC", "RMLO", "LMLO", ""]  # the extra view follows
     assert re.findall(r'class="vp-label">([^<]*)<', html)[:4] == ["R CC", "L CC", "R MLO", "L MLO"]

@@ -66,6 +66,7 @@ def test_bands_follow_the_threshold_of_the_version_that_scored_the_case(radiolog
     for score, case in cases.items():
         score_case(case, score, strict)
     failed = case_with_images(images=1, score=0.9)
+    assert failed.ai_result is not None
     failed.ai_result.status = AIStatus.FAILED
     failed.ai_result.save()
     failed.show_ai_result(failed.ai_result)
