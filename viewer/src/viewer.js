@@ -107,7 +107,7 @@ function filmPlane(type, imageId) {
 }
 
 // The file's VOI LUT (the first table of its VOI LUT Sequence), where it has one: what the
-// server's rendition applies (screening.dicom.rendition, what the AI scores), so the reader
+// server's rendition applies (screening.imaging.dicom.rendition, what the AI scores), so the reader
 // first sees the film as the file says to show it. Cornerstone's GPU path applies a window
 // (LINEAR, LINEAR_EXACT or SIGMOID, from the file's VOI LUT Function) but not a table, so
 // the table becomes a grey colour map over its input range: input first + i shows as
