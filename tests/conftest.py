@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MAMMO_SHARED_DIR", REPO.parent / "shared"))
 
 # A real Orthanc PACS (``orthanc_factory``) for the interop tests.
-pytest_plugins = ["tests.orthanc"]
+pytest_plugins = ["tests.orthanc", "tests.workers"]
 
 
 @pytest.fixture(autouse=True)

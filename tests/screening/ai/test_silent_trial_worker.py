@@ -3,9 +3,6 @@ worker, every job of the active version runs before any job of the trial."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -15,24 +12,13 @@ from screening.intake import actions as intake_actions
 from screening.models import AIResult, ModelVersion
 from tests.factories import png_bytes, present
 from tests.screening.ai.test_silent_trial import shadow_artifact  # noqa: F401  (session fixture)
-from tests.screening.ai.test_worker import RedisServer, Worker, wait_for
+from tests.workers import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-@pytest.fixture
-def redis(tmp_path, point_app_at) -> Iterator[RedisServer]:
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    point_app_at(server.url, {"visibility_timeout": 60})
-    yield server
-    server.stop()
-
-
 def test_the_active_versions_jobs_all_run_before_the_trials(
-    redis,
+    redis_broker,
     settings,
     tmp_path,
     admin_user,
@@ -52,7 +38,9 @@ def test_the_active_versions_jobs_all_run_before_the_trials(
     rows = AIResult.for_images.all()
     assert rows.filter(status=AIStatus.QUEUED, dispatched_at__isnull=False).count() == 6
 
-    worker = Worker(redis.url, settings.MEDIA_ROOT, tmp_path / "worker.log", {}, queues="inference")
+    worker = Worker(
+        redis_broker.url, settings.MEDIA_ROOT, tmp_path / "worker.log", {}, queues="inference"
+    )
     try:
         wait_for(
             lambda: rows.filter(status=AIStatus.DONE).count() == 6,

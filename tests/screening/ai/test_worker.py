@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection, transaction
+from django.db import transaction
 
 from screening.ai import actions as ai_actions
 from screening.ai import inference, workers
@@ -27,148 +23,9 @@ from screening.choices import AIStatus, CaseStatus
 from screening.intake import actions as intake_actions
 from screening.models import AIResult, Case, ModelVersion, Study
 from tests.factories import ImageFactory, StudyFactory, png_bytes, present, probabilities
+from tests.workers import RedisServer, Worker, wait_for
 
-REPO = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A throw-away redis-server the test can stop and start again on the same port."""
-
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: _accepts(self.port), 20, "redis-server to start")
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
-class Worker:
-    def __init__(
-        self,
-        broker_url: str,
-        media_root: Path,
-        log: Path,
-        extra_env: dict[str, str],
-        queues: str = "inference,default",
-        beat_schedule: Path | None = None,
-    ):
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "CELERY_BROKER_URL": broker_url,
-            "MEDIA_ROOT": str(media_root),
-            "SECRET_KEY": "worker-test-secret-key-" + "x" * 40,
-            "DJANGO_SETTINGS_MODULE": "mammo_portal.settings",
-            **extra_env,
-        }
-        self.log = log
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mammo_portal",
-                "worker",
-                "-Q",
-                queues,
-                *(["--beat", "--schedule", str(beat_schedule)] if beat_schedule else []),
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(
-            lambda: b"ready." in log.read_bytes() or self.process.poll() is not None,
-            60,
-            "the worker to be ready",
-        )
-        assert self.process.poll() is None, log.read_text()
-
-    def kill_child(self) -> int:
-        children = (
-            Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        )
-        pid = int(children[0])
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
-    def kill_all(self) -> None:
-        """The machine is gone: the main process and its child die at once, nothing acks."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        for pid in [int(p) for p in children.read_text().split()] + [self.process.pid]:
-            os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -183,19 +40,12 @@ def media_root(settings, shared_media):
 
 
 @pytest.fixture
-def redis_worker(tmp_path, shared_media, point_app_at) -> Iterator[tuple[Worker, RedisServer]]:
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    redis = RedisServer(tmp_path)
-    redis.start()
-    options = {"visibility_timeout": 60}
-    point_app_at(redis.url, options)
+def redis_worker(tmp_path, shared_media, redis_broker) -> Iterator[tuple[Worker, RedisServer]]:
     worker = Worker(
-        redis.url, shared_media, tmp_path / "worker.log", {"CELERY_VISIBILITY_TIMEOUT": "60"}
+        redis_broker.url, shared_media, tmp_path / "worker.log", {"CELERY_VISIBILITY_TIMEOUT": "60"}
     )
-    yield worker, redis
+    yield worker, redis_broker
     worker.stop()
-    redis.stop()
 
 
 def upload(admin, accession: str, seeds=(1, 2)) -> Study:

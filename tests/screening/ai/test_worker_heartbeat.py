@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from screening.models import WorkerHeartbeat
 from tests.conftest import login
-from tests.screening.ai.test_worker import Worker, wait_for
+from tests.workers import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 BEAT_SECONDS = 1

@@ -10,8 +10,8 @@ import pytest
 from screening.choices import AuditAction
 from screening.models import AuditEvent, DriftAlert
 from tests.conftest import requires_postgres
-from tests.screening.ai.test_worker import Worker, wait_for
 from tests.screening.audit.test_drift import shifted_and_steady, version  # noqa: F401
+from tests.workers import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SWEPT = re.compile(rb"Task screening\.drift_sweep\[[^\]]+\] succeeded")

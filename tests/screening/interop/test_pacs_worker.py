@@ -6,10 +6,8 @@ arrive in the woman's study; a worker killed mid-delivery leaves its row to the 
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,8 @@ import pytest
 from screening.choices import DeliveryStatus
 from screening.models import PacsDelivery
 from tests.orthanc import Orthanc
-from tests.screening.ai.test_worker import RedisServer, Worker, wait_for
 from tests.screening.interop.test_pacs_delivery import closed_case, pacs_instances
+from tests.workers import RedisServer, Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -92,17 +90,6 @@ def media_root(settings, shared_media):
     return shared_media
 
 
-@pytest.fixture
-def broker(tmp_path, point_app_at) -> Iterator[RedisServer]:
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    redis = RedisServer(tmp_path)
-    redis.start()
-    point_app_at(redis.url, {"visibility_timeout": 60})
-    yield redis
-    redis.stop()
-
-
 def start_worker(tmp_path: Path, media: Path, redis: RedisServer, destination: str) -> Worker:
     """A worker with beat (the sweep every 2 s) sending to ``destination``."""
     env = {
@@ -125,12 +112,12 @@ def all_sent(case_id: int, worker: Worker) -> bool:
 
 
 def test_a_worker_process_sends_a_closed_cases_results_into_the_pacs(
-    tmp_path, shared_media, broker, orthanc_factory, settings, radiologist, radiologist2
+    tmp_path, shared_media, redis_broker, orthanc_factory, settings, radiologist, radiologist2
 ):
     pacs: Orthanc = orthanc_factory()
     destination = f"pacs=dicom://{pacs.ae_title}@127.0.0.1:{pacs.dicom_port}"
     settings.PACS_DESTINATIONS, settings.PACS_DESTINATION_AUTH = [destination], {}
-    worker = start_worker(tmp_path, shared_media, broker, destination)
+    worker = start_worker(tmp_path, shared_media, redis_broker, destination)
     try:
         case = closed_case(radiologist, radiologist2, images=1)  # its jobs go out on commit
         wait_for(lambda: all_sent(case.pk, worker), 90, f"the deliveries; {worker.log}")
@@ -146,14 +133,14 @@ def test_a_worker_process_sends_a_closed_cases_results_into_the_pacs(
 
 
 def test_a_worker_killed_mid_delivery_leaves_it_to_the_sweep_and_the_pacs_keeps_one_copy(
-    tmp_path, shared_media, broker, orthanc_factory, settings, radiologist, radiologist2
+    tmp_path, shared_media, redis_broker, orthanc_factory, settings, radiologist, radiologist2
 ):
     pacs: Orthanc = orthanc_factory()
     # Past the association request (a few hundred bytes) the object itself is on its way.
     proxy = StallingProxy(pacs.dicom_port, after=2000)
     destination = f"pacs=dicom://{pacs.ae_title}@127.0.0.1:{proxy.port}"
     settings.PACS_DESTINATIONS, settings.PACS_DESTINATION_AUTH = [destination], {}
-    worker = start_worker(tmp_path, shared_media, broker, destination)
+    worker = start_worker(tmp_path, shared_media, redis_broker, destination)
     try:
         case = closed_case(radiologist, radiologist2, images=1)
         rows = PacsDelivery.objects.filter(case=case)
