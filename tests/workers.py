@@ -105,6 +105,30 @@ class Worker:
             **extra_env,
         }
         self.log = log
+        # Beat runs as a process of its own, not inside the worker (``--beat``): the worker's
+        # only child is then its pool process, the one ``kill_child`` means to kill.
+        self.beat = (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "mammo_portal",
+                    "beat",
+                    "--schedule",
+                    str(beat_schedule),
+                    "-l",
+                    "INFO",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log.with_suffix(".beat.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            if beat_schedule
+            else None
+        )
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -115,7 +139,6 @@ class Worker:
                 "worker",
                 "-Q",
                 queues,
-                *(["--beat", "--schedule", str(beat_schedule)] if beat_schedule else []),
                 "-c",
                 "1",
                 "--pool",
@@ -139,9 +162,11 @@ class Worker:
         assert self.process.poll() is None, log.read_text()
 
     def kill_child(self) -> int:
+        """Kills the pool process (the worker's only child: beat runs apart) mid-task."""
         children = (
             Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
         )
+        assert len(children) == 1, f"the worker has {len(children)} children, not its pool's one"
         pid = int(children[0])
         os.kill(pid, signal.SIGKILL)
         return pid
@@ -152,13 +177,19 @@ class Worker:
         for pid in [int(p) for p in children.read_text().split()] + [self.process.pid]:
             os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
+        if self.beat is not None:
+            self.beat.kill()
+            self.beat.wait(10)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in (self.process, self.beat):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @pytest.fixture
