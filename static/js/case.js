@@ -40,7 +40,7 @@
       const name = side === "R" ? "right" : "left";
       // The breast's finding rows (finding_R, finding_R_2, ...: static/js/findings.js).
       const findings = Array.from(/** @type {NodeListOf<HTMLSelectElement>} */ (form.querySelectorAll(`select[name^="finding_${side}"]`)));
-      if (value === null) need(`id_birads_${name}`, `a BI-RADS category for the ${name} breast`);
+      if (value === null) need(`id_birads_${name}`, `BI-RADS ${name}`);
       if (!findings.length) continue;
       const named = findings.find((finding) => finding.value);
       if (named && REFUSES_FINDING.includes(value)) {
@@ -56,7 +56,7 @@
         if (!finding.value && mark && mark.value) need(finding.id, `what the mark on the ${name} film shows`);
       }
     }
-    if (!form.querySelector("input[name=density]:checked")) need("id_density_0", "the breast density");
+    if (!form.querySelector("input[name=density]:checked")) need("id_density_0", "density");
     if (right !== null && left !== null) {
       const overall = CONCERN.indexOf(right) >= CONCERN.indexOf(left) ? right : left;
       state.decision = RECALL.includes(overall) ? DECISIONS.recall : DECISIONS.no_recall;

@@ -182,7 +182,7 @@ def test_accept_with_nothing_chosen_records_nothing_and_says_what_is_missing(
     page.keyboard.press("a")
     summary = page.inner_text("#read-summary")
     assert "Still to choose" in summary and "Nothing was sent" in summary
-    for missing in ("right breast", "left breast", "density"):
+    for missing in ("BI-RADS right", "BI-RADS left", "density"):
         assert missing in summary, summary
     assert page.evaluate("document.activeElement.id") == "id_birads_right"
     page.click("#accept-ai")  # the button too

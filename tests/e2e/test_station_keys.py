@@ -16,7 +16,7 @@ from screening.choices import CaseStatus, Decision, ReadKind
 from screening.models import Read, ReaderSettings
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_reading_flow import PASSWORD, form_values
-from tests.factories import UserFactory, case_with_images, score_case
+from tests.factories import ModelVersionFactory, UserFactory, case_with_images, score_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -143,6 +143,23 @@ def test_the_record_button_and_the_ai_summary_fit_a_1366_by_768_station(live_ser
     assert not page.is_visible("#ai-evidence")  # folded away until asked for
     page.click("#ai-summary")
     assert page.is_visible("#ai-evidence")
+
+
+def test_the_record_button_fits_beside_an_ai_that_is_not_validated(live_server, station):
+    """Every site starts here: the version's statement (read as without AI) takes more room
+    than a one-line summary, and the read must still be recordable without scrolling."""
+    unvalidated = ModelVersionFactory(evidence={})
+    case = case_with_images(images=2)
+    score_case(case, 0.9, unvalidated)
+    case_with_images(images=2)
+    page = station
+    sign_in(page, live_server)
+    open_case(page, live_server, case)
+    page.screenshot(path=str(ARTIFACTS / "station-1366x768-not-validated.png"))
+    assert in_viewport(page, "#ai-not-validated"), page.locator("#ai-not-validated").bounding_box()
+    assert in_viewport(page, "#decision-buttons button[type=submit] >> nth=0"), page.locator(
+        "#decision-buttons button[type=submit]"
+    ).first.bounding_box()
 
 
 def test_a_reader_who_turned_it_off_stays_on_the_case(live_server, station):
