@@ -77,6 +77,9 @@ class QuickSelects(DjangoTemplates):
         return super().render(template_name, context, request)
 
 
+QUICK_SELECTS = QuickSelects()
+
+
 def _text(value: Any) -> str:
     """``{{ value|stringformat:'s' }}`` under autoescape: the value as text, escaped."""
     return conditional_escape(f"{value}")
@@ -119,7 +122,9 @@ class ReadForm(forms.Form):
     categories mean (the reading action refuses it otherwise).
     """
 
-    default_renderer = QuickSelects
+    # One renderer for every read form: a class here would be built per form, and with it a
+    # template engine whose cache starts empty on every request.
+    default_renderer = QUICK_SELECTS
     kind = forms.ChoiceField(choices=ReadKind.choices, widget=forms.HiddenInput)
     birads_right = forms.TypedChoiceField(
         choices=_choose(BiRads.choices, "— BI-RADS right —"),
