@@ -155,6 +155,26 @@ def test_a_single_film_fills_the_height_and_shift_l_cycles_back(reader):
     assert page.inner_text("#layout-name") == "1×4"
 
 
+def test_a_film_stepped_to_a_frame_after_another_still_hangs_on_its_wall(reader):
+    """Cornerstone skips a resize asked for while a render of its own is pending; a second
+    step one frame after the first asked for it just then, and the film was hung against
+    its canvas's old width, 280 px off its chest-wall edge (a flaky test found it)."""
+    page = reader
+    page.click('.panel.current[data-slot="LCC"] .viewport')
+    page.keyboard.press("Shift+L")
+    hung(page, ["current LCC"])
+    page.evaluate(
+        """() => new Promise((done) => {
+          const press = () => window.dispatchEvent(new KeyboardEvent("keydown", { key: "f" }));
+          press();
+          requestAnimationFrame(() => { press(); done(); });
+        })"""
+    )
+    assert in_view(page) == ["current LMLO"]
+    found = hung(page, ["current LMLO"])["current LMLO"]
+    assert found["film"]["height"] >= 1000
+
+
 def test_the_site_sets_the_1x4_order(live_server, browser_page, settings):
     settings.HANGING_ROW_ORDER = ["RCC", "LCC", "RMLO", "LMLO"]
     UserFactory(username="reader", role="radiologist")

@@ -276,11 +276,14 @@ function show(panel) {
     // the turn are this film's own, and copying them would render the partner again (a
     // whole film's render in software WebGL) once per film loaded.
     unlinkPairs();
+    /** @type {string | null} */
+    let hungOn; // the canvas size the film was hung on
     try {
       await viewport.setStack([imageId]);
       performance.mark(`film-loaded-${panel.dataset.image}`); // fetched, decoded, on its texture
       if (panel.dataset.kind !== "dicom") viewport.setProperties({ voiRange: { lower: 0, upper: 255 } });
       else applyFileVoiLut(panel, viewport, imageId);
+      hungOn = staleCanvas(panel) ? null : `${viewport.canvas.width}x${viewport.canvas.height}`;
       hangBackToBack(panel, viewport, imageId);
       panel.dataset.baseInvert = String(Boolean(viewport.getProperties().invert));
       const painted = new Promise((resolve) =>
@@ -294,6 +297,8 @@ function show(panel) {
     performance.mark(`film-painted-${panel.dataset.image}`);
     markReference(panel, viewport);
     panel.dataset.loaded = "1";
+    // Hung while its canvas awaited a resize, or resized since: hang it on the canvas it has.
+    if (!panel.hidden && hungOn !== `${viewport.canvas.width}x${viewport.canvas.height}`) rehang([panel]);
     markInvert();
     fillPresets();
   })().catch((error) => {
@@ -352,11 +357,36 @@ function visiblePanels() {
 // and hung again once the new grid is laid out (and the resize observer has run).
 function hungAgain(shown) {
   markInvert();
-  requestAnimationFrame(() => {
-    engine.resize(true, false);
-    shown.forEach((panel) => show(panel));
-    requestAnimationFrame(() => rehang([...shown]));
-  });
+  requestAnimationFrame(() =>
+    resizeFilms(false, () => {
+      shown.forEach((panel) => show(panel));
+      requestAnimationFrame(() => rehang([...shown]));
+    }),
+  );
+}
+
+// Cornerstone (4.22) does not resize while a render of its own is pending: it notes the new
+// size and returns, and the film is then drawn and hung against the canvas's old size (a
+// quick change of protocol left a film 280 px off its chest-wall edge). So a resize is asked
+// again on the next frame, after that render, until every film's canvas has the size it is
+// shown at; then `done` runs.
+function resizeFilms(keepCamera, done = () => {}, tries = 30) {
+  engine.resize(true, keepCamera);
+  if (tries > 0 && panels().some(staleCanvas)) {
+    requestAnimationFrame(() => resizeFilms(keepCamera, done, tries - 1));
+  } else {
+    done();
+  }
+}
+
+// A film in view whose canvas has not yet been resized to the size the page shows it at.
+function staleCanvas(panel) {
+  const viewport = viewportOf(panel);
+  if (!viewport || panel.hidden) return false;
+  const { canvas } = viewport;
+  const ratio = window.devicePixelRatio || 1;
+  const [width, height] = [Math.round(canvas.clientWidth * ratio), Math.round(canvas.clientHeight * ratio)];
+  return width > 0 && height > 0 && (canvas.width !== width || canvas.height !== height);
 }
 
 // --- AI overlay: the heatmap and marks sit on the film, following zoom, pan and flip ----
@@ -591,6 +621,10 @@ function relinkPairs() {
 // Hang films again (after a reset or a new layout) with the pairs unlinked, so one film's
 // new camera is not copied onto its partner half-way.
 function rehang(targets) {
+  // A film whose canvas is still to be resized is hung once it has been (see resizeFilms).
+  const later = targets.filter(staleCanvas);
+  if (later.length) requestAnimationFrame(() => resizeFilms(true, () => rehang(later)));
+  targets = targets.filter((panel) => !later.includes(panel));
   unlinkPairs();
   try {
     targets.forEach((panel) => {
@@ -670,7 +704,7 @@ async function start() {
   });
   linkPairs();
   viewer.dataset.linkWl = String(state.linkWL);
-  new ResizeObserver(() => engine.resize(true, true)).observe(document.getElementById("hanging"));
+  new ResizeObserver(() => resizeFilms(true)).observe(document.getElementById("hanging"));
   hanging = createHanging({ viewer, panels, active: () => state.active, changed: hungAgain });
   hanging.apply();
   applyOverlay();
