@@ -22,9 +22,11 @@ from django.db.models import QuerySet
 from ..choices import RANKING_BANDS, ReadingPolicy, ReadKind
 from ..models import RAW_SCORE_LABEL, AuditEvent
 from ..text import BIDI_CONTROLS, neutralise_bidi
-from . import reporting, simulation, stats
+from . import report_data, reporting, simulation, stats
 
 Table = tuple[list[str], Sequence[Sequence[Any]]]
+
+FORMULA_START = "=+-@\t\r"  # what a spreadsheet may run as a formula
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -65,7 +67,7 @@ CASE_HEADER = [
 def case_table(cases: reporting.CaseList) -> Table:
     """One row per case, built column by column. Free text (pseudonyms, reader names) is
     defused here, so ``to_csv`` need not visit every cell."""
-    columns = _case_columns(cases, lambda cells: [_safe(cell) for cell in cells])
+    columns = _case_columns(cases)
     return CASE_HEADER, list(zip(*columns, strict=True))
 
 
@@ -73,22 +75,17 @@ def case_csv(cases: reporting.CaseList, chunk: int = 20_000) -> Iterator[str]:
     """``case_table`` as CSV, ``chunk`` rows at a time, for a streamed download: the text
     ``to_csv(case_table(cases), defused=True)`` gives once its bidi controls are shown
     (``neutralise_bidi``), as a test holds. Only free text can hold a comma, quote, line
-    break or bidi control, so only it is escaped; every row is then one format string, not
-    a ``csv.writer`` call per cell."""
+    break or bidi control, so only it is escaped. A column of few distinct cells is kept
+    as codes into its words, and neighbouring such columns are written together: each
+    distinct run of cells once, and a row takes its run's text. Every row is then one
+    format string of nine cells, not a ``csv.writer`` call per cell."""
     with collection_paused():
-        columns = _case_columns(cases, _csv_free_text, _csv_word)
-        # The read columns onward take few distinct values together: each combination is
-        # written once, and a row takes its combination's text.
-        head, (combined, rows) = columns[:10], _combinations(columns[10:])
-    return _lines(head, combined, rows, chunk)
-
-
-def _lines(head: list[list[Any]], combined: list[str], rows: int, chunk: int) -> Iterator[str]:
-    line = ",".join(["%s"] * (len(head) + 1)) + "\r\n"
+        cells = _csv_cells(cases)
+    line = ",".join(["%s"] * len(cells)) + "\r\n"
     yield ",".join(CASE_HEADER) + "\r\n"
-    for start in range(0, rows, chunk):
-        part = [column[start : start + chunk] for column in head]
-        yield "".join(map(line.__mod__, zip(*part, combined[start : start + chunk], strict=True)))
+    for start in range(0, len(cases.data), chunk):
+        part = [column[start : start + chunk] for column in cells]
+        yield "".join(map(line.__mod__, zip(*part, strict=True)))
 
 
 @contextmanager
@@ -105,28 +102,77 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _combinations(columns: list[list[str]]) -> tuple[list[str], int]:
-    """Each row's cells of ``columns`` joined by commas, each distinct combination joined
-    once; and the number of rows."""
-    rows = len(columns[0])
+class Coded(report_data.Coded):
+    """``report_data.Coded`` with what the CSV needs: ids to words, words written."""
+
+    @classmethod
+    def ids(cls, ids: np.ndarray, word: Callable[[int], str]) -> Coded:
+        distinct, codes = np.unique(ids, return_inverse=True)
+        return cls(codes.astype(np.int64), [word(i) for i in distinct.tolist()])
+
+    @classmethod
+    def written(cls, column: report_data.Coded, write: Callable[[str], str]) -> Coded:
+        return cls(column.codes, [write(w) for w in column.words])
+
+
+FLAGS = ["", "no_recall", "recall"]  # by stats.codes + 1
+
+
+def _csv_cells(cases: reporting.CaseList) -> list[list[Any]]:
+    """The nine cells of each CSV line: id, pseudonym, received, closed, status, score, the
+    score's note with the exam score, the probability, and the rest together."""
+    data, c = cases.data, cases.columns
+    names = dict(zip(c.reader_names, _csv_free_text(list(c.reader_names.values())), strict=True))
+    reads = []
+    for i in range(3):
+        reads += [
+            Coded.ids(data.reader[i], lambda r: names.get(r, "") if r else ""),
+            Coded(data.recall[i].astype(np.int64) + 1, FLAGS),
+        ]
+    scored = ~np.isnan(data.score)
+    n = len(data)
+    nothing = Coded(np.zeros(n, np.int64), [""])
+    note = nothing if cases.validated else Coded(scored.astype(np.int64), ["", RAW_SCORE_LABEL])
+    note = Coded.written(note, _csv_word)
+    exam = nothing if cases.exam is None else Coded.ids(cases.exam, lambda e: str(e or ""))
+    band = Coded.written(
+        Coded.of(cases.band.tolist()),
+        lambda b: _csv_word(b) if b in RANKING_BANDS or cases.validated else "",
+    )
+    ai = Coded(c.ai.astype(np.int64) + 1, FLAGS) if cases.validated else nothing
+    outcome = Coded.written(cases.outcome, _csv_word)
+    return [
+        data.case_id.tolist(),
+        _csv_free_text(cases.patient),
+        _iso(data.received_us),
+        _iso(data.closed_us),
+        _together([Coded.written(cases.status, _csv_word)]),
+        _nums(data.score),
+        _together([note, exam]),
+        [""] * n if cases.calibrated is None else _nums(cases.calibrated),
+        _together([ai, band, *reads, Coded(c.final.astype(np.int64) + 1, FLAGS), outcome]),
+    ]
+
+
+def _together(columns: list[report_data.Coded]) -> list[str]:
+    """Each row's cells of ``columns`` (words written as CSV) joined by commas; each
+    distinct combination is joined once."""
+    rows = len(columns[0].codes)
+    if np.prod([float(len(column.words)) for column in columns]) >= 2**62:  # too many to number
+        words = [np.array(column.words, dtype=object)[column.codes] for column in columns]
+        return [",".join(cells) for cells in zip(*words, strict=True)]
     key = np.zeros(rows, np.int64)
-    values = []
     for column in columns:
-        distinct = list(dict.fromkeys(column))  # few words: hashed, never sorted
-        index = {word: i for i, word in enumerate(distinct)}
-        key = key * len(distinct) + np.fromiter(map(index.__getitem__, column), np.int64, rows)
-        values.append(distinct)
-    if np.prod([float(len(v)) for v in values]) >= 2**62:  # too many to number: row by row
-        return [",".join(cells) for cells in zip(*columns, strict=True)], rows
+        key = key * len(column.words) + column.codes
     found, at = np.unique(key, return_inverse=True)
     text = np.empty(len(found), dtype=object)
     for i, combination in enumerate(found.tolist()):
         cells = []
-        for distinct in reversed(values):
-            combination, code = divmod(combination, len(distinct))
-            cells.append(distinct[code])
+        for column in reversed(columns):
+            combination, code = divmod(combination, len(column.words))
+            cells.append(column.words[code])
         text[i] = ",".join(reversed(cells))
-    return text[at].tolist(), rows
+    return text[at].tolist()
 
 
 def _csv_cell(cell: str) -> str:
@@ -146,31 +192,33 @@ def _csv_word(word: str) -> str:
 _ESCAPED = re.compile("[" + re.escape(',"\r\n' + "".join(sorted(BIDI_CONTROLS))) + "]")
 
 
+# A cell of a NUL-joined column that starts like a formula (a NUL within a cell may match
+# too: that only sends the column the careful way).
+_FORMULA_AT_START = re.compile("(?:^|\0)[" + re.escape(FORMULA_START) + "]")
+
+
 def _csv_free_text(cells: list[str]) -> list[str]:
     """``_csv_cell`` of each cell; a million pseudonyms are searched once for what needs
     escaping, and only a cell that starts like a formula or holds such a character is
     visited."""
-    if _ESCAPED.search("".join(cells)):
+    joined = "\0".join(cells)
+    if _ESCAPED.search(joined):
         return [_csv_cell(cell) for cell in cells]
+    if not _FORMULA_AT_START.search(joined):
+        return cells
     return [cell if not cell or cell[0] not in FORMULA_START else _safe(cell) for cell in cells]
 
 
-def _case_columns(
-    cases: reporting.CaseList,
-    free_text: Callable[[list[str]], list[str]],
-    vocabulary: Callable[[str], str] = str,
-) -> list[list[Any]]:
-    """The columns of ``CASE_HEADER``; ``free_text`` writes pseudonyms and reader names,
-    ``vocabulary`` the words of a closed list (status, outcome, band), each distinct once."""
+def _case_columns(cases: reporting.CaseList) -> list[list[Any]]:
+    """The columns of ``CASE_HEADER``, cell by cell: the plain statement of what
+    ``case_csv`` writes quickly."""
     data, c = cases.data, cases.columns
-    names = dict(zip(c.reader_names, free_text(list(c.reader_names.values())), strict=True))
-    flags = np.array(["", "no_recall", "recall"], dtype=object)  # by code + 1
+    flags = dict(enumerate(FLAGS, start=-1))
     reads = []
     for i in range(3):
-        reader = data.reader[i]
         reads += [
-            [names.get(r, "") if r else "" for r in reader.tolist()],
-            flags[data.recall[i] + 1].tolist(),
+            [_safe(c.reader_names.get(r, "")) if r else "" for r in data.reader[i].tolist()],
+            [flags[code] for code in data.recall[i].tolist()],
         ]
     scores = _nums(data.score)
     empty = [""] * len(data)
@@ -180,31 +228,39 @@ def _case_columns(
     bands = [b if b in RANKING_BANDS or cases.validated else "" for b in cases.band.tolist()]
     return [
         data.case_id.tolist(),
-        free_text(cases.patient),
+        [_safe(p) for p in cases.patient],
         _iso(data.received_us),
         _iso(data.closed_us),
-        _words(cases.status, vocabulary),
+        cases.status.cells(),
         scores,
-        _words(note, vocabulary),
+        note,
         empty if cases.exam is None else [e or "" for e in cases.exam.tolist()],
         empty if cases.calibrated is None else _nums(cases.calibrated),
-        flags[c.ai + 1].tolist() if cases.validated else empty,
-        _words(bands, vocabulary),
+        [flags[code] for code in c.ai.tolist()] if cases.validated else empty,
+        bands,
         *reads,
-        flags[c.final + 1].tolist(),
-        _words(cases.outcome, vocabulary),
+        [flags[code] for code in c.final.tolist()],
+        cases.outcome.cells(),
     ]
 
 
-def _words(column: list[str], write: Callable[[str], str]) -> list[str]:
-    if write is str:
-        return column
-    written = {word: write(word) for word in set(column)}
-    return list(map(written.__getitem__, column))
+# "0.0000" to "1.0000": a score or probability's cell, by its value in ten-thousandths.
+_TEN_THOUSANDTHS = np.array([f"{i / 10_000:.4f}" for i in range(10_001)], dtype=object)
 
 
-def _nums(values: np.ndarray, digits: int = 4) -> list[str]:
-    return ["" if v != v else f"{v:.{digits}f}" for v in values.tolist()]
+def _nums(values: np.ndarray) -> list[str]:
+    """``f"{v:.4f}"`` of each value, empty for NaN. A value from 0 to 1 takes its text from
+    a table by its value in ten-thousandths rounded, which is the same unless it lies
+    within a millionth of a tie; those, and values out of range, are written one by one."""
+    values = np.asarray(values, float)
+    scaled = values * 10_000
+    nearest = np.rint(scaled)
+    table = (values >= 0) & (values <= 1) & (np.abs(np.abs(scaled - nearest) - 0.5) > 1e-6)
+    text = np.full(len(values), "", dtype=object)
+    text[table] = _TEN_THOUSANDTHS[nearest[table].astype(np.int64)]
+    for i in np.flatnonzero(~table & ~np.isnan(values)).tolist():
+        text[i] = f"{values[i]:.4f}"
+    return text.tolist()
 
 
 def _iso(epoch_us: np.ndarray) -> list[str]:
@@ -477,9 +533,6 @@ def audit_table(auditevents: QuerySet[AuditEvent]) -> Table:
         for e in auditevents.iterator(chunk_size=2000)
     ]
     return [*header, "detail"], body
-
-
-FORMULA_START = "=+-@\t\r"
 
 
 def _safe(cell: Any) -> Any:

@@ -11,7 +11,9 @@ ways read the same table through the same filter, and a test holds them equal.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -235,6 +237,55 @@ def case_text(
         return {row[0]: row[1:] for row in cursor.fetchall()}
 
 
+@dataclass
+class Coded:
+    """A column of few distinct words, as codes: row i holds ``words[codes[i]]``. A million
+    statuses travel and are written as small integers, each word once."""
+
+    codes: np.ndarray
+    words: list[str]
+
+    @classmethod
+    def of(cls, cells: list[str]) -> Coded:
+        distinct = list(dict.fromkeys(cells))  # few words: hashed, never sorted
+        index = {word: i for i, word in enumerate(distinct)}
+        return cls(np.fromiter(map(index.__getitem__, cells), np.int64, len(cells)), distinct)
+
+    def cells(self) -> list[str]:
+        return np.array(self.words, dtype=object)[self.codes].tolist()
+
+
+@dataclass
+class CaseText:
+    """Pseudonym, status and outcome of each case, in the order asked for."""
+
+    patient: list[str]
+    status: Coded
+    outcome: Coded
+
+
+def case_texts(
+    clauses: list[str], params: list[Any], case_ids: np.ndarray, fast: bool | None = None
+) -> CaseText:
+    """``case_text`` of the filter's cases, aligned with ``case_ids`` (every one of them
+    among the filter's). ``fast``: in one binary value and one text (``_packed_text``;
+    None: on PostgreSQL for more than 10,000 cases)."""
+    if fast is None:
+        fast = connection.vendor == "postgresql" and len(case_ids) > 10_000
+    if fast:
+        found = _packed_text(clauses, params, case_ids)
+        if found is not None:
+            return found
+    few = len(case_ids) <= 10_000  # a list of ids is then quicker than the whole filter
+    text = case_text(clauses, params, case_ids.tolist() if few else None)
+    rows = list(map(text.__getitem__, case_ids.tolist()))
+    return CaseText(
+        patient=[row[0] for row in rows],
+        status=Coded.of([row[1] for row in rows]),
+        outcome=Coded.of([row[2] for row in rows]),
+    )
+
+
 # --- Packed (PostgreSQL) --------------------------------------------------------------
 
 
@@ -313,6 +364,21 @@ def _both(
         return _fetch(*first), other.result()
 
 
+def positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where each of ``wanted`` is in ``ids`` (distinct ids; one not there gets some other
+    place, which the caller checks). Through a table indexed by id where the ids are dense
+    enough (a million random look-ups, not a million binary searches), else by sorting."""
+    if not len(ids):
+        return np.zeros(len(wanted), np.int64)
+    top = int(max(ids.max(), wanted.max(initial=0)))
+    if ids.min() >= 0 and wanted.min(initial=0) >= 0 and top < 4 * len(ids) + 1_000:
+        table = np.zeros(top + 1, np.int64)
+        table[ids] = np.arange(len(ids))
+        return table[wanted]
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids, wanted, sorter=order).clip(max=len(ids) - 1)]
+
+
 def align(case_ids: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` (given for ``ids``) at ``case_ids``; NaN where an id has none."""
     found = np.full(len(case_ids), np.nan)
@@ -389,6 +455,106 @@ def _packed(clauses: list[str], params: list[Any], version: ModelVersion | None)
         shown=(agrees >= 0) & np.stack([_unpack(seen, i) == version_id for i in range(3)]),
         agrees=agrees,
     )
+
+
+TEXT_LAYOUT = np.dtype(
+    [("case_id", ">i8"), ("status", ">i2"), ("outcome", ">i2"), ("chars", ">i4")]
+)
+
+
+@dataclass
+class PackedText:
+    """The filter's cases' pseudonyms, statuses and outcomes as they came, unaligned."""
+
+    ids: np.ndarray
+    status: np.ndarray  # place among CaseStatus's values, from 1
+    outcome: np.ndarray  # place among "" and Outcome's values, from 1
+    pseudonyms: np.ndarray
+
+    def aligned(self, case_ids: np.ndarray) -> CaseText:
+        at = positions(self.ids, case_ids)
+        if len(case_ids) and (not len(self.ids) or not np.array_equal(self.ids[at], case_ids)):
+            raise ValueError("a case asked for is not among the filter's")
+        return CaseText(
+            patient=self.pseudonyms[at].tolist(),
+            status=Coded(self.status[at] - 1, list(CaseStatus.values)),
+            outcome=Coded(self.outcome[at] - 1, ["", *Outcome.values]),
+        )
+
+
+def _packed_text(clauses: list[str], params: list[Any], case_ids: np.ndarray) -> CaseText | None:
+    found = _fetch_text(clauses, params)
+    return None if found is None else found.aligned(case_ids)
+
+
+def _fetch_text(clauses: list[str], params: list[Any]) -> PackedText | None:
+    """Every case's id, status and outcome (as their place among the choices) and its
+    pseudonym's length as one binary value, the pseudonyms as one text beside it: two
+    aggregates of one scan, so they take the rows in the same order, and the text is cut
+    by the lengths. None where a status or outcome is not among the choices (then rows)."""
+    statuses, outcomes = list(CaseStatus.values), ["", *Outcome.values]
+    c, p = "screening_case", "screening_patient"
+    record = (
+        f"int8send({c}.id) || int2send(coalesce(array_position(%s::text[], {c}.status::text), 0)::int2)"
+        f" || int2send(coalesce(array_position(%s::text[], {c}.outcome::text), 0)::int2)"
+        f" || int4send(char_length({p}.pseudonym))"
+    )
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    sql = (
+        f"SELECT string_agg({record}, ''::bytea), string_agg({p}.pseudonym, '')"  # noqa: S608
+        f" FROM {c} JOIN {p} ON {p}.id = {c}.patient_id{where}"
+    )
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [statuses, outcomes, *params])
+        row = cursor.fetchone()
+    packed, joined = (bytes(row[0] or b""), row[1] or "") if row else (b"", "")
+    raw = np.frombuffer(packed, TEXT_LAYOUT)
+    if (raw["status"] == 0).any() or (raw["outcome"] == 0).any():
+        return None
+    ends = np.cumsum(raw["chars"].astype(np.int64))
+    if len(raw) and ends[-1] != len(joined):
+        raise ValueError("pseudonyms and their lengths disagree")
+    starts = (ends - raw["chars"]).tolist()
+    cut = [joined[a:b] for a, b in zip(starts, ends.tolist(), strict=True)]
+    return PackedText(
+        ids=raw["case_id"].astype(np.int64),
+        status=raw["status"].astype(np.int64),
+        outcome=raw["outcome"].astype(np.int64),
+        pseudonyms=np.array(cut, dtype=object),
+    )
+
+
+def _fetch_text_apart(clauses: list[str], params: list[Any]) -> PackedText | None:
+    try:
+        return _fetch_text(clauses, params)
+    finally:
+        connection.close()
+
+
+@contextmanager
+def texts_ahead(
+    clauses: list[str], params: list[Any]
+) -> Iterator[Callable[[np.ndarray], CaseText]]:
+    """``case_texts`` of every case of the filter, fetched on a connection of its own while
+    the caller reads the columns (PostgreSQL outside a transaction, where a second
+    connection sees the same committed rows: the query's second core); the function
+    given waits for it and aligns it with the cases asked for."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield lambda case_ids: case_texts(clauses, params, case_ids)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fetched = pool.submit(_fetch_text_apart, clauses, params)
+
+        def texts(case_ids: np.ndarray) -> CaseText:
+            found = fetched.result()
+            if found is None:
+                return case_texts(clauses, params, case_ids, fast=False)
+            return found.aligned(case_ids)
+
+        yield texts
 
 
 def version_scores(

@@ -808,8 +808,8 @@ class CaseList:
     data: report_data.CaseData
     columns: Columns
     patient: list[str]
-    status: list[str]
-    outcome: list[str]
+    status: report_data.Coded
+    outcome: report_data.Coded
     exam: np.ndarray | None
     calibrated: np.ndarray | None
     band: np.ndarray
@@ -818,6 +818,16 @@ class CaseList:
 def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
     """Every case of the filter; ``discordant_in``: only the discordant ones, in that
     direction ("" for both)."""
+    if discordant_in is None:  # every case: their text fetched beside the columns
+        with report_data.texts_ahead(*flt.where()) as texts:
+            data, columns = _listed(flt, None)
+            return _case_list(flt, data, columns, texts(data.case_id))
+    data, columns = _listed(flt, discordant_in)
+    return _case_list(flt, data, columns, report_data.case_texts(*flt.where(), data.case_id))
+
+
+def _listed(flt: ReportFilter, discordant_in: str | None) -> tuple[report_data.CaseData, Columns]:
+    """The cases to list, oldest first, and their columns."""
     chosen = select(flt)
     data, c = chosen.data.take(chosen.in_band), chosen.columns
     keep = np.ones(len(data), bool)
@@ -826,14 +836,12 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
     keep = np.flatnonzero(keep)
     keep = keep[np.lexsort((data.case_id[keep], data.received_us[keep]))]
     data = data.take(keep)
-    columns = Columns.of(data, flt.model_version)
-    few = len(data) <= 10_000  # a list of ids is then quicker than the whole filter
-    text = report_data.case_text(*flt.where(), data.case_id.tolist() if few else None)
-    patient, status, outcome = (
-        map(list, zip(*map(text.__getitem__, data.case_id.tolist()), strict=True))
-        if len(data)
-        else ([], [], [])
-    )
+    return data, Columns.of(data, flt.model_version)
+
+
+def _case_list(
+    flt: ReportFilter, data: report_data.CaseData, columns: Columns, text: report_data.CaseText
+) -> CaseList:
     version = flt.model_version
     scored = ~np.isnan(data.score)
     exam = calibrated = None
@@ -847,9 +855,9 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
         validated=version is None or version.validated_for_triage,
         data=data,
         columns=columns,
-        patient=patient,
-        status=status,
-        outcome=outcome,
+        patient=text.patient,
+        status=text.status,
+        outcome=text.outcome,
         exam=None if exam is None else np.where(scored, exam, 0),
         calibrated=calibrated,
         band=band,

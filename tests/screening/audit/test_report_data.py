@@ -112,6 +112,50 @@ def test_the_packed_transfer_matches_plain_rows(readers):
         _assert_same(packed, rows)
 
 
+def test_the_packed_pseudonyms_statuses_and_outcomes_match_plain_rows(readers):
+    """Cut from one text by lengths counted in characters (pseudonyms beyond ASCII, with
+    line breaks and commas), aligned with the ids asked for in their order; a status
+    outside the choices sends the whole column the plain way."""
+    requires_postgres()
+    from screening.models import Patient
+
+    version = _mixed_screens(readers)
+    odd = ["Zoë ✓", "line\nbreak", 'a,"b"', "\u202eevil", "", "日本語テキスト"]
+    for patient, pseudonym in zip(Patient.objects.order_by("pk"), odd, strict=False):
+        patient.pseudonym = pseudonym
+        patient.save()
+    clauses, params = report_data.where()
+    ids = np.array(sorted(Case.objects.values_list("pk", flat=True), reverse=True))
+    for asked in (ids, ids[::2]):
+        packed = report_data.case_texts(clauses, params, asked, fast=True)
+        rows = report_data.case_texts(clauses, params, asked, fast=False)
+        assert packed.patient == rows.patient and set(odd) & set(packed.patient)
+        assert packed.status.cells() == rows.status.cells()
+        assert packed.outcome.cells() == rows.outcome.cells()
+    assert report_data._packed_text(clauses, params, ids) is not None
+    with pytest.raises(ValueError, match="not among"):
+        report_data._packed_text(clauses, params, np.append(ids, ids.max() + 1))
+    Case.objects.filter(pk=ids[0]).update(status="legacy")
+    assert report_data._packed_text(clauses, params, ids) is None
+    found = report_data.case_texts(clauses, params, ids, fast=True)
+    assert found.status.cells()[0] == "legacy"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_case_list_fetches_its_text_beside_the_columns_on_a_second_connection():
+    """Outside a transaction the pseudonyms, statuses and outcomes come on a connection of
+    their own while the columns are read; they are the plain rows' all the same."""
+    requires_postgres()
+    readers = [UserFactory(username=f"beside{i}", role="radiologist") for i in range(3)]
+    version = _mixed_screens(readers)
+    listed = reporting.case_list(reporting.ReportFilter(version))
+    plain = report_data.case_texts(*report_data.where(), listed.data.case_id, fast=False)
+    assert len(listed.patient) == Case.objects.count() > 0
+    assert listed.patient == plain.patient
+    assert listed.status.cells() == plain.status.cells()
+    assert listed.outcome.cells() == plain.outcome.cells()
+
+
 def test_every_case_is_in_the_columns_once(readers):
     version = _mixed_screens(readers)
     data = report_data.case_data(*report_data.where(), version)
