@@ -255,7 +255,7 @@ def _nums(values: np.ndarray) -> list[str]:
     values = np.asarray(values, float)
     scaled = values * 10_000
     nearest = np.rint(scaled)
-    table = (values >= 0) & (values <= 1) & (np.abs(np.abs(scaled - nearest) - 0.5) > 1e-6)
+    table = ~np.signbit(values) & (values <= 1) & (np.abs(np.abs(scaled - nearest) - 0.5) > 1e-6)
     text = np.full(len(values), "", dtype=object)
     text[table] = _TEN_THOUSANDTHS[nearest[table].astype(np.int64)]
     for i in np.flatnonzero(~table & ~np.isnan(values)).tolist():

@@ -829,13 +829,12 @@ def case_list(flt: ReportFilter, discordant_in: str | None = None) -> CaseList:
 def _listed(flt: ReportFilter, discordant_in: str | None) -> tuple[report_data.CaseData, Columns]:
     """The cases to list, oldest first, and their columns."""
     chosen = select(flt)
-    data, c = chosen.data.take(chosen.in_band), chosen.columns
-    keep = np.ones(len(data), bool)
+    data, c = chosen.data, chosen.columns
+    keep = np.flatnonzero(chosen.in_band)  # the band's cases: where c's rows are
     if discordant_in is not None:
-        keep = discordant_mask(c.ai, c.human, discordant_in)
-    keep = np.flatnonzero(keep)
+        keep = keep[discordant_mask(c.ai, c.human, discordant_in)]
     keep = keep[np.lexsort((data.case_id[keep], data.received_us[keep]))]
-    data = data.take(keep)
+    data = data.take(keep)  # one copy of every column, in the order listed
     return data, Columns.of(data, flt.model_version)
 
 

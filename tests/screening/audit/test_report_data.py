@@ -7,6 +7,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from django.utils import timezone
 
 from screening.audit import report_data, reporting, stats
@@ -275,3 +277,15 @@ def test_the_streamed_case_csv_is_the_csv_writers_text(readers):
                 every = streamed
         assert (RAW_SCORE_LABEL in every) is not version.validated_for_triage
     assert "'+SUM(A1)" in every and '"a,""b"""' in every and "[U+202E]evil" in every
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=50))
+def test_four_places_from_the_table_are_pythons_formatting(values):
+    """The table of ten-thousandths writes each value as ``f"{v:.4f}"`` does, ties, values
+    out of 0-1 and NaN (empty) included."""
+    from screening.audit.exports import _nums
+
+    edges = [0.00005, 0.12345, 0.99995, 1.0, 0.0, -0.0, 0.5, 1e-12, 0.33335, 1.00004, -0.2]
+    array = np.array(values + edges, float)
+    expected = ["" if v != v else f"{v:.4f}" for v in array.tolist()]
+    assert _nums(array) == expected
