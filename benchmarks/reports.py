@@ -30,15 +30,16 @@ from screening.models import AIResult, Case, ModelVersion, Patient, Read  # noqa
 CANCER_RATE = 0.008  # about 8 per 1000 screens
 OUTCOME_KNOWN = 0.7  # the rest still awaiting follow-up
 ORM_SEEDED = 100_000  # on PostgreSQL, larger runs copy these in SQL
-TARGET_MS = 1000  # issue 16, at a million screens
-TARGETED = {
-    "dashboard, recomputed",
-    "dashboard, one reader, what-if",
-    "dashboard, last 7 days",
-    "discordant cases page 1",
-    "export performance CSV",
-    "export case-level CSV",
-    "local validation, recomputed",
+# The p95 each request must stay under at a million screens, without a cache in front
+# (issue 16; the case-level CSV's 2 s is issue 28's).
+TARGETS_MS = {
+    "dashboard, recomputed": 1000,
+    "dashboard, one reader, what-if": 1000,
+    "dashboard, last 7 days": 1000,
+    "discordant cases page 1": 1000,
+    "export performance CSV": 1000,
+    "export case-level CSV": 2000,
+    "local validation, recomputed": 1000,
 }
 
 
@@ -253,10 +254,12 @@ def main() -> None:
             f"(seeded in {seeded:.0f} s), {args.runs} requests each, server time via Django's client",
             rows,
         )
-        print(f"\nTarget: under {TARGET_MS} ms at 1,000,000 screens, without a cache in front")
+        print("\nTargets at 1,000,000 screens, without a cache in front:")
         for name, _, p95 in rows:
-            if name in TARGETED:
-                print(f"  {name}: p95 {p95:.0f} ms, {'met' if p95 < TARGET_MS else 'missed'}")
+            if name in TARGETS_MS:
+                target = TARGETS_MS[name]
+                verdict = "met" if p95 < target else "missed"
+                print(f"  {name}: p95 {p95:.0f} ms, under {target} ms: {verdict}")
 
 
 def _time_report(runs: int) -> tuple[float, float]:
