@@ -7,9 +7,9 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
-from django.utils import timezone
 
 from screening.audit import report_data, reporting, stats
 from screening.choices import Outcome
@@ -121,7 +121,7 @@ def test_the_packed_pseudonyms_statuses_and_outcomes_match_plain_rows(readers):
     requires_postgres()
     from screening.models import Patient
 
-    version = _mixed_screens(readers)
+    _mixed_screens(readers)
     odd = ["Zoë ✓", "line\nbreak", 'a,"b"', "\u202eevil", "", "日本語テキスト"]
     for patient, pseudonym in zip(Patient.objects.order_by("pk"), odd, strict=False):
         patient.pseudonym = pseudonym
