@@ -253,9 +253,11 @@ def _nums(values: np.ndarray) -> list[str]:
     a table by its value in ten-thousandths rounded, which is the same unless it lies
     within a millionth of a tie; those, and values out of range, are written one by one."""
     values = np.asarray(values, float)
-    scaled = values * 10_000
-    nearest = np.rint(scaled)
-    table = ~np.signbit(values) & (values <= 1) & (np.abs(np.abs(scaled - nearest) - 0.5) > 1e-6)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN go one by one below
+        scaled = values * 10_000
+        nearest = np.rint(scaled)
+        off_tie = np.abs(np.abs(scaled - nearest) - 0.5) > 1e-6
+    table = ~np.signbit(values) & (values <= 1) & off_tie
     text = np.full(len(values), "", dtype=object)
     text[table] = _TEN_THOUSANDTHS[nearest[table].astype(np.int64)]
     for i in np.flatnonzero(~table & ~np.isnan(values)).tolist():
