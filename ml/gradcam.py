@@ -252,7 +252,7 @@ def render_overlay(
         gray = gray[..., 0]
     heat = _resize_heatmap(heatmap, gray.shape)
     base = np.repeat(gray[..., None].astype(np.float32) / 255.0, 3, axis=-1)
-    weight = (alpha * heat)[..., None]
+    weight = (alpha * np.nan_to_num(heat, nan=0.0))[..., None]  # no value: the film alone
     out = (1 - weight) * base + weight * _colourise(heat, cmap)
     buf = io.BytesIO()
     Image.fromarray((out * 255).round().astype(np.uint8)).save(buf, format="PNG")
@@ -276,7 +276,10 @@ def render_heatmap_png(
         rgba[..., :3] = _colour_bytes(heat, cmap)
     else:  # matplotlib's "bad" colour for NaN
         rgba[..., :3] = (_colourise(heat, cmap) * 255).round().astype(np.uint8)
-    rgba[..., 3] = (heat * max_alpha * 255).round().astype(np.uint8)
+    # NaN (no value) is see-through, stated rather than left to a float-to-byte cast
+    # whose result numpy does not define.
+    opacity = np.nan_to_num(heat, nan=0.0)
+    rgba[..., 3] = (opacity * max_alpha * 255).round().astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgba).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
